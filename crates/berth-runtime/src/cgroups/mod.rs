@@ -1,0 +1,500 @@
+//! Control groups, v1, hybrid and v2 (the kernel's cgroup-v1/ and cgroup-v2.rst).
+//!
+//! The host's layout is read from `/proc/self/mountinfo`: a cgroup2 mount at the cgroup root
+//! means pure v2; v1 hierarchies (with or without a cgroup2 `unified` beside them) mean v1,
+//! and the container is also placed in the unified hierarchy where there is one, as runc does
+//! on hybrid hosts. Everything here takes the mount table and file paths as data, so the
+//! parsing is unit-tested on a tempdir; behaviour is tested on the real kernel.
+
+mod devices;
+mod v1;
+mod v2;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use berth_oci::oci_spec::runtime::LinuxResources;
+use berth_oci::ErrorKind;
+use serde::{Deserialize, Serialize};
+
+/// Cgroup failures.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// A cgroup file or directory operation failed.
+    #[error("{op} {path}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host has no usable cgroup hierarchy.
+    #[error("no cgroup hierarchy is mounted")]
+    NoCgroups,
+    /// A requested limit needs a controller or file the host does not have.
+    #[error("{what} is not supported on this host ({path} is missing)")]
+    Unsupported {
+        /// The setting.
+        what: String,
+        /// The missing file.
+        path: PathBuf,
+    },
+    /// A resource value or cgroup path is invalid.
+    #[error("invalid cgroup setting {what}: {reason}")]
+    Invalid {
+        /// The setting.
+        what: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The device filter program could not be loaded.
+    #[error("loading the cgroup v2 device filter")]
+    DeviceFilter(#[source] std::io::Error),
+}
+
+impl CgroupError {
+    /// The error's category.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CgroupError::Invalid { .. } => ErrorKind::InvalidArgument,
+            CgroupError::Unsupported { .. } | CgroupError::NoCgroups => ErrorKind::FailedPrecondition,
+            CgroupError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                ErrorKind::PermissionDenied
+            }
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError {
+    let path = path.to_path_buf();
+    move |source| CgroupError::Io { op, path, source }
+}
+
+/// Where a container's cgroups are; recorded in the container state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "version", rename_all = "lowercase")]
+pub enum CgroupConfig {
+    /// One directory per mounted v1 hierarchy, keyed by controller (and `unified` on hybrid
+    /// hosts). Co-mounted controllers share a directory.
+    V1 {
+        /// controller -> absolute cgroup directory.
+        paths: BTreeMap<String, PathBuf>,
+    },
+    /// The one unified directory.
+    V2 {
+        /// Absolute cgroup directory.
+        path: PathBuf,
+    },
+}
+
+/// The host's cgroup mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// v1 hierarchies: controller -> mount point; `unified` for a hybrid host's cgroup2.
+    V1(BTreeMap<String, PathBuf>),
+    /// Pure v2 at this mount point.
+    V2(PathBuf),
+}
+
+/// Reads the cgroup layout from a mountinfo text.
+pub fn layout_from_mountinfo(mountinfo: &str) -> Result<Layout, CgroupError> {
+    let mut v1 = BTreeMap::new();
+    let mut v2: Option<PathBuf> = None;
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut post = post.split(' ');
+        let fstype = post.next().unwrap_or("");
+        let _source = post.next();
+        let superopts = post.next().unwrap_or("");
+        let Some(mountpoint) = pre.split(' ').nth(4) else {
+            continue;
+        };
+        let mountpoint = PathBuf::from(unescape(mountpoint));
+        match fstype {
+            "cgroup2" => {
+                if v2.is_none() {
+                    v2 = Some(mountpoint);
+                }
+            }
+            "cgroup" => {
+                for opt in superopts.split(',') {
+                    let ctrl = match opt {
+                        "rw" | "ro" | "relatime" | "noexec" | "nosuid" | "nodev" | "clone_children" | "xattr"
+                        | "noprefix" => continue,
+                        o if o.starts_with("release_agent=") => continue,
+                        o => o,
+                    };
+                    v1.entry(ctrl.to_string()).or_insert_with(|| mountpoint.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    match (v1.is_empty(), v2) {
+        (true, Some(p)) => Ok(Layout::V2(p)),
+        (false, unified) => {
+            if let Some(p) = unified {
+                v1.insert("unified".to_string(), p);
+            }
+            Ok(Layout::V1(v1))
+        }
+        (true, None) => Err(CgroupError::NoCgroups),
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(char::from(v));
+                i += 4;
+                continue;
+            }
+        }
+        out.push(char::from(b[i]));
+        i += 1;
+    }
+    out
+}
+
+/// The host's layout, read from `/proc/self/mountinfo`.
+pub fn host_layout() -> Result<Layout, CgroupError> {
+    let p = Path::new("/proc/self/mountinfo");
+    let text = std::fs::read_to_string(p).map_err(io_err("reading", p))?;
+    layout_from_mountinfo(&text)
+}
+
+/// This process's cgroup per hierarchy from a `/proc/self/cgroup` text: controller (or
+/// `unified` for the `0::` line) -> path.
+pub fn own_cgroups(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if ctrls.is_empty() {
+            out.insert("unified".to_string(), path.to_string());
+        } else {
+            for c in ctrls.split(',') {
+                out.insert(c.to_string(), path.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Turns the spec's `cgroupsPath` into a path below a hierarchy root. With `systemd`, the
+/// `slice:prefix:name` form is mapped to the path systemd would give the unit
+/// (`/a.slice/a-b.slice/prefix-name.scope`), which is where containerd and podman expect it.
+pub fn normalize(cgroups_path: Option<&Path>, id: &str, systemd: bool) -> Result<PathBuf, CgroupError> {
+    let raw = match cgroups_path {
+        Some(p) if !p.as_os_str().is_empty() => p.to_string_lossy().into_owned(),
+        _ if systemd => format!("system.slice:berth:{id}"),
+        _ => format!("/berth/{id}"),
+    };
+    let invalid = |reason: &str| CgroupError::Invalid {
+        what: format!("cgroupsPath {raw:?}"),
+        reason: reason.to_string(),
+    };
+    let path = if systemd && !raw.starts_with('/') {
+        let parts: Vec<&str> = raw.split(':').collect();
+        let [slice, prefix, name] = parts[..] else {
+            return Err(invalid("systemd cgroup paths have the form slice:prefix:name"));
+        };
+        let slice = if slice.is_empty() { "system.slice" } else { slice };
+        if !slice.ends_with(".slice") || slice.contains('/') {
+            return Err(invalid("the slice must end in .slice"));
+        }
+        // a-b-c.slice lives at /a.slice/a-b.slice/a-b-c.slice
+        let stem = slice.trim_end_matches(".slice");
+        let mut p = PathBuf::from("/");
+        let mut acc = String::new();
+        for part in stem.split('-') {
+            if part.is_empty() {
+                return Err(invalid("bad slice name"));
+            }
+            if !acc.is_empty() {
+                acc.push('-');
+            }
+            acc.push_str(part);
+            p.push(format!("{acc}.slice"));
+        }
+        let unit = if name.ends_with(".slice") {
+            name.to_string()
+        } else if prefix.is_empty() {
+            format!("{name}.scope")
+        } else {
+            format!("{prefix}-{name}.scope")
+        };
+        p.push(unit);
+        p
+    } else {
+        PathBuf::from(&raw)
+    };
+    if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(invalid("must not contain '..'"));
+    }
+    Ok(path)
+}
+
+impl CgroupConfig {
+    /// Works out the directories for `path` (from [`normalize`]) on `layout`. A relative path
+    /// is below the runtime's own cgroup, as runc does.
+    pub fn resolve(layout: &Layout, path: &Path, own: &BTreeMap<String, String>) -> CgroupConfig {
+        let join = |mount: &Path, key: &str| -> PathBuf {
+            let rel = path.strip_prefix("/").unwrap_or(path);
+            if path.is_absolute() {
+                mount.join(rel)
+            } else {
+                let base = own.get(key).map(String::as_str).unwrap_or("/");
+                mount.join(base.trim_start_matches('/')).join(rel)
+            }
+        };
+        match layout {
+            Layout::V2(mount) => CgroupConfig::V2 {
+                path: join(mount, "unified"),
+            },
+            Layout::V1(mounts) => CgroupConfig::V1 {
+                paths: mounts
+                    .iter()
+                    .map(|(ctrl, mount)| (ctrl.clone(), join(mount, ctrl)))
+                    .collect(),
+            },
+        }
+    }
+
+    /// Creates the directories (and, on v2, enables controllers down to them).
+    pub fn create(&self) -> Result<(), CgroupError> {
+        match self {
+            CgroupConfig::V1 { paths } => v1::create(paths),
+            CgroupConfig::V2 { path } => v2::create(path),
+        }
+    }
+
+    /// Moves `pid` into the container's cgroups.
+    pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
+        for dir in self.dirs() {
+            let f = dir.join("cgroup.procs");
+            std::fs::write(&f, pid.to_string()).map_err(io_err("adding pid to", &f))?;
+        }
+        Ok(())
+    }
+
+    /// Applies resource limits.
+    pub fn set(&self, res: &LinuxResources) -> Result<(), CgroupError> {
+        match self {
+            CgroupConfig::V1 { paths } => v1::set(paths, res),
+            CgroupConfig::V2 { path } => v2::set(path, res),
+        }
+    }
+
+    /// Freezes or thaws every process of the container, waiting until done.
+    pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        match self {
+            CgroupConfig::V1 { paths } => v1::freeze(paths, frozen),
+            CgroupConfig::V2 { path } => v2::freeze(path, frozen),
+        }
+    }
+
+    /// Whether the freezer holds the container.
+    pub fn is_frozen(&self) -> bool {
+        match self {
+            CgroupConfig::V1 { paths } => v1::is_frozen(paths),
+            CgroupConfig::V2 { path } => v2::is_frozen(path),
+        }
+    }
+
+    /// The pids in the container's cgroup.
+    pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        let dir = match self {
+            CgroupConfig::V1 { paths } => paths
+                .get("pids")
+                .or_else(|| paths.get("memory"))
+                .or_else(|| paths.values().next())
+                .ok_or(CgroupError::NoCgroups)?,
+            CgroupConfig::V2 { path } => path,
+        };
+        let f = dir.join("cgroup.procs");
+        let text = std::fs::read_to_string(&f).map_err(io_err("reading", &f))?;
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// Usage figures in runc's `events --stats` shape.
+    pub fn stats(&self) -> serde_json::Value {
+        match self {
+            CgroupConfig::V1 { paths } => v1::stats(paths),
+            CgroupConfig::V2 { path } => v2::stats(path),
+        }
+    }
+
+    /// Whether the memory controller recorded an OOM kill.
+    pub fn oom_kills(&self) -> u64 {
+        match self {
+            CgroupConfig::V1 { paths } => paths
+                .get("memory")
+                .and_then(|d| read_kv(&d.join("memory.oom_control")).get("oom_kill").copied())
+                .unwrap_or(0),
+            CgroupConfig::V2 { path } => read_kv(&path.join("memory.events"))
+                .get("oom_kill")
+                .copied()
+                .unwrap_or(0),
+        }
+    }
+
+    /// Removes the directories; retries briefly while exiting tasks leave.
+    pub fn destroy(&self) -> Result<(), CgroupError> {
+        for dir in self.dirs() {
+            let mut tries = 0;
+            loop {
+                match std::fs::remove_dir(&dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 100 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    Err(e) => return Err(io_err("removing", &dir)(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The distinct directories, deepest-first order does not matter (one level each).
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        match self {
+            CgroupConfig::V1 { paths } => {
+                let mut v: Vec<PathBuf> = paths.values().cloned().collect();
+                v.sort();
+                v.dedup();
+                v
+            }
+            CgroupConfig::V2 { path } => vec![path.clone()],
+        }
+    }
+
+    /// The cgroup v2 directory, or the v1 directory of `controller`.
+    pub fn dir_of(&self, controller: &str) -> Option<&Path> {
+        match self {
+            CgroupConfig::V1 { paths } => paths.get(controller).map(PathBuf::as_path),
+            CgroupConfig::V2 { path } => Some(path),
+        }
+    }
+}
+
+/// Writes `value` to `dir/file`, naming the setting in the error.
+pub(crate) fn write(dir: &Path, file: &str, value: impl AsRef<str>) -> Result<(), CgroupError> {
+    let p = dir.join(file);
+    std::fs::write(&p, value.as_ref()).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            CgroupError::Unsupported {
+                what: file.to_string(),
+                path: p,
+            }
+        } else {
+            CgroupError::Io {
+                op: "writing",
+                path: p,
+                source,
+            }
+        }
+    })
+}
+
+/// Reads a single number from a cgroup file (`max` reads as u64::MAX).
+pub(crate) fn read_u64(p: &Path) -> Option<u64> {
+    let s = std::fs::read_to_string(p).ok()?;
+    let s = s.trim();
+    if s == "max" {
+        return Some(u64::MAX);
+    }
+    s.parse().ok()
+}
+
+/// Reads a flat-keyed cgroup file (`key value` per line).
+pub(crate) fn read_kv(p: &Path) -> BTreeMap<String, u64> {
+    let Ok(s) = std::fs::read_to_string(p) else {
+        return BTreeMap::new();
+    };
+    s.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+30 23 0:26 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+31 30 0:27 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+32 30 0:28 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+33 30 0:29 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+34 30 0:30 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+35 30 0:31 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw";
+
+    #[test]
+    fn hybrid_layout_is_v1_with_unified() {
+        let Layout::V1(m) = layout_from_mountinfo(HYBRID).unwrap() else {
+            panic!("not v1")
+        };
+        assert_eq!(m["cpu"], PathBuf::from("/sys/fs/cgroup/cpu"));
+        assert_eq!(m["name=systemd"], PathBuf::from("/sys/fs/cgroup/systemd"));
+        assert_eq!(m["unified"], PathBuf::from("/sys/fs/cgroup/unified"));
+    }
+
+    #[test]
+    fn pure_v2_layout() {
+        let mi = "28 22 0:25 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate";
+        assert_eq!(
+            layout_from_mountinfo(mi).unwrap(),
+            Layout::V2(PathBuf::from("/sys/fs/cgroup"))
+        );
+        assert!(layout_from_mountinfo("1 2 3:4 / / rw - ext4 /dev/vda rw").is_err());
+    }
+
+    #[test]
+    fn relative_paths_nest_under_own_cgroup() {
+        let layout = Layout::V2(PathBuf::from("/sys/fs/cgroup"));
+        let own = own_cgroups("0::/user.slice/session-1.scope\n");
+        let c = CgroupConfig::resolve(&layout, Path::new("ctr"), &own);
+        assert_eq!(
+            c,
+            CgroupConfig::V2 {
+                path: "/sys/fs/cgroup/user.slice/session-1.scope/ctr".into()
+            }
+        );
+        let c = CgroupConfig::resolve(&layout, Path::new("/docker/abc"), &own);
+        assert_eq!(c.dirs(), vec![PathBuf::from("/sys/fs/cgroup/docker/abc")]);
+    }
+
+    #[test]
+    fn systemd_paths_map_to_units() {
+        let p = normalize(Some(Path::new("machine-x.slice:libpod:abc")), "abc", true).unwrap();
+        assert_eq!(p, PathBuf::from("/machine.slice/machine-x.slice/libpod-abc.scope"));
+        let p = normalize(Some(Path::new("system.slice:docker:abc")), "abc", true).unwrap();
+        assert_eq!(p, PathBuf::from("/system.slice/docker-abc.scope"));
+        assert!(normalize(Some(Path::new("bad")), "abc", true).is_err());
+        assert!(normalize(Some(Path::new("/a/../../etc")), "abc", false).is_err());
+        assert_eq!(normalize(None, "x", false).unwrap(), PathBuf::from("/berth/x"));
+    }
+
+    #[test]
+    fn mountinfo_octal_escapes() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
+    }
+}

@@ -1,0 +1,303 @@
+//! The child side of `create` and `exec`: the code that runs in the forked processes, from
+//! entering namespaces to the final execve. Errors are sent to the runtime over the sync
+//! channel as text (the process boundary is the reason these are strings) and the process
+//! exits.
+//!
+//! Stage 1 joins and creates namespaces and forks stage 2, which is the container process
+//! (pid 1 of a new pid namespace) and so must be a child of a process already inside the
+//! namespaces. Stage 1 reports stage 2's pid and exits.
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+use berth_oci::oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+
+use crate::cgroups::CgroupConfig;
+use crate::namespaces::{self, Plan};
+use crate::rootfs::{self, RootfsCtx};
+use crate::sync::{Chan, Msg};
+use crate::{hooks, process, safepath, sys};
+
+/// What the container process needs beyond the spec.
+#[derive(Debug)]
+pub struct InitArgs<'a> {
+    /// The bundle's config.
+    pub spec: &'a Spec,
+    /// Host path of the rootfs.
+    pub rootfs: &'a Path,
+    /// The container's cgroups.
+    pub cgroup: &'a CgroupConfig,
+    /// `O_PATH` descriptor of the start fifo.
+    pub fifo: &'a OwnedFd,
+    /// `--no-pivot`.
+    pub no_pivot: bool,
+    /// `--preserve-fds`.
+    pub preserve_fds: u32,
+    /// Compiled seccomp filter and flags.
+    pub seccomp: Option<(&'a [libc::sock_filter], u32)>,
+}
+
+/// What an exec'd process needs.
+#[derive(Debug)]
+pub struct ExecArgs<'a> {
+    /// The process to run.
+    pub process: &'a Process,
+    /// Compiled seccomp filter and flags.
+    pub seccomp: Option<(&'a [libc::sock_filter], u32)>,
+    /// `--preserve-fds`.
+    pub preserve_fds: u32,
+}
+
+/// The two kinds of stage 2.
+#[derive(Debug)]
+pub enum Stage2<'a> {
+    /// A new container's init.
+    Init(InitArgs<'a>),
+    /// A process exec'd into a running container.
+    Exec(ExecArgs<'a>),
+}
+
+/// Runs stage 1 in the forked child; never returns.
+pub fn stage1(chan: &Chan, plan: Plan, time_offsets: Option<String>, next: Stage2<'_>) -> ! {
+    let r = (|| -> Result<(), String> {
+        // Nothing in the container may open our /proc entries while we run there.
+        sys::set_dumpable(false).map_err(|e| format!("setting non-dumpable: {e}"))?;
+        // The runtime may have blocked signals it forwards; the container starts with none.
+        nix::sys::signal::SigSet::empty()
+            .thread_set_mask()
+            .map_err(|e| format!("resetting the signal mask: {e}"))?;
+        chan.expect(&Msg::Go)
+            .map_err(|e| format!("waiting for the runtime: {e}"))?;
+        namespaces::join(&plan).map_err(chain)?;
+        if plan.new_user {
+            nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| format!("creating user namespace: {e}"))?;
+            chan.send(&Msg::MapIds).map_err(|e| e.to_string())?;
+            chan.expect(&Msg::Go)
+                .map_err(|e| format!("waiting for id mappings: {e}"))?;
+            let root_u = nix::unistd::Uid::from_raw(0);
+            let root_g = nix::unistd::Gid::from_raw(0);
+            nix::unistd::setresgid(root_g, root_g, root_g)
+                .map_err(|e| format!("becoming gid 0 in the user namespace: {e}"))?;
+            nix::unistd::setresuid(root_u, root_u, root_u)
+                .map_err(|e| format!("becoming uid 0 in the user namespace: {e}"))?;
+        }
+        namespaces::unshare_rest(&plan).map_err(chain)?;
+        if let Some(offsets) = &time_offsets {
+            std::fs::write("/proc/self/timens_offsets", offsets)
+                .map_err(|e| format!("writing time namespace offsets: {e}"))?;
+        }
+        match sys::fork().map_err(|e| format!("forking container process: {e}"))? {
+            None => stage2(&chan, next, plan.new.contains(CloneFlags::CLONE_NEWNS)),
+            Some(pid) => {
+                chan.send(&Msg::Pid(pid.as_raw())).map_err(|e| e.to_string())?;
+                Ok(())
+            }
+        }
+    })();
+    finish(chan, r)
+}
+
+fn finish(chan: &Chan, r: Result<(), String>) -> ! {
+    match r {
+        Ok(()) => sys::child_exit(0),
+        Err(e) => {
+            let _ = chan.send(&Msg::Error(e));
+            sys::child_exit(1)
+        }
+    }
+}
+
+fn chain(e: impl std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+fn stage2(chan: &Chan, args: Stage2<'_>, new_mntns: bool) -> ! {
+    let r = match args {
+        Stage2::Init(a) => init(chan, &a, new_mntns),
+        Stage2::Exec(a) => exec(chan, &a),
+    };
+    finish(chan, r.map(|never| match never {}))
+}
+
+/// Sets up a pty whose slave becomes stdio and controlling terminal; sends the master.
+fn console(chan: &Chan, p: &Process, mount_console: bool) -> Result<(), String> {
+    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| format!("opening /dev/ptmx: {e}"))?;
+    grantpt(&master).map_err(|e| format!("grantpt: {e}"))?;
+    unlockpt(&master).map_err(|e| format!("unlockpt: {e}"))?;
+    let name = ptsname_r(&master).map_err(|e| format!("ptsname: {e}"))?;
+    let slave = nix::fcntl::open(
+        Path::new(&name),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("opening {name}: {e}"))?;
+    if let Some(sz) = p.console_size() {
+        let ws = libc::winsize {
+            ws_row: u16::try_from(sz.height()).unwrap_or(u16::MAX),
+            ws_col: u16::try_from(sz.width()).unwrap_or(u16::MAX),
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize from the pointer, which is valid.
+        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+    if mount_console {
+        // /dev/console in the container is the pty, as with runc.
+        let root = safepath::open_root(Path::new("/")).map_err(|e| e.to_string())?;
+        if let Ok(t) = safepath::create_all(root.as_fd(), Path::new("/dev/console"), safepath::Leaf::File) {
+            let _ = nix::mount::mount(
+                Some(Path::new(&name)),
+                &safepath::proc_fd_path(t.as_fd()),
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            );
+        }
+    }
+    for target in 0..3 {
+        // SAFETY: dup2 onto stdio descriptors; slave is a valid open descriptor.
+        if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
+            return Err(format!("dup2 pty to fd {target}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    // SAFETY: TIOCSCTTY takes an integer argument; we are a session leader (setsid).
+    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(format!(
+            "setting controlling terminal: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    chan.send_with_fd(&Msg::Console, Some(master.as_raw_fd()))
+        .map_err(|e| format!("sending pty master: {e}"))?;
+    Ok(())
+}
+
+/// Leaves exactly stdio and the preserved descriptors open across exec.
+fn settle_fds(preserve: u32) -> Result<(), String> {
+    sys::cloexec_from(3 + preserve).map_err(|e| format!("closing descriptors: {e}"))?;
+    for fd in 3..3 + preserve {
+        let fd = i32::try_from(fd).unwrap_or(i32::MAX);
+        // SAFETY: F_SETFD on a descriptor number; an unused one returns EBADF, harmlessly.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
+    Ok(())
+}
+
+enum Never {}
+
+fn init(chan: &Chan, a: &InitArgs<'_>, new_mntns: bool) -> Result<Never, String> {
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    let spec = a.spec;
+    let linux = spec.linux().as_ref();
+    let has = |t: LinuxNamespaceType| {
+        linux
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|v| v.iter().any(|n| n.typ() == t))
+    };
+    if new_mntns {
+        let ctx = RootfsCtx {
+            rootfs: a.rootfs,
+            cgroup: a.cgroup,
+            cgroupns: has(LinuxNamespaceType::Cgroup),
+            userns: has(LinuxNamespaceType::User),
+        };
+        rootfs::prepare(spec, &ctx).map_err(chain)?;
+    }
+    chan.send(&Msg::CreateRuntime).map_err(|e| e.to_string())?;
+    // The runtime answers with the OCI state (with our host pid) once its hooks ran.
+    let state_json = match chan
+        .recv()
+        .map_err(|e| format!("waiting for createRuntime hooks: {e}"))?
+        .0
+    {
+        Msg::Error(e) => return Err(e),
+        Msg::State(s) => s,
+        m => return Err(format!("unexpected {m:?}")),
+    };
+    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
+        hooks::run("createContainer", h, state_json.as_bytes()).map_err(chain)?;
+    }
+    if new_mntns {
+        rootfs::pivot(a.rootfs, a.no_pivot).map_err(chain)?;
+        rootfs::finish(spec).map_err(chain)?;
+    } else {
+        nix::unistd::chroot(a.rootfs).map_err(|e| format!("chroot {}: {e}", a.rootfs.display()))?;
+        nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    }
+    rootfs::sysctl(spec).map_err(chain)?;
+    if has(LinuxNamespaceType::Uts) {
+        if let Some(h) = spec.hostname() {
+            nix::unistd::sethostname(h).map_err(|e| format!("setting hostname {h:?}: {e}"))?;
+        }
+        if let Some(d) = spec.domainname() {
+            sys::setdomainname(d).map_err(|e| format!("setting domainname {d:?}: {e}"))?;
+        }
+    }
+    let p = spec.process().as_ref().ok_or("config has no process")?;
+    if p.terminal() == Some(true) {
+        console(chan, p, new_mntns)?;
+    }
+    if let Some(per) = linux.and_then(|l| l.personality().as_ref()) {
+        let v = match per.domain() {
+            berth_oci::oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+            _ => 0,
+        };
+        sys::personality(v).map_err(|e| format!("setting personality: {e}"))?;
+    }
+    let env = process::environment(p);
+    let args = p.args().clone().unwrap_or_default();
+    let first = args.first().ok_or("process.args is empty")?;
+    let path = process::lookup(first, &env).map_err(chain)?;
+    process::enter_cwd(p.cwd()).map_err(chain)?;
+    process::finalize(p, a.seccomp).map_err(chain)?;
+    settle_fds(a.preserve_fds)?;
+    chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
+    // Block until `start` opens the fifo's read end.
+    let mut fifo = std::fs::File::from(
+        safepath::reopen(a.fifo.as_fd(), OFlag::O_WRONLY).map_err(|e| format!("opening start fifo: {e}"))?,
+    );
+    fifo.write_all(b"0").map_err(|e| format!("writing start fifo: {e}"))?;
+    drop(fifo);
+    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
+        let s = state_json.replace("\"status\":\"creating\"", "\"status\":\"created\"");
+        if let Err(e) = hooks::run("startContainer", h, s.as_bytes()) {
+            let _ = writeln!(std::io::stderr(), "berth-runtime: {}", chain(e));
+            sys::child_exit(1);
+        }
+    }
+    let e = process::exec(&path, &args, &env);
+    // The runtime is gone by now; stderr is all that is left to report on.
+    let _ = writeln!(std::io::stderr(), "berth-runtime: {}", chain(e));
+    sys::child_exit(127)
+}
+
+fn exec(chan: &Chan, a: &ExecArgs<'_>) -> Result<Never, String> {
+    chan.expect(&Msg::Go)
+        .map_err(|e| format!("waiting for the runtime: {e}"))?;
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    let p = a.process;
+    if p.terminal() == Some(true) {
+        console(chan, p, false)?;
+    }
+    let env = process::environment(p);
+    let args = p.args().clone().unwrap_or_default();
+    let first = args.first().ok_or("process.args is empty")?;
+    let path = process::lookup(first, &env).map_err(chain)?;
+    process::enter_cwd(p.cwd()).map_err(chain)?;
+    process::finalize(p, a.seccomp).map_err(chain)?;
+    settle_fds(a.preserve_fds)?;
+    chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
+    Err(chain(process::exec(&path, &args, &env)))
+}

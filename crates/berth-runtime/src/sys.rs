@@ -1,0 +1,233 @@
+//! The few raw syscalls that nix does not wrap. Every `unsafe` block of the runtime lives here
+//! (and in the fork calls of `process.rs`), each with the invariant it relies on.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Marks every descriptor from `first` upwards close-on-exec, so nothing the runtime or its
+/// caller had open reaches the container process (CVE-2024-21626 was such a leak).
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range takes plain integers and only changes descriptor flags; with
+    // CLOSE_RANGE_CLOEXEC nothing is closed, so no Rust-owned descriptor is invalidated.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if rc == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: walk /proc/self/fd instead.
+    let dir = std::fs::read_dir("/proc/self/fd")?;
+    let fds: Vec<RawFd> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    for fd in fds {
+        if fd >= first as RawFd {
+            // SAFETY: fcntl F_SETFD on a possibly closed descriptor only returns EBADF.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+    Ok(())
+}
+
+/// Installs a classic-BPF seccomp filter with the given `SECCOMP_FILTER_FLAG_*` flags.
+pub fn seccomp_set_filter(prog: &[libc::sock_filter], flags: u32) -> io::Result<()> {
+    let len = u16::try_from(prog.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "seccomp program too long"))?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    // SAFETY: fprog points at `prog`, which outlives the call; the kernel copies the program
+    // and does not keep the pointer.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the NIS domain name of the current UTS namespace.
+pub fn setdomainname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes, valid for the call.
+    let rc = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the execution domain (`personality(2)`).
+pub fn personality(persona: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: personality takes a plain integer.
+    let rc = unsafe { libc::personality(persona) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn fs_call(rc: libc::c_long) -> io::Result<OwnedFd> {
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(rc).map_err(|_| io::Error::other("descriptor out of range"))?;
+    // SAFETY: the syscall returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fsopen(2)`.
+pub fn fsopen(fstype: &str) -> io::Result<OwnedFd> {
+    let name = CString::new(fstype)?;
+    // SAFETY: name is a valid NUL-terminated string for the duration of the call.
+    fs_call(unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), libc::FSOPEN_CLOEXEC) })
+}
+
+/// `fsconfig(FSCONFIG_SET_STRING)`, or `FSCONFIG_CMD_CREATE` when `key` is `None`.
+pub fn fsconfig(fs: &OwnedFd, key: Option<(&str, &str)>) -> io::Result<()> {
+    let rc = match key {
+        Some((k, v)) => {
+            let k = CString::new(k)?;
+            let v = CString::new(v)?;
+            // SAFETY: k and v are valid NUL-terminated strings; fs is an open fs context.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_fsconfig,
+                    fs.as_raw_fd(),
+                    libc::FSCONFIG_SET_STRING,
+                    k.as_ptr(),
+                    v.as_ptr(),
+                    0,
+                )
+            }
+        }
+        // SAFETY: CMD_CREATE takes no pointers.
+        None => unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                libc::FSCONFIG_CMD_CREATE,
+                std::ptr::null::<libc::c_char>(),
+                std::ptr::null::<libc::c_char>(),
+                0,
+            )
+        },
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `fsmount(2)` with the given `MOUNT_ATTR_*` flags: a detached mount, visible nowhere.
+pub fn fsmount(fs: &OwnedFd, attrs: u32) -> io::Result<OwnedFd> {
+    // SAFETY: fsmount takes a descriptor and integers.
+    fs_call(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), libc::FSMOUNT_CLOEXEC, attrs) })
+}
+
+/// `bpf(2)` with a caller-built attribute union.
+pub fn bpf(cmd: libc::c_int, attr: &mut [u8]) -> io::Result<libc::c_long> {
+    // SAFETY: attr is a live, writable buffer of the size passed; the kernel reads at most
+    // that many bytes and writes only inside it.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc)
+}
+
+/// Forks the calling process. The runtime is single-threaded wherever it forks (the CLI
+/// starts no threads), so the child may allocate and run ordinary Rust code.
+pub fn fork() -> io::Result<Option<nix::unistd::Pid>> {
+    // SAFETY: the caller is single-threaded (see above), so no lock can be held by a thread
+    // that does not exist in the child.
+    match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Some(child)),
+        nix::unistd::ForkResult::Child => Ok(None),
+    }
+}
+
+/// Ends a forked child without running the parent's atexit handlers or destructors.
+pub fn child_exit(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Sets the effective, permitted and inheritable capability sets in one `capset(2)`.
+pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut hdr = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let lo = |v: u64| (v & 0xffff_ffff) as u32;
+    let hi = |v: u64| (v >> 32) as u32;
+    let data = [
+        Data {
+            effective: lo(effective),
+            permitted: lo(permitted),
+            inheritable: lo(inheritable),
+        },
+        Data {
+            effective: hi(effective),
+            permitted: hi(permitted),
+            inheritable: hi(inheritable),
+        },
+    ];
+    // SAFETY: hdr and data are live, correctly laid out (linux/capability.h, version 3 takes
+    // two data structs) and only read by the kernel, except hdr.version on EINVAL.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut Header, data.as_ptr()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn prctl(op: libc::c_int, a: libc::c_ulong, b: libc::c_ulong) -> io::Result<libc::c_int> {
+    // SAFETY: the prctl operations used here take integer arguments only.
+    let rc = unsafe { libc::prctl(op, a, b, 0 as libc::c_ulong, 0 as libc::c_ulong) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc)
+}
+
+/// Drops one capability from the bounding set.
+pub fn capbset_drop(cap: u32) -> io::Result<()> {
+    prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0).map(drop)
+}
+
+/// Raises one capability in the ambient set.
+pub fn ambient_raise(cap: u32) -> io::Result<()> {
+    prctl(
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+        libc::c_ulong::from(cap),
+    )
+    .map(drop)
+}
+
+/// Keeps permitted capabilities across a uid change away from 0.
+pub fn set_keepcaps(on: bool) -> io::Result<()> {
+    prctl(libc::PR_SET_KEEPCAPS, libc::c_ulong::from(on), 0).map(drop)
+}
+
+/// Sets the dumpable flag; a non-dumpable process's /proc files are closed to others.
+pub fn set_dumpable(on: bool) -> io::Result<()> {
+    prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), 0).map(drop)
+}
