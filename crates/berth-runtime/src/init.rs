@@ -277,6 +277,10 @@ fn init(chan: &Chan, a: &InitArgs<'_>, new_mntns: bool) -> Result<Never, String>
             sys::child_exit(1);
         }
     }
+    if let Err(e) = process::late_seccomp(p, a.seccomp) {
+        let _ = writeln!(std::io::stderr(), "berth-runtime: {}", chain(e));
+        sys::child_exit(1);
+    }
     let e = process::exec(&path, &args, &env);
     // The runtime is gone by now; stderr is all that is left to report on.
     let _ = writeln!(std::io::stderr(), "berth-runtime: {}", chain(e));
@@ -299,5 +303,6 @@ fn exec(chan: &Chan, a: &ExecArgs<'_>) -> Result<Never, String> {
     process::finalize(p, a.seccomp).map_err(chain)?;
     settle_fds(a.preserve_fds)?;
     chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
+    process::late_seccomp(p, a.seccomp).map_err(chain)?;
     Err(chain(process::exec(&path, &args, &env)))
 }

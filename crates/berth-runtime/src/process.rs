@@ -135,8 +135,9 @@ fn setgroups_denied() -> bool {
 }
 
 /// Applies everything of `p` that must happen while still privileged, then switches user and
-/// capabilities. `seccomp` is installed before the switch unless no_new_privs is set (without
-/// it, loading a filter needs CAP_SYS_ADMIN), otherwise as the very last step.
+/// capabilities. Without no_new_privs `seccomp` is installed here, before the switch (loading
+/// a filter then needs CAP_SYS_ADMIN); with it, [`late_seccomp`] installs it just before
+/// execve, so the filter never has to allow the runtime's own syscalls.
 pub fn finalize(p: &Process, seccomp: Option<(&[libc::sock_filter], u32)>) -> Result<(), ProcessError> {
     for r in p.rlimits().iter().flatten() {
         let Some(res) = rlimit_resource(r.typ()) else { continue };
@@ -190,8 +191,13 @@ pub fn finalize(p: &Process, seccomp: Option<(&[libc::sock_filter], u32)>) -> Re
         None => sys::capset(0, 0, 0).map_err(step("clearing capabilities"))?,
     }
     sys::set_keepcaps(false).map_err(step("resetting keepcaps"))?;
+    Ok(())
+}
+
+/// Installs the filter that [`finalize`] left for last (no_new_privs processes).
+pub fn late_seccomp(p: &Process, seccomp: Option<(&[libc::sock_filter], u32)>) -> Result<(), ProcessError> {
     if let Some((prog, flags)) = seccomp {
-        if nnp {
+        if p.no_new_privileges() == Some(true) {
             crate::seccomp::install(prog, flags)?;
         }
     }

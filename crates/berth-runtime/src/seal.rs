@@ -12,7 +12,7 @@
 
 use std::ffi::{CString, OsString};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
@@ -35,7 +35,12 @@ pub fn ensure_sealed() -> io::Result<()> {
     let exe = std::fs::read_link("/proc/self/exe")?;
     let fd = match overlay_fd(&exe) {
         Ok(fd) => fd,
-        Err(_) => memfd_copy()?,
+        Err(e) => {
+            if std::env::var_os("BERTH_DEBUG_SEAL").is_some() {
+                eprintln!("berth-runtime: overlay seal failed, copying to memfd: {e}");
+            }
+            memfd_copy()?
+        }
     };
     let args: Vec<CString> = std::env::args_os().map(cstring).collect();
     let mut env: Vec<CString> = std::env::vars_os()
@@ -62,17 +67,22 @@ fn overlay_fd(exe: &std::path::Path) -> io::Result<OwnedFd> {
     let name = exe
         .file_name()
         .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+    // Without an upper layer overlayfs is read-only and cannot be remounted read-write, but
+    // then it wants two lower layers that do not overlap: the second is an empty, detached
+    // tmpfs.
+    let empty = sys::fsopen("tmpfs")?;
+    sys::fsconfig(&empty, None)?;
+    let empty = sys::fsmount(&empty, libc::MOUNT_ATTR_RDONLY as u32)?;
+    let empty_path = format!("/proc/self/fd/{}", empty.as_raw_fd());
     let fs = sys::fsopen("overlay")?;
     let dir_s = dir
         .to_str()
         .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // Without an upper layer overlayfs is read-only and cannot be remounted read-write. Two
-    // lower layers (the same directory twice) are what kernels before 6.x require for that.
     if sys::fsconfig(&fs, Some(("lowerdir+", dir_s))).is_ok() {
-        sys::fsconfig(&fs, Some(("lowerdir+", dir_s)))?;
+        sys::fsconfig(&fs, Some(("lowerdir+", &empty_path)))?;
     } else {
         let escaped = dir_s.replace('\\', "\\\\").replace(':', "\\:").replace(',', "\\,");
-        sys::fsconfig(&fs, Some(("lowerdir", &format!("{escaped}:{escaped}"))))?;
+        sys::fsconfig(&fs, Some(("lowerdir", &format!("{escaped}:{empty_path}"))))?;
     }
     sys::fsconfig(&fs, None)?;
     let mnt = sys::fsmount(&fs, (libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NODEV) as u32)?;
