@@ -235,8 +235,8 @@ fn init(chan: &Chan, a: &InitArgs<'_>, new_mntns: bool) -> Result<Never, String>
     } else {
         nix::unistd::chroot(a.rootfs).map_err(|e| format!("chroot {}: {e}", a.rootfs.display()))?;
         nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+        rootfs::sysctl(spec).map_err(chain)?;
     }
-    rootfs::sysctl(spec).map_err(chain)?;
     if has(LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname() {
             nix::unistd::sethostname(h).map_err(|e| format!("setting hostname {h:?}: {e}"))?;

@@ -607,8 +607,8 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), MountError> {
     Ok(())
 }
 
-/// Everything after pivot_root: propagation of the new root, masked and read-only paths,
-/// `root.readonly`.
+/// Everything after pivot_root: propagation of the new root, sysctls, masked and read-only
+/// paths, `root.readonly`.
 pub fn finish(spec: &Spec) -> Result<(), MountError> {
     let root = safepath::open_root(Path::new("/")).map_err(sys("opening", Path::new("/")))?;
     let linux = spec.linux().as_ref();
@@ -619,6 +619,8 @@ pub fn finish(spec: &Spec) -> Result<(), MountError> {
         mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
             .map_err(sys("setting propagation of", Path::new("/")))?;
     }
+    // Before /proc/sys turns read-only.
+    sysctl(spec)?;
     for p in linux.and_then(|l| l.readonly_paths().as_deref()).unwrap_or(&[]) {
         let path = Path::new(p);
         let fd = match safepath::resolve(root.as_fd(), path, false) {

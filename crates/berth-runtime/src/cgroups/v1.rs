@@ -156,14 +156,15 @@ pub(super) fn set(paths: &BTreeMap<String, PathBuf>, res: &LinuxResources) -> Re
     }
     if let Some(blkio) = res.block_io() {
         let d = dir("blkio")?;
-        if let Some(w) = blkio.weight() {
+        // A zero weight means "not set" (dockerd sends it for every container).
+        if let Some(w) = blkio.weight().filter(|w| *w > 0) {
             set_weight(d, w)?;
         }
-        if let Some(w) = blkio.leaf_weight() {
+        if let Some(w) = blkio.leaf_weight().filter(|w| *w > 0) {
             write(d, "blkio.leaf_weight", w.to_string())?;
         }
         for wd in blkio.weight_device().iter().flatten() {
-            if let Some(w) = wd.weight() {
+            if let Some(w) = wd.weight().filter(|w| *w > 0) {
                 write(d, "blkio.weight_device", format!("{}:{} {w}", wd.major(), wd.minor()))?;
             }
         }

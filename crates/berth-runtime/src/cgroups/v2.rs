@@ -158,7 +158,8 @@ pub(super) fn set(path: &Path, res: &LinuxResources) -> Result<(), CgroupError> 
         write(path, "pids.max", v)?;
     }
     if let Some(blkio) = res.block_io() {
-        if let Some(w) = blkio.weight() {
+        // A zero weight means "not set" (dockerd sends it for every container).
+        if let Some(w) = blkio.weight().filter(|w| *w > 0) {
             if path.join("io.bfq.weight").exists() {
                 write(path, "io.bfq.weight", w.to_string())?;
             } else {
@@ -166,7 +167,7 @@ pub(super) fn set(path: &Path, res: &LinuxResources) -> Result<(), CgroupError> 
             }
         }
         for wd in blkio.weight_device().iter().flatten() {
-            if let Some(w) = wd.weight() {
+            if let Some(w) = wd.weight().filter(|w| *w > 0) {
                 write(
                     path,
                     "io.weight",
