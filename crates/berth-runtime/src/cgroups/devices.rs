@@ -100,7 +100,9 @@ fn compile(rules: &[LinuxDeviceCgroup]) -> Vec<Insn> {
         // Jumps in the block go to the next rule: past the two instructions that return.
         let n = block.len();
         for (i, insn) in block.iter_mut().enumerate() {
-            insn.3 = i16::try_from(n - i - 1 + 2).unwrap_or(i16::MAX);
+            if matches!(insn.0, JNE_K | JNE_X | JEQ_K) {
+                insn.3 = i16::try_from(n - i - 1 + 2).unwrap_or(i16::MAX);
+            }
         }
         p.extend(block);
         p.push(Insn(MOV64_K, 0, 0, 0, i32::from(r.allow())));
@@ -122,7 +124,20 @@ pub(super) fn apply(path: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Cgro
     attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_le_bytes());
     attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_le_bytes());
     attr[68..72].copy_from_slice(&BPF_CGROUP_DEVICE.to_le_bytes());
-    let prog = sys::bpf(BPF_PROG_LOAD, &mut attr).map_err(CgroupError::DeviceFilter)?;
+    let prog = match sys::bpf(BPF_PROG_LOAD, &mut attr) {
+        Ok(fd) => fd,
+        Err(e) => {
+            // Load again with the verifier's log, so the error says why.
+            let mut log = vec![0u8; 16 * 1024];
+            attr[24..28].copy_from_slice(&1u32.to_le_bytes());
+            attr[28..32].copy_from_slice(&u32::try_from(log.len()).unwrap_or(0).to_le_bytes());
+            attr[32..40].copy_from_slice(&(log.as_mut_ptr() as u64).to_le_bytes());
+            let _ = sys::bpf(BPF_PROG_LOAD, &mut attr);
+            let text = String::from_utf8_lossy(&log);
+            let text = text.trim_end_matches('\0').trim();
+            return Err(CgroupError::DeviceFilter(std::io::Error::new(e.kind(), format!("{e}: {text}"))));
+        }
+    };
     let prog = i32::try_from(prog).map_err(|_| CgroupError::DeviceFilter(std::io::Error::other("bad fd")))?;
     // SAFETY: BPF_PROG_LOAD returned a new descriptor that we now own.
     let prog = unsafe { OwnedFd::from_raw_fd(prog) };

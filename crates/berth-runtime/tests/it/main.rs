@@ -1,1 +1,5 @@
-//! it
+//! berth-runtime integration tests against the real kernel (root): cgroup managers on every
+//! hierarchy this host has, the v2 device filter, and confined path resolution on a real tree.
+//! Processes put into cgroups are spawned children, never the test harness itself.
+
+mod cgroups;
