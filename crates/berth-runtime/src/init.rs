@@ -90,7 +90,7 @@ pub fn stage1(chan: &Chan, plan: Plan, time_offsets: Option<String>, next: Stage
                 .map_err(|e| format!("writing time namespace offsets: {e}"))?;
         }
         match sys::fork().map_err(|e| format!("forking container process: {e}"))? {
-            None => stage2(&chan, next, plan.new.contains(CloneFlags::CLONE_NEWNS)),
+            None => stage2(chan, next, plan.new.contains(CloneFlags::CLONE_NEWNS)),
             Some(pid) => {
                 chan.send(&Msg::Pid(pid.as_raw())).map_err(|e| e.to_string())?;
                 Ok(())

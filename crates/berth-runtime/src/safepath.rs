@@ -246,7 +246,7 @@ mod tests {
         assert_eq!(read("../../../etc/secret").as_deref(), Some("container"));
         assert_eq!(read("dotdot/secret"), None);
         let made = create_all(rfd.as_fd(), Path::new("/toroot/new/dir"), Leaf::Dir);
-        assert!(made.is_ok());
+        made.unwrap();
         assert!(root.join("new/dir").is_dir());
         assert!(!Path::new("/new/dir").exists());
         std::fs::remove_dir_all(base).unwrap();

@@ -21,6 +21,10 @@ use nix::sys::stat::Mode;
 
 use crate::sys;
 
+/// MOUNT_ATTR_RDONLY and MOUNT_ATTR_NODEV (linux/mount.h), as fsmount's u32 flags.
+const ATTR_RDONLY: u32 = 0x1;
+const ATTR_NODEV: u32 = 0x4;
+
 /// Set in the environment of the re-executed runtime; removed again at once.
 const MARK: &str = "_BERTH_SEALED";
 
@@ -72,7 +76,7 @@ fn overlay_fd(exe: &std::path::Path) -> io::Result<OwnedFd> {
     // tmpfs.
     let empty = sys::fsopen("tmpfs")?;
     sys::fsconfig(&empty, None)?;
-    let empty = sys::fsmount(&empty, libc::MOUNT_ATTR_RDONLY as u32)?;
+    let empty = sys::fsmount(&empty, ATTR_RDONLY)?;
     let empty_path = format!("/proc/self/fd/{}", empty.as_raw_fd());
     let fs = sys::fsopen("overlay")?;
     let dir_s = dir
@@ -85,7 +89,7 @@ fn overlay_fd(exe: &std::path::Path) -> io::Result<OwnedFd> {
         sys::fsconfig(&fs, Some(("lowerdir", &format!("{escaped}:{empty_path}"))))?;
     }
     sys::fsconfig(&fs, None)?;
-    let mnt = sys::fsmount(&fs, (libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NODEV) as u32)?;
+    let mnt = sys::fsmount(&fs, ATTR_RDONLY | ATTR_NODEV)?;
     let fd = nix::fcntl::openat(&mnt, name, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())?;
     Ok(fd)
 }

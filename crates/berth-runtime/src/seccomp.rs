@@ -413,13 +413,14 @@ pub fn install(prog: &[libc::sock_filter], flags: u32) -> Result<(), SeccompErro
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 mod tests {
     use super::*;
     use berth_oci::oci_spec::runtime::LinuxSyscall;
 
     /// Interprets a classic BPF program over a seccomp_data, to check semantics in-process.
     fn run(prog: &[libc::sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
-        let mut data = vec![0u8; 64];
+        let mut data = [0u8; 64];
         data[0..4].copy_from_slice(&nr.to_le_bytes());
         data[4..8].copy_from_slice(&arch.to_le_bytes());
         for (i, a) in args.iter().enumerate() {

@@ -323,7 +323,7 @@ mod tests {
 
     #[test]
     fn state_dir_refuses_traversal() {
-        assert!(StateDir::new(Path::new("/run/x"), "../etc").is_err());
-        assert!(StateDir::new(Path::new("/run/x"), "a/b").is_err());
+        StateDir::new(Path::new("/run/x"), "../etc").unwrap_err();
+        StateDir::new(Path::new("/run/x"), "a/b").unwrap_err();
     }
 }

@@ -238,6 +238,67 @@ pub fn base_config(args: &[&str]) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    /// The crate graph of DESIGN.md: which berth crates each crate may depend on (normal
+    /// dependencies; berth-testutil is allowed everywhere as a dev-dependency only).
+    const ALLOWED: &[(&str, &[&str])] = &[
+        ("berth-oci", &[]),
+        ("berth-testutil", &["berth-oci"]),
+        ("berth-runtime", &["berth-oci"]),
+        ("berth-image", &["berth-oci"]),
+        ("berth-net", &["berth-oci"]),
+        ("berth-build", &["berth-oci", "berth-image", "berth-runtime"]),
+        (
+            "berth-engine",
+            &["berth-oci", "berth-image", "berth-net", "berth-runtime", "berth-build"],
+        ),
+        ("berth-api", &["berth-oci", "berth-engine"]),
+        ("berth", &["berth-oci", "berth-api", "berth-engine", "berth-runtime"]),
+    ];
+
+    #[test]
+    fn crate_dependencies_follow_the_design_dag() {
+        let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        for entry in std::fs::read_dir(crates).unwrap() {
+            let manifest = entry.unwrap().path().join("Cargo.toml");
+            let Ok(text) = std::fs::read_to_string(&manifest) else {
+                continue;
+            };
+            let name = text
+                .lines()
+                .find_map(|l| l.strip_prefix("name = \""))
+                .map(|n| n.trim_end_matches('"').to_string())
+                .unwrap();
+            let allowed = ALLOWED
+                .iter()
+                .find(|(c, _)| *c == name)
+                .map(|(_, a)| *a)
+                .unwrap_or_else(|| panic!("crate {name} is not in the DAG table"));
+            let mut section = "";
+            for line in text.lines() {
+                let line = line.trim();
+                if line.starts_with('[') {
+                    section = line;
+                    continue;
+                }
+                let Some(dep) = line.split(['=', '.', ' ']).next().filter(|d| d.starts_with("berth")) else {
+                    continue;
+                };
+                match section {
+                    "[dependencies]" => assert!(allowed.contains(&dep), "{name} must not depend on {dep}"),
+                    "[dev-dependencies]" => assert!(
+                        dep == "berth-testutil" || allowed.contains(&dep),
+                        "{name} dev-depends on {dep}"
+                    ),
+                    _ => {}
+                }
+                assert!(
+                    !(section == "[dependencies]" && dep == "berth-testutil"),
+                    "{name}: berth-testutil is dev-only"
+                );
+            }
+        }
+    }
+
     #[test]
     fn unique_names_have_prefix_and_differ() {
         let a = unique_name("some::module::test_x");

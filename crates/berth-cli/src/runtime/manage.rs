@@ -135,7 +135,7 @@ pub fn update(rt: &Runtime, a: UpdateArgs) -> anyhow::Result<ExitCode> {
         None => LinuxResources::default(),
     };
     if a.memory.is_some() || a.memory_reservation.is_some() || a.memory_swap.is_some() {
-        let mut m = res.memory().clone().unwrap_or_default();
+        let mut m = res.memory().unwrap_or_default();
         if let Some(v) = &a.memory {
             m.set_limit(Some(parse_bytes(v)?));
         }
@@ -274,9 +274,9 @@ mod tests {
         assert_eq!(parse_bytes("64k").unwrap(), 65536);
         assert_eq!(parse_bytes("10M").unwrap(), 10 << 20);
         assert_eq!(parse_bytes("-1").unwrap(), -1);
-        assert!(parse_bytes("lots").is_err());
+        parse_bytes("lots").unwrap_err();
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert!(parse_duration("0s").is_err());
+        parse_duration("0s").unwrap_err();
     }
 }

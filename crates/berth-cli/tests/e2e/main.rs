@@ -1,5 +1,7 @@
 //! End-to-end tests: they drive the built `berth` binary as dockerd, podman or a person
 //! would, and check real outcomes from inside containers (busybox) and on the host.
+// Integration tests are test code from top to bottom: the in-crate test lints do not apply.
+#![allow(clippy::unwrap_used, clippy::tests_outside_test_module)]
 
 mod escape;
 mod peers;

@@ -135,7 +135,10 @@ pub(super) fn apply(path: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Cgro
             let _ = sys::bpf(BPF_PROG_LOAD, &mut attr);
             let text = String::from_utf8_lossy(&log);
             let text = text.trim_end_matches('\0').trim();
-            return Err(CgroupError::DeviceFilter(std::io::Error::new(e.kind(), format!("{e}: {text}"))));
+            return Err(CgroupError::DeviceFilter(std::io::Error::new(
+                e.kind(),
+                format!("{e}: {text}"),
+            )));
         }
     };
     let prog = i32::try_from(prog).map_err(|_| CgroupError::DeviceFilter(std::io::Error::other("bad fd")))?;
@@ -154,6 +157,7 @@ pub(super) fn apply(path: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Cgro
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 mod tests {
     use super::*;
 

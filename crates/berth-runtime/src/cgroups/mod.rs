@@ -117,11 +117,7 @@ pub fn layout_from_mountinfo(mountinfo: &str) -> Result<Layout, CgroupError> {
         };
         let mountpoint = PathBuf::from(unescape(mountpoint));
         match fstype {
-            "cgroup2" => {
-                if v2.is_none() {
-                    v2 = Some(mountpoint);
-                }
-            }
+            "cgroup2" if v2.is_none() => v2 = Some(mountpoint),
             "cgroup" => {
                 for opt in superopts.split(',') {
                     let ctrl = match opt {
@@ -464,7 +460,7 @@ mod tests {
             layout_from_mountinfo(mi).unwrap(),
             Layout::V2(PathBuf::from("/sys/fs/cgroup"))
         );
-        assert!(layout_from_mountinfo("1 2 3:4 / / rw - ext4 /dev/vda rw").is_err());
+        layout_from_mountinfo("1 2 3:4 / / rw - ext4 /dev/vda rw").unwrap_err();
     }
 
     #[test]
@@ -488,8 +484,8 @@ mod tests {
         assert_eq!(p, PathBuf::from("/machine.slice/machine-x.slice/libpod-abc.scope"));
         let p = normalize(Some(Path::new("system.slice:docker:abc")), "abc", true).unwrap();
         assert_eq!(p, PathBuf::from("/system.slice/docker-abc.scope"));
-        assert!(normalize(Some(Path::new("bad")), "abc", true).is_err());
-        assert!(normalize(Some(Path::new("/a/../../etc")), "abc", false).is_err());
+        normalize(Some(Path::new("bad")), "abc", true).unwrap_err();
+        normalize(Some(Path::new("/a/../../etc")), "abc", false).unwrap_err();
         assert_eq!(normalize(None, "x", false).unwrap(), PathBuf::from("/berth/x"));
     }
 

@@ -27,7 +27,10 @@ impl Drop for CgGuard {
 /// Spawns `sh -c script` already inside the cgroup directories (it moves itself before exec).
 fn spawn_in(dirs: Vec<PathBuf>, script: &str) -> Child {
     let mut c = Command::new("/bin/sh");
-    c.args(["-c", script]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.args(["-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // The harness is multi-threaded: the child of fork may only make async-signal-safe calls,
     // so the paths are made here and the child uses open/write/close alone.
     let paths: Vec<std::ffi::CString> = dirs
@@ -73,11 +76,20 @@ fn v1_limits_freezer_pids_and_stats() {
         return;
     };
     let name = unique_name("cg-v1");
-    let cg = CgroupConfig::resolve(&Layout::V1(mounts.clone()), Path::new(&format!("/{name}")), &Default::default());
+    let cg = CgroupConfig::resolve(
+        &Layout::V1(mounts.clone()),
+        Path::new(&format!("/{name}")),
+        &Default::default(),
+    );
     let mut g = CgGuard(cg.clone(), Vec::new());
     cg.create().unwrap();
     cg.set(&res(r#"{"memory":{"limit":67108864,"reservation":33554432},"cpu":{"shares":256,"quota":20000,"period":100000},"pids":{"limit":7}}"#)).unwrap();
-    let rd = |c: &str, f: &str| std::fs::read_to_string(cg.dir_of(c).unwrap().join(f)).unwrap().trim().to_string();
+    let rd = |c: &str, f: &str| {
+        std::fs::read_to_string(cg.dir_of(c).unwrap().join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
     assert_eq!(rd("memory", "memory.limit_in_bytes"), "67108864");
     assert_eq!(rd("memory", "memory.soft_limit_in_bytes"), "33554432");
     assert_eq!(rd("cpu", "cpu.shares"), "256");
@@ -101,7 +113,10 @@ fn v1_limits_freezer_pids_and_stats() {
     assert_eq!(s["pids"]["limit"], 7);
     assert!(s["memory"]["usage"]["usage"].as_u64().unwrap() > 0);
     // Bad values are refused with the file named.
-    let e = cg.set(&res(r#"{"memory":{"swappiness":500}}"#)).unwrap_err().to_string();
+    let e = cg
+        .set(&res(r#"{"memory":{"swappiness":500}}"#))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("swappiness"), "{e}");
     drop(g);
     assert!(!cg.dir_of("pids").unwrap().exists(), "cgroup left behind");
@@ -121,12 +136,18 @@ fn v2_freezer_and_device_filter() {
     let mut g = CgGuard(cg.clone(), Vec::new());
     cg.create().unwrap();
     // Deny everything but /dev/zero reads: /dev/null becomes unopenable for members.
-    cg.set(&res(r#"{"devices":[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":5,"access":"r"}]}"#)).unwrap();
+    cg.set(&res(
+        r#"{"devices":[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":5,"access":"r"}]}"#,
+    ))
+    .unwrap();
     let child = spawn_in(cg.dirs(), "head -c 3 /dev/zero | wc -c; cat /dev/null 2>&1 || echo null-denied; echo x > /dev/zero || echo zero-write-denied");
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.starts_with("3\n"), "{text}");
-    assert!(text.contains("null-denied") && text.contains("Operation not permitted"), "{text}");
+    assert!(
+        text.contains("null-denied") && text.contains("Operation not permitted"),
+        "{text}"
+    );
     assert!(text.contains("zero-write-denied"), "{text}");
     let sleeper = spawn_in(cg.dirs(), "exec sleep 100");
     let pid = i32::try_from(sleeper.id()).unwrap();

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what berth's build and tests need on Debian (as root, non-interactive): the
+# busybox used for test images, the peers the tests and benchmarks drive (runc, crun,
+# dockerd with containerd, podman with conmon) and small tools. Idempotent and quick when
+# everything is already there.
+set -euo pipefail
+
+pkgs=(busybox-static runc crun docker.io containerd podman conmon uidmap iptables tar procps python3 ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # policy-rc.d keeps the packages from starting system daemons: the tests start their own.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: cargo is missing: install Rust (rustup) first" >&2
+  exit 1
+fi

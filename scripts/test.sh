@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, clippy, then every unit, integration and
+# end-to-end test with BERTH_TEST_ROOT=1, so a test whose requirement (root, a tool, a cgroup
+# version) is missing fails instead of skipping. Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh: run as root (the tests create namespaces, mounts and cgroups)" >&2
+  exit 1
+fi
+scripts/install-deps.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+BERTH_TEST_ROOT=1 cargo test --workspace --locked
