@@ -101,6 +101,35 @@ impl Drop for TempDir {
     }
 }
 
+/// Removes the cgroup directory `rel` (and everything below it) from every cgroup hierarchy
+/// mounted on this host, deepest first; for parents that a test's daemon left behind.
+pub fn remove_cgroup_everywhere(rel: &str) {
+    let rel = rel.trim_start_matches('/');
+    if rel.is_empty() || rel.contains("..") {
+        return;
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in mounts.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        if !(post.starts_with("cgroup ") || post.starts_with("cgroup2 ")) {
+            continue;
+        }
+        let Some(mp) = pre.split(' ').nth(4) else { continue };
+        remove_tree(&Path::new(mp).join(rel));
+    }
+}
+
+fn remove_tree(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
 /// Fills `rootfs` with a minimal busybox system: /bin/busybox (a hard link, or a copy across
 /// filesystems) with a link per applet, /etc/passwd and group with root and nobody, and the
 /// empty directories a runtime mounts on.

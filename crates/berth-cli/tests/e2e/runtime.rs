@@ -415,6 +415,15 @@ fn pause_resume_kill_all_and_force_delete() {
     }
 }
 
+/// A cgroup parent directory made by a test, removed from every hierarchy on drop.
+struct CgParent(String);
+
+impl Drop for CgParent {
+    fn drop(&mut self) {
+        berth_testutil::remove_cgroup_everywhere(&self.0);
+    }
+}
+
 fn cgroup_file(ctrl: &str, rel: &str, file: &str) -> Option<String> {
     let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let p = if v2 {
@@ -430,7 +439,8 @@ fn cgroup_limits_are_written_and_enforced() {
     require_root!();
     let rt = Rt::new("cgroups");
     let id = rt.id();
-    let rel = format!("berth-test/{id}");
+    let parent = CgParent(berth_testutil::unique_name("cgparent"));
+    let rel = format!("{}/{id}", parent.0);
     let mut b = sh("cgroups", "sleep 1000");
     b.config["linux"]["cgroupsPath"] = json!(format!("/{rel}"));
     b.config["linux"]["resources"] = json!({
@@ -500,12 +510,6 @@ fn cgroup_limits_are_written_and_enforced() {
     assert_eq!(cgroup_file("pids", &rel, "pids.max").as_deref(), Some("50"));
     rt.ok(&["delete", "--force", &id]);
     assert!(cgroup_file("pids", &rel, "pids.max").is_none(), "cgroup left behind");
-    let base = if v2 {
-        "/sys/fs/cgroup/berth-test".to_string()
-    } else {
-        "/sys/fs/cgroup/pids/berth-test".to_string()
-    };
-    let _ = std::fs::remove_dir(base);
 }
 
 #[test]

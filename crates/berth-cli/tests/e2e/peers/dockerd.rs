@@ -12,6 +12,7 @@ struct Dockerd {
     child: Child,
     dir: TempDir,
     sock: PathBuf,
+    cgroup_parent: String,
 }
 
 impl Dockerd {
@@ -21,6 +22,7 @@ impl Dockerd {
         std::os::unix::fs::symlink(crate::berth_bin(), &runtime).unwrap();
         let sock = dir.path().join("docker.sock");
         let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
+        let cgroup_parent = unique_name("dockerd");
         let child = Command::new("dockerd")
             .arg("--data-root")
             .arg(dir.path().join("data"))
@@ -41,7 +43,7 @@ impl Dockerd {
                 "--exec-opt",
                 "native.cgroupdriver=cgroupfs",
                 "--cgroup-parent",
-                &format!("/{}", unique_name("dockerd")),
+                &format!("/{cgroup_parent}"),
             ])
             .arg("--add-runtime")
             .arg(format!("berth={}", runtime.display()))
@@ -54,7 +56,7 @@ impl Dockerd {
             .stderr(log)
             .spawn()
             .expect("starting dockerd");
-        let d = Dockerd { child, dir, sock };
+        let d = Dockerd { child, dir, sock, cgroup_parent };
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if d.docker(&["version"]).status.success() {
@@ -137,6 +139,7 @@ impl Drop for Dockerd {
         let _ = self.child.kill();
         let _ = self.child.wait();
         unmount_below(self.dir.path());
+        berth_testutil::remove_cgroup_everywhere(&self.cgroup_parent);
     }
 }
 
