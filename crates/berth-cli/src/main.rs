@@ -31,7 +31,16 @@ fn main() -> ExitCode {
         .and_then(|n| n.to_str())
         .unwrap_or("berth")
         .to_string();
-    if name == "berth-runtime" || name == "runc" {
+    let as_runtime = name == "berth-runtime" || name == "runc";
+    // Commands that enter a container re-execute from a sealed binary first (see
+    // berth_runtime::seal); deciding that before clap saves parsing the arguments twice.
+    if runtime::enters_container(std::env::args().skip(1), as_runtime) {
+        if let Err(e) = berth_runtime::seal::ensure_sealed() {
+            eprintln!("berth-runtime: sealing the runtime binary: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    if as_runtime {
         let cli = runtime::RuntimeCli::parse();
         return runtime::main(cli);
     }

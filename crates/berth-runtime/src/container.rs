@@ -264,6 +264,12 @@ impl Runtime {
             nix::sys::stat::FchmodatFlags::FollowSymlink,
         )
         .map_err(sys_err(format!("chmod {}", fifo.display())))?;
+        let state_dir_fd = nix::fcntl::open(
+            &sd.dir,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(sys_err(format!("opening {}", sd.dir.display())))?;
         let fifo_fd = nix::fcntl::open(
             &fifo,
             nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
@@ -280,7 +286,16 @@ impl Runtime {
         }
         let (parent, child) = sync::pair().map_err(sys_err("creating sync socket"))?;
         let offsets = time_offsets(&spec);
-        let stage1 = match sys::fork().map_err(sys_err("forking"))? {
+        let into = cgroup.v2_dir().and_then(|d| {
+            nix::fcntl::open(
+                d,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .ok()
+        });
+        let (forked, placed) = sys::fork_into_cgroup(into.as_ref().map(|f| f.as_fd())).map_err(sys_err("forking"))?;
+        let stage1 = match forked {
             None => {
                 drop(parent);
                 let seccomp = filter.as_ref().map(|(p, f)| (p.as_slice(), *f));
@@ -293,6 +308,7 @@ impl Runtime {
                         rootfs: &rootfs,
                         cgroup: &cgroup,
                         fifo: &fifo_fd,
+                        state_dir: &state_dir_fd,
                         no_pivot: opts.no_pivot,
                         preserve_fds: opts.preserve_fds,
                         seccomp,
@@ -303,7 +319,7 @@ impl Runtime {
         };
         drop(child);
         guard.pids.push(stage1.as_raw());
-        cgroup.add(stage1.as_raw())?;
+        cgroup.add_except(stage1.as_raw(), if placed { cgroup.v2_dir() } else { None })?;
         let failed = |message: String| ContainerError::Init {
             id: id.to_string(),
             message,
@@ -610,7 +626,16 @@ impl Runtime {
             nix::sys::prctl::set_child_subreaper(true).map_err(sys_err("becoming subreaper"))?;
         }
         let (parent, child) = sync::pair().map_err(sys_err("creating sync socket"))?;
-        let stage1 = match sys::fork().map_err(sys_err("forking"))? {
+        let into = st.cgroup.v2_dir().and_then(|d| {
+            nix::fcntl::open(
+                d,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .ok()
+        });
+        let (forked, placed) = sys::fork_into_cgroup(into.as_ref().map(|f| f.as_fd())).map_err(sys_err("forking"))?;
+        let stage1 = match forked {
             None => {
                 drop(parent);
                 let seccomp = filter.as_ref().map(|(p, f)| (p.as_slice(), *f));
@@ -651,7 +676,8 @@ impl Runtime {
                     Msg::Pid(p) => {
                         pid = p;
                         let _ = nix::sys::wait::waitpid(stage1, None);
-                        st.cgroup.add(p)?;
+                        st.cgroup
+                            .add_except(p, if placed { st.cgroup.v2_dir() } else { None })?;
                         parent.send(&Msg::Go).map_err(sys_err("sync"))?;
                     }
                     Msg::Console => {

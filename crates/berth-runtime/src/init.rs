@@ -32,6 +32,8 @@ pub struct InitArgs<'a> {
     pub cgroup: &'a CgroupConfig,
     /// `O_PATH` descriptor of the start fifo.
     pub fifo: &'a OwnedFd,
+    /// `O_PATH` descriptor of the state directory holding it (for roots without /proc).
+    pub state_dir: &'a OwnedFd,
     /// `--no-pivot`.
     pub no_pivot: bool,
     /// `--preserve-fds`.
@@ -264,11 +266,30 @@ fn init(chan: &Chan, a: &InitArgs<'_>, new_mntns: bool) -> Result<Never, String>
     process::finalize(p, a.seccomp).map_err(chain)?;
     settle_fds(a.preserve_fds)?;
     chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
-    // Block until `start` opens the fifo's read end.
-    let mut fifo = std::fs::File::from(
-        safepath::reopen(a.fifo.as_fd(), OFlag::O_WRONLY).map_err(|e| format!("opening start fifo: {e}"))?,
-    );
-    fifo.write_all(b"0").map_err(|e| format!("writing start fifo: {e}"))?;
+    // Block until `start` opens the fifo's read end. The fifo is reopened through its
+    // /proc/self/fd entry (no directory permission needed after the user change); a root
+    // without /proc falls back to the state directory's descriptor. Both are close-on-exec.
+    let fifo = safepath::reopen(a.fifo.as_fd(), OFlag::O_WRONLY).or_else(|_| {
+        nix::fcntl::openat(
+            a.state_dir,
+            crate::state::FIFO,
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(std::io::Error::from)
+    });
+    let mut fifo = match fifo {
+        Ok(f) => std::fs::File::from(f),
+        Err(e) => {
+            // The runtime has gone; stderr is the container's, and the only place left.
+            let _ = writeln!(std::io::stderr(), "berth-runtime: opening start fifo: {e}");
+            sys::child_exit(1);
+        }
+    };
+    if let Err(e) = fifo.write_all(b"0") {
+        let _ = writeln!(std::io::stderr(), "berth-runtime: writing start fifo: {e}");
+        sys::child_exit(1);
+    }
     drop(fifo);
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
         let s = state_json.replace("\"status\":\"creating\"", "\"status\":\"created\"");

@@ -110,7 +110,9 @@ pub fn remove_cgroup_everywhere(rel: &str) {
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for line in mounts.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
         if !(post.starts_with("cgroup ") || post.starts_with("cgroup2 ")) {
             continue;
         }

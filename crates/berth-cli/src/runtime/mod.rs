@@ -82,6 +82,30 @@ enum Cmd {
     Spec(manage::SpecArgs),
 }
 
+/// Global options that take a value, which the pre-parse scan must skip over.
+const GLOBAL_WITH_VALUE: [&str; 4] = ["--root", "--log", "--log-format", "--criu"];
+
+/// Whether the command line runs `create`, `run` or `exec` (the commands that enter a
+/// container), found without clap: skip `runtime` (unless invoked as the runtime) and the
+/// global options, then look at the first word.
+pub fn enters_container(args: impl Iterator<Item = String>, as_runtime: bool) -> bool {
+    let mut args = args.peekable();
+    if !as_runtime && args.next_if(|a| a == "runtime").is_none() {
+        return false;
+    }
+    while let Some(a) = args.next() {
+        if GLOBAL_WITH_VALUE.contains(&a.as_str()) {
+            args.next();
+            continue;
+        }
+        if a.starts_with('-') {
+            continue;
+        }
+        return matches!(a.as_str(), "create" | "run" | "exec");
+    }
+    false
+}
+
 /// Runs a runtime command; errors go to stderr and, with --log, to the log file.
 pub fn main(cli: RuntimeCli) -> ExitCode {
     let rt = Runtime {
@@ -138,5 +162,41 @@ fn write_log(path: &std::path::Path, format: LogFormat, level: &str, msg: &str) 
     };
     if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
         let _ = writeln!(f, "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enters(args: &[&str], as_runtime: bool) -> bool {
+        enters_container(args.iter().map(|s| s.to_string()), as_runtime)
+    }
+
+    #[test]
+    fn finds_the_subcommand_past_global_options() {
+        assert!(enters(
+            &[
+                "--root",
+                "/run/x",
+                "--log",
+                "l.json",
+                "--log-format=json",
+                "create",
+                "--bundle",
+                "b",
+                "id"
+            ],
+            true
+        ));
+        assert!(enters(&["runtime", "--debug", "exec", "id", "sh"], false));
+        assert!(enters(&["--systemd-cgroup", "run", "id"], true));
+        assert!(
+            !enters(&["--root", "run", "state", "id"], true),
+            "the value of --root is not a command"
+        );
+        assert!(!enters(&["state", "create"], true));
+        assert!(!enters(&["create"], false), "berth create is not the runtime");
+        assert!(!enters(&["runtime", "delete", "run"], false));
     }
 }

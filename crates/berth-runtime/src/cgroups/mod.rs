@@ -278,9 +278,26 @@ impl CgroupConfig {
         }
     }
 
+    /// The cgroup v2 directory a process can be cloned straight into: the container's v2
+    /// directory, or on a hybrid host its directory in the unified hierarchy.
+    pub fn v2_dir(&self) -> Option<&Path> {
+        match self {
+            CgroupConfig::V1 { paths } => paths.get("unified").map(PathBuf::as_path),
+            CgroupConfig::V2 { path } => Some(path),
+        }
+    }
+
     /// Moves `pid` into the container's cgroups.
     pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
+        self.add_except(pid, None)
+    }
+
+    /// Moves `pid` into the container's cgroups but `skip` (where it was born already).
+    pub fn add_except(&self, pid: i32, skip: Option<&Path>) -> Result<(), CgroupError> {
         for dir in self.dirs() {
+            if skip == Some(dir.as_path()) {
+                continue;
+            }
             let f = dir.join("cgroup.procs");
             std::fs::write(&f, pid.to_string()).map_err(io_err("adding pid to", &f))?;
         }
@@ -348,17 +365,19 @@ impl CgroupConfig {
         }
     }
 
-    /// Removes the directories; retries briefly while exiting tasks leave.
+    /// Removes the directories; retries while exiting tasks leave (a reaped process can stay
+    /// counted for a moment), backing off from 50 µs up to 10 ms, for at most ~2 s.
     pub fn destroy(&self) -> Result<(), CgroupError> {
         for dir in self.dirs() {
-            let mut tries = 0;
+            let mut nap = std::time::Duration::from_micros(50);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
             loop {
                 match std::fs::remove_dir(&dir) {
                     Ok(()) => break,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 100 => {
-                        tries += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline => {
+                        std::thread::sleep(nap);
+                        nap = (nap * 2).min(std::time::Duration::from_millis(10));
                     }
                     Err(e) => return Err(io_err("removing", &dir)(e)),
                 }

@@ -56,7 +56,12 @@ impl Dockerd {
             .stderr(log)
             .spawn()
             .expect("starting dockerd");
-        let d = Dockerd { child, dir, sock, cgroup_parent };
+        let d = Dockerd {
+            child,
+            dir,
+            sock,
+            cgroup_parent,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if d.docker(&["version"]).status.success() {
