@@ -286,15 +286,7 @@ impl Runtime {
         }
         let (parent, child) = sync::pair().map_err(sys_err("creating sync socket"))?;
         let offsets = time_offsets(&spec);
-        let into = cgroup.v2_dir().and_then(|d| {
-            nix::fcntl::open(
-                d,
-                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .ok()
-        });
-        let (forked, placed) = sys::fork_into_cgroup(into.as_ref().map(|f| f.as_fd())).map_err(sys_err("forking"))?;
+        let (forked, placed) = fork_stage1(&cgroup)?;
         let stage1 = match forked {
             None => {
                 drop(parent);
@@ -626,15 +618,7 @@ impl Runtime {
             nix::sys::prctl::set_child_subreaper(true).map_err(sys_err("becoming subreaper"))?;
         }
         let (parent, child) = sync::pair().map_err(sys_err("creating sync socket"))?;
-        let into = st.cgroup.v2_dir().and_then(|d| {
-            nix::fcntl::open(
-                d,
-                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .ok()
-        });
-        let (forked, placed) = sys::fork_into_cgroup(into.as_ref().map(|f| f.as_fd())).map_err(sys_err("forking"))?;
+        let (forked, placed) = fork_stage1(&st.cgroup)?;
         let stage1 = match forked {
             None => {
                 drop(parent);
@@ -757,6 +741,20 @@ fn with_default_devices(res: &LinuxResources, devices: &[berth_oci::oci_spec::ru
     let mut out = res.clone();
     out.set_devices(Some(rules));
     out
+}
+
+/// Forks stage 1, born in the container's cgroup v2 directory where there is one (see
+/// `sys::fork_into_cgroup`); says whether that placement happened.
+fn fork_stage1(cgroup: &CgroupConfig) -> Result<(Option<Pid>, bool), ContainerError> {
+    let into = cgroup.v2_dir().and_then(|d| {
+        nix::fcntl::open(
+            d,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()
+    });
+    sys::fork_into_cgroup(into.as_ref().map(|f| f.as_fd())).map_err(sys_err("forking"))
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
