@@ -11,10 +11,7 @@ set -euo pipefail
 n=${1:-100}
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
-berth=${BERTH_BIN:-$top/target/release/berth}
-if [ ! -x "$berth" ]; then
-  (cd "$top" && cargo build --release -p berth)
-fi
+berth=${BERTH_BIN:-$("$top/scripts/build.sh")}
 work=$(mktemp -d /tmp/bt$$-bench-XXXX)
 cleanup() {
   for r in "$work"/root-*; do

@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-cargo build --release --locked -p berth
-install -m 0755 target/release/berth /usr/local/bin/berth
+bin=$(scripts/build.sh)
+install -m 0755 "$bin" /usr/local/bin/berth
 ln -sf berth /usr/local/bin/berth-runtime
 
 bundle=$(mktemp -d /tmp/berth-quickstart-XXXX)

@@ -165,13 +165,22 @@ impl Drop for Guard<'_> {
     }
 }
 
+/// The caller's user name from /etc/passwd (no NSS: the binary is static), else the uid.
 fn owner() -> String {
-    let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid)
+    let uid = nix::unistd::getuid().as_raw();
+    std::fs::read_to_string("/etc/passwd")
         .ok()
-        .flatten()
-        .map(|u| u.name)
+        .and_then(|text| passwd_name(&text, uid))
         .unwrap_or_else(|| uid.to_string())
+}
+
+fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let name = f.next()?;
+        let id: u32 = f.nth(1)?.parse().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_string())
+    })
 }
 
 fn write_id_map(
@@ -286,6 +295,7 @@ impl Runtime {
         }
         let (parent, child) = sync::pair().map_err(sys_err("creating sync socket"))?;
         let offsets = time_offsets(&spec);
+        let joins = cgroup.open_v1_tasks()?;
         let (forked, placed) = fork_stage1(&cgroup)?;
         let stage1 = match forked {
             None => {
@@ -293,6 +303,7 @@ impl Runtime {
                 let seccomp = filter.as_ref().map(|(p, f)| (p.as_slice(), *f));
                 init::stage1(
                     &child,
+                    &joins,
                     plan,
                     offsets,
                     Stage2::Init(InitArgs {
@@ -310,8 +321,9 @@ impl Runtime {
             Some(pid) => pid,
         };
         drop(child);
+        drop(joins);
         guard.pids.push(stage1.as_raw());
-        cgroup.add_except(stage1.as_raw(), if placed { cgroup.v2_dir() } else { None })?;
+        cgroup.add_v2(stage1.as_raw(), placed)?;
         let failed = |message: String| ContainerError::Init {
             id: id.to_string(),
             message,
@@ -618,6 +630,7 @@ impl Runtime {
             nix::sys::prctl::set_child_subreaper(true).map_err(sys_err("becoming subreaper"))?;
         }
         let (parent, child) = sync::pair().map_err(sys_err("creating sync socket"))?;
+        let joins = st.cgroup.open_v1_tasks()?;
         let (forked, placed) = fork_stage1(&st.cgroup)?;
         let stage1 = match forked {
             None => {
@@ -625,6 +638,7 @@ impl Runtime {
                 let seccomp = filter.as_ref().map(|(p, f)| (p.as_slice(), *f));
                 init::stage1(
                     &child,
+                    &joins,
                     plan,
                     None,
                     Stage2::Exec(ExecArgs {
@@ -637,6 +651,7 @@ impl Runtime {
             Some(pid) => pid,
         };
         drop(child);
+        drop(joins);
         let kill = |p: i32| {
             let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
         };
@@ -660,8 +675,7 @@ impl Runtime {
                     Msg::Pid(p) => {
                         pid = p;
                         let _ = nix::sys::wait::waitpid(stage1, None);
-                        st.cgroup
-                            .add_except(p, if placed { st.cgroup.v2_dir() } else { None })?;
+                        st.cgroup.add_v2(p, placed)?;
                         parent.send(&Msg::Go).map_err(sys_err("sync"))?;
                     }
                     Msg::Console => {
@@ -873,6 +887,14 @@ pub fn parse_signal(s: &str) -> Result<i32, ContainerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owner_names_come_from_passwd() {
+        let pw = "root:x:0:0:root:/root:/bin/bash\n# junk\nbad\ndaemon:x:1:1::/:/bin/false\n";
+        assert_eq!(passwd_name(pw, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(pw, 1).as_deref(), Some("daemon"));
+        assert_eq!(passwd_name(pw, 7), None);
+    }
 
     #[test]
     fn signals_parse_like_runc() {

@@ -15,7 +15,7 @@ use berth_oci::oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 
-use crate::cgroups::CgroupConfig;
+use crate::cgroups::{self, CgroupConfig, SelfJoin};
 use crate::namespaces::{self, Plan};
 use crate::rootfs::{self, RootfsCtx};
 use crate::sync::{Chan, Msg};
@@ -63,10 +63,12 @@ pub enum Stage2<'a> {
 }
 
 /// Runs stage 1 in the forked child; never returns.
-pub fn stage1(chan: &Chan, plan: Plan, time_offsets: Option<String>, next: Stage2<'_>) -> ! {
+pub fn stage1(chan: &Chan, joins: &[SelfJoin], plan: Plan, time_offsets: Option<String>, next: Stage2<'_>) -> ! {
     let r = (|| -> Result<(), String> {
         // Nothing in the container may open our /proc entries while we run there.
         sys::set_dumpable(false).map_err(|e| format!("setting non-dumpable: {e}"))?;
+        // Into the v1 hierarchies before anything else: stage 2 is born there.
+        cgroups::join_self(joins)?;
         // The runtime may have blocked signals it forwards; the container starts with none.
         nix::sys::signal::SigSet::empty()
             .thread_set_mask()

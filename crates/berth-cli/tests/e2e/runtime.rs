@@ -476,6 +476,21 @@ fn cgroup_limits_are_written_and_enforced() {
             .unwrap()
             .contains("c 1:3 rwm"));
     }
+    // Init and an exec'd process are in the container's cgroup in every hierarchy (v1
+    // ones are joined by the process itself, v2 by birth).
+    let state: serde_json::Value = serde_json::from_str(&rt.ok(&["state", &id])).unwrap();
+    let init_cg = std::fs::read_to_string(format!("/proc/{}/cgroup", state["pid"])).unwrap();
+    let exec_cg = rt.ok(&["exec", &id, "cat", "/proc/self/cgroup"]);
+    for cg in [&init_cg, &exec_cg] {
+        let lines: Vec<&str> = cg.lines().filter(|l| !l.contains("name=")).collect();
+        assert!(!lines.is_empty());
+        for l in lines {
+            assert!(
+                l.ends_with(&format!("/{rel}")),
+                "not in the container's cgroup: {l}\n{cg}"
+            );
+        }
+    }
     // The pids limit holds inside: 30 background sleeps cannot all start.
     let _ = rt.out(&[
         "exec",

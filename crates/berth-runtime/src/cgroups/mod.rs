@@ -287,17 +287,39 @@ impl CgroupConfig {
         }
     }
 
-    /// Moves `pid` into the container's cgroups.
-    pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
-        self.add_except(pid, None)
+    /// Opens the v1 `tasks` files the container's first process writes `0` to, moving
+    /// itself in (see [`join_self`]). Opened by the runtime before it forks, so the writes
+    /// carry the runtime's credentials whatever namespaces the child has joined since.
+    pub fn open_v1_tasks(&self) -> Result<Vec<SelfJoin>, CgroupError> {
+        let CgroupConfig::V1 { paths } = self else {
+            return Ok(Vec::new());
+        };
+        let unified = paths.get("unified");
+        let mut dirs: Vec<&PathBuf> = paths.values().filter(|d| Some(*d) != unified).collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs.into_iter()
+            .map(|d| {
+                let path = d.join("tasks");
+                let fd = nix::fcntl::open(
+                    &path,
+                    nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(|e| io_err("opening", &path)(e.into()))?;
+                Ok(SelfJoin { path, fd })
+            })
+            .collect()
     }
 
-    /// Moves `pid` into the container's cgroups but `skip` (where it was born already).
-    pub fn add_except(&self, pid: i32, skip: Option<&Path>) -> Result<(), CgroupError> {
-        for dir in self.dirs() {
-            if skip == Some(dir.as_path()) {
-                continue;
-            }
+    /// Moves `pid` into the container's cgroup v2 directory (on a hybrid host, its unified
+    /// directory) unless it was born there (`placed`). The v1 hierarchies are joined by the
+    /// process itself through [`join_self`].
+    pub fn add_v2(&self, pid: i32, placed: bool) -> Result<(), CgroupError> {
+        if placed {
+            return Ok(());
+        }
+        if let Some(dir) = self.v2_dir() {
             let f = dir.join("cgroup.procs");
             std::fs::write(&f, pid.to_string()).map_err(io_err("adding pid to", &f))?;
         }
@@ -512,4 +534,27 @@ mod tests {
     fn mountinfo_octal_escapes() {
         assert_eq!(unescape("/a\\040b"), "/a b");
     }
+}
+
+/// An open v1 `tasks` file of the container (see [`CgroupConfig::open_v1_tasks`]).
+#[derive(Debug)]
+pub struct SelfJoin {
+    /// The file, for error messages.
+    pub path: PathBuf,
+    /// Open for writing.
+    pub fd: std::os::fd::OwnedFd,
+}
+
+/// Moves the calling thread into each v1 hierarchy by writing `0` to its `tasks` file; the
+/// caller must be single-threaded (a freshly forked child), so this moves the process.
+///
+/// Why not have the runtime write the child's pid to `cgroup.procs`: moving another
+/// process, or a whole thread group, takes the kernel's cgroup threadgroup lock for
+/// writing, and that costs an RCU grace period (~10 ms here) per container. A thread
+/// moving itself through `tasks` skips that lock (kernel 5.17+, and harmless before).
+pub fn join_self(joins: &[SelfJoin]) -> Result<(), String> {
+    for j in joins {
+        nix::unistd::write(&j.fd, b"0").map_err(|e| format!("joining cgroup {}: {e}", j.path.display()))?;
+    }
+    Ok(())
 }
