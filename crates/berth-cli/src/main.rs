@@ -35,6 +35,12 @@ fn main() -> ExitCode {
     // Commands that enter a container re-execute from a sealed binary first (see
     // berth_runtime::seal); deciding that before clap saves parsing the arguments twice.
     if runtime::enters_container(std::env::args().skip(1), as_runtime) {
+        if let Some(n) = runtime::preserve_fds_arg(std::env::args().skip(1)) {
+            if let Err(e) = berth_runtime::reserve_fds(n) {
+                eprintln!("berth-runtime: reserving preserved descriptors: {e}");
+                return ExitCode::from(1);
+            }
+        }
         if let Err(e) = berth_runtime::seal::ensure_sealed() {
             eprintln!("berth-runtime: sealing the runtime binary: {e}");
             return ExitCode::from(1);

@@ -25,6 +25,7 @@ pub mod state;
 pub mod supervise;
 pub mod sync;
 mod sys;
+pub use sys::reserve_fds;
 
 pub use container::{parse_signal, ContainerError, CreateOpts, Created, ExecOpts, Runtime};
 pub use state::{Status, DEFAULT_ROOT};

@@ -216,6 +216,18 @@ pub fn prepare(spec: &Spec, ctx: &RootfsCtx<'_>) -> Result<(), MountError> {
     };
     mount(None::<&str>, "/", None::<&str>, root_prop, None::<&str>)
         .map_err(sys("making / a slave mount", Path::new("/")))?;
+    // With a shared tree (rootfsPropagation "shared"/"rshared"), the mount holding the rootfs
+    // must turn private: pivot_root refuses a shared parent, and the rootfs bind below would
+    // otherwise propagate back into the host. The spec's propagation is set on the new root
+    // once pivoted (`finish`).
+    if root_prop.contains(MsFlags::MS_SHARED) {
+        let info = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(sys("reading", Path::new("/proc/self/mountinfo")))?;
+        if let Some(parent) = shared_parent_mount(&info, ctx.rootfs) {
+            mount(None::<&str>, &parent, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
+                .map_err(sys("making the rootfs's parent mount private", &parent))?;
+        }
+    }
     // pivot_root needs the new root to be a mount point.
     mount(
         Some(ctx.rootfs),
@@ -607,6 +619,31 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), MountError> {
     Ok(())
 }
 
+/// The mount point holding `path` (the longest mount point that is an ancestor) when that
+/// mount is shared, from /proc/self/mountinfo text.
+fn shared_parent_mount(mountinfo: &str, path: &Path) -> Option<std::path::PathBuf> {
+    let mut best: Option<(std::path::PathBuf, bool)> = None;
+    for line in mountinfo.lines() {
+        let (head, _) = line.split_once(" - ")?;
+        let fields: Vec<&str> = head.split(' ').collect();
+        let Some(point) = fields.get(4).map(|p| Path::new(*p)) else {
+            continue;
+        };
+        if !path.starts_with(point) {
+            continue;
+        }
+        let shared = fields.iter().skip(6).any(|f| f.starts_with("shared:"));
+        // Later lines win at equal length: they are mounted on top.
+        if best
+            .as_ref()
+            .is_none_or(|(b, _)| point.as_os_str().len() >= b.as_os_str().len())
+        {
+            best = Some((point.to_path_buf(), shared));
+        }
+    }
+    best.and_then(|(p, shared)| shared.then_some(p))
+}
+
 /// Everything after pivot_root: propagation of the new root, sysctls, masked and read-only
 /// paths, `root.readonly`.
 pub fn finish(spec: &Spec) -> Result<(), MountError> {
@@ -694,6 +731,20 @@ mod tests {
         let o = opts(&["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]);
         assert_eq!(o.data, "newinstance,ptmxmode=0666,mode=0620,gid=5");
         assert!(!o.bind);
+    }
+
+    #[test]
+    fn finds_the_shared_parent_mount() {
+        let info = "22 1 8:1 / / rw shared:1 - ext4 /dev/sda rw\n\
+                    40 22 0:30 / /tmp rw shared:5 - tmpfs tmpfs rw\n\
+                    41 40 0:31 / /tmp/b rw - tmpfs tmpfs rw\n";
+        assert_eq!(
+            shared_parent_mount(info, Path::new("/tmp/x/rootfs")),
+            Some("/tmp".into())
+        );
+        assert_eq!(shared_parent_mount(info, Path::new("/tmp/b/rootfs")), None);
+        assert_eq!(shared_parent_mount(info, Path::new("/var/rootfs")), Some("/".into()));
+        assert_eq!(shared_parent_mount(info, Path::new("/tmpx")), Some("/".into()));
     }
 
     #[test]

@@ -289,3 +289,46 @@ pub fn set_keepcaps(on: bool) -> io::Result<()> {
 pub fn set_dumpable(on: bool) -> io::Result<()> {
     prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), 0).map(drop)
 }
+
+/// Makes sure descriptors `3..3 + count` are open, parking `/dev/null` on each free one.
+///
+/// `--preserve-fds N` hands the caller's fds 3..3+N to the container. Where the caller left
+/// one closed, the runtime's own descriptors (its state directory, cgroup files, the sync
+/// socket) would take that number and cross into the container: a way out. Called first
+/// thing, before the runtime opens anything.
+pub fn reserve_fds(count: u32) -> io::Result<()> {
+    let Some(end) = 3i32.checked_add(i32::try_from(count.min(1 << 20)).unwrap_or(1 << 20)) else {
+        return Ok(());
+    };
+    let mut null: Option<i32> = None;
+    for fd in 3..end {
+        // SAFETY: F_GETFD only reads the descriptor's flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+            continue;
+        }
+        let src = match null {
+            Some(n) => n,
+            None => {
+                // SAFETY: a plain open of a constant path, no close-on-exec on purpose.
+                let n = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+                if n < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                null = Some(n);
+                if n == fd {
+                    continue;
+                }
+                n
+            }
+        };
+        // SAFETY: dup2 onto a descriptor number that is free.
+        if unsafe { libc::dup2(src, fd) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    if let Some(n) = null.filter(|n| *n >= end) {
+        // SAFETY: closing the /dev/null descriptor this function opened outside the range.
+        unsafe { libc::close(n) };
+    }
+    Ok(())
+}

@@ -106,6 +106,23 @@ pub fn enters_container(args: impl Iterator<Item = String>, as_runtime: bool) ->
     false
 }
 
+/// The value of `--preserve-fds`, read before clap (see `berth_runtime::reserve_fds`).
+pub fn preserve_fds_arg(args: impl Iterator<Item = String>) -> Option<u32> {
+    let mut args = args;
+    let mut found = None;
+    while let Some(a) = args.next() {
+        if a == "--" {
+            break;
+        }
+        if a == "--preserve-fds" {
+            found = args.next().and_then(|v| v.parse().ok());
+        } else if let Some(v) = a.strip_prefix("--preserve-fds=") {
+            found = v.parse().ok();
+        }
+    }
+    found
+}
+
 /// Runs a runtime command; errors go to stderr and, with --log, to the log file.
 pub fn main(cli: RuntimeCli) -> ExitCode {
     let rt = Runtime {
@@ -171,6 +188,15 @@ mod tests {
 
     fn enters(args: &[&str], as_runtime: bool) -> bool {
         enters_container(args.iter().map(|s| s.to_string()), as_runtime)
+    }
+
+    #[test]
+    fn preserve_fds_is_found_before_parsing() {
+        let f = |a: &[&str]| preserve_fds_arg(a.iter().map(|s| s.to_string()));
+        assert_eq!(f(&["run", "--preserve-fds", "3", "id"]), Some(3));
+        assert_eq!(f(&["exec", "--preserve-fds=2", "id", "sh"]), Some(2));
+        assert_eq!(f(&["run", "id"]), None);
+        assert_eq!(f(&["exec", "id", "--", "x", "--preserve-fds", "9"]), None);
     }
 
     #[test]

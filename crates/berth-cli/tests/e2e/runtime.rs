@@ -757,3 +757,176 @@ fn features_spec_and_list() {
     assert!(!o.status.success(), "spec must not overwrite");
     assert_eq!(rt.ok(&["list", "--format", "json"]).trim(), "[]");
 }
+
+#[test]
+fn joins_namespaces_by_path() {
+    require_root!();
+    let rt = Rt::new("nsjoin");
+    let first = rt.id();
+    let b1 = sh("nsjoin1", "hostname > /dev/null; sleep 1000");
+    rt.ok_detached(&["run", "-d", "--bundle", b1.path().to_str().unwrap(), &first]);
+    let pid = rt.state(&first)["pid"].as_i64().unwrap();
+    // A second container joins the first's uts, ipc and network namespaces by path and
+    // sees the same hostname and the same net namespace inode.
+    let mut b2 = sh(
+        "nsjoin2",
+        "hostname; readlink /proc/self/ns/net; readlink /proc/self/ns/uts",
+    );
+    b2.config["hostname"] = serde_json::Value::Null;
+    b2.config["linux"]["namespaces"] = json!([
+        {"type": "pid"}, {"type": "mount"},
+        {"type": "uts", "path": format!("/proc/{pid}/ns/uts")},
+        {"type": "ipc", "path": format!("/proc/{pid}/ns/ipc")},
+        {"type": "network", "path": format!("/proc/{pid}/ns/net")},
+    ]);
+    b2.write();
+    let (code, out, err) = rt.run(b2.path());
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    let first_host = rt.ok(&["exec", &first, "hostname"]);
+    eqnice!(lines[0], first_host.trim());
+    let net = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let uts = std::fs::read_link(format!("/proc/{pid}/ns/uts")).unwrap();
+    eqnice!(lines[1], net.to_str().unwrap());
+    eqnice!(lines[2], uts.to_str().unwrap());
+    // A path that is not a namespace of that type is refused.
+    let mut b3 = sh("nsjoin3", "true");
+    b3.config["linux"]["namespaces"] = json!([{"type": "network", "path": format!("/proc/{pid}/ns/uts")}]);
+    b3.write();
+    let (code, _, err) = rt.run(b3.path());
+    assert_ne!(code, 0);
+    assert!(err.contains("network") || err.contains("namespace"), "{err}");
+    rt.ok(&["delete", "--force", &first]);
+}
+
+#[test]
+fn preserve_fds_passes_extra_descriptors() {
+    require_root!();
+    use std::os::fd::AsRawFd;
+    let rt = Rt::new("preserve");
+    let b = sh("preserve", "cat <&3; ls /proc/self/fd");
+    let dir = berth_testutil::TempDir::new("preserve-data");
+    let data = dir.path().join("data");
+    std::fs::write(&data, "through fd 3\n").unwrap();
+    let f = std::fs::File::open(&data).unwrap();
+    let id = rt.id();
+    let mut c = rt.cmd(&[
+        "run",
+        "--preserve-fds",
+        "1",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
+    let raw = f.as_raw_fd();
+    // SAFETY: fd 3 set up in the child before exec; only async-signal-safe calls.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
+            // dup2 onto itself keeps close-on-exec: clear it instead.
+            let r = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, 3)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = c.output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.starts_with("through fd 3\n"), "{out}");
+    let fds: Vec<&str> = out.lines().skip(1).collect();
+    assert!(fds.contains(&"3"), "fd 3 kept: {fds:?}");
+    assert!(!fds.contains(&"4") || fds.len() <= 5, "nothing beyond: {fds:?}");
+    // Numbers the caller left closed stay closed to the runtime's own descriptors: the
+    // container finds /dev/null there, never a state directory or a cgroup file.
+    let id = rt.id();
+    let b = sh(
+        "preserve2",
+        "for f in /proc/self/fd/*; do echo ${f##*/} $(readlink $f); done",
+    );
+    let o = rt.out(&[
+        "run",
+        "--preserve-fds",
+        "8",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut seen = 0;
+    for l in out.lines() {
+        // (The shell's own descriptor for the listing is gone by the time it is read.)
+        let Some((n, target)) = l.split_once(' ') else { continue };
+        if n.parse::<u32>().unwrap() < 3 {
+            continue;
+        }
+        seen += 1;
+        assert!(
+            target == "/dev/null" || target.starts_with("/proc/"),
+            "leaked into the container: {l}\n{out}"
+        );
+    }
+    assert!(seen >= 8, "{out}");
+}
+
+/// Unmounts a test's mount point when dropped.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn rootfs_propagation_is_applied() {
+    require_root!();
+    use nix::mount::{mount, MsFlags};
+    let rt = Rt::new("propagation");
+    let show_root = "awk '$5==\"/\"' /proc/self/mountinfo";
+    for (mode, expect) in [("slave", "master:"), ("shared", "shared:"), ("private", "")] {
+        let mut b = sh(&format!("propagation-{mode}"), show_root);
+        b.config["linux"]["rootfsPropagation"] = json!(mode);
+        b.write();
+        // The bundle sits on a shared mount of its own, so the container's root has a
+        // peer group to be a slave of (the host's / may well be private).
+        let dir = b.path().to_path_buf();
+        mount(Some(&dir), &dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+        let _undo = Unmount(dir.clone());
+        mount(None::<&str>, &dir, None::<&str>, MsFlags::MS_SHARED, None::<&str>).unwrap();
+        let (code, out, err) = rt.run(b.path());
+        assert_eq!(code, 0, "{err}");
+        let fields: Vec<&str> = out.split(" - ").next().unwrap().split(' ').skip(6).collect();
+        if expect.is_empty() {
+            assert!(fields.is_empty(), "{mode}: {out}");
+        } else {
+            assert!(fields.iter().any(|f| f.starts_with(expect)), "{mode}: {out}");
+        }
+    }
+}
+
+#[test]
+fn errors_go_to_the_json_log() {
+    let rt = Rt::new("jsonlog");
+    let dir = berth_testutil::TempDir::new("jsonlog");
+    let log = dir.path().join("log.json");
+    let o = rt.out(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "no-such-container",
+    ]);
+    assert!(!o.status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(rec["level"], "error");
+    assert!(rec["msg"].as_str().unwrap().contains("no-such-container"), "{rec}");
+    assert!(rec["time"].as_str().unwrap().ends_with('Z') || rec["time"].as_str().unwrap().contains('+'));
+}
