@@ -16,7 +16,7 @@ mod init;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
-pub mod safepath;
+pub use berth_safepath as safepath;
 pub mod seal;
 pub mod seccomp;
 pub mod spec;

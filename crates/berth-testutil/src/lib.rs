@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Where the host's static busybox lives (Debian's busybox-static).
 pub const BUSYBOX: &str = "/bin/busybox";
 
+pub mod tars;
+
 /// True when `BERTH_TEST_ROOT=1`: every gate must pass or the test fails.
 pub fn strict() -> bool {
     std::env::var("BERTH_TEST_ROOT").is_ok_and(|v| v == "1")
@@ -273,17 +275,31 @@ mod tests {
     /// dependencies; berth-testutil is allowed everywhere as a dev-dependency only).
     const ALLOWED: &[(&str, &[&str])] = &[
         ("berth-oci", &[]),
+        ("berth-safepath", &[]),
         ("berth-testutil", &["berth-oci"]),
-        ("berth-runtime", &["berth-oci"]),
-        ("berth-image", &["berth-oci"]),
+        ("berth-runtime", &["berth-oci", "berth-safepath"]),
+        ("berth-image", &["berth-oci", "berth-safepath"]),
         ("berth-net", &["berth-oci"]),
-        ("berth-build", &["berth-oci", "berth-image", "berth-runtime"]),
+        (
+            "berth-build",
+            &["berth-oci", "berth-image", "berth-runtime", "berth-safepath"],
+        ),
         (
             "berth-engine",
-            &["berth-oci", "berth-image", "berth-net", "berth-runtime", "berth-build"],
+            &[
+                "berth-oci",
+                "berth-image",
+                "berth-net",
+                "berth-runtime",
+                "berth-build",
+                "berth-safepath",
+            ],
         ),
         ("berth-api", &["berth-oci", "berth-engine"]),
-        ("berth", &["berth-oci", "berth-api", "berth-engine", "berth-runtime"]),
+        (
+            "berth",
+            &["berth-oci", "berth-api", "berth-engine", "berth-runtime", "berth-image"],
+        ),
     ];
 
     #[test]

@@ -1,4 +1,4 @@
-//! Path resolution confined to a root directory.
+//! berth-safepath: path resolution confined to a root directory.
 //!
 //! Everything the runtime opens, creates or mounts on inside a container's rootfs is found
 //! from an `O_PATH` descriptor of that rootfs with `openat2(RESOLVE_IN_ROOT)`: `..` and
@@ -6,7 +6,8 @@
 //! never point a mount or a write outside itself (the runc CVE class of symlinked mount
 //! targets). Where the kernel lacks openat2 (before 5.6) a userspace walk with `O_NOFOLLOW`
 //! gives the same confinement. The result is an `O_PATH` descriptor; callers act on it
-//! through `/proc/self/fd/N`, never on a re-joined path string.
+//! through `/proc/self/fd/N`, never on a re-joined path string. The image store unpacks
+//! hostile layer tars with the same functions.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};

@@ -1,0 +1,258 @@
+//! `pull`: manifest (choosing from an index by platform), config, then the layers fetched in
+//! parallel (3 at a time by default) with resume and retry, each verified, and unpacked in
+//! order as soon as the ones below it are in. Layers whose blobs are present are not fetched.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use berth_oci::{Digest, Platform, Reference};
+
+use crate::error::{ImageError, Result};
+use crate::model::{self, chain_ids, ImageConfig, Index, Manifest};
+use crate::registry::{Options, Registry};
+use crate::store::{Image, ImageStore, NewImage};
+
+/// How to pull.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// The platform to pick from an index.
+    pub platform: Platform,
+    /// Layers fetched at once.
+    pub parallel: usize,
+    /// Registry access.
+    pub registry: Options,
+}
+
+impl Default for PullOptions {
+    fn default() -> PullOptions {
+        PullOptions {
+            platform: Platform::host(),
+            parallel: 3,
+            registry: Options::from_env(),
+        }
+    }
+}
+
+/// Progress of a pull, for the CLI to draw.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The layer list is known.
+    Layers(Vec<(Digest, u64)>),
+    /// A layer is present already.
+    Exists(Digest),
+    /// Bytes of a layer fetched so far.
+    Progress(Digest, u64, u64),
+    /// A layer is downloaded and verified.
+    Downloaded(Digest),
+    /// A layer is unpacked.
+    Extracted(Digest),
+}
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// The image.
+    pub image: Image,
+    /// The digest pulled by (the index's when there was one).
+    pub digest: Digest,
+    /// Whether any layer or the config was new.
+    pub fetched: bool,
+}
+
+/// Picks the manifest for `platform` from an index.
+pub fn select(index: &Index, platform: &Platform) -> Result<model::Descriptor> {
+    let mut candidates = index.manifests.iter().filter(|d| {
+        d.platform
+            .as_ref()
+            .is_some_and(|p| platform.matches(&p.os, &p.architecture, p.variant.as_deref()))
+    });
+    let exact = index.manifests.iter().find(|d| {
+        d.platform.as_ref().is_some_and(|p| {
+            p.os == platform.os && p.architecture == platform.architecture && p.variant == platform.variant
+        })
+    });
+    exact.or_else(|| candidates.next()).cloned().ok_or_else(|| {
+        ImageError::NotFound(format!(
+            "no matching manifest for {platform} in the manifest list entries"
+        ))
+    })
+}
+
+/// Pulls `reference` into the store.
+pub fn pull(
+    store: &mut ImageStore,
+    reference: &Reference,
+    opts: &PullOptions,
+    report: &(dyn Fn(Event) + Sync),
+) -> Result<Pulled> {
+    let reg = Registry::new(reference.domain(), &opts.registry)?;
+    let repo = reference.path();
+    let wanted = match (reference.digest(), reference.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => "latest".to_string(),
+    };
+    let top = reg.manifest(repo, &wanted)?;
+    let (manifest_bytes, media_type) = if model::is_index(&top.media_type) {
+        let index: Index = model::parse("image index", &top.bytes)?;
+        let desc = select(&index, &opts.platform)?;
+        let m = reg.manifest(repo, &desc.digest.to_string())?;
+        store.content.put(&top.bytes)?;
+        (m.bytes, m.media_type)
+    } else {
+        (top.bytes.clone(), top.media_type.clone())
+    };
+    let manifest: Manifest = model::parse("image manifest", &manifest_bytes)?;
+    let cfg_type = manifest.config.media_type.as_str();
+    if cfg_type != model::OCI_CONFIG && cfg_type != model::DOCKER_CONFIG {
+        return Err(ImageError::Invalid(format!(
+            "{reference} is not a container image (config media type {cfg_type})"
+        )));
+    }
+    let mut fetched = false;
+    if !store.content.has(&manifest.config.digest) {
+        let bytes = reg.blob_bytes(repo, &manifest.config.digest)?;
+        store.content.put(&bytes)?;
+        fetched = true;
+    }
+    let config: ImageConfig = model::parse("image config", &store.content.read(&manifest.config.digest)?)?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(ImageError::Invalid(format!(
+            "{reference}: manifest has {} layers, config {}",
+            manifest.layers.len(),
+            config.rootfs.diff_ids.len()
+        )));
+    }
+    report(Event::Layers(
+        manifest.layers.iter().map(|l| (l.digest.clone(), l.size)).collect(),
+    ));
+    let chains = chain_ids(&config.rootfs.diff_ids);
+    let mut todo = VecDeque::new();
+    for (i, l) in manifest.layers.iter().enumerate() {
+        if store.content.has(&l.digest) {
+            report(Event::Exists(l.digest.clone()));
+        } else {
+            todo.push_back(i);
+        }
+    }
+    fetched |= !todo.is_empty();
+    let queue = Mutex::new(todo);
+    let (tx, rx) = mpsc::channel::<(usize, Result<()>)>();
+    let content = store.content.clone();
+    let layers = &manifest.layers;
+    let reg = &reg;
+    let mut first_err: Option<ImageError> = None;
+    std::thread::scope(|s| -> Result<()> {
+        for _ in 0..opts.parallel.max(1) {
+            let tx = tx.clone();
+            let queue = &queue;
+            let content = &content;
+            s.spawn(move || loop {
+                let Some(i) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
+                    return;
+                };
+                let l = &layers[i];
+                let r = fetch_with_retry(reg, content, repo, l, report);
+                if r.is_ok() {
+                    report(Event::Downloaded(l.digest.clone()));
+                }
+                let failed = r.is_err();
+                if tx.send((i, r)).is_err() || failed {
+                    // Stop taking work after a failure; the pull is over.
+                    if let Ok(mut q) = queue.lock() {
+                        q.clear();
+                    }
+                    return;
+                }
+            });
+        }
+        drop(tx);
+        // Unpack in order, as soon as each layer and those below it are present.
+        let mut ready: HashMap<usize, ()> = HashMap::new();
+        let mut next = 0;
+        let unpack_ready = |store: &mut ImageStore, ready: &HashMap<usize, ()>, next: &mut usize| -> Result<()> {
+            while *next < layers.len() && (ready.contains_key(next) || store.content.has(&layers[*next].digest)) {
+                let i = *next;
+                store.unpack_layer(
+                    &layers[i],
+                    &config.rootfs.diff_ids[i],
+                    &chains[i],
+                    i.checked_sub(1).map(|p| &chains[p]),
+                )?;
+                report(Event::Extracted(layers[i].digest.clone()));
+                *next += 1;
+            }
+            Ok(())
+        };
+        if let Err(e) = unpack_ready(store, &ready, &mut next) {
+            first_err.get_or_insert(e);
+        }
+        for (i, r) in rx {
+            match r {
+                Ok(()) => {
+                    ready.insert(i, ());
+                    if first_err.is_none() {
+                        if let Err(e) = unpack_ready(store, &ready, &mut next) {
+                            first_err = Some(e);
+                            if let Ok(mut q) = queue.lock() {
+                                q.clear();
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    store.unpack_layers(&manifest, &config)?;
+    let mut tags = Vec::new();
+    if reference.digest().is_none() {
+        tags.push(reference.clone());
+    }
+    let image = store.add_image(&NewImage {
+        manifest: manifest_bytes,
+        media_type,
+        tags,
+        digests: vec![reference.with_digest(top.digest.clone())],
+    })?;
+    Ok(Pulled {
+        image,
+        digest: top.digest,
+        fetched,
+    })
+}
+
+fn fetch_with_retry(
+    reg: &Registry,
+    content: &crate::content::ContentStore,
+    repo: &str,
+    l: &model::Descriptor,
+    report: &(dyn Fn(Event) + Sync),
+) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let r = (|| -> Result<()> {
+            let mut w = content.writer(&l.digest, Some(l.size))?;
+            reg.fetch_blob(repo, &l.digest, &mut w, &|n| {
+                report(Event::Progress(l.digest.clone(), n, l.size))
+            })?;
+            w.commit()?;
+            Ok(())
+        })();
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e @ (ImageError::NotFound(_) | ImageError::Registry { unauthorized: true, .. })) => return Err(e),
+            Err(e) if attempt >= 5 => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(200 * (1 << attempt))),
+        }
+    }
+}

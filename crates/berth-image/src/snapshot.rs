@@ -1,0 +1,246 @@
+//! Snapshots: one unpacked directory per layer chain id (`snapshots/<hex>/fs`), shared by
+//! every image that has that layer stack, and overlayfs mounts over them.
+//!
+//! A snapshot is made in `snapshots/tmp-*`, and renamed to its final name only when the
+//! unpack succeeded: a bad layer or a crash never leaves a partial snapshot under a chain id
+//! (leftover `tmp-*` directories are removed when the store opens).
+
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use berth_oci::Digest;
+
+use crate::content::unique;
+use crate::error::{io_err, ImageError, Result};
+
+/// The snapshot directory tree.
+#[derive(Debug, Clone)]
+pub struct Snapshots {
+    dir: PathBuf,
+}
+
+impl Snapshots {
+    /// Opens (creating) `dir` and clears temporary leftovers of interrupted unpacks.
+    pub fn open(dir: &Path) -> Result<Snapshots> {
+        fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        if let Ok(rd) = fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if let Some(pid) = name.strip_prefix("tmp-").and_then(|r| r.split('-').next()) {
+                    // Another live process may be unpacking into its own tmp dir.
+                    let alive = pid
+                        .parse::<i32>()
+                        .is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
+                    if !alive {
+                        let _ = fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
+        Ok(Snapshots { dir: dir.to_path_buf() })
+    }
+
+    /// The unpacked tree of a chain id.
+    pub fn path(&self, chain: &Digest) -> PathBuf {
+        self.dir.join(chain.hex()).join("fs")
+    }
+
+    /// Whether the snapshot's directory exists.
+    pub fn exists(&self, chain: &Digest) -> bool {
+        self.path(chain).is_dir()
+    }
+
+    /// Makes the snapshot `chain` by running `fill` on an empty directory; on success the
+    /// directory becomes the snapshot atomically, on failure it is removed.
+    pub fn create<T>(&self, chain: &Digest, fill: impl FnOnce(&Path) -> Result<T>) -> Result<Option<T>> {
+        if self.exists(chain) {
+            return Ok(None);
+        }
+        let tmp = self.dir.join(format!("tmp-{}-{}", std::process::id(), unique()));
+        let fsdir = tmp.join("fs");
+        fs::create_dir_all(&fsdir).map_err(io_err("creating", &fsdir))?;
+        fs::set_permissions(&fsdir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(io_err("chmod", &fsdir))?;
+        let out = match fill(&fsdir) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        if let Ok(d) = fs::File::open(&fsdir) {
+            // SAFETY: syncfs on a directory we just opened; it only flushes the filesystem.
+            unsafe { libc::syncfs(d.as_raw_fd()) };
+        }
+        let dest = self.dir.join(chain.hex());
+        match fs::rename(&tmp, &dest) {
+            Ok(()) => {
+                crate::content::sync_dir(&self.dir);
+                Ok(Some(out))
+            }
+            // Someone else made it meanwhile: theirs is as good as ours.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ENOTEMPTY)) => {
+                let _ = fs::remove_dir_all(&tmp);
+                Ok(None)
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                Err(io_err("renaming into", &dest)(e))
+            }
+        }
+    }
+
+    /// Removes a snapshot's directory.
+    pub fn remove(&self, chain: &Digest) -> Result<()> {
+        let d = self.dir.join(chain.hex());
+        match fs::remove_dir_all(&d) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err("removing", &d)(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Mounts an overlay at `target`: `lowers` top first, and with `upper`/`work` a writable
+/// one. Uses the new mount API with one `lowerdir+` per layer (no limit from the one-page
+/// mount option string, kernel 6.8+), falling back to the classic option string.
+pub fn mount_overlay(target: &Path, lowers: &[PathBuf], upper: Option<(&Path, &Path)>) -> Result<()> {
+    if lowers.is_empty() {
+        return Err(ImageError::Invalid("an overlay needs at least one lower layer".into()));
+    }
+    match mount_overlay_fsconfig(target, lowers, upper) {
+        Ok(()) => return Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EINVAL)) => {}
+        Err(e) => return Err(io_err("mounting overlay on", target)(e)),
+    }
+    let lower = lowers
+        .iter()
+        .map(|p| p.to_string_lossy().replace(':', "\\:"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let mut opts = format!("lowerdir={lower}");
+    if let Some((u, w)) = upper {
+        opts.push_str(&format!(",upperdir={},workdir={}", u.display(), w.display()));
+    }
+    if lowers.len() == 1 && upper.is_none() {
+        // overlayfs refuses a single lower without an upper: bind it read-only instead.
+        return bind_readonly(&lowers[0], target);
+    }
+    nix::mount::mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(|e| io_err("mounting overlay on", target)(e.into()))
+}
+
+fn bind_readonly(src: &Path, target: &Path) -> Result<()> {
+    use nix::mount::MsFlags;
+    nix::mount::mount(Some(src), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| io_err("bind-mounting on", target)(e.into()))?;
+    nix::mount::mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .map_err(|e| io_err("remounting read-only", target)(e.into()))
+}
+
+fn cstr(s: &str) -> std::io::Result<std::ffi::CString> {
+    std::ffi::CString::new(s).map_err(std::io::Error::other)
+}
+
+fn mount_overlay_fsconfig(target: &Path, lowers: &[PathBuf], upper: Option<(&Path, &Path)>) -> std::io::Result<()> {
+    const FSCONFIG_SET_STRING: u32 = 1;
+    const FSCONFIG_SET_FLAG: u32 = 0;
+    const FSCONFIG_CMD_CREATE: u32 = 6;
+    let name = cstr("overlay")?;
+    // SAFETY: fsopen with a NUL-terminated name; the result is a new descriptor or -1.
+    let fsfd = unsafe {
+        libc::syscall(libc::SYS_fsopen, name.as_ptr(), 1u32 /* FSOPEN_CLOEXEC */)
+    };
+    if fsfd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fsfd = i32::try_from(fsfd).map_err(std::io::Error::other)?;
+    // SAFETY: fsfd was just returned by fsopen and is owned here.
+    let fsfd = unsafe { OwnedFd::from_raw_fd(fsfd) };
+    let set = |key: &str, value: Option<&str>| -> std::io::Result<()> {
+        let k = cstr(key)?;
+        let v = value.map(cstr).transpose()?;
+        let (cmd, vp) = match &v {
+            Some(v) => (FSCONFIG_SET_STRING, v.as_ptr()),
+            None => (FSCONFIG_SET_FLAG, std::ptr::null()),
+        };
+        // SAFETY: a live fs context descriptor and NUL-terminated strings (or null).
+        let rc = unsafe { libc::syscall(libc::SYS_fsconfig, fsfd.as_raw_fd(), cmd, k.as_ptr(), vp, 0) };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // Bottom layer last in the classic string is first here: lowerdir+ appends below.
+    for l in lowers {
+        set("lowerdir+", Some(&l.to_string_lossy()))?;
+    }
+    if let Some((u, w)) = upper {
+        set("upperdir", Some(&u.to_string_lossy()))?;
+        set("workdir", Some(&w.to_string_lossy()))?;
+    }
+    // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fsfd.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let attr = if upper.is_none() {
+        1u32 /* MOUNT_ATTR_RDONLY */
+    } else {
+        0
+    };
+    // SAFETY: fsmount on a created context returns a new mount descriptor or -1.
+    let mfd = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fsfd.as_raw_fd(),
+            1u32, /* FSMOUNT_CLOEXEC */
+            attr,
+        )
+    };
+    if mfd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mfd = i32::try_from(mfd).map_err(std::io::Error::other)?;
+    // SAFETY: mfd was just returned by fsmount and is owned here.
+    let mfd = unsafe { OwnedFd::from_raw_fd(mfd) };
+    let empty = cstr("")?;
+    let t = cstr(&target.to_string_lossy())?;
+    // SAFETY: move_mount of a detached mount descriptor onto a NUL-terminated target path.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mfd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            4u32, /* MOVE_MOUNT_F_EMPTY_PATH */
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
