@@ -3,9 +3,11 @@
 //! (the name dockerd, containerd and podman are pointed at).
 
 mod exit;
+mod format;
+mod images;
 mod runtime;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -14,6 +16,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about, propagate_version = true)]
 struct Cli {
+    /// Root of berth's persistent state (images, containers, volumes).
+    #[arg(long, env = "BERTH_ROOT", default_value = "/var/lib/berth")]
+    root: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -21,7 +26,64 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// The OCI runtime, runc-compatible (also invoked as `berth-runtime`).
-    Runtime(runtime::RuntimeCli),
+    Runtime(Box<runtime::RuntimeCli>),
+    /// Download an image from a registry.
+    Pull(images::PullArgs),
+    /// Upload an image to a registry.
+    Push(images::PushArgs),
+    /// List images.
+    Images(images::ImagesArgs),
+    /// Manage images.
+    Image {
+        #[command(subcommand)]
+        command: images::ImageCmd,
+    },
+    /// Remove one or more images.
+    Rmi(images::RmiArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag(images::TagArgs),
+    /// Show the history of an image.
+    History(images::HistoryArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default).
+    Save(images::SaveArgs),
+    /// Load an image from a tar archive or STDIN.
+    Load(images::LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image.
+    Import(images::ImportArgs),
+    /// Return low-level information on images.
+    Inspect(images::InspectArgs),
+    /// Log in to a registry.
+    Login(images::LoginArgs),
+    /// Log out from a registry.
+    Logout(images::LogoutArgs),
+    /// Manage berth.
+    System {
+        #[command(subcommand)]
+        command: images::SystemCmd,
+    },
+}
+
+fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
+    use images::ImageCmd as I;
+    match command {
+        Command::Runtime(_) => anyhow::bail!("the runtime front is dispatched before the engine"),
+        Command::Pull(a) | Command::Image { command: I::Pull(a) } => images::pull(root, &a),
+        Command::Push(a) | Command::Image { command: I::Push(a) } => images::push(root, &a),
+        Command::Images(a) | Command::Image { command: I::Ls(a) } => images::images(root, &a),
+        Command::Rmi(a) | Command::Image { command: I::Rm(a) } => images::rmi(root, &a),
+        Command::Tag(a) | Command::Image { command: I::Tag(a) } => images::tag(root, &a),
+        Command::History(a) | Command::Image { command: I::History(a) } => images::history(root, &a),
+        Command::Save(a) | Command::Image { command: I::Save(a) } => images::save(root, &a),
+        Command::Load(a) | Command::Image { command: I::Load(a) } => images::load(root, &a),
+        Command::Import(a) | Command::Image { command: I::Import(a) } => images::import(root, &a),
+        Command::Inspect(a) | Command::Image { command: I::Inspect(a) } => images::inspect(root, &a),
+        Command::Image { command: I::Prune(a) } => images::prune(root, &a),
+        Command::Login(a) => images::login(&a),
+        Command::Logout(a) => images::logout(&a),
+        Command::System {
+            command: images::SystemCmd::Df(a),
+        } => images::df(root, &a),
+    }
 }
 
 fn main() -> ExitCode {
@@ -52,6 +114,13 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     match cli.command {
-        Command::Runtime(r) => runtime::main(r),
+        Command::Runtime(r) => runtime::main(*r),
+        command => match engine_main(&cli.root, command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
     }
 }

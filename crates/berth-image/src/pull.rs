@@ -129,6 +129,10 @@ pub fn pull(
         manifest.layers.iter().map(|l| (l.digest.clone(), l.size)).collect(),
     ));
     let chains = chain_ids(&config.rootfs.diff_ids);
+    let before = match reference.digest() {
+        Some(_) => None,
+        None => store.db.tag(&reference.to_string())?,
+    };
     let mut todo = VecDeque::new();
     for (i, l) in manifest.layers.iter().enumerate() {
         if store.content.has(&l.digest) {
@@ -223,6 +227,7 @@ pub fn pull(
         tags,
         digests: vec![reference.with_digest(top.digest.clone())],
     })?;
+    let fetched = fetched || before.as_deref() != Some(image.row.id.as_str());
     Ok(Pulled {
         image,
         digest: top.digest,

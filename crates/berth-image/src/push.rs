@@ -42,6 +42,12 @@ pub fn push(store: &ImageStore, name: &str, opts: &Options, report: &dyn Fn(Push
         .collect();
     let mut blobs: Vec<(Digest, u64)> = manifest.layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
     blobs.push((manifest.config.digest.clone(), manifest.config.size));
+    let config = manifest.config.digest.clone();
+    // Docker reports layers only, not the config blob.
+    let report = |e: PushEvent| match &e {
+        PushEvent::Exists(d) | PushEvent::Mounted(d, _) | PushEvent::Pushed(d) if *d == config => {}
+        _ => report(e),
+    };
     for (d, size) in blobs {
         if reg.has_blob(repo, &d)? {
             report(PushEvent::Exists(d));

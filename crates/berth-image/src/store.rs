@@ -289,6 +289,22 @@ impl ImageStore {
         self.image(&id)
     }
 
+    /// Records `repo@digest` for an image (after a push).
+    pub fn add_repo_digest(&mut self, id: &str, r: &Reference) -> Result<()> {
+        let Some(d) = r.digest() else {
+            return Err(ImageError::Invalid(format!("{r} has no digest")));
+        };
+        let (repo, d, id) = (r.repository(), d.to_string(), id.to_string());
+        self.db.write(|tx| {
+            tx.execute(
+                "INSERT INTO digests(repo, digest, image) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(repo, digest) DO UPDATE SET image = excluded.image",
+                params![repo, d, id],
+            )?;
+            Ok(())
+        })
+    }
+
     /// `tag SOURCE TARGET`.
     pub fn tag(&mut self, source: &str, target: &str) -> Result<Reference> {
         let img = self.resolve(source)?;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::tests_outside_test_module)]
 
 mod escape;
+mod images;
 mod peers;
 mod runtime;
 

@@ -2,5 +2,5 @@
 //! (`--runtime`). Each test starts its own daemon or store under a unique prefix and removes
 //! it afterwards.
 
-mod dockerd;
+pub mod dockerd;
 mod podman;

@@ -8,7 +8,7 @@ use berth_testutil::{busybox_rootfs, require_root, require_tool, unique_name, Te
 
 /// A private dockerd (and the containerd it manages) with its own data root, exec root and
 /// socket; killed by pid and cleaned up on drop.
-struct Dockerd {
+pub struct Dockerd {
     child: Child,
     dir: TempDir,
     sock: PathBuf,
@@ -16,7 +16,7 @@ struct Dockerd {
 }
 
 impl Dockerd {
-    fn start(test: &str) -> Dockerd {
+    pub fn start(test: &str) -> Dockerd {
         let dir = TempDir::new(test);
         let runtime = dir.path().join("berth-runtime");
         std::os::unix::fs::symlink(crate::berth_bin(), &runtime).unwrap();
@@ -75,7 +75,7 @@ impl Dockerd {
         );
     }
 
-    fn docker(&self, args: &[&str]) -> std::process::Output {
+    pub fn docker(&self, args: &[&str]) -> std::process::Output {
         Command::new("docker")
             .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
             .env("DOCKER_CONFIG", self.dir.path().join("cli"))
@@ -85,7 +85,7 @@ impl Dockerd {
             .expect("running docker")
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub fn ok(&self, args: &[&str]) -> String {
         let o = self.docker(args);
         assert!(
             o.status.success(),
@@ -109,7 +109,7 @@ impl Dockerd {
     }
 
     /// `docker import` of a busybox rootfs: an image built offline.
-    fn import_busybox(&self, tag: &str) {
+    pub fn import_busybox(&self, tag: &str) {
         let rootfs = self.dir.path().join("img");
         busybox_rootfs(&rootfs).unwrap();
         let tar = self.dir.path().join("img.tar");

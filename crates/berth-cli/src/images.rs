@@ -1,0 +1,1057 @@
+//! The image commands: `pull`, `push`, `images`, `image ...`, `rmi`, `tag`, `history`,
+//! `save`, `load`, `import`, `login`, `logout`, `system df`, with Docker's flags and output.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{bail, Context};
+use berth_image::archive::{self, Format};
+use berth_image::pull::{self, Event, PullOptions};
+use berth_image::push::{self, PushEvent};
+use berth_image::registry::{Options, Registry};
+use berth_image::store::{Image, ImageStore, Removed};
+use berth_oci::{Platform, Reference};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use crate::format::{human_duration, human_size, since, table, Template};
+
+/// `berth image ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCmd {
+    /// List images.
+    #[command(visible_alias = "list")]
+    Ls(ImagesArgs),
+    /// Display detailed information on one or more images.
+    Inspect(InspectArgs),
+    /// Remove one or more images.
+    #[command(visible_alias = "remove")]
+    Rm(RmiArgs),
+    /// Remove unused images.
+    Prune(PruneArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag(TagArgs),
+    /// Show the history of an image.
+    History(HistoryArgs),
+    /// Save one or more images to a tar archive.
+    Save(SaveArgs),
+    /// Load an image from a tar archive or STDIN.
+    Load(LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image.
+    Import(ImportArgs),
+    /// Download an image from a registry.
+    Pull(PullArgs),
+    /// Upload an image to a registry.
+    Push(PushArgs),
+}
+
+/// `pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// NAME[:TAG|@DIGEST]
+    pub name: String,
+    /// Set platform if server is multi-platform capable (os/arch[/variant]).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Suppress verbose output.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Download all tagged images in the repository (not supported).
+    #[arg(short = 'a', long = "all-tags")]
+    pub all_tags: bool,
+}
+
+/// `push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// NAME[:TAG]
+    pub name: String,
+    /// Suppress verbose output.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `images`.
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// [REPOSITORY[:TAG]]
+    pub reference: Option<String>,
+    /// Show all images (intermediate images too).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Show digests.
+    #[arg(long)]
+    pub digests: bool,
+    /// Filter output based on conditions provided (dangling=, reference=, label=).
+    #[arg(short, long = "filter")]
+    pub filter: Vec<String>,
+    /// Format output using a Go template, or `json`.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Don't truncate output.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only show image IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `image inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// IMAGE...
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Format output using a Go template.
+    #[arg(short, long)]
+    pub format: Option<String>,
+}
+
+/// `rmi`.
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// IMAGE...
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Force removal of the image.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Do not delete untagged parents.
+    #[arg(long)]
+    pub no_prune: bool,
+}
+
+/// `image prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove all unused images, not just dangling ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Provide filter values (not supported yet beyond none).
+    #[arg(long)]
+    pub filter: Vec<String>,
+}
+
+/// `tag`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// SOURCE_IMAGE[:TAG]
+    pub source: String,
+    /// TARGET_IMAGE[:TAG]
+    pub target: String,
+}
+
+/// `history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// IMAGE
+    pub name: String,
+    /// Print sizes and dates in human readable format.
+    #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub human: bool,
+    /// Don't truncate output.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only show image IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Format output using a Go template.
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+/// `save`.
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// IMAGE...
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Write to a file, instead of STDOUT.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Archive format: docker (default; also an OCI layout) or oci.
+    #[arg(long, default_value = "docker")]
+    pub format: String,
+}
+
+/// `load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Read from tar archive file, instead of STDIN.
+    #[arg(short, long)]
+    pub input: Option<PathBuf>,
+    /// Suppress the load output.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// file|- (a rootfs tar, plain or compressed)
+    pub file: String,
+    /// [REPOSITORY[:TAG]]
+    pub reference: Option<String>,
+    /// Apply Dockerfile instruction to the created image.
+    #[arg(short, long)]
+    pub change: Vec<String>,
+    /// Set commit message for imported image.
+    #[arg(short, long, default_value = "")]
+    pub message: String,
+    /// Set platform if server is multi-platform capable.
+    #[arg(long)]
+    pub platform: Option<String>,
+}
+
+/// `login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// SERVER (default docker.io)
+    pub server: Option<String>,
+    /// Username.
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password.
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Take the password from stdin.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// SERVER (default docker.io)
+    pub server: Option<String>,
+}
+
+/// `system ...`.
+#[derive(Debug, Subcommand)]
+pub enum SystemCmd {
+    /// Show disk usage.
+    Df(DfArgs),
+}
+
+/// `system df`.
+#[derive(Debug, Args)]
+pub struct DfArgs {
+    /// Show detailed information on space usage.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Format output using a Go template.
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+/// Opens the store under the data root.
+pub fn open(root: &Path) -> anyhow::Result<ImageStore> {
+    ImageStore::open(root).with_context(|| format!("opening the image store at {}", root.display()))
+}
+
+fn registry_opts() -> Options {
+    Options::from_env()
+}
+
+fn parse_ref(name: &str) -> anyhow::Result<Reference> {
+    Reference::parse(name).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `pull`.
+pub fn pull(root: &Path, a: &PullArgs) -> anyhow::Result<()> {
+    if a.all_tags {
+        bail!("--all-tags is not supported");
+    }
+    let bare = Reference::parse_bare(&a.name).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let r = parse_ref(&a.name)?;
+    let mut opts = PullOptions {
+        registry: registry_opts(),
+        ..PullOptions::default()
+    };
+    if let Some(p) = &a.platform {
+        opts.platform =
+            Platform::parse(p).ok_or_else(|| anyhow::anyhow!("invalid platform {p:?}: want os/arch[/variant]"))?;
+    }
+    let mut store = open(root)?;
+    let quiet = a.quiet;
+    if !quiet {
+        if bare.tag().is_none() && bare.digest().is_none() {
+            println!("Using default tag: latest");
+        }
+        match r.digest() {
+            Some(d) => println!("{d}: Pulling from {}", r.path()),
+            None => println!("{}: Pulling from {}", r.tag().unwrap_or("latest"), r.path()),
+        }
+    }
+    let progress = Progress::new(quiet);
+    let pulled = pull::pull(&mut store, &r, &opts, &|e| progress.event(e))?;
+    progress.finish();
+    if !quiet {
+        println!("Digest: {}", pulled.digest);
+        if pulled.fetched {
+            println!("Status: Downloaded newer image for {}", r.familiar());
+        } else {
+            println!("Status: Image is up to date for {}", r.familiar());
+        }
+    }
+    println!("{r}");
+    Ok(())
+}
+
+/// Layers in order with sizes, each layer's status text, lines drawn last time.
+type Board = (Vec<(String, u64)>, BTreeMap<String, String>, usize);
+
+/// Pull progress: a line per layer; on a terminal the lines are redrawn in place with a bar.
+struct Progress {
+    quiet: bool,
+    tty: bool,
+    state: Mutex<Board>,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Progress {
+        Progress {
+            quiet,
+            tty: std::io::stdout().is_terminal(),
+            state: Mutex::new((Vec::new(), BTreeMap::new(), 0)),
+        }
+    }
+
+    fn event(&self, e: Event) {
+        if self.quiet {
+            return;
+        }
+        let Ok(mut st) = self.state.lock() else { return };
+        let short = |d: &berth_oci::Digest| d.short().to_string();
+        let (id, text, plain) = match e {
+            Event::Layers(ls) => {
+                st.0 = ls.iter().map(|(d, s)| (short(d), *s)).collect();
+                if self.tty {
+                    let ids: Vec<String> = st.0.iter().map(|(i, _)| i.clone()).collect();
+                    for i in ids {
+                        st.1.insert(i.clone(), "Waiting".into());
+                    }
+                    self.draw(&mut st);
+                }
+                return;
+            }
+            Event::Exists(d) => (short(&d), "Already exists".to_string(), true),
+            Event::Progress(d, n, total) => {
+                if !self.tty {
+                    return;
+                }
+                let width = 50u64;
+                let filled = usize::try_from((n.min(total) * width).checked_div(total).unwrap_or(0)).unwrap_or(0);
+                let bar = format!(
+                    "Downloading [{}>{}] {}/{}",
+                    "=".repeat(filled.saturating_sub(1)),
+                    " ".repeat(50usize.saturating_sub(filled)),
+                    human_size(n),
+                    human_size(total)
+                );
+                (short(&d), bar, false)
+            }
+            Event::Downloaded(d) => (short(&d), "Download complete".to_string(), false),
+            Event::Extracted(d) => (short(&d), "Pull complete".to_string(), true),
+        };
+        if self.tty {
+            if st.1.get(&id).map(String::as_str) == Some("Already exists") {
+                return;
+            }
+            st.1.insert(id, text);
+            self.draw(&mut st);
+        } else if plain {
+            println!("{id}: {text}");
+        }
+    }
+
+    fn draw(&self, st: &mut Board) {
+        let mut out = std::io::stdout().lock();
+        if st.2 > 0 {
+            let _ = write!(out, "\x1b[{}A", st.2);
+        }
+        for (id, _) in &st.0 {
+            let text = st.1.get(id).cloned().unwrap_or_default();
+            let _ = writeln!(out, "\x1b[2K{id}: {text}");
+        }
+        st.2 = st.0.len();
+        let _ = out.flush();
+    }
+
+    fn finish(&self) {}
+}
+
+/// `push`.
+pub fn push(root: &Path, a: &PushArgs) -> anyhow::Result<()> {
+    let r = parse_ref(&a.name)?;
+    let mut store = open(root)?;
+    if !a.quiet {
+        println!("The push refers to repository [{}]", r.repository());
+    }
+    let quiet = a.quiet;
+    let (digest, size) = push::push(&store, &a.name, &registry_opts(), &|e| {
+        if quiet {
+            return;
+        }
+        match e {
+            PushEvent::Exists(d) => println!("{}: Layer already exists", d.short()),
+            PushEvent::Mounted(d, from) => println!("{}: Mounted from {from}", d.short()),
+            PushEvent::Pushed(d) => println!("{}: Pushed", d.short()),
+        }
+    })?;
+    // The pushed repository now knows the image by digest.
+    let img = store.resolve(&a.name)?;
+    store.add_repo_digest(&img.row.id, &r.with_digest(digest.clone()))?;
+    if a.quiet {
+        println!("{r}");
+    } else {
+        println!("{}: digest: {digest} size: {size}", r.tag().unwrap_or("latest"));
+    }
+    Ok(())
+}
+
+fn image_created(img: &Image) -> String {
+    img.row.created.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+}
+
+fn matches_filter(store: &ImageStore, img: &Image, f: &str, tag: Option<&Reference>) -> anyhow::Result<bool> {
+    let (k, v) = f
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value): {f}"))?;
+    Ok(match k {
+        "dangling" => match v {
+            "true" | "1" => img.tags.is_empty(),
+            "false" | "0" => !img.tags.is_empty(),
+            _ => bail!("invalid filter 'dangling={v}'"),
+        },
+        "reference" => tag.is_some_and(|t| glob(v, &t.familiar()) || glob(v, &t.familiar_repository())),
+        "label" => {
+            let cfg = store.config(img)?;
+            let labels = cfg
+                .config
+                .as_ref()
+                .and_then(|c| c.get("Labels"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            match v.split_once('=') {
+                Some((lk, lv)) => labels.get(lk).and_then(Value::as_str) == Some(lv),
+                None => labels.get(v).is_some(),
+            }
+        }
+        "before" | "since" => {
+            let other = store.resolve(v)?;
+            let (a, b) = (image_created(img), image_created(&other));
+            if k == "before" {
+                a < b
+            } else {
+                a > b
+            }
+        }
+        _ => bail!("invalid filter '{k}'"),
+    })
+}
+
+/// Shell-style glob with `*` and `?` (Docker's `path.Match` for reference filters).
+fn glob(pat: &str, s: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && go(p, &s[1..])),
+            (Some(b'?'), Some(c)) if *c != b'/' => go(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    go(pat.as_bytes(), s.as_bytes())
+}
+
+/// `images` / `image ls`.
+pub fn images(root: &Path, a: &ImagesArgs) -> anyhow::Result<()> {
+    let store = open(root)?;
+    let mut filters = a.filter.clone();
+    if let Some(r) = &a.reference {
+        filters.push(format!("reference={r}"));
+    }
+    struct Row {
+        id: String,
+        repo: String,
+        tag: String,
+        digest: String,
+        created: String,
+        size: u64,
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    for img in store.list()? {
+        let tags: Vec<Option<Reference>> = if img.tags.is_empty() {
+            vec![None]
+        } else {
+            img.tags.iter().cloned().map(Some).collect()
+        };
+        for t in tags {
+            let mut ok = true;
+            for f in &filters {
+                ok &= matches_filter(&store, &img, f, t.as_ref())?;
+            }
+            if !ok {
+                continue;
+            }
+            let digest = img
+                .digests
+                .iter()
+                .find(|d| t.as_ref().is_some_and(|t| t.repository() == d.repository()))
+                .or(img.digests.first())
+                .and_then(|d| d.digest().map(|x| x.to_string()))
+                .unwrap_or_else(|| "<none>".into());
+            rows.push(Row {
+                id: img.row.id.clone(),
+                repo: t
+                    .as_ref()
+                    .map(|t| t.familiar_repository())
+                    .unwrap_or_else(|| "<none>".into()),
+                tag: t
+                    .as_ref()
+                    .and_then(|t| t.tag().map(str::to_string))
+                    .unwrap_or_else(|| "<none>".into()),
+                digest,
+                created: image_created(&img),
+                size: u64::try_from(img.row.size).unwrap_or(0),
+            });
+        }
+    }
+    let short = |id: &str| -> String {
+        if a.no_trunc {
+            id.to_string()
+        } else {
+            id.trim_start_matches("sha256:").chars().take(12).collect()
+        }
+    };
+    if a.quiet {
+        let mut seen = std::collections::HashSet::new();
+        for r in &rows {
+            if seen.insert(r.id.clone()) {
+                println!("{}", short(&r.id));
+            }
+        }
+        return Ok(());
+    }
+    let as_json = |r: &Row| {
+        json!({
+            "Containers": "N/A",
+            "CreatedAt": r.created,
+            "CreatedSince": format!("{} ago", human_duration(since(&r.created))),
+            "Digest": r.digest,
+            "ID": short(&r.id),
+            "Repository": r.repo,
+            "SharedSize": "N/A",
+            "Size": human_size(r.size),
+            "Tag": r.tag,
+            "UniqueSize": "N/A",
+            "VirtualSize": human_size(r.size),
+        })
+    };
+    if let Some(f) = &a.format {
+        if f == "json" {
+            for r in &rows {
+                println!("{}", as_json(r));
+            }
+            return Ok(());
+        }
+        let t = Template::parse(f)?;
+        let mut out = String::new();
+        if t.is_table() {
+            out.push_str(&t.header(&|k| {
+                Some(
+                    match k {
+                        "ID" => "IMAGE ID",
+                        "CreatedSince" => "CREATED",
+                        "CreatedAt" => "CREATED AT",
+                        _ => return None,
+                    }
+                    .to_string(),
+                )
+            }));
+            out.push('\n');
+        }
+        for r in &rows {
+            out.push_str(&t.render(&as_json(r))?);
+            out.push('\n');
+        }
+        if t.is_table() {
+            let lines: Vec<Vec<String>> = out
+                .lines()
+                .map(|l| l.split('\t').map(str::to_string).collect())
+                .collect();
+            print!("{}", table(&lines));
+        } else {
+            print!("{out}");
+        }
+        return Ok(());
+    }
+    let mut lines = vec![];
+    let mut head = vec!["REPOSITORY".to_string(), "TAG".to_string()];
+    if a.digests {
+        head.push("DIGEST".into());
+    }
+    head.extend(["IMAGE ID", "CREATED", "SIZE"].map(str::to_string));
+    lines.push(head);
+    for r in &rows {
+        let mut l = vec![r.repo.clone(), r.tag.clone()];
+        if a.digests {
+            l.push(r.digest.clone());
+        }
+        l.push(short(&r.id));
+        l.push(format!("{} ago", human_duration(since(&r.created))));
+        l.push(human_size(r.size));
+        lines.push(l);
+    }
+    print!("{}", table(&lines));
+    Ok(())
+}
+
+/// The `docker image inspect` JSON of an image.
+pub fn inspect_json(store: &ImageStore, img: &Image) -> anyhow::Result<Value> {
+    let cfg: Value = serde_json::from_slice(&store.config_bytes(img)?).context("parsing image config")?;
+    let mut c = cfg.get("config").cloned().unwrap_or_else(|| json!({}));
+    if let Some(o) = c.as_object_mut() {
+        for (k, v) in [
+            ("Hostname", json!("")),
+            ("Domainname", json!("")),
+            ("User", json!("")),
+            ("AttachStdin", json!(false)),
+            ("AttachStdout", json!(false)),
+            ("AttachStderr", json!(false)),
+            ("Tty", json!(false)),
+            ("OpenStdin", json!(false)),
+            ("StdinOnce", json!(false)),
+            ("Env", Value::Null),
+            ("Cmd", Value::Null),
+            ("Image", json!("")),
+            ("Volumes", Value::Null),
+            ("WorkingDir", json!("")),
+            ("Entrypoint", Value::Null),
+            ("OnBuild", Value::Null),
+            ("Labels", Value::Null),
+        ] {
+            o.entry(k).or_insert(v);
+        }
+    }
+    let lowers = store.lowers(img)?;
+    let layers: Vec<Value> = cfg
+        .pointer("/rootfs/diff_ids")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut v = json!({
+        "Id": img.row.id,
+        "RepoTags": img.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
+        "RepoDigests": img.digests.iter().map(|d| d.familiar()).collect::<Vec<_>>(),
+        "Parent": "",
+        "Comment": cfg.pointer("/history/0/comment").and_then(Value::as_str).unwrap_or(""),
+        "Created": image_created(img),
+        "DockerVersion": cfg.get("docker_version").and_then(Value::as_str).unwrap_or(""),
+        "Author": cfg.get("author").and_then(Value::as_str).unwrap_or(""),
+        "Config": c,
+        "Architecture": cfg.get("architecture").and_then(Value::as_str).unwrap_or(""),
+        "Os": cfg.get("os").and_then(Value::as_str).unwrap_or(""),
+        "Size": img.row.size,
+        "GraphDriver": {
+            "Data": {
+                "LowerDir": lowers.iter().skip(1).map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
+                "UpperDir": lowers.first().map(|p| p.display().to_string()).unwrap_or_default(),
+            },
+            "Name": "overlay2"
+        },
+        "RootFS": {"Type": "layers", "Layers": layers},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"}
+    });
+    if let Some(var) = cfg.get("variant") {
+        v["Variant"] = var.clone();
+    }
+    Ok(v)
+}
+
+/// `image inspect`.
+pub fn inspect(root: &Path, a: &InspectArgs) -> anyhow::Result<()> {
+    let store = open(root)?;
+    let mut out = Vec::new();
+    let mut missing = Vec::new();
+    for n in &a.names {
+        match store.resolve(n) {
+            Ok(img) => out.push(inspect_json(&store, &img)?),
+            Err(e) => missing.push(e.to_string()),
+        }
+    }
+    match &a.format {
+        Some(f) if f != "json" => {
+            let t = Template::parse(f)?;
+            for v in &out {
+                println!("{}", t.render(v)?);
+            }
+        }
+        _ => println!("{}", serde_json::to_string_pretty(&out)?),
+    }
+    if !missing.is_empty() {
+        bail!("{}", missing.join("\n"));
+    }
+    Ok(())
+}
+
+/// `rmi`.
+pub fn rmi(root: &Path, a: &RmiArgs) -> anyhow::Result<()> {
+    let mut store = open(root)?;
+    let mut errors = Vec::new();
+    for n in &a.names {
+        match store.remove(n, a.force) {
+            Ok(done) => {
+                for d in done {
+                    match d {
+                        Removed::Untagged(t) => println!("Untagged: {t}"),
+                        Removed::Deleted(id) => println!("Deleted: {id}"),
+                    }
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok(())
+}
+
+/// `image prune`.
+pub fn prune(root: &Path, a: &PruneArgs) -> anyhow::Result<()> {
+    if !a.filter.is_empty() {
+        bail!("image prune --filter is not supported yet");
+    }
+    if !a.force {
+        if !std::io::stdin().is_terminal() {
+            bail!("image prune: refusing to prompt without a terminal; use --force");
+        }
+        let what = if a.all {
+            "all images without at least one container associated to them"
+        } else {
+            "all dangling images"
+        };
+        print!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        if !matches!(line.trim(), "y" | "Y" | "yes") {
+            return Ok(());
+        }
+    }
+    let mut store = open(root)?;
+    let (done, reclaimed) = store.prune(a.all)?;
+    if !done.is_empty() {
+        println!("Deleted Images:");
+        for d in done {
+            match d {
+                Removed::Untagged(t) => println!("untagged: {t}"),
+                Removed::Deleted(id) => println!("deleted: {id}"),
+            }
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(reclaimed));
+    Ok(())
+}
+
+/// `tag`.
+pub fn tag(root: &Path, a: &TagArgs) -> anyhow::Result<()> {
+    let mut store = open(root)?;
+    store.tag(&a.source, &a.target)?;
+    Ok(())
+}
+
+/// `history`.
+pub fn history(root: &Path, a: &HistoryArgs) -> anyhow::Result<()> {
+    let store = open(root)?;
+    let img = store.resolve(&a.name)?;
+    let cfg = store.config(&img)?;
+    let snaps: BTreeMap<String, i64> = store.db.snapshot_sizes()?.into_iter().collect();
+    let chains = berth_image::model::chain_ids(&cfg.rootfs.diff_ids);
+    let mut layer = chains.len();
+    let mut rows = Vec::new();
+    for (i, h) in cfg.history.iter().enumerate().rev() {
+        let size = if h.empty_layer {
+            0
+        } else {
+            layer = layer.saturating_sub(1);
+            chains
+                .get(layer)
+                .and_then(|c| snaps.get(&c.to_string()))
+                .copied()
+                .unwrap_or(0)
+        };
+        let id = if i == cfg.history.len() - 1 {
+            if a.no_trunc {
+                img.row.id.clone()
+            } else {
+                img.row.id[7..19].to_string()
+            }
+        } else {
+            "<missing>".to_string()
+        };
+        let created = h.created.clone().unwrap_or_default();
+        let mut by = h.created_by.clone().unwrap_or_default();
+        if !a.no_trunc && by.chars().count() > 45 {
+            by = by.chars().take(44).collect::<String>() + "…";
+        }
+        rows.push(json!({
+            "ID": id,
+            "CreatedAt": created,
+            "CreatedSince": if a.human { format!("{} ago", human_duration(since(&created))) } else { created.clone() },
+            "CreatedBy": by,
+            "Size": if a.human { human_size(u64::try_from(size).unwrap_or(0)) } else { size.to_string() },
+            "Comment": h.comment.clone().unwrap_or_default(),
+        }));
+    }
+    if a.quiet {
+        for r in &rows {
+            println!("{}", r["ID"].as_str().unwrap_or(""));
+        }
+        return Ok(());
+    }
+    if let Some(f) = &a.format {
+        let t = Template::parse(f)?;
+        for r in &rows {
+            println!("{}", t.render(r)?);
+        }
+        return Ok(());
+    }
+    let mut lines = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
+        .map(str::to_string)
+        .to_vec()];
+    for r in &rows {
+        lines.push(
+            ["ID", "CreatedSince", "CreatedBy", "Size", "Comment"]
+                .iter()
+                .map(|k| r[*k].as_str().unwrap_or("").to_string())
+                .collect(),
+        );
+    }
+    print!("{}", table(&lines));
+    Ok(())
+}
+
+/// `save`.
+pub fn save(root: &Path, a: &SaveArgs) -> anyhow::Result<()> {
+    let format = match a.format.as_str() {
+        "docker" => Format::Docker,
+        "oci" => Format::Oci,
+        f => bail!("invalid --format {f:?}: want docker or oci"),
+    };
+    let store = open(root)?;
+    match &a.output {
+        Some(p) => {
+            // Written beside the target and renamed: a failed save leaves no partial file.
+            let tmp = p.with_file_name(format!(
+                ".{}.berth-tmp",
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ));
+            let r = (|| -> anyhow::Result<()> {
+                let mut f = std::io::BufWriter::new(
+                    std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+                );
+                archive::save(&store, &a.names, format, &mut f)?;
+                f.into_inner()
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?
+                    .sync_all()?;
+                std::fs::rename(&tmp, p).with_context(|| format!("renaming into {}", p.display()))?;
+                Ok(())
+            })();
+            if r.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            r
+        }
+        None => {
+            if std::io::stdout().is_terminal() {
+                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+            }
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            archive::save(&store, &a.names, format, &mut out)?;
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+/// `load`.
+pub fn load(root: &Path, a: &LoadArgs) -> anyhow::Result<()> {
+    let mut store = open(root)?;
+    let lines = match &a.input {
+        Some(p) => {
+            let mut f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            archive::load(&mut store, &mut f)?
+        }
+        None => {
+            if std::io::stdin().is_terminal() {
+                bail!("requested load from stdin, but stdin is empty");
+            }
+            archive::load(&mut store, &mut std::io::stdin().lock())?
+        }
+    };
+    if !a.quiet {
+        for l in lines {
+            println!("{l}");
+        }
+    }
+    Ok(())
+}
+
+/// `import`.
+pub fn import(root: &Path, a: &ImportArgs) -> anyhow::Result<()> {
+    let tag = a.reference.as_deref().map(parse_ref).transpose()?;
+    let mut store = open(root)?;
+    let mut input: Box<dyn Read> = if a.file == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file))?)
+    };
+    let img = archive::import(&mut store, &mut input, &a.change, &a.message, tag.as_ref())?;
+    println!("{}", img.row.id);
+    Ok(())
+}
+
+fn server_of(s: Option<&str>) -> String {
+    let s = s.unwrap_or(berth_oci::DEFAULT_DOMAIN);
+    let s = s.trim_start_matches("https://").trim_start_matches("http://");
+    let host = s.split('/').next().unwrap_or(s);
+    if host == "index.docker.io" || host == "registry-1.docker.io" {
+        berth_oci::DEFAULT_DOMAIN.to_string()
+    } else {
+        host.to_string()
+    }
+}
+
+/// `login`.
+pub fn login(a: &LoginArgs) -> anyhow::Result<()> {
+    let server = server_of(a.server.as_deref());
+    let username = match &a.username {
+        Some(u) => u.clone(),
+        None => bail!("login: --username is required (no interactive prompt)"),
+    };
+    let password = if a.password_stdin {
+        if a.password.is_some() {
+            bail!("--password and --password-stdin are mutually exclusive");
+        }
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        s.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        match &a.password {
+            Some(p) => {
+                eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+                p.clone()
+            }
+            None => bail!("login: give --password-stdin (no interactive prompt)"),
+        }
+    };
+    let creds = berth_image::auth::Credentials { username, password };
+    // Check the credentials against the registry before storing them.
+    let dir = std::env::temp_dir().join(format!("berth-login-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let probe = dir.join("config.json");
+    let r = (|| -> anyhow::Result<()> {
+        berth_image::auth::store(&probe, &server, Some(&creds))?;
+        let opts = Options {
+            auth_file: Some(probe.clone()),
+            ..registry_opts()
+        };
+        Registry::new(&server, &opts)?.ping()?;
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    r.with_context(|| format!("login to {server} failed"))?;
+    berth_image::auth::store(&berth_image::auth::config_path(), &server, Some(&creds))?;
+    println!("Login Succeeded");
+    Ok(())
+}
+
+/// `logout`.
+pub fn logout(a: &LogoutArgs) -> anyhow::Result<()> {
+    let server = server_of(a.server.as_deref());
+    println!(
+        "Removing login credentials for {}",
+        berth_image::auth::auth_key(&server)
+    );
+    berth_image::auth::store(&berth_image::auth::config_path(), &server, None)?;
+    Ok(())
+}
+
+/// `system df`.
+pub fn df(root: &Path, a: &DfArgs) -> anyhow::Result<()> {
+    let store = open(root)?;
+    let imgs = store.list()?;
+    let snaps: BTreeMap<String, i64> = store.db.snapshot_sizes()?.into_iter().collect();
+    let total: i64 = snaps.values().sum();
+    let mut active_chains = std::collections::HashSet::new();
+    let mut active = 0;
+    for i in &imgs {
+        if !store.db.users_of(&i.row.id)?.is_empty() {
+            active += 1;
+            active_chains.extend(store.db.chains_of(&i.row.id)?);
+        }
+    }
+    let used: i64 = snaps
+        .iter()
+        .filter(|(c, _)| active_chains.contains(*c))
+        .map(|(_, s)| *s)
+        .sum();
+    let reclaim = u64::try_from(total - used).unwrap_or(0);
+    let total_u = u64::try_from(total).unwrap_or(0);
+    let pct = if total > 0 { reclaim * 100 / total_u } else { 0 };
+    let rows = [
+        json!({"Type": "Images", "TotalCount": imgs.len().to_string(), "Active": active.to_string(), "Size": human_size(total_u), "Reclaimable": format!("{} ({pct}%)", human_size(reclaim))}),
+        json!({"Type": "Containers", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
+        json!({"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
+        json!({"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
+    ];
+    if let Some(f) = &a.format {
+        let t = Template::parse(f)?;
+        for r in &rows {
+            println!("{}", if f == "json" { r.to_string() } else { t.render(r)? });
+        }
+        return Ok(());
+    }
+    let mut lines = vec![["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+        .map(str::to_string)
+        .to_vec()];
+    for r in &rows {
+        lines.push(
+            ["Type", "TotalCount", "Active", "Size", "Reclaimable"]
+                .iter()
+                .map(|k| r[*k].as_str().unwrap_or("").to_string())
+                .collect(),
+        );
+    }
+    print!("{}", table(&lines));
+    if a.verbose {
+        println!("\nImages space usage:\n");
+        let mut l = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+            .map(str::to_string)
+            .to_vec()];
+        for i in &imgs {
+            let t = i.tags.first();
+            l.push(vec![
+                t.map(|t| t.familiar_repository()).unwrap_or_else(|| "<none>".into()),
+                t.and_then(|t| t.tag().map(str::to_string))
+                    .unwrap_or_else(|| "<none>".into()),
+                i.row.id[7..19].to_string(),
+                format!("{} ago", human_duration(since(&image_created(i)))),
+                human_size(u64::try_from(i.row.size).unwrap_or(0)),
+            ]);
+        }
+        print!("{}", table(&l));
+    }
+    Ok(())
+}
