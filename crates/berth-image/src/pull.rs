@@ -143,28 +143,25 @@ pub fn pull(
     }
     fetched |= !todo.is_empty();
     let queue = Mutex::new(todo);
-    let (tx, rx) = mpsc::channel::<(usize, Result<()>)>();
+    let (tx, rx) = mpsc::channel::<(usize, Result<Option<u64>>)>();
     let content = store.content.clone();
+    let snapshots = store.snapshots.clone();
     let layers = &manifest.layers;
+    let (diff_ids, chains_ref) = (&config.rootfs.diff_ids, &chains);
     let reg = &reg;
-    let mut first_err: Option<ImageError> = None;
-    std::thread::scope(|s| -> Result<()> {
+    std::thread::scope(|s| {
         for _ in 0..opts.parallel.max(1) {
             let tx = tx.clone();
-            let queue = &queue;
-            let content = &content;
+            let (queue, content, snapshots) = (&queue, &content, &snapshots);
             s.spawn(move || loop {
                 let Some(i) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
                     return;
                 };
                 let l = &layers[i];
-                let r = fetch_with_retry(reg, content, repo, l, report);
-                if r.is_ok() {
-                    report(Event::Downloaded(l.digest.clone()));
-                }
+                let r = fetch_and_unpack(reg, content, snapshots, repo, l, &diff_ids[i], &chains_ref[i], report);
                 let failed = r.is_err();
                 if tx.send((i, r)).is_err() || failed {
-                    // Stop taking work after a failure; the pull is over.
+                    // A failed pull takes no more work.
                     if let Ok(mut q) = queue.lock() {
                         q.clear();
                     }
@@ -172,51 +169,43 @@ pub fn pull(
                 }
             });
         }
-        drop(tx);
-        // Unpack in order, as soon as each layer and those below it are present.
-        let mut ready: HashMap<usize, ()> = HashMap::new();
-        let mut next = 0;
-        let unpack_ready = |store: &mut ImageStore, ready: &HashMap<usize, ()>, next: &mut usize| -> Result<()> {
-            while *next < layers.len() && (ready.contains_key(next) || store.content.has(&layers[*next].digest)) {
-                let i = *next;
-                store.unpack_layer(
-                    &layers[i],
-                    &config.rootfs.diff_ids[i],
-                    &chains[i],
-                    i.checked_sub(1).map(|p| &chains[p]),
-                )?;
-                report(Event::Extracted(layers[i].digest.clone()));
-                *next += 1;
+    });
+    drop(tx);
+    let mut made: HashMap<usize, u64> = HashMap::new();
+    let mut later: Vec<usize> = Vec::new();
+    let mut first_err: Option<ImageError> = None;
+    for (i, r) in rx {
+        match r {
+            Ok(Some(size)) => {
+                made.insert(i, size);
             }
-            Ok(())
-        };
-        if let Err(e) = unpack_ready(store, &ready, &mut next) {
-            first_err.get_or_insert(e);
-        }
-        for (i, r) in rx {
-            match r {
-                Ok(()) => {
-                    ready.insert(i, ());
-                    if first_err.is_none() {
-                        if let Err(e) = unpack_ready(store, &ready, &mut next) {
-                            first_err = Some(e);
-                            if let Ok(mut q) = queue.lock() {
-                                q.clear();
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
+            Ok(None) => later.push(i),
+            Err(e) => {
+                // The first layer's error is the one to show.
+                first_err.get_or_insert(e);
             }
         }
-        Ok(())
-    })?;
+    }
     if let Some(e) = first_err {
         return Err(e);
     }
+    for i in 0..layers.len() {
+        if let Some(size) = made.get(&i) {
+            store.record_snapshot(
+                &chains[i],
+                i.checked_sub(1).map(|p| &chains[p]),
+                &config.rootfs.diff_ids[i],
+                *size,
+            )?;
+        }
+    }
+    // Layers whose blobs were here but not their snapshots (or a download that had to
+    // resume) are unpacked from the store.
     store.unpack_layers(&manifest, &config)?;
+    later.sort_unstable();
+    for i in later {
+        report(Event::Extracted(layers[i].digest.clone()));
+    }
     let mut tags = Vec::new();
     if reference.digest().is_none() {
         tags.push(reference.clone());
@@ -233,6 +222,95 @@ pub fn pull(
         digest: top.digest,
         fetched,
     })
+}
+
+/// A writer that feeds two: the blob file and the unpacker's pipe. Once the unpacker has
+/// gone (it failed, or hit the end of the tar), bytes still go to the blob.
+struct Tee<'a> {
+    blob: &'a mut crate::content::BlobWriter,
+    pipe: Option<std::io::PipeWriter>,
+}
+
+impl std::io::Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.blob.write_all(buf)?;
+        if let Some(p) = &mut self.pipe {
+            if p.write_all(buf).is_err() {
+                self.pipe = None;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.blob.flush()
+    }
+}
+
+/// Downloads a layer and, in the same pass, unpacks it into its snapshot (a second thread
+/// reads the bytes through a pipe): no second read of the blob, and layers unpack in
+/// parallel. Returns the unpacked size when this call made the snapshot. When streaming is
+/// not possible (a partial download to resume, a retry) the layer is only fetched and the
+/// caller unpacks it from the store.
+#[allow(clippy::too_many_arguments)]
+fn fetch_and_unpack(
+    reg: &Registry,
+    content: &crate::content::ContentStore,
+    snapshots: &crate::snapshot::Snapshots,
+    repo: &str,
+    l: &model::Descriptor,
+    diff_id: &Digest,
+    chain: &Digest,
+    report: &(dyn Fn(Event) + Sync),
+) -> Result<Option<u64>> {
+    let mut w = content.writer(&l.digest, Some(l.size))?;
+    if w.offset() == 0 && !snapshots.exists(chain) {
+        let name = l.digest.to_string();
+        let streamed = snapshots.create(chain, |dir| {
+            let (reader, writer) = std::io::pipe().map_err(|e| ImageError::Invalid(format!("creating a pipe: {e}")))?;
+            std::thread::scope(|s| {
+                let unpacker = s.spawn(|| crate::unpack::unpack(&name, reader, dir));
+                let mut tee = Tee {
+                    blob: &mut w,
+                    pipe: Some(writer),
+                };
+                let fetched = reg.fetch_stream(repo, &l.digest, &mut tee, &|n| {
+                    report(Event::Progress(l.digest.clone(), n, l.size));
+                });
+                drop(tee);
+                let unpacked = unpacker
+                    .join()
+                    .unwrap_or_else(|_| Err(ImageError::Invalid(format!("layer {name}: unpacker panicked"))));
+                fetched?;
+                let u = unpacked?;
+                if &u.diff_id != diff_id {
+                    return Err(ImageError::DigestMismatch {
+                        what: format!("layer {name} (uncompressed)"),
+                        expected: diff_id.to_string(),
+                        actual: u.diff_id.to_string(),
+                    });
+                }
+                Ok(u)
+            })
+        });
+        match streamed {
+            Ok(made) => {
+                w.commit()?;
+                report(Event::Downloaded(l.digest.clone()));
+                report(Event::Extracted(l.digest.clone()));
+                return Ok(made.map(|u| u.size));
+            }
+            // A hostile or corrupt layer: no point in fetching it again.
+            Err(e @ (ImageError::BadLayer { .. } | ImageError::DigestMismatch { .. })) => return Err(e),
+            // Anything else (the connection broke): resume the blob below.
+            Err(_) => {}
+        }
+    } else {
+        drop(w);
+    }
+    fetch_with_retry(reg, content, repo, l, report)?;
+    report(Event::Downloaded(l.digest.clone()));
+    Ok(None)
 }
 
 fn fetch_with_retry(

@@ -300,6 +300,29 @@ impl Registry {
         Ok(())
     }
 
+    /// Streams a whole blob from its first byte into `out` (no verification here: the
+    /// caller hashes what it writes).
+    pub fn fetch_stream(&self, repo: &str, d: &Digest, out: &mut dyn Write, progress: &dyn Fn(u64)) -> Result<()> {
+        let url = self.url(&format!("/v2/{repo}/blobs/{d}"));
+        let resp = self.send(&pull_scope(repo), &|| self.http.get(&url))?;
+        let mut resp = check(&self.host, resp, &format!("blob {d}"))?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut n = 0u64;
+        loop {
+            let k = resp
+                .read(&mut buf)
+                .map_err(|e| reg_err(&self.host, format!("reading blob {d}: {e}")))?;
+            if k == 0 {
+                break;
+            }
+            out.write_all(&buf[..k])
+                .map_err(|e| reg_err(&self.host, format!("writing blob {d}: {e}")))?;
+            n += k as u64;
+            progress(n);
+        }
+        Ok(())
+    }
+
     /// Whether the registry has a blob (HEAD).
     pub fn has_blob(&self, repo: &str, d: &Digest) -> Result<bool> {
         let url = self.url(&format!("/v2/{repo}/blobs/{d}"));

@@ -217,6 +217,18 @@ impl ImageStore {
             Ok(u)
         })?;
         let size = made.map(|u| u.size).unwrap_or(0);
+        self.record_snapshot(chain, parent, diff_id, size)
+    }
+
+    /// Records a snapshot made on disk (by [`ImageStore::unpack_layer`] or by a pull that
+    /// unpacked while downloading).
+    pub fn record_snapshot(
+        &mut self,
+        chain: &Digest,
+        parent: Option<&Digest>,
+        diff_id: &Digest,
+        size: u64,
+    ) -> Result<()> {
         let (chain_s, parent_s, diff_s) = (chain.to_string(), parent.map(|p| p.to_string()), diff_id.to_string());
         self.db.write(|tx| {
             tx.execute(
