@@ -4,6 +4,7 @@
 //! - [`db`]: the metadata database (SQLite, WAL): images, tags, repo digests, snapshots;
 //! - [`unpack`]: layer tars extracted entry by entry, confined to the snapshot;
 //! - [`snapshot`]: one unpacked directory per chain id, overlayfs stacks over them;
+//! - [`diff`]: an overlay upper directory back into a layer tar;
 //! - [`registry`], [`pull`], [`push`]: the OCI distribution protocol;
 //! - [`archive`]: `save`, `load` and `import`;
 //! - [`store`]: the [`store::ImageStore`] that ties them together.
@@ -13,6 +14,7 @@ pub mod archive;
 pub mod auth;
 pub mod content;
 pub mod db;
+pub mod diff;
 mod error;
 pub mod model;
 pub mod pull;

@@ -211,8 +211,11 @@ pub fn unpack(name: &str, r: impl Read, dest: &Path) -> Result<Unpacked> {
                     let tname = trel
                         .file_name()
                         .ok_or_else(|| bad(&shown, "hard link to the layer root".into()))?;
-                    let tparent = safepath::resolve(root.as_fd(), trel.parent().unwrap_or(Path::new("")), false)
-                        .map_err(|e| bad(&shown, format!("hard link target {}: {e}", trel.display())))?;
+                    let tparent = match trel.parent().filter(|p| !p.as_os_str().is_empty()) {
+                        Some(p) => safepath::resolve(root.as_fd(), p, false),
+                        None => root.try_clone(),
+                    }
+                    .map_err(|e| bad(&shown, format!("hard link target {}: {e}", trel.display())))?;
                     let tdir = safepath::reopen(tparent.as_fd(), OFlag::O_DIRECTORY | OFlag::O_RDONLY)
                         .map_err(|e| bad(&shown, format!("hard link target: {e}")))?;
                     if nix::sys::stat::fstatat(&tdir, tname, AtFlags::AT_SYMLINK_NOFOLLOW).is_err() {
@@ -268,7 +271,12 @@ pub fn unpack(name: &str, r: impl Read, dest: &Path) -> Result<Unpacked> {
         let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
             continue;
         };
-        if let Ok(p) = safepath::resolve(root.as_fd(), parent, false) {
+        let p = if parent.as_os_str().is_empty() {
+            root.try_clone()
+        } else {
+            safepath::resolve(root.as_fd(), parent, false)
+        };
+        if let Ok(p) = p {
             if let Ok(pdir) = safepath::reopen(p.as_fd(), OFlag::O_DIRECTORY | OFlag::O_RDONLY) {
                 let _ = set_mtime(pdir.as_fd(), name, *mtime);
             }
