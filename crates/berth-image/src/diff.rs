@@ -211,7 +211,7 @@ mod tests {
         }
         let mut tar = Vec::new();
         let (diff_id, n) = diff(&p("upper"), &mut tar).unwrap();
-        assert_eq!(n as usize, tar.len());
+        assert_eq!(n, tar.len() as u64);
         assert_eq!(diff_id, crate::content::sha256(&tar));
         let names: Vec<String> = tar::Archive::new(&tar[..])
             .entries()
