@@ -186,9 +186,6 @@ pub fn pull(
             }
         }
     }
-    if let Some(e) = first_err {
-        return Err(e);
-    }
     for i in 0..layers.len() {
         if let Some(size) = made.get(&i) {
             store.record_snapshot(
@@ -198,6 +195,10 @@ pub fn pull(
                 *size,
             )?;
         }
+    }
+    // (Snapshots made are recorded even when another layer failed: the next pull uses them.)
+    if let Some(e) = first_err {
+        return Err(e);
     }
     // Layers whose blobs were here but not their snapshots (or a download that had to
     // resume) are unpacked from the store.

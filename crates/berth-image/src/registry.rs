@@ -194,10 +194,23 @@ impl Registry {
                     .send()
                     .map_err(|e| reg_err(&self.host, format!("token server: {}", describe(&e))))?;
                 if !resp.status().is_success() {
+                    let unauthorized = matches!(resp.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+                    let message = if unauthorized {
+                        format!(
+                            "unauthorized: authentication required (the token server at {realm} refused {})",
+                            if basic.is_some() {
+                                "the stored credentials"
+                            } else {
+                                "anonymous access; berth login first"
+                            }
+                        )
+                    } else {
+                        format!("token server at {realm} answered {}", resp.status())
+                    };
                     return Err(ImageError::Registry {
                         registry: self.host.clone(),
-                        message: format!("token server answered {}", resp.status()),
-                        unauthorized: resp.status() == StatusCode::UNAUTHORIZED,
+                        message,
+                        unauthorized,
                     });
                 }
                 let body =

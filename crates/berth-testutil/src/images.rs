@@ -149,11 +149,31 @@ impl Layout {
     }
 }
 
-/// A private registry (Debian's `docker-registry`) on 127.0.0.1 and a free port, optionally
-/// with htpasswd basic auth; killed by pid on drop.
+/// How a test registry authenticates.
+#[derive(Debug, Clone, Copy)]
+pub enum Auth<'a> {
+    /// Anyone may pull and push.
+    Open,
+    /// htpasswd basic auth for this user and password.
+    Basic(&'a str, &'a str),
+    /// Bearer tokens from a token server (started beside it) that wants these basic
+    /// credentials: the Docker Hub flow.
+    Token(&'a str, &'a str),
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A private registry (Debian's `docker-registry`) on 127.0.0.1 and a free port, open or
+/// with basic or token auth; it and its token server are killed by pid on drop.
 #[derive(Debug)]
 pub struct Registry {
     child: Child,
+    token_server: Option<Child>,
     /// Its data, config and log.
     pub dir: TempDir,
     /// `127.0.0.1:PORT`.
@@ -161,29 +181,53 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Starts one; `user` adds basic auth with that user name and password.
-    pub fn start(test: &str, user: Option<(&str, &str)>) -> Registry {
+    /// Starts one.
+    pub fn start(test: &str, auth: Auth<'_>) -> Registry {
         let dir = TempDir::new(&format!("{test}-registry"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let host = format!("127.0.0.1:{port}");
+        let host = format!("127.0.0.1:{}", free_port());
         let mut cfg = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
             dir.path().join("data").display()
         );
-        if let Some((u, p)) = user {
-            let o = Command::new("htpasswd")
-                .args(["-Bbn", u, p])
-                .output()
-                .expect("htpasswd");
-            assert!(o.status.success());
-            std::fs::write(dir.path().join("htpasswd"), &o.stdout).expect("htpasswd file");
-            cfg.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
-                dir.path().join("htpasswd").display()
-            ));
+        let mut token_server = None;
+        match auth {
+            Auth::Open => {}
+            Auth::Basic(u, p) => {
+                let o = Command::new("htpasswd")
+                    .args(["-Bbn", u, p])
+                    .output()
+                    .expect("htpasswd");
+                assert!(o.status.success());
+                std::fs::write(dir.path().join("htpasswd"), &o.stdout).expect("htpasswd file");
+                cfg.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                    dir.path().join("htpasswd").display()
+                ));
+            }
+            Auth::Token(u, p) => {
+                let script = dir.path().join("token_server.py");
+                std::fs::write(&script, include_str!("token_server.py")).expect("token server script");
+                let cert = dir.path().join("token.pem");
+                let tport = free_port();
+                let child = Command::new("python3")
+                    .arg(&script)
+                    .arg(tport.to_string())
+                    .arg(&cert)
+                    .args(["berth-test-issuer", u, p])
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .expect("starting the token server");
+                token_server = Some(child);
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while !(cert.exists() && std::net::TcpStream::connect(("127.0.0.1", tport)).is_ok()) {
+                    assert!(Instant::now() < deadline, "token server did not start");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                cfg.push_str(&format!(
+                    "auth:\n  token:\n    realm: http://127.0.0.1:{tport}/token\n    service: berth-test-registry\n    issuer: berth-test-issuer\n    rootcertbundle: {}\n",
+                    cert.display()
+                ));
+            }
         }
         std::fs::write(dir.path().join("config.yml"), cfg).expect("config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
@@ -195,7 +239,12 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("starting docker-registry");
-        let r = Registry { child, dir, host };
+        let r = Registry {
+            child,
+            token_server,
+            dir,
+            host,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(&r.host).is_ok() {
@@ -216,5 +265,9 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(t) = &mut self.token_server {
+            let _ = t.kill();
+            let _ = t.wait();
+        }
     }
 }

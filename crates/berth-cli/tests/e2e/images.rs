@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_testutil::images::{Layer, Layout, Registry};
+use berth_testutil::images::{Auth, Layer, Layout, Registry};
 use berth_testutil::tars::{build, Entry as E};
 use berth_testutil::{require_root, require_tool, TempDir};
 use serde_json::Value;
@@ -187,7 +187,7 @@ fn snapshot_count(b: &Berth) -> usize {
 fn load_push_pull_three_layers_and_run() {
     require_root!();
     require_tool!("docker-registry");
-    let reg = Registry::start("pushpull", None);
+    let reg = Registry::start("pushpull", Auth::Open);
     let b = Berth::new("pushpull");
     let dir = TempDir::new("layout");
     let l = three_layer_layout(&dir.path().join("l"), "v1");
@@ -251,7 +251,7 @@ fn skopeo_pushes_berth_pulls_and_the_other_way() {
     require_root!();
     require_tool!("docker-registry");
     require_tool!("skopeo");
-    let reg = Registry::start("skopeo", None);
+    let reg = Registry::start("skopeo", Auth::Open);
     let dir = TempDir::new("skopeo-layout");
     three_layer_layout(&dir.path().join("l"), "v1");
     let src = format!("oci:{}:v1", dir.path().join("l").display());
@@ -301,7 +301,7 @@ fn index_with_two_platforms() {
     require_root!();
     require_tool!("docker-registry");
     require_tool!("skopeo");
-    let reg = Registry::start("index", None);
+    let reg = Registry::start("index", Auth::Open);
     let dir = TempDir::new("index-layout");
     let mut l = Layout::new(&dir.path().join("l"));
     let base = Layer::gzip(&busybox_tar());
@@ -353,7 +353,22 @@ fn basic_auth_login_push_pull_logout() {
     require_root!();
     require_tool!("docker-registry");
     require_tool!("htpasswd");
-    let reg = Registry::start("auth", Some(("alice", "s3cret")));
+    let reg = Registry::start("auth", Auth::Basic("alice", "s3cret"));
+    auth_flow(&reg);
+}
+
+#[test]
+fn token_auth_login_push_pull_logout() {
+    require_root!();
+    require_tool!("docker-registry");
+    require_tool!("python3");
+    let reg = Registry::start("token", Auth::Token("alice", "s3cret"));
+    auth_flow(&reg);
+}
+
+/// Push refused without credentials, a wrong password refused at login, login, push and
+/// pull with the stored credentials, logout.
+fn auth_flow(reg: &Registry) {
     let b = Berth::new("auth");
     let dir = TempDir::new("auth-layout");
     three_layer_layout(&dir.path().join("l"), "v1").archive(&dir.path().join("a.tar"));
@@ -435,7 +450,7 @@ fn push_big(reg: &Registry, name: &str, mb: usize, layers: usize) -> Berth {
 fn interrupted_pull_resumes_mid_layer() {
     require_root!();
     require_tool!("docker-registry");
-    let reg = Registry::start("resume", None);
+    let reg = Registry::start("resume", Auth::Open);
     let name = format!("{}/big/img:v1", reg.host);
     let _src = push_big(&reg, &name, 48, 1);
     let b = Berth::new("resume");
@@ -485,7 +500,7 @@ fn interrupted_pull_resumes_mid_layer() {
 fn pulls_killed_at_random_moments_leave_a_sound_store() {
     require_root!();
     require_tool!("docker-registry");
-    let reg = Registry::start("sigkill", None);
+    let reg = Registry::start("sigkill", Auth::Open);
     let name = format!("{}/kill/img:v1", reg.host);
     let _src = push_big(&reg, &name, 6, 3);
     let b = Berth::new("sigkill");
@@ -743,4 +758,43 @@ fn image_commands_behave_like_docker() {
     let e = b.fails(&["save", "-o", dir.path().join("x.tar").to_str().unwrap(), "nope"]);
     assert!(e.contains("No such image"), "{e}");
     assert!(!dir.path().join("x.tar").exists());
+}
+
+#[test]
+fn hostile_layer_pulled_from_a_registry_is_refused() {
+    require_root!();
+    require_tool!("docker-registry");
+    require_tool!("skopeo");
+    let reg = Registry::start("hostile-pull", Auth::Open);
+    let dir = TempDir::new("hostile-pull");
+    let mut l = Layout::new(&dir.path().join("l"));
+    let bad = build(&[
+        E::File("ok".into(), 0o644, b"fine".to_vec()),
+        E::File("../../../../../tmp/pulled-escape".into(), 0o644, b"x".to_vec()),
+    ]);
+    let m = l.image("amd64", &[Layer::gzip(&busybox_tar()), Layer::gzip(&bad)], &["sh"]);
+    l.tag(m, "bad");
+    let name = format!("{}/hostile/img:bad", reg.host);
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:bad", dir.path().join("l").display()),
+        &format!("docker://{name}"),
+    ]);
+    let b = Berth::new("hostile-pull");
+    let e = b.fails(&["pull", &name]);
+    assert!(e.contains("layer") && e.contains("escapes"), "{e}");
+    assert!(!Path::new("/tmp/pulled-escape").exists());
+    assert_eq!(b.ok(&["images", "-q"]), "");
+    let left: Vec<String> = std::fs::read_dir(b.root.path().join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    // The good base layer may stay as a snapshot for the next pull; the bad one is not there
+    // and nothing half-made is.
+    assert!(
+        left.len() <= 1 && left.iter().all(|n| !n.starts_with("tmp-")),
+        "{left:?}"
+    );
 }
