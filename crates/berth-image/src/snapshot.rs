@@ -244,3 +244,46 @@ fn mount_overlay_fsconfig(target: &Path, lowers: &[PathBuf], upper: Option<(&Pat
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_testutil::require_root;
+
+    #[test]
+    fn overlay_stacks_past_the_mount_option_page_limit() {
+        require_root!();
+        let t = berth_testutil::TempDir::new("manylayers");
+        let mut lowers = Vec::new();
+        // 150 layers with long paths: ~12 KB of lowerdir, three times the one-page limit.
+        for i in 0..150 {
+            let d = t.path().join(format!("{}-{i:03}", "l".repeat(70)));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(format!("f{i}")), i.to_string()).unwrap();
+            std::fs::write(d.join("top"), i.to_string()).unwrap();
+            lowers.push(d);
+        }
+        lowers.reverse(); // top first
+        let target = t.path().join("merged");
+        std::fs::create_dir(&target).unwrap();
+        mount_overlay(&target, &lowers, None).unwrap();
+        struct Unmount<'a>(&'a Path);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = nix::mount::umount2(self.0, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        let _u = Unmount(&target);
+        assert_eq!(
+            std::fs::read_to_string(target.join("top")).unwrap(),
+            "149",
+            "the top layer wins"
+        );
+        assert_eq!(std::fs::read_to_string(target.join("f0")).unwrap(), "0");
+        assert_eq!(std::fs::read_dir(&target).unwrap().count(), 151);
+        assert!(
+            std::fs::write(target.join("x"), "y").is_err(),
+            "read-only without an upper"
+        );
+    }
+}

@@ -461,10 +461,17 @@ fn copy_sparse(r: &mut dyn Read, f: &mut File) -> std::io::Result<u64> {
             f.write_all(chunk)?;
             hole = false;
         }
+        let before = n;
         n += k as u64;
+        if before / crate::content::WRITEBACK_CHUNK != n / crate::content::WRITEBACK_CHUNK {
+            crate::content::start_writeback(f);
+        }
     }
     if hole {
         f.set_len(n)?;
+    }
+    if n >= 1 << 20 {
+        crate::content::start_writeback(f);
     }
     Ok(n)
 }

@@ -798,3 +798,45 @@ fn hostile_layer_pulled_from_a_registry_is_refused() {
         "{left:?}"
     );
 }
+
+#[test]
+fn device_nodes_are_skipped_in_a_rootless_context() {
+    require_root!();
+    require_tool!("unshare");
+    let dir = TempDir::new("rootless-dev");
+    let mut l = Layout::new(&dir.path().join("l"));
+    let tar = build(&[
+        E::Dir("dev/".into(), 0o755),
+        E::Char("dev/mem".into(), 1, 1),
+        E::File("etc-file".into(), 0o644, b"kept".to_vec()),
+        E::Fifo("fifo".into()),
+    ]);
+    let m = l.image("amd64", &[Layer::gzip(&tar)], &["sh"]);
+    l.tag(m, "dev");
+    l.archive(&dir.path().join("a.tar"));
+    let b = Berth::new("rootless-dev");
+    // A user namespace whose root maps to one id: what a rootless berth runs as.
+    let o = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--"])
+        .arg(berth_bin())
+        .args(["load", "-i", dir.path().join("a.tar").to_str().unwrap()])
+        .env("BERTH_ROOT", b.root.path())
+        .env("DOCKER_CONFIG", b.cfg.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let snaps: Vec<PathBuf> = std::fs::read_dir(b.root.path().join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("fs"))
+        .collect();
+    assert_eq!(snaps.len(), 1);
+    assert!(
+        !snaps[0].join("dev/mem").exists(),
+        "a device node was made without privilege"
+    );
+    assert_eq!(std::fs::read_to_string(snaps[0].join("etc-file")).unwrap(), "kept");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(snaps[0].join("fifo")).unwrap().file_type().is_fifo());
+}
