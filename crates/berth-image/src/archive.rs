@@ -283,16 +283,7 @@ fn load_docker(store: &mut ImageStore, found: &Archive, m: &Value) -> Result<Vec
             .digest_of(p)
             .ok_or_else(|| ImageError::Invalid(format!("archive lacks layer {p}")))?;
         let size = store.content.size(&d).unwrap_or(0);
-        let mut f = store.content.open_blob(&d)?;
-        let mut head = [0u8; 4];
-        let n = f.read(&mut head).map_err(io_err("reading", store.content.path(&d)))?;
-        let mtype = if head[..n].starts_with(&[0x1f, 0x8b]) {
-            model::DOCKER_LAYER_GZIP
-        } else if head[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            model::OCI_LAYER_ZSTD
-        } else {
-            model::DOCKER_LAYER
-        };
+        let mtype = layer_media_type(store, &d, false)?;
         layers.push(Descriptor::new(mtype, d, size));
     }
     let manifest = json!({
@@ -322,6 +313,20 @@ fn load_docker(store: &mut ImageStore, found: &Archive, m: &Value) -> Result<Vec
         vec![format!("Loaded image ID: {}", img.row.id)]
     } else {
         tags.iter().map(|t| format!("Loaded image: {}", t.familiar())).collect()
+    })
+}
+
+/// The media type of a stored layer blob from its compression, in Docker's or OCI's words.
+fn layer_media_type(store: &ImageStore, d: &Digest, oci: bool) -> Result<&'static str> {
+    use crate::unpack::Compression as C;
+    let mut f = store.content.open_blob(d)?;
+    let c = crate::unpack::detect_file(&mut f).map_err(io_err("reading", store.content.path(d)))?;
+    Ok(match (c, oci) {
+        (C::Gzip, true) => model::OCI_LAYER_GZIP,
+        (C::Gzip, false) => model::DOCKER_LAYER_GZIP,
+        (C::Zstd, _) => model::OCI_LAYER_ZSTD,
+        (C::None, true) => model::OCI_LAYER,
+        (C::None, false) => model::DOCKER_LAYER,
     })
 }
 
@@ -419,18 +424,7 @@ pub fn import(
     tag: Option<&Reference>,
 ) -> Result<Image> {
     let (blob, size) = store.content.put_stream(input)?;
-    let mut f = store.content.open_blob(&blob)?;
-    let mut head = [0u8; 4];
-    let n = f
-        .read(&mut head)
-        .map_err(io_err("reading", store.content.path(&blob)))?;
-    let mtype = if head[..n].starts_with(&[0x1f, 0x8b]) {
-        model::OCI_LAYER_GZIP
-    } else if head[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        model::OCI_LAYER_ZSTD
-    } else {
-        model::OCI_LAYER
-    };
+    let mtype = layer_media_type(store, &blob, true)?;
     // The diff id is the digest of the uncompressed stream.
     let diff_id = {
         let f = store.content.open_blob(&blob)?;

@@ -283,15 +283,7 @@ fn fetch_and_unpack(
                     .join()
                     .unwrap_or_else(|_| Err(ImageError::Invalid(format!("layer {name}: unpacker panicked"))));
                 fetched?;
-                let u = unpacked?;
-                if &u.diff_id != diff_id {
-                    return Err(ImageError::DigestMismatch {
-                        what: format!("layer {name} (uncompressed)"),
-                        expected: diff_id.to_string(),
-                        actual: u.diff_id.to_string(),
-                    });
-                }
-                Ok(u)
+                unpacked?.expect_diff_id(&name, diff_id)
             })
         });
         match streamed {

@@ -206,15 +206,7 @@ impl ImageStore {
         let blob = self.content.open_blob(&layer.digest)?;
         let name = layer.digest.to_string();
         let made = self.snapshots.create(chain, |dir| {
-            let u = unpack::unpack(&name, blob, dir)?;
-            if &u.diff_id != diff_id {
-                return Err(ImageError::DigestMismatch {
-                    what: format!("layer {name} (uncompressed)"),
-                    expected: diff_id.to_string(),
-                    actual: u.diff_id.to_string(),
-                });
-            }
-            Ok(u)
+            unpack::unpack(&name, blob, dir)?.expect_diff_id(&name, diff_id)
         })?;
         let size = made.map(|u| u.size).unwrap_or(0);
         self.record_snapshot(chain, parent, diff_id, size)

@@ -55,6 +55,29 @@ pub enum Compression {
     Zstd,
 }
 
+impl Unpacked {
+    /// Checks the diff id against the one the image config lists for the layer `name`.
+    pub fn expect_diff_id(self, name: &str, want: &Digest) -> Result<Unpacked> {
+        if &self.diff_id != want {
+            return Err(ImageError::DigestMismatch {
+                what: format!("layer {name} (uncompressed)"),
+                expected: want.to_string(),
+                actual: self.diff_id.to_string(),
+            });
+        }
+        Ok(self)
+    }
+}
+
+/// The compression of a stored blob, from its first bytes.
+pub fn detect_file(f: &mut File) -> std::io::Result<Compression> {
+    let mut head = [0u8; 4];
+    let n = f.read(&mut head)?;
+    f.seek(SeekFrom::Start(0))?;
+    let mut r: &[u8] = &head[..n];
+    detect(&mut r)
+}
+
 /// Looks at the first bytes of a buffered stream.
 pub fn detect(r: &mut dyn BufRead) -> std::io::Result<Compression> {
     let head = r.fill_buf()?;

@@ -106,6 +106,18 @@ fn three_layer_layout(dir: &Path, tag: &str) -> Layout {
     l
 }
 
+/// A one-image OCI archive of `layers` (amd64, tagged `tag`) in a fresh directory; returns
+/// the directory (kept alive by the caller) and the archive's path.
+fn archive_of(test: &str, layers: &[Layer], tag: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(test);
+    let mut l = Layout::new(&dir.path().join("l"));
+    let m = l.image("amd64", layers, &["sh"]);
+    l.tag(m, tag);
+    let ar = dir.path().join("a.tar");
+    l.archive(&ar);
+    (dir, ar)
+}
+
 fn skopeo(args: &[&str]) -> String {
     let o = Command::new("skopeo")
         .args(args)
@@ -564,12 +576,8 @@ fn hostile_layers_are_refused_and_leave_nothing() {
     ];
     for (what, tar) in hostile {
         let b = Berth::new("hostile");
-        let dir = TempDir::new("hostile-layout");
-        let mut l = Layout::new(&dir.path().join("l"));
-        let m = l.image("amd64", &[Layer::gzip(&tar)], &["sh"]);
-        l.tag(m, "bad");
-        l.archive(&dir.path().join("a.tar"));
-        let o = b.out(&["load", "-i", dir.path().join("a.tar").to_str().unwrap()]);
+        let (_dir, ar) = archive_of("hostile-layout", &[Layer::gzip(&tar)], "bad");
+        let o = b.out(&["load", "-i", ar.to_str().unwrap()]);
         let err = String::from_utf8_lossy(&o.stderr);
         if o.status.success() {
             // Contained rather than refused: the write stayed inside the snapshot.
@@ -803,23 +811,19 @@ fn hostile_layer_pulled_from_a_registry_is_refused() {
 fn device_nodes_are_skipped_in_a_rootless_context() {
     require_root!();
     require_tool!("unshare");
-    let dir = TempDir::new("rootless-dev");
-    let mut l = Layout::new(&dir.path().join("l"));
     let tar = build(&[
         E::Dir("dev/".into(), 0o755),
         E::Char("dev/mem".into(), 1, 1),
         E::File("etc-file".into(), 0o644, b"kept".to_vec()),
         E::Fifo("fifo".into()),
     ]);
-    let m = l.image("amd64", &[Layer::gzip(&tar)], &["sh"]);
-    l.tag(m, "dev");
-    l.archive(&dir.path().join("a.tar"));
+    let (_dir, ar) = archive_of("rootless-dev", &[Layer::gzip(&tar)], "dev");
     let b = Berth::new("rootless-dev");
     // A user namespace whose root maps to one id: what a rootless berth runs as.
     let o = Command::new("unshare")
         .args(["--user", "--map-root-user", "--"])
         .arg(berth_bin())
-        .args(["load", "-i", dir.path().join("a.tar").to_str().unwrap()])
+        .args(["load", "-i", ar.to_str().unwrap()])
         .env("BERTH_ROOT", b.root.path())
         .env("DOCKER_CONFIG", b.cfg.path())
         .stdin(Stdio::null())
