@@ -501,6 +501,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn images_in_use_are_kept_unless_forced() {
+        berth_testutil::require_root!();
+        use berth_testutil::tars::{build, Entry};
+        let dir = berth_testutil::TempDir::new("inuse");
+        let mut store = ImageStore::open(dir.path()).unwrap();
+        let tar = build(&[Entry::File("f".into(), 0o644, b"x".to_vec())]);
+        let tag = Reference::parse("inuse:1").unwrap();
+        let img = crate::archive::import(&mut store, &mut &tar[..], &[], "", Some(&tag)).unwrap();
+        let id = img.row.id.clone();
+        store.set_user(&id, "container-1", true).unwrap();
+        let e = store.remove("inuse:1", false).unwrap_err();
+        assert!(e.to_string().contains("being used by container container-1"), "{e}");
+        let e = store.remove(&id, false).unwrap_err();
+        assert!(matches!(e, ImageError::Conflict(_)), "{e}");
+        // Forced: untagged, but the image stays for its container.
+        let done = store.remove("inuse:1", true).unwrap();
+        assert_eq!(done, vec![Removed::Untagged("inuse:1".into())]);
+        assert!(store.image(&id).is_ok());
+        store.set_user(&id, "container-1", false).unwrap();
+        let done = store.remove(&id, false).unwrap();
+        assert!(done.contains(&Removed::Deleted(id.clone())), "{done:?}");
+        assert!(store.image(&id).is_err());
+        assert!(store.content.list().unwrap().is_empty(), "blobs left");
+    }
+
+    #[test]
     fn times_format_as_rfc3339() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20.000000000Z");
