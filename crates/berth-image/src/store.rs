@@ -518,11 +518,11 @@ mod tests {
         // Forced: untagged, but the image stays for its container.
         let done = store.remove("inuse:1", true).unwrap();
         assert_eq!(done, vec![Removed::Untagged("inuse:1".into())]);
-        assert!(store.image(&id).is_ok());
+        store.image(&id).unwrap();
         store.set_user(&id, "container-1", false).unwrap();
         let done = store.remove(&id, false).unwrap();
         assert!(done.contains(&Removed::Deleted(id.clone())), "{done:?}");
-        assert!(store.image(&id).is_err());
+        store.image(&id).unwrap_err();
         assert!(store.content.list().unwrap().is_empty(), "blobs left");
     }
 
