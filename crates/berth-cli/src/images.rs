@@ -306,6 +306,25 @@ pub fn pull(root: &Path, a: &PullArgs) -> anyhow::Result<()> {
 /// Layers in order with sizes, each layer's status text, lines drawn last time.
 type Board = (Vec<(String, u64)>, BTreeMap<String, String>, usize);
 
+/// Pulls an image for `run`/`create`, with the progress on stderr as Docker shows it there.
+pub fn pull_quietly_to_stderr(root: &Path, name: &str) -> anyhow::Result<()> {
+    let r = parse_ref(name)?;
+    let mut store = open(root)?;
+    let opts = PullOptions {
+        registry: registry_opts(),
+        ..PullOptions::default()
+    };
+    eprintln!("{}: Pulling from {}", r.tag().unwrap_or("latest"), r.path());
+    let pulled = pull::pull(&mut store, &r, &opts, &|e| {
+        if let Event::Extracted(d) = e {
+            eprintln!("{}: Pull complete", d.short());
+        }
+    })?;
+    eprintln!("Digest: {}", pulled.digest);
+    eprintln!("Status: Downloaded newer image for {}", r.familiar());
+    Ok(())
+}
+
 /// Pull progress: a line per layer; on a terminal the lines are redrawn in place with a bar.
 struct Progress {
     quiet: bool,

@@ -2,6 +2,7 @@
 //! `berth runtime ...`, which is also what the binary does when invoked as `berth-runtime`
 //! (the name dockerd, containerd and podman are pointed at).
 
+mod containers;
 mod exit;
 mod format;
 mod images;
@@ -50,8 +51,35 @@ enum Command {
     Load(images::LoadArgs),
     /// Import the contents from a tarball to create a filesystem image.
     Import(images::ImportArgs),
-    /// Return low-level information on images.
+    /// Return low-level information on containers and images.
     Inspect(images::InspectArgs),
+    /// Create and run a new container from an image.
+    #[command(disable_help_flag = true)]
+    Run(containers::CreateArgs),
+    /// Create a new container.
+    #[command(disable_help_flag = true)]
+    Create(containers::CreateArgs),
+    /// Start one or more stopped containers.
+    Start(containers::StartArgs),
+    /// List containers.
+    #[command(visible_alias = "list")]
+    Ps(containers::PsArgs),
+    /// Fetch the logs of a container.
+    Logs(containers::LogsArgs),
+    /// Stop one or more running containers.
+    Stop(containers::StopArgs),
+    /// Kill one or more running containers.
+    Kill(containers::KillArgs),
+    /// Remove one or more containers.
+    Rm(containers::RmArgs),
+    /// Block until one or more containers stop, then print their exit codes.
+    Wait(containers::WaitArgs),
+    /// The per-container monitor (internal).
+    #[command(name = "_monitor", hide = true)]
+    Monitor {
+        /// Container id.
+        id: String,
+    },
     /// Log in to a registry.
     Login(images::LoginArgs),
     /// Log out from a registry.
@@ -76,7 +104,18 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
         Command::Save(a) | Command::Image { command: I::Save(a) } => images::save(root, &a),
         Command::Load(a) | Command::Image { command: I::Load(a) } => images::load(root, &a),
         Command::Import(a) | Command::Image { command: I::Import(a) } => images::import(root, &a),
-        Command::Inspect(a) | Command::Image { command: I::Inspect(a) } => images::inspect(root, &a),
+        Command::Image { command: I::Inspect(a) } => images::inspect(root, &a),
+        Command::Inspect(a) => containers::inspect(root, &a),
+        Command::Run(a) => containers::run(root, &a),
+        Command::Create(a) => containers::create(root, &a),
+        Command::Start(a) => containers::start(root, &a),
+        Command::Ps(a) => containers::ps(root, &a),
+        Command::Logs(a) => containers::logs(root, &a),
+        Command::Stop(a) => containers::stop(root, &a),
+        Command::Kill(a) => containers::kill(root, &a),
+        Command::Rm(a) => containers::rm(root, &a),
+        Command::Wait(a) => containers::wait(root, &a),
+        Command::Monitor { .. } => anyhow::bail!("the monitor is dispatched before the engine"),
         Command::Image { command: I::Prune(a) } => images::prune(root, &a),
         Command::Login(a) => images::login(&a),
         Command::Logout(a) => images::logout(&a),
@@ -84,6 +123,22 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
             command: images::SystemCmd::Df(a),
         } => images::df(root, &a),
     }
+}
+
+/// Whether this is the container monitor (`berth [--root R] _monitor ID`): it creates
+/// containers, so it runs sealed like the runtime.
+fn is_monitor(mut args: impl Iterator<Item = String>) -> bool {
+    while let Some(a) = args.next() {
+        if a == "--root" {
+            args.next();
+            continue;
+        }
+        if a.starts_with("--root=") {
+            continue;
+        }
+        return a == "_monitor";
+    }
+    false
 }
 
 fn main() -> ExitCode {
@@ -96,7 +151,7 @@ fn main() -> ExitCode {
     let as_runtime = name == "berth-runtime" || name == "runc";
     // Commands that enter a container re-execute from a sealed binary first (see
     // berth_runtime::seal); deciding that before clap saves parsing the arguments twice.
-    if runtime::enters_container(std::env::args().skip(1), as_runtime) {
+    if runtime::enters_container(std::env::args().skip(1), as_runtime) || is_monitor(std::env::args().skip(1)) {
         if let Some(n) = runtime::preserve_fds_arg(std::env::args().skip(1)) {
             if let Err(e) = berth_runtime::reserve_fds(n) {
                 eprintln!("berth-runtime: reserving preserved descriptors: {e}");
@@ -115,12 +170,43 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Runtime(r) => runtime::main(*r),
+        Command::Monitor { id } => {
+            let code = berth_engine::monitor::main(&cli.root, &id);
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
         command => match engine_main(&cli.root, command) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("Error: {e:#}");
-                ExitCode::from(1)
-            }
+            Err(e) => match e.downcast_ref::<containers::Exit>() {
+                Some(containers::Exit(code, msg)) => {
+                    if !msg.is_empty() {
+                        eprintln!(
+                            "{}",
+                            if msg.starts_with("Error") {
+                                msg.clone()
+                            } else {
+                                format!("Error: {msg}")
+                            }
+                        );
+                    }
+                    ExitCode::from(*code)
+                }
+                None => {
+                    eprintln!("Error: {e:#}");
+                    ExitCode::from(1)
+                }
+            },
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        runtime::RuntimeCli::command().debug_assert();
     }
 }

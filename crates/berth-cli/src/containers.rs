@@ -1,0 +1,800 @@
+//! Container commands: `run`, `create`, `start`, `ps`, `logs`, `stop`, `kill`, `rm`,
+//! `wait`, and `inspect` of containers; the hidden `_monitor`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use berth_engine::ops::{self, CreateOptions};
+use berth_engine::store::{Engine, Record, State};
+use berth_engine::EngineError;
+use clap::Args;
+use serde_json::{json, Value};
+
+use crate::format::{human_duration, since, table, Template};
+
+/// An error that carries Docker's exit code for it.
+#[derive(Debug)]
+pub struct Exit(pub u8, pub String);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// `run` and `create` options.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Run in the background and print the container ID (run only).
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Assign a name to the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables.
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables.
+    #[arg(long)]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>]).
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Container host name.
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Set metadata on a container.
+    #[arg(short, long)]
+    pub label: Vec<String>,
+    /// Connect a container to a network (none or host).
+    #[arg(long, alias = "net", default_value = "none")]
+    pub network: String,
+    /// Memory limit.
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Tune container pids limit (-1 for unlimited).
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// Mount the container's root filesystem as read only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Signal to stop the container.
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container.
+    #[arg(long)]
+    pub stop_timeout: Option<u64>,
+    /// Pull image before running: always, missing, never.
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    /// Print help (`-h` is --hostname, as in Docker).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// IMAGE [COMMAND] [ARG...]
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub image_and_args: Vec<String>,
+}
+
+/// `start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// CONTAINER...
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Attach STDOUT/STDERR and forward signals.
+    #[arg(short, long)]
+    pub attach: bool,
+}
+
+/// `ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only display container IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Don't truncate output.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Filter output (status=, name=, id=, label=, exited=).
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// Format output using a Go template, or `json`.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Show the latest created container.
+    #[arg(short, long)]
+    pub latest: bool,
+}
+
+/// `logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// CONTAINER
+    pub container: String,
+    /// Follow log output.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Number of lines to show from the end of the logs ("all").
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Show timestamps.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Show logs since timestamp (RFC 3339) or relative (e.g. 42m).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Show logs before a timestamp (RFC 3339) or relative (e.g. 42m).
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+/// `stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// CONTAINER...
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Seconds to wait before killing the container.
+    #[arg(short, long)]
+    pub time: Option<u64>,
+    /// Signal to send to the container.
+    #[arg(short, long)]
+    pub signal: Option<String>,
+}
+
+/// `kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// CONTAINER...
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Signal to send to the container.
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+}
+
+/// `rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// CONTAINER...
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Force the removal of a running container (uses SIGKILL).
+    #[arg(short, long)]
+    pub force: bool,
+    /// Remove anonymous volumes associated with the container.
+    #[arg(short, long)]
+    pub volumes: bool,
+}
+
+/// `wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// CONTAINER...
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+fn engine(root: &Path) -> anyhow::Result<Engine> {
+    Engine::open(root).with_context(|| format!("opening the engine at {}", root.display()))
+}
+
+fn usage(msg: String) -> anyhow::Error {
+    Exit(125, msg).into()
+}
+
+fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        let text = std::fs::read_to_string(f).map_err(|e| usage(format!("open {}: {e}", f.display())))?;
+        for l in text.lines() {
+            let l = l.trim();
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            env.push(expand_env(l));
+        }
+    }
+    env.extend(a.env.iter().map(|e| expand_env(e)));
+    let mut labels = BTreeMap::new();
+    for l in &a.label {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let memory = match &a.memory {
+        Some(m) => berth_engine::spec::parse_size(m)
+            .map_err(|e| usage(format!("invalid argument \"{m}\" for \"-m, --memory\" flag: {e}")))?,
+        None => 0,
+    };
+    if memory > 0 && memory < 6 << 20 {
+        return Err(usage("Minimum memory limit allowed is 6MB".into()));
+    }
+    if !["always", "missing", "never"].contains(&a.pull.as_str()) {
+        return Err(usage(format!(
+            "invalid pull option: '{}': must be one of \"always\", \"missing\" or \"never\"",
+            a.pull
+        )));
+    }
+    Ok(CreateOptions {
+        image: a.image_and_args[0].clone(),
+        name: a.name.clone(),
+        args: a.image_and_args[1..].to_vec(),
+        entrypoint: a.entrypoint.clone(),
+        env,
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        labels,
+        auto_remove: a.rm,
+        network: a.network.clone(),
+        memory,
+        pids_limit: a.pids_limit.filter(|p| *p > 0).unwrap_or(0),
+        read_only: a.read_only,
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
+    })
+}
+
+/// `-e NAME` takes NAME's value from the caller's environment, as Docker does.
+fn expand_env(e: &str) -> String {
+    if e.contains('=') {
+        return e.to_string();
+    }
+    match std::env::var(e) {
+        Ok(v) => format!("{e}={v}"),
+        Err(_) => e.to_string(),
+    }
+}
+
+fn ensure_image(root: &Path, image: &str, policy: &str) -> anyhow::Result<()> {
+    let store = crate::images::open(root)?;
+    let present = store.resolve(image).is_ok();
+    drop(store);
+    if present && policy != "always" {
+        return Ok(());
+    }
+    if policy == "never" {
+        return Err(usage(format!("No such image: {image}")));
+    }
+    if !present {
+        eprintln!("Unable to find image '{image}' locally");
+    }
+    crate::images::pull_quietly_to_stderr(root, image).map_err(|e| usage(format!("{e:#}")))
+}
+
+fn do_create(root: &Path, a: &CreateArgs) -> anyhow::Result<(Engine, Record)> {
+    let o = create_options(a)?;
+    ensure_image(root, &o.image, &a.pull)?;
+    let e = engine(root)?;
+    let mut images = crate::images::open(root)?;
+    let r = ops::create(&e, &mut images, &o).map_err(engine_exit)?;
+    Ok((e, r))
+}
+
+fn engine_exit(e: EngineError) -> anyhow::Error {
+    match e {
+        EngineError::Start { code, message } => Exit(u8::try_from(code).unwrap_or(125), message).into(),
+        EngineError::NoSuchContainer(_) => Exit(1, e.to_string()).into(),
+        other => Exit(125, other.to_string()).into(),
+    }
+}
+
+/// `create`.
+pub fn create(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
+    let (_, r) = do_create(root, a)?;
+    println!("{}", r.id);
+    Ok(())
+}
+
+/// `run`: create, start, and unless `-d`, stream the output and exit with the
+/// container's code.
+pub fn run(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
+    let (e, r) = do_create(root, a)?;
+    let exe = std::env::current_exe().context("finding the berth binary")?;
+    let log = if a.detach {
+        None
+    } else {
+        std::fs::File::open(e.dir(&r.id).join("json.log")).ok()
+    };
+    if let Err(err) = ops::start(&e, &r.id, &exe) {
+        if r.auto_remove {
+            let _ = ops::remove(&e, &r.id, true);
+        }
+        return Err(engine_exit(err));
+    }
+    if a.detach {
+        println!("{}", r.id);
+        return Ok(());
+    }
+    let code = follow(&e, &r, true, None, false, log)?;
+    if code != 0 {
+        return Err(Exit(u8::try_from(code.clamp(0, 255)).unwrap_or(255), String::new()).into());
+    }
+    Ok(())
+}
+
+/// Streams a container's log to stdout/stderr until it stops; returns its exit code.
+fn follow(
+    e: &Engine,
+    r: &Record,
+    from_start: bool,
+    tail: Option<usize>,
+    timestamps: bool,
+    opened: Option<std::fs::File>,
+) -> anyhow::Result<i32> {
+    let dir = e.dir(&r.id);
+    let path = dir.join("json.log");
+    let mut printed = 0usize;
+    if !from_start {
+        let all = berth_engine::logs::read_all(&path);
+        let skip = tail.map(|t| all.len().saturating_sub(t)).unwrap_or(0);
+        for en in &all[skip..] {
+            emit(en, timestamps);
+        }
+        printed = all.len();
+    }
+    let mut file: Option<(std::io::BufReader<std::fs::File>, u64)> = match opened {
+        Some(f) => {
+            let ino = std::os::unix::fs::MetadataExt::ino(&f.metadata()?);
+            Some((std::io::BufReader::new(f), ino))
+        }
+        None => None,
+    };
+    let mut seen = 0usize;
+    loop {
+        if file.is_none() {
+            if let Ok(f) = std::fs::File::open(&path) {
+                let ino = std::os::unix::fs::MetadataExt::ino(&f.metadata()?);
+                file = Some((std::io::BufReader::new(f), ino));
+            }
+        }
+        let mut progressed = false;
+        if let Some((rd, ino)) = &mut file {
+            let mut line = String::new();
+            while rd.read_line(&mut line)? > 0 {
+                if !line.ends_with('\n') {
+                    break;
+                }
+                seen += 1;
+                if seen > printed {
+                    if let Ok(en) = serde_json::from_str::<berth_engine::logs::Entry>(&line) {
+                        emit(&en, timestamps);
+                    }
+                }
+                line.clear();
+                progressed = true;
+            }
+            // Rotated away: continue with the new file (a removed one is read to its end).
+            let now = std::fs::metadata(&path)
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .ok();
+            if now.is_some_and(|n| n != *ino) {
+                file = None;
+                printed = usize::MAX;
+                continue;
+            }
+        }
+        if !progressed {
+            let st = e.state(&r.id);
+            let gone = !dir.exists();
+            if gone
+                || (st.status != "running" && st.status != "created")
+                || (st.status == "created" && !st.error.is_empty())
+            {
+                // Read what is left, then report.
+                if let Some((rd, _)) = &mut file {
+                    let mut line = String::new();
+                    while rd.read_line(&mut line)? > 0 {
+                        if let Ok(en) = serde_json::from_str::<berth_engine::logs::Entry>(&line) {
+                            emit(&en, timestamps);
+                        }
+                        line.clear();
+                    }
+                }
+                if gone {
+                    return Ok(exit_code_of_removed(e, &r.id));
+                }
+                return Ok(st.exit_code);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn exit_code_of_removed(e: &Engine, id: &str) -> i32 {
+    let p = e.run.join("exits").join(id);
+    let code = std::fs::read_to_string(&p)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let _ = std::fs::remove_file(p);
+    code
+}
+
+fn emit(en: &berth_engine::logs::Entry, timestamps: bool) {
+    let text = if timestamps {
+        format!("{} {}", en.time, en.log)
+    } else {
+        en.log.clone()
+    };
+    if en.stream == "stderr" {
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    } else {
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(text.as_bytes());
+        let _ = o.flush();
+    }
+}
+
+/// `start`.
+pub fn start(root: &Path, a: &StartArgs) -> anyhow::Result<()> {
+    let e = engine(root)?;
+    let exe = std::env::current_exe().context("finding the berth binary")?;
+    let mut failed = Vec::new();
+    for c in &a.containers {
+        match ops::start(&e, c, &exe) {
+            Ok(()) if a.attach => {
+                let r = e.resolve(c).map_err(engine_exit)?;
+                let code = follow(&e, &r, true, None, false, None)?;
+                if code != 0 {
+                    return Err(Exit(u8::try_from(code.clamp(0, 255)).unwrap_or(255), String::new()).into());
+                }
+            }
+            Ok(()) => println!("{c}"),
+            Err(err) => failed.push(err.to_string()),
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("\n"));
+    }
+    Ok(())
+}
+
+/// Docker's status text: `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`.
+fn status_text(st: &State) -> String {
+    match st.status.as_str() {
+        "running" => format!("Up {}", human_duration(since(&st.started_at))),
+        "exited" => format!(
+            "Exited ({}) {} ago",
+            st.exit_code,
+            human_duration(since(&st.finished_at))
+        ),
+        "created" => "Created".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The `docker inspect` JSON of a container.
+pub fn inspect_json(e: &Engine, r: &Record) -> Value {
+    let st = e.state(&r.id);
+    let dir = e.dir(&r.id);
+    json!({
+        "Id": r.id,
+        "Created": r.created,
+        "Path": r.path,
+        "Args": r.args,
+        "State": {
+            "Status": st.status,
+            "Running": st.running(),
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": st.oom_killed,
+            "Dead": st.status == "dead",
+            "Pid": if st.running() { st.pid } else { 0 },
+            "ExitCode": st.exit_code,
+            "Error": st.error,
+            "StartedAt": st.started_at,
+            "FinishedAt": st.finished_at,
+        },
+        "Image": r.image_id,
+        "ResolvConfPath": dir.join("resolv.conf"),
+        "HostnamePath": dir.join("hostname"),
+        "HostsPath": dir.join("hosts"),
+        "LogPath": dir.join("json.log"),
+        "Name": format!("/{}", r.name),
+        "RestartCount": 0,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": null,
+        "HostConfig": {
+            "NetworkMode": r.network_mode,
+            "AutoRemove": r.auto_remove,
+            "Memory": r.memory,
+            "PidsLimit": if r.pids_limit > 0 { json!(r.pids_limit) } else { Value::Null },
+            "ReadonlyRootfs": r.read_only,
+            "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        },
+        "GraphDriver": {
+            "Data": {
+                "MergedDir": dir.join("rootfs"),
+                "UpperDir": dir.join("fs/upper"),
+                "WorkDir": dir.join("fs/work"),
+            },
+            "Name": "overlay2"
+        },
+        "Mounts": [],
+        "Config": {
+            "Hostname": r.hostname,
+            "Domainname": "",
+            "User": r.user,
+            "AttachStdin": false,
+            "AttachStdout": true,
+            "AttachStderr": true,
+            "Tty": false,
+            "OpenStdin": false,
+            "StdinOnce": false,
+            "Env": r.env,
+            "Cmd": r.cmd,
+            "Image": r.image_name,
+            "Volumes": null,
+            "WorkingDir": r.working_dir,
+            "Entrypoint": r.entrypoint,
+            "OnBuild": null,
+            "Labels": r.labels,
+            "StopSignal": r.stop_signal,
+            "StopTimeout": r.stop_timeout,
+        },
+        "NetworkSettings": {"Networks": {}, "Ports": {}},
+    })
+}
+
+fn ps_matches(r: &Record, st: &State, f: &str) -> anyhow::Result<bool> {
+    let (k, v) = f
+        .split_once('=')
+        .ok_or_else(|| usage(format!("bad format of filter (expected name=value): {f}")))?;
+    Ok(match k {
+        "status" => st.status == v,
+        "name" => r.name.contains(v.trim_start_matches('/')),
+        "id" => r.id.starts_with(v),
+        "exited" => st.status == "exited" && st.exit_code.to_string() == v,
+        "label" => match v.split_once('=') {
+            Some((lk, lv)) => r.labels.get(lk).map(String::as_str) == Some(lv),
+            None => r.labels.contains_key(v),
+        },
+        "ancestor" => r.image_name == v || r.image_id.contains(v),
+        _ => return Err(usage(format!("invalid filter '{k}'"))),
+    })
+}
+
+/// `ps`.
+pub fn ps(root: &Path, a: &PsArgs) -> anyhow::Result<()> {
+    let e = engine(root)?;
+    let mut rows = Vec::new();
+    for r in e.all()? {
+        let st = e.state(&r.id);
+        if !a.all && !a.latest && !st.running() && a.filter.is_empty() {
+            continue;
+        }
+        let mut ok = true;
+        for f in &a.filter {
+            ok &= ps_matches(&r, &st, f)?;
+        }
+        if ok {
+            rows.push((r, st));
+        }
+        if a.latest && !rows.is_empty() {
+            break;
+        }
+    }
+    let id = |r: &Record| {
+        if a.no_trunc {
+            r.id.clone()
+        } else {
+            r.id[..12].to_string()
+        }
+    };
+    if a.quiet {
+        for (r, _) in &rows {
+            println!("{}", id(r));
+        }
+        return Ok(());
+    }
+    let command = |r: &Record| {
+        let mut c = std::iter::once(r.path.clone())
+            .chain(r.args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !a.no_trunc && c.chars().count() > 20 {
+            c = c.chars().take(19).collect::<String>() + "…";
+        }
+        format!("\"{c}\"")
+    };
+    let as_json = |r: &Record, st: &State| {
+        json!({
+            "ID": id(r), "Image": r.image_name, "Command": command(r), "CreatedAt": r.created,
+            "RunningFor": format!("{} ago", human_duration(since(&r.created))), "Status": status_text(st),
+            "State": st.status, "Names": r.name, "Ports": "", "Labels": r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+            "Mounts": "", "Networks": r.network_mode, "Size": "0B",
+        })
+    };
+    if let Some(f) = &a.format {
+        if f == "json" {
+            for (r, st) in &rows {
+                println!("{}", as_json(r, st));
+            }
+            return Ok(());
+        }
+        let t = Template::parse(f)?;
+        for (r, st) in &rows {
+            println!("{}", t.render(&as_json(r, st))?);
+        }
+        return Ok(());
+    }
+    let mut lines = vec![[
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ]
+    .map(str::to_string)
+    .to_vec()];
+    for (r, st) in &rows {
+        lines.push(vec![
+            id(r),
+            r.image_name.clone(),
+            command(r),
+            format!("{} ago", human_duration(since(&r.created))),
+            status_text(st),
+            String::new(),
+            r.name.clone(),
+        ]);
+    }
+    print!("{}", table(&lines));
+    Ok(())
+}
+
+/// `logs`.
+pub fn logs(root: &Path, a: &LogsArgs) -> anyhow::Result<()> {
+    let e = engine(root)?;
+    let r = e.resolve(&a.container).map_err(engine_exit)?;
+    let tail = if a.tail == "all" {
+        None
+    } else {
+        Some(
+            a.tail
+                .parse::<usize>()
+                .map_err(|_| usage(format!("invalid value for --tail: {}", a.tail)))?,
+        )
+    };
+    let bound = |s: &Option<String>| -> anyhow::Result<Option<u64>> {
+        s.as_deref()
+            .map(|s| {
+                crate::format::parse_rfc3339(s)
+                    .or_else(|| relative_secs(s))
+                    .ok_or_else(|| usage(format!("invalid time: {s}")))
+            })
+            .transpose()
+    };
+    let (since_t, until_t) = (bound(&a.since)?, bound(&a.until)?);
+    if a.follow && since_t.is_none() && until_t.is_none() {
+        follow(&e, &r, false, tail, a.timestamps, None)?;
+        return Ok(());
+    }
+    let all: Vec<_> = berth_engine::logs::read_all(&e.dir(&r.id).join("json.log"))
+        .into_iter()
+        .filter(|en| {
+            let t = crate::format::parse_rfc3339(&en.time).unwrap_or(0);
+            since_t.is_none_or(|s| t >= s) && until_t.is_none_or(|u| t < u)
+        })
+        .collect();
+    let skip = tail.map(|t| all.len().saturating_sub(t)).unwrap_or(0);
+    for en in &all[skip..] {
+        emit(en, a.timestamps);
+    }
+    Ok(())
+}
+
+/// `42m`, `10s`, `3h` ago as unix seconds.
+fn relative_secs(s: &str) -> Option<u64> {
+    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: u64 = n.parse().ok()?;
+    let mul = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return None,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(now.saturating_sub(n * mul))
+}
+
+fn each(root: &Path, names: &[String], f: &dyn Fn(&Engine, &str) -> Result<(), EngineError>) -> anyhow::Result<()> {
+    let e = engine(root)?;
+    let mut errors = Vec::new();
+    for n in names {
+        match f(&e, n) {
+            Ok(()) => println!("{n}"),
+            Err(err) => errors.push(format!("Error response from daemon: {err}")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Exit(1, errors.join("\n")).into());
+    }
+    Ok(())
+}
+
+/// `stop`.
+pub fn stop(root: &Path, a: &StopArgs) -> anyhow::Result<()> {
+    each(root, &a.containers, &|e, n| {
+        ops::stop(e, n, a.time, a.signal.as_deref())
+    })
+}
+
+/// `kill`.
+pub fn kill(root: &Path, a: &KillArgs) -> anyhow::Result<()> {
+    each(root, &a.containers, &|e, n| ops::kill(e, n, &a.signal))
+}
+
+/// `rm`.
+pub fn rm(root: &Path, a: &RmArgs) -> anyhow::Result<()> {
+    each(root, &a.containers, &|e, n| ops::remove(e, n, a.force).map(|_| ()))
+}
+
+/// `wait`.
+pub fn wait(root: &Path, a: &WaitArgs) -> anyhow::Result<()> {
+    let e = engine(root)?;
+    for c in &a.containers {
+        let code = ops::wait(&e, c).map_err(engine_exit)?;
+        println!("{code}");
+    }
+    Ok(())
+}
+
+/// `inspect` of containers, falling back to images.
+pub fn inspect(root: &Path, a: &crate::images::InspectArgs) -> anyhow::Result<()> {
+    let e = engine(root)?;
+    let mut out = Vec::new();
+    let mut image_names = Vec::new();
+    for n in &a.names {
+        match e.resolve(n) {
+            Ok(r) => out.push(inspect_json(&e, &r)),
+            Err(_) => image_names.push(n.clone()),
+        }
+    }
+    if !image_names.is_empty() {
+        let store = crate::images::open(root)?;
+        for n in &image_names {
+            match store.resolve(n) {
+                Ok(img) => out.push(crate::images::inspect_json(&store, &img)?),
+                Err(_) => return Err(Exit(1, format!("Error: No such object: {n}")).into()),
+            }
+        }
+    }
+    match &a.format {
+        Some(f) if f != "json" => {
+            let t = Template::parse(f)?;
+            for v in &out {
+                println!("{}", t.render(v)?);
+            }
+        }
+        _ => println!("{}", serde_json::to_string_pretty(&out)?),
+    }
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! Containers end to end: `berth run/ps/logs/stop/kill/rm/wait/inspect` on busybox images
+//! imported offline, checked from inside the container and on the host.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_testutil::{require_root, TempDir};
+use serde_json::Value;
+
+use crate::images::Berth;
+
+/// A store with a busybox image `bb:1` (CMD sh) and the tarball it came from.
+fn with_busybox(test: &str) -> (Berth, TempDir) {
+    let b = Berth::new(test);
+    let dir = TempDir::new(&format!("{test}-img"));
+    let rootfs = dir.path().join("rootfs");
+    berth_testutil::busybox_rootfs(&rootfs).unwrap();
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+    let tar = dir.path().join("rootfs.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    b.ok(&[
+        "import",
+        "-c",
+        "CMD [\"sh\"]",
+        "-c",
+        "ENV FROM_IMAGE=yes",
+        tar.to_str().unwrap(),
+        "bb:1",
+    ]);
+    (b, dir)
+}
+
+fn inspect(b: &Berth, name: &str) -> Value {
+    let v: Value = serde_json::from_str(&b.ok(&["inspect", name])).unwrap();
+    v[0].clone()
+}
+
+fn mounts_under(p: &Path) -> usize {
+    let p = p.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&p))
+        .count()
+}
+
+#[test]
+fn run_in_the_foreground_streams_output_and_exit_code() {
+    require_root!();
+    let (b, _d) = with_busybox("run-fg");
+    let o = b.out(&["run", "--rm", "bb:1", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    // --rm left nothing: no container, no mount, no runtime state.
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert_eq!(std::fs::read_dir(b.root.path().join("containers")).unwrap().count(), 0);
+    assert_eq!(mounts_under(b.root.path()), 0);
+    // Options reach the process.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "A=1",
+        "-w",
+        "/tmp",
+        "-u",
+        "nobody",
+        "--hostname",
+        "box",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo $A $FROM_IMAGE $(pwd) $(id -u):$(id -g) $(hostname) $(cat /etc/hostname)",
+    ]);
+    assert_eq!(out, "1 yes /tmp 65534:65534 box box\n");
+    let out = b.ok(&["run", "--rm", "--entrypoint", "echo", "bb:1", "via", "entrypoint"]);
+    assert_eq!(out, "via entrypoint\n");
+    // The image's CMD runs when no command is given; pid 1 is the command.
+    let out = b.ok(&["run", "--rm", "--entrypoint", "", "bb:1", "sh", "-c", "echo $$"]);
+    assert_eq!(out, "1\n");
+    // --read-only and --network none.
+    let o = b.out(&["run", "--rm", "--read-only", "bb:1", "touch", "/x"]);
+    assert_ne!(o.status.code(), Some(0));
+    let out = b.ok(&["run", "--rm", "bb:1", "sh", "-c", "ls /sys/class/net"]);
+    assert_eq!(out.trim(), "lo");
+}
+
+#[test]
+fn detached_containers_are_listed_logged_stopped_and_removed() {
+    require_root!();
+    let (b, _d) = with_busybox("run-d");
+    let id = b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "--label",
+        "app=t",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo started; trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done",
+    ]);
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 64);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.ok(&["logs", "ticker"]).contains("started") {
+        assert!(Instant::now() < deadline, "no log");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ps = b.ok(&["ps"]);
+    assert!(ps.contains("ticker") && ps.contains("Up "), "{ps}");
+    assert_eq!(b.ok(&["ps", "-q", "--filter", "label=app=t"]).trim(), &id[..12]);
+    assert_eq!(
+        b.ok(&["ps", "--format", "{{.Names}} {{.State}}"]).trim(),
+        "ticker running"
+    );
+    let v = inspect(&b, &id[..8]);
+    assert_eq!(v["Name"], "/ticker");
+    assert_eq!(v["State"]["Running"], true);
+    let pid = v["State"]["Pid"].as_i64().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    // Removing a running container needs -f.
+    let e = b.fails(&["rm", "ticker"]);
+    assert!(e.contains("container is running"), "{e}");
+    // A name in use is refused with Docker's conflict error and code.
+    let o = b.out(&["run", "-d", "--name", "ticker", "bb:1", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is already in use"));
+    // stop: TERM first; the trap exits 0.
+    assert_eq!(b.ok(&["stop", "ticker"]).trim(), "ticker");
+    let v = inspect(&b, "ticker");
+    assert_eq!(v["State"]["Status"], "exited");
+    assert_eq!(v["State"]["ExitCode"], 0);
+    assert!(b.ok(&["logs", "ticker"]).ends_with("bye\n"));
+    assert!(b.ok(&["ps", "-a"]).contains("Exited (0)"));
+    assert_eq!(b.ok(&["ps", "-q"]), "");
+    // Started again, then killed.
+    b.ok(&["start", "ticker"]);
+    b.ok(&["kill", "ticker"]);
+    assert_eq!(b.ok(&["wait", "ticker"]).trim(), "137");
+    b.ok(&["rm", "ticker"]);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert_eq!(mounts_under(b.root.path()), 0);
+    let e = b.fails(&["logs", "ticker"]);
+    assert!(e.contains("No such container: ticker"), "{e}");
+}
+
+#[test]
+fn limits_oom_and_start_failures() {
+    require_root!();
+    let (b, _d) = with_busybox("limits");
+    let id = b
+        .ok(&[
+            "run",
+            "-d",
+            "--memory",
+            "32m",
+            "--pids-limit",
+            "50",
+            "bb:1",
+            "sleep",
+            "100",
+        ])
+        .trim()
+        .to_string();
+    let mem = std::fs::read_to_string(format!("/sys/fs/cgroup/memory/berth/{id}/memory.limit_in_bytes"))
+        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/berth/{id}/memory.max")))
+        .unwrap();
+    assert_eq!(mem.trim(), (32u64 << 20).to_string());
+    let pids = std::fs::read_to_string(format!("/sys/fs/cgroup/pids/berth/{id}/pids.max"))
+        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/berth/{id}/pids.max")))
+        .unwrap();
+    assert_eq!(pids.trim(), "50");
+    b.ok(&["rm", "-f", &id]);
+    assert!(
+        !Path::new(&format!("/sys/fs/cgroup/memory/berth/{id}")).exists(),
+        "cgroup left"
+    );
+    // The OOM killer: exit 137 and OOMKilled.
+    let o = b.out(&[
+        "run",
+        "--name",
+        "oom",
+        "--memory",
+        "16m",
+        "bb:1",
+        "sh",
+        "-c",
+        "x=a; while true; do x=$x$x; done",
+    ]);
+    assert_eq!(o.status.code(), Some(137));
+    let v = inspect(&b, "oom");
+    assert_eq!(v["State"]["OOMKilled"], true, "{v}");
+    b.ok(&["rm", "oom"]);
+    // Docker's exit codes for start failures.
+    let o = b.out(&["run", "--rm", "bb:1", "no-such-command"]);
+    assert_eq!(o.status.code(), Some(127), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = b.out(&["run", "--rm", "bb:1", "/etc/passwd"]);
+    assert_eq!(o.status.code(), Some(126), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = b.out(&["run", "--rm", "--pull", "never", "nothere:1", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("No such image"));
+    let o = b.out(&["run", "--rm", "--memory", "lots", "bb:1", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    let o = b.out(&["run", "--rm", "--bogus-flag", "bb:1", "true"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert_eq!(b.ok(&["ps", "-aq"]), "", "a failed run left a container");
+    assert_eq!(mounts_under(b.root.path()), 0);
+}
+
+#[test]
+fn containers_outlive_killed_berth_processes() {
+    require_root!();
+    let (b, _d) = with_busybox("outlive");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            b.ok(&[
+                "run",
+                "-d",
+                "--name",
+                &format!("c{i}"),
+                "bb:1",
+                "sh",
+                "-c",
+                "while true; do echo $$; sleep 0.2; done",
+            ])
+            .trim()
+            .to_string(),
+        );
+    }
+    // Kill every monitor with SIGKILL: the containers keep running.
+    for id in &ids {
+        let st: Value = serde_json::from_slice(
+            &std::fs::read(b.root.path().join("containers").join(id).join("state.json")).unwrap(),
+        )
+        .unwrap();
+        let m = st["monitor_pid"].as_i64().unwrap();
+        // SAFETY: kill by a pid this test's containers recorded.
+        unsafe { libc::kill(i32::try_from(m).unwrap(), libc::SIGKILL) };
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        b.ok(&["ps", "-q"]).lines().count(),
+        3,
+        "containers died with their monitors"
+    );
+    // A fresh berth still stops and removes them; state is never "running" for a dead one.
+    b.ok(&["kill", "c0"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.ok(&["ps", "-q"]).lines().count() != 2 {
+        assert!(Instant::now() < deadline, "a dead container is shown running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b.ok(&["rm", "-f", "c0", "c1", "c2"]);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert_eq!(mounts_under(b.root.path()), 0);
+    let _ = Stdio::null();
+}

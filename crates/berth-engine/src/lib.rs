@@ -1,0 +1,85 @@
+//! berth-engine: containers as Docker users know them, over `berth-image` (the root
+//! filesystem) and `berth-runtime` (the process), with no daemon: each container has a
+//! small monitor process ([`monitor`]) that creates and starts it, holds its output, writes
+//! its log, reaps it and records how it ended.
+//!
+//! - [`store`]: container records in the metadata database (names unique, ids and prefixes
+//!   resolved like Docker's) and each container's directory;
+//! - [`spec`]: image config + options -> the OCI bundle's `config.json`;
+//! - [`logs`]: Docker's json-file log format, rotated;
+//! - [`monitor`]: the per-container monitor.
+#![warn(missing_docs)]
+
+pub mod logs;
+pub mod monitor;
+pub mod ops;
+pub mod spec;
+pub mod store;
+
+use berth_oci::ErrorKind;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No such container.
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    /// A name is taken, or the container is in the wrong state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Bad options.
+    #[error("{0}")]
+    Invalid(String),
+    /// The container could not start; `code` is Docker's exit code for it (125-127).
+    #[error("{message}")]
+    Start {
+        /// 125, 126 or 127.
+        code: i32,
+        /// The runtime's message.
+        message: String,
+    },
+    /// Images.
+    #[error(transparent)]
+    Image(#[from] berth_image::ImageError),
+    /// The runtime.
+    #[error(transparent)]
+    Runtime(#[from] berth_runtime::container::ContainerError),
+    /// The metadata database.
+    #[error("metadata database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// A file operation.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On what.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl EngineError {
+    /// The kind callers branch on.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::NoSuchContainer(_) => ErrorKind::NotFound,
+            EngineError::Conflict(_) => ErrorKind::Conflict,
+            EngineError::Invalid(_) => ErrorKind::InvalidArgument,
+            EngineError::Image(e) => e.kind(),
+            EngineError::Runtime(e) => e.kind(),
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+pub(crate) fn io_err(
+    op: &'static str,
+    path: impl Into<std::path::PathBuf>,
+) -> impl FnOnce(std::io::Error) -> EngineError {
+    let path = path.into();
+    move |source| EngineError::Io { op, path, source }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T> = std::result::Result<T, EngineError>;

@@ -1,0 +1,247 @@
+//! The per-container monitor: `berth` re-executed as a hidden subcommand, detached in its
+//! own session (forked once more so it is nobody's child), single-threaded and without an
+//! async runtime. It mounts the container's rootfs, creates and starts the container through
+//! berth-runtime as child subreaper (so the init is its child), turns the container's
+//! stdout/stderr pipes into the json-file log, reaps the init, records the exit code and an
+//! OOM kill, deletes the runtime state, unmounts, and removes the container for `--rm`.
+//!
+//! The monitor is the only writer of `state.json` while it lives; when it is gone, readers
+//! reconcile (see [`crate::store::Engine::state`]).
+
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
+
+use crate::ops;
+use crate::store::{Engine, State, ZERO_TIME};
+use crate::{EngineError, Result};
+
+/// Log rotation defaults: 10 MB per file, 3 files.
+pub const LOG_MAX_SIZE: u64 = 10 << 20;
+/// Files kept.
+pub const LOG_MAX_FILES: u32 = 3;
+
+/// The exit code Docker gives a start failure, from the runtime's message.
+pub fn start_failure_code(msg: &str) -> i32 {
+    let m = msg.to_ascii_lowercase();
+    if m.contains("executable file not found") || m.contains("no such file or directory") {
+        127
+    } else if m.contains("permission denied") {
+        126
+    } else {
+        125
+    }
+}
+
+/// Runs the monitor for container `id` under data root `root`; returns the process exit
+/// code. Forks first: the parent returns at once (the caller exits with it), the child
+/// carries on, reparented away from the CLI.
+pub fn main(root: &Path, id: &str) -> i32 {
+    // SAFETY: the monitor is single-threaded here; fork is sound.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(_) => return 1,
+    }
+    let _ = nix::unistd::setsid();
+    let code = match monitor(root, id) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = std::fs::write(root.join("containers").join(id).join("monitor.err"), e.to_string());
+            1
+        }
+    };
+    // SAFETY: _exit ends the forked child without running the parent's destructors.
+    unsafe { libc::_exit(code) }
+}
+
+fn monitor(root: &Path, id: &str) -> Result<()> {
+    let engine = Engine::open(root)?;
+    let rec = engine.resolve(id)?;
+    let dir = engine.dir(&rec.id);
+    let mut st = engine.state(&rec.id);
+    st.monitor_pid = i32::try_from(std::process::id()).unwrap_or(0);
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| EngineError::Invalid(format!("subreaper: {e}")))?;
+    // Stdio: /dev/null in, a pipe per output stream.
+    let devnull = nix::fcntl::open(
+        "/dev/null",
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| EngineError::Invalid(format!("/dev/null: {e}")))?;
+    let (out_r, out_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::Invalid(format!("pipe: {e}")))?;
+    let (err_r, err_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::Invalid(format!("pipe: {e}")))?;
+    let dup_to = |from: &OwnedFd, to: i32| {
+        // SAFETY: dup2 between descriptors this process owns; 0-2 are ours to replace.
+        unsafe { libc::dup2(from.as_raw_fd(), to) };
+    };
+    dup_to(&devnull, 0);
+    dup_to(&out_w, 1);
+    dup_to(&err_w, 2);
+    let started = ops::mount_rootfs(&engine, &rec).and_then(|()| {
+        let rt = engine.runtime();
+        let opts = berth_runtime::container::CreateOpts {
+            bundle: dir.clone(),
+            subreaper: true,
+            ..Default::default()
+        };
+        let created = rt.create(&rec.id, &opts)?;
+        rt.start(&rec.id)?;
+        Ok(created.pid)
+    });
+    // The container holds the write ends now; the monitor must not, or EOF never comes.
+    dup_to(&devnull, 1);
+    dup_to(&devnull, 2);
+    drop(out_w);
+    drop(err_w);
+    let pid = match started {
+        Ok(pid) => pid,
+        Err(e) => {
+            let msg = e.to_string();
+            let _ = engine.runtime().delete(&rec.id, true);
+            ops::unmount_rootfs(&engine, &rec.id);
+            st.status = "created".into();
+            st.error = msg.clone();
+            st.exit_code = start_failure_code(&msg);
+            st.monitor_pid = 0;
+            engine.save_state(&rec.id, &st)?;
+            return Ok(());
+        }
+    };
+    st.status = "running".into();
+    st.pid = pid;
+    st.error.clear();
+    st.exit_code = 0;
+    st.started_at = berth_image::store::now();
+    st.finished_at = ZERO_TIME.into();
+    st.oom_killed = false;
+    engine.save_state(&rec.id, &st)?;
+
+    let mut log = crate::logs::Writer::open(&dir.join("json.log"), LOG_MAX_SIZE, LOG_MAX_FILES)
+        .map_err(crate::io_err("opening", dir.join("json.log")))?;
+    let status = pump(&out_r, &err_r, pid, &mut log);
+    let oom = engine
+        .runtime()
+        .load(&rec.id)
+        .map(|(_, s, _)| s.cgroup.oom_kills() > 0)
+        .unwrap_or(false);
+    let _ = engine.runtime().delete(&rec.id, true);
+    ops::unmount_rootfs(&engine, &rec.id);
+    st.status = "exited".into();
+    st.exit_code = status;
+    st.oom_killed = oom;
+    st.pid = 0;
+    st.finished_at = berth_image::store::now();
+    engine.save_state(&rec.id, &st)?;
+    if rec.auto_remove {
+        // A foreground `run --rm` reads the exit code from here once the container is gone.
+        let exits = engine.run.join("exits");
+        let _ = std::fs::create_dir_all(&exits);
+        let _ = std::fs::write(exits.join(&rec.id), status.to_string());
+        ops::remove_files(&engine, &rec)?;
+    }
+    Ok(())
+}
+
+/// Moves output into the log until the init has exited and both pipes are drained (or the
+/// pid namespace's last holder is gone); reaps every orphan meanwhile. Returns the init's
+/// exit code in Docker's terms (128 + signal for a kill).
+fn pump(out: &OwnedFd, err: &OwnedFd, init: i32, log: &mut crate::logs::Writer) -> i32 {
+    for fd in [out, err] {
+        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    }
+    let mut bufs: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let mut open = [true, true];
+    let mut code: Option<i32> = None;
+    let mut exited_at: Option<Instant> = None;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let mut pfds: Vec<nix::poll::PollFd<'_>> = Vec::new();
+        let fds = [out.as_fd(), err.as_fd()];
+        for (i, fd) in fds.iter().enumerate() {
+            if open[i] {
+                pfds.push(nix::poll::PollFd::new(*fd, nix::poll::PollFlags::POLLIN));
+            }
+        }
+        if !pfds.is_empty() {
+            let _ = nix::poll::poll(&mut pfds, nix::poll::PollTimeout::from(200u16));
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for i in 0..2 {
+            if !open[i] {
+                continue;
+            }
+            let mut f = std::fs::File::from(match fds[i].try_clone_to_owned() {
+                Ok(f) => f,
+                Err(_) => continue,
+            });
+            loop {
+                match f.read(&mut chunk) {
+                    Ok(0) => {
+                        open[i] = false;
+                        break;
+                    }
+                    Ok(n) => {
+                        bufs[i].extend_from_slice(&chunk[..n]);
+                        flush_lines(&mut bufs[i], if i == 0 { "stdout" } else { "stderr" }, log, false);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        loop {
+            match nix::sys::wait::waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, c)) if p.as_raw() == init => code = Some(c),
+                Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == init => code = Some(128 + s as i32),
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        if code.is_some() && exited_at.is_none() {
+            exited_at = Some(Instant::now());
+        }
+        let drained = !open[0] && !open[1];
+        let waited_long = exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2));
+        if code.is_some() && (drained || waited_long) {
+            break;
+        }
+    }
+    for (i, stream) in ["stdout", "stderr"].iter().enumerate() {
+        flush_lines(&mut bufs[i], stream, log, true);
+    }
+    code.unwrap_or(255)
+}
+
+/// Writes the complete lines of `buf` (and, at the end, what is left) as records. A line
+/// longer than 16 KiB is split, as Docker does.
+fn flush_lines(buf: &mut Vec<u8>, stream: &str, log: &mut crate::logs::Writer, end: bool) {
+    loop {
+        let cut = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => i + 1,
+            None if buf.len() >= 16 * 1024 => 16 * 1024,
+            None if end && !buf.is_empty() => buf.len(),
+            None => return,
+        };
+        let line: Vec<u8> = buf.drain(..cut).collect();
+        let _ = log.write(stream, &line);
+    }
+}
+
+/// The init is gone but the monitor may still be writing: waits for its final state.
+pub fn wait_exited(engine: &Engine, id: &str, timeout: Duration) -> State {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let st = engine.state(id);
+        if st.status != "running" || Instant::now() > deadline {
+            return st;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,337 @@
+//! Container operations: create, start (through a monitor), stop, kill, remove, wait.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use berth_image::store::ImageStore;
+
+use crate::monitor::wait_exited;
+use crate::spec;
+use crate::store::{new_id, random_name, valid_name, Engine, Record, State, ZERO_TIME};
+use crate::{io_err, EngineError, Result};
+
+/// What `create`/`run` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Image reference or id.
+    pub image: String,
+    /// `--name`.
+    pub name: Option<String>,
+    /// Trailing arguments (replace the image's cmd).
+    pub args: Vec<String>,
+    /// `--entrypoint`.
+    pub entrypoint: Option<String>,
+    /// `-e`, `--env-file` (K=V).
+    pub env: Vec<String>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `-u`.
+    pub user: Option<String>,
+    /// `--hostname`.
+    pub hostname: Option<String>,
+    /// `--label`.
+    pub labels: BTreeMap<String, String>,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// `--network`: none or host.
+    pub network: String,
+    /// `--memory` bytes.
+    pub memory: i64,
+    /// `--pids-limit`.
+    pub pids_limit: i64,
+    /// `--read-only`.
+    pub read_only: bool,
+    /// `--stop-signal`.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`.
+    pub stop_timeout: Option<u64>,
+}
+
+fn str_list(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
+    v.and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+}
+
+/// Creates a container from an image in the store.
+pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Result<Record> {
+    let img = images.resolve(&o.image)?;
+    let cfg = images.config(&img)?;
+    let c = cfg.config.clone().unwrap_or_default();
+    let (entrypoint, cmd, full) = spec::command(
+        str_list(c.get("Entrypoint")),
+        str_list(c.get("Cmd")),
+        o.entrypoint.as_deref(),
+        &o.args,
+    )?;
+    let network = if o.network.is_empty() {
+        "none".to_string()
+    } else {
+        o.network.clone()
+    };
+    if network != "none" && network != "host" {
+        return Err(EngineError::Invalid(format!(
+            "network {network} not found (berth supports --network none and host for now)"
+        )));
+    }
+    let id = new_id()?;
+    let name = match &o.name {
+        Some(n) => {
+            if !valid_name(n) {
+                return Err(EngineError::Invalid(format!(
+                    "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )));
+            }
+            n.trim_start_matches('/').to_string()
+        }
+        None => {
+            let n = random_name(&id);
+            if engine.name_taken(&n)? {
+                format!("{n}_{}", &id[..6])
+            } else {
+                n
+            }
+        }
+    };
+    let hostname = o.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    let mut env = spec::merge_env(&str_list(c.get("Env")).unwrap_or_default(), &o.env);
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, spec::DEFAULT_PATH.to_string());
+    }
+    env = spec::merge_env(&[format!("HOSTNAME={hostname}")], &env);
+    let mut labels: BTreeMap<String, String> = c
+        .get("Labels")
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .unwrap_or_default();
+    labels.extend(o.labels.clone());
+    let r = Record {
+        id: id.clone(),
+        name,
+        image_id: img.row.id.clone(),
+        image_name: o.image.clone(),
+        created: berth_image::store::now(),
+        path: full[0].clone(),
+        args: full[1..].to_vec(),
+        entrypoint,
+        cmd,
+        env,
+        working_dir: o
+            .workdir
+            .clone()
+            .or_else(|| c.get("WorkingDir").and_then(|v| v.as_str()).map(str::to_string))
+            .unwrap_or_default(),
+        user: o
+            .user
+            .clone()
+            .or_else(|| c.get("User").and_then(|v| v.as_str()).map(str::to_string))
+            .unwrap_or_default(),
+        hostname,
+        labels,
+        stop_signal: o
+            .stop_signal
+            .clone()
+            .or_else(|| c.get("StopSignal").and_then(|v| v.as_str()).map(str::to_string))
+            .unwrap_or_else(|| "SIGTERM".into()),
+        stop_timeout: o.stop_timeout.unwrap_or(10),
+        auto_remove: o.auto_remove,
+        network_mode: network,
+        memory: o.memory,
+        pids_limit: o.pids_limit,
+        read_only: o.read_only,
+    };
+    berth_runtime::container::parse_signal(&r.stop_signal)
+        .map_err(|e| EngineError::Invalid(format!("invalid stop signal: {e}")))?;
+    engine.insert(&r)?;
+    let made = (|| -> Result<()> {
+        let dir = engine.dir(&id);
+        for d in ["fs/upper", "fs/work", "rootfs"] {
+            std::fs::create_dir_all(dir.join(d)).map_err(io_err("creating", dir.join(d)))?;
+        }
+        let write =
+            |name: &str, data: String| std::fs::write(dir.join(name), data).map_err(io_err("writing", dir.join(name)));
+        // The log exists from the start, so a foreground `run` can hold it open before the
+        // container (and, with --rm, its directory) is gone.
+        write("json.log", String::new())?;
+        write("hostname", format!("{}\n", r.hostname))?;
+        write(
+            "hosts",
+            format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{}\n",
+                r.hostname
+            ),
+        )?;
+        write(
+            "resolv.conf",
+            std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        )?;
+        let lowers = images.lowers(&img)?;
+        let spec = spec::oci_spec(&r, &dir.join("rootfs"), &dir, &lowers)?;
+        write(
+            "config.json",
+            serde_json::to_string_pretty(&spec).map_err(|e| EngineError::Invalid(e.to_string()))?,
+        )?;
+        images.set_user(&img.row.id, &id, true)?;
+        engine.save_state(
+            &id,
+            &State {
+                status: "created".into(),
+                started_at: ZERO_TIME.into(),
+                finished_at: ZERO_TIME.into(),
+                ..State::default()
+            },
+        )
+    })();
+    if let Err(e) = made {
+        let _ = remove_files(engine, &r);
+        return Err(e);
+    }
+    Ok(r)
+}
+
+/// Mounts the image layers + the container's upper dir on `rootfs`.
+pub fn mount_rootfs(engine: &Engine, r: &Record) -> Result<()> {
+    let images = ImageStore::open(&engine.root)?;
+    let img = images.image(&r.image_id)?;
+    let lowers = images.lowers(&img)?;
+    let dir = engine.dir(&r.id);
+    unmount_rootfs(engine, &r.id);
+    berth_image::snapshot::mount_overlay(
+        &dir.join("rootfs"),
+        &lowers,
+        Some((&dir.join("fs/upper"), &dir.join("fs/work"))),
+    )?;
+    Ok(())
+}
+
+/// Unmounts the rootfs (no error when it is not mounted).
+pub fn unmount_rootfs(engine: &Engine, id: &str) {
+    let p = engine.dir(id).join("rootfs");
+    while nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+}
+
+/// Removes everything of a container: mount, runtime state, directory, row, image use.
+pub fn remove_files(engine: &Engine, r: &Record) -> Result<()> {
+    let _ = engine.runtime().delete(&r.id, true);
+    unmount_rootfs(engine, &r.id);
+    let dir = engine.dir(&r.id);
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err("removing", &dir)(e)),
+        _ => {}
+    }
+    engine.delete_row(&r.id)?;
+    let mut images = ImageStore::open(&engine.root)?;
+    images.set_user(&r.image_id, &r.id, false)?;
+    Ok(())
+}
+
+/// Starts a created or exited container: spawns its monitor (`exe _monitor`) and waits
+/// until the container runs, or reports why it could not start (with Docker's exit code).
+pub fn start(engine: &Engine, id: &str, exe: &Path) -> Result<()> {
+    let r = engine.resolve(id)?;
+    let st = engine.state(&r.id);
+    if st.running() {
+        return Ok(());
+    }
+    let mut fresh = st.clone();
+    fresh.status = "created".into();
+    fresh.error.clear();
+    engine.save_state(&r.id, &fresh)?;
+    let status = std::process::Command::new(exe)
+        .arg("--root")
+        .arg(&engine.root)
+        .arg("_monitor")
+        .arg(&r.id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(io_err("starting the monitor", exe))?;
+    if !status.success() {
+        return Err(EngineError::Invalid(format!("monitor for {} failed to start", r.id)));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = engine.state(&r.id);
+        if !st.error.is_empty() {
+            return Err(EngineError::Start {
+                code: st.exit_code,
+                message: st.error,
+            });
+        }
+        if st.status == "running" || st.status == "exited" {
+            return Ok(());
+        }
+        let err_file = engine.dir(&r.id).join("monitor.err");
+        if let Ok(m) = std::fs::read_to_string(&err_file) {
+            return Err(EngineError::Start { code: 125, message: m });
+        }
+        if Instant::now() > deadline {
+            return Err(EngineError::Invalid(format!(
+                "container {} did not start in time",
+                r.id
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Sends a signal to a running container.
+pub fn kill(engine: &Engine, id: &str, signal: &str) -> Result<()> {
+    let r = engine.resolve(id)?;
+    let st = engine.state(&r.id);
+    if !st.running() {
+        return Err(EngineError::Conflict(format!(
+            "cannot kill container: {}: container {} is not running",
+            r.name, r.id
+        )));
+    }
+    let sig = berth_runtime::container::parse_signal(signal)
+        .map_err(|e| EngineError::Invalid(format!("invalid signal: {e}")))?;
+    engine.runtime().kill(&r.id, sig, false)?;
+    Ok(())
+}
+
+/// Stops a container: its stop signal, then SIGKILL after `timeout`.
+pub fn stop(engine: &Engine, id: &str, timeout: Option<u64>, signal: Option<&str>) -> Result<()> {
+    let r = engine.resolve(id)?;
+    if !engine.state(&r.id).running() {
+        return Ok(());
+    }
+    let t = timeout.unwrap_or(r.stop_timeout);
+    let _ = kill(engine, &r.id, signal.unwrap_or(&r.stop_signal));
+    let st = wait_exited(engine, &r.id, Duration::from_secs(t));
+    if st.running() {
+        let _ = kill(engine, &r.id, "SIGKILL");
+        wait_exited(engine, &r.id, Duration::from_secs(30));
+    }
+    Ok(())
+}
+
+/// Removes a container; a running one only with `force` (killed first).
+pub fn remove(engine: &Engine, id: &str, force: bool) -> Result<Record> {
+    let r = engine.resolve(id)?;
+    if engine.state(&r.id).running() {
+        if !force {
+            return Err(EngineError::Conflict(format!(
+                "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                r.name
+            )));
+        }
+        let _ = kill(engine, &r.id, "SIGKILL");
+        wait_exited(engine, &r.id, Duration::from_secs(30));
+    }
+    remove_files(engine, &r)?;
+    Ok(r)
+}
+
+/// Waits until the container is not running; returns its exit code.
+pub fn wait(engine: &Engine, id: &str) -> Result<i32> {
+    let r = engine.resolve(id)?;
+    loop {
+        let st = engine.state(&r.id);
+        if !st.running() {
+            return Ok(st.exit_code);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

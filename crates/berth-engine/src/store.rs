@@ -1,0 +1,312 @@
+//! Container records: one row per container in `berth.db` (names unique), and a directory
+//! `containers/<id>/` holding the bundle, the rootfs mount point, the overlay upper and work
+//! directories, the log and `state.json` (written by the monitor, atomically).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::{io_err, EngineError, Result};
+
+/// What a container runs and how (Docker's `Config` and the parts of `HostConfig` berth
+/// supports).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique name, without the leading `/`.
+    pub name: String,
+    /// The image's config digest.
+    pub image_id: String,
+    /// The image as the user named it.
+    pub image_name: String,
+    /// RFC 3339.
+    pub created: String,
+    /// The command: entrypoint + cmd, resolved.
+    pub path: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The image's and the user's entrypoint.
+    pub entrypoint: Option<Vec<String>>,
+    /// The image's and the user's cmd.
+    pub cmd: Option<Vec<String>>,
+    /// Environment, `K=V`.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub working_dir: String,
+    /// `uid[:gid]` or `name[:group]`, as given.
+    pub user: String,
+    /// Hostname.
+    pub hostname: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Signal `stop` sends first.
+    pub stop_signal: String,
+    /// Seconds `stop` waits before SIGKILL.
+    pub stop_timeout: u64,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// `none` or `host`.
+    pub network_mode: String,
+    /// `--memory` in bytes (0: none).
+    pub memory: i64,
+    /// `--pids-limit` (0: none).
+    pub pids_limit: i64,
+    /// `--read-only`.
+    pub read_only: bool,
+}
+
+/// How a container is, as the monitor recorded it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    /// created, running, exited, dead.
+    pub status: String,
+    /// Host pid of the init while running.
+    pub pid: i32,
+    /// The monitor's pid.
+    pub monitor_pid: i32,
+    /// Exit code once exited.
+    pub exit_code: i32,
+    /// Why it failed to start.
+    pub error: String,
+    /// RFC 3339, or Docker's zero time.
+    pub started_at: String,
+    /// RFC 3339, or Docker's zero time.
+    pub finished_at: String,
+    /// The kernel OOM-killed a process of it.
+    pub oom_killed: bool,
+}
+
+/// Docker's zero time.
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+impl State {
+    fn new_created() -> State {
+        State {
+            status: "created".into(),
+            started_at: ZERO_TIME.into(),
+            finished_at: ZERO_TIME.into(),
+            ..State::default()
+        }
+    }
+
+    /// Whether the container is running (after reconciliation).
+    pub fn running(&self) -> bool {
+        self.status == "running"
+    }
+}
+
+/// The engine's view of a data root.
+#[derive(Debug)]
+pub struct Engine {
+    /// The data root (`/var/lib/berth`).
+    pub root: PathBuf,
+    /// Runtime state (`/run/berth`, or `<root>/run` for a custom root).
+    pub run: PathBuf,
+    conn: Connection,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS containers(
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    image TEXT NOT NULL,
+    created TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+"#;
+
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the pid exists.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+impl Engine {
+    /// Opens the engine over a data root.
+    pub fn open(root: &Path) -> Result<Engine> {
+        std::fs::create_dir_all(root.join("containers")).map_err(io_err("creating", root.join("containers")))?;
+        let run = if root == Path::new("/var/lib/berth") {
+            PathBuf::from("/run/berth")
+        } else {
+            root.join("run")
+        };
+        std::fs::create_dir_all(&run).map_err(io_err("creating", &run))?;
+        let conn = Connection::open(root.join("berth.db"))?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Engine {
+            root: root.to_path_buf(),
+            run,
+            conn,
+        })
+    }
+
+    /// The runtime the engine drives.
+    pub fn runtime(&self) -> berth_runtime::container::Runtime {
+        berth_runtime::container::Runtime {
+            root: self.run.join("runtime"),
+            systemd_cgroup: false,
+        }
+    }
+
+    /// A container's directory.
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+
+    /// Records a new container (the name must be free).
+    pub fn insert(&self, r: &Record) -> Result<()> {
+        let json = serde_json::to_string(r).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        match self.conn.execute(
+            "INSERT INTO containers(id, name, image, created, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![r.id, r.name, r.image_id, r.created, json],
+        ) {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                let other = self.resolve(&r.name).map(|o| o.id).unwrap_or_default();
+                Err(EngineError::Conflict(format!(
+                    "Conflict. The container name \"/{}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    r.name
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes a container's row.
+    pub fn delete_row(&self, id: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM containers WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// All records, newest first.
+    pub fn all(&self) -> Result<Vec<Record>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT record FROM containers ORDER BY created DESC")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for j in rows {
+            let j = j?;
+            out.push(
+                serde_json::from_str(&j).map_err(|e| EngineError::Invalid(format!("corrupt container record: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Finds a container by full id, name (with or without `/`), or unique id prefix.
+    pub fn resolve(&self, key: &str) -> Result<Record> {
+        let key = key.strip_prefix('/').unwrap_or(key);
+        let get = |sql: &str, arg: &str| -> Result<Vec<String>> {
+            let mut st = self.conn.prepare(sql)?;
+            let rows = st.query_map([arg], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<std::result::Result<_, _>>()?)
+        };
+        let mut hits = get("SELECT record FROM containers WHERE id = ?1", key)?;
+        if hits.is_empty() {
+            hits = get("SELECT record FROM containers WHERE name = ?1", key)?;
+        }
+        if hits.is_empty() && !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            hits = get(
+                "SELECT record FROM containers WHERE substr(id, 1, length(?1)) = ?1",
+                key,
+            )?;
+            if hits.len() > 1 {
+                return Err(EngineError::Invalid(format!(
+                    "multiple IDs found with provided prefix: {key}"
+                )));
+            }
+        }
+        match hits.pop() {
+            Some(j) => {
+                serde_json::from_str(&j).map_err(|e| EngineError::Invalid(format!("corrupt container record: {e}")))
+            }
+            None => Err(EngineError::NoSuchContainer(key.to_string())),
+        }
+    }
+
+    /// Whether a name is taken.
+    pub fn name_taken(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM containers WHERE name = ?1", [name], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Renames a container.
+    pub fn rename(&self, id: &str, name: &str) -> Result<()> {
+        let mut r = self.resolve(id)?;
+        r.name = name.to_string();
+        let json = serde_json::to_string(&r).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        self.conn.execute(
+            "UPDATE containers SET name = ?1, record = ?2 WHERE id = ?3",
+            params![name, json, r.id],
+        )?;
+        Ok(())
+    }
+
+    /// The recorded state, reconciled: a container whose monitor and init are both gone is
+    /// exited, whatever the file says (a monitor killed, a reboot).
+    pub fn state(&self, id: &str) -> State {
+        let p = self.dir(id).join("state.json");
+        let mut st: State = std::fs::read(&p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_else(State::new_created);
+        if st.status == "running" && !pid_alive(st.monitor_pid) && !pid_alive(st.pid) {
+            st.status = "exited".into();
+            if st.exit_code == 0 {
+                st.exit_code = 255;
+            }
+            if st.finished_at == ZERO_TIME {
+                st.finished_at = berth_image::store::now();
+            }
+        }
+        st
+    }
+
+    /// Writes `state.json` atomically.
+    pub fn save_state(&self, id: &str, st: &State) -> Result<()> {
+        let dir = self.dir(id);
+        let tmp = dir.join("state.json.tmp");
+        let data = serde_json::to_vec(st).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        std::fs::write(&tmp, data).map_err(io_err("writing", &tmp))?;
+        std::fs::rename(&tmp, dir.join("state.json")).map_err(io_err("writing", dir.join("state.json")))
+    }
+}
+
+/// A new random container id (64 hex digits).
+pub fn new_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    let mut f = std::fs::File::open("/dev/urandom").map_err(io_err("opening", "/dev/urandom"))?;
+    std::io::Read::read_exact(&mut f, &mut b).map_err(io_err("reading", "/dev/urandom"))?;
+    Ok(berth_oci::to_hex(&b))
+}
+
+/// A Docker-style random name (`adjective_scientist`).
+pub fn random_name(id: &str) -> String {
+    const A: [&str; 16] = [
+        "brave", "calm", "eager", "fervent", "gallant", "happy", "jolly", "keen", "lucid", "modest", "nifty", "quirky",
+        "serene", "tender", "vibrant", "zealous",
+    ];
+    const B: [&str; 16] = [
+        "hopper", "lovelace", "turing", "curie", "noether", "ritchie", "thompson", "torvalds", "knuth", "dijkstra",
+        "hamilton", "shannon", "babbage", "goldberg", "liskov", "lamport",
+    ];
+    let n = u64::from_str_radix(&id[..8.min(id.len())], 16).unwrap_or(0);
+    format!("{}_{}", A[(n % 16) as usize], B[((n >> 4) % 16) as usize])
+}
+
+/// Checks a user-given container name (`[a-zA-Z0-9][a-zA-Z0-9_.-]+`).
+pub fn valid_name(name: &str) -> bool {
+    let name = name.strip_prefix('/').unwrap_or(name);
+    name.len() >= 2
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
