@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs berth and runs a first container, offline: builds the release binary, installs it
-# as /usr/local/bin/berth (and berth-runtime), makes an OCI bundle from the host's busybox and
-# runs it with the berth runtime. Run as root.
+# Installs berth and runs a first container, offline: builds the static release binary,
+# installs it as /usr/local/bin/berth (and berth-runtime), makes a busybox image from the
+# host's busybox-static (`berth import`), and runs a container from it. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,16 +10,16 @@ bin=$(scripts/build.sh)
 install -m 0755 "$bin" /usr/local/bin/berth
 ln -sf berth /usr/local/bin/berth-runtime
 
-bundle=$(mktemp -d /tmp/berth-quickstart-XXXX)
-trap 'rm -rf "$bundle"' EXIT
-mkdir -p "$bundle/rootfs/bin"
-cp /bin/busybox "$bundle/rootfs/bin/busybox"
+# An image berth can get offline: the host's busybox, imported as busybox:local.
+rootfs=$(mktemp -d /tmp/berth-quickstart-XXXX)
+trap 'rm -rf "$rootfs"' EXIT
+mkdir -p "$rootfs"/{bin,etc,dev,proc,sys,tmp,root}
+cp /bin/busybox "$rootfs/bin/busybox"
 for a in $(/bin/busybox --list); do
-  [ "$a" = busybox ] || ln -sf busybox "$bundle/rootfs/bin/$a"
+  [ "$a" = busybox ] || ln -sf busybox "$rootfs/bin/$a"
 done
-mkdir -p "$bundle/rootfs"/{etc,dev,proc,sys,tmp}
-echo 'root:x:0:0:root:/root:/bin/sh' > "$bundle/rootfs/etc/passwd"
-berth-runtime spec --bundle "$bundle"
-# A non-interactive first run: print where we are and exit.
-sed -i 's/"terminal": true/"terminal": false/; s/^\(\s*\)"sh"$/\1"sh", "-c", "echo hello from a berth container: pid $$ on $(hostname)"/' "$bundle/config.json"
-berth runtime run --bundle "$bundle" "quickstart-$$"
+echo 'root:x:0:0:root:/root:/bin/sh' > "$rootfs/etc/passwd"
+echo 'root:x:0:' > "$rootfs/etc/group"
+tar -C "$rootfs" -c . | berth import -c 'CMD ["sh"]' - busybox:local >/dev/null
+berth images busybox
+berth run --rm busybox:local sh -c 'echo "hello from a berth container: pid $$ on $(hostname)"'
