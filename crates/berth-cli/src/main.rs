@@ -74,6 +74,8 @@ enum Command {
     Rm(containers::RmArgs),
     /// Block until one or more containers stop, then print their exit codes.
     Wait(containers::WaitArgs),
+    /// Execute a command in a running container.
+    Exec(containers::ExecArgs),
     /// The per-container monitor (internal).
     #[command(name = "_monitor", hide = true)]
     Monitor {
@@ -115,6 +117,7 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
         Command::Kill(a) => containers::kill(root, &a),
         Command::Rm(a) => containers::rm(root, &a),
         Command::Wait(a) => containers::wait(root, &a),
+        Command::Exec(a) => containers::exec(root, &a),
         Command::Monitor { .. } => anyhow::bail!("the monitor is dispatched before the engine"),
         Command::Image { command: I::Prune(a) } => images::prune(root, &a),
         Command::Login(a) => images::login(&a),
@@ -125,8 +128,8 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Whether this is the container monitor (`berth [--root R] _monitor ID`): it creates
-/// containers, so it runs sealed like the runtime.
+/// Whether this is the container monitor (`berth [--root R] _monitor ID`) or `berth exec`:
+/// both fork processes into containers, so they run sealed like the runtime.
 fn is_monitor(mut args: impl Iterator<Item = String>) -> bool {
     while let Some(a) = args.next() {
         if a == "--root" {
@@ -136,7 +139,7 @@ fn is_monitor(mut args: impl Iterator<Item = String>) -> bool {
         if a.starts_with("--root=") {
             continue;
         }
-        return a == "_monitor";
+        return a == "_monitor" || a == "exec";
     }
     false
 }

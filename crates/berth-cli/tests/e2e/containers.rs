@@ -135,6 +135,24 @@ fn detached_containers_are_listed_logged_stopped_and_removed() {
     assert_eq!(v["State"]["Running"], true);
     let pid = v["State"]["Pid"].as_i64().unwrap();
     assert!(Path::new(&format!("/proc/{pid}")).exists());
+    // exec: output, environment, user, working dir and the exit code come through.
+    let o = b.out(&[
+        "exec",
+        "-e",
+        "X=9",
+        "-w",
+        "/tmp",
+        "-u",
+        "nobody",
+        "ticker",
+        "sh",
+        "-c",
+        "echo $X $(pwd) $(id -u); exit 4",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "9 /tmp 65534\n");
+    let o = b.out(&["exec", "ticker", "no-such-command"]);
+    assert_eq!(o.status.code(), Some(127), "{}", String::from_utf8_lossy(&o.stderr));
     // Removing a running container needs -f.
     let e = b.fails(&["rm", "ticker"]);
     assert!(e.contains("container is running"), "{e}");
@@ -150,6 +168,9 @@ fn detached_containers_are_listed_logged_stopped_and_removed() {
     assert!(b.ok(&["logs", "ticker"]).ends_with("bye\n"));
     assert!(b.ok(&["ps", "-a"]).contains("Exited (0)"));
     assert_eq!(b.ok(&["ps", "-q"]), "");
+    let o = b.out(&["exec", "ticker", "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not running"));
     // Started again, then killed.
     b.ok(&["start", "ticker"]);
     b.ok(&["kill", "ticker"]);
