@@ -45,13 +45,16 @@ impl Writer {
 
     /// Writes one record.
     pub fn write(&mut self, stream: &str, line: &[u8]) -> std::io::Result<()> {
-        let e = Entry {
-            log: String::from_utf8_lossy(line).into_owned(),
-            stream: stream.to_string(),
-            time: berth_image::store::now(),
-        };
-        let mut buf = serde_json::to_vec(&e).map_err(std::io::Error::other)?;
-        buf.push(b'\n');
+        // Written by hand, not through serde: this runs in the idle monitor, where every
+        // code page touched counts against its memory.
+        let mut buf = Vec::with_capacity(line.len() + 80);
+        buf.extend_from_slice(b"{\"log\":\"");
+        escape_into(&mut buf, &String::from_utf8_lossy(line));
+        buf.extend_from_slice(b"\",\"stream\":\"");
+        buf.extend_from_slice(stream.as_bytes());
+        buf.extend_from_slice(b"\",\"time\":\"");
+        buf.extend_from_slice(berth_image::store::now().as_bytes());
+        buf.extend_from_slice(b"\"}\n");
         if self.max_size > 0 && self.size + buf.len() as u64 > self.max_size && self.size > 0 {
             self.rotate()?;
         }
@@ -76,6 +79,24 @@ impl Writer {
         self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
         self.size = 0;
         Ok(())
+    }
+}
+
+/// JSON string escaping (RFC 8259): quote, backslash and control characters.
+fn escape_into(out: &mut Vec<u8>, s: &str) {
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
+            c => {
+                let mut b = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+            }
+        }
     }
 }
 

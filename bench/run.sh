@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Container run benchmark: `run --rm IMG true` with berth, docker (a private dockerd) and
+# podman, median of N each, all with --network none, on the same busybox image imported
+# offline; then the RSS of an idle container's keeper: berth's monitor vs
+# containerd-shim-runc-v2 vs conmon. Prints medians and berth's ratios; raw timings go to
+# bench/results/run-<date>.csv.
+#
+# Usage: sudo bench/run.sh [N]   (default 20)
+set -euo pipefail
+
+n=${1:-20}
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+berth=${BERTH_BIN:-$("$top/scripts/build.sh")}
+work=$(mktemp -d /tmp/bt$$-runbench-XXXX)
+pids=()
+cleanup() {
+  BERTH_ROOT=$work/berth "$berth" rm -f bt-idle >/dev/null 2>&1 || true
+  docker rm -f bt-idle >/dev/null 2>&1 || true
+  podman "${pflags[@]}" rm -f bt-idle >/dev/null 2>&1 || true
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  grep -o " $work[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+pflags=(--root "$work/podman" --runroot "$work/podman-run" --storage-driver overlay --cgroup-manager cgroupfs --events-backend none)
+trap cleanup EXIT
+
+# The image: the host's busybox.
+mkdir -p "$work/rootfs"/{bin,etc,dev,proc,sys,tmp}
+cp /bin/busybox "$work/rootfs/bin/"
+for a in sh true sleep; do ln -s busybox "$work/rootfs/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
+tar -C "$work/rootfs" -cf "$work/img.tar" .
+
+export BERTH_ROOT=$work/berth
+"$berth" import "$work/img.tar" bt-bench:1 >/dev/null
+
+mkdir -p "$work/docker"
+dockerd --data-root "$work/docker/data" --exec-root "$work/docker/exec" --pidfile "$work/docker/pid" \
+  -H "unix://$work/docker/sock" --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
+  --containerd-namespace "bt$$-moby" --containerd-plugins-namespace "bt$$-plugins" \
+  > "$work/docker/log" 2>&1 &
+pids+=($!)
+export DOCKER_HOST=unix://$work/docker/sock DOCKER_CONFIG=$work/docker/cli
+mkdir -p "$DOCKER_CONFIG" && echo '{}' > "$DOCKER_CONFIG/config.json"
+for _ in $(seq 300); do docker version >/dev/null 2>&1 && break; sleep 0.2; done
+docker import "$work/img.tar" bt-bench:1 >/dev/null
+havepodman=0
+if command -v podman >/dev/null && podman "${pflags[@]}" import "$work/img.tar" bt-bench:1 >/dev/null 2>&1; then havepodman=1; fi
+
+mkdir -p "$here/results"
+csv="$here/results/run-$(date -u +%Y%m%dT%H%M%SZ).csv"
+python3 - "$n" "$berth" "$csv" "$havepodman" "${pflags[@]}" <<'PY'
+import os, statistics, subprocess, sys, time
+n, berth, csv, havepodman, pflags = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "1", sys.argv[5:]
+tools = {
+    "berth": [berth, "run", "--rm", "--network", "none", "bt-bench:1", "true"],
+    "docker": ["docker", "run", "--rm", "--network", "none", "bt-bench:1", "true"],
+}
+if havepodman:
+    # podman's default rlimits exceed this host's hard limits (see DESIGN.md's traps).
+    tools["podman"] = ["podman", *pflags, "run", "--runtime", "runc", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024",
+                       "--ulimit", "nproc=4096:4096", "bt-bench:1", "true"]
+res, rows = {}, []
+for i in range(n + 2):
+    for name, cmd in tools.items():
+        t0 = time.perf_counter()
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        dt = (time.perf_counter() - t0) * 1000
+        if p.returncode != 0:
+            print(f"{name}: failed: {p.stderr.decode(errors='replace').strip()[-200:]}")
+            continue
+        if i >= 2:
+            res.setdefault(name, []).append(dt)
+            rows.append(f"{name},{i-2},{dt:.2f}")
+open(csv, "w").write("tool,run,ms\n" + "\n".join(rows) + "\n")
+print(f"{n} x `run --rm IMG true` (--network none), median ms")
+for k, v in res.items():
+    print(f"{k:>8} {statistics.median(v):8.1f}")
+for k, v in res.items():
+    if k != "berth" and "berth" in res:
+        print(f"berth / {k}: {statistics.median(res['berth']) / statistics.median(v):.2f}x the time")
+print(f"raw timings: {csv}")
+PY
+
+# Idle keepers' memory: one sleeping container each, then the RSS of what keeps it.
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+"$berth" run -d --name bt-idle bt-bench:1 sleep 1000 >/dev/null
+mon=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['monitor_pid'])" "$BERTH_ROOT/containers/$("$berth" inspect --format '{{.Id}}' bt-idle)/state.json")
+docker run -d --name bt-idle --network none bt-bench:1 sleep 1000 >/dev/null
+cpid=$(docker inspect --format '{{.State.Pid}}' bt-idle)
+shim=$(ps -o ppid= -p "$cpid" | tr -d ' ')
+sleep 1
+echo "idle keeper RSS (KiB): berth monitor $(rss "$mon"), containerd-shim-runc-v2 $(rss "$shim")"
+if [ "$havepodman" = 1 ]; then
+  podman "${pflags[@]}" run --runtime runc -d --name bt-idle --network none --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 bt-bench:1 sleep 1000 >/dev/null
+  ppid=$(podman "${pflags[@]}" inspect --format '{{.State.ConmonPid}}' bt-idle)
+  echo "idle keeper RSS (KiB): conmon $(rss "$ppid")"
+fi
