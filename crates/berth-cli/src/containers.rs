@@ -471,6 +471,7 @@ pub fn start(root: &Path, a: &StartArgs) -> anyhow::Result<()> {
 fn status_text(st: &State) -> String {
     match st.status.as_str() {
         "running" => format!("Up {}", human_duration(since(&st.started_at))),
+        "paused" => format!("Up {} (Paused)", human_duration(since(&st.started_at))),
         "exited" => format!(
             "Exited ({}) {} ago",
             st.exit_code,
@@ -484,6 +485,7 @@ fn status_text(st: &State) -> String {
 /// The `docker inspect` JSON of a container.
 pub fn inspect_json(e: &Engine, r: &Record) -> Value {
     let st = e.state(&r.id);
+    let paused = st.running() && ops::is_paused(e, &r.id);
     let dir = e.dir(&r.id);
     json!({
         "Id": r.id,
@@ -491,9 +493,9 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
         "Path": r.path,
         "Args": r.args,
         "State": {
-            "Status": st.status,
+            "Status": if paused { "paused" } else { st.status.as_str() },
             "Running": st.running(),
-            "Paused": false,
+            "Paused": paused,
             "Restarting": false,
             "OOMKilled": st.oom_killed,
             "Dead": st.status == "dead",
@@ -582,8 +584,11 @@ pub fn ps(root: &Path, a: &PsArgs) -> anyhow::Result<()> {
     let e = engine(root)?;
     let mut rows = Vec::new();
     for r in e.all()? {
-        let st = e.state(&r.id);
-        if !a.all && !a.latest && !st.running() && a.filter.is_empty() {
+        let mut st = e.state(&r.id);
+        if st.running() && ops::is_paused(&e, &r.id) {
+            st.status = "paused".into();
+        }
+        if !a.all && !a.latest && !st.running() && st.status != "paused" && a.filter.is_empty() {
             continue;
         }
         let mut ok = true;
@@ -875,5 +880,179 @@ pub fn exec(root: &Path, a: &ExecArgs) -> anyhow::Result<()> {
     if code != 0 {
         return Err(Exit(u8::try_from(code.clamp(0, 255)).unwrap_or(255), String::new()).into());
     }
+    Ok(())
+}
+
+/// `rename`.
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// CONTAINER
+    pub container: String,
+    /// NEW_NAME
+    pub new_name: String,
+}
+
+/// `pause` / `unpause` / `top` / `diff`: one or more containers.
+#[derive(Debug, Args)]
+pub struct ContainersArgs {
+    /// CONTAINER...
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `commit`.
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// CONTAINER
+    pub container: String,
+    /// [REPOSITORY[:TAG]]
+    pub reference: Option<String>,
+    /// Author.
+    #[arg(short, long, default_value = "")]
+    pub author: String,
+    /// Apply Dockerfile instruction to the created image.
+    #[arg(short, long)]
+    pub change: Vec<String>,
+    /// Commit message.
+    #[arg(short, long, default_value = "")]
+    pub message: String,
+    /// Pause container during commit.
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub pause: bool,
+}
+
+/// `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// CONTAINER
+    pub container: String,
+    /// Write to a file, instead of STDOUT.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+/// `container prune`.
+#[derive(Debug, Args)]
+pub struct ContainerPruneArgs {
+    /// Do not prompt for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// `rename`.
+pub fn rename(root: &Path, a: &RenameArgs) -> anyhow::Result<()> {
+    let e = engine(root)?;
+    ops::rename(&e, &a.container, &a.new_name)
+        .map_err(|err| Exit(1, format!("Error response from daemon: {err}")).into())
+}
+
+/// `pause` and `unpause`.
+pub fn pause(root: &Path, a: &ContainersArgs, paused: bool) -> anyhow::Result<()> {
+    each(root, &a.containers, &|e, n| ops::set_paused(e, n, paused))
+}
+
+/// `top`: the container's processes as `ps -f` shows them on the host.
+pub fn top(root: &Path, a: &ContainersArgs) -> anyhow::Result<()> {
+    let e = engine(root)?;
+    let pids = ops::pids(&e, &a.containers[0]).map_err(|err| Exit(1, format!("Error response from daemon: {err}")))?;
+    let list = pids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    let o = std::process::Command::new("ps")
+        .args(["-o", "uid,pid,ppid,c,stime,tty,time,cmd", "-p", &list])
+        .output()
+        .context("running ps")?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<Vec<String>> = text
+        .lines()
+        .map(|l| {
+            let mut cols: Vec<String> = l.split_whitespace().take(7).map(str::to_string).collect();
+            cols.push(l.split_whitespace().skip(7).collect::<Vec<_>>().join(" "));
+            cols
+        })
+        .collect();
+    print!("{}", table(&lines));
+    Ok(())
+}
+
+/// `diff`.
+pub fn diff(root: &Path, a: &ContainersArgs) -> anyhow::Result<()> {
+    let e = engine(root)?;
+    let images = crate::images::open(root)?;
+    for (kind, path) in berth_engine::commit::changes(&e, &images, &a.containers[0]).map_err(engine_exit)? {
+        println!("{kind} {path}");
+    }
+    Ok(())
+}
+
+/// `commit`.
+pub fn commit(root: &Path, a: &CommitArgs) -> anyhow::Result<()> {
+    let e = engine(root)?;
+    let mut images = crate::images::open(root)?;
+    let tag = a
+        .reference
+        .as_deref()
+        .map(|r| berth_oci::Reference::parse(r).map_err(|err| usage(err.to_string())))
+        .transpose()?;
+    let opts = berth_engine::commit::CommitOptions {
+        tag,
+        changes: a.change.clone(),
+        message: a.message.clone(),
+        author: a.author.clone(),
+        pause: a.pause,
+    };
+    let img = berth_engine::commit::commit(&e, &mut images, &a.container, &opts).map_err(engine_exit)?;
+    println!("{}", img.row.id);
+    Ok(())
+}
+
+/// `export`.
+pub fn export(root: &Path, a: &ExportArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let e = engine(root)?;
+    match &a.output {
+        Some(p) => {
+            let tmp = p.with_extension("berth-tmp");
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+            );
+            let r = berth_engine::commit::export(&e, &a.container, &mut f).map_err(engine_exit);
+            drop(f);
+            if r.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+                return r;
+            }
+            std::fs::rename(&tmp, p).with_context(|| format!("writing {}", p.display()))?;
+            Ok(())
+        }
+        None => {
+            if std::io::stdout().is_terminal() {
+                return Err(usage(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect".into(),
+                ));
+            }
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            berth_engine::commit::export(&e, &a.container, &mut out).map_err(engine_exit)?;
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+/// `container prune`.
+pub fn prune(root: &Path, a: &ContainerPruneArgs) -> anyhow::Result<()> {
+    if !a.force {
+        return Err(usage(
+            "container prune: refusing to prompt without a terminal; use --force".into(),
+        ));
+    }
+    let e = engine(root)?;
+    let gone = ops::prune(&e).map_err(engine_exit)?;
+    if !gone.is_empty() {
+        println!("Deleted Containers:");
+        for id in &gone {
+            println!("{id}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: 0B");
     Ok(())
 }

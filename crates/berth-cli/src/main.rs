@@ -76,6 +76,27 @@ enum Command {
     Wait(containers::WaitArgs),
     /// Execute a command in a running container.
     Exec(containers::ExecArgs),
+    /// Rename a container.
+    Rename(containers::RenameArgs),
+    /// Pause all processes within one or more containers.
+    Pause(containers::ContainersArgs),
+    /// Unpause all processes within one or more containers.
+    Unpause(containers::ContainersArgs),
+    /// Display the running processes of a container.
+    Top(containers::ContainersArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(containers::ContainersArgs),
+    /// Create a new image from a container's changes.
+    Commit(containers::CommitArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(containers::ExportArgs),
+    /// Manage containers.
+    Container {
+        #[command(subcommand)]
+        command: ContainerCmd,
+    },
+    /// Show the berth version information.
+    Version,
     /// The per-container monitor (internal).
     #[command(name = "_monitor", hide = true)]
     Monitor {
@@ -91,6 +112,15 @@ enum Command {
         #[command(subcommand)]
         command: images::SystemCmd,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ContainerCmd {
+    /// Remove all stopped containers.
+    Prune(containers::ContainerPruneArgs),
+    /// List containers.
+    #[command(visible_alias = "list")]
+    Ls(containers::PsArgs),
 }
 
 fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
@@ -118,6 +148,24 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
         Command::Rm(a) => containers::rm(root, &a),
         Command::Wait(a) => containers::wait(root, &a),
         Command::Exec(a) => containers::exec(root, &a),
+        Command::Rename(a) => containers::rename(root, &a),
+        Command::Pause(a) => containers::pause(root, &a, true),
+        Command::Unpause(a) => containers::pause(root, &a, false),
+        Command::Top(a) => containers::top(root, &a),
+        Command::Diff(a) => containers::diff(root, &a),
+        Command::Commit(a) => containers::commit(root, &a),
+        Command::Export(a) => containers::export(root, &a),
+        Command::Container {
+            command: ContainerCmd::Prune(a),
+        } => containers::prune(root, &a),
+        Command::Container {
+            command: ContainerCmd::Ls(a),
+        } => containers::ps(root, &a),
+        Command::Version => {
+            println!("berth version {}", env!("CARGO_PKG_VERSION"));
+            println!("OCI runtime: berth-runtime (built in), runtime-spec 1.2");
+            Ok(())
+        }
         Command::Monitor { .. } => anyhow::bail!("the monitor is dispatched before the engine"),
         Command::Image { command: I::Prune(a) } => images::prune(root, &a),
         Command::Login(a) => images::login(&a),

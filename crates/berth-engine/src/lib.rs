@@ -10,6 +10,7 @@
 //! - [`monitor`]: the per-container monitor.
 #![warn(missing_docs)]
 
+pub mod commit;
 pub mod logs;
 pub mod monitor;
 pub mod ops;

@@ -335,3 +335,72 @@ pub fn wait(engine: &Engine, id: &str) -> Result<i32> {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Renames a container (`rename OLD NEW`).
+pub fn rename(engine: &Engine, id: &str, new: &str) -> Result<()> {
+    let r = engine.resolve(id)?;
+    let new = new.trim_start_matches('/');
+    if !valid_name(new) {
+        return Err(EngineError::Invalid(format!(
+            "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
+    }
+    if r.name == new {
+        return Err(EngineError::Invalid(
+            "Renaming a container with the same name as its current name".into(),
+        ));
+    }
+    if engine.name_taken(new)? {
+        return Err(EngineError::Conflict(format!(
+            "Conflict. The container name \"/{new}\" is already in use. You have to remove (or rename) that container to be able to reuse that name."
+        )));
+    }
+    engine.rename(&r.id, new)
+}
+
+/// Freezes or thaws a running container.
+pub fn set_paused(engine: &Engine, id: &str, paused: bool) -> Result<()> {
+    let r = engine.resolve(id)?;
+    if !engine.state(&r.id).running() {
+        return Err(EngineError::Conflict(format!("container {} is not running", r.id)));
+    }
+    let rt = engine.runtime();
+    let frozen = is_paused(engine, &r.id);
+    if paused && frozen {
+        return Err(EngineError::Conflict(format!("container {} is already paused", r.id)));
+    }
+    if !paused && !frozen {
+        return Err(EngineError::Conflict(format!("container {} is not paused", r.id)));
+    }
+    rt.set_paused(&r.id, paused)?;
+    Ok(())
+}
+
+/// Whether the runtime reports the container frozen.
+pub fn is_paused(engine: &Engine, id: &str) -> bool {
+    matches!(
+        engine.runtime().load(id),
+        Ok((_, _, berth_runtime::state::Status::Paused))
+    )
+}
+
+/// The host pids of a running container's processes.
+pub fn pids(engine: &Engine, id: &str) -> Result<Vec<i32>> {
+    let r = engine.resolve(id)?;
+    if !engine.state(&r.id).running() {
+        return Err(EngineError::Conflict(format!("container {} is not running", r.id)));
+    }
+    Ok(engine.runtime().pids(&r.id)?)
+}
+
+/// Removes every container that is not running; returns their ids.
+pub fn prune(engine: &Engine) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for r in engine.all()? {
+        if !engine.state(&r.id).running() {
+            remove_files(engine, &r)?;
+            out.push(r.id);
+        }
+    }
+    Ok(out)
+}

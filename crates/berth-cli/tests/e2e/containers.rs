@@ -294,3 +294,97 @@ fn containers_outlive_killed_berth_processes() {
     assert_eq!(mounts_under(b.root.path()), 0);
     let _ = Stdio::null();
 }
+
+#[test]
+fn rename_pause_top_diff_commit_export_prune() {
+    require_root!();
+    let (b, d) = with_busybox("more");
+    let id = b
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "first",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo made > /tmp/new; rm /etc/group; mkdir /data; echo 1 > /data/x; sleep 1000",
+        ])
+        .trim()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.ok(&["diff", "first"]).lines().count() < 3 {
+        assert!(Instant::now() < deadline, "changes never showed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // rename
+    b.ok(&["rename", "first", "second"]);
+    assert_eq!(inspect(&b, &id)["Name"], "/second");
+    let e = b.fails(&["rename", "second", "second"]);
+    assert!(!e.is_empty());
+    // diff: Docker's A/C/D lines
+    let diff = b.ok(&["diff", "second"]);
+    for want in ["C /tmp", "A /tmp/new", "C /etc", "D /etc/group", "A /data", "A /data/x"] {
+        assert!(diff.lines().any(|l| l == want), "{want} missing in\n{diff}");
+    }
+    // top lists the sleep
+    let top = b.ok(&["top", "second"]);
+    assert!(
+        top.lines().next().unwrap().contains("PID") && top.contains("sleep 1000"),
+        "{top}"
+    );
+    // pause / unpause
+    b.ok(&["pause", "second"]);
+    assert!(b.ok(&["ps"]).contains("(Paused)"));
+    assert_eq!(inspect(&b, "second")["State"]["Status"], "paused");
+    b.fails(&["pause", "second"]);
+    b.ok(&["unpause", "second"]);
+    assert_eq!(inspect(&b, "second")["State"]["Status"], "running");
+    // commit: a new image with the changes and a new CMD
+    let img = b
+        .ok(&[
+            "commit",
+            "-c",
+            "CMD [\"cat\", \"/tmp/new\"]",
+            "-m",
+            "snap",
+            "second",
+            "snap:1",
+        ])
+        .trim()
+        .to_string();
+    assert!(img.starts_with("sha256:"), "{img}");
+    assert_eq!(b.ok(&["run", "--rm", "snap:1"]), "made\n");
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "snap:1",
+        "sh",
+        "-c",
+        "cat /data/x; test -e /etc/group || echo no-group",
+    ]);
+    assert_eq!(out, "1\nno-group\n");
+    let layers = b.inspect("snap:1")["RootFS"]["Layers"].as_array().unwrap().len();
+    assert_eq!(layers, 2);
+    // export: the merged filesystem as a tar
+    let tar = d.path().join("export.tar");
+    b.ok(&["export", "-o", tar.to_str().unwrap(), "second"]);
+    let list = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+    let names = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        names.lines().any(|l| l.trim_start_matches("./") == "tmp/new"),
+        "{names}"
+    );
+    assert!(names.lines().any(|l| l.trim_start_matches("./") == "bin/busybox"));
+    assert!(!names.lines().any(|l| l.trim_start_matches("./") == "etc/group"));
+    // prune removes only stopped containers
+    b.ok(&["run", "--name", "done", "bb:1", "true"]);
+    let out = b.ok(&["container", "prune", "-f"]);
+    assert!(out.contains("Deleted Containers:"), "{out}");
+    let left = b.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert_eq!(left.trim(), "second");
+    b.ok(&["rm", "-f", "second"]);
+    b.ok(&["rmi", "snap:1"]);
+    assert!(b.ok(&["version"]).starts_with("berth version"));
+    assert_eq!(mounts_under(b.root.path()), 0);
+}
