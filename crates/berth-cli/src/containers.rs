@@ -78,6 +78,9 @@ pub struct CreateArgs {
     /// Timeout (in seconds) to stop a container.
     #[arg(long)]
     pub stop_timeout: Option<u64>,
+    /// Restart policy: no, always, on-failure[:max-retries], unless-stopped.
+    #[arg(long, default_value = "no")]
+    pub restart: String,
     /// Pull image before running: always, missing, never.
     #[arg(long, default_value = "missing")]
     pub pull: String,
@@ -249,6 +252,7 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         read_only: a.read_only,
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
+        restart: a.restart.clone(),
     })
 }
 
@@ -472,6 +476,11 @@ fn status_text(st: &State) -> String {
     match st.status.as_str() {
         "running" => format!("Up {}", human_duration(since(&st.started_at))),
         "paused" => format!("Up {} (Paused)", human_duration(since(&st.started_at))),
+        "restarting" => format!(
+            "Restarting ({}) {} ago",
+            st.exit_code,
+            human_duration(since(&st.finished_at))
+        ),
         "exited" => format!(
             "Exited ({}) {} ago",
             st.exit_code,
@@ -496,7 +505,7 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "Status": if paused { "paused" } else { st.status.as_str() },
             "Running": st.running(),
             "Paused": paused,
-            "Restarting": false,
+            "Restarting": st.status == "restarting",
             "OOMKilled": st.oom_killed,
             "Dead": st.status == "dead",
             "Pid": if st.running() { st.pid } else { 0 },
@@ -511,7 +520,7 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
         "HostsPath": dir.join("hosts"),
         "LogPath": dir.join("json.log"),
         "Name": format!("/{}", r.name),
-        "RestartCount": 0,
+        "RestartCount": st.restart_count,
         "Driver": "overlay2",
         "Platform": "linux",
         "MountLabel": "",
@@ -525,7 +534,7 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "PidsLimit": if r.pids_limit > 0 { json!(r.pids_limit) } else { Value::Null },
             "ReadonlyRootfs": r.read_only,
             "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
-            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "RestartPolicy": {"Name": if r.restart.is_empty() { "no" } else { r.restart.as_str() }, "MaximumRetryCount": r.restart_max},
         },
         "GraphDriver": {
             "Data": {
@@ -588,7 +597,8 @@ pub fn ps(root: &Path, a: &PsArgs) -> anyhow::Result<()> {
         if st.running() && ops::is_paused(&e, &r.id) {
             st.status = "paused".into();
         }
-        if !a.all && !a.latest && !st.running() && st.status != "paused" && a.filter.is_empty() {
+        let listed = st.running() || st.status == "paused" || st.status == "restarting";
+        if !a.all && !a.latest && !listed && a.filter.is_empty() {
             continue;
         }
         let mut ok = true;

@@ -59,6 +59,28 @@ pub fn main(root: &Path, id: &str) -> i32 {
     unsafe { libc::_exit(code) }
 }
 
+/// Whether the restart policy wants the container back after it ended with `code`.
+pub fn should_restart(policy: &str, max: u32, count: u32, code: i32, stopped_by_user: bool) -> bool {
+    if stopped_by_user {
+        return false;
+    }
+    match policy {
+        "always" | "unless-stopped" => true,
+        "on-failure" => code != 0 && (max == 0 || count < max),
+        _ => false,
+    }
+}
+
+/// Docker's restart backoff: 100 ms, doubling per quick exit, at most a minute; a run of 10 s
+/// or more starts the sequence over.
+pub fn backoff(previous: Duration, ran: Duration) -> Duration {
+    if ran >= Duration::from_secs(10) || previous.is_zero() {
+        Duration::from_millis(100)
+    } else {
+        (previous * 2).min(Duration::from_secs(60))
+    }
+}
+
 fn monitor(root: &Path, id: &str) -> Result<()> {
     let engine = Engine::open(root)?;
     let rec = engine.resolve(id)?;
@@ -66,92 +88,132 @@ fn monitor(root: &Path, id: &str) -> Result<()> {
     let mut st = engine.state(&rec.id);
     st.monitor_pid = i32::try_from(std::process::id()).unwrap_or(0);
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| EngineError::Invalid(format!("subreaper: {e}")))?;
-    // Stdio: /dev/null in, a pipe per output stream.
     let devnull = nix::fcntl::open(
         "/dev/null",
         OFlag::O_RDWR | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| EngineError::Invalid(format!("/dev/null: {e}")))?;
-    let (out_r, out_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::Invalid(format!("pipe: {e}")))?;
-    let (err_r, err_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::Invalid(format!("pipe: {e}")))?;
-    let dup_to = |from: &OwnedFd, to: i32| {
-        // SAFETY: dup2 between descriptors this process owns; 0-2 are ours to replace.
-        unsafe { libc::dup2(from.as_raw_fd(), to) };
-    };
-    dup_to(&devnull, 0);
-    dup_to(&out_w, 1);
-    dup_to(&err_w, 2);
-    let started = ops::mount_rootfs(&engine, &rec).and_then(|()| {
-        let rt = engine.runtime();
-        let opts = berth_runtime::container::CreateOpts {
-            bundle: dir.clone(),
-            subreaper: true,
-            ..Default::default()
+    let stopped_flag = dir.join("stopped");
+    let mut engine = Some(engine);
+    let mut delay = Duration::ZERO;
+    loop {
+        let eng = match engine.take() {
+            Some(e) => e,
+            None => Engine::open(root)?,
         };
-        let created = rt.create(&rec.id, &opts)?;
-        rt.start(&rec.id)?;
-        Ok(created.pid)
-    });
-    // The container holds the write ends now; the monitor must not, or EOF never comes.
-    dup_to(&devnull, 1);
-    dup_to(&devnull, 2);
-    drop(out_w);
-    drop(err_w);
-    let pid = match started {
-        Ok(pid) => pid,
-        Err(e) => {
-            let msg = e.to_string();
-            let _ = engine.runtime().delete(&rec.id, true);
-            ops::unmount_rootfs(&engine, &rec.id);
-            st.status = "created".into();
-            st.error = msg.clone();
-            st.exit_code = start_failure_code(&msg);
-            st.monitor_pid = 0;
-            engine.save_state(&rec.id, &st)?;
-            return Ok(());
-        }
-    };
-    st.status = "running".into();
-    st.pid = pid;
-    st.error.clear();
-    st.exit_code = 0;
-    st.started_at = berth_image::store::now();
-    st.finished_at = ZERO_TIME.into();
-    st.oom_killed = false;
-    engine.save_state(&rec.id, &st)?;
+        // Stdio: /dev/null in, a pipe per output stream.
+        let (out_r, out_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::Invalid(format!("pipe: {e}")))?;
+        let (err_r, err_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::Invalid(format!("pipe: {e}")))?;
+        let dup_to = |from: &OwnedFd, to: i32| {
+            // SAFETY: dup2 between descriptors this process owns; 0-2 are ours to replace.
+            unsafe { libc::dup2(from.as_raw_fd(), to) };
+        };
+        dup_to(&devnull, 0);
+        dup_to(&out_w, 1);
+        dup_to(&err_w, 2);
+        let started = ops::mount_rootfs(&eng, &rec).and_then(|()| {
+            let rt = eng.runtime();
+            let opts = berth_runtime::container::CreateOpts {
+                bundle: dir.clone(),
+                subreaper: true,
+                ..Default::default()
+            };
+            let created = rt.create(&rec.id, &opts)?;
+            rt.start(&rec.id)?;
+            Ok(created.pid)
+        });
+        // The container holds the write ends now; the monitor must not, or EOF never comes.
+        dup_to(&devnull, 1);
+        dup_to(&devnull, 2);
+        drop(out_w);
+        drop(err_w);
+        let pid = match started {
+            Ok(pid) => pid,
+            Err(e) => {
+                let msg = e.to_string();
+                let _ = eng.runtime().delete(&rec.id, true);
+                ops::unmount_rootfs(&eng, &rec.id);
+                st.status = if st.restart_count > 0 {
+                    "exited".into()
+                } else {
+                    "created".into()
+                };
+                st.error = msg.clone();
+                st.exit_code = start_failure_code(&msg);
+                st.monitor_pid = 0;
+                eng.save_state(&rec.id, &st)?;
+                return Ok(());
+            }
+        };
+        st.status = "running".into();
+        st.pid = pid;
+        st.error.clear();
+        st.exit_code = 0;
+        st.started_at = berth_image::store::now();
+        st.finished_at = ZERO_TIME.into();
+        st.oom_killed = false;
+        eng.save_state(&rec.id, &st)?;
+        let began = Instant::now();
 
-    let mut log = crate::logs::Writer::open(&dir.join("json.log"), LOG_MAX_SIZE, LOG_MAX_FILES)
-        .map_err(crate::io_err("opening", dir.join("json.log")))?;
-    // Idle, the monitor should cost almost nothing: close the database, give the heap back
-    // and drop the code pages setup touched (they fault back in if needed).
-    drop(engine);
-    shed_memory();
-    let status = pump(&out_r, &err_r, pid, &mut log);
-    let engine = Engine::open(root)?;
-    let oom = engine
-        .runtime()
-        .load(&rec.id)
-        .map(|(_, s, _)| s.cgroup.oom_kills() > 0)
-        .unwrap_or(false);
-    let _ = engine.runtime().delete(&rec.id, true);
-    ops::unmount_rootfs(&engine, &rec.id);
-    st.status = "exited".into();
-    st.exit_code = status;
-    st.oom_killed = oom;
-    st.pid = 0;
-    st.finished_at = berth_image::store::now();
-    engine.save_state(&rec.id, &st)?;
-    if rec.auto_remove {
-        // A foreground `run --rm` reads the exit code from here once the container is gone.
-        let exits = engine.run.join("exits");
-        let _ = std::fs::create_dir_all(&exits);
-        let _ = std::fs::write(exits.join(&rec.id), status.to_string());
-        ops::remove_files(&engine, &rec)?;
+        let mut log = crate::logs::Writer::open(&dir.join("json.log"), LOG_MAX_SIZE, LOG_MAX_FILES)
+            .map_err(crate::io_err("opening", dir.join("json.log")))?;
+        // Idle, the monitor should cost almost nothing: close the database, give the heap
+        // back and drop the code pages setup touched (they fault back in if needed).
+        drop(eng);
+        shed_memory();
+        let status = pump(&out_r, &err_r, pid, &mut log);
+        drop(log);
+        let eng = Engine::open(root)?;
+        let oom = eng
+            .runtime()
+            .load(&rec.id)
+            .map(|(_, s, _)| s.cgroup.oom_kills() > 0)
+            .unwrap_or(false);
+        let _ = eng.runtime().delete(&rec.id, true);
+        ops::unmount_rootfs(&eng, &rec.id);
+        st.exit_code = status;
+        st.oom_killed = oom;
+        st.pid = 0;
+        st.finished_at = berth_image::store::now();
+        let by_user = stopped_flag.exists();
+        if dir.exists()
+            && !rec.auto_remove
+            && should_restart(&rec.restart, rec.restart_max, st.restart_count, status, by_user)
+        {
+            delay = backoff(delay, began.elapsed());
+            st.status = "restarting".into();
+            eng.save_state(&rec.id, &st)?;
+            // Wait out the backoff, unless the user stops or removes the container meanwhile.
+            let until = Instant::now() + delay;
+            while Instant::now() < until && !stopped_flag.exists() && dir.exists() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !dir.exists() {
+                return Ok(());
+            }
+            if !stopped_flag.exists() {
+                st.restart_count += 1;
+                engine = Some(eng);
+                continue;
+            }
+        }
+        st.status = "exited".into();
+        st.monitor_pid = 0;
+        if dir.exists() {
+            eng.save_state(&rec.id, &st)?;
+        }
+        if rec.auto_remove {
+            // A foreground `run --rm` reads the exit code from here once the container is gone.
+            let exits = eng.run.join("exits");
+            let _ = std::fs::create_dir_all(&exits);
+            let _ = std::fs::write(exits.join(&rec.id), status.to_string());
+            ops::remove_files(&eng, &rec)?;
+        }
+        return Ok(());
     }
-    Ok(())
 }
 
 /// Returns memory setup used: the heap's free pages, and the binary's pages that were
@@ -307,9 +369,36 @@ pub fn wait_exited(engine: &Engine, id: &str, timeout: Duration) -> State {
     let deadline = Instant::now() + timeout;
     loop {
         let st = engine.state(id);
-        if st.status != "running" || Instant::now() > deadline {
+        if (st.status != "running" && st.status != "restarting") || Instant::now() > deadline {
             return st;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policies_and_backoff() {
+        assert!(!should_restart("no", 0, 0, 1, false));
+        assert!(should_restart("always", 0, 5, 0, false));
+        assert!(!should_restart("always", 0, 5, 0, true), "a stop by the user ends it");
+        assert!(should_restart("unless-stopped", 0, 0, 0, false));
+        assert!(should_restart("on-failure", 3, 2, 1, false));
+        assert!(!should_restart("on-failure", 3, 3, 1, false));
+        assert!(!should_restart("on-failure", 0, 0, 0, false));
+        let d = backoff(Duration::ZERO, Duration::ZERO);
+        assert_eq!(d, Duration::from_millis(100));
+        assert_eq!(backoff(d, Duration::from_millis(5)), Duration::from_millis(200));
+        assert_eq!(
+            backoff(Duration::from_secs(50), Duration::ZERO),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            backoff(Duration::from_secs(50), Duration::from_secs(11)),
+            Duration::from_millis(100)
+        );
     }
 }

@@ -46,6 +46,8 @@ pub struct CreateOptions {
     pub stop_signal: Option<String>,
     /// `--stop-timeout`.
     pub stop_timeout: Option<u64>,
+    /// `--restart`: no, always, on-failure[:N], unless-stopped.
+    pub restart: String,
 }
 
 fn str_list(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
@@ -73,6 +75,17 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         return Err(EngineError::Invalid(format!(
             "network {network} not found (berth supports --network none and host for now)"
         )));
+    }
+    let (restart, restart_max) = match o.restart.as_str() {
+        "" | "no" => ("no".to_string(), 0),
+        "always" | "unless-stopped" | "on-failure" => (o.restart.clone(), 0),
+        p => match p.strip_prefix("on-failure:").map(str::parse::<u32>) {
+            Some(Ok(n)) => ("on-failure".to_string(), n),
+            _ => return Err(EngineError::Invalid(format!("invalid restart policy {p:?}"))),
+        },
+    };
+    if restart != "no" && o.auto_remove {
+        return Err(EngineError::Invalid("Conflicting options: --restart and --rm".into()));
     }
     let id = new_id()?;
     let name = match &o.name {
@@ -138,6 +151,8 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         memory: o.memory,
         pids_limit: o.pids_limit,
         read_only: o.read_only,
+        restart,
+        restart_max,
     };
     berth_runtime::container::parse_signal(&r.stop_signal)
         .map_err(|e| EngineError::Invalid(format!("invalid stop signal: {e}")))?;
@@ -232,6 +247,7 @@ pub fn start(engine: &Engine, id: &str, exe: &Path) -> Result<()> {
     if st.running() {
         return Ok(());
     }
+    let _ = std::fs::remove_file(engine.dir(&r.id).join("stopped"));
     let mut fresh = st.clone();
     fresh.status = "created".into();
     fresh.error.clear();
@@ -287,14 +303,26 @@ pub fn kill(engine: &Engine, id: &str, signal: &str) -> Result<()> {
     }
     let sig = berth_runtime::container::parse_signal(signal)
         .map_err(|e| EngineError::Invalid(format!("invalid signal: {e}")))?;
+    mark_stopped(engine, &r.id);
     engine.runtime().kill(&r.id, sig, false)?;
     Ok(())
+}
+
+/// Tells the monitor the user stopped the container: no restart policy brings it back.
+fn mark_stopped(engine: &Engine, id: &str) {
+    let _ = std::fs::write(engine.dir(id).join("stopped"), b"");
 }
 
 /// Stops a container: its stop signal, then SIGKILL after `timeout`.
 pub fn stop(engine: &Engine, id: &str, timeout: Option<u64>, signal: Option<&str>) -> Result<()> {
     let r = engine.resolve(id)?;
-    if !engine.state(&r.id).running() {
+    let st = engine.state(&r.id);
+    if st.status == "restarting" {
+        mark_stopped(engine, &r.id);
+        wait_exited(engine, &r.id, Duration::from_secs(5));
+        return Ok(());
+    }
+    if !st.running() {
         return Ok(());
     }
     let t = timeout.unwrap_or(r.stop_timeout);
@@ -310,6 +338,17 @@ pub fn stop(engine: &Engine, id: &str, timeout: Option<u64>, signal: Option<&str
 /// Removes a container; a running one only with `force` (killed first).
 pub fn remove(engine: &Engine, id: &str, force: bool) -> Result<Record> {
     let r = engine.resolve(id)?;
+    let st = engine.state(&r.id);
+    if st.status == "restarting" {
+        if !force {
+            return Err(EngineError::Conflict(format!(
+                "cannot remove container \"/{}\": container is restarting: stop the container before removing or force remove",
+                r.name
+            )));
+        }
+        mark_stopped(engine, &r.id);
+        wait_exited(engine, &r.id, Duration::from_secs(5));
+    }
     if engine.state(&r.id).running() {
         if !force {
             return Err(EngineError::Conflict(format!(

@@ -57,6 +57,12 @@ pub struct Record {
     pub pids_limit: i64,
     /// `--read-only`.
     pub read_only: bool,
+    /// `--restart` policy: no, always, on-failure, unless-stopped.
+    #[serde(default)]
+    pub restart: String,
+    /// The N of `on-failure:N` (0: no limit).
+    #[serde(default)]
+    pub restart_max: u32,
 }
 
 /// How a container is, as the monitor recorded it.
@@ -78,6 +84,9 @@ pub struct State {
     pub finished_at: String,
     /// The kernel OOM-killed a process of it.
     pub oom_killed: bool,
+    /// Restarts by the restart policy.
+    #[serde(default)]
+    pub restart_count: u32,
 }
 
 /// Docker's zero time.
@@ -259,7 +268,7 @@ impl Engine {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_else(State::new_created);
-        if st.status == "running" && !pid_alive(st.monitor_pid) && !pid_alive(st.pid) {
+        if (st.status == "running" || st.status == "restarting") && !pid_alive(st.monitor_pid) && !pid_alive(st.pid) {
             st.status = "exited".into();
             if st.exit_code == 0 {
                 st.exit_code = 255;

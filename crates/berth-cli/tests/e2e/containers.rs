@@ -388,3 +388,71 @@ fn rename_pause_top_diff_commit_export_prune() {
     assert!(b.ok(&["version"]).starts_with("berth version"));
     assert_eq!(mounts_under(b.root.path()), 0);
 }
+
+#[test]
+fn restart_policies_bring_containers_back() {
+    require_root!();
+    let (b, _d) = with_busybox("restart");
+    // on-failure:3: three restarts, then it stays exited.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:3",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo run; exit 2",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = inspect(&b, "flaky");
+        if v["State"]["Status"] == "exited" && v["RestartCount"] == 3 {
+            assert_eq!(v["State"]["ExitCode"], 2);
+            assert_eq!(v["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never settled: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(b.ok(&["logs", "flaky"]).matches("run").count(), 4);
+    // always: comes back after a clean exit; a stop by the user ends it.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "loop",
+        "--restart",
+        "always",
+        "bb:1",
+        "sh",
+        "-c",
+        "sleep 0.2",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while inspect(&b, "loop")["RestartCount"].as_u64().unwrap() < 2 {
+        assert!(Instant::now() < deadline, "always did not restart");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b.ok(&["stop", "loop"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let v = inspect(&b, "loop");
+    assert_eq!(v["State"]["Status"], "exited", "{v}");
+    let count = v["RestartCount"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        inspect(&b, "loop")["RestartCount"].as_u64().unwrap(),
+        count,
+        "restarted after stop"
+    );
+    // Conflicting options are refused.
+    let o = b.out(&["run", "--rm", "--restart", "always", "bb:1", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    let o = b.out(&["run", "--restart", "sometimes", "bb:1", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    b.ok(&["rm", "-f", "flaky", "loop"]);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert_eq!(mounts_under(b.root.path()), 0);
+}
