@@ -26,12 +26,14 @@ fn with_busybox(test: &str) -> (Berth, TempDir) {
     let st = Command::new("tar")
         .arg("-C")
         .arg(&rootfs)
+        .arg("--warning=no-file-changed")
         .arg("-cf")
         .arg(&tar)
         .arg(".")
         .status()
         .unwrap();
-    assert!(st.success());
+    // GNU tar exits 1 when a file changed while read (a parallel test touching /tmp).
+    assert!(st.code().is_some_and(|c| c <= 1) && std::fs::metadata(&tar).unwrap().len() > 0);
     b.ok(&[
         "import",
         "-c",

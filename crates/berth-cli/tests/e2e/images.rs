@@ -671,12 +671,14 @@ fn image_commands_behave_like_docker() {
     let st = Command::new("tar")
         .arg("-C")
         .arg(&rootfs)
+        .arg("--warning=no-file-changed")
         .arg("-czf")
         .arg(&tar)
         .arg(".")
         .status()
         .unwrap();
-    assert!(st.success());
+    // GNU tar exits 1 when a file changed while read (a parallel test touching /tmp).
+    assert!(st.code().is_some_and(|c| c <= 1) && std::fs::metadata(&tar).unwrap().len() > 0);
     let id = b.ok(&[
         "import",
         "-c",
