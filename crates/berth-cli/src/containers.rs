@@ -78,6 +78,15 @@ pub struct CreateArgs {
     /// Timeout (in seconds) to stop a container.
     #[arg(long)]
     pub stop_timeout: Option<u64>,
+    /// Bind mount a host path or mount a volume (SRC:DST[:ro], or DST for an anonymous one).
+    #[arg(short = 'v', long = "volume")]
+    pub volume: Vec<String>,
+    /// Attach a filesystem mount (type=bind|volume|tmpfs,source=..,target=..[,readonly]).
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs directory (PATH[:OPTIONS]).
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
     /// Restart policy: no, always, on-failure[:max-retries], unless-stopped.
     #[arg(long, default_value = "no")]
     pub restart: String,
@@ -253,6 +262,9 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
         restart: a.restart.clone(),
+        volumes: a.volume.clone(),
+        mounts: a.mount.clone(),
+        tmpfs: a.tmpfs.clone(),
     })
 }
 
@@ -319,7 +331,7 @@ pub fn run(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
     };
     if let Err(err) = ops::start(&e, &r.id, &exe) {
         if r.auto_remove {
-            let _ = ops::remove(&e, &r.id, true);
+            let _ = ops::remove(&e, &r.id, true, true);
         }
         return Err(engine_exit(err));
     }
@@ -544,7 +556,16 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             },
             "Name": "overlay2"
         },
-        "Mounts": [],
+        "Mounts": r.mounts.iter().map(|m| json!({
+            "Type": m.kind,
+            "Name": if m.kind == "volume" { json!(m.source) } else { Value::Null },
+            "Source": if m.kind == "volume" { berth_engine::volumes::data_dir(e, &m.source).display().to_string() } else { m.source.clone() },
+            "Destination": m.destination,
+            "Driver": if m.kind == "volume" { "local" } else { "" },
+            "Mode": if m.read_only { "ro" } else { "" },
+            "RW": !m.read_only,
+            "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
+        })).collect::<Vec<_>>(),
         "Config": {
             "Hostname": r.hostname,
             "Domainname": "",
@@ -769,7 +790,9 @@ pub fn kill(root: &Path, a: &KillArgs) -> anyhow::Result<()> {
 
 /// `rm`.
 pub fn rm(root: &Path, a: &RmArgs) -> anyhow::Result<()> {
-    each(root, &a.containers, &|e, n| ops::remove(e, n, a.force).map(|_| ()))
+    each(root, &a.containers, &|e, n| {
+        ops::remove(e, n, a.force, a.volumes).map(|_| ())
+    })
 }
 
 /// `wait`.
@@ -1064,5 +1087,140 @@ pub fn prune(root: &Path, a: &ContainerPruneArgs) -> anyhow::Result<()> {
         println!();
     }
     println!("Total reclaimed space: 0B");
+    Ok(())
+}
+
+/// `volume ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum VolumeCmd {
+    /// Create a volume.
+    Create {
+        /// VOLUME name (random when absent).
+        name: Option<String>,
+    },
+    /// List volumes.
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Only display volume names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Display detailed information on one or more volumes.
+    Inspect {
+        /// VOLUME...
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove one or more volumes.
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// VOLUME...
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Force the removal (accepted; volumes in use are still kept).
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Remove unused anonymous volumes (all unused ones with -a).
+    Prune {
+        /// Remove all unused volumes, not just anonymous ones.
+        #[arg(short, long)]
+        all: bool,
+        /// Do not prompt for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+fn volume_json(e: &Engine, name: &str) -> Value {
+    let created = std::fs::metadata(e.root.join("volumes").join(name))
+        .and_then(|m| m.modified())
+        .map(berth_image::store::rfc3339)
+        .unwrap_or_default();
+    json!({
+        "CreatedAt": created,
+        "Driver": "local",
+        "Labels": null,
+        "Mountpoint": berth_engine::volumes::data_dir(e, name),
+        "Name": name,
+        "Options": null,
+        "Scope": "local",
+    })
+}
+
+fn anonymous(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `volume ...`.
+pub fn volume(root: &Path, cmd: &VolumeCmd) -> anyhow::Result<()> {
+    use berth_engine::volumes;
+    let e = engine(root)?;
+    match cmd {
+        VolumeCmd::Create { name } => {
+            let n = match name {
+                Some(n) => n.clone(),
+                None => berth_engine::store::new_id().map_err(engine_exit)?,
+            };
+            volumes::create(&e, &n).map_err(engine_exit)?;
+            println!("{n}");
+        }
+        VolumeCmd::Ls { quiet } => {
+            let names = volumes::list(&e).map_err(engine_exit)?;
+            if *quiet {
+                for n in names {
+                    println!("{n}");
+                }
+            } else {
+                let mut lines = vec![vec!["DRIVER".to_string(), "VOLUME NAME".to_string()]];
+                lines.extend(names.into_iter().map(|n| vec!["local".to_string(), n]));
+                print!("{}", table(&lines));
+            }
+        }
+        VolumeCmd::Inspect { names } => {
+            let mut out = Vec::new();
+            for n in names {
+                if !e.root.join("volumes").join(n).is_dir() {
+                    return Err(Exit(1, format!("Error response from daemon: get {n}: no such volume")).into());
+                }
+                out.push(volume_json(&e, n));
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        VolumeCmd::Rm { names, .. } => {
+            let mut errors = Vec::new();
+            for n in names {
+                match volumes::remove(&e, n) {
+                    Ok(()) => println!("{n}"),
+                    Err(err) => errors.push(format!("Error response from daemon: {err}")),
+                }
+            }
+            if !errors.is_empty() {
+                return Err(Exit(1, errors.join("\n")).into());
+            }
+        }
+        VolumeCmd::Prune { all, force } => {
+            if !force {
+                return Err(usage(
+                    "volume prune: refusing to prompt without a terminal; use --force".into(),
+                ));
+            }
+            let mut gone = Vec::new();
+            for n in volumes::list(&e).map_err(engine_exit)? {
+                if (*all || anonymous(&n)) && volumes::users(&e, &n).map_err(engine_exit)?.is_empty() {
+                    volumes::remove(&e, &n).map_err(engine_exit)?;
+                    gone.push(n);
+                }
+            }
+            if !gone.is_empty() {
+                println!("Deleted Volumes:");
+                for n in &gone {
+                    println!("{n}");
+                }
+                println!();
+            }
+            println!("Total reclaimed space: 0B");
+        }
+    }
     Ok(())
 }

@@ -97,6 +97,11 @@ enum Command {
     },
     /// Show the berth version information.
     Version,
+    /// Manage volumes.
+    Volume {
+        #[command(subcommand)]
+        command: containers::VolumeCmd,
+    },
     /// The per-container monitor (internal).
     #[command(name = "_monitor", hide = true)]
     Monitor {
@@ -161,6 +166,7 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
         Command::Container {
             command: ContainerCmd::Ls(a),
         } => containers::ps(root, &a),
+        Command::Volume { command } => containers::volume(root, &command),
         Command::Version => {
             println!("berth version {}", env!("CARGO_PKG_VERSION"));
             println!("OCI runtime: berth-runtime (built in), runtime-spec 1.2");

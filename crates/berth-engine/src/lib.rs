@@ -16,6 +16,7 @@ pub mod monitor;
 pub mod ops;
 pub mod spec;
 pub mod store;
+pub mod volumes;
 
 use berth_oci::ErrorKind;
 
@@ -25,6 +26,9 @@ pub enum EngineError {
     /// No such container.
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// No such volume.
+    #[error("get {0}: no such volume")]
+    NoSuchVolume(String),
     /// A name is taken, or the container is in the wrong state.
     #[error("{0}")]
     Conflict(String),
@@ -64,7 +68,7 @@ impl EngineError {
     /// The kind callers branch on.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EngineError::NoSuchContainer(_) => ErrorKind::NotFound,
+            EngineError::NoSuchContainer(_) | EngineError::NoSuchVolume(_) => ErrorKind::NotFound,
             EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::Invalid(_) => ErrorKind::InvalidArgument,
             EngineError::Image(e) => e.kind(),

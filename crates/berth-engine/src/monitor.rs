@@ -210,7 +210,7 @@ fn monitor(root: &Path, id: &str) -> Result<()> {
             let exits = eng.run.join("exits");
             let _ = std::fs::create_dir_all(&exits);
             let _ = std::fs::write(exits.join(&rec.id), status.to_string());
-            ops::remove_files(&eng, &rec)?;
+            ops::remove_files_and_volumes(&eng, &rec, true)?;
         }
         return Ok(());
     }

@@ -48,6 +48,12 @@ pub struct CreateOptions {
     pub stop_timeout: Option<u64>,
     /// `--restart`: no, always, on-failure[:N], unless-stopped.
     pub restart: String,
+    /// `-v` specs.
+    pub volumes: Vec<String>,
+    /// `--mount` specs.
+    pub mounts: Vec<String>,
+    /// `--tmpfs PATH[:OPTIONS]`.
+    pub tmpfs: Vec<String>,
 }
 
 fn str_list(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
@@ -88,6 +94,49 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         return Err(EngineError::Invalid("Conflicting options: --restart and --rm".into()));
     }
     let id = new_id()?;
+    // Mounts: -v, --mount, --tmpfs, then the image's VOLUMEs not covered by them.
+    let mut anonymous = Vec::new();
+    let anon = || new_id().unwrap_or_else(|_| id.clone());
+    let mut mounts = Vec::new();
+    for v in &o.volumes {
+        mounts.push(crate::volumes::parse_volume(v, &anon)?);
+    }
+    for m in &o.mounts {
+        mounts.push(crate::volumes::parse_mount(m, &anon)?);
+    }
+    for t in &o.tmpfs {
+        let (dst, opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
+        if !dst.starts_with('/') {
+            return Err(EngineError::Invalid(format!(
+                "invalid tmpfs mount path: '{dst}' must be absolute"
+            )));
+        }
+        mounts.push(crate::volumes::MountSpec {
+            kind: "tmpfs".into(),
+            source: String::new(),
+            destination: dst.to_string(),
+            read_only: false,
+            options: opts.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect(),
+        });
+    }
+    if let Some(vols) = c.get("Volumes").and_then(|v| v.as_object()) {
+        for path in vols.keys() {
+            if !mounts.iter().any(|m| &m.destination == path) {
+                mounts.push(crate::volumes::MountSpec {
+                    kind: "volume".into(),
+                    source: anon(),
+                    destination: path.clone(),
+                    read_only: false,
+                    options: Vec::new(),
+                });
+            }
+        }
+    }
+    for m in &mounts {
+        if m.kind == "volume" && m.source.len() == 64 && m.source.bytes().all(|b| b.is_ascii_hexdigit()) {
+            anonymous.push(m.source.clone());
+        }
+    }
     let name = match &o.name {
         Some(n) => {
             if !valid_name(n) {
@@ -153,6 +202,8 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         read_only: o.read_only,
         restart,
         restart_max,
+        mounts,
+        anonymous_volumes: anonymous,
     };
     berth_runtime::container::parse_signal(&r.stop_signal)
         .map_err(|e| EngineError::Invalid(format!("invalid stop signal: {e}")))?;
@@ -180,7 +231,19 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         )?;
         let lowers = images.lowers(&img)?;
-        let spec = spec::oci_spec(&r, &dir.join("rootfs"), &dir, &lowers)?;
+        for m in &r.mounts {
+            match m.kind.as_str() {
+                // A new volume gets the image's content at its mount point (copy-up).
+                "volume" if crate::volumes::create(engine, &m.source)? => {
+                    crate::volumes::copy_up(&lowers, &m.destination, &crate::volumes::data_dir(engine, &m.source))?;
+                }
+                "bind" if !Path::new(&m.source).exists() => {
+                    std::fs::create_dir_all(&m.source).map_err(io_err("creating", &m.source))?;
+                }
+                _ => {}
+            }
+        }
+        let spec = spec::oci_spec(&r, &dir.join("rootfs"), &dir, &lowers, &engine.root)?;
         write(
             "config.json",
             serde_json::to_string_pretty(&spec).map_err(|e| EngineError::Invalid(e.to_string()))?,
@@ -222,6 +285,18 @@ pub fn mount_rootfs(engine: &Engine, r: &Record) -> Result<()> {
 pub fn unmount_rootfs(engine: &Engine, id: &str) {
     let p = engine.dir(id).join("rootfs");
     while nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+}
+
+/// Removes everything of a container: mount, runtime state, directory, row, image use, and
+/// its anonymous volumes when asked (`rm -v`, `--rm`).
+pub fn remove_files_and_volumes(engine: &Engine, r: &Record, volumes: bool) -> Result<()> {
+    remove_files(engine, r)?;
+    if volumes {
+        for v in &r.anonymous_volumes {
+            let _ = crate::volumes::remove(engine, v);
+        }
+    }
+    Ok(())
 }
 
 /// Removes everything of a container: mount, runtime state, directory, row, image use.
@@ -335,8 +410,9 @@ pub fn stop(engine: &Engine, id: &str, timeout: Option<u64>, signal: Option<&str
     Ok(())
 }
 
-/// Removes a container; a running one only with `force` (killed first).
-pub fn remove(engine: &Engine, id: &str, force: bool) -> Result<Record> {
+/// Removes a container; a running one only with `force` (killed first); with `volumes`
+/// its anonymous volumes too.
+pub fn remove(engine: &Engine, id: &str, force: bool, volumes: bool) -> Result<Record> {
     let r = engine.resolve(id)?;
     let st = engine.state(&r.id);
     if st.status == "restarting" {
@@ -359,7 +435,7 @@ pub fn remove(engine: &Engine, id: &str, force: bool) -> Result<Record> {
         let _ = kill(engine, &r.id, "SIGKILL");
         wait_exited(engine, &r.id, Duration::from_secs(30));
     }
-    remove_files(engine, &r)?;
+    remove_files_and_volumes(engine, &r, volumes)?;
     Ok(r)
 }
 

@@ -140,7 +140,7 @@ pub fn resolve_user(spec: &str, lowers: &[PathBuf]) -> Result<(u32, u32, Vec<u32
 }
 
 /// The bundle's `config.json` for a container whose rootfs is mounted at `rootfs`.
-pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf]) -> Result<Value> {
+pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_root: &Path) -> Result<Value> {
     let (uid, gid, extra) = resolve_user(&r.user, lowers)?;
     let mut args = vec![r.path.clone()];
     args.extend(r.args.iter().cloned());
@@ -166,7 +166,29 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf]) -> Re
     } else {
         r.working_dir.clone()
     };
-    Ok(json!({
+    let mut user_mounts = Vec::new();
+    for m in &r.mounts {
+        let ro = if m.read_only { vec!["ro"] } else { vec![] };
+        match m.kind.as_str() {
+            "tmpfs" => {
+                let mut opts: Vec<String> = vec!["nosuid".into(), "nodev".into(), "noexec".into()];
+                opts.extend(m.options.iter().cloned());
+                user_mounts
+                    .push(json!({"destination": m.destination, "type": "tmpfs", "source": "tmpfs", "options": opts}));
+            }
+            kind => {
+                let src = if kind == "volume" {
+                    data_root.join("volumes").join(&m.source).join("_data")
+                } else {
+                    PathBuf::from(&m.source)
+                };
+                let mut opts = vec!["rbind", "rprivate"];
+                opts.extend(ro);
+                user_mounts.push(json!({"destination": m.destination, "type": "bind", "source": src.display().to_string(), "options": opts}));
+            }
+        }
+    }
+    let mut spec = json!({
         "ociVersion": "1.2.0",
         "process": {
             "terminal": false,
@@ -201,7 +223,11 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf]) -> Re
                 "/sys/devices/virtual/powercap"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
         }
-    }))
+    });
+    if let Some(ms) = spec["mounts"].as_array_mut() {
+        ms.extend(user_mounts);
+    }
+    Ok(spec)
 }
 
 /// Parses Docker's memory sizes: `512`, `64k`, `100m`, `1g` (binary units, `b` optional).

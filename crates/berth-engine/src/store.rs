@@ -63,6 +63,12 @@ pub struct Record {
     /// The N of `on-failure:N` (0: no limit).
     #[serde(default)]
     pub restart_max: u32,
+    /// Volumes, bind and tmpfs mounts.
+    #[serde(default)]
+    pub mounts: Vec<crate::volumes::MountSpec>,
+    /// Anonymous volumes this container made (removed with it by `rm -v` and `--rm`).
+    #[serde(default)]
+    pub anonymous_volumes: Vec<String>,
 }
 
 /// How a container is, as the monitor recorded it.

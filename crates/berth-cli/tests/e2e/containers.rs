@@ -458,3 +458,95 @@ fn restart_policies_bring_containers_back() {
     assert_eq!(b.ok(&["ps", "-aq"]), "");
     assert_eq!(mounts_under(b.root.path()), 0);
 }
+
+#[test]
+fn volumes_binds_and_tmpfs() {
+    require_root!();
+    let (b, d) = with_busybox("volumes");
+    // An image with content under a VOLUME path.
+    let rootfs = d.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("data")).unwrap();
+    std::fs::write(rootfs.join("data/seed"), "from image\n").unwrap();
+    let tar = d.path().join("vol.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("--warning=no-file-changed")
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.code().is_some_and(|c| c <= 1));
+    b.ok(&["import", "-c", "VOLUME /data", tar.to_str().unwrap(), "vol:1"]);
+    // A named volume gets the image's content (copy-up) and keeps what containers write.
+    let out = b.ok(&[
+        "run",
+        "--name",
+        "w1",
+        "-v",
+        "store:/data",
+        "vol:1",
+        "sh",
+        "-c",
+        "cat /data/seed; echo kept > /data/new",
+    ]);
+    assert_eq!(out, "from image\n");
+    let e = b.fails(&["volume", "rm", "store"]);
+    assert!(e.contains("volume is in use"), "{e}");
+    b.ok(&["rm", "w1"]);
+    assert_eq!(
+        b.ok(&["run", "--rm", "-v", "store:/data", "bb:1", "cat", "/data/new"]),
+        "kept\n"
+    );
+    assert!(b.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "store"));
+    let v: Value = serde_json::from_str(&b.ok(&["volume", "inspect", "store"])).unwrap();
+    assert_eq!(v[0]["Driver"], "local");
+    b.ok(&["volume", "rm", "store"]);
+    // The image's VOLUME becomes an anonymous volume; rm -v removes it.
+    let id = b.ok(&["create", "vol:1", "true"]).trim().to_string();
+    let v = inspect(&b, &id);
+    assert_eq!(v["Mounts"][0]["Destination"], "/data");
+    assert_eq!(v["Mounts"][0]["Type"], "volume");
+    let anon = v["Mounts"][0]["Name"].as_str().unwrap().to_string();
+    assert!(b.ok(&["volume", "ls", "-q"]).contains(&anon));
+    b.ok(&["rm", "-v", &id]);
+    assert!(!b.ok(&["volume", "ls", "-q"]).contains(&anon), "anonymous volume left");
+    // Bind mounts (read-only honoured) and tmpfs.
+    let host = d.path().join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "host file\n").unwrap();
+    let spec = format!("{}:/mnt:ro", host.display());
+    assert_eq!(
+        b.ok(&["run", "--rm", "-v", &spec, "bb:1", "cat", "/mnt/f"]),
+        "host file\n"
+    );
+    let o = b.out(&["run", "--rm", "-v", &spec, "bb:1", "touch", "/mnt/g"]);
+    assert_ne!(o.status.code(), Some(0));
+    let m = format!("type=bind,source={},target=/m", host.display());
+    assert_eq!(
+        b.ok(&["run", "--rm", "--mount", &m, "bb:1", "cat", "/m/f"]),
+        "host file\n"
+    );
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/scratch:size=1m",
+        "bb:1",
+        "sh",
+        "-c",
+        "grep ' /scratch ' /proc/mounts",
+    ]);
+    assert!(
+        out.starts_with("tmpfs /scratch tmpfs") && out.contains("size=1024k"),
+        "{out}"
+    );
+    let e = b.fails(&["run", "--rm", "-v", "rel/path:/x", "bb:1", "true"]);
+    assert!(e.contains("invalid volume specification"), "{e}");
+    // --rm removes the anonymous volumes it made.
+    b.ok(&["run", "--rm", "vol:1", "true"]);
+    b.ok(&["volume", "prune", "-f"]);
+    assert_eq!(b.ok(&["volume", "ls", "-q"]), "");
+    assert_eq!(mounts_under(b.root.path()), 0);
+}

@@ -1,0 +1,221 @@
+//! Volumes: named directories under `volumes/<name>/_data` that outlive containers, bind
+//! mounts of host paths, and tmpfs mounts; `-v`/`--mount`/`--tmpfs` parsing.
+//!
+//! A new named volume mounted where the image has content gets a copy of it first (Docker's
+//! copy-up), taken from a read-only overlay of the image.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::Engine;
+use crate::{io_err, EngineError, Result};
+
+/// A mount of a container, as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MountSpec {
+    /// `bind`, `volume` or `tmpfs`.
+    pub kind: String,
+    /// Host path (bind) or volume name (volume); empty for tmpfs.
+    pub source: String,
+    /// Path in the container.
+    pub destination: String,
+    /// Read-only.
+    pub read_only: bool,
+    /// tmpfs options (`size=...`, `mode=...`).
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+fn valid_volume_name(n: &str) -> bool {
+    n.len() >= 2
+        && n.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// Parses `-v SRC:DST[:ro|rw]` (SRC a host path or a volume name) or `-v DST` (an anonymous
+/// volume).
+pub fn parse_volume(spec: &str, anon_name: &dyn Fn() -> String) -> Result<MountSpec> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let bad = || EngineError::Invalid(format!("invalid volume specification: '{spec}'"));
+    let (src, dst, mode) = match parts.as_slice() {
+        [d] => ("", *d, ""),
+        [s, d] => (*s, *d, ""),
+        [s, d, m] => (*s, *d, *m),
+        _ => return Err(bad()),
+    };
+    if !dst.starts_with('/') || dst.split('/').any(|c| c == "..") {
+        return Err(EngineError::Invalid(format!(
+            "invalid mount path: '{dst}' mount path must be absolute"
+        )));
+    }
+    let read_only = match mode {
+        "" | "rw" | "z" | "Z" => false,
+        "ro" => true,
+        _ => return Err(bad()),
+    };
+    let (kind, source) = if src.is_empty() {
+        ("volume", anon_name())
+    } else if src.starts_with('/') {
+        ("bind", src.to_string())
+    } else if valid_volume_name(src) {
+        ("volume", src.to_string())
+    } else {
+        return Err(bad());
+    };
+    Ok(MountSpec {
+        kind: kind.into(),
+        source,
+        destination: dst.to_string(),
+        read_only,
+        options: Vec::new(),
+    })
+}
+
+/// Parses `--mount type=bind|volume|tmpfs,source=...,target=...[,readonly]`.
+pub fn parse_mount(spec: &str, anon_name: &dyn Fn() -> String) -> Result<MountSpec> {
+    let mut kind = "volume".to_string();
+    let (mut src, mut dst, mut ro) = (String::new(), String::new(), false);
+    let mut opts = Vec::new();
+    for kv in spec.split(',') {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        match k {
+            "type" => kind = v.to_string(),
+            "source" | "src" => src = v.to_string(),
+            "target" | "destination" | "dst" => dst = v.to_string(),
+            "readonly" | "ro" => ro = v.is_empty() || v == "true" || v == "1",
+            "tmpfs-size" => opts.push(format!("size={v}")),
+            "tmpfs-mode" => opts.push(format!("mode={v}")),
+            _ => return Err(EngineError::Invalid(format!("unexpected key '{k}' in '{spec}'"))),
+        }
+    }
+    if !dst.starts_with('/') {
+        return Err(EngineError::Invalid(format!(
+            "invalid mount config: target must be absolute: '{spec}'"
+        )));
+    }
+    match kind.as_str() {
+        "bind" => {
+            if !Path::new(&src).exists() {
+                return Err(EngineError::Invalid(format!(
+                    "invalid mount config for type \"bind\": bind source path does not exist: {src}"
+                )));
+            }
+        }
+        "volume" => {
+            if src.is_empty() {
+                src = anon_name();
+            } else if !valid_volume_name(&src) {
+                return Err(EngineError::Invalid(format!("invalid volume name '{src}'")));
+            }
+        }
+        "tmpfs" => src.clear(),
+        other => return Err(EngineError::Invalid(format!("invalid mount type '{other}'"))),
+    }
+    Ok(MountSpec {
+        kind,
+        source: src,
+        destination: dst,
+        read_only: ro,
+        options: opts,
+    })
+}
+
+/// A volume's directory.
+pub fn data_dir(engine: &Engine, name: &str) -> PathBuf {
+    engine.root.join("volumes").join(name).join("_data")
+}
+
+/// Creates a volume (no error if it exists); says whether it is new.
+pub fn create(engine: &Engine, name: &str) -> Result<bool> {
+    if !valid_volume_name(name) {
+        return Err(EngineError::Invalid(format!(
+            "\"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed"
+        )));
+    }
+    let d = data_dir(engine, name);
+    if d.is_dir() {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(&d).map_err(io_err("creating", &d))?;
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", &d))?;
+    Ok(true)
+}
+
+/// Every volume name.
+pub fn list(engine: &Engine) -> Result<Vec<String>> {
+    let dir = engine.root.join("volumes");
+    let mut v: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    Ok(v)
+}
+
+/// Containers using a volume.
+pub fn users(engine: &Engine, name: &str) -> Result<Vec<String>> {
+    Ok(engine
+        .all()?
+        .into_iter()
+        .filter(|r| r.mounts.iter().any(|m| m.kind == "volume" && m.source == name))
+        .map(|r| r.id)
+        .collect())
+}
+
+/// Removes a volume unless a container uses it (`force` does not override that, as in Docker).
+pub fn remove(engine: &Engine, name: &str) -> Result<()> {
+    let d = engine.root.join("volumes").join(name);
+    if !d.is_dir() || !valid_volume_name(name) {
+        return Err(EngineError::NoSuchVolume(name.to_string()));
+    }
+    let u = users(engine, name)?;
+    if !u.is_empty() {
+        return Err(EngineError::Conflict(format!(
+            "remove {name}: volume is in use - [{}]",
+            u.join(", ")
+        )));
+    }
+    std::fs::remove_dir_all(&d).map_err(io_err("removing", &d))
+}
+
+/// Copies the image's content at `path` into a fresh volume (Docker's copy-up).
+pub fn copy_up(lowers: &[PathBuf], path: &str, dest: &Path) -> Result<()> {
+    let tmp = dest.with_file_name(format!("copyup-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).map_err(io_err("creating", &tmp))?;
+    let r = (|| -> Result<()> {
+        berth_image::snapshot::mount_overlay(&tmp, lowers, None)?;
+        let src = tmp.join(path.trim_start_matches('/'));
+        let res = if src.is_dir() { copy_tree(&src, dest) } else { Ok(()) };
+        let _ = nix::mount::umount2(&tmp, nix::mount::MntFlags::MNT_DETACH);
+        res
+    })();
+    let _ = std::fs::remove_dir(&tmp);
+    r
+}
+
+fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    let md = std::fs::symlink_metadata(src).map_err(io_err("reading", src))?;
+    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(md.mode() & 0o7777)).map_err(io_err("chmod", dst))?;
+    let _ = std::os::unix::fs::lchown(dst, Some(md.uid()), Some(md.gid()));
+    for e in std::fs::read_dir(src).map_err(io_err("listing", src))? {
+        let e = e.map_err(io_err("listing", src))?;
+        let (s, d) = (e.path(), dst.join(e.file_name()));
+        let m = std::fs::symlink_metadata(&s).map_err(io_err("reading", &s))?;
+        if m.is_dir() {
+            std::fs::create_dir(&d).map_err(io_err("creating", &d))?;
+            copy_tree(&s, &d)?;
+        } else if m.file_type().is_symlink() {
+            let t = std::fs::read_link(&s).map_err(io_err("reading", &s))?;
+            std::os::unix::fs::symlink(t, &d).map_err(io_err("creating", &d))?;
+        } else if m.is_file() {
+            std::fs::copy(&s, &d).map_err(io_err("copying", &s))?;
+        }
+        let _ = std::os::unix::fs::lchown(&d, Some(m.uid()), Some(m.gid()));
+    }
+    Ok(())
+}
