@@ -87,6 +87,24 @@ pub struct CreateArgs {
     /// Mount a tmpfs directory (PATH[:OPTIONS]).
     #[arg(long)]
     pub tmpfs: Vec<String>,
+    /// Command to run to check health.
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h).
+    #[arg(long)]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h).
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Start period for the container to initialize before counting retries (ms|s|m|h).
+    #[arg(long)]
+    pub health_start_period: Option<String>,
+    /// Consecutive failures needed to report unhealthy.
+    #[arg(long)]
+    pub health_retries: Option<u32>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long)]
+    pub no_healthcheck: bool,
     /// Restart policy: no, always, on-failure[:max-retries], unless-stopped.
     #[arg(long, default_value = "no")]
     pub restart: String,
@@ -265,6 +283,12 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         volumes: a.volume.clone(),
         mounts: a.mount.clone(),
         tmpfs: a.tmpfs.clone(),
+        health_cmd: a.health_cmd.clone(),
+        health_interval: a.health_interval.clone(),
+        health_timeout: a.health_timeout.clone(),
+        health_start_period: a.health_start_period.clone(),
+        health_retries: a.health_retries,
+        no_healthcheck: a.no_healthcheck,
     })
 }
 
@@ -486,7 +510,14 @@ pub fn start(root: &Path, a: &StartArgs) -> anyhow::Result<()> {
 /// Docker's status text: `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`.
 fn status_text(st: &State) -> String {
     match st.status.as_str() {
-        "running" => format!("Up {}", human_duration(since(&st.started_at))),
+        "running" => {
+            let up = format!("Up {}", human_duration(since(&st.started_at)));
+            match st.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => format!("{up} (health: starting)"),
+                Some(h) => format!("{up} ({h})"),
+                None => up,
+            }
+        }
         "paused" => format!("Up {} (Paused)", human_duration(since(&st.started_at))),
         "restarting" => format!(
             "Restarting ({}) {} ago",
@@ -525,6 +556,11 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "Error": st.error,
             "StartedAt": st.started_at,
             "FinishedAt": st.finished_at,
+            "Health": st.health.as_ref().map(|h| json!({
+                "Status": h.status,
+                "FailingStreak": h.failing_streak,
+                "Log": h.log.iter().map(|p| json!({"Start": p.start, "End": p.end, "ExitCode": p.exit_code, "Output": p.output})).collect::<Vec<_>>(),
+            })),
         },
         "Image": r.image_id,
         "ResolvConfPath": dir.join("resolv.conf"),
@@ -605,6 +641,7 @@ fn ps_matches(r: &Record, st: &State, f: &str) -> anyhow::Result<bool> {
             None => r.labels.contains_key(v),
         },
         "ancestor" => r.image_name == v || r.image_id.contains(v),
+        "health" => st.health.as_ref().map(|h| h.status.as_str()).unwrap_or("none") == v,
         _ => return Err(usage(format!("invalid filter '{k}'"))),
     })
 }

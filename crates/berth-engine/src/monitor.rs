@@ -163,8 +163,28 @@ fn monitor(root: &Path, id: &str) -> Result<()> {
         // Idle, the monitor should cost almost nothing: close the database, give the heap
         // back and drop the code pages setup touched (they fault back in if needed).
         drop(eng);
+        let mut checker = rec.health.as_ref().and_then(|h| {
+            let spec: serde_json::Value = std::fs::read(dir.join("config.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())?;
+            crate::health::Checker::new(h, spec["process"].clone())
+        });
+        if let Some(c) = &checker {
+            st.health = Some(c.health.clone());
+            let _ = crate::store::write_state(&dir, &st);
+        }
         shed_memory();
-        let status = pump(&out_r, &err_r, pid, &mut log);
+        let mut probes = checker.as_mut().map(|c| Probes {
+            checker: c,
+            runtime: berth_runtime::container::Runtime {
+                root: root_run(root).join("runtime"),
+                systemd_cgroup: false,
+            },
+            id: rec.id.clone(),
+            devnull: &devnull,
+            dir: dir.clone(),
+        });
+        let status = pump(&out_r, &err_r, pid, &mut log, probes.as_mut(), &mut st);
         drop(log);
         let eng = Engine::open(root)?;
         let oom = eng
@@ -282,7 +302,39 @@ fn shed_memory() {
 /// Moves output into the log until the init has exited and both pipes are drained (or the
 /// pid namespace's last holder is gone); reaps every orphan meanwhile. Returns the init's
 /// exit code in Docker's terms (128 + signal for a kill).
-fn pump(out: &OwnedFd, err: &OwnedFd, init: i32, log: &mut crate::logs::Writer) -> i32 {
+/// Where the engine keeps runtime state for a data root (as `Engine::open` decides).
+fn root_run(root: &Path) -> std::path::PathBuf {
+    if root == Path::new("/var/lib/berth") {
+        std::path::PathBuf::from("/run/berth")
+    } else {
+        root.join("run")
+    }
+}
+
+/// What the pump needs to run health probes.
+struct Probes<'a> {
+    checker: &'a mut crate::health::Checker,
+    runtime: berth_runtime::container::Runtime,
+    id: String,
+    devnull: &'a OwnedFd,
+    dir: std::path::PathBuf,
+}
+
+impl Probes<'_> {
+    fn save(&self, st: &mut State) {
+        st.health = Some(self.checker.health.clone());
+        let _ = crate::store::write_state(&self.dir, st);
+    }
+}
+
+fn pump(
+    out: &OwnedFd,
+    err: &OwnedFd,
+    init: i32,
+    log: &mut crate::logs::Writer,
+    mut probes: Option<&mut Probes<'_>>,
+    st: &mut State,
+) -> i32 {
     for fd in [out, err] {
         let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
     }
@@ -299,10 +351,17 @@ fn pump(out: &OwnedFd, err: &OwnedFd, init: i32, log: &mut crate::logs::Writer) 
                 pfds.push(nix::poll::PollFd::new(*fd, nix::poll::PollFlags::POLLIN));
             }
         }
+        let mut wait = Duration::from_millis(200);
+        if let Some(p) = &probes {
+            if code.is_none() {
+                wait = wait.min(p.checker.wait().max(Duration::from_millis(1)));
+            }
+        }
         if !pfds.is_empty() {
-            let _ = nix::poll::poll(&mut pfds, nix::poll::PollTimeout::from(200u16));
+            let ms = u16::try_from(wait.as_millis()).unwrap_or(200);
+            let _ = nix::poll::poll(&mut pfds, nix::poll::PollTimeout::from(ms));
         } else {
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(wait.min(Duration::from_millis(20)));
         }
         for i in 0..2 {
             if !open[i] {
@@ -330,8 +389,29 @@ fn pump(out: &OwnedFd, err: &OwnedFd, init: i32, log: &mut crate::logs::Writer) 
             match nix::sys::wait::waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(p, c)) if p.as_raw() == init => code = Some(c),
                 Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == init => code = Some(128 + s as i32),
+                Ok(WaitStatus::Exited(p, c)) => {
+                    if let Some(pr) = probes.as_deref_mut() {
+                        if pr.checker.reaped(p.as_raw(), c) {
+                            pr.save(st);
+                        }
+                    }
+                }
+                Ok(WaitStatus::Signaled(p, s, _)) => {
+                    if let Some(pr) = probes.as_deref_mut() {
+                        if pr.checker.reaped(p.as_raw(), 128 + s as i32) {
+                            pr.save(st);
+                        }
+                    }
+                }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => {}
+            }
+        }
+        if code.is_none() {
+            if let Some(pr) = probes.as_deref_mut() {
+                if pr.checker.tick(&pr.runtime, &pr.id, pr.devnull) {
+                    pr.save(st);
+                }
             }
         }
         if code.is_some() && exited_at.is_none() {

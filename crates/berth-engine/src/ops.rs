@@ -54,6 +54,67 @@ pub struct CreateOptions {
     pub mounts: Vec<String>,
     /// `--tmpfs PATH[:OPTIONS]`.
     pub tmpfs: Vec<String>,
+    /// `--health-cmd` (run with /bin/sh -c).
+    pub health_cmd: Option<String>,
+    /// `--health-interval`.
+    pub health_interval: Option<String>,
+    /// `--health-timeout`.
+    pub health_timeout: Option<String>,
+    /// `--health-start-period`.
+    pub health_start_period: Option<String>,
+    /// `--health-retries`.
+    pub health_retries: Option<u32>,
+    /// `--no-healthcheck`.
+    pub no_healthcheck: bool,
+}
+
+/// The health check: the image's `Healthcheck`, overridden field by field by the flags.
+fn health_config(image: Option<&serde_json::Value>, o: &CreateOptions) -> Result<Option<crate::health::HealthConfig>> {
+    use crate::health::{parse_duration, HealthConfig};
+    use std::time::Duration;
+    if o.no_healthcheck {
+        return Ok(None);
+    }
+    let ns = |v: Option<&serde_json::Value>| v.and_then(|x| x.as_u64()).filter(|n| *n > 0).map(Duration::from_nanos);
+    let mut cfg = HealthConfig {
+        test: image.and_then(|h| str_list(h.get("Test"))).unwrap_or_default(),
+        interval: ns(image.and_then(|h| h.get("Interval"))).unwrap_or(Duration::from_secs(30)),
+        timeout: ns(image.and_then(|h| h.get("Timeout"))).unwrap_or(Duration::from_secs(30)),
+        start_period: ns(image.and_then(|h| h.get("StartPeriod"))).unwrap_or(Duration::ZERO),
+        retries: image
+            .and_then(|h| h.get("Retries"))
+            .and_then(|r| r.as_u64())
+            .and_then(|r| u32::try_from(r).ok())
+            .filter(|r| *r > 0)
+            .unwrap_or(3),
+    };
+    if let Some(c) = &o.health_cmd {
+        cfg.test = vec!["CMD-SHELL".into(), c.clone()];
+    }
+    let dur = |flag: &str, v: &Option<String>| -> Result<Option<Duration>> {
+        v.as_deref()
+            .map(|s| {
+                parse_duration(s).ok_or_else(|| {
+                    EngineError::Invalid(format!(
+                        "invalid argument \"{s}\" for \"--{flag}\" flag: invalid duration"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    if let Some(d) = dur("health-interval", &o.health_interval)? {
+        cfg.interval = d;
+    }
+    if let Some(d) = dur("health-timeout", &o.health_timeout)? {
+        cfg.timeout = d;
+    }
+    if let Some(d) = dur("health-start-period", &o.health_start_period)? {
+        cfg.start_period = d;
+    }
+    if let Some(r) = o.health_retries {
+        cfg.retries = r;
+    }
+    Ok(cfg.argv().map(|_| cfg))
 }
 
 fn str_list(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
@@ -204,6 +265,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         restart_max,
         mounts,
         anonymous_volumes: anonymous,
+        health: health_config(c.get("Healthcheck"), o)?,
     };
     berth_runtime::container::parse_signal(&r.stop_signal)
         .map_err(|e| EngineError::Invalid(format!("invalid stop signal: {e}")))?;

@@ -69,6 +69,9 @@ pub struct Record {
     /// Anonymous volumes this container made (removed with it by `rm -v` and `--rm`).
     #[serde(default)]
     pub anonymous_volumes: Vec<String>,
+    /// The health check, from the image or the flags.
+    #[serde(default)]
+    pub health: Option<crate::health::HealthConfig>,
 }
 
 /// How a container is, as the monitor recorded it.
@@ -93,6 +96,9 @@ pub struct State {
     /// Restarts by the restart policy.
     #[serde(default)]
     pub restart_count: u32,
+    /// Health, when the container has a health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 /// Docker's zero time.
@@ -288,12 +294,16 @@ impl Engine {
 
     /// Writes `state.json` atomically.
     pub fn save_state(&self, id: &str, st: &State) -> Result<()> {
-        let dir = self.dir(id);
-        let tmp = dir.join("state.json.tmp");
-        let data = serde_json::to_vec(st).map_err(|e| EngineError::Invalid(e.to_string()))?;
-        std::fs::write(&tmp, data).map_err(io_err("writing", &tmp))?;
-        std::fs::rename(&tmp, dir.join("state.json")).map_err(io_err("writing", dir.join("state.json")))
+        write_state(&self.dir(id), st)
     }
+}
+
+/// Writes a container directory's `state.json` atomically.
+pub fn write_state(dir: &Path, st: &State) -> Result<()> {
+    let tmp = dir.join("state.json.tmp");
+    let data = serde_json::to_vec(st).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    std::fs::write(&tmp, data).map_err(io_err("writing", &tmp))?;
+    std::fs::rename(&tmp, dir.join("state.json")).map_err(io_err("writing", dir.join("state.json")))
 }
 
 /// A new random container id (64 hex digits).

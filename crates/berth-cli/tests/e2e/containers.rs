@@ -550,3 +550,99 @@ fn volumes_binds_and_tmpfs() {
     assert_eq!(b.ok(&["volume", "ls", "-q"]), "");
     assert_eq!(mounts_under(b.root.path()), 0);
 }
+
+#[test]
+fn health_checks_run_without_a_daemon() {
+    require_root!();
+    let (b, _d) = with_busybox("health");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -e /tmp/ok && echo fine",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "--health-timeout",
+        "2s",
+        "bb:1",
+        "sh",
+        "-c",
+        "sleep 0.6; touch /tmp/ok; sleep 1000",
+    ]);
+    let status = |b: &Berth| {
+        inspect(b, "hc")["State"]["Health"]["Status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let wait_for = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while status(&b) != want {
+            assert!(
+                Instant::now() < deadline,
+                "never {want}: {}",
+                inspect(&b, "hc")["State"]
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("healthy");
+    let v = inspect(&b, "hc");
+    let log = v["State"]["Health"]["Log"].as_array().unwrap();
+    assert_eq!(log.last().unwrap()["Output"], "fine\n");
+    assert!(b.ok(&["ps"]).contains("(healthy)"));
+    assert_eq!(b.ok(&["ps", "-q", "--filter", "health=healthy"]).lines().count(), 1);
+    // Break it: two failures in a row make it unhealthy.
+    b.ok(&["exec", "hc", "rm", "/tmp/ok"]);
+    wait_for("unhealthy");
+    assert!(inspect(&b, "hc")["State"]["Health"]["FailingStreak"].as_u64().unwrap() >= 2);
+    b.ok(&["rm", "-f", "hc"]);
+    // A probe that hangs is killed at its timeout and counts as a failure.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hang",
+        "--health-cmd",
+        "sleep 100",
+        "--health-interval",
+        "100ms",
+        "--health-timeout",
+        "300ms",
+        "--health-retries",
+        "1",
+        "bb:1",
+        "sleep",
+        "1000",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while inspect(&b, "hang")["State"]["Health"]["Status"] != "unhealthy" {
+        assert!(Instant::now() < deadline, "hung probe never failed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let v = inspect(&b, "hang");
+    assert!(
+        v["State"]["Health"]["Log"][0]["Output"]
+            .as_str()
+            .unwrap()
+            .contains("exceeded timeout"),
+        "{v}"
+    );
+    b.ok(&["rm", "-f", "hang"]);
+    let o = b.out(&[
+        "run",
+        "--rm",
+        "--health-interval",
+        "soon",
+        "--health-cmd",
+        "true",
+        "bb:1",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(mounts_under(b.root.path()), 0);
+}

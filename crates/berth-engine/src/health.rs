@@ -1,0 +1,284 @@
+//! Health checks, run by the monitor itself (no daemon, no systemd timers): every interval a
+//! probe process is exec'd into the container (through berth-runtime), its exit code and
+//! output recorded, and the status moved between `starting`, `healthy` and `unhealthy` as
+//! Docker does (failures during the start period do not count; `retries` consecutive
+//! failures make it unhealthy; a probe past its timeout is killed and fails).
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// A container's health check (Docker's `Healthcheck` config).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// `["CMD", args...]` or `["CMD-SHELL", command]`.
+    pub test: Vec<String>,
+    /// Between probes.
+    pub interval: Duration,
+    /// Per probe.
+    pub timeout: Duration,
+    /// Grace before failures count.
+    pub start_period: Duration,
+    /// Consecutive failures before unhealthy.
+    pub retries: u32,
+}
+
+/// One probe's result (Docker's health log entry).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Probe {
+    /// RFC 3339.
+    pub start: String,
+    /// RFC 3339.
+    pub end: String,
+    /// Exit code (-1: timed out or could not run).
+    pub exit_code: i32,
+    /// Output, at most 4 KiB.
+    pub output: String,
+}
+
+/// A container's health (Docker's `State.Health`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Health {
+    /// starting, healthy, unhealthy.
+    pub status: String,
+    /// Consecutive failures.
+    pub failing_streak: u32,
+    /// The last five probes.
+    pub log: Vec<Probe>,
+}
+
+impl HealthConfig {
+    /// The probe's argv, or None for `NONE`/empty.
+    pub fn argv(&self) -> Option<Vec<String>> {
+        match self.test.first().map(String::as_str) {
+            Some("CMD") => Some(self.test[1..].to_vec()),
+            Some("CMD-SHELL") => Some(vec!["/bin/sh".into(), "-c".into(), self.test[1..].join(" ")]),
+            _ => None,
+        }
+    }
+}
+
+/// The probe in flight.
+#[derive(Debug)]
+struct Running {
+    pid: i32,
+    started: Instant,
+    start: String,
+    out: OwnedFd,
+}
+
+/// Runs a container's probes from the monitor's loop.
+#[derive(Debug)]
+pub struct Checker {
+    cfg: HealthConfig,
+    argv: Vec<String>,
+    process: serde_json::Value,
+    began: Instant,
+    next: Instant,
+    running: Option<Running>,
+    /// The current health, saved by the caller after each change.
+    pub health: Health,
+}
+
+impl Checker {
+    /// A checker for a container whose init started now; `process` is its spec's process.
+    pub fn new(cfg: &HealthConfig, process: serde_json::Value) -> Option<Checker> {
+        let argv = cfg.argv()?;
+        let now = Instant::now();
+        Some(Checker {
+            cfg: cfg.clone(),
+            argv,
+            process,
+            began: now,
+            next: now + cfg.interval,
+            running: None,
+            health: Health {
+                status: "starting".into(),
+                ..Health::default()
+            },
+        })
+    }
+
+    /// How long until something is due.
+    pub fn wait(&self) -> Duration {
+        let now = Instant::now();
+        match &self.running {
+            Some(r) => (r.started + self.cfg.timeout).saturating_duration_since(now),
+            None => self.next.saturating_duration_since(now),
+        }
+    }
+
+    /// Starts a probe when due, kills one past its timeout; returns whether the health
+    /// changed.
+    pub fn tick(&mut self, rt: &berth_runtime::container::Runtime, id: &str, devnull: &OwnedFd) -> bool {
+        let now = Instant::now();
+        if let Some(r) = &self.running {
+            if now >= r.started + self.cfg.timeout {
+                // SAFETY: kill by the pid of the probe this checker started.
+                unsafe { libc::kill(r.pid, libc::SIGKILL) };
+                let r = self.running.take();
+                let start = r.map(|r| r.start).unwrap_or_default();
+                let timeout = self.cfg.timeout;
+                return self.record(start, -1, format!("Health check exceeded timeout ({timeout:?})"));
+            }
+            return false;
+        }
+        if now < self.next {
+            return false;
+        }
+        self.next = now + self.cfg.interval;
+        let start = berth_image::store::now();
+        match self.spawn(rt, id, devnull) {
+            Ok((pid, out)) => {
+                self.running = Some(Running {
+                    pid,
+                    started: now,
+                    start,
+                    out,
+                });
+                false
+            }
+            Err(e) => self.record(start, -1, e),
+        }
+    }
+
+    fn spawn(
+        &self,
+        rt: &berth_runtime::container::Runtime,
+        id: &str,
+        devnull: &OwnedFd,
+    ) -> Result<(i32, OwnedFd), String> {
+        let mut p = self.process.clone();
+        p["args"] = serde_json::json!(self.argv);
+        p["terminal"] = serde_json::json!(false);
+        let process: berth_oci::oci_spec::runtime::Process = serde_json::from_value(p).map_err(|e| e.to_string())?;
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+        // The probe inherits the monitor's stdout/stderr: point them at the pipe meanwhile.
+        // SAFETY: dup2 between descriptors this process owns.
+        unsafe {
+            libc::dup2(w.as_raw_fd(), 1);
+            libc::dup2(w.as_raw_fd(), 2);
+        }
+        let created = rt.exec(id, &process, &berth_runtime::container::ExecOpts::default());
+        // SAFETY: as above.
+        unsafe {
+            libc::dup2(devnull.as_raw_fd(), 1);
+            libc::dup2(devnull.as_raw_fd(), 2);
+        }
+        drop(w);
+        let c = created.map_err(|e| e.to_string())?;
+        let _ = nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+        Ok((c.pid, r))
+    }
+
+    /// A reaped child: if it is the probe, records it; returns whether the health changed.
+    pub fn reaped(&mut self, pid: i32, code: i32) -> bool {
+        if self.running.as_ref().map(|r| r.pid) != Some(pid) {
+            return false;
+        }
+        let Some(r) = self.running.take() else { return false };
+        let mut out = Vec::new();
+        let mut f = std::fs::File::from(r.out);
+        let _ = (&mut f).take(4096).read_to_end(&mut out);
+        self.record(r.start, code, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    fn record(&mut self, start: String, code: i32, output: String) -> bool {
+        let before = self.health.clone();
+        self.health.log.push(Probe {
+            start,
+            end: berth_image::store::now(),
+            exit_code: code,
+            output,
+        });
+        if self.health.log.len() > 5 {
+            self.health.log.remove(0);
+        }
+        if code == 0 {
+            self.health.status = "healthy".into();
+            self.health.failing_streak = 0;
+        } else if self.began.elapsed() >= self.cfg.start_period {
+            self.health.failing_streak += 1;
+            if self.health.failing_streak >= self.cfg.retries.max(1) {
+                self.health.status = "unhealthy".into();
+            }
+        }
+        self.health != before
+    }
+}
+
+/// Parses Docker durations (`30s`, `1m30s`, `500ms`, `2h`).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(n) = chars.peek() {
+            if n.is_ascii_alphabetic() {
+                unit.push(*n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let v: f64 = num.parse().ok()?;
+        num.clear();
+        let secs = match unit.as_str() {
+            "ns" => v / 1e9,
+            "us" | "µs" => v / 1e6,
+            "ms" => v / 1e3,
+            "s" => v,
+            "m" => v * 60.0,
+            "h" => v * 3600.0,
+            _ => return None,
+        };
+        total += Duration::from_secs_f64(secs);
+        any = true;
+    }
+    if !num.is_empty() || !any {
+        return None;
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_transitions() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("x"), None);
+        let cfg = HealthConfig {
+            test: vec!["CMD-SHELL".into(), "true".into()],
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            start_period: Duration::ZERO,
+            retries: 2,
+        };
+        assert_eq!(cfg.argv().unwrap(), ["/bin/sh", "-c", "true"]);
+        let mut c = Checker::new(&cfg, serde_json::json!({})).unwrap();
+        assert_eq!(c.health.status, "starting");
+        assert!(c.record("t".into(), 0, String::new()));
+        assert_eq!(c.health.status, "healthy");
+        c.record("t".into(), 1, String::new());
+        assert_eq!(c.health.status, "healthy", "one failure of two allowed");
+        c.record("t".into(), 1, String::new());
+        assert_eq!(c.health.status, "unhealthy");
+        for _ in 0..10 {
+            c.record("t".into(), 1, String::new());
+        }
+        assert_eq!(c.health.log.len(), 5);
+    }
+}
