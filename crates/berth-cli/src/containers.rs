@@ -105,6 +105,9 @@ pub struct CreateArgs {
     /// Disable any container-specified HEALTHCHECK.
     #[arg(long)]
     pub no_healthcheck: bool,
+    /// Optional parent cgroup for the container.
+    #[arg(long)]
+    pub cgroup_parent: Option<String>,
     /// Restart policy: no, always, on-failure[:max-retries], unless-stopped.
     #[arg(long, default_value = "no")]
     pub restart: String,
@@ -289,6 +292,7 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         health_start_period: a.health_start_period.clone(),
         health_retries: a.health_retries,
         no_healthcheck: a.no_healthcheck,
+        cgroup_parent: a.cgroup_parent.clone(),
     })
 }
 
@@ -364,6 +368,14 @@ pub fn run(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let code = follow(&e, &r, true, None, false, log)?;
+    if r.auto_remove {
+        // As docker does, `run --rm` returns once the container is gone, not just exited.
+        let dir = e.dir(&r.id);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while dir.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
     if code != 0 {
         return Err(Exit(u8::try_from(code.clamp(0, 255)).unwrap_or(255), String::new()).into());
     }

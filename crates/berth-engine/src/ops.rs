@@ -66,6 +66,8 @@ pub struct CreateOptions {
     pub health_retries: Option<u32>,
     /// `--no-healthcheck`.
     pub no_healthcheck: bool,
+    /// `--cgroup-parent` (default `/berth`).
+    pub cgroup_parent: Option<String>,
 }
 
 /// The health check: the image's `Healthcheck`, overridden field by field by the flags.
@@ -266,6 +268,13 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         mounts,
         anonymous_volumes: anonymous,
         health: health_config(c.get("Healthcheck"), o)?,
+        cgroup_parent: match &o.cgroup_parent {
+            Some(p) if p.split('/').any(|c| c == ".." || c == ".") => {
+                return Err(EngineError::Invalid(format!("invalid --cgroup-parent {p:?}")))
+            }
+            Some(p) => format!("/{}", p.trim_matches('/')),
+            None => "/berth".to_string(),
+        },
     };
     berth_runtime::container::parse_signal(&r.stop_signal)
         .map_err(|e| EngineError::Invalid(format!("invalid stop signal: {e}")))?;

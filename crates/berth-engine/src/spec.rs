@@ -215,7 +215,7 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
             bind(dir.join("hosts"), "/etc/hosts")
         ],
         "linux": {
-            "cgroupsPath": format!("/berth/{}", r.id),
+            "cgroupsPath": format!("{}/{}", if r.cgroup_parent.is_empty() { "/berth" } else { r.cgroup_parent.as_str() }, r.id),
             "resources": resources,
             "namespaces": namespaces,
             "maskedPaths": ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",

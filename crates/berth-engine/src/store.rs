@@ -72,6 +72,9 @@ pub struct Record {
     /// The health check, from the image or the flags.
     #[serde(default)]
     pub health: Option<crate::health::HealthConfig>,
+    /// The cgroup the container's cgroup is made under.
+    #[serde(default)]
+    pub cgroup_parent: String,
 }
 
 /// How a container is, as the monitor recorded it.

@@ -252,7 +252,7 @@ fn containers_outlive_killed_berth_processes() {
     require_root!();
     let (b, _d) = with_busybox("outlive");
     let mut ids = Vec::new();
-    for i in 0..3 {
+    for i in 0..10 {
         ids.push(
             b.ok(&[
                 "run",
@@ -262,13 +262,13 @@ fn containers_outlive_killed_berth_processes() {
                 "bb:1",
                 "sh",
                 "-c",
-                "while true; do echo $$; sleep 0.2; done",
+                "trap 'exit 0' TERM; while true; do echo alive; sleep 0.2; done",
             ])
             .trim()
             .to_string(),
         );
     }
-    // Kill every monitor with SIGKILL: the containers keep running.
+    // SIGKILL every berth process: all ten monitors.
     for id in &ids {
         let st: Value = serde_json::from_slice(
             &std::fs::read(b.root.path().join("containers").join(id).join("state.json")).unwrap(),
@@ -278,22 +278,35 @@ fn containers_outlive_killed_berth_processes() {
         // SAFETY: kill by a pid this test's containers recorded.
         unsafe { libc::kill(i32::try_from(m).unwrap(), libc::SIGKILL) };
     }
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(400));
+    // They keep running, and a fresh berth manages them.
     assert_eq!(
         b.ok(&["ps", "-q"]).lines().count(),
-        3,
+        10,
         "containers died with their monitors"
     );
-    // A fresh berth still stops and removes them; state is never "running" for a dead one.
-    b.ok(&["kill", "c0"]);
+    assert!(b.ok(&["logs", "c3"]).contains("alive"));
+    b.ok(&["stop", "-t", "5", "c0"]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while b.ok(&["ps", "-q"]).lines().count() != 2 {
+    while b.ok(&["ps", "-q"]).lines().count() != 9 {
         assert!(Instant::now() < deadline, "a dead container is shown running");
         std::thread::sleep(Duration::from_millis(50));
     }
-    b.ok(&["rm", "-f", "c0", "c1", "c2"]);
+    // Its monitor is gone, so nobody recorded the exit: it reads as exited, never running.
+    assert_eq!(inspect(&b, "c0")["State"]["Status"], "exited");
+    b.ok(&["kill", "c1"]);
+    let mut all = vec!["rm", "-f"];
+    let names: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+    all.extend(names.iter().map(String::as_str));
+    b.ok(&all);
     assert_eq!(b.ok(&["ps", "-aq"]), "");
     assert_eq!(mounts_under(b.root.path()), 0);
+    for id in &ids {
+        assert!(
+            !Path::new(&format!("/sys/fs/cgroup/memory/berth/{id}")).exists(),
+            "cgroup left"
+        );
+    }
     let _ = Stdio::null();
 }
 
@@ -645,4 +658,90 @@ fn health_checks_run_without_a_daemon() {
     ]);
     assert_eq!(o.status.code(), Some(125));
     assert_eq!(mounts_under(b.root.path()), 0);
+}
+
+/// What berth could leave behind (mounts, cgroups under `parent`, processes and files of
+/// this store), counted.
+fn footprint(b: &Berth, parent: &str) -> (usize, usize, usize, usize) {
+    let me = b.root.path().display().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&me))
+        .count();
+    let cgroups = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|h| {
+            std::fs::read_dir(h.path().join(parent))
+                .map(|r| r.flatten().filter(|e| e.path().is_dir()).count())
+                .unwrap_or(0)
+        })
+        .sum::<usize>()
+        + std::fs::read_dir(format!("/sys/fs/cgroup/{parent}"))
+            .map(|r| r.flatten().filter(|e| e.path().is_dir()).count())
+            .unwrap_or(0);
+    let procs = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|c| c.is_ascii_digit()))
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&me))
+                .unwrap_or(false)
+        })
+        .count();
+    let files = std::fs::read_dir(b.root.path().join("containers"))
+        .map(|r| r.count())
+        .unwrap_or(0)
+        + std::fs::read_dir(b.root.path().join("run/runtime"))
+            .map(|r| r.count())
+            .unwrap_or(0);
+    (mounts, cgroups, procs, files)
+}
+
+#[test]
+fn many_cycles_leave_nothing_behind() {
+    require_root!();
+    let (b, _d) = with_busybox("cycles");
+    let parent = berth_testutil::unique_name("cycles");
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            berth_testutil::remove_cgroup_everywhere(&self.0);
+        }
+    }
+    let _c = Cleanup(parent.clone());
+    // Warm up (first use creates directories), then count.
+    b.ok(&["run", "--rm", "--cgroup-parent", &parent, "bb:1", "true"]);
+    let before = footprint(&b, &parent);
+    for _ in 0..200 {
+        b.ok(&[
+            "run",
+            "--rm",
+            "--cgroup-parent",
+            &parent,
+            "--network",
+            "none",
+            "bb:1",
+            "true",
+        ]);
+    }
+    for i in 0..50 {
+        let id = b
+            .ok(&["run", "-d", "--cgroup-parent", &parent, "bb:1", "sleep", "100"])
+            .trim()
+            .to_string();
+        if i % 10 == 0 {
+            assert!(b.ok(&["ps", "-q"]).contains(&id[..12]));
+        }
+        b.ok(&["rm", "-f", &id]);
+    }
+    assert_eq!(
+        footprint(&b, &parent),
+        before,
+        "(mounts, cgroups, processes, files) changed"
+    );
+    assert_eq!(before, (0, 0, 0, 0), "the warm-up left something");
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
 }
