@@ -1273,3 +1273,24 @@ pub fn volume(root: &Path, cmd: &VolumeCmd) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `cp`.
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// CONTAINER:SRC_PATH or a host path.
+    pub src: String,
+    /// CONTAINER:DEST_PATH or a host path.
+    pub dest: String,
+}
+
+/// `cp`: one side must be `CONTAINER:PATH`.
+pub fn cp(root: &Path, a: &CpArgs) -> anyhow::Result<()> {
+    use berth_engine::cp;
+    let e = engine(root)?;
+    match (cp::split(&a.src), cp::split(&a.dest)) {
+        (Some((c, p)), None) => cp::copy_out(&e, c, p, &cp::host(&a.dest)).map_err(engine_exit),
+        (None, Some((c, p))) => cp::copy_in(&e, c, &cp::host(&a.src), p).map_err(engine_exit),
+        (Some(_), Some(_)) => Err(usage("copying between containers is not supported".into())),
+        (None, None) => Err(usage("must specify at least one container source".into())),
+    }
+}

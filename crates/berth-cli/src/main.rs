@@ -95,6 +95,8 @@ enum Command {
         #[command(subcommand)]
         command: ContainerCmd,
     },
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(containers::CpArgs),
     /// Show the berth version information.
     Version,
     /// Manage volumes.
@@ -167,6 +169,7 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
             command: ContainerCmd::Ls(a),
         } => containers::ps(root, &a),
         Command::Volume { command } => containers::volume(root, &command),
+        Command::Cp(a) => containers::cp(root, &a),
         Command::Version => {
             println!("berth version {}", env!("CARGO_PKG_VERSION"));
             println!("OCI runtime: berth-runtime (built in), runtime-spec 1.2");

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod commit;
+pub mod cp;
 pub mod health;
 pub mod logs;
 pub mod monitor;

@@ -745,3 +745,67 @@ fn many_cycles_leave_nothing_behind() {
     assert_eq!(before, (0, 0, 0, 0), "the warm-up left something");
     assert_eq!(b.ok(&["ps", "-aq"]), "");
 }
+
+#[test]
+fn cp_both_ways_and_never_through_hostile_symlinks() {
+    require_root!();
+    let (b, d) = with_busybox("cp");
+    let victim = TempDir::new("cp-victim");
+    std::fs::write(victim.path().join("secret"), "host secret\n").unwrap();
+    let v = victim.path().display().to_string();
+    b.ok(&[
+        "run", "-d", "--name", "box", "bb:1", "sh", "-c",
+        &format!("mkdir -p /srv/dir && echo inside > /srv/dir/a && ln -s {v} /srv/escape && ln -s {v}/secret /srv/leak && ln -s /etc /srv/etcdir && sleep 1000"),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.out(&["exec", "box", "test", "-L", "/srv/etcdir"]).status.code() != Some(0) {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Out: a directory, a file.
+    let out = d.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    b.ok(&["cp", "box:/srv/dir", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(out.join("dir/a")).unwrap(), "inside\n");
+    b.ok(&["cp", "box:/srv/dir/a", out.join("copy").to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(out.join("copy")).unwrap(), "inside\n");
+    // A symlink to a host path is copied as a link, never followed to the host file.
+    b.ok(&["cp", "box:/srv/leak", out.join("leak").to_str().unwrap()]);
+    assert!(std::fs::symlink_metadata(out.join("leak"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // Reading through a container symlink resolves inside the container: /srv/escape/secret
+    // is the container's own path, which does not exist.
+    let e = b.fails(&["cp", "box:/srv/escape/secret", out.join("x").to_str().unwrap()]);
+    assert!(e.contains("Could not find"), "{e}");
+    assert!(!out.join("x").exists());
+    // In: a file and a directory.
+    let src = d.path().join("in");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("sub/f"), "from host\n").unwrap();
+    b.ok(&["cp", src.to_str().unwrap(), "box:/srv"]);
+    assert_eq!(b.ok(&["exec", "box", "cat", "/srv/in/sub/f"]), "from host\n");
+    b.ok(&["cp", src.join("sub/f").to_str().unwrap(), "box:/srv/renamed"]);
+    assert_eq!(b.ok(&["exec", "box", "cat", "/srv/renamed"]), "from host\n");
+    // Writing through container symlinks stays inside the container or is refused.
+    b.fails(&["cp", src.join("sub/f").to_str().unwrap(), "box:/srv/leak"]);
+    assert_eq!(
+        std::fs::read_to_string(victim.path().join("secret")).unwrap(),
+        "host secret\n"
+    );
+    let _ = b.out(&["cp", src.join("sub/f").to_str().unwrap(), "box:/srv/escape/planted"]);
+    assert!(
+        !victim.path().join("planted").exists(),
+        "wrote to the host through a symlink"
+    );
+    b.ok(&["cp", src.join("sub/f").to_str().unwrap(), "box:/srv/etcdir/new"]);
+    assert_eq!(b.ok(&["exec", "box", "cat", "/etc/new"]), "from host\n");
+    assert!(!Path::new("/etc/new").exists());
+    // A stopped container's files are reachable too.
+    b.ok(&["stop", "-t", "1", "box"]);
+    b.ok(&["cp", "box:/srv/renamed", out.join("after").to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(out.join("after")).unwrap(), "from host\n");
+    b.ok(&["rm", "box"]);
+    assert_eq!(mounts_under(b.root.path()), 0);
+}
