@@ -119,13 +119,14 @@ fn no_host_descriptors_or_cwd_reach_the_container() {
     let raw = host_dir.as_raw_fd();
     let mut c = rt.cmd(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
     c.current_dir("/etc");
-    // SAFETY: dup2 and fcntl in the forked child before exec touch only descriptors.
+    // The runtime inherits an open host directory (its number does not matter; a fixed
+    // number could land on std's own exec-status pipe).
+    // SAFETY: fcntl in the forked child before exec touches only a descriptor.
     unsafe {
         c.pre_exec(move || {
-            if libc::dup2(raw, 7) < 0 {
+            if libc::fcntl(raw, libc::F_SETFD, 0) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            libc::fcntl(7, libc::F_SETFD, 0);
             Ok(())
         });
     }
