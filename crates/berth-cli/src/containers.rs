@@ -1294,3 +1294,215 @@ pub fn cp(root: &Path, a: &CpArgs) -> anyhow::Result<()> {
         (None, None) => Err(usage("must specify at least one container source".into())),
     }
 }
+
+/// `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// CONTAINER... (default: all running)
+    pub containers: Vec<String>,
+    /// Disable streaming stats and only pull the first result.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Format output using a Go template, or `json`.
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// One sample of a container's usage: (cpu ns, memory bytes, memory limit, pids).
+fn sample(e: &Engine, id: &str) -> Option<(u64, u64, u64, u64)> {
+    let v = e.runtime().stats(id).ok()?;
+    let d = &v["data"];
+    let limit = d["memory"]["usage"]["limit"].as_u64().unwrap_or(0);
+    let host = host_memory();
+    let limit = if limit == 0 || limit > host { host } else { limit };
+    let cache = d["memory"]["raw"]["total_inactive_file"].as_u64().unwrap_or(0);
+    Some((
+        d["cpu"]["usage"]["total"].as_u64().unwrap_or(0),
+        d["memory"]["usage"]["usage"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(cache),
+        limit,
+        d["pids"]["current"].as_u64().unwrap_or(0),
+    ))
+}
+
+/// `stats`: CPU, memory and pids of running containers (`--no-stream`: one reading).
+pub fn stats(root: &Path, a: &StatsArgs) -> anyhow::Result<()> {
+    let e = engine(root)?;
+    let recs: Vec<Record> = if a.containers.is_empty() {
+        e.all()?.into_iter().filter(|r| e.state(&r.id).running()).collect()
+    } else {
+        a.containers
+            .iter()
+            .map(|c| e.resolve(c).map_err(engine_exit))
+            .collect::<anyhow::Result<_>>()?
+    };
+    loop {
+        let first: Vec<_> = recs.iter().map(|r| sample(&e, &r.id)).collect();
+        let t0 = std::time::Instant::now();
+        std::thread::sleep(Duration::from_millis(500));
+        let elapsed = t0.elapsed().as_nanos() as f64;
+        let mut rows = Vec::new();
+        for (r, s1) in recs.iter().zip(first) {
+            let s2 = sample(&e, &r.id);
+            let (cpu, mem, limit, pids) = match (s1, s2) {
+                (Some(a1), Some(a2)) => {
+                    #[allow(clippy::cast_precision_loss)]
+                    let cpu = a2.0.saturating_sub(a1.0) as f64 / elapsed * 100.0;
+                    (cpu, a2.1, a2.2, a2.3)
+                }
+                _ => (0.0, 0, 0, 0),
+            };
+            #[allow(clippy::cast_precision_loss)]
+            let mem_pct = if limit > 0 {
+                mem as f64 / limit as f64 * 100.0
+            } else {
+                0.0
+            };
+            rows.push(json!({
+                "ID": r.id[..12],
+                "Container": r.id[..12],
+                "Name": r.name,
+                "CPUPerc": format!("{cpu:.2}%"),
+                "MemUsage": format!("{} / {}", iec(mem), iec(limit)),
+                "MemPerc": format!("{mem_pct:.2}%"),
+                "NetIO": "0B / 0B",
+                "BlockIO": "0B / 0B",
+                "PIDs": pids.to_string(),
+            }));
+        }
+        match &a.format {
+            Some(f) if f == "json" => {
+                for r in &rows {
+                    println!("{r}");
+                }
+            }
+            Some(f) => {
+                let t = Template::parse(f)?;
+                for r in &rows {
+                    println!("{}", t.render(r)?);
+                }
+            }
+            None => {
+                let mut lines = vec![[
+                    "CONTAINER ID",
+                    "NAME",
+                    "CPU %",
+                    "MEM USAGE / LIMIT",
+                    "MEM %",
+                    "NET I/O",
+                    "BLOCK I/O",
+                    "PIDS",
+                ]
+                .map(str::to_string)
+                .to_vec()];
+                for r in &rows {
+                    lines.push(
+                        [
+                            "ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs",
+                        ]
+                        .iter()
+                        .map(|k| r[*k].as_str().unwrap_or("").to_string())
+                        .collect(),
+                    );
+                }
+                if !a.no_stream {
+                    print!("\x1b[2J\x1b[H");
+                }
+                print!("{}", table(&lines));
+            }
+        }
+        std::io::stdout().flush()?;
+        if a.no_stream {
+            return Ok(());
+        }
+    }
+}
+
+/// Binary units as `docker stats` shows them (`1.5MiB`).
+fn iec(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    #[allow(clippy::cast_precision_loss)]
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < U.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.4}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + U[i]
+    }
+}
+
+/// `update`.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// CONTAINER...
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Memory limit.
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Tune container pids limit.
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// CPU shares (relative weight).
+    #[arg(short = 'c', long)]
+    pub cpu_shares: Option<u64>,
+    /// Number of CPUs.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+}
+
+/// `update`: new limits on running containers.
+pub fn update(root: &Path, a: &UpdateArgs) -> anyhow::Result<()> {
+    let mut res = json!({});
+    if let Some(m) = &a.memory {
+        let v = berth_engine::spec::parse_size(m).map_err(|err| usage(err.to_string()))?;
+        res["memory"] = json!({"limit": v});
+    }
+    if let Some(p) = a.pids_limit {
+        res["pids"] = json!({"limit": p});
+    }
+    if let Some(s) = a.cpu_shares {
+        res["cpu"]["shares"] = json!(s);
+    }
+    if let Some(c) = a.cpus {
+        if c <= 0.0 {
+            return Err(usage(format!("invalid --cpus {c}")));
+        }
+        res["cpu"]["period"] = json!(100_000u64);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let quota = (c * 100_000.0) as i64;
+        res["cpu"]["quota"] = json!(quota);
+    }
+    let res: berth_oci::oci_spec::runtime::LinuxResources =
+        serde_json::from_value(res).context("building resources")?;
+    each(root, &a.containers, &|e, n| {
+        let r = e.resolve(n)?;
+        if !e.state(&r.id).running() {
+            return Err(EngineError::Conflict(format!("container {} is not running", r.id)));
+        }
+        e.runtime().update(&r.id, &res)?;
+        Ok(())
+    })
+}

@@ -97,6 +97,10 @@ enum Command {
     },
     /// Copy files/folders between a container and the local filesystem.
     Cp(containers::CpArgs),
+    /// Display a live stream of container resource usage statistics.
+    Stats(containers::StatsArgs),
+    /// Update configuration of one or more containers.
+    Update(containers::UpdateArgs),
     /// Show the berth version information.
     Version,
     /// Manage volumes.
@@ -170,6 +174,8 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
         } => containers::ps(root, &a),
         Command::Volume { command } => containers::volume(root, &command),
         Command::Cp(a) => containers::cp(root, &a),
+        Command::Stats(a) => containers::stats(root, &a),
+        Command::Update(a) => containers::update(root, &a),
         Command::Version => {
             println!("berth version {}", env!("CARGO_PKG_VERSION"));
             println!("OCI runtime: berth-runtime (built in), runtime-spec 1.2");

@@ -820,3 +820,44 @@ fn cp_both_ways_and_never_through_hostile_symlinks() {
     b.ok(&["rm", "box"]);
     assert_eq!(mounts_under(b.root.path()), 0);
 }
+
+#[test]
+fn stats_and_update() {
+    require_root!();
+    let (b, _d) = with_busybox("stats");
+    let id = b
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "busy",
+            "--memory",
+            "64m",
+            "bb:1",
+            "sh",
+            "-c",
+            "while true; do :; done",
+        ])
+        .trim()
+        .to_string();
+    let out = b.ok(&["stats", "--no-stream", "busy"]);
+    let head = out.lines().next().unwrap();
+    assert!(
+        head.starts_with("CONTAINER ID") && head.contains("MEM USAGE / LIMIT"),
+        "{out}"
+    );
+    let row: Value = serde_json::from_str(b.ok(&["stats", "--no-stream", "--format", "json", "busy"]).trim()).unwrap();
+    assert_eq!(row["Name"], "busy");
+    assert!(row["MemUsage"].as_str().unwrap().ends_with("/ 64MiB"), "{row}");
+    let cpu: f64 = row["CPUPerc"].as_str().unwrap().trim_end_matches('%').parse().unwrap();
+    assert!(cpu > 10.0, "a busy loop shows CPU: {row}");
+    assert_eq!(row["PIDs"], "1");
+    b.ok(&["update", "--memory", "128m", "--pids-limit", "30", "busy"]);
+    let mem = std::fs::read_to_string(format!("/sys/fs/cgroup/memory/berth/{id}/memory.limit_in_bytes"))
+        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/berth/{id}/memory.max")))
+        .unwrap();
+    assert_eq!(mem.trim(), (128u64 << 20).to_string());
+    b.ok(&["rm", "-f", "busy"]);
+    let e = b.fails(&["update", "--memory", "128m", "busy"]);
+    assert!(e.contains("No such container"), "{e}");
+}
