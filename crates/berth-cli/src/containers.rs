@@ -105,6 +105,21 @@ pub struct CreateArgs {
     /// Disable any container-specified HEALTHCHECK.
     #[arg(long)]
     pub no_healthcheck: bool,
+    /// Add Linux capabilities.
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities.
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// Give extended privileges to this container.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Security options (seccomp=unconfined|PROFILE.json, no-new-privileges).
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// Ulimit options (name=soft[:hard]).
+    #[arg(long)]
+    pub ulimit: Vec<String>,
     /// Optional parent cgroup for the container.
     #[arg(long)]
     pub cgroup_parent: Option<String>,
@@ -293,6 +308,11 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         health_retries: a.health_retries,
         no_healthcheck: a.no_healthcheck,
         cgroup_parent: a.cgroup_parent.clone(),
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        privileged: a.privileged,
+        security_opt: a.security_opt.clone(),
+        ulimits: a.ulimit.clone(),
     })
 }
 

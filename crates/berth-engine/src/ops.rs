@@ -68,6 +68,62 @@ pub struct CreateOptions {
     pub no_healthcheck: bool,
     /// `--cgroup-parent` (default `/berth`).
     pub cgroup_parent: Option<String>,
+    /// `--cap-add`.
+    pub cap_add: Vec<String>,
+    /// `--cap-drop`.
+    pub cap_drop: Vec<String>,
+    /// `--privileged`.
+    pub privileged: bool,
+    /// `--security-opt`.
+    pub security_opt: Vec<String>,
+    /// `--ulimit`.
+    pub ulimits: Vec<String>,
+}
+
+/// `--ulimit name=soft[:hard]`.
+fn parse_ulimit(s: &str) -> Result<(String, u64, u64)> {
+    let bad = || EngineError::Invalid(format!("invalid ulimit argument: {s}"));
+    let (name, v) = s.split_once('=').ok_or_else(bad)?;
+    const KNOWN: [&str; 15] = [
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+    ];
+    if !KNOWN.contains(&name) {
+        return Err(EngineError::Invalid(format!("invalid ulimit type: {name}")));
+    }
+    let (soft, hard) = v.split_once(':').unwrap_or((v, v));
+    let parse = |x: &str| -> Result<u64> {
+        if x == "-1" || x == "unlimited" {
+            Ok(u64::MAX)
+        } else {
+            x.parse().map_err(|_| bad())
+        }
+    };
+    let (soft, hard) = (parse(soft)?, parse(hard)?);
+    if soft > hard {
+        return Err(EngineError::Invalid(format!(
+            "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+        )));
+    }
+    let name = if name == "nofile" {
+        "nofile".to_string()
+    } else {
+        name.to_string()
+    };
+    Ok((name, soft, hard))
 }
 
 /// The health check: the image's `Healthcheck`, overridden field by field by the flags.
@@ -268,6 +324,31 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         mounts,
         anonymous_volumes: anonymous,
         health: health_config(c.get("Healthcheck"), o)?,
+        cap_add: o.cap_add.iter().map(|c| spec::cap_name(c)).collect::<Result<_>>()?,
+        cap_drop: o.cap_drop.iter().map(|c| spec::cap_name(c)).collect::<Result<_>>()?,
+        privileged: o.privileged,
+        seccomp: {
+            let mut p = String::new();
+            for so in &o.security_opt {
+                match so.split_once(['=', ':']) {
+                    Some(("seccomp", "unconfined")) => p = "unconfined".into(),
+                    Some(("seccomp", file)) => {
+                        p = std::fs::read_to_string(file).map_err(|e| {
+                            EngineError::Invalid(format!("opening seccomp profile ({file}) failed: {e}"))
+                        })?;
+                    }
+                    Some(("no-new-privileges", _)) | None if so.starts_with("no-new-privileges") => {}
+                    Some(("label" | "apparmor", _)) => {}
+                    _ => return Err(EngineError::Invalid(format!("invalid --security-opt: {so:?}"))),
+                }
+            }
+            p
+        },
+        no_new_privileges: o
+            .security_opt
+            .iter()
+            .any(|s| s == "no-new-privileges" || s == "no-new-privileges:true" || s == "no-new-privileges=true"),
+        ulimits: o.ulimits.iter().map(|u| parse_ulimit(u)).collect::<Result<_>>()?,
         cgroup_parent: match &o.cgroup_parent {
             Some(p) if p.split('/').any(|c| c == ".." || c == ".") => {
                 return Err(EngineError::Invalid(format!("invalid --cgroup-parent {p:?}")))

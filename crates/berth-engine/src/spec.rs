@@ -28,6 +28,208 @@ pub const DEFAULT_CAPS: [&str; 14] = [
     "CAP_AUDIT_WRITE",
 ];
 
+/// Every capability, for `--privileged` and `--cap-add ALL`.
+pub const ALL_CAPS: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Normalises a capability name as Docker accepts it (`net_admin`, `NET_ADMIN`, `CAP_NET_ADMIN`).
+pub fn cap_name(c: &str) -> Result<String> {
+    let up = c.to_ascii_uppercase();
+    if up == "ALL" {
+        return Ok(up);
+    }
+    let full = if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    };
+    if ALL_CAPS.contains(&full.as_str()) {
+        Ok(full)
+    } else {
+        Err(EngineError::Invalid(format!("invalid capability: {c}")))
+    }
+}
+
+/// The capabilities berth itself holds (its bounding set): "all" can mean no more.
+fn host_caps() -> Vec<String> {
+    let bnd = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("CapBnd:"))
+                .and_then(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bnd & (1u64 << i) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
+
+/// The capability set: Docker's defaults, then `--cap-add`, then `--cap-drop`.
+pub fn capabilities(r: &Record) -> Vec<String> {
+    let mut caps: Vec<String> = if r.privileged || r.cap_add.iter().any(|c| c == "ALL") {
+        host_caps()
+    } else {
+        DEFAULT_CAPS.iter().map(|c| c.to_string()).collect()
+    };
+    for c in &r.cap_add {
+        if c != "ALL" && !caps.contains(c) {
+            caps.push(c.clone());
+        }
+    }
+    if r.cap_drop.iter().any(|c| c == "ALL") {
+        caps.retain(|c| r.cap_add.contains(c));
+    } else {
+        caps.retain(|c| !r.cap_drop.contains(c));
+    }
+    caps
+}
+
+/// Syscalls the default seccomp profile refuses (EPERM): kernel modules, reboot, clocks,
+/// keyrings, kexec, BPF, perf, mounts and namespaces (unless CAP_SYS_ADMIN was granted), the
+/// handle-based opens of the shocker escape, and the like. Everything else is allowed.
+const BLOCKED: &[&str] = &[
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "move_pages",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "perf_event_open",
+    "process_vm_readv",
+    "process_vm_writev",
+    "query_module",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "settimeofday",
+    "stime",
+    "swapon",
+    "swapoff",
+    "sysfs",
+    "_sysctl",
+    "syslog",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vm86",
+    "vm86old",
+];
+
+/// Also refused without CAP_SYS_ADMIN.
+const ADMIN_ONLY: &[&str] = &[
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "setns",
+    "unshare",
+];
+
+/// berth's default seccomp profile (see [`BLOCKED`]); `clone` may not create namespaces and
+/// `clone3` answers ENOSYS so libc falls back to `clone`, both as in Docker's profile.
+pub fn default_seccomp(caps: &[String]) -> Value {
+    let admin = caps.iter().any(|c| c == "CAP_SYS_ADMIN");
+    let mut names: Vec<&str> = BLOCKED.to_vec();
+    if !admin {
+        names.extend(ADMIN_ONLY);
+    }
+    let mut syscalls = vec![json!({"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": 1})];
+    if !admin {
+        syscalls.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}));
+        for flag in [
+            0x0002_0000u64,
+            0x0200_0000,
+            0x0400_0000,
+            0x0800_0000,
+            0x1000_0000,
+            0x2000_0000,
+            0x4000_0000,
+        ] {
+            syscalls.push(json!({
+                "names": ["clone"],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": 1,
+                "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}]
+            }));
+        }
+    }
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+        "syscalls": syscalls,
+    })
+}
+
 /// The default PATH when neither image nor user sets one.
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -166,6 +368,7 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
     } else {
         r.working_dir.clone()
     };
+    let caps = capabilities(r);
     let mut user_mounts = Vec::new();
     for m in &r.mounts {
         let ro = if m.read_only { vec!["ro"] } else { vec![] };
@@ -196,8 +399,8 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
             "args": args,
             "env": r.env,
             "cwd": cwd,
-            "capabilities": {"bounding": DEFAULT_CAPS, "effective": DEFAULT_CAPS, "permitted": DEFAULT_CAPS},
-            "noNewPrivileges": false,
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": r.no_new_privileges,
             "oomScoreAdj": 0
         },
         "root": {"path": rootfs.display().to_string(), "readonly": r.read_only},
@@ -226,6 +429,33 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
     });
     if let Some(ms) = spec["mounts"].as_array_mut() {
         ms.extend(user_mounts);
+    }
+    if !r.ulimits.is_empty() {
+        spec["process"]["rlimits"] = json!(r
+            .ulimits
+            .iter()
+            .map(|(n, soft, hard)| json!({"type": format!("RLIMIT_{}", n.to_ascii_uppercase()), "soft": soft, "hard": hard}))
+            .collect::<Vec<_>>());
+    }
+    if r.privileged {
+        // Docker's --privileged: every capability, no seccomp, no masked or read-only
+        // /proc paths, every device allowed, /sys writable.
+        spec["linux"]["maskedPaths"] = json!([]);
+        spec["linux"]["readonlyPaths"] = json!([]);
+        spec["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+        if let Some(ms) = spec["mounts"].as_array_mut() {
+            for m in ms.iter_mut() {
+                if m["destination"] == "/sys" {
+                    m["options"] = json!(["nosuid", "noexec", "nodev"]);
+                }
+            }
+        }
+    } else if r.seccomp.is_empty() {
+        spec["linux"]["seccomp"] = default_seccomp(&caps);
+    } else if r.seccomp != "unconfined" {
+        let profile: Value = serde_json::from_str(&r.seccomp)
+            .map_err(|e| EngineError::Invalid(format!("decoding seccomp profile failed: {e}")))?;
+        spec["linux"]["seccomp"] = profile;
     }
     Ok(spec)
 }

@@ -75,6 +75,24 @@ pub struct Record {
     /// The cgroup the container's cgroup is made under.
     #[serde(default)]
     pub cgroup_parent: String,
+    /// `--cap-add` (`CAP_`-prefixed, or `ALL`).
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    /// `--cap-drop` (`CAP_`-prefixed, or `ALL`).
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// `--privileged`.
+    #[serde(default)]
+    pub privileged: bool,
+    /// `--security-opt seccomp=`: `unconfined`, or a profile's JSON; empty for the default.
+    #[serde(default)]
+    pub seccomp: String,
+    /// `--security-opt no-new-privileges`.
+    #[serde(default)]
+    pub no_new_privileges: bool,
+    /// `--ulimit name=soft[:hard]`.
+    #[serde(default)]
+    pub ulimits: Vec<(String, u64, u64)>,
 }
 
 /// How a container is, as the monitor recorded it.

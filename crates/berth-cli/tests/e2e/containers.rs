@@ -861,3 +861,112 @@ fn stats_and_update() {
     let e = b.fails(&["update", "--memory", "128m", "busy"]);
     assert!(e.contains("No such container"), "{e}");
 }
+
+#[test]
+fn security_defaults_and_their_flags() {
+    require_root!();
+    let (b, d) = with_busybox("security");
+    let caps = |args: &[&str]| -> u64 {
+        let mut a = vec!["run", "--rm"];
+        a.extend(args);
+        a.extend([
+            "bb:1",
+            "sh",
+            "-c",
+            "while read k v; do [ \"$k\" = CapEff: ] && echo $v; done < /proc/self/status; true",
+        ]);
+        u64::from_str_radix(b.ok(&a).trim(), 16).unwrap()
+    };
+    // Docker's 14 capabilities by default; add and drop by any spelling; ALL.
+    assert_eq!(caps(&[]), 0xa80425fb);
+    assert_eq!(caps(&["--cap-add", "net_admin"]), 0xa80425fb | (1 << 12));
+    assert_eq!(
+        caps(&["--cap-drop", "CAP_CHOWN", "--cap-drop", "kill"]),
+        0xa80425fb & !1 & !(1 << 5)
+    );
+    assert_eq!(caps(&["--cap-drop", "ALL"]), 0);
+    assert_eq!(caps(&["--cap-drop", "ALL", "--cap-add", "SETUID"]), 1 << 7);
+    let o = b.out(&["run", "--rm", "--cap-add", "CAP_BOGUS", "bb:1", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    // Seccomp on by default: namespaces and keyrings are refused, unconfined lifts it.
+    let img = d.path().join("full");
+    std::fs::create_dir_all(img.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", img.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", img.join("bin/unshare")).unwrap();
+    std::os::unix::fs::symlink("busybox", img.join("bin/true")).unwrap();
+    let tar = d.path().join("full.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&img)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    b.ok(&["import", tar.to_str().unwrap(), "full:1"]);
+    let o = b.out(&["run", "--rm", "full:1", "unshare", "-U", "true"]);
+    assert_ne!(o.status.code(), Some(0), "unshare allowed by the default profile");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Operation not permitted"));
+    b.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "full:1",
+        "unshare",
+        "-U",
+        "true",
+    ]);
+    // A profile file is used as given.
+    let prof = d.path().join("deny-getpid.json");
+    std::fs::write(&prof, r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#).unwrap();
+    let o = b.out(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &format!("seccomp={}", prof.display()),
+        "bb:1",
+        "mkdir",
+        "/tmp/x",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // no-new-privileges, ulimits.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges",
+        "bb:1",
+        "sh",
+        "-c",
+        "while read k v; do [ \"$k\" = NoNewPrivs: ] && echo $v; done < /proc/self/status; true",
+    ]);
+    assert_eq!(out.trim(), "1");
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--ulimit",
+            "nofile=100:200",
+            "bb:1",
+            "sh",
+            "-c",
+            "ulimit -n"
+        ])
+        .trim(),
+        "100"
+    );
+    let o = b.out(&["run", "--rm", "--ulimit", "nofile=300:200", "bb:1", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    // --privileged: every capability berth holds, /proc/keys and /sys/firmware unmasked.
+    let all = caps(&["--privileged"]);
+    assert!(all & (1 << 21) != 0, "CAP_SYS_ADMIN: {all:x}");
+    let masked = b.ok(&["run", "--rm", "bb:1", "sh", "-c", "cat /proc/keys | wc -c"]);
+    assert_eq!(masked.trim(), "0");
+    let _ = b.ok(&["run", "--rm", "--privileged", "bb:1", "true"]);
+}
