@@ -462,23 +462,7 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
 
 /// Parses Docker's memory sizes: `512`, `64k`, `100m`, `1g` (binary units, `b` optional).
 pub fn parse_size(s: &str) -> Result<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mul) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| EngineError::Invalid(format!("invalid size: '{s}'")))?;
-    if v.is_nan() || v < 0.0 {
-        return Err(EngineError::Invalid(format!("invalid size: '{s}'")));
-    }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
-    Ok((v * mul as f64) as i64)
+    berth_oci::units::parse_size(s).ok_or_else(|| EngineError::Invalid(format!("invalid size: '{s}'")))
 }
 
 #[cfg(test)]

@@ -99,24 +99,10 @@ pub struct UpdateArgs {
 
 /// Parses `512`, `64k`, `512m`, `1g`, `-1`.
 pub fn parse_bytes(s: &str) -> anyhow::Result<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    if t == "-1" {
+    if s.trim() == "-1" {
         return Ok(-1);
     }
-    let t = t.trim_end_matches('b');
-    let (num, mul) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
-    if n < 0.0 {
-        bail!("invalid size {s:?}");
-    }
-    #[allow(clippy::cast_possible_truncation)]
-    Ok((n * mul as f64) as i64)
+    berth_oci::units::parse_size(s).with_context(|| format!("invalid size {s:?}"))
 }
 
 pub fn update(rt: &Runtime, a: UpdateArgs) -> anyhow::Result<ExitCode> {

@@ -10,6 +10,21 @@ use serde_json::Value;
 
 use crate::images::Berth;
 
+/// Packs a directory into a tar (GNU tar exits 1 when a file changed while read, which a
+/// parallel test touching /tmp can cause: that is not a failure here).
+fn tar_dir(dir: &Path, tar: &Path) {
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("--warning=no-file-changed")
+        .arg("-cf")
+        .arg(tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.code().is_some_and(|c| c <= 1) && std::fs::metadata(tar).unwrap().len() > 0);
+}
+
 /// A store with a busybox image `bb:1` (CMD sh) and the tarball it came from.
 fn with_busybox(test: &str) -> (Berth, TempDir) {
     let b = Berth::new(test);
@@ -23,17 +38,7 @@ fn with_busybox(test: &str) -> (Berth, TempDir) {
     .unwrap();
     std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
     let tar = dir.path().join("rootfs.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("--warning=no-file-changed")
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    // GNU tar exits 1 when a file changed while read (a parallel test touching /tmp).
-    assert!(st.code().is_some_and(|c| c <= 1) && std::fs::metadata(&tar).unwrap().len() > 0);
+    tar_dir(&rootfs, &tar);
     b.ok(&[
         "import",
         "-c",
@@ -481,16 +486,7 @@ fn volumes_binds_and_tmpfs() {
     std::fs::create_dir_all(rootfs.join("data")).unwrap();
     std::fs::write(rootfs.join("data/seed"), "from image\n").unwrap();
     let tar = d.path().join("vol.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("--warning=no-file-changed")
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.code().is_some_and(|c| c <= 1));
+    tar_dir(&rootfs, &tar);
     b.ok(&["import", "-c", "VOLUME /data", tar.to_str().unwrap(), "vol:1"]);
     // A named volume gets the image's content (copy-up) and keeps what containers write.
     let out = b.ok(&[
@@ -895,15 +891,7 @@ fn security_defaults_and_their_flags() {
     std::os::unix::fs::symlink("busybox", img.join("bin/unshare")).unwrap();
     std::os::unix::fs::symlink("busybox", img.join("bin/true")).unwrap();
     let tar = d.path().join("full.tar");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(&img)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
+    tar_dir(&img, &tar);
     b.ok(&["import", tar.to_str().unwrap(), "full:1"]);
     let o = b.out(&["run", "--rm", "full:1", "unshare", "-U", "true"]);
     assert_ne!(o.status.code(), Some(0), "unshare allowed by the default profile");
