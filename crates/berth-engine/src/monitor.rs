@@ -241,50 +241,47 @@ fn monitor(root: &Path, id: &str) -> Result<()> {
 /// faults them back from the file, with the kernel's 64 KiB fault-around). A mapping with
 /// any private (written) page, such as relocated data, is left alone.
 fn shed_memory() {
-    // SAFETY: malloc_trim only returns free heap memory to the kernel.
-    unsafe { libc::malloc_trim(0) };
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
-        return;
-    };
-    let mut current: Option<(usize, usize, bool)> = None;
-    let drop_range = |r: Option<(usize, usize, bool)>, anon_kb: u64| {
-        if let Some((a, b, candidate)) = r {
-            if candidate && anon_kb == 0 {
-                // SAFETY: a private file mapping of this process whose pages are all
-                // unmodified file pages: dropping them only unmaps them until the next
-                // access, which reads them back from the file.
-                unsafe {
-                    libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED);
+    let mut drops: Vec<(usize, usize)> = Vec::new();
+    let mut stack: Option<(usize, usize)> = None;
+    if let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") {
+        let mut current: Option<(usize, usize, bool)> = None;
+        let mut anon = 0u64;
+        let finish = |r: Option<(usize, usize, bool)>, anon_kb: u64, drops: &mut Vec<(usize, usize)>| {
+            if let Some((a, b, candidate)) = r {
+                if candidate && anon_kb == 0 {
+                    drops.push((a, b));
                 }
             }
-        }
-    };
-    let mut anon = 0u64;
-    let mut stack: Option<(usize, usize)> = None;
-    for line in smaps.lines() {
-        let mut f = line.split_whitespace();
-        let Some(first) = f.next() else { continue };
-        if let Some((a, b)) = first
-            .split_once('-')
-            .filter(|_| first.contains('-') && !first.ends_with(':'))
-        {
-            let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
-                continue;
-            };
-            drop_range(current.take(), anon);
-            anon = 0;
-            let perms = f.next().unwrap_or("");
-            let path = f.nth(3).unwrap_or("");
-            if path == "[stack]" {
-                stack = Some((a, b));
+        };
+        for line in smaps.lines() {
+            let mut f = line.split_whitespace();
+            let Some(first) = f.next() else { continue };
+            if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+                let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+                    continue;
+                };
+                finish(current.take(), anon, &mut drops);
+                anon = 0;
+                let perms = f.next().unwrap_or("");
+                let path = f.nth(3).unwrap_or("");
+                if path == "[stack]" {
+                    stack = Some((a, b));
+                }
+                let candidate = (perms == "r-xp" || perms == "r--p") && path.starts_with('/');
+                current = Some((a, b, candidate));
+            } else if first == "Anonymous:" {
+                anon = f.next().and_then(|v| v.parse().ok()).unwrap_or(1);
             }
-            let candidate = (perms == "r-xp" || perms == "r--p") && path.starts_with('/');
-            current = Some((a, b, candidate));
-        } else if first == "Anonymous:" {
-            anon = f.next().and_then(|v| v.parse().ok()).unwrap_or(1);
         }
+        finish(current.take(), anon, &mut drops);
     }
-    drop_range(current.take(), anon);
+    for (a, b) in drops.drain(..) {
+        // SAFETY: a private file mapping of this process whose pages are all unmodified file
+        // pages: dropping them only unmaps them until the next access, which reads them back
+        // from the file.
+        unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) };
+    }
+    drop(drops);
     // The part of the stack setup used below where the monitor now runs (clap, SQLite and
     // the runtime go deep): unused until a deeper call faults fresh zero pages back in.
     let here = 0u8;
@@ -297,11 +294,11 @@ fn shed_memory() {
             unsafe { libc::madvise(lo as *mut libc::c_void, keep_below - lo, libc::MADV_DONTNEED) };
         }
     }
+    // Last, once the buffers above are freed too.
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe { libc::malloc_trim(0) };
 }
 
-/// Moves output into the log until the init has exited and both pipes are drained (or the
-/// pid namespace's last holder is gone); reaps every orphan meanwhile. Returns the init's
-/// exit code in Docker's terms (128 + signal for a kill).
 /// Where the engine keeps runtime state for a data root (as `Engine::open` decides).
 fn root_run(root: &Path) -> std::path::PathBuf {
     if root == Path::new("/var/lib/berth") {
