@@ -66,6 +66,24 @@ pub struct CreateArgs {
     /// Memory limit.
     #[arg(short, long)]
     pub memory: Option<String>,
+    /// Memory soft limit.
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap.
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// CPU shares (relative weight).
+    #[arg(short = 'c', long)]
+    pub cpu_shares: Option<u64>,
+    /// CPUs in which to allow execution (0-3, 0,1).
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Logging driver for the container (json-file, none).
+    #[arg(long, default_value = "json-file")]
+    pub log_driver: String,
     /// Tune container pids limit (-1 for unlimited).
     #[arg(long)]
     pub pids_limit: Option<i64>,
@@ -313,6 +331,24 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         privileged: a.privileged,
         security_opt: a.security_opt.clone(),
         ulimits: a.ulimit.clone(),
+        memory_reservation: match &a.memory_reservation {
+            Some(m) => berth_engine::spec::parse_size(m).map_err(|e| {
+                usage(format!(
+                    "invalid argument \"{m}\" for \"--memory-reservation\" flag: {e}"
+                ))
+            })?,
+            None => 0,
+        },
+        memory_swap: match a.memory_swap.as_deref() {
+            Some("-1") => -1,
+            Some(m) => berth_engine::spec::parse_size(m)
+                .map_err(|e| usage(format!("invalid argument \"{m}\" for \"--memory-swap\" flag: {e}")))?,
+            None => 0,
+        },
+        cpus: a.cpus.unwrap_or(0.0),
+        cpu_shares: a.cpu_shares.unwrap_or(0),
+        cpuset_cpus: a.cpuset_cpus.clone().unwrap_or_default(),
+        log_driver: a.log_driver.clone(),
     })
 }
 
@@ -611,9 +647,14 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "NetworkMode": r.network_mode,
             "AutoRemove": r.auto_remove,
             "Memory": r.memory,
+            "MemoryReservation": r.memory_reservation,
+            "MemorySwap": r.memory_swap,
+            "NanoCpus": r.cpu_quota * 10_000,
+            "CpuShares": r.cpu_shares,
+            "CpusetCpus": r.cpuset_cpus,
             "PidsLimit": if r.pids_limit > 0 { json!(r.pids_limit) } else { Value::Null },
             "ReadonlyRootfs": r.read_only,
-            "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+            "LogConfig": if r.log_driver == "none" { json!({"Type": "none", "Config": {}}) } else { json!({"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}) },
             "RestartPolicy": {"Name": if r.restart.is_empty() { "no" } else { r.restart.as_str() }, "MaximumRetryCount": r.restart_max},
         },
         "GraphDriver": {

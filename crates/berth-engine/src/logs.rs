@@ -55,6 +55,10 @@ impl Writer {
         buf.extend_from_slice(b"\",\"time\":\"");
         buf.extend_from_slice(berth_image::store::now().as_bytes());
         buf.extend_from_slice(b"\"}\n");
+        if self.max_size == 1 {
+            // The `none` driver: drained, not kept.
+            return Ok(());
+        }
         if self.max_size > 0 && self.size + buf.len() as u64 > self.max_size && self.size > 0 {
             self.rotate()?;
         }

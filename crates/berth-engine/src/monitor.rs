@@ -158,7 +158,14 @@ fn monitor(root: &Path, id: &str) -> Result<()> {
         eng.save_state(&rec.id, &st)?;
         let began = Instant::now();
 
-        let mut log = crate::logs::Writer::open(&dir.join("json.log"), LOG_MAX_SIZE, LOG_MAX_FILES)
+        // --log-driver none: output is still drained (the container must never block on a
+        // full pipe), but a zero-size log keeps nothing.
+        let (max, files) = if rec.log_driver == "none" {
+            (1, 1)
+        } else {
+            (LOG_MAX_SIZE, LOG_MAX_FILES)
+        };
+        let mut log = crate::logs::Writer::open(&dir.join("json.log"), max, files)
             .map_err(crate::io_err("opening", dir.join("json.log")))?;
         // Idle, the monitor should cost almost nothing: close the database, give the heap
         // back and drop the code pages setup touched (they fault back in if needed).

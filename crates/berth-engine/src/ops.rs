@@ -78,6 +78,18 @@ pub struct CreateOptions {
     pub security_opt: Vec<String>,
     /// `--ulimit`.
     pub ulimits: Vec<String>,
+    /// `--memory-reservation` bytes.
+    pub memory_reservation: i64,
+    /// `--memory-swap` bytes (-1 unlimited).
+    pub memory_swap: i64,
+    /// `--cpus`.
+    pub cpus: f64,
+    /// `--cpu-shares`.
+    pub cpu_shares: u64,
+    /// `--cpuset-cpus`.
+    pub cpuset_cpus: String,
+    /// `--log-driver`.
+    pub log_driver: String,
 }
 
 /// `--ulimit name=soft[:hard]`.
@@ -349,6 +361,39 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             .iter()
             .any(|s| s == "no-new-privileges" || s == "no-new-privileges:true" || s == "no-new-privileges=true"),
         ulimits: o.ulimits.iter().map(|u| parse_ulimit(u)).collect::<Result<_>>()?,
+        memory_reservation: o.memory_reservation,
+        memory_swap: {
+            if o.memory_swap > 0 && o.memory > 0 && o.memory_swap < o.memory {
+                return Err(EngineError::Invalid(
+                    "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
+                ));
+            }
+            if o.memory_swap > 0 && o.memory == 0 {
+                return Err(EngineError::Invalid(
+                    "You should always set the Memory limit when using Memoryswap limit, see usage".into(),
+                ));
+            }
+            o.memory_swap
+        },
+        cpu_quota: {
+            if o.cpus < 0.0 {
+                return Err(EngineError::Invalid(format!("invalid --cpus {}", o.cpus)));
+            }
+            #[allow(clippy::cast_possible_truncation)]
+            let q = (o.cpus * 100_000.0) as i64;
+            q
+        },
+        cpu_shares: o.cpu_shares,
+        cpuset_cpus: o.cpuset_cpus.clone(),
+        log_driver: match o.log_driver.as_str() {
+            "" | "json-file" | "local" => "json-file".into(),
+            "none" => "none".into(),
+            other => {
+                return Err(EngineError::Invalid(format!(
+                    "failed to create container: log driver {other:?} is not supported (json-file, none)"
+                )))
+            }
+        },
         cgroup_parent: match &o.cgroup_parent {
             Some(p) if p.split('/').any(|c| c == ".." || c == ".") => {
                 return Err(EngineError::Invalid(format!("invalid --cgroup-parent {p:?}")))

@@ -359,6 +359,22 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
     if r.memory > 0 {
         resources["memory"] = json!({"limit": r.memory});
     }
+    if r.memory_reservation > 0 {
+        resources["memory"]["reservation"] = json!(r.memory_reservation);
+    }
+    if r.memory_swap != 0 {
+        resources["memory"]["swap"] = json!(r.memory_swap);
+    }
+    if r.cpu_quota > 0 {
+        resources["cpu"]["quota"] = json!(r.cpu_quota);
+        resources["cpu"]["period"] = json!(100_000u64);
+    }
+    if r.cpu_shares > 0 {
+        resources["cpu"]["shares"] = json!(r.cpu_shares);
+    }
+    if !r.cpuset_cpus.is_empty() {
+        resources["cpu"]["cpus"] = json!(r.cpuset_cpus);
+    }
     if r.pids_limit > 0 {
         resources["pids"] = json!({"limit": r.pids_limit});
     }

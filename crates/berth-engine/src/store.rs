@@ -93,6 +93,24 @@ pub struct Record {
     /// `--ulimit name=soft[:hard]`.
     #[serde(default)]
     pub ulimits: Vec<(String, u64, u64)>,
+    /// `--memory-reservation` in bytes (0: none).
+    #[serde(default)]
+    pub memory_reservation: i64,
+    /// `--memory-swap` in bytes (0: default, -1: unlimited).
+    #[serde(default)]
+    pub memory_swap: i64,
+    /// `--cpus` as CFS quota per 100 ms period, in µs (0: none).
+    #[serde(default)]
+    pub cpu_quota: i64,
+    /// `--cpu-shares` (0: default).
+    #[serde(default)]
+    pub cpu_shares: u64,
+    /// `--cpuset-cpus`.
+    #[serde(default)]
+    pub cpuset_cpus: String,
+    /// `--log-driver`: json-file or none.
+    #[serde(default)]
+    pub log_driver: String,
 }
 
 /// How a container is, as the monitor recorded it.

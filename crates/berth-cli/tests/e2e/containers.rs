@@ -220,6 +220,52 @@ fn limits_oom_and_start_failures() {
         !Path::new(&format!("/sys/fs/cgroup/memory/berth/{id}")).exists(),
         "cgroup left"
     );
+    // CPU and memory flags reach the cgroup files.
+    let id = b
+        .ok(&[
+            "run",
+            "-d",
+            "--cpus",
+            "0.5",
+            "--cpu-shares",
+            "512",
+            "--cpuset-cpus",
+            "0",
+            "--memory",
+            "64m",
+            "--memory-reservation",
+            "32m",
+            "--log-driver",
+            "none",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo quiet; sleep 1000",
+        ])
+        .trim()
+        .to_string();
+    let v1 = |ctrl: &str, f: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctrl}/berth/{id}/{f}"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    if Path::new("/sys/fs/cgroup/cpu/berth").exists() {
+        assert_eq!(v1("cpu", "cpu.cfs_quota_us").as_deref(), Some("50000"));
+        assert_eq!(v1("cpu", "cpu.shares").as_deref(), Some("512"));
+        assert_eq!(v1("cpuset", "cpuset.cpus").as_deref(), Some("0"));
+        assert_eq!(
+            v1("memory", "memory.soft_limit_in_bytes").as_deref(),
+            Some((32u64 << 20).to_string().as_str())
+        );
+    }
+    let v = inspect(&b, &id);
+    assert_eq!(v["HostConfig"]["NanoCpus"], 500_000_000);
+    assert_eq!(v["HostConfig"]["LogConfig"]["Type"], "none");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(b.ok(&["logs", &id]), "", "--log-driver none keeps nothing");
+    b.ok(&["rm", "-f", &id]);
+    let o = b.out(&["run", "--rm", "--memory-swap", "10m", "--memory", "64m", "bb:1", "true"]);
+    assert_eq!(o.status.code(), Some(125));
     // The OOM killer: exit 137 and OOMKilled.
     let o = b.out(&[
         "run",
