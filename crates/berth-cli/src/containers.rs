@@ -1567,3 +1567,159 @@ pub fn update(root: &Path, a: &UpdateArgs) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+/// `port`.
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// CONTAINER
+    pub container: String,
+    /// PRIVATE_PORT[/PROTO]
+    pub port: Option<String>,
+}
+
+/// `port`: published ports (none until bridge networking lands: `none` and `host` publish
+/// nothing).
+pub fn port(root: &Path, a: &PortArgs) -> anyhow::Result<()> {
+    let e = engine(root)?;
+    let r = e.resolve(&a.container).map_err(engine_exit)?;
+    if let Some(p) = &a.port {
+        let p = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
+        return Err(Exit(1, format!("Error: No public port '{p}' published for {}", r.name)).into());
+    }
+    Ok(())
+}
+
+/// `system info`.
+pub fn info(root: &Path, format: Option<&str>) -> anyhow::Result<()> {
+    let e = engine(root)?;
+    let images = crate::images::open(root)?;
+    let recs = e.all()?;
+    let mut running = 0;
+    let mut paused = 0;
+    for r in &recs {
+        let st = e.state(&r.id);
+        if st.running() {
+            if ops::is_paused(&e, &r.id) {
+                paused += 1;
+            } else {
+                running += 1;
+            }
+        }
+    }
+    let uname = nix::sys::utsname::uname().ok();
+    let kernel = uname
+        .as_ref()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+        })
+        .unwrap_or_else(|| "Linux".into());
+    let cgv = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "2"
+    } else {
+        "1"
+    };
+    let v = json!({
+        "Containers": recs.len(),
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": recs.len() - running - paused,
+        "Images": images.list()?.len(),
+        "Driver": "overlay2",
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": cgv,
+        "KernelVersion": kernel,
+        "OperatingSystem": os,
+        "OSType": "linux",
+        "Architecture": std::env::consts::ARCH,
+        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "MemTotal": host_memory(),
+        "DockerRootDir": root,
+        "ServerVersion": env!("CARGO_PKG_VERSION"),
+        "DefaultRuntime": "berth-runtime",
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
+    });
+    if let Some(f) = format {
+        if f == "json" {
+            println!("{v}");
+        } else {
+            println!("{}", Template::parse(f)?.render(&v)?);
+        }
+        return Ok(());
+    }
+    println!("Server:");
+    println!(" Containers: {}", v["Containers"]);
+    println!("  Running: {running}");
+    println!("  Paused: {paused}");
+    println!("  Stopped: {}", v["ContainersStopped"]);
+    println!(" Images: {}", v["Images"]);
+    println!(" Server Version: berth {}", env!("CARGO_PKG_VERSION"));
+    println!(" Storage Driver: overlay2");
+    println!(" Logging Driver: json-file");
+    println!(" Cgroup Driver: cgroupfs");
+    println!(" Cgroup Version: {cgv}");
+    println!(" Default Runtime: berth-runtime");
+    println!(" Security Options:\n  seccomp\n   Profile: builtin");
+    println!(" Kernel Version: {kernel}");
+    println!(" Operating System: {os}");
+    println!(" OSType: linux");
+    println!(" Architecture: {}", std::env::consts::ARCH);
+    println!(" CPUs: {}", v["NCPU"]);
+    println!(" Total Memory: {}", iec(host_memory()));
+    println!(" Docker Root Dir: {}", root.display());
+    Ok(())
+}
+
+/// `system prune`: stopped containers, dangling images (all unused with `-a`), and with
+/// `--volumes` unused anonymous volumes.
+pub fn system_prune(root: &Path, all: bool, volumes: bool, force: bool) -> anyhow::Result<()> {
+    if !force {
+        return Err(usage(
+            "system prune: refusing to prompt without a terminal; use --force".into(),
+        ));
+    }
+    let e = engine(root)?;
+    let gone = ops::prune(&e).map_err(engine_exit)?;
+    if !gone.is_empty() {
+        println!("Deleted Containers:");
+        for id in &gone {
+            println!("{id}");
+        }
+        println!();
+    }
+    if volumes {
+        let mut vs = Vec::new();
+        for n in berth_engine::volumes::list(&e).map_err(engine_exit)? {
+            if anonymous(&n) && berth_engine::volumes::users(&e, &n).map_err(engine_exit)?.is_empty() {
+                berth_engine::volumes::remove(&e, &n).map_err(engine_exit)?;
+                vs.push(n);
+            }
+        }
+        if !vs.is_empty() {
+            println!("Deleted Volumes:");
+            for n in &vs {
+                println!("{n}");
+            }
+            println!();
+        }
+    }
+    let mut images = crate::images::open(root)?;
+    let (done, reclaimed) = images.prune(all)?;
+    if !done.is_empty() {
+        println!("Deleted Images:");
+        for d in done {
+            match d {
+                berth_image::store::Removed::Untagged(t) => println!("untagged: {t}"),
+                berth_image::store::Removed::Deleted(id) => println!("deleted: {id}"),
+            }
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", crate::format::human_size(reclaimed));
+    Ok(())
+}

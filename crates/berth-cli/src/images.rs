@@ -236,6 +236,24 @@ pub struct LogoutArgs {
 pub enum SystemCmd {
     /// Show disk usage.
     Df(DfArgs),
+    /// Display system-wide information.
+    Info {
+        /// Format output using a Go template, or `json`.
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// Remove unused data.
+    Prune {
+        /// Remove all unused images not just dangling ones.
+        #[arg(short, long)]
+        all: bool,
+        /// Prune anonymous volumes.
+        #[arg(long)]
+        volumes: bool,
+        /// Do not prompt for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 /// `system df`.

@@ -103,6 +103,14 @@ enum Command {
     Update(containers::UpdateArgs),
     /// Show the berth version information.
     Version,
+    /// Display system-wide information.
+    Info {
+        /// Format output using a Go template, or `json`.
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// List port mappings of a container.
+    Port(containers::PortArgs),
     /// Manage volumes.
     Volume {
         #[command(subcommand)]
@@ -188,6 +196,14 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
         Command::System {
             command: images::SystemCmd::Df(a),
         } => images::df(root, &a),
+        Command::System {
+            command: images::SystemCmd::Info { format },
+        }
+        | Command::Info { format } => containers::info(root, format.as_deref()),
+        Command::System {
+            command: images::SystemCmd::Prune { all, volumes, force },
+        } => containers::system_prune(root, all, volumes, force),
+        Command::Port(a) => containers::port(root, &a),
     }
 }
 

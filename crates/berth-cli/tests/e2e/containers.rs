@@ -1004,3 +1004,28 @@ fn security_defaults_and_their_flags() {
     assert_eq!(masked.trim(), "0");
     let _ = b.ok(&["run", "--rm", "--privileged", "bb:1", "true"]);
 }
+
+#[test]
+fn system_info_prune_and_port() {
+    require_root!();
+    let (b, _d) = with_busybox("system");
+    b.ok(&["run", "-d", "--name", "up", "bb:1", "sleep", "1000"]);
+    b.ok(&["run", "--name", "down", "bb:1", "true"]);
+    let v: Value = serde_json::from_str(&b.ok(&["system", "info", "--format", "json"])).unwrap();
+    assert_eq!(v["Containers"], 2);
+    assert_eq!(v["ContainersRunning"], 1);
+    assert_eq!(v["ContainersStopped"], 1);
+    assert_eq!(v["Images"], 1);
+    assert!(b.ok(&["info"]).contains("Storage Driver: overlay2"));
+    assert_eq!(b.ok(&["info", "--format", "{{.ContainersRunning}}"]).trim(), "1");
+    assert_eq!(b.ok(&["port", "up"]), "");
+    let e = b.fails(&["port", "up", "80"]);
+    assert!(e.contains("No public port '80/tcp' published for up"), "{e}");
+    let out = b.ok(&["system", "prune", "-f"]);
+    assert!(
+        out.contains("Deleted Containers:") && out.contains("Total reclaimed space"),
+        "{out}"
+    );
+    assert_eq!(b.ok(&["ps", "-a", "--format", "{{.Names}}"]).trim(), "up");
+    b.ok(&["rm", "-f", "up"]);
+}
