@@ -102,6 +102,9 @@ pub struct CreateArgs {
     /// Attach a filesystem mount (type=bind|volume|tmpfs,source=..,target=..[,readonly]).
     #[arg(long)]
     pub mount: Vec<String>,
+    /// Mount volumes from the specified container(s) (CONTAINER[:ro|rw]).
+    #[arg(long)]
+    pub volumes_from: Vec<String>,
     /// Mount a tmpfs directory (PATH[:OPTIONS]).
     #[arg(long)]
     pub tmpfs: Vec<String>,
@@ -349,6 +352,7 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         cpu_shares: a.cpu_shares.unwrap_or(0),
         cpuset_cpus: a.cpuset_cpus.clone().unwrap_or_default(),
         log_driver: a.log_driver.clone(),
+        volumes_from: a.volumes_from.clone(),
     })
 }
 

@@ -90,6 +90,8 @@ pub struct CreateOptions {
     pub cpuset_cpus: String,
     /// `--log-driver`.
     pub log_driver: String,
+    /// `--volumes-from CONTAINER[:ro|rw]`.
+    pub volumes_from: Vec<String>,
 }
 
 /// `--ulimit name=soft[:hard]`.
@@ -250,6 +252,26 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             options: opts.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect(),
         });
     }
+    for vf in &o.volumes_from {
+        let (name, mode) = match vf.rsplit_once(':') {
+            Some((n, m @ ("ro" | "rw"))) => (n, Some(m)),
+            _ => (vf.as_str(), None),
+        };
+        let other = engine.resolve(name)?;
+        for m in other.mounts.iter().filter(|m| m.kind != "tmpfs") {
+            if mounts
+                .iter()
+                .any(|x: &crate::volumes::MountSpec| x.destination == m.destination)
+            {
+                continue;
+            }
+            let mut m = m.clone();
+            if let Some(mode) = mode {
+                m.read_only = mode == "ro";
+            }
+            mounts.push(m);
+        }
+    }
     if let Some(vols) = c.get("Volumes").and_then(|v| v.as_object()) {
         for path in vols.keys() {
             if !mounts.iter().any(|m| &m.destination == path) {
@@ -263,8 +285,18 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             }
         }
     }
+    let inherited: Vec<String> = o
+        .volumes_from
+        .iter()
+        .filter_map(|vf| engine.resolve(vf.rsplit_once(':').map(|(n, _)| n).unwrap_or(vf)).ok())
+        .flat_map(|r| r.mounts.into_iter().map(|m| m.source))
+        .collect();
     for m in &mounts {
-        if m.kind == "volume" && m.source.len() == 64 && m.source.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if m.kind == "volume"
+            && m.source.len() == 64
+            && m.source.bytes().all(|b| b.is_ascii_hexdigit())
+            && !inherited.contains(&m.source)
+        {
             anonymous.push(m.source.clone());
         }
     }

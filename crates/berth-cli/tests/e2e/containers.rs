@@ -599,6 +599,34 @@ fn volumes_binds_and_tmpfs() {
     );
     let e = b.fails(&["run", "--rm", "-v", "rel/path:/x", "bb:1", "true"]);
     assert!(e.contains("invalid volume specification"), "{e}");
+    // --volumes-from shares another container's volumes (read-only when asked).
+    b.ok(&["create", "--name", "holder", "-v", "shared:/shared", "bb:1", "true"]);
+    b.ok(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "holder",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo hi > /shared/f",
+    ]);
+    assert_eq!(
+        b.ok(&["run", "--rm", "--volumes-from", "holder:ro", "bb:1", "cat", "/shared/f"]),
+        "hi\n"
+    );
+    let o = b.out(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "holder:ro",
+        "bb:1",
+        "touch",
+        "/shared/g",
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    b.ok(&["rm", "holder"]);
+    b.ok(&["volume", "rm", "shared"]);
     // --rm removes the anonymous volumes it made.
     b.ok(&["run", "--rm", "vol:1", "true"]);
     b.ok(&["volume", "prune", "-f"]);
