@@ -610,6 +610,15 @@ fn status_text(st: &State) -> String {
 pub fn inspect_json(e: &Engine, r: &Record) -> Value {
     let st = e.state(&r.id);
     let paused = st.running() && ops::is_paused(e, &r.id);
+    let healthcheck = r.health.as_ref().map(|h| {
+        json!({
+            "Test": h.test,
+            "Interval": u64::try_from(h.interval.as_nanos()).unwrap_or(u64::MAX),
+            "Timeout": u64::try_from(h.timeout.as_nanos()).unwrap_or(u64::MAX),
+            "StartPeriod": u64::try_from(h.start_period.as_nanos()).unwrap_or(u64::MAX),
+            "Retries": h.retries,
+        })
+    });
     let dir = e.dir(&r.id);
     json!({
         "Id": r.id,
@@ -699,6 +708,7 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "Labels": r.labels,
             "StopSignal": r.stop_signal,
             "StopTimeout": r.stop_timeout,
+            "Healthcheck": healthcheck,
         },
         "NetworkSettings": {"Networks": {}, "Ports": {}},
     })

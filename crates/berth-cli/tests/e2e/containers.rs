@@ -675,6 +675,9 @@ fn health_checks_run_without_a_daemon() {
     };
     wait_for("healthy");
     let v = inspect(&b, "hc");
+    assert_eq!(v["Config"]["Healthcheck"]["Test"][0], "CMD-SHELL");
+    assert_eq!(v["Config"]["Healthcheck"]["Interval"], 200_000_000);
+    assert_eq!(v["Config"]["Healthcheck"]["Retries"], 2);
     let log = v["State"]["Health"]["Log"].as_array().unwrap();
     assert_eq!(log.last().unwrap()["Output"], "fine\n");
     assert!(b.ok(&["ps"]).contains("(healthy)"));
