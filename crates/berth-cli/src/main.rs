@@ -1,6 +1,8 @@
-//! `berth`: the container engine's command line. Today it carries the OCI runtime front,
-//! `berth runtime ...`, which is also what the binary does when invoked as `berth-runtime`
-//! (the name dockerd, containerd and podman are pointed at).
+//! `berth`: the container engine's command line: Docker's image and container commands
+//! (daemonless, over berth-image and berth-engine), the hidden per-container monitor
+//! (`_monitor`), and the OCI runtime front, `berth runtime ...`, which is also what the binary
+//! does when invoked as `berth-runtime` (the name dockerd, containerd and podman are pointed
+//! at).
 // Docker-shaped JSON built with serde_json::json! nests deeper than the default limit.
 #![recursion_limit = "256"]
 
