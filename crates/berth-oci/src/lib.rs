@@ -11,6 +11,7 @@ mod id;
 mod kind;
 mod platform;
 mod reference;
+pub mod time;
 pub mod units;
 
 pub use digest::{to_hex, Algo, Digest, DigestError};

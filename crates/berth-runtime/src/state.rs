@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use berth_oci::oci_spec::runtime::Spec;
 use berth_oci::{ContainerId, ErrorKind};
@@ -256,30 +255,7 @@ pub fn init_alive(pid: i32, pid_start: u64) -> bool {
     }
 }
 
-/// Formats a time as RFC 3339 with nanoseconds in UTC, as Go's `time.RFC3339Nano`.
-pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_nanos()
-    )
-}
+pub use berth_oci::time::rfc3339;
 
 /// The OCI state document (runtime-spec runtime.md) with runc's extra fields, which
 /// containerd and podman read.
@@ -301,7 +277,7 @@ pub fn oci_state_json(state: &State, status: Status) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn rfc3339_formats_known_instants() {
