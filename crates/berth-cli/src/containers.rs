@@ -417,9 +417,16 @@ pub fn run(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
     } else {
         std::fs::File::open(e.dir(&r.id).join("json.log")).ok()
     };
+    if r.auto_remove && !a.detach {
+        // A placeholder the monitor fills with the exit code before it removes the container.
+        let exits = e.run.join("exits");
+        std::fs::create_dir_all(&exits).with_context(|| format!("creating {}", exits.display()))?;
+        std::fs::write(exits.join(&r.id), "").with_context(|| format!("writing in {}", exits.display()))?;
+    }
     if let Err(err) = ops::start(&e, &r.id, &exe) {
         if r.auto_remove {
             let _ = ops::remove(&e, &r.id, true, true);
+            let _ = std::fs::remove_file(e.run.join("exits").join(&r.id));
         }
         return Err(engine_exit(err));
     }
@@ -435,6 +442,7 @@ pub fn run(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
         while dir.exists() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
+        let _ = std::fs::remove_file(e.run.join("exits").join(&r.id));
     }
     if code != 0 {
         return Err(Exit(u8::try_from(code.clamp(0, 255)).unwrap_or(255), String::new()).into());

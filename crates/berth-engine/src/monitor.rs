@@ -234,9 +234,11 @@ fn monitor(root: &Path, id: &str) -> Result<()> {
         }
         if rec.auto_remove {
             // A foreground `run --rm` reads the exit code from here once the container is gone.
-            let exits = eng.run.join("exits");
-            let _ = std::fs::create_dir_all(&exits);
-            let _ = std::fs::write(exits.join(&rec.id), status.to_string());
+            // Only where a reader left its placeholder: a detached `--rm` leaves nothing.
+            let exit_file = eng.run.join("exits").join(&rec.id);
+            if exit_file.exists() {
+                let _ = std::fs::write(&exit_file, status.to_string());
+            }
             ops::remove_files_and_volumes(&eng, &rec, true)?;
         }
         return Ok(());

@@ -769,6 +769,9 @@ fn footprint(b: &Berth, parent: &str) -> (usize, usize, usize, usize) {
         .unwrap_or(0)
         + std::fs::read_dir(b.root.path().join("run/runtime"))
             .map(|r| r.count())
+            .unwrap_or(0)
+        + std::fs::read_dir(b.root.path().join("run/exits"))
+            .map(|r| r.count())
             .unwrap_or(0);
     (mounts, cgroups, procs, files)
 }
@@ -810,6 +813,10 @@ fn many_cycles_leave_nothing_behind() {
             "bb:1",
             "true",
         ]);
+    }
+    // Detached --rm containers clean up after themselves too.
+    for _ in 0..10 {
+        b.ok(&["run", "-d", "--rm", "--cgroup-parent", &parent, "bb:1", "true"]);
     }
     for i in 0..50 {
         let id = b
