@@ -184,7 +184,7 @@ fn monitor(root: &Path, id: &str) -> Result<()> {
         let mut probes = checker.as_mut().map(|c| Probes {
             checker: c,
             runtime: berth_runtime::container::Runtime {
-                root: root_run(root).join("runtime"),
+                root: crate::store::run_dir(root).join("runtime"),
                 systemd_cgroup: false,
             },
             id: rec.id.clone(),
@@ -306,15 +306,6 @@ fn shed_memory() {
     // Last, once the buffers above are freed too.
     // SAFETY: malloc_trim only returns free heap memory to the kernel.
     unsafe { libc::malloc_trim(0) };
-}
-
-/// Where the engine keeps runtime state for a data root (as `Engine::open` decides).
-fn root_run(root: &Path) -> std::path::PathBuf {
-    if root == Path::new("/var/lib/berth") {
-        std::path::PathBuf::from("/run/berth")
-    } else {
-        root.join("run")
-    }
 }
 
 /// What the pump needs to run health probes.

@@ -188,11 +188,7 @@ impl Engine {
     /// Opens the engine over a data root.
     pub fn open(root: &Path) -> Result<Engine> {
         std::fs::create_dir_all(root.join("containers")).map_err(io_err("creating", root.join("containers")))?;
-        let run = if root == Path::new("/var/lib/berth") {
-            PathBuf::from("/run/berth")
-        } else {
-            root.join("run")
-        };
+        let run = run_dir(root);
         std::fs::create_dir_all(&run).map_err(io_err("creating", &run))?;
         let conn = Connection::open(root.join("berth.db"))?;
         conn.busy_timeout(Duration::from_secs(30))?;
@@ -334,6 +330,16 @@ impl Engine {
     /// Writes `state.json` atomically.
     pub fn save_state(&self, id: &str, st: &State) -> Result<()> {
         write_state(&self.dir(id), st)
+    }
+}
+
+/// Where runtime state lives for a data root: `/run/berth` for the default root (tmpfs, gone
+/// after a reboot), `<root>/run` for any other.
+pub fn run_dir(root: &Path) -> PathBuf {
+    if root == Path::new("/var/lib/berth") {
+        PathBuf::from("/run/berth")
+    } else {
+        root.join("run")
     }
 }
 
