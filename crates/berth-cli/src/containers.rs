@@ -33,6 +33,27 @@ pub struct CreateArgs {
     /// Run in the background and print the container ID (run only).
     #[arg(short, long)]
     pub detach: bool,
+    /// Keep STDIN open even if not attached.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Run an init inside the container that forwards signals and reaps processes.
+    #[arg(long)]
+    pub init: bool,
+    /// Runtime to use for this container (berth, or an OCI runtime: runc, crun, youki, a path).
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Log driver options (max-size, max-file).
+    #[arg(long)]
+    pub log_opt: Vec<String>,
+    /// Proxy received signals to the process (run only, without -t).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub sig_proxy: bool,
+    /// Override the key sequence for detaching a container.
+    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
@@ -167,6 +188,12 @@ pub struct StartArgs {
     /// Attach STDOUT/STDERR and forward signals.
     #[arg(short, long)]
     pub attach: bool,
+    /// Attach container's STDIN.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Override the key sequence for detaching a container.
+    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
 }
 
 /// `ps`.
@@ -353,6 +380,12 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         cpuset_cpus: a.cpuset_cpus.clone().unwrap_or_default(),
         log_driver: a.log_driver.clone(),
         volumes_from: a.volumes_from.clone(),
+        log_opts: a.log_opt.clone(),
+        tty: a.tty,
+        open_stdin: a.interactive,
+        stdin_once: a.interactive && !a.detach,
+        init: a.init,
+        runtime: a.runtime.clone().unwrap_or_default(),
     })
 }
 
@@ -407,43 +440,60 @@ pub fn create(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `run`: create, start, and unless `-d`, stream the output and exit with the
-/// container's code.
+/// `run`: create, start, and unless `-d`, attach and exit with the container's code.
 pub fn run(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
+    if a.interactive && a.tty && !a.detach && !crate::attach::stdin_is_tty() {
+        return Err(Exit(1, "the input device is not a TTY".into()).into());
+    }
+    let detach_keys = crate::attach::parse_detach_keys(&a.detach_keys).map_err(|e| usage(e.to_string()))?;
     let (e, r) = do_create(root, a)?;
     let exe = std::env::current_exe().context("finding the berth binary")?;
-    let log = if a.detach {
-        None
-    } else {
-        std::fs::File::open(e.dir(&r.id).join("json.log")).ok()
-    };
-    if r.auto_remove && !a.detach {
-        // A placeholder the monitor fills with the exit code before it removes the container.
-        let exits = e.run.join("exits");
-        std::fs::create_dir_all(&exits).with_context(|| format!("creating {}", exits.display()))?;
-        std::fs::write(exits.join(&r.id), "").with_context(|| format!("writing in {}", exits.display()))?;
-    }
-    if let Err(err) = ops::start(&e, &r.id, &exe) {
-        if r.auto_remove {
-            let _ = ops::remove(&e, &r.id, true, true);
-            let _ = std::fs::remove_file(e.run.join("exits").join(&r.id));
-        }
-        return Err(engine_exit(err));
-    }
     if a.detach {
+        if let Err(err) = ops::start(&e, &r.id, &exe) {
+            if r.auto_remove {
+                let _ = ops::remove(&e, &r.id, true, true);
+            }
+            return Err(engine_exit(err));
+        }
         println!("{}", r.id);
         return Ok(());
     }
-    let code = follow(&e, &r, true, None, false, log)?;
-    if r.auto_remove {
-        // As docker does, `run --rm` returns once the container is gone, not just exited.
-        let dir = e.dir(&r.id);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while dir.exists() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(2));
+    let hello = crate::attach::hello(a.interactive, a.tty);
+    let stream = match ops::start_attached(&e, &r.id, &exe, Some(&hello)) {
+        Ok(Some(s)) => s,
+        Ok(None) => bail!("container {} was already running", r.id),
+        Err(err) => {
+            if r.auto_remove {
+                let _ = ops::remove(&e, &r.id, true, true);
+            }
+            return Err(engine_exit(err));
         }
-        let _ = std::fs::remove_file(e.run.join("exits").join(&r.id));
-    }
+    };
+    let session = crate::attach::Session {
+        tty: a.tty,
+        stdin: a.interactive,
+        sig_proxy: a.sig_proxy,
+        detach_keys: if a.tty { detach_keys } else { Vec::new() },
+        root: root.to_path_buf(),
+        id: r.id.clone(),
+    };
+    finish_session(&e, &r, stream, &session)
+}
+
+/// Runs an attach session and turns its end into our exit: the container's code, or 0
+/// when the user detached.
+fn finish_session(
+    e: &Engine,
+    r: &Record,
+    stream: std::os::unix::net::UnixStream,
+    session: &crate::attach::Session,
+) -> anyhow::Result<()> {
+    let code = match crate::attach::run(stream, session)? {
+        crate::attach::End::Exited(c) => c,
+        crate::attach::End::Detached => return Ok(()),
+        // The monitor went away without saying: what it recorded, if anything.
+        crate::attach::End::Lost => berth_engine::monitor::wait_exited(e, &r.id, Duration::from_secs(5)).exit_code,
+    };
     if code != 0 {
         return Err(Exit(u8::try_from(code.clamp(0, 255)).unwrap_or(255), String::new()).into());
     }
@@ -528,24 +578,11 @@ fn follow(
                         line.clear();
                     }
                 }
-                if gone {
-                    return Ok(exit_code_of_removed(e, &r.id));
-                }
-                return Ok(st.exit_code);
+                return Ok(if gone { 0 } else { st.exit_code });
             }
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-}
-
-fn exit_code_of_removed(e: &Engine, id: &str) -> i32 {
-    let p = e.run.join("exits").join(id);
-    let code = std::fs::read_to_string(&p)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
-    let _ = std::fs::remove_file(p);
-    code
 }
 
 fn emit(en: &berth_engine::logs::Entry, timestamps: bool) {
@@ -567,16 +604,114 @@ fn emit(en: &berth_engine::logs::Entry, timestamps: bool) {
 pub fn start(root: &Path, a: &StartArgs) -> anyhow::Result<()> {
     let e = engine(root)?;
     let exe = std::env::current_exe().context("finding the berth binary")?;
+    if a.attach || a.interactive {
+        if a.containers.len() > 1 {
+            return Err(usage("you cannot start and attach multiple containers at once".into()));
+        }
+        let r = e.resolve(&a.containers[0]).map_err(engine_exit)?;
+        let stdin = a.interactive && r.open_stdin;
+        let hello = crate::attach::hello(stdin, r.tty);
+        let stream = match ops::start_attached(&e, &r.id, &exe, Some(&hello)).map_err(engine_exit)? {
+            Some(s) => s,
+            // Already running: attach to it.
+            None => berth_engine::attach::connect(&e.dir(&r.id), &hello)
+                .with_context(|| format!("attaching to {}", r.name))?,
+        };
+        let session = crate::attach::Session {
+            tty: r.tty,
+            stdin,
+            sig_proxy: true,
+            detach_keys: if r.tty {
+                crate::attach::parse_detach_keys(&a.detach_keys).map_err(|e| usage(e.to_string()))?
+            } else {
+                Vec::new()
+            },
+            root: root.to_path_buf(),
+            id: r.id.clone(),
+        };
+        return finish_session(&e, &r, stream, &session);
+    }
     let mut failed = Vec::new();
     for c in &a.containers {
         match ops::start(&e, c, &exe) {
-            Ok(()) if a.attach => {
-                let r = e.resolve(c).map_err(engine_exit)?;
-                let code = follow(&e, &r, true, None, false, None)?;
-                if code != 0 {
-                    return Err(Exit(u8::try_from(code.clamp(0, 255)).unwrap_or(255), String::new()).into());
-                }
-            }
+            Ok(()) => println!("{c}"),
+            Err(err) => failed.push(err.to_string()),
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("\n"));
+    }
+    Ok(())
+}
+
+/// `attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// CONTAINER
+    pub container: String,
+    /// Do not attach STDIN.
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Proxy all received signals to the process.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub sig_proxy: bool,
+    /// Override the key sequence for detaching a container.
+    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
+}
+
+/// `attach`: the running container's stdio, here.
+pub fn attach(root: &Path, a: &AttachArgs) -> anyhow::Result<()> {
+    let e = engine(root)?;
+    let r = e.resolve(&a.container).map_err(engine_exit)?;
+    let st = e.state(&r.id);
+    if st.status == "paused" {
+        return Err(Exit(1, "You cannot attach to a paused container, unpause it first".into()).into());
+    }
+    if !st.running() {
+        return Err(Exit(1, "You cannot attach to a stopped container, start it first".into()).into());
+    }
+    let stdin = r.open_stdin && !a.no_stdin;
+    let hello = crate::attach::hello(stdin, r.tty);
+    let stream =
+        berth_engine::attach::connect(&e.dir(&r.id), &hello).with_context(|| format!("attaching to {}", r.name))?;
+    let session = crate::attach::Session {
+        tty: r.tty,
+        stdin,
+        sig_proxy: a.sig_proxy,
+        detach_keys: if r.tty {
+            crate::attach::parse_detach_keys(&a.detach_keys).map_err(|e| usage(e.to_string()))?
+        } else {
+            Vec::new()
+        },
+        root: root.to_path_buf(),
+        id: r.id.clone(),
+    };
+    finish_session(&e, &r, stream, &session)
+}
+
+/// `restart`.
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// CONTAINER...
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Seconds to wait before killing the container.
+    #[arg(short, long)]
+    pub time: Option<u64>,
+    /// Signal to send to the container.
+    #[arg(short, long)]
+    pub signal: Option<String>,
+}
+
+/// `restart`: stop (signal, then SIGKILL after the timeout), then start.
+pub fn restart(root: &Path, a: &RestartArgs) -> anyhow::Result<()> {
+    let e = engine(root)?;
+    let exe = std::env::current_exe().context("finding the berth binary")?;
+    let mut failed = Vec::new();
+    for c in &a.containers {
+        let done = ops::stop(&e, c, a.time, a.signal.as_deref()).and_then(|()| ops::start(&e, c, &exe));
+        match done {
             Ok(()) => println!("{c}"),
             Err(err) => failed.push(err.to_string()),
         }
@@ -628,6 +763,65 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
         })
     });
     let dir = e.dir(&r.id);
+    let binds: Vec<String> = r
+        .mounts
+        .iter()
+        .filter(|m| m.kind == "bind")
+        .map(|m| format!("{}:{}{}", m.source, m.destination, if m.read_only { ":ro" } else { "" }))
+        .collect();
+    let binds = if binds.is_empty() { Value::Null } else { json!(binds) };
+    let tmpfs: serde_json::Map<String, Value> = r
+        .mounts
+        .iter()
+        .filter(|m| m.kind == "tmpfs")
+        .map(|m| (m.destination.clone(), json!(m.options.join(","))))
+        .collect();
+    let tmpfs = if tmpfs.is_empty() { Value::Null } else { json!(tmpfs) };
+    let mut log_config = serde_json::Map::new();
+    if r.log_driver != "none" {
+        let size = if r.log_max_size > 0 {
+            r.log_max_size
+        } else {
+            berth_engine::monitor::LOG_MAX_SIZE
+        };
+        let files = if r.log_max_file > 0 {
+            r.log_max_file
+        } else {
+            berth_engine::monitor::LOG_MAX_FILES
+        };
+        let human = match size {
+            s if s % (1 << 30) == 0 => format!("{}g", s >> 30),
+            s if s % (1 << 20) == 0 => format!("{}m", s >> 20),
+            s if s % (1 << 10) == 0 => format!("{}k", s >> 10),
+            s => s.to_string(),
+        };
+        log_config.insert("max-size".into(), json!(human));
+        log_config.insert("max-file".into(), json!(files.to_string()));
+    }
+    let mut security_opt: Vec<String> = Vec::new();
+    if r.no_new_privileges {
+        security_opt.push("no-new-privileges".into());
+    }
+    if r.seccomp == "unconfined" {
+        security_opt.push("seccomp=unconfined".into());
+    } else if !r.seccomp.is_empty() {
+        security_opt.push("seccomp=<profile>".into());
+    }
+    let security_opt = if security_opt.is_empty() {
+        Value::Null
+    } else {
+        json!(security_opt)
+    };
+    let spec: Value = std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    let masked = spec["linux"]["maskedPaths"].clone();
+    let readonly = spec["linux"]["readonlyPaths"].clone();
+    let mut volumes: serde_json::Map<String, Value> = r.image_volumes.iter().map(|v| (v.clone(), json!({}))).collect();
+    for m in r.mounts.iter().filter(|m| r.anonymous_volumes.contains(&m.source)) {
+        volumes.insert(m.destination.clone(), json!({}));
+    }
     json!({
         "Id": r.id,
         "Created": r.created,
@@ -665,18 +859,71 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
         "AppArmorProfile": "",
         "ExecIDs": null,
         "HostConfig": {
+            "Binds": binds,
+            "ContainerIDFile": "",
+            "LogConfig": {"Type": r.log_driver, "Config": log_config},
             "NetworkMode": r.network_mode,
+            "PortBindings": {},
+            "RestartPolicy": {"Name": if r.restart.is_empty() { "no" } else { r.restart.as_str() }, "MaximumRetryCount": r.restart_max},
             "AutoRemove": r.auto_remove,
+            "VolumeDriver": "",
+            "VolumesFrom": null,
+            "ConsoleSize": [0, 0],
+            "CapAdd": if r.cap_add.is_empty() { Value::Null } else { json!(r.cap_add) },
+            "CapDrop": if r.cap_drop.is_empty() { Value::Null } else { json!(r.cap_drop) },
+            "CgroupnsMode": "host",
+            "Dns": [],
+            "DnsOptions": [],
+            "DnsSearch": [],
+            "ExtraHosts": null,
+            "GroupAdd": null,
+            "IpcMode": "private",
+            "Cgroup": "",
+            "Links": null,
+            "OomScoreAdj": 0,
+            "PidMode": "",
+            "Privileged": r.privileged,
+            "PublishAllPorts": false,
+            "ReadonlyRootfs": r.read_only,
+            "SecurityOpt": security_opt,
+            "Tmpfs": tmpfs,
+            "UTSMode": "",
+            "UsernsMode": "",
+            "ShmSize": 67_108_864,
+            "Runtime": if r.runtime.is_empty() { "berth" } else { r.runtime.as_str() },
+            "Isolation": "",
+            "CpuShares": r.cpu_shares,
             "Memory": r.memory,
+            "NanoCpus": r.cpu_quota * 10_000,
+            "CgroupParent": if r.cgroup_parent == "/berth" { "" } else { r.cgroup_parent.as_str() },
+            "BlkioWeight": 0,
+            "BlkioWeightDevice": [],
+            "BlkioDeviceReadBps": [],
+            "BlkioDeviceWriteBps": [],
+            "BlkioDeviceReadIOps": [],
+            "BlkioDeviceWriteIOps": [],
+            "CpuPeriod": 0,
+            "CpuQuota": 0,
+            "CpuRealtimePeriod": 0,
+            "CpuRealtimeRuntime": 0,
+            "CpusetCpus": r.cpuset_cpus,
+            "CpusetMems": "",
+            "Devices": [],
+            "DeviceCgroupRules": null,
+            "DeviceRequests": null,
             "MemoryReservation": r.memory_reservation,
             "MemorySwap": r.memory_swap,
-            "NanoCpus": r.cpu_quota * 10_000,
-            "CpuShares": r.cpu_shares,
-            "CpusetCpus": r.cpuset_cpus,
+            "MemorySwappiness": null,
+            "OomKillDisable": false,
             "PidsLimit": if r.pids_limit > 0 { json!(r.pids_limit) } else { Value::Null },
-            "ReadonlyRootfs": r.read_only,
-            "LogConfig": if r.log_driver == "none" { json!({"Type": "none", "Config": {}}) } else { json!({"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}) },
-            "RestartPolicy": {"Name": if r.restart.is_empty() { "no" } else { r.restart.as_str() }, "MaximumRetryCount": r.restart_max},
+            "Ulimits": r.ulimits.iter().map(|(n, s, h)| json!({"Name": n, "Soft": s, "Hard": h})).collect::<Vec<_>>(),
+            "CpuCount": 0,
+            "CpuPercent": 0,
+            "IOMaximumIOps": 0,
+            "IOMaximumBandwidth": 0,
+            "Init": if r.init { json!(true) } else { Value::Null },
+            "MaskedPaths": masked,
+            "ReadonlyPaths": readonly,
         },
         "GraphDriver": {
             "Data": {
@@ -700,16 +947,19 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "Hostname": r.hostname,
             "Domainname": "",
             "User": r.user,
-            "AttachStdin": false,
+            "AttachStdin": r.stdin_once,
             "AttachStdout": true,
             "AttachStderr": true,
-            "Tty": false,
-            "OpenStdin": false,
-            "StdinOnce": false,
+            "ExposedPorts": if r.exposed_ports.is_empty() { Value::Null } else {
+                json!(r.exposed_ports.iter().map(|p| (p.clone(), json!({}))).collect::<serde_json::Map<_, _>>())
+            },
+            "Tty": r.tty,
+            "OpenStdin": r.open_stdin,
+            "StdinOnce": r.stdin_once,
             "Env": r.env,
             "Cmd": r.cmd,
             "Image": r.image_name,
-            "Volumes": null,
+            "Volumes": if volumes.is_empty() { Value::Null } else { json!(volumes) },
             "WorkingDir": r.working_dir,
             "Entrypoint": r.entrypoint,
             "OnBuild": null,
@@ -718,7 +968,43 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "StopTimeout": r.stop_timeout,
             "Healthcheck": healthcheck,
         },
-        "NetworkSettings": {"Networks": {}, "Ports": {}},
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxID": "",
+            "SandboxKey": "",
+            "Ports": {},
+            "HairpinMode": false,
+            "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0,
+            "SecondaryIPAddresses": null,
+            "SecondaryIPv6Addresses": null,
+            "EndpointID": "",
+            "Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "IPAddress": "",
+            "IPPrefixLen": 0,
+            "IPv6Gateway": "",
+            "MacAddress": "",
+            "Networks": {
+                r.network_mode.clone(): {
+                    "IPAMConfig": null,
+                    "Links": null,
+                    "Aliases": null,
+                    "MacAddress": "",
+                    "DriverOpts": null,
+                    "NetworkID": "",
+                    "EndpointID": "",
+                    "Gateway": "",
+                    "IPAddress": "",
+                    "IPPrefixLen": 0,
+                    "IPv6Gateway": "",
+                    "GlobalIPv6Address": "",
+                    "GlobalIPv6PrefixLen": 0,
+                    "DNSNames": null
+                }
+            }
+        },
     })
 }
 
@@ -984,9 +1270,12 @@ pub struct ExecArgs {
     /// Username or UID (format: <name|uid>[:<group|gid>]).
     #[arg(short, long)]
     pub user: Option<String>,
-    /// Keep STDIN open (accepted; stdin is passed through).
+    /// Keep STDIN open even if not attached.
     #[arg(short, long)]
     pub interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short, long)]
+    pub tty: bool,
     /// CONTAINER COMMAND [ARG...]
     #[arg(required = true, num_args = 2.., trailing_var_arg = true, allow_hyphen_values = true)]
     pub container_and_command: Vec<String>,
@@ -995,6 +1284,9 @@ pub struct ExecArgs {
 /// `exec`: a process in a running container, with its exit code passed on.
 pub fn exec(root: &Path, a: &ExecArgs) -> anyhow::Result<()> {
     use berth_oci::oci_spec::runtime::Process;
+    if a.interactive && a.tty && !a.detach && !crate::attach::stdin_is_tty() {
+        return Err(Exit(1, "the input device is not a TTY".into()).into());
+    }
     let e = engine(root)?;
     let r = e.resolve(&a.container_and_command[0]).map_err(engine_exit)?;
     if !e.state(&r.id).running() {
@@ -1021,8 +1313,35 @@ pub fn exec(root: &Path, a: &ExecArgs) -> anyhow::Result<()> {
             berth_engine::spec::resolve_user(u, &[rootfs]).map_err(|err| Exit(126, err.to_string()))?;
         p["user"] = json!({"uid": uid, "gid": gid, "additionalGids": extra});
     }
-    p["terminal"] = json!(false);
+    p["terminal"] = json!(a.tty);
+    if a.tty {
+        let mut env: Vec<String> = serde_json::from_value(p["env"].clone()).unwrap_or_default();
+        if !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+            p["env"] = json!(env);
+        }
+        if let Some((rows, cols)) = crate::attach::terminal_size() {
+            p["consoleSize"] = json!({"height": rows, "width": cols});
+        }
+    }
     let process: Process = serde_json::from_value(p).context("building the exec process")?;
+    let ext = e.rt(&r).map_err(engine_exit)?;
+    if let Some((mut cmd, file)) = ext
+        .exec_command(&r.id, &process, &e.dir(&r.id), a.detach)
+        .map_err(engine_exit)?
+    {
+        // An external runtime runs the process itself (and its terminal, with -t).
+        if !a.interactive {
+            cmd.stdin(std::process::Stdio::null());
+        }
+        let status = cmd.status().context("running the OCI runtime")?;
+        let _ = std::fs::remove_file(file);
+        let code = status.code().unwrap_or(255);
+        if code != 0 {
+            return Err(Exit(u8::try_from(code.clamp(0, 255)).unwrap_or(255), String::new()).into());
+        }
+        return Ok(());
+    }
     let rt = e.runtime();
     let mut opts = berth_runtime::container::ExecOpts {
         subreaper: !a.detach,
@@ -1033,6 +1352,11 @@ pub fn exec(root: &Path, a: &ExecArgs) -> anyhow::Result<()> {
         let code = berth_engine::monitor::start_failure_code(&m);
         Exit(u8::try_from(if code == 125 { 126 } else { code }).unwrap_or(126), m).into()
     };
+    if !a.interactive || a.detach {
+        // Docker gives an exec stdin only with -i.
+        let null = std::fs::File::open("/dev/null").context("opening /dev/null")?;
+        nix::unistd::dup2_stdin(null).context("redirecting stdin")?;
+    }
     if a.detach {
         rt.exec(&r.id, &process, &opts).map_err(failed)?;
         return Ok(());
@@ -1040,7 +1364,7 @@ pub fn exec(root: &Path, a: &ExecArgs) -> anyhow::Result<()> {
     let signals = berth_runtime::supervise::block_signals().context("blocking signals")?;
     opts.subreaper = true;
     let created = rt.exec(&r.id, &process, &opts).map_err(failed)?;
-    let code = berth_runtime::supervise::supervise(created.pid, signals, created.console)
+    let code = berth_runtime::supervise::supervise_stdin(created.pid, signals, created.console, a.interactive)
         .context("waiting for the process")?;
     if code != 0 {
         return Err(Exit(u8::try_from(code.clamp(0, 255)).unwrap_or(255), String::new()).into());
@@ -1405,7 +1729,8 @@ fn host_memory() -> u64 {
 
 /// One sample of a container's usage: (cpu ns, memory bytes, memory limit, pids).
 fn sample(e: &Engine, id: &str) -> Option<(u64, u64, u64, u64)> {
-    let v = e.runtime().stats(id).ok()?;
+    let r = e.resolve(id).ok()?;
+    let v = e.rt(&r).ok()?.stats(&r.id, &e.dir(&r.id)).ok()?;
     let d = &v["data"];
     let limit = d["memory"]["usage"]["limit"].as_u64().unwrap_or(0);
     let host = host_memory();
@@ -1585,7 +1910,7 @@ pub fn update(root: &Path, a: &UpdateArgs) -> anyhow::Result<()> {
         if !e.state(&r.id).running() {
             return Err(EngineError::Conflict(format!("container {} is not running", r.id)));
         }
-        e.runtime().update(&r.id, &res)?;
+        e.rt(&r)?.update(&r.id, &e.dir(&r.id), &res)?;
         Ok(())
     })
 }

@@ -6,6 +6,7 @@
 // Docker-shaped JSON built with serde_json::json! nests deeper than the default limit.
 #![recursion_limit = "256"]
 
+mod attach;
 mod containers;
 mod exit;
 mod format;
@@ -125,7 +126,14 @@ enum Command {
     Monitor {
         /// Container id.
         id: String,
+        /// Start the container once a client has attached.
+        #[arg(long)]
+        attach: bool,
     },
+    /// Attach local standard input, output, and error streams to a running container.
+    Attach(containers::AttachArgs),
+    /// Restart one or more containers.
+    Restart(containers::RestartArgs),
     /// Log in to a registry.
     Login(images::LoginArgs),
     /// Log out from a registry.
@@ -164,6 +172,8 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
         Command::Run(a) => containers::run(root, &a),
         Command::Create(a) => containers::create(root, &a),
         Command::Start(a) => containers::start(root, &a),
+        Command::Attach(a) => containers::attach(root, &a),
+        Command::Restart(a) => containers::restart(root, &a),
         Command::Ps(a) => containers::ps(root, &a),
         Command::Logs(a) => containers::logs(root, &a),
         Command::Stop(a) => containers::stop(root, &a),
@@ -234,6 +244,10 @@ fn main() -> ExitCode {
         .and_then(|n| n.to_str())
         .unwrap_or("berth")
         .to_string();
+    if name == "berth-init" {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        berth_runtime::minit::main(&args);
+    }
     let as_runtime = name == "berth-runtime" || name == "runc";
     // Commands that enter a container re-execute from a sealed binary first (see
     // berth_runtime::seal); deciding that before clap saves parsing the arguments twice.
@@ -256,8 +270,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Runtime(r) => runtime::main(*r),
-        Command::Monitor { id } => {
-            let code = berth_engine::monitor::main(&cli.root, &id);
+        Command::Monitor { id, attach } => {
+            let code = berth_engine::monitor::main(&cli.root, &id, attach);
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
         command => match engine_main(&cli.root, command) {

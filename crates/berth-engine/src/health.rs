@@ -112,7 +112,7 @@ impl Checker {
 
     /// Starts a probe when due, kills one past its timeout; returns whether the health
     /// changed.
-    pub fn tick(&mut self, rt: &berth_runtime::container::Runtime, id: &str, devnull: &OwnedFd) -> bool {
+    pub fn tick(&mut self, rt: &crate::runtimes::Rt, id: &str, devnull: &OwnedFd, dir: &std::path::Path) -> bool {
         let now = Instant::now();
         if let Some(r) = &self.running {
             if now >= r.started + self.cfg.timeout {
@@ -130,7 +130,7 @@ impl Checker {
         }
         self.next = now + self.cfg.interval;
         let start = berth_image::store::now();
-        match self.spawn(rt, id, devnull) {
+        match self.spawn(rt, id, devnull, dir) {
             Ok((pid, out)) => {
                 self.running = Some(Running {
                     pid,
@@ -146,9 +146,10 @@ impl Checker {
 
     fn spawn(
         &self,
-        rt: &berth_runtime::container::Runtime,
+        rt: &crate::runtimes::Rt,
         id: &str,
         devnull: &OwnedFd,
+        dir: &std::path::Path,
     ) -> Result<(i32, OwnedFd), String> {
         let mut p = self.process.clone();
         p["args"] = serde_json::json!(self.argv);
@@ -161,16 +162,16 @@ impl Checker {
             libc::dup2(w.as_raw_fd(), 1);
             libc::dup2(w.as_raw_fd(), 2);
         }
-        let created = rt.exec(id, &process, &berth_runtime::container::ExecOpts::default());
+        let created = rt.exec_detached(id, &process, dir);
         // SAFETY: as above.
         unsafe {
             libc::dup2(devnull.as_raw_fd(), 1);
             libc::dup2(devnull.as_raw_fd(), 2);
         }
         drop(w);
-        let c = created.map_err(|e| e.to_string())?;
+        let pid = created.map_err(|e| e.to_string())?;
         let _ = nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
-        Ok((c.pid, r))
+        Ok((pid, r))
     }
 
     /// A reaped child: if it is the probe, records it; returns whether the health changed.

@@ -10,12 +10,14 @@
 //! - [`monitor`]: the per-container monitor.
 #![warn(missing_docs)]
 
+pub mod attach;
 pub mod commit;
 pub mod cp;
 pub mod health;
 pub mod logs;
 pub mod monitor;
 pub mod ops;
+pub mod runtimes;
 pub mod spec;
 pub mod store;
 pub mod volumes;

@@ -8,7 +8,6 @@
 //! The monitor is the only writer of `state.json` while it lives; when it is gone, readers
 //! reconcile (see [`crate::store::Engine::state`]).
 
-use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,8 +15,8 @@ use std::time::{Duration, Instant};
 use nix::fcntl::OFlag;
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 
-use crate::ops;
 use crate::store::{Engine, State, ZERO_TIME};
+use crate::{attach, ops};
 use crate::{EngineError, Result};
 
 /// Log rotation defaults: 10 MB per file, 3 files.
@@ -39,8 +38,9 @@ pub fn start_failure_code(msg: &str) -> i32 {
 
 /// Runs the monitor for container `id` under data root `root`; returns the process exit
 /// code. Forks first: the parent returns at once (the caller exits with it), the child
-/// carries on, reparented away from the CLI.
-pub fn main(root: &Path, id: &str) -> i32 {
+/// carries on, reparented away from the CLI. With `wait_attach`, the container starts only
+/// once a client has attached (or after 30 s), so a foreground `run` sees all its output.
+pub fn main(root: &Path, id: &str, wait_attach: bool) -> i32 {
     // SAFETY: the monitor is single-threaded here; fork is sound.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
@@ -48,7 +48,7 @@ pub fn main(root: &Path, id: &str) -> i32 {
         Err(_) => return 1,
     }
     let _ = nix::unistd::setsid();
-    let code = match monitor(root, id) {
+    let code = match monitor(root, id, wait_attach) {
         Ok(()) => 0,
         Err(e) => {
             let _ = std::fs::write(root.join("containers").join(id).join("monitor.err"), e.to_string());
@@ -81,7 +81,15 @@ pub fn backoff(previous: Duration, ran: Duration) -> Duration {
     }
 }
 
-fn monitor(root: &Path, id: &str) -> Result<()> {
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::Invalid(format!("pipe: {e}")))
+}
+
+fn nonblocking(fd: &OwnedFd) {
+    let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+}
+
+fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
     let engine = Engine::open(root)?;
     let rec = engine.resolve(id)?;
     let dir = engine.dir(&rec.id);
@@ -95,6 +103,10 @@ fn monitor(root: &Path, id: &str) -> Result<()> {
     )
     .map_err(|e| EngineError::Invalid(format!("/dev/null: {e}")))?;
     let stopped_flag = dir.join("stopped");
+    let mut hub = attach::Hub::listen(&dir).map_err(crate::io_err("listening on", dir.join(attach::SOCKET)))?;
+    if wait_attach {
+        hub.wait_for_client(Duration::from_secs(30));
+    }
     let mut engine = Some(engine);
     let mut delay = Duration::ZERO;
     loop {
@@ -102,39 +114,70 @@ fn monitor(root: &Path, id: &str) -> Result<()> {
             Some(e) => e,
             None => Engine::open(root)?,
         };
-        // Stdio: /dev/null in, a pipe per output stream.
-        let (out_r, out_w) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::Invalid(format!("pipe: {e}")))?;
-        let (err_r, err_w) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::Invalid(format!("pipe: {e}")))?;
+        // Stdio: a terminal (the runtime makes it and hands back the master), or a pipe
+        // per output stream and, with `-i`, one for stdin; otherwise stdin is /dev/null.
         let dup_to = |from: &OwnedFd, to: i32| {
             // SAFETY: dup2 between descriptors this process owns; 0-2 are ours to replace.
             unsafe { libc::dup2(from.as_raw_fd(), to) };
         };
-        dup_to(&devnull, 0);
-        dup_to(&out_w, 1);
-        dup_to(&err_w, 2);
+        let mut outputs: Vec<(OwnedFd, u8)> = Vec::new();
+        let mut stdin = attach::StdinSink::new(rec.stdin_once, rec.tty);
+        let mut child_ends: Vec<OwnedFd> = Vec::new();
+        if rec.tty {
+            dup_to(&devnull, 0);
+            dup_to(&devnull, 1);
+            dup_to(&devnull, 2);
+        } else {
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            if rec.open_stdin {
+                let (in_r, in_w) = pipe()?;
+                dup_to(&in_r, 0);
+                nonblocking(&in_w);
+                stdin.fd = Some(in_w);
+                child_ends.push(in_r);
+            } else {
+                dup_to(&devnull, 0);
+            }
+            dup_to(&out_w, 1);
+            dup_to(&err_w, 2);
+            outputs.push((out_r, attach::STDOUT));
+            outputs.push((err_r, attach::STDERR));
+            child_ends.push(out_w);
+            child_ends.push(err_w);
+        }
+        let rt = eng.rt(&rec)?;
         let started = ops::mount_rootfs(&eng, &rec).and_then(|()| {
-            let rt = eng.runtime();
-            let opts = berth_runtime::container::CreateOpts {
-                bundle: dir.clone(),
-                subreaper: true,
-                ..Default::default()
-            };
-            let created = rt.create(&rec.id, &opts)?;
+            let created = rt.create(&rec.id, &dir, rec.tty)?;
+            if let (Some(c), Some((rows, cols))) = (&created.console, hub.size) {
+                attach::apply_size(Some(c.as_fd()), rows, cols);
+            }
             rt.start(&rec.id)?;
-            Ok(created.pid)
+            Ok(created)
         });
-        // The container holds the write ends now; the monitor must not, or EOF never comes.
+        // The container holds the child's ends now; the monitor must not, or EOF never comes.
+        dup_to(&devnull, 0);
         dup_to(&devnull, 1);
         dup_to(&devnull, 2);
-        drop(out_w);
-        drop(err_w);
+        drop(child_ends);
+        let (started, console) = match started {
+            Ok(c) => (Ok(c.pid), c.console),
+            Err(e) => (Err(e), None),
+        };
+        if let Some(c) = &console {
+            nonblocking(c);
+            if rec.open_stdin {
+                stdin.fd = c.try_clone().ok();
+            }
+            if let Ok(c) = c.try_clone() {
+                outputs.push((c, attach::STDOUT));
+            }
+        }
         let pid = match started {
             Ok(pid) => pid,
             Err(e) => {
                 let msg = e.to_string();
-                let _ = eng.runtime().delete(&rec.id, true);
+                let _ = rt.delete(&rec.id, true);
                 ops::unmount_rootfs(&eng, &rec.id);
                 st.status = if st.restart_count > 0 {
                     "exited".into()
@@ -145,6 +188,7 @@ fn monitor(root: &Path, id: &str) -> Result<()> {
                 st.exit_code = start_failure_code(&msg);
                 st.monitor_pid = 0;
                 eng.save_state(&rec.id, &st)?;
+                hub.finish(st.exit_code);
                 return Ok(());
             }
         };
@@ -163,7 +207,18 @@ fn monitor(root: &Path, id: &str) -> Result<()> {
         let (max, files) = if rec.log_driver == "none" {
             (1, 1)
         } else {
-            (LOG_MAX_SIZE, LOG_MAX_FILES)
+            (
+                if rec.log_max_size > 0 {
+                    rec.log_max_size
+                } else {
+                    LOG_MAX_SIZE
+                },
+                if rec.log_max_file > 0 {
+                    rec.log_max_file
+                } else {
+                    LOG_MAX_FILES
+                },
+            )
         };
         let mut log = crate::logs::Writer::open(&dir.join("json.log"), max, files)
             .map_err(crate::io_err("opening", dir.join("json.log")))?;
@@ -183,23 +238,25 @@ fn monitor(root: &Path, id: &str) -> Result<()> {
         shed_memory();
         let mut probes = checker.as_mut().map(|c| Probes {
             checker: c,
-            runtime: berth_runtime::container::Runtime {
-                root: crate::store::run_dir(root).join("runtime"),
-                systemd_cgroup: false,
-            },
+            runtime: rt.clone(),
             id: rec.id.clone(),
             devnull: &devnull,
             dir: dir.clone(),
         });
-        let status = pump(&out_r, &err_r, pid, &mut log, probes.as_mut(), &mut st);
+        let mut io = Io {
+            outputs,
+            stdin: &mut stdin,
+            hub: &mut hub,
+            console: console.as_ref(),
+        };
+        let status = pump(&mut io, pid, &mut log, probes.as_mut(), &mut st);
+        drop(io);
+        drop(console);
+        drop(stdin);
         drop(log);
         let eng = Engine::open(root)?;
-        let oom = eng
-            .runtime()
-            .load(&rec.id)
-            .map(|(_, s, _)| s.cgroup.oom_kills() > 0)
-            .unwrap_or(false);
-        let _ = eng.runtime().delete(&rec.id, true);
+        let oom = rt.oom_kills(&rec.id, &dir) > 0;
+        let _ = rt.delete(&rec.id, true);
         ops::unmount_rootfs(&eng, &rec.id);
         st.exit_code = status;
         st.oom_killed = oom;
@@ -213,6 +270,8 @@ fn monitor(root: &Path, id: &str) -> Result<()> {
             delay = backoff(delay, began.elapsed());
             st.status = "restarting".into();
             eng.save_state(&rec.id, &st)?;
+            // Attached clients follow one run of the container, as Docker's do.
+            hub.finish(status);
             // Wait out the backoff, unless the user stops or removes the container meanwhile.
             let until = Instant::now() + delay;
             while Instant::now() < until && !stopped_flag.exists() && dir.exists() {
@@ -233,14 +292,12 @@ fn monitor(root: &Path, id: &str) -> Result<()> {
             eng.save_state(&rec.id, &st)?;
         }
         if rec.auto_remove {
-            // A foreground `run --rm` reads the exit code from here once the container is gone.
-            // Only where a reader left its placeholder: a detached `--rm` leaves nothing.
-            let exit_file = eng.run.join("exits").join(&rec.id);
-            if exit_file.exists() {
-                let _ = std::fs::write(&exit_file, status.to_string());
-            }
             ops::remove_files_and_volumes(&eng, &rec, true)?;
+        } else {
+            let _ = std::fs::remove_file(dir.join(attach::SOCKET));
         }
+        // Last, so that a foreground `run --rm` returns once the container is gone.
+        hub.finish(status);
         return Ok(());
     }
 }
@@ -311,7 +368,7 @@ fn shed_memory() {
 /// What the pump needs to run health probes.
 struct Probes<'a> {
     checker: &'a mut crate::health::Checker,
-    runtime: berth_runtime::container::Runtime,
+    runtime: crate::runtimes::Rt,
     id: String,
     devnull: &'a OwnedFd,
     dir: std::path::PathBuf,
@@ -324,61 +381,84 @@ impl Probes<'_> {
     }
 }
 
+/// The container's stdio as the monitor sees it.
+struct Io<'a> {
+    /// Output sources: stdout and stderr pipes, or the terminal (as stdout).
+    outputs: Vec<(OwnedFd, u8)>,
+    stdin: &'a mut attach::StdinSink,
+    hub: &'a mut attach::Hub,
+    console: Option<&'a OwnedFd>,
+}
+
 fn pump(
-    out: &OwnedFd,
-    err: &OwnedFd,
+    io: &mut Io<'_>,
     init: i32,
     log: &mut crate::logs::Writer,
     mut probes: Option<&mut Probes<'_>>,
     st: &mut State,
 ) -> i32 {
-    for fd in [out, err] {
-        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    for (fd, _) in &io.outputs {
+        nonblocking(fd);
     }
-    let mut bufs: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
-    let mut open = [true, true];
+    let n = io.outputs.len();
+    let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); n];
+    let mut open = vec![true; n];
     let mut code: Option<i32> = None;
     let mut exited_at: Option<Instant> = None;
     let mut chunk = vec![0u8; 16 * 1024];
+    let stream_name = |kind: u8| if kind == attach::STDERR { "stderr" } else { "stdout" };
     loop {
-        let mut pfds: Vec<nix::poll::PollFd<'_>> = Vec::new();
-        let fds = [out.as_fd(), err.as_fd()];
-        for (i, fd) in fds.iter().enumerate() {
-            if open[i] {
-                pfds.push(nix::poll::PollFd::new(*fd, nix::poll::PollFlags::POLLIN));
-            }
-        }
         let mut wait = Duration::from_millis(200);
         if let Some(p) = &probes {
             if code.is_none() {
                 wait = wait.min(p.checker.wait().max(Duration::from_millis(1)));
             }
         }
-        if !pfds.is_empty() {
+        if code.is_some() {
+            wait = wait.min(Duration::from_millis(20));
+        }
+        {
+            use nix::poll::{PollFd, PollFlags};
+            let mut pfds: Vec<PollFd<'_>> = Vec::new();
+            for (i, (fd, _)) in io.outputs.iter().enumerate() {
+                if open[i] {
+                    pfds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            if io.stdin.wants_write() {
+                if let Some(fd) = &io.stdin.fd {
+                    pfds.push(PollFd::new(fd.as_fd(), PollFlags::POLLOUT));
+                }
+            }
+            pfds.extend(io.hub.fds());
             let ms = u16::try_from(wait.as_millis()).unwrap_or(200);
             let _ = nix::poll::poll(&mut pfds, nix::poll::PollTimeout::from(ms));
-        } else {
-            std::thread::sleep(wait.min(Duration::from_millis(20)));
         }
-        for i in 0..2 {
+        io.hub.service(io.stdin, io.console.map(|c| c.as_fd()));
+        io.stdin.flush();
+        for i in 0..n {
             if !open[i] {
                 continue;
             }
-            let mut f = std::fs::File::from(match fds[i].try_clone_to_owned() {
-                Ok(f) => f,
-                Err(_) => continue,
-            });
+            let (fd, kind) = &io.outputs[i];
             loop {
-                match f.read(&mut chunk) {
+                match nix::unistd::read(fd, &mut chunk) {
                     Ok(0) => {
                         open[i] = false;
                         break;
                     }
-                    Ok(n) => {
-                        bufs[i].extend_from_slice(&chunk[..n]);
-                        flush_lines(&mut bufs[i], if i == 0 { "stdout" } else { "stderr" }, log, false);
+                    Ok(got) => {
+                        io.hub.broadcast(*kind, &chunk[..got]);
+                        bufs[i].extend_from_slice(&chunk[..got]);
+                        flush_lines(&mut bufs[i], stream_name(*kind), log, false);
                     }
-                    Err(_) => break,
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(nix::errno::Errno::EAGAIN) => break,
+                    // EIO: a terminal whose last user is gone.
+                    Err(_) => {
+                        open[i] = false;
+                        break;
+                    }
                 }
             }
         }
@@ -406,7 +486,7 @@ fn pump(
         }
         if code.is_none() {
             if let Some(pr) = probes.as_deref_mut() {
-                if pr.checker.tick(&pr.runtime, &pr.id, pr.devnull) {
+                if pr.checker.tick(&pr.runtime, &pr.id, pr.devnull, &pr.dir) {
                     pr.save(st);
                 }
             }
@@ -414,14 +494,15 @@ fn pump(
         if code.is_some() && exited_at.is_none() {
             exited_at = Some(Instant::now());
         }
-        let drained = !open[0] && !open[1];
+        // A terminal's master reads EIO once the last process holding the slave is gone.
+        let drained = open.iter().all(|o| !o);
         let waited_long = exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2));
         if code.is_some() && (drained || waited_long) {
             break;
         }
     }
-    for (i, stream) in ["stdout", "stderr"].iter().enumerate() {
-        flush_lines(&mut bufs[i], stream, log, true);
+    for (i, (_, kind)) in io.outputs.iter().enumerate() {
+        flush_lines(&mut bufs[i], stream_name(*kind), log, true);
     }
     code.unwrap_or(255)
 }

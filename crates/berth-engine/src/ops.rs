@@ -92,6 +92,57 @@ pub struct CreateOptions {
     pub log_driver: String,
     /// `--volumes-from CONTAINER[:ro|rw]`.
     pub volumes_from: Vec<String>,
+    /// `--log-opt KEY=VALUE` (max-size, max-file).
+    pub log_opts: Vec<String>,
+    /// `-t`.
+    pub tty: bool,
+    /// `-i`.
+    pub open_stdin: bool,
+    /// Close stdin after the first attach ends (a foreground `run -i`).
+    pub stdin_once: bool,
+    /// `--init`.
+    pub init: bool,
+    /// `--runtime` (empty or `berth`: built in).
+    pub runtime: String,
+}
+
+/// `--log-opt` for json-file: max-size and max-file, checked as Docker does.
+fn parse_log_opts(opts: &[String], driver: &str) -> Result<(u64, u32)> {
+    let (mut size, mut files) = (0u64, 0u32);
+    for o in opts {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| EngineError::Invalid(format!("invalid key value pair format in logging opts: {o}")))?;
+        if driver == "none" {
+            return Err(EngineError::Invalid(format!(
+                "unknown log opt '{k}' for none log driver"
+            )));
+        }
+        match k {
+            "max-size" => {
+                let n = spec::parse_size(v)
+                    .map_err(|e| EngineError::Invalid(format!("invalid log opt max-size {v:?}: {e}")))?;
+                size = u64::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+                    EngineError::Invalid(format!("invalid log opt max-size {v:?}: must be a positive size"))
+                })?;
+            }
+            "max-file" => {
+                files = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| EngineError::Invalid("max-file cannot be less than 1".to_string()))?;
+            }
+            "compress" if v == "false" => {}
+            "labels" | "env" | "env-regex" | "tag" => {}
+            _ => {
+                return Err(EngineError::Invalid(format!(
+                    "unknown log opt '{k}' for json-file log driver"
+                )))
+            }
+        }
+    }
+    Ok((size, files))
 }
 
 /// `--ulimit name=soft[:hard]`.
@@ -324,6 +375,9 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         env.insert(0, spec::DEFAULT_PATH.to_string());
     }
     env = spec::merge_env(&[format!("HOSTNAME={hostname}")], &env);
+    if o.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
     let mut labels: BTreeMap<String, String> = c
         .get("Labels")
         .and_then(|l| serde_json::from_value(l.clone()).ok())
@@ -426,6 +480,23 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
                 )))
             }
         },
+        log_max_size: parse_log_opts(&o.log_opts, &o.log_driver)?.0,
+        log_max_file: parse_log_opts(&o.log_opts, &o.log_driver)?.1,
+        tty: o.tty,
+        open_stdin: o.open_stdin,
+        stdin_once: o.open_stdin && o.stdin_once,
+        init: o.init,
+        runtime: crate::runtimes::check_name(&o.runtime)?,
+        exposed_ports: c
+            .get("ExposedPorts")
+            .and_then(|v| v.as_object())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default(),
+        image_volumes: c
+            .get("Volumes")
+            .and_then(|v| v.as_object())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default(),
         cgroup_parent: match &o.cgroup_parent {
             Some(p) if p.split('/').any(|c| c == ".." || c == ".") => {
                 return Err(EngineError::Invalid(format!("invalid --cgroup-parent {p:?}")))
@@ -530,7 +601,9 @@ pub fn remove_files_and_volumes(engine: &Engine, r: &Record, volumes: bool) -> R
 
 /// Removes everything of a container: mount, runtime state, directory, row, image use.
 pub fn remove_files(engine: &Engine, r: &Record) -> Result<()> {
-    let _ = engine.runtime().delete(&r.id, true);
+    if let Ok(rt) = engine.rt(r) {
+        let _ = rt.delete(&r.id, true);
+    }
     unmount_rootfs(engine, &r.id);
     let dir = engine.dir(&r.id);
     match std::fs::remove_dir_all(&dir) {
@@ -546,21 +619,36 @@ pub fn remove_files(engine: &Engine, r: &Record) -> Result<()> {
 /// Starts a created or exited container: spawns its monitor (`exe _monitor`) and waits
 /// until the container runs, or reports why it could not start (with Docker's exit code).
 pub fn start(engine: &Engine, id: &str, exe: &Path) -> Result<()> {
+    start_attached(engine, id, exe, None).map(|_| ())
+}
+
+/// [`start`], attached: the monitor waits for this client before it starts the container,
+/// and the connection carries the container's stdio (see [`crate::attach`]). `None` when
+/// the container was already running.
+pub fn start_attached(
+    engine: &Engine,
+    id: &str,
+    exe: &Path,
+    hello: Option<&crate::attach::Hello>,
+) -> Result<Option<std::os::unix::net::UnixStream>> {
     let r = engine.resolve(id)?;
     let st = engine.state(&r.id);
     if st.running() {
-        return Ok(());
+        return Ok(None);
     }
-    let _ = std::fs::remove_file(engine.dir(&r.id).join("stopped"));
+    let dir = engine.dir(&r.id);
+    let _ = std::fs::remove_file(dir.join("stopped"));
+    let _ = std::fs::remove_file(dir.join(crate::attach::SOCKET));
     let mut fresh = st.clone();
     fresh.status = "created".into();
     fresh.error.clear();
     engine.save_state(&r.id, &fresh)?;
-    let status = std::process::Command::new(exe)
-        .arg("--root")
-        .arg(&engine.root)
-        .arg("_monitor")
-        .arg(&r.id)
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--root").arg(&engine.root).arg("_monitor").arg(&r.id);
+    if hello.is_some() {
+        cmd.arg("--attach");
+    }
+    let status = cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -570,7 +658,13 @@ pub fn start(engine: &Engine, id: &str, exe: &Path) -> Result<()> {
         return Err(EngineError::Invalid(format!("monitor for {} failed to start", r.id)));
     }
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut stream = None;
     loop {
+        if let (Some(h), None) = (hello, &stream) {
+            if dir.join(crate::attach::SOCKET).exists() {
+                stream = crate::attach::connect(&dir, h).ok();
+            }
+        }
         let st = engine.state(&r.id);
         if !st.error.is_empty() {
             return Err(EngineError::Start {
@@ -578,10 +672,10 @@ pub fn start(engine: &Engine, id: &str, exe: &Path) -> Result<()> {
                 message: st.error,
             });
         }
-        if st.status == "running" || st.status == "exited" {
-            return Ok(());
+        if (st.status == "running" || st.status == "exited") && (hello.is_none() || stream.is_some()) {
+            return Ok(stream);
         }
-        let err_file = engine.dir(&r.id).join("monitor.err");
+        let err_file = dir.join("monitor.err");
         if let Ok(m) = std::fs::read_to_string(&err_file) {
             return Err(EngineError::Start { code: 125, message: m });
         }
@@ -608,7 +702,19 @@ pub fn kill(engine: &Engine, id: &str, signal: &str) -> Result<()> {
     let sig = berth_runtime::container::parse_signal(signal)
         .map_err(|e| EngineError::Invalid(format!("invalid signal: {e}")))?;
     mark_stopped(engine, &r.id);
-    engine.runtime().kill(&r.id, sig, false)?;
+    engine.rt(&r)?.kill(&r.id, sig, false)?;
+    Ok(())
+}
+
+/// Passes a signal on to a running container (a foreground client's `--sig-proxy`): unlike
+/// [`kill`], the restart policy still applies afterwards.
+pub fn signal(engine: &Engine, id: &str, signal: &str) -> Result<()> {
+    let r = engine.resolve(id)?;
+    let sig = berth_runtime::container::parse_signal(signal)
+        .map_err(|e| EngineError::Invalid(format!("invalid signal: {e}")))?;
+    if engine.state(&r.id).running() {
+        engine.rt(&r)?.kill(&r.id, sig, false)?;
+    }
     Ok(())
 }
 
@@ -708,7 +814,7 @@ pub fn set_paused(engine: &Engine, id: &str, paused: bool) -> Result<()> {
     if !engine.state(&r.id).running() {
         return Err(EngineError::Conflict(format!("container {} is not running", r.id)));
     }
-    let rt = engine.runtime();
+    let rt = engine.rt(&r)?;
     let frozen = is_paused(engine, &r.id);
     if paused && frozen {
         return Err(EngineError::Conflict(format!("container {} is already paused", r.id)));
@@ -722,10 +828,10 @@ pub fn set_paused(engine: &Engine, id: &str, paused: bool) -> Result<()> {
 
 /// Whether the runtime reports the container frozen.
 pub fn is_paused(engine: &Engine, id: &str) -> bool {
-    matches!(
-        engine.runtime().load(id),
-        Ok((_, _, berth_runtime::state::Status::Paused))
-    )
+    match engine.resolve(id) {
+        Ok(r) => engine.rt(&r).is_ok_and(|rt| rt.is_paused(&r.id, &engine.dir(&r.id))),
+        Err(_) => false,
+    }
 }
 
 /// The host pids of a running container's processes.
@@ -734,7 +840,7 @@ pub fn pids(engine: &Engine, id: &str) -> Result<Vec<i32>> {
     if !engine.state(&r.id).running() {
         return Err(EngineError::Conflict(format!("container {} is not running", r.id)));
     }
-    Ok(engine.runtime().pids(&r.id)?)
+    engine.rt(&r)?.pids(&r.id, &engine.dir(&r.id))
 }
 
 /// Removes every container that is not running; returns their ids.

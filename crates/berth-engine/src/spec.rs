@@ -410,7 +410,7 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
     let mut spec = json!({
         "ociVersion": "1.2.0",
         "process": {
-            "terminal": false,
+            "terminal": r.tty,
             "user": {"uid": uid, "gid": gid, "additionalGids": extra},
             "args": args,
             "env": r.env,
@@ -446,6 +446,29 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
     if let Some(ms) = spec["mounts"].as_array_mut() {
         ms.extend(user_mounts);
     }
+    if r.init {
+        if r.runtime.is_empty() {
+            spec["annotations"] = json!({ berth_runtime::minit::ANNOTATION: "true" });
+        } else {
+            // An external runtime runs this binary, mounted read-only, as PID 1.
+            let exe = std::env::current_exe()
+                .map_err(|e| EngineError::Invalid(format!("finding the berth binary for --init: {e}")))?;
+            if !is_static(&exe) {
+                return Err(EngineError::Invalid(format!(
+                    "--init with --runtime {} needs a statically linked berth (scripts/build.sh); {} is dynamic",
+                    r.runtime,
+                    exe.display()
+                )));
+            }
+            if let Some(ms) = spec["mounts"].as_array_mut() {
+                ms.push(json!({"destination": berth_runtime::minit::PATH, "type": "bind",
+                    "source": exe.display().to_string(), "options": ["bind", "ro", "nosuid", "nodev"]}));
+            }
+            let mut a = vec![json!(berth_runtime::minit::PATH), json!("--")];
+            a.extend(spec["process"]["args"].as_array().cloned().unwrap_or_default());
+            spec["process"]["args"] = json!(a);
+        }
+    }
     if !r.ulimits.is_empty() {
         spec["process"]["rlimits"] = json!(r
             .ulimits
@@ -474,6 +497,28 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
         spec["linux"]["seccomp"] = profile;
     }
     Ok(spec)
+}
+
+/// Whether an ELF binary needs no dynamic loader (no `PT_INTERP` program header).
+fn is_static(exe: &Path) -> bool {
+    let Ok(b) = std::fs::read(exe) else { return false };
+    let u16_at = |o: usize| b.get(o..o + 2).map(|x| u16::from_le_bytes([x[0], x[1]]) as usize);
+    let u64_at = |o: usize| {
+        b.get(o..o + 8)
+            .and_then(|x| <[u8; 8]>::try_from(x).ok())
+            .and_then(|x| usize::try_from(u64::from_le_bytes(x)).ok())
+    };
+    // 64-bit little-endian ELF only (the hosts berth builds for).
+    if b.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+        return false;
+    }
+    let (Some(phoff), Some(size), Some(count)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+        return false;
+    };
+    (0..count).all(|i| {
+        let ty = b.get(phoff + i * size..phoff + i * size + 4);
+        ty != Some([3u8, 0, 0, 0].as_slice())
+    })
 }
 
 /// Parses Docker's memory sizes: `512`, `64k`, `100m`, `1g` (binary units, `b` optional).

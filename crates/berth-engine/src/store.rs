@@ -111,6 +111,33 @@ pub struct Record {
     /// `--log-driver`: json-file or none.
     #[serde(default)]
     pub log_driver: String,
+    /// `--log-opt max-size` in bytes (0: the default, [`crate::monitor::LOG_MAX_SIZE`]).
+    #[serde(default)]
+    pub log_max_size: u64,
+    /// `--log-opt max-file` (0: the default, [`crate::monitor::LOG_MAX_FILES`]).
+    #[serde(default)]
+    pub log_max_file: u32,
+    /// `-t`: the container's stdio is a terminal.
+    #[serde(default)]
+    pub tty: bool,
+    /// `-i`: the container's stdin stays open for attached clients.
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// Close the container's stdin when the first attached client's stdin ends.
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// `--init`: berth's minimal init runs as PID 1 and the command as its child.
+    #[serde(default)]
+    pub init: bool,
+    /// `--runtime`: empty for the built-in runtime, else an OCI runtime's name or path.
+    #[serde(default)]
+    pub runtime: String,
+    /// Ports the image exposes (`80/tcp`), as Docker's `Config.ExposedPorts`.
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
+    /// The image's VOLUME paths, as Docker's `Config.Volumes`.
+    #[serde(default)]
+    pub image_volumes: Vec<String>,
 }
 
 /// How a container is, as the monitor recorded it.
@@ -207,6 +234,11 @@ impl Engine {
             root: self.run.join("runtime"),
             systemd_cgroup: false,
         }
+    }
+
+    /// The runtime a container runs under.
+    pub fn rt(&self, r: &Record) -> Result<crate::runtimes::Rt> {
+        crate::runtimes::Rt::new(&self.run, &r.runtime)
     }
 
     /// A container's directory.

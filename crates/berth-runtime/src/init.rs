@@ -304,6 +304,18 @@ fn init(chan: &Chan, a: &InitArgs<'_>, new_mntns: bool) -> Result<Never, String>
         let _ = writeln!(std::io::stderr(), "berth-runtime: {}", chain(e));
         sys::child_exit(1);
     }
+    let wants_init = spec
+        .annotations()
+        .as_ref()
+        .and_then(|m| m.get(crate::minit::ANNOTATION))
+        .is_some_and(|v| v == "true");
+    if wants_init {
+        // This process stays as PID 1; its child goes on to exec the command.
+        if let Err(e) = crate::minit::fork_init() {
+            let _ = writeln!(std::io::stderr(), "berth-runtime: {e}");
+            sys::child_exit(1);
+        }
+    }
     let e = process::exec(&path, &args, &env);
     // The runtime is gone by now; stderr is all that is left to report on.
     let _ = writeln!(std::io::stderr(), "berth-runtime: {}", chain(e));

@@ -13,6 +13,7 @@ pub mod container;
 pub mod features;
 pub mod hooks;
 mod init;
+pub mod minit;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;

@@ -70,10 +70,16 @@ fn copy_winsize(from: i32, to: i32) {
 /// Waits for `pid` (our child, or reparented to us as subreaper), forwarding signals and
 /// proxying `pty`. Returns the exit code as a shell reports it (128+n for a signal).
 pub fn supervise(pid: i32, signals: SigSet, pty: Option<OwnedFd>) -> std::io::Result<i32> {
+    supervise_stdin(pid, signals, pty, true)
+}
+
+/// [`supervise`], forwarding our stdin to the pty only when `forward_stdin` (exec `-t`
+/// without `-i` shows the output but types nothing).
+pub fn supervise_stdin(pid: i32, signals: SigSet, pty: Option<OwnedFd>, forward_stdin: bool) -> std::io::Result<i32> {
     let sfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC)?;
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
-    let saved = pty.as_ref().and_then(|_| {
+    let saved = pty.as_ref().filter(|_| forward_stdin).and_then(|_| {
         let t = nix::sys::termios::tcgetattr(stdin.as_fd()).ok()?;
         let mut raw = t.clone();
         nix::sys::termios::cfmakeraw(&mut raw);
@@ -84,7 +90,7 @@ pub fn supervise(pid: i32, signals: SigSet, pty: Option<OwnedFd>) -> std::io::Re
         copy_winsize(stdin.as_raw_fd(), p.as_raw_fd());
     }
     let mut code = None;
-    let mut stdin_open = pty.is_some();
+    let mut stdin_open = pty.is_some() && forward_stdin;
     let mut pty_open = pty.is_some();
     while code.is_none() || pty_open {
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];

@@ -770,7 +770,7 @@ fn footprint(b: &Berth, parent: &str) -> (usize, usize, usize, usize) {
         + std::fs::read_dir(b.root.path().join("run/runtime"))
             .map(|r| r.count())
             .unwrap_or(0)
-        + std::fs::read_dir(b.root.path().join("run/exits"))
+        + std::fs::read_dir(b.root.path().join("run/runtimes"))
             .map(|r| r.count())
             .unwrap_or(0);
     (mounts, cgroups, procs, files)

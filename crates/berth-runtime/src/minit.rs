@@ -1,0 +1,97 @@
+//! A minimal init for PID 1 (`--init`), in the manner of tini: the container's command
+//! runs as its child; the init passes on every signal it gets, reaps every process that
+//! is reparented to it, and exits with the command's exit code (128+n for a signal).
+//!
+//! With berth's runtime the container's stage-2 process becomes the init: it forks just
+//! before the exec, so nothing has to be mounted into the container. Before it settles it
+//! closes every descriptor above stdio and makes itself non-dumpable, so no host
+//! descriptor stays reachable through `/proc/1/fd`. With an external runtime the static
+//! berth binary is mounted at [`PATH`] and run as `berth-init -- CMD...`.
+
+use std::ffi::CString;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// Where the init binary is mounted for external runtimes.
+pub const PATH: &str = "/sbin/berth-init";
+
+/// The annotation that asks berth's runtime for the init.
+pub const ANNOTATION: &str = "run.berth.init";
+
+/// Forks: the child returns (with the signal mask as it was, in its own process group,
+/// and in the terminal's foreground when stdin is one) and goes on to exec the command;
+/// the parent becomes the init and never returns.
+pub fn fork_init() -> Result<(), String> {
+    let all = SigSet::all();
+    let mut old = SigSet::empty();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut old))
+        .map_err(|e| format!("blocking signals: {e}"))?;
+    // SAFETY: the process is single-threaded here (the runtime's stage 2).
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+            if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+                // SAFETY: ignoring SIGTTOU for the tcsetpgrp below; restored right after.
+                unsafe { libc::signal(libc::SIGTTOU, libc::SIG_IGN) };
+                let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
+                // SAFETY: as above.
+                unsafe { libc::signal(libc::SIGTTOU, libc::SIG_DFL) };
+            }
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)
+                .map_err(|e| format!("restoring the signal mask: {e}"))?;
+            Ok(())
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            // SAFETY: closes descriptors by number; nothing in this process uses them again.
+            unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+            let _ = nix::sys::prctl::set_dumpable(false);
+            let _ = nix::sys::prctl::set_name(c"berth-init");
+            supervise(child.as_raw())
+        }
+        Err(e) => Err(format!("fork: {e}")),
+    }
+}
+
+/// The init's loop: every signal but SIGCHLD goes to the child; SIGCHLD reaps. Exits with
+/// the child's code when it ends.
+fn supervise(child: i32) -> ! {
+    let all = SigSet::all();
+    loop {
+        let sig = all.wait().unwrap_or(Signal::SIGCHLD);
+        if sig != Signal::SIGCHLD {
+            // SAFETY: kill with plain integers.
+            unsafe { libc::kill(child, sig as i32) };
+            continue;
+        }
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, c)) if p.as_raw() == child => crate::sys::child_exit(c),
+                Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == child => crate::sys::child_exit(128 + s as i32),
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// `berth-init [--] CMD [ARG...]`: the init as its own binary (for external runtimes).
+pub fn main(args: &[String]) -> ! {
+    let args: Vec<&String> = args.iter().skip_while(|a| *a == "--").collect();
+    let Some(first) = args.first() else {
+        eprintln!("berth-init: usage: berth-init -- COMMAND [ARG...]");
+        crate::sys::child_exit(1)
+    };
+    if let Err(e) = fork_init() {
+        eprintln!("berth-init: {e}");
+        crate::sys::child_exit(1)
+    }
+    let argv: Vec<CString> = args.iter().filter_map(|a| CString::new(a.as_bytes()).ok()).collect();
+    let file = CString::new(first.as_bytes()).unwrap_or_default();
+    let e = nix::unistd::execvp(&file, &argv)
+        .err()
+        .unwrap_or(nix::errno::Errno::EINVAL);
+    eprintln!("berth-init: exec {first}: {e}");
+    crate::sys::child_exit(if e == nix::errno::Errno::ENOENT { 127 } else { 126 })
+}
