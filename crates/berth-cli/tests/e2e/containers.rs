@@ -26,7 +26,7 @@ fn tar_dir(dir: &Path, tar: &Path) {
 }
 
 /// A store with a busybox image `bb:1` (CMD sh) and the tarball it came from.
-fn with_busybox(test: &str) -> (Berth, TempDir) {
+pub(crate) fn with_busybox(test: &str) -> (Berth, TempDir) {
     let b = Berth::new(test);
     let dir = TempDir::new(&format!("{test}-img"));
     let rootfs = dir.path().join("rootfs");
@@ -51,7 +51,7 @@ fn with_busybox(test: &str) -> (Berth, TempDir) {
     (b, dir)
 }
 
-fn inspect(b: &Berth, name: &str) -> Value {
+pub(crate) fn inspect(b: &Berth, name: &str) -> Value {
     let v: Value = serde_json::from_str(&b.ok(&["inspect", name])).unwrap();
     v[0].clone()
 }

@@ -19,6 +19,25 @@ pub struct Berth {
     pub cfg: TempDir,
 }
 
+impl Drop for Berth {
+    /// Removes what a test (a failed one especially) left running before the directory
+    /// goes: no container outlives its test.
+    fn drop(&mut self) {
+        if !self.root.path().join("berth.db").exists() {
+            return;
+        }
+        let Ok(o) = self.cmd(&["ps", "-aq", "--no-trunc"]).output() else {
+            return;
+        };
+        let ids: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(ids.iter().map(String::as_str));
+            let _ = self.cmd(&args).output();
+        }
+    }
+}
+
 impl Berth {
     pub fn new(test: &str) -> Berth {
         Berth {

@@ -6,6 +6,7 @@
 mod containers;
 mod escape;
 mod images;
+mod interactive;
 mod peers;
 mod runtime;
 
