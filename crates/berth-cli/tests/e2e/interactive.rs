@@ -90,10 +90,8 @@ impl Pty {
             ws_ypixel: 0,
         };
         // SAFETY: TIOCSWINSZ reads a valid winsize; the kernel signals the foreground group.
-        assert_eq!(
-            unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) },
-            0
-        );
+        let rc = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        assert_eq!(rc, 0);
     }
 
     fn wait(mut self) -> i32 {
@@ -195,7 +193,7 @@ fn stdin_attach_start_ai_and_signal_proxy() {
     assert_eq!(b.out(&["start", "-a", "later", "reader"]).status.code(), Some(125));
 
     // --sig-proxy (on by default): a SIGTERM to the foreground berth reaches the container.
-    let mut child = b
+    let child = b
         .cmd(&[
             "run",
             "--name",
