@@ -217,6 +217,9 @@ pub struct PsArgs {
     /// Show the latest created container.
     #[arg(short, long)]
     pub latest: bool,
+    /// Display total file sizes.
+    #[arg(short, long)]
+    pub size: bool,
 }
 
 /// `logs`.
@@ -1074,12 +1077,27 @@ pub fn ps(root: &Path, a: &PsArgs) -> anyhow::Result<()> {
         }
         format!("\"{c}\"")
     };
+    let images = if a.size { crate::images::open(root).ok() } else { None };
+    let size = |r: &Record| {
+        let rw = dir_size(&e.dir(&r.id).join("fs/upper"));
+        let image = images
+            .as_ref()
+            .and_then(|i| i.image(&r.image_id).ok())
+            .map(|i| u64::try_from(i.row.size).unwrap_or(0))
+            .unwrap_or(0);
+        format!(
+            "{} (virtual {})",
+            crate::format::human_size(rw),
+            crate::format::human_size(rw + image)
+        )
+    };
     let as_json = |r: &Record, st: &State| {
         json!({
             "ID": id(r), "Image": r.image_name, "Command": command(r), "CreatedAt": r.created,
             "RunningFor": format!("{} ago", human_duration(since(&r.created))), "Status": status_text(st),
             "State": st.status, "Names": r.name, "Ports": "", "Labels": r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
-            "Mounts": "", "Networks": r.network_mode, "Size": "0B",
+            "Mounts": r.mounts.iter().map(|m| if m.kind == "volume" { m.source.clone() } else { m.destination.clone() }).collect::<Vec<_>>().join(","),
+            "Networks": r.network_mode, "Size": if a.size { size(r) } else { String::new() },
         })
     };
     if let Some(f) = &a.format {
@@ -1106,8 +1124,11 @@ pub fn ps(root: &Path, a: &PsArgs) -> anyhow::Result<()> {
     ]
     .map(str::to_string)
     .to_vec()];
+    if a.size {
+        lines[0].push("SIZE".into());
+    }
     for (r, st) in &rows {
-        lines.push(vec![
+        let mut line = vec![
             id(r),
             r.image_name.clone(),
             command(r),
@@ -1115,10 +1136,32 @@ pub fn ps(root: &Path, a: &PsArgs) -> anyhow::Result<()> {
             status_text(st),
             String::new(),
             r.name.clone(),
-        ]);
+        ];
+        if a.size {
+            line.push(size(r));
+        }
+        lines.push(line);
     }
     print!("{}", table(&lines));
     Ok(())
+}
+
+/// Bytes in the regular files under `dir` (symlinks not followed).
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for en in rd.flatten() {
+            let Ok(md) = en.metadata() else { continue };
+            if md.is_dir() {
+                stack.push(en.path());
+            } else if md.is_file() {
+                total += md.len();
+            }
+        }
+    }
+    total
 }
 
 /// `logs`.
@@ -1134,11 +1177,14 @@ pub fn logs(root: &Path, a: &LogsArgs) -> anyhow::Result<()> {
                 .map_err(|_| usage(format!("invalid value for --tail: {}", a.tail)))?,
         )
     };
-    let bound = |s: &Option<String>| -> anyhow::Result<Option<u64>> {
+    // Times as Docker takes them: RFC 3339 (fractions kept), unix seconds (`1700000000.5`),
+    // or a duration ago (`42m`); compared in nanoseconds.
+    let bound = |s: &Option<String>| -> anyhow::Result<Option<u128>> {
         s.as_deref()
             .map(|s| {
-                crate::format::parse_rfc3339(s)
-                    .or_else(|| relative_secs(s))
+                berth_oci::time::parse_rfc3339_nanos(s)
+                    .or_else(|| unix_nanos(s))
+                    .or_else(|| relative_secs(s).map(|t| u128::from(t) * 1_000_000_000))
                     .ok_or_else(|| usage(format!("invalid time: {s}")))
             })
             .transpose()
@@ -1151,7 +1197,7 @@ pub fn logs(root: &Path, a: &LogsArgs) -> anyhow::Result<()> {
     let all: Vec<_> = berth_engine::logs::read_all(&e.dir(&r.id).join("json.log"))
         .into_iter()
         .filter(|en| {
-            let t = crate::format::parse_rfc3339(&en.time).unwrap_or(0);
+            let t = berth_oci::time::parse_rfc3339_nanos(&en.time).unwrap_or(0);
             since_t.is_none_or(|s| t >= s) && until_t.is_none_or(|u| t < u)
         })
         .collect();
@@ -1160,6 +1206,16 @@ pub fn logs(root: &Path, a: &LogsArgs) -> anyhow::Result<()> {
         emit(en, a.timestamps);
     }
     Ok(())
+}
+
+/// Unix seconds with an optional fraction (`1700000000.25`), as nanoseconds.
+fn unix_nanos(s: &str) -> Option<u128> {
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    Some(secs.parse::<u128>().ok()? * 1_000_000_000 + digits.parse::<u128>().ok()?)
 }
 
 /// `42m`, `10s`, `3h` ago as unix seconds.

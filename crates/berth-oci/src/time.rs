@@ -31,6 +31,18 @@ pub fn now() -> String {
     rfc3339(SystemTime::now())
 }
 
+/// Unix nanoseconds of an RFC 3339 time, keeping its fraction of a second.
+pub fn parse_rfc3339_nanos(s: &str) -> Option<u128> {
+    let secs = parse_rfc3339(s)?;
+    let frac = s
+        .get(19..)
+        .and_then(|r| r.strip_prefix('.'))
+        .map(|r| r.chars().take_while(char::is_ascii_digit).collect::<String>())
+        .unwrap_or_default();
+    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    Some(u128::from(secs) * 1_000_000_000 + digits.parse::<u128>().unwrap_or(0))
+}
+
 /// Unix seconds of an RFC 3339 time (`2024-01-02T03:04:05.123Z`, with or without offset).
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
     if s.len() < 19 {
@@ -78,5 +90,13 @@ mod tests {
         assert_eq!(parse_rfc3339(&rfc3339(t)), Some(1_700_000_000));
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20.5+01:00"), Some(1_700_000_000 - 3600));
         assert_eq!(parse_rfc3339("garbage"), None);
+        assert_eq!(
+            parse_rfc3339_nanos("2023-11-14T22:13:20.5Z"),
+            Some(1_700_000_000_500_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_nanos("2023-11-14T22:13:20Z"),
+            Some(1_700_000_000_000_000_000)
+        );
     }
 }

@@ -463,3 +463,161 @@ fn external_runtimes_take_the_same_path() {
     }
     assert_eq!(b.ok(&["ps", "-aq"]), "");
 }
+
+#[test]
+fn logs_options_env_files_signals_and_listing() {
+    require_root!();
+    let (b, d) = with_busybox("logs-opts");
+    // Three lines a second apart; the log keeps their times.
+    b.ok(&[
+        "run",
+        "--name",
+        "talker",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo one; sleep 1; echo two >&2; sleep 1; echo three",
+    ]);
+    assert_eq!(b.ok(&["logs", "--tail", "2", "talker"]), "three\n");
+    let o = b.out(&["logs", "-n", "2", "talker"]);
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "two\n");
+    let stamped = b.ok(&["logs", "-t", "talker"]);
+    let (first_time, first_line) = stamped.lines().next().unwrap().split_once(' ').unwrap();
+    assert_eq!(first_line, "one");
+    assert!(first_time.ends_with('Z') && first_time.contains('T'), "{first_time}");
+    // --since a moment after the first line: only the later ones; --until: only the first.
+    let after_first = {
+        let t = first_time.trim_end_matches('Z');
+        let (secs, frac) = t.split_once('.').unwrap_or((t, "0"));
+        format!("{secs}.{}Z", frac.chars().map(|_| '9').collect::<String>())
+    };
+    let o = b.out(&["logs", "--since", &after_first, "talker"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "three\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "two\n");
+    assert_eq!(b.ok(&["logs", "--until", &after_first, "talker"]), "one\n");
+    // logs -f follows a running container to its end.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo a; sleep 1; echo b",
+    ]);
+    assert_eq!(b.ok(&["logs", "-f", "slow"]), "a\nb\n");
+
+    // --env-file and -e NAME (taken from our environment), merged over the image's Env.
+    let envf = d.path().join("env.list");
+    std::fs::write(&envf, "# comment\nFROM_FILE=file\nOVERRIDE=file\n").unwrap();
+    let o = b
+        .cmd(&[
+            "run",
+            "--rm",
+            "--env-file",
+            envf.to_str().unwrap(),
+            "-e",
+            "OVERRIDE=flag",
+            "-e",
+            "PASSED",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo $FROM_FILE $OVERRIDE $PASSED $FROM_IMAGE",
+        ])
+        .env("PASSED", "through")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "file flag through yes\n");
+
+    // --stop-signal and --stop-timeout; kill -s.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "usr1",
+        "--stop-signal",
+        "SIGUSR1",
+        "bb:1",
+        "sh",
+        "-c",
+        "trap 'exit 11' USR1; while true; do sleep 0.1; done",
+    ]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        "--stop-timeout",
+        "1",
+        "bb:1",
+        "sleep",
+        "300",
+    ]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hup",
+        "bb:1",
+        "sh",
+        "-c",
+        "trap 'exit 12' HUP; while true; do sleep 0.1; done",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(inspect(&b, "usr1")["Config"]["StopSignal"], "SIGUSR1");
+    b.ok(&["stop", "usr1"]);
+    assert_eq!(inspect(&b, "usr1")["State"]["ExitCode"], 11);
+    let t = Instant::now();
+    b.ok(&["stop", "stubborn"]);
+    assert!(t.elapsed() < Duration::from_secs(8), "--stop-timeout 1 was not used");
+    assert_eq!(inspect(&b, "stubborn")["State"]["ExitCode"], 137);
+    b.ok(&["kill", "-s", "HUP", "hup"]);
+    b.ok(&["wait", "hup"]);
+    assert_eq!(inspect(&b, "hup")["State"]["ExitCode"], 12);
+
+    // exec -d/-e/-w/-u.
+    b.ok(&["run", "-d", "--name", "target", "bb:1", "sleep", "300"]);
+    b.ok(&["exec", "-d", "target", "sh", "-c", "echo made > /tmp/bg"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.out(&["exec", "target", "cat", "/tmp/bg"]).stdout != b"made\n" {
+        assert!(Instant::now() < deadline, "exec -d never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = b.ok(&[
+        "exec",
+        "-e",
+        "X=1",
+        "-w",
+        "/tmp",
+        "-u",
+        "nobody",
+        "target",
+        "sh",
+        "-c",
+        "echo $X $(pwd) $(id -u)",
+    ]);
+    assert_eq!(o, "1 /tmp 65534\n");
+
+    // ps: --no-trunc ids, -s sizes, and live stats redraw.
+    let full = inspect(&b, "target")["Id"].as_str().unwrap().to_string();
+    assert!(b.ok(&["ps", "--no-trunc"]).contains(&full));
+    b.ok(&["exec", "target", "sh", "-c", "head -c 300000 /dev/zero > /fill"]);
+    let sized = b.ok(&[
+        "ps",
+        "-s",
+        "--filter",
+        "name=target",
+        "--format",
+        "{{.Names}} {{.Size}}",
+    ]);
+    assert!(sized.starts_with("target 30") && sized.contains("virtual"), "{sized}");
+    assert!(b.ok(&["ps", "-s"]).lines().next().unwrap().ends_with("SIZE"));
+    let mut live = b.cmd(&["stats", "target"]).stdout(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    live.kill().unwrap();
+    let out = String::from_utf8_lossy(&live.wait_with_output().unwrap().stdout).into_owned();
+    assert!(out.matches("target").count() >= 2, "stats did not refresh: {out}");
+    b.ok(&["rm", "-f", "talker", "slow", "usr1", "stubborn", "hup", "target"]);
+}
