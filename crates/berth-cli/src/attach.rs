@@ -117,17 +117,6 @@ impl Drop for RawMode {
     }
 }
 
-/// Signals a session handles.
-const PROXIED: [Signal; 7] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGCONT,
-];
-
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -146,7 +135,8 @@ pub fn run(stream: UnixStream, s: &Session) -> anyhow::Result<End> {
     let mut set = SigSet::empty();
     set.add(Signal::SIGWINCH);
     if s.sig_proxy && !s.tty {
-        for sig in PROXIED {
+        // The runtime's foreground set; SIGWINCH among them stays a resize.
+        for sig in berth_runtime::supervise::FORWARD {
             set.add(sig);
         }
     }

@@ -448,7 +448,7 @@ pub fn run(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
     if a.interactive && a.tty && !a.detach && !crate::attach::stdin_is_tty() {
         return Err(Exit(1, "the input device is not a TTY".into()).into());
     }
-    let detach_keys = crate::attach::parse_detach_keys(&a.detach_keys).map_err(|e| usage(e.to_string()))?;
+    crate::attach::parse_detach_keys(&a.detach_keys).map_err(|e| usage(e.to_string()))?;
     let (e, r) = do_create(root, a)?;
     let exe = std::env::current_exe().context("finding the berth binary")?;
     if a.detach {
@@ -472,15 +472,31 @@ pub fn run(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
             return Err(engine_exit(err));
         }
     };
-    let session = crate::attach::Session {
-        tty: a.tty,
-        stdin: a.interactive,
-        sig_proxy: a.sig_proxy,
-        detach_keys: if a.tty { detach_keys } else { Vec::new() },
+    let session = session(root, &r, a.interactive, a.sig_proxy, &a.detach_keys)?;
+    finish_session(&e, &r, stream, &session)
+}
+
+/// The attach session for container `r`: detach keys apply only with a terminal, as in
+/// Docker.
+fn session(
+    root: &Path,
+    r: &Record,
+    stdin: bool,
+    sig_proxy: bool,
+    detach_keys: &str,
+) -> anyhow::Result<crate::attach::Session> {
+    Ok(crate::attach::Session {
+        tty: r.tty,
+        stdin,
+        sig_proxy,
+        detach_keys: if r.tty {
+            crate::attach::parse_detach_keys(detach_keys).map_err(|e| usage(e.to_string()))?
+        } else {
+            Vec::new()
+        },
         root: root.to_path_buf(),
         id: r.id.clone(),
-    };
-    finish_session(&e, &r, stream, &session)
+    })
 }
 
 /// Runs an attach session and turns its end into our exit: the container's code, or 0
@@ -620,18 +636,7 @@ pub fn start(root: &Path, a: &StartArgs) -> anyhow::Result<()> {
             None => berth_engine::attach::connect(&e.dir(&r.id), &hello)
                 .with_context(|| format!("attaching to {}", r.name))?,
         };
-        let session = crate::attach::Session {
-            tty: r.tty,
-            stdin,
-            sig_proxy: true,
-            detach_keys: if r.tty {
-                crate::attach::parse_detach_keys(&a.detach_keys).map_err(|e| usage(e.to_string()))?
-            } else {
-                Vec::new()
-            },
-            root: root.to_path_buf(),
-            id: r.id.clone(),
-        };
+        let session = session(root, &r, stdin, true, &a.detach_keys)?;
         return finish_session(&e, &r, stream, &session);
     }
     let mut failed = Vec::new();
@@ -678,37 +683,12 @@ pub fn attach(root: &Path, a: &AttachArgs) -> anyhow::Result<()> {
     let hello = crate::attach::hello(stdin, r.tty);
     let stream =
         berth_engine::attach::connect(&e.dir(&r.id), &hello).with_context(|| format!("attaching to {}", r.name))?;
-    let session = crate::attach::Session {
-        tty: r.tty,
-        stdin,
-        sig_proxy: a.sig_proxy,
-        detach_keys: if r.tty {
-            crate::attach::parse_detach_keys(&a.detach_keys).map_err(|e| usage(e.to_string()))?
-        } else {
-            Vec::new()
-        },
-        root: root.to_path_buf(),
-        id: r.id.clone(),
-    };
+    let session = session(root, &r, stdin, a.sig_proxy, &a.detach_keys)?;
     finish_session(&e, &r, stream, &session)
 }
 
-/// `restart`.
-#[derive(Debug, Args)]
-pub struct RestartArgs {
-    /// CONTAINER...
-    #[arg(required = true)]
-    pub containers: Vec<String>,
-    /// Seconds to wait before killing the container.
-    #[arg(short, long)]
-    pub time: Option<u64>,
-    /// Signal to send to the container.
-    #[arg(short, long)]
-    pub signal: Option<String>,
-}
-
 /// `restart`: stop (signal, then SIGKILL after the timeout), then start.
-pub fn restart(root: &Path, a: &RestartArgs) -> anyhow::Result<()> {
+pub fn restart(root: &Path, a: &StopArgs) -> anyhow::Result<()> {
     let e = engine(root)?;
     let exe = std::env::current_exe().context("finding the berth binary")?;
     let mut failed = Vec::new();

@@ -133,7 +133,7 @@ enum Command {
     /// Attach local standard input, output, and error streams to a running container.
     Attach(containers::AttachArgs),
     /// Restart one or more containers.
-    Restart(containers::RestartArgs),
+    Restart(containers::StopArgs),
     /// Log in to a registry.
     Login(images::LoginArgs),
     /// Log out from a registry.
