@@ -1,0 +1,215 @@
+//! Links, addresses and routes over rtnetlink. rtnetlink is async; each call here runs on a
+//! small current-thread runtime of its own, so callers (the CLI, the monitor) stay
+//! synchronous and thread-free.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use futures::TryStreamExt;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::{io_err, NetError, Result};
+
+fn block_on<T>(f: impl Future<Output = Result<T>>) -> Result<T> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(io_err("starting the netlink runtime"))?;
+    rt.block_on(f)
+}
+
+fn connect() -> Result<Handle> {
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(io_err("opening a netlink socket"))?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
+    let op = op.into();
+    move |e| NetError::Netlink {
+        op,
+        message: e.to_string(),
+    }
+}
+
+/// Whether a netlink error is the kernel's EEXIST.
+fn exists(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::EEXIST)
+}
+
+async fn index(handle: &Handle, name: &str) -> Result<Option<u32>> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(m)) => Ok(Some(m.header.index)),
+        Ok(None) => Ok(None),
+        Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(nl(format!("looking up {name}"))(e)),
+    }
+}
+
+/// The index of link `name` in the caller's namespace, if it exists.
+pub fn index_of(name: &str) -> Result<Option<u32>> {
+    block_on(async {
+        let h = connect()?;
+        index(&h, name).await
+    })
+}
+
+/// Makes the bridge `name` (if missing) with `gateway/prefix` on it, and brings it up.
+pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
+    block_on(async {
+        let h = connect()?;
+        if index(&h, name).await?.is_none() {
+            if let Err(e) = h.link().add(LinkBridge::new(name).build()).execute().await {
+                if !exists(&e) {
+                    return Err(nl(format!("creating bridge {name}"))(e));
+                }
+            }
+        }
+        let idx = index(&h, name)
+            .await?
+            .ok_or_else(|| NetError::Invalid(format!("bridge {name} vanished")))?;
+        if let Err(e) = h.address().add(idx, IpAddr::V4(gateway), prefix).execute().await {
+            if !exists(&e) {
+                return Err(nl(format!("adding {gateway}/{prefix} to {name}"))(e));
+            }
+        }
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("bringing {name} up")))
+    })
+}
+
+/// Deletes link `name` (a veth takes its peer with it); a missing link is not an error.
+pub fn delete(name: &str) -> Result<()> {
+    block_on(async {
+        let h = connect()?;
+        if let Some(idx) = index(&h, name).await? {
+            h.link()
+                .del(idx)
+                .execute()
+                .await
+                .map_err(nl(format!("deleting {name}")))?;
+        }
+        Ok(())
+    })
+}
+
+/// What a container's end of a veth pair gets.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The name inside the container (`eth0`).
+    pub ifname: String,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// The subnet's prefix length.
+    pub prefix: u8,
+    /// The default gateway (`None` on an internal network: no route out).
+    pub gateway: Option<Ipv4Addr>,
+    /// Its MAC address.
+    pub mac: [u8; 6],
+}
+
+/// Makes a veth pair: `host` is enslaved to `bridge` and up; the other end goes into the
+/// namespace at `netns` as `ep.ifname`, with its address, MAC and default route, and the
+/// namespace's loopback comes up.
+pub fn add_veth(host: &str, bridge: &str, netns: &Path, ep: &Endpoint) -> Result<()> {
+    let peer = format!("{host}p");
+    let ns = std::fs::File::open(netns).map_err(io_err(format!("opening {}", netns.display())))?;
+    block_on(async {
+        let h = connect()?;
+        h.link()
+            .add(LinkVeth::new(host, &peer).build())
+            .execute()
+            .await
+            .map_err(nl(format!("creating veth {host}")))?;
+        let br = index(&h, bridge)
+            .await?
+            .ok_or_else(|| NetError::Invalid(format!("bridge {bridge} does not exist")))?;
+        let hi = index(&h, host)
+            .await?
+            .ok_or_else(|| NetError::Invalid(format!("veth {host} vanished")))?;
+        let pi = index(&h, &peer)
+            .await?
+            .ok_or_else(|| NetError::Invalid(format!("veth {peer} vanished")))?;
+        h.link()
+            .set(LinkUnspec::new_with_index(hi).controller(br).up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("attaching {host} to {bridge}")))?;
+        h.link()
+            .set(LinkUnspec::new_with_index(pi).setns_by_fd(ns.as_raw_fd()).build())
+            .execute()
+            .await
+            .map_err(nl(format!("moving {peer} into the container's namespace")))
+    })?;
+    let ep = ep.clone();
+    crate::netns::run_in(netns, move || {
+        block_on(async move {
+            let h = connect()?;
+            let pi = index(&h, &peer)
+                .await?
+                .ok_or_else(|| NetError::Invalid(format!("{peer} is not in the namespace")))?;
+            h.link()
+                .set(
+                    LinkUnspec::new_with_index(pi)
+                        .name(ep.ifname.clone())
+                        .address(ep.mac.to_vec())
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(nl(format!("renaming {peer} to {}", ep.ifname)))?;
+            h.address()
+                .add(pi, IpAddr::V4(ep.ip), ep.prefix)
+                .execute()
+                .await
+                .map_err(nl(format!("adding {}/{}", ep.ip, ep.prefix)))?;
+            h.link()
+                .set(LinkUnspec::new_with_index(pi).up().build())
+                .execute()
+                .await
+                .map_err(nl(format!("bringing {} up", ep.ifname)))?;
+            if let Some(lo) = index(&h, "lo").await? {
+                h.link()
+                    .set(LinkUnspec::new_with_index(lo).up().build())
+                    .execute()
+                    .await
+                    .map_err(nl("bringing lo up"))?;
+            }
+            if let Some(gw) = ep.gateway {
+                let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(gw)
+                    .output_interface(pi)
+                    .build();
+                h.route()
+                    .add(route)
+                    .execute()
+                    .await
+                    .map_err(nl(format!("adding the default route via {gw}")))?;
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Brings up `lo` in the namespace at `netns` (a container with no other interface).
+pub fn loopback_up(netns: &Path) -> Result<()> {
+    crate::netns::run_in(netns, || {
+        block_on(async {
+            let h = connect()?;
+            if let Some(lo) = index(&h, "lo").await? {
+                h.link()
+                    .set(LinkUnspec::new_with_index(lo).up().build())
+                    .execute()
+                    .await
+                    .map_err(nl("bringing lo up"))?;
+            }
+            Ok(())
+        })
+    })
+}
