@@ -81,9 +81,15 @@ pub struct CreateArgs {
     /// Set metadata on a container.
     #[arg(short, long)]
     pub label: Vec<String>,
-    /// Connect a container to a network (none or host).
-    #[arg(long, alias = "net", default_value = "none")]
+    /// Connect a container to a network (bridge, host, none, or a user network).
+    #[arg(long, alias = "net", default_value = "bridge")]
     pub network: String,
+    /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/proto]).
+    #[arg(short, long)]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports.
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
     /// Memory limit.
     #[arg(short, long)]
     pub memory: Option<String>,
@@ -389,6 +395,8 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         stdin_once: a.interactive && !a.detach,
         init: a.init,
         runtime: a.runtime.clone().unwrap_or_default(),
+        publish: a.publish.clone(),
+        publish_all: a.publish_all,
     })
 }
 

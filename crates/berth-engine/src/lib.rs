@@ -16,6 +16,7 @@ pub mod cp;
 pub mod health;
 pub mod logs;
 pub mod monitor;
+pub mod networks;
 pub mod ops;
 pub mod runtimes;
 pub mod spec;
@@ -30,6 +31,9 @@ pub enum EngineError {
     /// No such container.
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// No such network.
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
     /// No such volume.
     #[error("get {0}: no such volume")]
     NoSuchVolume(String),
@@ -72,7 +76,7 @@ impl EngineError {
     /// The kind callers branch on.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EngineError::NoSuchContainer(_) | EngineError::NoSuchVolume(_) => ErrorKind::NotFound,
+            EngineError::NoSuchContainer(_) | EngineError::NoSuchVolume(_) | EngineError::NoSuchNetwork(_) => ErrorKind::NotFound,
             EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::Invalid(_) => ErrorKind::InvalidArgument,
             EngineError::Image(e) => e.kind(),

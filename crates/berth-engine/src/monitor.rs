@@ -107,6 +107,19 @@ fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
     if wait_attach {
         hub.wait_for_client(Duration::from_secs(30));
     }
+    // The network outlives restarts: attached once, before the first start.
+    match crate::networks::attach(&engine, &rec) {
+        Ok(att) => st.net = att,
+        Err(e) => {
+            st.status = "created".into();
+            st.error = e.to_string();
+            st.exit_code = 125;
+            st.monitor_pid = 0;
+            engine.save_state(&rec.id, &st)?;
+            hub.finish(125);
+            return Ok(());
+        }
+    }
     let mut engine = Some(engine);
     let mut delay = Duration::ZERO;
     loop {
@@ -187,6 +200,8 @@ fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
                 st.error = msg.clone();
                 st.exit_code = start_failure_code(&msg);
                 st.monitor_pid = 0;
+                crate::networks::detach(&eng, &rec, st.net.as_ref());
+                st.net = None;
                 eng.save_state(&rec.id, &st)?;
                 hub.finish(st.exit_code);
                 return Ok(());
@@ -286,6 +301,8 @@ fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
                 continue;
             }
         }
+        crate::networks::detach(&eng, &rec, st.net.as_ref());
+        st.net = None;
         st.status = "exited".into();
         st.monitor_pid = 0;
         if dir.exists() {

@@ -104,6 +104,10 @@ pub struct CreateOptions {
     pub init: bool,
     /// `--runtime` (empty or `berth`: built in).
     pub runtime: String,
+    /// `-p`.
+    pub publish: Vec<String>,
+    /// `-P`.
+    pub publish_all: bool,
 }
 
 /// `--log-opt` for json-file: max-size and max-file, checked as Docker does.
@@ -256,15 +260,20 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         o.entrypoint.as_deref(),
         &o.args,
     )?;
-    let network = if o.network.is_empty() {
-        "none".to_string()
-    } else {
-        o.network.clone()
+    let network = match o.network.as_str() {
+        "" | "default" | "bridge" => crate::networks::DEFAULT.to_string(),
+        "none" | "host" => o.network.clone(),
+        n => crate::networks::get(engine, n)?.name,
     };
-    if network != "none" && network != "host" {
-        return Err(EngineError::Invalid(format!(
-            "network {network} not found (berth supports --network none and host for now)"
-        )));
+    if network == "none" || network == "host" {
+        if !o.publish.is_empty() || o.publish_all {
+            // Docker ignores published ports there (with a warning); so does berth.
+            eprintln!("WARNING: Published ports are discarded when using {network} network mode");
+        }
+    } else {
+        for p in &o.publish {
+            crate::networks::parse_publish(p)?;
+        }
     }
     let (restart, restart_max) = match o.restart.as_str() {
         "" | "no" => ("no".to_string(), 0),
@@ -492,6 +501,8 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             .and_then(|v| v.as_object())
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default(),
+        publish: o.publish.clone(),
+        publish_all: o.publish_all,
         image_volumes: c
             .get("Volumes")
             .and_then(|v| v.as_object())
@@ -604,6 +615,7 @@ pub fn remove_files(engine: &Engine, r: &Record) -> Result<()> {
     if let Ok(rt) = engine.rt(r) {
         let _ = rt.delete(&r.id, true);
     }
+    crate::networks::detach(engine, r, engine.state(&r.id).net.as_ref());
     unmount_rootfs(engine, &r.id);
     let dir = engine.dir(&r.id);
     match std::fs::remove_dir_all(&dir) {

@@ -352,8 +352,11 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
-    if r.network_mode != "host" {
-        namespaces.push(json!({"type": "network"}));
+    match r.network_mode.as_str() {
+        "host" => {}
+        "none" => namespaces.push(json!({"type": "network"})),
+        // A bridge network: the namespace the monitor made and wired before the start.
+        _ => namespaces.push(json!({"type": "network", "path": crate::store::run_dir(data_root).join("netns").join(&r.id).display().to_string()})),
     }
     let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
     if r.memory > 0 {

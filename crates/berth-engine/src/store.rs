@@ -138,6 +138,12 @@ pub struct Record {
     /// The image's VOLUME paths, as Docker's `Config.Volumes`.
     #[serde(default)]
     pub image_volumes: Vec<String>,
+    /// `-p` specs as given.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// `-P`: publish every exposed port on a random host port.
+    #[serde(default)]
+    pub publish_all: bool,
 }
 
 /// How a container is, as the monitor recorded it.
@@ -165,6 +171,9 @@ pub struct State {
     /// Health, when the container has a health check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::health::Health>,
+    /// Its place on a bridge network while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<crate::networks::Attachment>,
 }
 
 /// Docker's zero time.
@@ -204,6 +213,21 @@ CREATE TABLE IF NOT EXISTS containers(
     created TEXT NOT NULL,
     record TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS networks(
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leases(
+    network TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    container TEXT NOT NULL,
+    PRIMARY KEY(network, ip)
+);
+CREATE TABLE IF NOT EXISTS settings(
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 "#;
 
 fn pid_alive(pid: i32) -> bool {
@@ -234,6 +258,11 @@ impl Engine {
             root: self.run.join("runtime"),
             systemd_cgroup: false,
         }
+    }
+
+    /// The database connection (for the engine's other tables: networks, leases).
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// The runtime a container runs under.

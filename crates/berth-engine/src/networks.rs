@@ -1,0 +1,595 @@
+//! Networks as Docker users know them, over berth-net: the default `bridge` network and
+//! user-defined bridges, rows in `berth.db` with their address leases; a container's
+//! attachment (network namespace, veth, address, published ports) made by its monitor
+//! before the container starts and undone when it stops or is removed.
+//!
+//! A network's bridge and its nftables elements exist while some container is attached to
+//! it: the first attachment brings them up, the last detachment takes them down, and the
+//! table goes with the last network in use. So with no container running, nothing of
+//! berth's is left in the kernel's network configuration.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use berth_net::ipam::Subnet;
+use berth_net::nft::{PortMap, Proto, Table};
+use rusqlite::{params, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Engine, Record};
+use crate::{EngineError, Result};
+
+/// The default network's name.
+pub const DEFAULT: &str = "bridge";
+
+/// A network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Network {
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// `bridge`.
+    pub driver: String,
+    /// The host bridge's interface name.
+    pub bridge: String,
+    /// `10.89.0.0/24`.
+    pub subnet: String,
+    /// The gateway (the bridge's address).
+    pub gateway: String,
+    /// No route out.
+    pub internal: bool,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// RFC 3339.
+    pub created: String,
+}
+
+impl Network {
+    fn subnet(&self) -> Result<Subnet> {
+        Subnet::parse(&self.subnet).map_err(net_err)
+    }
+
+    fn gateway(&self) -> Result<Ipv4Addr> {
+        self.gateway
+            .parse()
+            .map_err(|_| EngineError::Invalid(format!("network {}: bad gateway {}", self.name, self.gateway)))
+    }
+}
+
+/// A published port as it was made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Published {
+    /// Host address (`0.0.0.0`: all).
+    pub host_ip: String,
+    /// Host port.
+    pub host_port: u16,
+    /// `tcp` or `udp`.
+    pub proto: String,
+    /// Container port.
+    pub port: u16,
+}
+
+/// A container's place on a network while it runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Attachment {
+    /// The network's name.
+    pub network: String,
+    /// The network's id.
+    pub network_id: String,
+    /// The container's address.
+    pub ip: String,
+    /// The subnet's prefix length.
+    pub prefix: u8,
+    /// The gateway.
+    pub gateway: String,
+    /// The container's MAC address.
+    pub mac: String,
+    /// The host end of the veth pair.
+    pub veth: String,
+    /// Published ports.
+    pub ports: Vec<Published>,
+}
+
+fn net_err(e: berth_net::NetError) -> EngineError {
+    EngineError::Invalid(e.to_string())
+}
+
+/// A setting fixed when first read: from the environment variable `env` if set, else
+/// `default`. Keeps a data root's bridge, subnet and table names stable.
+fn setting(engine: &Engine, key: &str, env: &str, default: &str) -> Result<String> {
+    let c = engine.conn();
+    if let Some(v) = c
+        .query_row("SELECT value FROM settings WHERE key = ?1", params![key], |r| r.get::<_, String>(0))
+        .optional()?
+    {
+        return Ok(v);
+    }
+    let v = std::env::var(env).unwrap_or_else(|_| default.to_string());
+    c.execute("INSERT OR IGNORE INTO settings(key, value) VALUES (?1, ?2)", params![key, v])?;
+    Ok(c.query_row("SELECT value FROM settings WHERE key = ?1", params![key], |r| r.get(0))?)
+}
+
+/// berth's nftables table for this data root (`BERTH_NFT_TABLE`, default `berth`).
+pub fn table(engine: &Engine) -> Result<Table> {
+    Ok(Table::new(&setting(engine, "nft_table", "BERTH_NFT_TABLE", "berth")?))
+}
+
+/// Every network.
+pub fn list(engine: &Engine) -> Result<Vec<Network>> {
+    ensure_default(engine)?;
+    let mut st = engine.conn().prepare("SELECT record FROM networks ORDER BY name")?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(serde_json::from_str(&r?).map_err(|e| EngineError::Invalid(e.to_string()))?);
+    }
+    Ok(out)
+}
+
+/// A network by name, full id or unique id prefix.
+pub fn get(engine: &Engine, name: &str) -> Result<Network> {
+    let all = list(engine)?;
+    if let Some(n) = all.iter().find(|n| n.name == name || n.id == name) {
+        return Ok(n.clone());
+    }
+    let by_prefix: Vec<&Network> = all.iter().filter(|n| !name.is_empty() && n.id.starts_with(name)).collect();
+    match by_prefix.as_slice() {
+        [n] => Ok((*n).clone()),
+        [] => Err(EngineError::NoSuchNetwork(name.to_string())),
+        _ => Err(EngineError::Invalid(format!("network {name} is ambiguous ({} matches found)", by_prefix.len()))),
+    }
+}
+
+fn insert(engine: &Engine, n: &Network) -> Result<()> {
+    let json = serde_json::to_string(n).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    engine
+        .conn()
+        .execute(
+            "INSERT INTO networks(id, name, record) VALUES (?1, ?2, ?3)",
+            params![n.id, n.name, json],
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                EngineError::Conflict(format!("network with name {} already exists", n.name))
+            }
+            e => e.into(),
+        })?;
+    Ok(())
+}
+
+/// The default `bridge` network (bridge `BERTH_BRIDGE`, default `berth0`, on
+/// `BERTH_BRIDGE_SUBNET`, default 10.89.0.0/16: clear of Docker's 172.17.0.0/16).
+pub fn ensure_default(engine: &Engine) -> Result<()> {
+    let c = engine.conn();
+    let have: Option<String> = c
+        .query_row("SELECT id FROM networks WHERE name = ?1", params![DEFAULT], |r| r.get(0))
+        .optional()?;
+    if have.is_some() {
+        return Ok(());
+    }
+    let subnet = Subnet::parse(&setting(engine, "bridge_subnet", "BERTH_BRIDGE_SUBNET", "10.89.0.0/16")?).map_err(net_err)?;
+    let n = Network {
+        id: crate::store::new_id()?,
+        name: DEFAULT.into(),
+        driver: "bridge".into(),
+        bridge: setting(engine, "bridge_name", "BERTH_BRIDGE", "berth0")?,
+        subnet: subnet.to_string(),
+        gateway: subnet.first_host().to_string(),
+        internal: false,
+        labels: BTreeMap::new(),
+        created: berth_oci::time::now(),
+    };
+    match insert(engine, &n) {
+        Ok(()) | Err(EngineError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Options of `network create`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// The name.
+    pub name: String,
+    /// `--subnet` (default: the next free /24 in 10.90.0.0/15).
+    pub subnet: Option<String>,
+    /// `--gateway` (default: the subnet's first address).
+    pub gateway: Option<String>,
+    /// `--internal`.
+    pub internal: bool,
+    /// `--label`.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `network create`: a user-defined bridge network.
+pub fn create(engine: &Engine, o: &CreateOptions) -> Result<Network> {
+    if o.name.is_empty() || !o.name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+        return Err(EngineError::Invalid(format!("invalid network name {:?}", o.name)));
+    }
+    let existing = list(engine)?;
+    if existing.iter().any(|n| n.name == o.name) {
+        return Err(EngineError::Conflict(format!("network with name {} already exists", o.name)));
+    }
+    let taken: Vec<Subnet> = existing.iter().filter_map(|n| n.subnet().ok()).collect();
+    let subnet = match &o.subnet {
+        Some(s) => {
+            let s = Subnet::parse(s).map_err(net_err)?;
+            if let Some(n) = existing.iter().find(|n| n.subnet().is_ok_and(|t| t.overlaps(&s))) {
+                return Err(EngineError::Conflict(format!(
+                    "invalid pool request: Pool overlaps with other one on this address space ({})",
+                    n.name
+                )));
+            }
+            s
+        }
+        None => (0u32..512)
+            .map(|i| Subnet {
+                addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 90, 0, 0)) + (i << 8)),
+                prefix: 24,
+            })
+            .find(|s| !taken.iter().any(|t| t.overlaps(s)))
+            .ok_or_else(|| EngineError::Invalid("no free subnet left in 10.90.0.0/15".into()))?,
+    };
+    let gateway = match &o.gateway {
+        Some(g) => {
+            let ip: Ipv4Addr = g
+                .parse()
+                .map_err(|_| EngineError::Invalid(format!("invalid gateway {g:?}")))?;
+            if !subnet.contains(ip) || ip == subnet.addr || ip == subnet.broadcast() {
+                return Err(EngineError::Invalid(format!("gateway {g} is not a host address of {subnet}")));
+            }
+            ip
+        }
+        None => subnet.first_host(),
+    };
+    let id = crate::store::new_id()?;
+    let prefix = setting(engine, "bridge_prefix", "BERTH_BRIDGE_PREFIX", "br-")?;
+    let n = Network {
+        bridge: format!("{prefix}{}", &id[..12.min(15usize.saturating_sub(prefix.len()))]),
+        id,
+        name: o.name.clone(),
+        driver: "bridge".into(),
+        subnet: subnet.to_string(),
+        gateway: gateway.to_string(),
+        internal: o.internal,
+        labels: o.labels.clone(),
+        created: berth_oci::time::now(),
+    };
+    insert(engine, &n)?;
+    Ok(n)
+}
+
+/// Containers (ids) with a lease on network `id`.
+fn users(engine: &Engine, id: &str) -> Result<Vec<String>> {
+    let mut st = engine.conn().prepare("SELECT container FROM leases WHERE network = ?1")?;
+    let rows = st.query_map(params![id], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// `network rm`: refused while a container uses it; the default network stays.
+pub fn remove(engine: &Engine, name: &str) -> Result<Network> {
+    let n = get(engine, name)?;
+    if n.name == DEFAULT {
+        return Err(EngineError::Conflict(format!(
+            "{DEFAULT} is a pre-defined network and cannot be removed"
+        )));
+    }
+    let using: Vec<String> = engine
+        .all()?
+        .into_iter()
+        .filter(|r| r.network_mode == n.name || r.network_mode == n.id)
+        .map(|r| r.name)
+        .collect();
+    if !using.is_empty() || !users(engine, &n.id)?.is_empty() {
+        return Err(EngineError::Conflict(format!(
+            "error while removing network: network {} id {} has active endpoints ({})",
+            n.name,
+            n.id,
+            using.join(", ")
+        )));
+    }
+    engine.conn().execute("DELETE FROM networks WHERE id = ?1", params![n.id])?;
+    Ok(n)
+}
+
+/// Where a container's network namespace is mounted.
+pub fn netns_path(engine: &Engine, id: &str) -> PathBuf {
+    engine.run.join("netns").join(id)
+}
+
+/// Serializes bring-up and teardown of bridges and the table among berth processes.
+fn lock(engine: &Engine) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let p = engine.run.join("netns").join(".lock");
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d).map_err(crate::io_err("creating", d))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(crate::io_err("opening", &p))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| EngineError::Invalid(format!("locking {}: {e}", p.display())))
+}
+
+fn sysctl(path: &str, value: &str) {
+    let _ = std::fs::write(path, value);
+}
+
+/// Makes the network's bridge and nftables elements (if this is its first user).
+fn bring_up(engine: &Engine, n: &Network) -> Result<()> {
+    let subnet = n.subnet()?;
+    berth_net::link::ensure_bridge(&n.bridge, n.gateway()?, subnet.prefix).map_err(net_err)?;
+    // Published ports reach containers from 127.0.0.1 too; containers reach out.
+    sysctl(&format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.bridge), "1");
+    sysctl("/proc/sys/net/ipv4/ip_forward", "1");
+    let t = table(engine)?;
+    t.ensure().map_err(net_err)?;
+    let _ = t.add_subnet(&subnet);
+    let _ = t.set_internal(&n.bridge, n.internal);
+    for other in list(engine)? {
+        if other.id != n.id && berth_net::link::index_of(&other.bridge).ok().flatten().is_some() {
+            let _ = t.isolate(&n.bridge, &other.bridge);
+        }
+    }
+    Ok(())
+}
+
+/// Takes the network's bridge and elements down (its last user left), and the table with
+/// the last network.
+fn tear_down(engine: &Engine, n: &Network) {
+    let Ok(t) = table(engine) else { return };
+    if let Ok(subnet) = n.subnet() {
+        let _ = t.remove_subnet(&subnet);
+    }
+    let _ = t.set_internal(&n.bridge, false);
+    let _ = berth_net::link::delete(&n.bridge);
+    let any_left = engine
+        .conn()
+        .query_row("SELECT COUNT(*) FROM leases", [], |r| r.get::<_, i64>(0))
+        .unwrap_or(1)
+        > 0;
+    if !any_left {
+        let _ = t.delete();
+    } else if let Ok(all) = list(engine) {
+        for other in all.iter().filter(|o| o.id != n.id) {
+            let _ = t.unisolate(&n.bridge, &other.bridge);
+        }
+    }
+}
+
+/// `-p [ip:][hostPort:]containerPort[/proto]`, ranges allowed on both sides.
+pub fn parse_publish(spec: &str) -> Result<Vec<(Option<Ipv4Addr>, Option<u16>, u16, Proto)>> {
+    let bad = |why: &str| EngineError::Invalid(format!("invalid publish spec {spec:?}: {why}"));
+    let (rest, proto) = match spec.rsplit_once('/') {
+        Some((r, "tcp")) => (r, Proto::Tcp),
+        Some((r, "udp")) => (r, Proto::Udp),
+        Some((_, p)) => return Err(bad(&format!("unsupported protocol {p}"))),
+        None => (spec, Proto::Tcp),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (ip, host, ctr) = match parts.as_slice() {
+        [c] => (None, None, *c),
+        [h, c] => (None, Some(*h), *c),
+        [i, h, c] => (Some(*i), Some(*h).filter(|h| !h.is_empty()), *c),
+        _ => return Err(bad("too many colons")),
+    };
+    let ip = match ip {
+        None | Some("") | Some("0.0.0.0") => None,
+        Some(i) => Some(i.parse::<Ipv4Addr>().map_err(|_| bad("bad host address (IPv4 only)"))?),
+    };
+    let range = |s: &str| -> Result<(u16, u16)> {
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let a: u16 = a.parse().map_err(|_| bad("bad port"))?;
+        let b: u16 = b.parse().map_err(|_| bad("bad port"))?;
+        if a == 0 || b < a {
+            return Err(bad("bad port range"));
+        }
+        Ok((a, b))
+    };
+    let (c0, c1) = range(ctr)?;
+    let host = host.map(range).transpose()?;
+    if let Some((h0, h1)) = host {
+        if h1 - h0 != c1 - c0 && h0 != h1 {
+            return Err(bad("host and container port ranges differ in size"));
+        }
+    }
+    Ok((c0..=c1)
+        .enumerate()
+        .map(|(i, c)| {
+            let h = host.map(|(h0, h1)| if h0 == h1 { h0 } else { h0 + u16::try_from(i).unwrap_or(0) });
+            (ip, h, c, proto)
+        })
+        .collect())
+}
+
+/// A free host port (the kernel's choice), for `-P` and `-p CONTAINERPORT`.
+fn free_port(proto: Proto) -> Result<u16> {
+    let port = match proto {
+        Proto::Tcp => std::net::TcpListener::bind("0.0.0.0:0").and_then(|l| l.local_addr()),
+        Proto::Udp => std::net::UdpSocket::bind("0.0.0.0:0").and_then(|l| l.local_addr()),
+    }
+    .map_err(crate::io_err("finding a free port", "0.0.0.0:0"))?
+    .port();
+    Ok(port)
+}
+
+/// Attaches a container to its network before it starts: namespace, veth, address,
+/// published ports, `/etc/hosts`. `None` for `none` and `host`.
+pub fn attach(engine: &Engine, r: &Record) -> Result<Option<Attachment>> {
+    if r.network_mode == "none" || r.network_mode == "host" {
+        return Ok(None);
+    }
+    let n = get(engine, &r.network_mode)?;
+    let subnet = n.subnet()?;
+    let gateway = n.gateway()?;
+    let ns = netns_path(engine, &r.id);
+    let veth = format!("vb{}", &r.id[..11]);
+    // Leftovers of a previous run (a monitor killed mid-way): start clean.
+    detach(engine, r, None);
+    let _guard = lock(engine)?;
+    let ip = {
+        let tx = engine.conn().unchecked_transaction()?;
+        let mut used: BTreeSet<Ipv4Addr> = BTreeSet::from([gateway]);
+        {
+            let mut st = tx.prepare("SELECT ip FROM leases WHERE network = ?1")?;
+            for ip in st.query_map(params![n.id], |row| row.get::<_, String>(0))? {
+                if let Ok(ip) = ip?.parse() {
+                    used.insert(ip);
+                }
+            }
+        }
+        let ip = subnet.allocate(&used, &n.name).map_err(net_err)?;
+        tx.execute(
+            "INSERT INTO leases(network, ip, container) VALUES (?1, ?2, ?3)",
+            params![n.id, ip.to_string(), r.id],
+        )?;
+        tx.commit()?;
+        ip
+    };
+    let made = (|| -> Result<Attachment> {
+        bring_up(engine, &n)?;
+        berth_net::netns::create(&ns).map_err(net_err)?;
+        let mac = berth_net::ipam::mac_for(ip);
+        let ep = berth_net::link::Endpoint {
+            ifname: "eth0".into(),
+            ip,
+            prefix: subnet.prefix,
+            gateway: (!n.internal).then_some(gateway),
+            mac,
+        };
+        berth_net::link::add_veth(&veth, &n.bridge, &ns, &ep).map_err(net_err)?;
+        let mut att = Attachment {
+            network: n.name.clone(),
+            network_id: n.id.clone(),
+            ip: ip.to_string(),
+            prefix: subnet.prefix,
+            gateway: gateway.to_string(),
+            mac: berth_net::ipam::mac_string(&mac),
+            veth: veth.clone(),
+            ports: Vec::new(),
+        };
+        let t = table(engine)?;
+        let mut wanted = Vec::new();
+        for spec in &r.publish {
+            wanted.extend(parse_publish(spec)?);
+        }
+        if r.publish_all {
+            for p in &r.exposed_ports {
+                let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+                if let Ok(port) = port.parse::<u16>() {
+                    let proto = if proto == "udp" { Proto::Udp } else { Proto::Tcp };
+                    if !wanted.iter().any(|w| w.2 == port && w.3 == proto) {
+                        wanted.push((None, None, port, proto));
+                    }
+                }
+            }
+        }
+        for (host_ip, host_port, port, proto) in wanted {
+            let host_port = match host_port {
+                Some(h) => h,
+                None => free_port(proto)?,
+            };
+            let pm = PortMap {
+                host_ip,
+                host_port,
+                proto,
+                ip,
+                port,
+            };
+            t.add_port(&pm).map_err(|e| match e {
+                berth_net::NetError::Nft(m) if m.contains("exists") => EngineError::Conflict(format!(
+                    "Bind for {}:{host_port} failed: port is already allocated",
+                    host_ip.map_or("0.0.0.0".to_string(), |i| i.to_string())
+                )),
+                e => net_err(e),
+            })?;
+            att.ports.push(Published {
+                host_ip: host_ip.map_or("0.0.0.0".to_string(), |i| i.to_string()),
+                host_port,
+                proto: proto.as_str().into(),
+                port,
+            });
+        }
+        write_hosts(engine, r, Some(ip))?;
+        Ok(att)
+    })();
+    match made {
+        Ok(att) => Ok(Some(att)),
+        Err(e) => {
+            drop(_guard);
+            detach(engine, r, None);
+            Err(e)
+        }
+    }
+}
+
+/// `/etc/hosts` for the container: localhost, and its name at its address.
+fn write_hosts(engine: &Engine, r: &Record, ip: Option<Ipv4Addr>) -> Result<()> {
+    let me = ip.map_or("127.0.1.1".to_string(), |i| i.to_string());
+    let text = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n{me}\t{}\n",
+        r.hostname
+    );
+    let p = engine.dir(&r.id).join("hosts");
+    // Written in place: the file is bind-mounted into the container.
+    std::fs::write(&p, text).map_err(crate::io_err("writing", &p))
+}
+
+/// Undoes [`attach`]: ports, veth, namespace, lease; the bridge and table when unused.
+/// Safe to repeat, and to call for a container that never attached.
+pub fn detach(engine: &Engine, r: &Record, att: Option<&Attachment>) {
+    let Ok(_guard) = lock(engine) else { return };
+    if let (Some(a), Ok(t)) = (att, table(engine)) {
+        for p in &a.ports {
+            let pm = PortMap {
+                host_ip: p.host_ip.parse().ok().filter(|i: &Ipv4Addr| !i.is_unspecified()),
+                host_port: p.host_port,
+                proto: if p.proto == "udp" { Proto::Udp } else { Proto::Tcp },
+                ip: a.ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                port: p.port,
+            };
+            let _ = t.remove_port(&pm);
+        }
+    }
+    let _ = berth_net::link::delete(&format!("vb{}", &r.id[..11]));
+    berth_net::netns::remove(&netns_path(engine, &r.id));
+    let networks: Vec<String> = {
+        let Ok(mut st) = engine.conn().prepare("SELECT network FROM leases WHERE container = ?1") else {
+            return;
+        };
+        let Ok(rows) = st.query_map(params![r.id], |row| row.get::<_, String>(0)) else { return };
+        rows.filter_map(std::result::Result::ok).collect()
+    };
+    let _ = engine.conn().execute("DELETE FROM leases WHERE container = ?1", params![r.id]);
+    for id in networks {
+        if users(engine, &id).map(|u| u.is_empty()).unwrap_or(false) {
+            if let Ok(n) = get(engine, &id) {
+                tear_down(engine, &n);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_specs_parse_like_docker() {
+        let p = parse_publish("8080:80").unwrap();
+        assert_eq!(p, vec![(None, Some(8080), 80, Proto::Tcp)]);
+        let p = parse_publish("127.0.0.1:8080:80/udp").unwrap();
+        assert_eq!(p, vec![(Some(Ipv4Addr::LOCALHOST), Some(8080), 80, Proto::Udp)]);
+        let p = parse_publish("127.0.0.1::80").unwrap();
+        assert_eq!(p, vec![(Some(Ipv4Addr::LOCALHOST), None, 80, Proto::Tcp)]);
+        assert_eq!(parse_publish("80").unwrap(), vec![(None, None, 80, Proto::Tcp)]);
+        let p = parse_publish("9000-9001:80-81").unwrap();
+        assert_eq!(p, vec![(None, Some(9000), 80, Proto::Tcp), (None, Some(9001), 81, Proto::Tcp)]);
+        for bad in ["", "x", "1:2:3:4", "80/sctp", "0", "9000-9002:80-81", "300.0.0.1:1:1"] {
+            parse_publish(bad).unwrap_err();
+        }
+    }
+}
