@@ -959,43 +959,63 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "StopTimeout": r.stop_timeout,
             "Healthcheck": healthcheck,
         },
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": "",
-            "SandboxKey": "",
-            "Ports": {},
-            "HairpinMode": false,
-            "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0,
-            "SecondaryIPAddresses": null,
-            "SecondaryIPv6Addresses": null,
-            "EndpointID": "",
-            "Gateway": "",
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
-            "IPAddress": "",
-            "IPPrefixLen": 0,
-            "IPv6Gateway": "",
-            "MacAddress": "",
-            "Networks": {
-                r.network_mode.clone(): {
-                    "IPAMConfig": null,
-                    "Links": null,
-                    "Aliases": null,
-                    "MacAddress": "",
-                    "DriverOpts": null,
-                    "NetworkID": "",
-                    "EndpointID": "",
-                    "Gateway": "",
-                    "IPAddress": "",
-                    "IPPrefixLen": 0,
-                    "IPv6Gateway": "",
-                    "GlobalIPv6Address": "",
-                    "GlobalIPv6PrefixLen": 0,
-                    "DNSNames": null
-                }
-            }
-        },
+        "NetworkSettings": network_settings(r, &st),
+    })
+}
+
+/// Docker's `NetworkSettings`: the attachment while running, empty fields otherwise.
+fn network_settings(r: &Record, st: &State) -> Value {
+    let a = st.net.clone().unwrap_or_default();
+    let mut ports = serde_json::Map::new();
+    for p in &r.exposed_ports {
+        ports.insert(p.clone(), Value::Null);
+    }
+    for p in &a.ports {
+        let key = format!("{}/{}", p.port, p.proto);
+        let entry = ports.entry(key).or_insert_with(|| json!([]));
+        if !entry.is_array() {
+            *entry = json!([]);
+        }
+        if let Some(v) = entry.as_array_mut() {
+            v.push(json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}));
+        }
+    }
+    let endpoint = json!({
+        "IPAMConfig": null,
+        "Links": null,
+        "Aliases": null,
+        "MacAddress": a.mac,
+        "DriverOpts": null,
+        "NetworkID": a.network_id,
+        "EndpointID": if a.ip.is_empty() { String::new() } else { a.veth.clone() },
+        "Gateway": a.gateway,
+        "IPAddress": a.ip,
+        "IPPrefixLen": a.prefix,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "DNSNames": null
+    });
+    let is_default = r.network_mode == berth_engine::networks::DEFAULT;
+    json!({
+        "Bridge": "",
+        "SandboxID": if a.ip.is_empty() { String::new() } else { r.id.clone() },
+        "SandboxKey": if a.ip.is_empty() { String::new() } else { a.veth.clone() },
+        "Ports": ports,
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "SecondaryIPAddresses": null,
+        "SecondaryIPv6Addresses": null,
+        "EndpointID": if is_default { endpoint["EndpointID"].clone() } else { json!("") },
+        "Gateway": if is_default { json!(a.gateway) } else { json!("") },
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": if is_default { json!(a.ip) } else { json!("") },
+        "IPPrefixLen": if is_default { json!(a.prefix) } else { json!(0) },
+        "IPv6Gateway": "",
+        "MacAddress": if is_default { json!(a.mac) } else { json!("") },
+        "Networks": { r.network_mode.clone(): endpoint }
     })
 }
 
@@ -1083,7 +1103,7 @@ pub fn ps(root: &Path, a: &PsArgs) -> anyhow::Result<()> {
         json!({
             "ID": id(r), "Image": r.image_name, "Command": command(r), "CreatedAt": r.created,
             "RunningFor": format!("{} ago", human_duration(since(&r.created))), "Status": status_text(st),
-            "State": st.status, "Names": r.name, "Ports": "", "Labels": r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+            "State": st.status, "Names": r.name, "Ports": ports_text(st), "Labels": r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
             "Mounts": r.mounts.iter().map(|m| if m.kind == "volume" { m.source.clone() } else { m.destination.clone() }).collect::<Vec<_>>().join(","),
             "Networks": r.network_mode, "Size": if a.size { size(r) } else { String::new() },
         })
@@ -1122,7 +1142,7 @@ pub fn ps(root: &Path, a: &PsArgs) -> anyhow::Result<()> {
             command(r),
             format!("{} ago", human_duration(since(&r.created))),
             status_text(st),
-            String::new(),
+            ports_text(st),
             r.name.clone(),
         ];
         if a.size {
@@ -1973,11 +1993,40 @@ pub struct PortArgs {
 pub fn port(root: &Path, a: &PortArgs) -> anyhow::Result<()> {
     let e = engine(root)?;
     let r = e.resolve(&a.container).map_err(engine_exit)?;
-    if let Some(p) = &a.port {
-        let p = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
-        return Err(Exit(1, format!("Error: No public port '{p}' published for {}", r.name)).into());
+    let st = e.state(&r.id);
+    let ports = st.net.as_ref().map(|n| n.ports.clone()).unwrap_or_default();
+    let want = a
+        .port
+        .as_ref()
+        .map(|p| if p.contains('/') { p.clone() } else { format!("{p}/tcp") });
+    let mut shown = 0;
+    for p in &ports {
+        let key = format!("{}/{}", p.port, p.proto);
+        match &want {
+            Some(w) if *w != key => continue,
+            Some(_) => println!("{}:{}", p.host_ip, p.host_port),
+            None => println!("{key} -> {}:{}", p.host_ip, p.host_port),
+        }
+        shown += 1;
+    }
+    if let (Some(w), 0) = (&want, shown) {
+        return Err(Exit(1, format!("Error: No public port '{w}' published for {}", r.name)).into());
     }
     Ok(())
+}
+
+/// Docker's `PORTS` column: `0.0.0.0:8080->80/tcp, 127.0.0.1:32768->81/tcp`.
+fn ports_text(st: &State) -> String {
+    st.net
+        .as_ref()
+        .map(|n| {
+            n.ports
+                .iter()
+                .map(|p| format!("{}:{}->{}/{}", p.host_ip, p.host_port, p.port, p.proto))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }
 
 /// `system info`.

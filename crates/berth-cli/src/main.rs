@@ -11,6 +11,7 @@ mod containers;
 mod exit;
 mod format;
 mod images;
+mod networks;
 mod runtime;
 
 use std::path::{Path, PathBuf};
@@ -121,6 +122,11 @@ enum Command {
         #[command(subcommand)]
         command: containers::VolumeCmd,
     },
+    /// Manage networks.
+    Network {
+        #[command(subcommand)]
+        command: networks::NetworkCmd,
+    },
     /// The per-container monitor (internal).
     #[command(name = "_monitor", hide = true)]
     Monitor {
@@ -195,6 +201,7 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
             command: ContainerCmd::Ls(a),
         } => containers::ps(root, &a),
         Command::Volume { command } => containers::volume(root, &command),
+        Command::Network { command } => networks::network(root, &command),
         Command::Cp(a) => containers::cp(root, &a),
         Command::Stats(a) => containers::stats(root, &a),
         Command::Update(a) => containers::update(root, &a),

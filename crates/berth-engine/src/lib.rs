@@ -76,7 +76,9 @@ impl EngineError {
     /// The kind callers branch on.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EngineError::NoSuchContainer(_) | EngineError::NoSuchVolume(_) | EngineError::NoSuchNetwork(_) => ErrorKind::NotFound,
+            EngineError::NoSuchContainer(_) | EngineError::NoSuchVolume(_) | EngineError::NoSuchNetwork(_) => {
+                ErrorKind::NotFound
+            }
             EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::Invalid(_) => ErrorKind::InvalidArgument,
             EngineError::Image(e) => e.kind(),

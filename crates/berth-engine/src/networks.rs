@@ -101,13 +101,18 @@ fn net_err(e: berth_net::NetError) -> EngineError {
 fn setting(engine: &Engine, key: &str, env: &str, default: &str) -> Result<String> {
     let c = engine.conn();
     if let Some(v) = c
-        .query_row("SELECT value FROM settings WHERE key = ?1", params![key], |r| r.get::<_, String>(0))
+        .query_row("SELECT value FROM settings WHERE key = ?1", params![key], |r| {
+            r.get::<_, String>(0)
+        })
         .optional()?
     {
         return Ok(v);
     }
     let v = std::env::var(env).unwrap_or_else(|_| default.to_string());
-    c.execute("INSERT OR IGNORE INTO settings(key, value) VALUES (?1, ?2)", params![key, v])?;
+    c.execute(
+        "INSERT OR IGNORE INTO settings(key, value) VALUES (?1, ?2)",
+        params![key, v],
+    )?;
     Ok(c.query_row("SELECT value FROM settings WHERE key = ?1", params![key], |r| r.get(0))?)
 }
 
@@ -134,11 +139,17 @@ pub fn get(engine: &Engine, name: &str) -> Result<Network> {
     if let Some(n) = all.iter().find(|n| n.name == name || n.id == name) {
         return Ok(n.clone());
     }
-    let by_prefix: Vec<&Network> = all.iter().filter(|n| !name.is_empty() && n.id.starts_with(name)).collect();
+    let by_prefix: Vec<&Network> = all
+        .iter()
+        .filter(|n| !name.is_empty() && n.id.starts_with(name))
+        .collect();
     match by_prefix.as_slice() {
         [n] => Ok((*n).clone()),
         [] => Err(EngineError::NoSuchNetwork(name.to_string())),
-        _ => Err(EngineError::Invalid(format!("network {name} is ambiguous ({} matches found)", by_prefix.len()))),
+        _ => Err(EngineError::Invalid(format!(
+            "network {name} is ambiguous ({} matches found)",
+            by_prefix.len()
+        ))),
     }
 }
 
@@ -164,12 +175,20 @@ fn insert(engine: &Engine, n: &Network) -> Result<()> {
 pub fn ensure_default(engine: &Engine) -> Result<()> {
     let c = engine.conn();
     let have: Option<String> = c
-        .query_row("SELECT id FROM networks WHERE name = ?1", params![DEFAULT], |r| r.get(0))
+        .query_row("SELECT id FROM networks WHERE name = ?1", params![DEFAULT], |r| {
+            r.get(0)
+        })
         .optional()?;
     if have.is_some() {
         return Ok(());
     }
-    let subnet = Subnet::parse(&setting(engine, "bridge_subnet", "BERTH_BRIDGE_SUBNET", "10.89.0.0/16")?).map_err(net_err)?;
+    let subnet = Subnet::parse(&setting(
+        engine,
+        "bridge_subnet",
+        "BERTH_BRIDGE_SUBNET",
+        "10.89.0.0/16",
+    )?)
+    .map_err(net_err)?;
     let n = Network {
         id: crate::store::new_id()?,
         name: DEFAULT.into(),
@@ -192,7 +211,7 @@ pub fn ensure_default(engine: &Engine) -> Result<()> {
 pub struct CreateOptions {
     /// The name.
     pub name: String,
-    /// `--subnet` (default: the next free /24 in 10.90.0.0/15).
+    /// `--subnet` (default: the next free /24 of the network pool).
     pub subnet: Option<String>,
     /// `--gateway` (default: the subnet's first address).
     pub gateway: Option<String>,
@@ -209,7 +228,10 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<Network> {
     }
     let existing = list(engine)?;
     if existing.iter().any(|n| n.name == o.name) {
-        return Err(EngineError::Conflict(format!("network with name {} already exists", o.name)));
+        return Err(EngineError::Conflict(format!(
+            "network with name {} already exists",
+            o.name
+        )));
     }
     let taken: Vec<Subnet> = existing.iter().filter_map(|n| n.subnet().ok()).collect();
     let subnet = match &o.subnet {
@@ -223,13 +245,23 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<Network> {
             }
             s
         }
-        None => (0u32..512)
-            .map(|i| Subnet {
-                addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 90, 0, 0)) + (i << 8)),
-                prefix: 24,
-            })
-            .find(|s| !taken.iter().any(|t| t.overlaps(s)))
-            .ok_or_else(|| EngineError::Invalid("no free subnet left in 10.90.0.0/15".into()))?,
+        None => {
+            // The next free /24 of the pool (`BERTH_NETWORK_POOL`, default 10.90.0.0/15).
+            let pool = Subnet::parse(&setting(engine, "network_pool", "BERTH_NETWORK_POOL", "10.90.0.0/15")?)
+                .map_err(net_err)?;
+            let count = if pool.prefix >= 24 {
+                1
+            } else {
+                1u32 << (24 - u32::from(pool.prefix))
+            };
+            (0..count)
+                .map(|i| Subnet {
+                    addr: Ipv4Addr::from(u32::from(pool.addr) + (i << 8)),
+                    prefix: 24,
+                })
+                .find(|s| !taken.iter().any(|t| t.overlaps(s)))
+                .ok_or_else(|| EngineError::Invalid(format!("no free subnet left in {pool}")))?
+        }
     };
     let gateway = match &o.gateway {
         Some(g) => {
@@ -237,7 +269,9 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<Network> {
                 .parse()
                 .map_err(|_| EngineError::Invalid(format!("invalid gateway {g:?}")))?;
             if !subnet.contains(ip) || ip == subnet.addr || ip == subnet.broadcast() {
-                return Err(EngineError::Invalid(format!("gateway {g} is not a host address of {subnet}")));
+                return Err(EngineError::Invalid(format!(
+                    "gateway {g} is not a host address of {subnet}"
+                )));
             }
             ip
         }
@@ -262,7 +296,9 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<Network> {
 
 /// Containers (ids) with a lease on network `id`.
 fn users(engine: &Engine, id: &str) -> Result<Vec<String>> {
-    let mut st = engine.conn().prepare("SELECT container FROM leases WHERE network = ?1")?;
+    let mut st = engine
+        .conn()
+        .prepare("SELECT container FROM leases WHERE network = ?1")?;
     let rows = st.query_map(params![id], |r| r.get::<_, String>(0))?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
@@ -289,7 +325,9 @@ pub fn remove(engine: &Engine, name: &str) -> Result<Network> {
             using.join(", ")
         )));
     }
-    engine.conn().execute("DELETE FROM networks WHERE id = ?1", params![n.id])?;
+    engine
+        .conn()
+        .execute("DELETE FROM networks WHERE id = ?1", params![n.id])?;
     Ok(n)
 }
 
@@ -360,8 +398,12 @@ fn tear_down(engine: &Engine, n: &Network) {
     }
 }
 
+/// One wanted port: host address (`None`: all), host port (`None`: any free one),
+/// container port, protocol.
+pub type Wanted = (Option<Ipv4Addr>, Option<u16>, u16, Proto);
+
 /// `-p [ip:][hostPort:]containerPort[/proto]`, ranges allowed on both sides.
-pub fn parse_publish(spec: &str) -> Result<Vec<(Option<Ipv4Addr>, Option<u16>, u16, Proto)>> {
+pub fn parse_publish(spec: &str) -> Result<Vec<Wanted>> {
     let bad = |why: &str| EngineError::Invalid(format!("invalid publish spec {spec:?}: {why}"));
     let (rest, proto) = match spec.rsplit_once('/') {
         Some((r, "tcp")) => (r, Proto::Tcp),
@@ -399,7 +441,13 @@ pub fn parse_publish(spec: &str) -> Result<Vec<(Option<Ipv4Addr>, Option<u16>, u
     Ok((c0..=c1)
         .enumerate()
         .map(|(i, c)| {
-            let h = host.map(|(h0, h1)| if h0 == h1 { h0 } else { h0 + u16::try_from(i).unwrap_or(0) });
+            let h = host.map(|(h0, h1)| {
+                if h0 == h1 {
+                    h0
+                } else {
+                    h0 + u16::try_from(i).unwrap_or(0)
+                }
+            });
             (ip, h, c, proto)
         })
         .collect())
@@ -560,10 +608,14 @@ pub fn detach(engine: &Engine, r: &Record, att: Option<&Attachment>) {
         let Ok(mut st) = engine.conn().prepare("SELECT network FROM leases WHERE container = ?1") else {
             return;
         };
-        let Ok(rows) = st.query_map(params![r.id], |row| row.get::<_, String>(0)) else { return };
+        let Ok(rows) = st.query_map(params![r.id], |row| row.get::<_, String>(0)) else {
+            return;
+        };
         rows.filter_map(std::result::Result::ok).collect()
     };
-    let _ = engine.conn().execute("DELETE FROM leases WHERE container = ?1", params![r.id]);
+    let _ = engine
+        .conn()
+        .execute("DELETE FROM leases WHERE container = ?1", params![r.id]);
     for id in networks {
         if users(engine, &id).map(|u| u.is_empty()).unwrap_or(false) {
             if let Ok(n) = get(engine, &id) {
@@ -587,7 +639,10 @@ mod tests {
         assert_eq!(p, vec![(Some(Ipv4Addr::LOCALHOST), None, 80, Proto::Tcp)]);
         assert_eq!(parse_publish("80").unwrap(), vec![(None, None, 80, Proto::Tcp)]);
         let p = parse_publish("9000-9001:80-81").unwrap();
-        assert_eq!(p, vec![(None, Some(9000), 80, Proto::Tcp), (None, Some(9001), 81, Proto::Tcp)]);
+        assert_eq!(
+            p,
+            vec![(None, Some(9000), 80, Proto::Tcp), (None, Some(9001), 81, Proto::Tcp)]
+        );
         for bad in ["", "x", "1:2:3:4", "80/sctp", "0", "9000-9002:80-81", "300.0.0.1:1:1"] {
             parse_publish(bad).unwrap_err();
         }

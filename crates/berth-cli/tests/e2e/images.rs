@@ -17,7 +17,11 @@ use crate::berth_bin;
 pub struct Berth {
     pub root: TempDir,
     pub cfg: TempDir,
+    /// This instance's number, for names and subnets no other test uses.
+    pub net: u8,
 }
+
+static NEXT_NET: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
 
 impl Drop for Berth {
     /// Removes what a test (a failed one especially) left running before the directory
@@ -43,11 +47,22 @@ impl Berth {
         Berth {
             root: TempDir::new(&format!("{test}-root")),
             cfg: TempDir::new(&format!("{test}-cfg")),
+            net: NEXT_NET.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
         }
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(berth_bin());
+        // Every test's networking apart: its own bridge names, subnets and nftables table.
+        let n = self.net;
+        c.env("BERTH_BRIDGE", format!("bt{}b{n}", std::process::id() % 10000))
+            .env("BERTH_BRIDGE_PREFIX", format!("bt{}n{n}-", std::process::id() % 10000))
+            .env("BERTH_NFT_TABLE", format!("bt{}_{n}", std::process::id()))
+            .env(
+                "BERTH_BRIDGE_SUBNET",
+                format!("10.{}.{n}.0/24", 200 + (std::process::id() % 20)),
+            )
+            .env("BERTH_NETWORK_POOL", format!("10.{}.0.0/16", 220 + n % 30));
         c.env("BERTH_ROOT", self.root.path())
             .env("DOCKER_CONFIG", self.cfg.path())
             .args(args)

@@ -7,6 +7,7 @@ mod containers;
 mod escape;
 mod images;
 mod interactive;
+mod network;
 mod peers;
 mod runtime;
 

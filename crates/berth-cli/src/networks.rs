@@ -1,0 +1,245 @@
+//! `berth network`: create, ls, inspect, rm, prune, in Docker's shapes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use berth_engine::networks::{self, Network};
+use berth_engine::store::Engine;
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use crate::containers::Exit;
+use crate::format::{table, Template};
+
+/// `network` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCmd {
+    /// Create a network.
+    Create {
+        /// NETWORK name.
+        name: String,
+        /// Driver to manage the network (bridge).
+        #[arg(short, long, default_value = "bridge")]
+        driver: String,
+        /// Subnet in CIDR format.
+        #[arg(long)]
+        subnet: Option<String>,
+        /// IPv4 gateway for the subnet.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Restrict external access to the network.
+        #[arg(long)]
+        internal: bool,
+        /// Set metadata on a network.
+        #[arg(long)]
+        label: Vec<String>,
+    },
+    /// List networks.
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Only display network IDs.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Do not truncate the output.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Format output using a Go template, or `json`.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Display detailed information on one or more networks.
+    Inspect {
+        /// NETWORK...
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Format output using a Go template.
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// Remove one or more networks.
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// NETWORK...
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove all unused networks.
+    Prune {
+        /// Do not prompt for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+fn engine_err(e: berth_engine::EngineError) -> anyhow::Error {
+    Exit(1, format!("Error response from daemon: {e}")).into()
+}
+
+/// Docker's JSON for a network.
+pub fn inspect_json(e: &Engine, n: &Network) -> Value {
+    let mut containers = serde_json::Map::new();
+    for r in e.all().unwrap_or_default() {
+        let st = e.state(&r.id);
+        if let Some(a) = st.net.as_ref().filter(|a| a.network_id == n.id) {
+            containers.insert(
+                r.id.clone(),
+                json!({
+                    "Name": r.name,
+                    "EndpointID": a.veth,
+                    "MacAddress": a.mac,
+                    "IPv4Address": format!("{}/{}", a.ip, a.prefix),
+                    "IPv6Address": ""
+                }),
+            );
+        }
+    }
+    json!({
+        "Name": n.name,
+        "Id": n.id,
+        "Created": n.created,
+        "Scope": "local",
+        "Driver": n.driver,
+        "EnableIPv4": true,
+        "EnableIPv6": false,
+        "IPAM": {
+            "Driver": "default",
+            "Options": null,
+            "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}]
+        },
+        "Internal": n.internal,
+        "Attachable": false,
+        "Ingress": false,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": false,
+        "Containers": containers,
+        "Options": {"com.docker.network.bridge.name": n.bridge},
+        "Labels": n.labels,
+    })
+}
+
+/// `network ...`.
+pub fn network(root: &Path, cmd: &NetworkCmd) -> anyhow::Result<()> {
+    let e = Engine::open(root).with_context(|| format!("opening the engine at {}", root.display()))?;
+    match cmd {
+        NetworkCmd::Create {
+            name,
+            driver,
+            subnet,
+            gateway,
+            internal,
+            label,
+        } => {
+            if driver != "bridge" {
+                return Err(Exit(1, format!("Error response from daemon: plugin \"{driver}\" not found")).into());
+            }
+            let labels: BTreeMap<String, String> = label
+                .iter()
+                .map(|l| {
+                    let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                    (k.to_string(), v.to_string())
+                })
+                .collect();
+            let n = networks::create(
+                &e,
+                &networks::CreateOptions {
+                    name: name.clone(),
+                    subnet: subnet.clone(),
+                    gateway: gateway.clone(),
+                    internal: *internal,
+                    labels,
+                },
+            )
+            .map_err(engine_err)?;
+            println!("{}", n.id);
+        }
+        NetworkCmd::Ls {
+            quiet,
+            no_trunc,
+            format,
+        } => {
+            let all = networks::list(&e).map_err(engine_err)?;
+            let id = |n: &Network| {
+                if *no_trunc {
+                    n.id.clone()
+                } else {
+                    n.id[..12].to_string()
+                }
+            };
+            if *quiet {
+                for n in &all {
+                    println!("{}", id(n));
+                }
+                return Ok(());
+            }
+            let row = |n: &Network| json!({"ID": id(n), "Name": n.name, "Driver": n.driver, "Scope": "local", "Internal": n.internal.to_string(), "IPv6": "false", "CreatedAt": n.created, "Labels": n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")});
+            if let Some(f) = format {
+                if f == "json" {
+                    for n in &all {
+                        println!("{}", row(n));
+                    }
+                } else {
+                    let t = Template::parse(f)?;
+                    for n in &all {
+                        println!("{}", t.render(&row(n))?);
+                    }
+                }
+                return Ok(());
+            }
+            let mut lines = vec![["NETWORK ID", "NAME", "DRIVER", "SCOPE"].map(str::to_string).to_vec()];
+            for n in &all {
+                lines.push(vec![id(n), n.name.clone(), n.driver.clone(), "local".into()]);
+            }
+            print!("{}", table(&lines));
+        }
+        NetworkCmd::Inspect { names, format } => {
+            let mut out = Vec::new();
+            let mut missing = Vec::new();
+            for n in names {
+                match networks::get(&e, n) {
+                    Ok(n) => out.push(inspect_json(&e, &n)),
+                    Err(err) => missing.push(format!("Error response from daemon: {err}")),
+                }
+            }
+            match format {
+                Some(f) => {
+                    let t = Template::parse(f)?;
+                    for v in &out {
+                        println!("{}", t.render(v)?);
+                    }
+                }
+                None => println!("{}", serde_json::to_string_pretty(&out)?),
+            }
+            if !missing.is_empty() {
+                return Err(Exit(1, missing.join("\n")).into());
+            }
+        }
+        NetworkCmd::Rm { names } => {
+            let mut failed = Vec::new();
+            for n in names {
+                match networks::remove(&e, n) {
+                    Ok(_) => println!("{n}"),
+                    Err(err) => failed.push(format!("Error response from daemon: {err}")),
+                }
+            }
+            if !failed.is_empty() {
+                return Err(Exit(1, failed.join("\n")).into());
+            }
+        }
+        NetworkCmd::Prune { .. } => {
+            let mut removed = Vec::new();
+            for n in networks::list(&e).map_err(engine_err)? {
+                if n.name != networks::DEFAULT && networks::remove(&e, &n.id).is_ok() {
+                    removed.push(n.name);
+                }
+            }
+            if !removed.is_empty() {
+                println!("Deleted Networks:");
+                for n in removed {
+                    println!("{n}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
