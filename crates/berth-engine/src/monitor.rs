@@ -24,6 +24,9 @@ pub const LOG_MAX_SIZE: u64 = 10 << 20;
 /// Files kept.
 pub const LOG_MAX_FILES: u32 = 3;
 
+/// How long a monitor keeps a bridge it was the last user of, for the next container.
+pub const NETWORK_LINGER: Duration = Duration::from_secs(2);
+
 /// The exit code Docker gives a start failure, from the runtime's message.
 pub fn start_failure_code(msg: &str) -> i32 {
     let m = msg.to_ascii_lowercase();
@@ -301,7 +304,7 @@ fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
                 continue;
             }
         }
-        crate::networks::detach(&eng, &rec, st.net.as_ref());
+        let idle_networks = crate::networks::release(&eng, &rec, st.net.as_ref(), false);
         st.net = None;
         st.status = "exited".into();
         st.monitor_pid = 0;
@@ -315,6 +318,10 @@ fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
         }
         // Last, so that a foreground `run --rm` returns once the container is gone.
         hub.finish(status);
+        // Then, with no one waiting: the namespace goes, and bridges this container was the
+        // last user of, unless another container takes them up within the grace period.
+        crate::networks::remove_netns(&eng, &rec.id);
+        crate::networks::tear_down_idle(&eng, &idle_networks, NETWORK_LINGER);
         return Ok(());
     }
 }

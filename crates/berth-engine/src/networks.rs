@@ -328,6 +328,9 @@ pub fn remove(engine: &Engine, name: &str) -> Result<Network> {
     engine
         .conn()
         .execute("DELETE FROM networks WHERE id = ?1", params![n.id])?;
+    // A monitor may still be keeping the bridge for a next user: there will be none.
+    let _guard = lock(engine)?;
+    tear_down(engine, &n);
     Ok(n)
 }
 
@@ -356,46 +359,65 @@ fn sysctl(path: &str, value: &str) {
     let _ = std::fs::write(path, value);
 }
 
-/// Makes the network's bridge and nftables elements (if this is its first user).
+/// Makes the network's bridge and nftables elements. A bridge that is already up means
+/// the network is (its first user did this), so the common case costs one netlink lookup.
 fn bring_up(engine: &Engine, n: &Network) -> Result<()> {
+    if berth_net::link::index_of(&n.bridge).map_err(net_err)?.is_some() {
+        return Ok(());
+    }
     let subnet = n.subnet()?;
     berth_net::link::ensure_bridge(&n.bridge, n.gateway()?, subnet.prefix).map_err(net_err)?;
     // Published ports reach containers from 127.0.0.1 too; containers reach out.
     sysctl(&format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.bridge), "1");
     sysctl("/proc/sys/net/ipv4/ip_forward", "1");
     let t = table(engine)?;
-    t.ensure().map_err(net_err)?;
-    let _ = t.add_subnet(&subnet);
-    let _ = t.set_internal(&n.bridge, n.internal);
+    let mut b = t.batch();
+    if !t.exists() {
+        b.create_table();
+    }
+    b.add_subnet(&subnet);
+    if n.internal {
+        b.set_internal(&n.bridge, true);
+    }
     for other in list(engine)? {
         if other.id != n.id && berth_net::link::index_of(&other.bridge).ok().flatten().is_some() {
-            let _ = t.isolate(&n.bridge, &other.bridge);
+            b.isolate(&n.bridge, &other.bridge);
         }
     }
-    Ok(())
+    b.apply().map_err(net_err)
 }
 
 /// Takes the network's bridge and elements down (its last user left), and the table with
-/// the last network.
+/// the last network in use.
 fn tear_down(engine: &Engine, n: &Network) {
-    let Ok(t) = table(engine) else { return };
-    if let Ok(subnet) = n.subnet() {
-        let _ = t.remove_subnet(&subnet);
+    // Already down (another monitor got here first): nothing to do.
+    if !matches!(berth_net::link::index_of(&n.bridge), Ok(Some(_))) {
+        return;
     }
-    let _ = t.set_internal(&n.bridge, false);
+    let Ok(t) = table(engine) else { return };
     let _ = berth_net::link::delete(&n.bridge);
     let any_left = engine
         .conn()
         .query_row("SELECT COUNT(*) FROM leases", [], |r| r.get::<_, i64>(0))
         .unwrap_or(1)
         > 0;
+    let mut b = t.batch();
     if !any_left {
-        let _ = t.delete();
-    } else if let Ok(all) = list(engine) {
-        for other in all.iter().filter(|o| o.id != n.id) {
-            let _ = t.unisolate(&n.bridge, &other.bridge);
+        b.delete_table();
+    } else {
+        if let Ok(subnet) = n.subnet() {
+            b.remove_subnet(&subnet);
+        }
+        if n.internal {
+            b.set_internal(&n.bridge, false);
+        }
+        for other in list(engine).unwrap_or_default().iter().filter(|o| o.id != n.id) {
+            if berth_net::link::index_of(&other.bridge).ok().flatten().is_some() {
+                b.unisolate(&n.bridge, &other.bridge);
+            }
         }
     }
+    let _ = b.apply();
 }
 
 /// One wanted port: host address (`None`: all), host port (`None`: any free one),
@@ -535,25 +557,19 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<Attachment>> {
                 }
             }
         }
+        let mut batch = t.batch();
         for (host_ip, host_port, port, proto) in wanted {
             let host_port = match host_port {
                 Some(h) => h,
                 None => free_port(proto)?,
             };
-            let pm = PortMap {
+            batch.add_port(&PortMap {
                 host_ip,
                 host_port,
                 proto,
                 ip,
                 port,
-            };
-            t.add_port(&pm).map_err(|e| match e {
-                berth_net::NetError::Nft(m) if m.contains("exists") => EngineError::Conflict(format!(
-                    "Bind for {}:{host_port} failed: port is already allocated",
-                    host_ip.map_or("0.0.0.0".to_string(), |i| i.to_string())
-                )),
-                e => net_err(e),
-            })?;
+            });
             att.ports.push(Published {
                 host_ip: host_ip.map_or("0.0.0.0".to_string(), |i| i.to_string()),
                 host_port,
@@ -561,6 +577,20 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<Attachment>> {
                 port,
             });
         }
+        batch.apply().map_err(|e| match e {
+            berth_net::NetError::Nft(m) if m.contains("exists") => {
+                let list: Vec<String> = att
+                    .ports
+                    .iter()
+                    .map(|p| format!("{}:{}", p.host_ip, p.host_port))
+                    .collect();
+                EngineError::Conflict(format!(
+                    "Bind for {} failed: port is already allocated",
+                    list.join(", ")
+                ))
+            }
+            e => net_err(e),
+        })?;
         write_hosts(engine, r, Some(ip))?;
         Ok(att)
     })();
@@ -586,39 +616,86 @@ fn write_hosts(engine: &Engine, r: &Record, ip: Option<Ipv4Addr>) -> Result<()> 
     std::fs::write(&p, text).map_err(crate::io_err("writing", &p))
 }
 
-/// Undoes [`attach`]: ports, veth, namespace, lease; the bridge and table when unused.
-/// Safe to repeat, and to call for a container that never attached.
+/// Undoes [`attach`] at once: [`release`], then the bridge and table of networks left
+/// unused. Safe to repeat, and to call for a container that never attached.
 pub fn detach(engine: &Engine, r: &Record, att: Option<&Attachment>) {
-    let Ok(_guard) = lock(engine) else { return };
+    let idle = release(engine, r, att, true);
+    tear_down_idle(engine, &idle, std::time::Duration::ZERO);
+}
+
+/// The container's part of [`detach`]: its published ports, its leases and, with
+/// `unmount`, its namespace (the kernel then destroys the namespace and, with it, both ends
+/// of the veth pair, in the background). An unmount waits for an RCU grace period, so the
+/// monitor leaves it (to [`remove_netns`]) until its client has its answer. Returns the
+/// networks the container left without users.
+pub fn release(engine: &Engine, r: &Record, att: Option<&Attachment>, unmount: bool) -> Vec<String> {
+    let Ok(_guard) = lock(engine) else { return Vec::new() };
     if let (Some(a), Ok(t)) = (att, table(engine)) {
+        let mut b = t.batch();
         for p in &a.ports {
-            let pm = PortMap {
+            b.remove_port(&PortMap {
                 host_ip: p.host_ip.parse().ok().filter(|i: &Ipv4Addr| !i.is_unspecified()),
                 host_port: p.host_port,
                 proto: if p.proto == "udp" { Proto::Udp } else { Proto::Tcp },
                 ip: a.ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
                 port: p.port,
-            };
-            let _ = t.remove_port(&pm);
+            });
         }
+        let _ = b.apply();
     }
-    let _ = berth_net::link::delete(&format!("vb{}", &r.id[..11]));
-    berth_net::netns::remove(&netns_path(engine, &r.id));
+    let ns = netns_path(engine, &r.id);
+    if ns.exists() {
+        if unmount {
+            berth_net::netns::remove(&ns);
+        }
+    } else {
+        // No namespace (a half-made attachment): the host end may still be there.
+        let _ = berth_net::link::delete(&format!("vb{}", &r.id[..11]));
+    }
     let networks: Vec<String> = {
         let Ok(mut st) = engine.conn().prepare("SELECT network FROM leases WHERE container = ?1") else {
-            return;
+            return Vec::new();
         };
         let Ok(rows) = st.query_map(params![r.id], |row| row.get::<_, String>(0)) else {
-            return;
+            return Vec::new();
         };
         rows.filter_map(std::result::Result::ok).collect()
     };
     let _ = engine
         .conn()
         .execute("DELETE FROM leases WHERE container = ?1", params![r.id]);
+    networks
+        .into_iter()
+        .filter(|id| users(engine, id).map(|u| u.is_empty()).unwrap_or(false))
+        .collect()
+}
+
+/// Unmounts and removes a container's network namespace (see [`release`]).
+pub fn remove_netns(engine: &Engine, id: &str) {
+    berth_net::netns::remove(&netns_path(engine, id));
+}
+
+/// Takes down the bridges (and elements, and the table) of `networks` that still have no
+/// user after `linger`. A monitor lingers a moment after its container is gone, so a run
+/// that follows at once finds the bridge up instead of paying to make it again.
+pub fn tear_down_idle(engine: &Engine, networks: &[String], linger: std::time::Duration) {
+    if networks.is_empty() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + linger;
+    loop {
+        let busy = networks
+            .iter()
+            .all(|id| users(engine, id).map(|u| !u.is_empty()).unwrap_or(true));
+        if busy || std::time::Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50).min(linger));
+    }
+    let Ok(_guard) = lock(engine) else { return };
     for id in networks {
-        if users(engine, &id).map(|u| u.is_empty()).unwrap_or(false) {
-            if let Ok(n) = get(engine, &id) {
+        if users(engine, id).map(|u| u.is_empty()).unwrap_or(false) {
+            if let Ok(n) = get(engine, id) {
                 tear_down(engine, &n);
             }
         }

@@ -8,7 +8,8 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use futures::TryStreamExt;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::{io_err, NetError, Result};
 
@@ -114,56 +115,40 @@ pub struct Endpoint {
     pub mac: [u8; 6],
 }
 
-/// Makes a veth pair: `host` is enslaved to `bridge` and up; the other end goes into the
-/// namespace at `netns` as `ep.ifname`, with its address, MAC and default route, and the
-/// namespace's loopback comes up.
+/// Makes a veth pair in one request: `host` on `bridge` and up, its peer made directly
+/// inside the namespace at `netns` as `ep.ifname` with its MAC (no move, no rename: each
+/// of those would cost the kernel a network synchronization). Then, inside, the address,
+/// the link and `lo` go up and the default route is added.
 pub fn add_veth(host: &str, bridge: &str, netns: &Path, ep: &Endpoint) -> Result<()> {
-    let peer = format!("{host}p");
     let ns = std::fs::File::open(netns).map_err(io_err(format!("opening {}", netns.display())))?;
     block_on(async {
         let h = connect()?;
-        h.link()
-            .add(LinkVeth::new(host, &peer).build())
-            .execute()
-            .await
-            .map_err(nl(format!("creating veth {host}")))?;
         let br = index(&h, bridge)
             .await?
             .ok_or_else(|| NetError::Invalid(format!("bridge {bridge} does not exist")))?;
-        let hi = index(&h, host)
-            .await?
-            .ok_or_else(|| NetError::Invalid(format!("veth {host} vanished")))?;
-        let pi = index(&h, &peer)
-            .await?
-            .ok_or_else(|| NetError::Invalid(format!("veth {peer} vanished")))?;
+        let peer = LinkUnspec::new_with_name(&ep.ifname)
+            .address(ep.mac.to_vec())
+            .setns_by_fd(ns.as_raw_fd())
+            .build();
+        let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(host.to_string())
+            .controller(br)
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build();
         h.link()
-            .set(LinkUnspec::new_with_index(hi).controller(br).up().build())
+            .add(msg)
             .execute()
             .await
-            .map_err(nl(format!("attaching {host} to {bridge}")))?;
-        h.link()
-            .set(LinkUnspec::new_with_index(pi).setns_by_fd(ns.as_raw_fd()).build())
-            .execute()
-            .await
-            .map_err(nl(format!("moving {peer} into the container's namespace")))
+            .map_err(nl(format!("creating veth {host}")))
     })?;
     let ep = ep.clone();
     crate::netns::run_in(netns, move || {
         block_on(async move {
             let h = connect()?;
-            let pi = index(&h, &peer)
+            let pi = index(&h, &ep.ifname)
                 .await?
-                .ok_or_else(|| NetError::Invalid(format!("{peer} is not in the namespace")))?;
-            h.link()
-                .set(
-                    LinkUnspec::new_with_index(pi)
-                        .name(ep.ifname.clone())
-                        .address(ep.mac.to_vec())
-                        .build(),
-                )
-                .execute()
-                .await
-                .map_err(nl(format!("renaming {peer} to {}", ep.ifname)))?;
+                .ok_or_else(|| NetError::Invalid(format!("{} is not in the namespace", ep.ifname)))?;
             h.address()
                 .add(pi, IpAddr::V4(ep.ip), ep.prefix)
                 .execute()

@@ -146,61 +146,90 @@ impl Table {
             .is_ok_and(|s| s.success())
     }
 
-    /// Creates the table if it is not there.
-    pub fn ensure(&self) -> Result<()> {
-        if self.exists() {
-            return Ok(());
+    /// A batch of changes to this table, applied in one `nft` run (one transaction).
+    pub fn batch(&self) -> Batch {
+        Batch {
+            table: self.name.clone(),
+            script: String::new(),
         }
-        run(&definition(&self.name))
+    }
+}
+
+/// Changes to berth's table, applied together by [`Batch::apply`]. Each `nft` run costs
+/// milliseconds, so callers gather what one operation needs into one batch.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    table: String,
+    script: String,
+}
+
+impl Batch {
+    fn element(&mut self, op: &str, set: &str, el: &str) -> &mut Batch {
+        self.script
+            .push_str(&format!("{op} element ip {} {set} {{ {el} }}\n", self.table));
+        self
     }
 
-    /// Removes the table and everything in it.
-    pub fn delete(&self) -> Result<()> {
-        if !self.exists() {
-            return Ok(());
-        }
-        run(&format!("delete table ip {}\n", self.name))
+    /// Creates the table first (for a table that does not exist yet).
+    pub fn create_table(&mut self) -> &mut Batch {
+        self.script.insert_str(0, &definition(&self.table));
+        self
     }
 
-    fn element(&self, op: &str, set: &str, el: &str) -> Result<()> {
-        run(&format!("{op} element ip {} {set} {{ {el} }}\n", self.name))
+    /// Deletes the whole table.
+    pub fn delete_table(&mut self) -> &mut Batch {
+        self.script.push_str(&format!("delete table ip {}\n", self.table));
+        self
     }
 
     /// Masquerades traffic from `subnet` leaving for other networks.
-    pub fn add_subnet(&self, subnet: &Subnet) -> Result<()> {
+    pub fn add_subnet(&mut self, subnet: &Subnet) -> &mut Batch {
         self.element("add", "nets", &subnet.to_string())
     }
 
-    /// Undoes [`Table::add_subnet`].
-    pub fn remove_subnet(&self, subnet: &Subnet) -> Result<()> {
+    /// Undoes [`Batch::add_subnet`].
+    pub fn remove_subnet(&mut self, subnet: &Subnet) -> &mut Batch {
         self.element("delete", "nets", &subnet.to_string())
     }
 
     /// Publishes a port.
-    pub fn add_port(&self, p: &PortMap) -> Result<()> {
+    pub fn add_port(&mut self, p: &PortMap) -> &mut Batch {
         let (map, el) = p.element(true);
         self.element("add", &map, &el)
     }
 
     /// Unpublishes a port.
-    pub fn remove_port(&self, p: &PortMap) -> Result<()> {
+    pub fn remove_port(&mut self, p: &PortMap) -> &mut Batch {
         let (map, el) = p.element(false);
         self.element("delete", &map, &el)
     }
 
     /// Forbids forwarding between two bridges, both ways.
-    pub fn isolate(&self, a: &str, b: &str) -> Result<()> {
+    pub fn isolate(&mut self, a: &str, b: &str) -> &mut Batch {
         self.element("add", "cross", &format!("\"{a}\" . \"{b}\", \"{b}\" . \"{a}\""))
     }
 
-    /// Undoes [`Table::isolate`].
-    pub fn unisolate(&self, a: &str, b: &str) -> Result<()> {
+    /// Undoes [`Batch::isolate`].
+    pub fn unisolate(&mut self, a: &str, b: &str) -> &mut Batch {
         self.element("delete", "cross", &format!("\"{a}\" . \"{b}\", \"{b}\" . \"{a}\""))
     }
 
-    /// Marks a bridge internal (no forwarding out of it).
-    pub fn set_internal(&self, bridge: &str, on: bool) -> Result<()> {
+    /// Marks a bridge internal (no forwarding out of it), or not.
+    pub fn set_internal(&mut self, bridge: &str, on: bool) -> &mut Batch {
         self.element(if on { "add" } else { "delete" }, "internal", &format!("\"{bridge}\""))
+    }
+
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.script.is_empty()
+    }
+
+    /// Applies the batch: all of it, or (on error) none of it.
+    pub fn apply(&self) -> Result<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        run(&self.script)
     }
 }
 
@@ -225,5 +254,13 @@ mod tests {
         p.proto = Proto::Udp;
         assert_eq!(p.element(false), ("ports_ip".into(), "127.0.0.1 . udp . 8080".into()));
         assert!(definition("t").starts_with("table ip t {"));
+        let t = Table::new("t");
+        let mut b = t.batch();
+        assert!(b.is_empty());
+        b.add_port(&p).create_table();
+        assert!(b.script.starts_with("table ip t {"));
+        assert!(b
+            .script
+            .ends_with("add element ip t ports_ip { 127.0.0.1 . udp . 8080 : 10.89.0.2 . 80 }\n"));
     }
 }

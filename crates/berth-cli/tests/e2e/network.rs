@@ -40,9 +40,22 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// What of berth's networking exists in the kernel for this test instance: its bridges,
-/// the veths of the containers `ids`, network namespace files, its nftables table.
+/// What of berth's networking is left in the kernel for this test instance once things
+/// settle (a monitor keeps an idle bridge for two seconds, and the kernel destroys
+/// namespaces and their veths in the background): its bridges, the veths of the
+/// containers `ids`, network namespace files, its nftables table.
 fn footprint(b: &Berth, ids: &[String]) -> (Vec<String>, usize, bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let f = footprint_now(b, ids);
+        if (f.0.is_empty() && f.1 == 0 && !f.2) || Instant::now() > deadline {
+            return f;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn footprint_now(b: &Berth, ids: &[String]) -> (Vec<String>, usize, bool) {
     let pid = std::process::id() % 10000;
     let (bridge, user) = (format!("bt{pid}b{}", b.net), format!("bt{pid}n{}-", b.net));
     let links: Vec<String> = std::fs::read_dir("/sys/class/net")
