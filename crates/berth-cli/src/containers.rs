@@ -90,6 +90,21 @@ pub struct CreateArgs {
     /// Publish all exposed ports to random ports.
     #[arg(short = 'P', long)]
     pub publish_all: bool,
+    /// Add a custom host-to-IP mapping (host:ip).
+    #[arg(long)]
+    pub add_host: Vec<String>,
+    /// Set custom DNS servers.
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains.
+    #[arg(long)]
+    pub dns_search: Vec<String>,
+    /// Set DNS options.
+    #[arg(long)]
+    pub dns_option: Vec<String>,
+    /// IPv4 address (on a user-defined network).
+    #[arg(long)]
+    pub ip: Option<String>,
     /// Memory limit.
     #[arg(short, long)]
     pub memory: Option<String>,
@@ -397,6 +412,11 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         runtime: a.runtime.clone().unwrap_or_default(),
         publish: a.publish.clone(),
         publish_all: a.publish_all,
+        add_hosts: a.add_host.clone(),
+        dns: a.dns.clone(),
+        dns_search: a.dns_search.clone(),
+        dns_options: a.dns_option.clone(),
+        ip: a.ip.clone(),
     })
 }
 
@@ -432,7 +452,10 @@ fn do_create(root: &Path, a: &CreateArgs) -> anyhow::Result<(Engine, Record)> {
     ensure_image(root, &o.image, &a.pull)?;
     let e = engine(root)?;
     let mut images = crate::images::open(root)?;
-    let r = ops::create(&e, &mut images, &o).map_err(engine_exit)?;
+    let r = ops::create(&e, &mut images, &o).map_err(|err| match engine_exit(err).downcast::<Exit>() {
+        Ok(Exit(_, m)) => anyhow::Error::from(Exit(125, m)),
+        Err(e) => e,
+    })?;
     Ok((e, r))
 }
 

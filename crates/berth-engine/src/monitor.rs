@@ -163,14 +163,16 @@ fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
             child_ends.push(err_w);
         }
         let rt = eng.rt(&rec)?;
-        let started = ops::mount_rootfs(&eng, &rec).and_then(|()| {
-            let created = rt.create(&rec.id, &dir, rec.tty)?;
-            if let (Some(c), Some((rows, cols))) = (&created.console, hub.size) {
-                attach::apply_size(Some(c.as_fd()), rows, cols);
-            }
-            rt.start(&rec.id)?;
-            Ok(created)
-        });
+        let started = crate::networks::join_container(&eng, &rec)
+            .and_then(|()| ops::mount_rootfs(&eng, &rec))
+            .and_then(|()| {
+                let created = rt.create(&rec.id, &dir, rec.tty)?;
+                if let (Some(c), Some((rows, cols))) = (&created.console, hub.size) {
+                    attach::apply_size(Some(c.as_fd()), rows, cols);
+                }
+                rt.start(&rec.id)?;
+                Ok(created)
+            });
         // The container holds the child's ends now; the monitor must not, or EOF never comes.
         dup_to(&devnull, 0);
         dup_to(&devnull, 1);

@@ -334,6 +334,40 @@ pub fn remove(engine: &Engine, name: &str) -> Result<Network> {
     Ok(n)
 }
 
+/// For `--network container:X`: points the bundle's network namespace at X's (its
+/// namespace file, or its init's namespace), which must be running now.
+pub fn join_container(engine: &Engine, r: &Record) -> Result<()> {
+    let Some(other) = r.network_mode.strip_prefix("container:") else {
+        return Ok(());
+    };
+    let o = engine.resolve(other)?;
+    let st = engine.state(&o.id);
+    if !st.running() {
+        return Err(EngineError::Conflict(format!(
+            "cannot join network namespace of a non running container: {}",
+            o.name
+        )));
+    }
+    let own = netns_path(engine, &o.id);
+    let path = if own.exists() {
+        own
+    } else {
+        PathBuf::from(format!("/proc/{}/ns/net", st.pid))
+    };
+    let cfg = engine.dir(&r.id).join("config.json");
+    let mut spec: serde_json::Value = std::fs::read(&cfg)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| EngineError::Invalid(format!("reading {}", cfg.display())))?;
+    if let Some(nss) = spec["linux"]["namespaces"].as_array_mut() {
+        for ns in nss.iter_mut().filter(|ns| ns["type"] == "network") {
+            ns["path"] = serde_json::json!(path.display().to_string());
+        }
+    }
+    let text = serde_json::to_vec_pretty(&spec).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    std::fs::write(&cfg, text).map_err(crate::io_err("writing", &cfg))
+}
+
 /// Where a container's network namespace is mounted.
 pub fn netns_path(engine: &Engine, id: &str) -> PathBuf {
     engine.run.join("netns").join(id)
@@ -489,7 +523,7 @@ fn free_port(proto: Proto) -> Result<u16> {
 /// Attaches a container to its network before it starts: namespace, veth, address,
 /// published ports, `/etc/hosts`. `None` for `none` and `host`.
 pub fn attach(engine: &Engine, r: &Record) -> Result<Option<Attachment>> {
-    if r.network_mode == "none" || r.network_mode == "host" {
+    if r.network_mode == "none" || r.network_mode == "host" || r.network_mode.starts_with("container:") {
         return Ok(None);
     }
     let n = get(engine, &r.network_mode)?;
@@ -511,7 +545,13 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<Attachment>> {
                 }
             }
         }
-        let ip = subnet.allocate(&used, &n.name).map_err(net_err)?;
+        let ip = match r.ip.parse::<Ipv4Addr>() {
+            Ok(want) if used.contains(&want) => {
+                return Err(EngineError::Conflict(format!("Address already in use: {want}")));
+            }
+            Ok(want) => want,
+            Err(_) => subnet.allocate(&used, &n.name).map_err(net_err)?,
+        };
         tx.execute(
             "INSERT INTO leases(network, ip, container) VALUES (?1, ?2, ?3)",
             params![n.id, ip.to_string(), r.id],
@@ -591,7 +631,7 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<Attachment>> {
             }
             e => net_err(e),
         })?;
-        write_hosts(engine, r, Some(ip))?;
+        write_hosts(engine, r, ip, gateway)?;
         Ok(att)
     })();
     match made {
@@ -604,16 +644,29 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<Attachment>> {
     }
 }
 
-/// `/etc/hosts` for the container: localhost, and its name at its address.
-fn write_hosts(engine: &Engine, r: &Record, ip: Option<Ipv4Addr>) -> Result<()> {
-    let me = ip.map_or("127.0.1.1".to_string(), |i| i.to_string());
-    let text = format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n{me}\t{}\n",
-        r.hostname
+/// `/etc/hosts` for a container: localhost, its name at its address (127.0.1.1 without
+/// one), and its `--add-host` lines (`host-gateway`: the gateway of its network).
+pub fn hosts_file(r: &Record, ip: Option<(Ipv4Addr, Ipv4Addr)>) -> String {
+    let me = ip.map_or("127.0.1.1".to_string(), |(i, _)| i.to_string());
+    let mut text = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
     );
+    for (name, addr) in &r.extra_hosts {
+        let addr = match (addr.as_str(), ip) {
+            ("host-gateway", Some((_, gw))) => gw.to_string(),
+            ("host-gateway", None) => "127.0.0.1".to_string(),
+            (a, _) => a.to_string(),
+        };
+        text.push_str(&format!("{addr}\t{name}\n"));
+    }
+    text.push_str(&format!("{me}\t{}\n", r.hostname));
+    text
+}
+
+fn write_hosts(engine: &Engine, r: &Record, ip: Ipv4Addr, gateway: Ipv4Addr) -> Result<()> {
     let p = engine.dir(&r.id).join("hosts");
     // Written in place: the file is bind-mounted into the container.
-    std::fs::write(&p, text).map_err(crate::io_err("writing", &p))
+    std::fs::write(&p, hosts_file(r, Some((ip, gateway)))).map_err(crate::io_err("writing", &p))
 }
 
 /// Undoes [`attach`] at once: [`release`], then the bridge and table of networks left

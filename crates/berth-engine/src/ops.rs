@@ -108,6 +108,59 @@ pub struct CreateOptions {
     pub publish: Vec<String>,
     /// `-P`.
     pub publish_all: bool,
+    /// `--add-host NAME:IP`.
+    pub add_hosts: Vec<String>,
+    /// `--dns`.
+    pub dns: Vec<String>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
+    /// `--dns-option`.
+    pub dns_options: Vec<String>,
+    /// `--ip`.
+    pub ip: Option<String>,
+}
+
+/// `/etc/resolv.conf` for a container: the host's (less loopback resolvers, which mean
+/// nothing inside a network namespace of its own) unless `--dns` and friends say otherwise.
+fn resolv_conf(o: &CreateOptions, own_netns: bool) -> Result<String> {
+    for d in &o.dns {
+        d.parse::<std::net::IpAddr>()
+            .map_err(|_| EngineError::Invalid(format!("{d} is not an ip address")))?;
+    }
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut servers: Vec<String> = o.dns.clone();
+    let mut search: Vec<String> = o.dns_search.clone();
+    let mut options: Vec<String> = o.dns_options.clone();
+    for l in host.lines() {
+        let mut f = l.split_whitespace();
+        match (f.next(), f.next()) {
+            (Some("nameserver"), Some(ns)) if o.dns.is_empty() => {
+                if !(own_netns && (ns.starts_with("127.") || ns == "::1")) {
+                    servers.push(ns.to_string());
+                }
+            }
+            (Some("search"), Some(first)) if o.dns_search.is_empty() => {
+                search.push(first.to_string());
+                search.extend(f.map(str::to_string));
+            }
+            (Some("options"), Some(first)) if o.dns_options.is_empty() => {
+                options.push(first.to_string());
+                options.extend(f.map(str::to_string));
+            }
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !search.is_empty() && search != ["."] {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    Ok(out)
 }
 
 /// `--log-opt` for json-file: max-size and max-file, checked as Docker does.
@@ -263,8 +316,49 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
     let network = match o.network.as_str() {
         "" | "default" | "bridge" => crate::networks::DEFAULT.to_string(),
         "none" | "host" => o.network.clone(),
+        n if n.starts_with("container:") => {
+            let other = engine.resolve(&n["container:".len()..])?;
+            format!("container:{}", other.id)
+        }
         n => crate::networks::get(engine, n)?.name,
     };
+    if let Some(ip) = &o.ip {
+        if network == crate::networks::DEFAULT
+            || network == "none"
+            || network == "host"
+            || network.starts_with("container:")
+        {
+            return Err(EngineError::Invalid(
+                "user specified IP address is supported on user defined networks only".into(),
+            ));
+        }
+        let want: std::net::Ipv4Addr = ip
+            .parse()
+            .map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {ip}")))?;
+        let n = crate::networks::get(engine, &network)?;
+        if !berth_net::ipam::Subnet::parse(&n.subnet).is_ok_and(|s| s.contains(want)) {
+            return Err(EngineError::Invalid(format!(
+                "no configured subnet contains IP address {ip}"
+            )));
+        }
+    }
+    let mut extra_hosts = Vec::new();
+    for h in &o.add_hosts {
+        let (name, ip) = h
+            .split_once([':', '='])
+            .filter(|(n, ip)| !n.is_empty() && (ip.parse::<std::net::IpAddr>().is_ok() || *ip == "host-gateway"))
+            .ok_or_else(|| {
+                EngineError::Invalid(format!(
+                    "invalid argument \"{h}\" for \"--add-host\" flag: invalid IP address"
+                ))
+            })?;
+        extra_hosts.push((name.to_string(), ip.to_string()));
+    }
+    if network.starts_with("container:") && (!o.publish.is_empty() || o.publish_all) {
+        return Err(EngineError::Invalid(
+            "conflicting options: port publishing and the container type network mode".into(),
+        ));
+    }
     if network == "none" || network == "host" {
         if !o.publish.is_empty() || o.publish_all {
             // Docker ignores published ports there (with a warning); so does berth.
@@ -503,6 +597,8 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             .unwrap_or_default(),
         publish: o.publish.clone(),
         publish_all: o.publish_all,
+        extra_hosts,
+        ip: o.ip.clone().unwrap_or_default(),
         image_volumes: c
             .get("Volumes")
             .and_then(|v| v.as_object())
@@ -530,17 +626,8 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         // container (and, with --rm, its directory) is gone.
         write("json.log", String::new())?;
         write("hostname", format!("{}\n", r.hostname))?;
-        write(
-            "hosts",
-            format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{}\n",
-                r.hostname
-            ),
-        )?;
-        write(
-            "resolv.conf",
-            std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-        )?;
+        write("hosts", crate::networks::hosts_file(&r, None))?;
+        write("resolv.conf", resolv_conf(o, r.network_mode != "host")?)?;
         let lowers = images.lowers(&img)?;
         for m in &r.mounts {
             match m.kind.as_str() {

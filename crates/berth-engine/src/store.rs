@@ -144,6 +144,12 @@ pub struct Record {
     /// `-P`: publish every exposed port on a random host port.
     #[serde(default)]
     pub publish_all: bool,
+    /// `--add-host NAME:IP` lines for `/etc/hosts`.
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, String)>,
+    /// `--ip`: the address wanted on a user network.
+    #[serde(default)]
+    pub ip: String,
 }
 
 /// How a container is, as the monitor recorded it.

@@ -329,3 +329,169 @@ fn user_networks_are_isolated_and_torn_down() {
     b.ok(&["network", "create", "spare"]);
     assert_eq!(b.ok(&["network", "prune", "-f"]), "Deleted Networks:\nspare\n");
 }
+
+#[test]
+fn container_mode_hosts_dns_and_fixed_addresses() {
+    require_root!();
+    let (b, _d) = with_busybox("net-share");
+    // container:X shares X's stack: a server on X's 127.0.0.1 answers the second container.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pod",
+        "bb:1",
+        "sh",
+        "-c",
+        "mkdir /www; echo from-pod > /www/index.html; exec httpd -f -p 127.0.0.1:8000 -h /www",
+    ]);
+    let pod_ip = inspect(&b, "pod")["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = b.out(&[
+            "run",
+            "--rm",
+            "--network",
+            "container:pod",
+            "bb:1",
+            "wget",
+            "-qO-",
+            "http://127.0.0.1:8000/",
+        ]);
+        if o.status.success() {
+            assert_eq!(String::from_utf8_lossy(&o.stdout), "from-pod\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pod's server never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let shared = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:pod",
+        "bb:1",
+        "ip",
+        "-4",
+        "-o",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(shared.contains(&format!("inet {pod_ip}/")), "{shared}");
+    // A stopped or missing container cannot lend its stack; ports cannot be published there.
+    b.ok(&["create", "--name", "idle", "bb:1", "true"]);
+    assert_eq!(
+        b.out(&["run", "--rm", "--network", "container:idle", "bb:1", "true"])
+            .status
+            .code(),
+        Some(125)
+    );
+    assert_eq!(
+        b.out(&["run", "--rm", "--network", "container:nosuch", "bb:1", "true"])
+            .status
+            .code(),
+        Some(125)
+    );
+    assert_eq!(
+        b.out(&["run", "--rm", "--network", "container:pod", "-p", "80", "bb:1", "true"])
+            .status
+            .code(),
+        Some(125)
+    );
+
+    // --add-host (host-gateway is the network's gateway), --dns, --dns-search, --dns-option.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "db:10.1.2.3",
+        "--add-host",
+        "gw:host-gateway",
+        "--dns",
+        "10.9.9.9",
+        "--dns-search",
+        "example.test",
+        "--dns-option",
+        "ndots:2",
+        "bb:1",
+        "sh",
+        "-c",
+        "cat /etc/hosts /etc/resolv.conf",
+    ]);
+    let gateway = format!("10.{}.{}.1", 200 + (std::process::id() % 20), b.net);
+    assert!(
+        out.contains("10.1.2.3\tdb\n") && out.contains(&format!("{gateway}\tgw\n")),
+        "{out}"
+    );
+    assert!(
+        out.contains("nameserver 10.9.9.9\nsearch example.test\noptions ndots:2\n"),
+        "{out}"
+    );
+    assert_eq!(
+        b.out(&["run", "--rm", "--add-host", "bad", "bb:1", "true"])
+            .status
+            .code(),
+        Some(125)
+    );
+    assert_eq!(
+        b.out(&["run", "--rm", "--dns", "not-an-ip", "bb:1", "true"])
+            .status
+            .code(),
+        Some(125)
+    );
+
+    // --ip on a user network; refused on the default bridge, outside the subnet, or taken.
+    let subnet = format!("10.{}.78", 220 + b.net % 30);
+    b.ok(&["network", "create", "--subnet", &format!("{subnet}.0/24"), "fixed"]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pinned",
+        "--network",
+        "fixed",
+        "--ip",
+        &format!("{subnet}.77"),
+        "bb:1",
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(
+        inspect(&b, "pinned")["NetworkSettings"]["Networks"]["fixed"]["IPAddress"],
+        format!("{subnet}.77")
+    );
+    let o = b.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "fixed",
+        "--ip",
+        &format!("{subnet}.77"),
+        "bb:1",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Address already in use"));
+    assert_eq!(
+        b.out(&["run", "--rm", "--ip", &format!("{subnet}.9"), "bb:1", "true"])
+            .status
+            .code(),
+        Some(125)
+    );
+    assert_eq!(
+        b.out(&["run", "--rm", "--network", "fixed", "--ip", "10.0.0.9", "bb:1", "true"])
+            .status
+            .code(),
+        Some(125)
+    );
+
+    let made = ids(&b, &["pod", "idle", "pinned"]);
+    b.ok(&["rm", "-f", "pod", "idle", "pinned"]);
+    b.ok(&["network", "rm", "fixed"]);
+    let (links, netns, table) = footprint(&b, &made);
+    assert!(links.is_empty() && netns == 0 && !table, "{links:?} {netns} {table}");
+}
