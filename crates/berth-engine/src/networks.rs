@@ -648,9 +648,8 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<Attachment>> {
 /// one), and its `--add-host` lines (`host-gateway`: the gateway of its network).
 pub fn hosts_file(r: &Record, ip: Option<(Ipv4Addr, Ipv4Addr)>) -> String {
     let me = ip.map_or("127.0.1.1".to_string(), |(i, _)| i.to_string());
-    let mut text = format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-    );
+    let mut text = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+        .to_string();
     for (name, addr) in &r.extra_hosts {
         let addr = match (addr.as_str(), ip) {
             ("host-gateway", Some((_, gw))) => gw.to_string(),

@@ -134,10 +134,10 @@ fn resolv_conf(o: &CreateOptions, own_netns: bool) -> Result<String> {
     for l in host.lines() {
         let mut f = l.split_whitespace();
         match (f.next(), f.next()) {
-            (Some("nameserver"), Some(ns)) if o.dns.is_empty() => {
-                if !(own_netns && (ns.starts_with("127.") || ns == "::1")) {
-                    servers.push(ns.to_string());
-                }
+            (Some("nameserver"), Some(ns))
+                if o.dns.is_empty() && !(own_netns && (ns.starts_with("127.") || ns == "::1")) =>
+            {
+                servers.push(ns.to_string());
             }
             (Some("search"), Some(first)) if o.dns_search.is_empty() => {
                 search.push(first.to_string());
