@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Network benchmark: the time `run --rm IMG true` takes on the default bridge against
+# `--network none` (what network setup adds to a start), berth beside docker (a private
+# dockerd on a bridge of its own, no iptables); then container-to-container TCP throughput
+# over the bridge: busybox httpd serving a 256 MiB file to busybox wget in a second
+# container, berth and docker. Traffic stays on bridges this script makes.
+#
+# Usage: sudo bench/net.sh [N]   (default 20)
+set -euo pipefail
+
+n=${1:-20}
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+berth=${BERTH_BIN:-$("$top/scripts/build.sh")}
+work=$(mktemp -d /tmp/bt$$-netbench-XXXX)
+tag=$(( $$ % 10000 ))
+dkbr=bt${tag}dk
+export BERTH_ROOT=$work/berth BERTH_BRIDGE=bt${tag}b BERTH_BRIDGE_SUBNET=10.252.0.0/24 \
+  BERTH_NFT_TABLE=bt${tag}net BERTH_BRIDGE_PREFIX=bt${tag}n-
+pids=()
+cleanup() {
+  "$berth" rm -f bt-srv bt-cli >/dev/null 2>&1 || true
+  docker rm -f bt-srv bt-cli >/dev/null 2>&1 || true
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  sleep 3 # berth keeps an idle bridge for 2 s
+  ip link del "$dkbr" 2>/dev/null || true
+  grep -o " $work[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/rootfs"/{bin,etc,dev,proc,sys,tmp,www}
+cp /bin/busybox "$work/rootfs/bin/"
+for a in sh true sleep httpd wget dd; do ln -s busybox "$work/rootfs/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
+tar -C "$work/rootfs" -cf "$work/img.tar" .
+"$berth" import "$work/img.tar" bt-bench:1 >/dev/null
+
+ip link add "$dkbr" type bridge
+ip addr add 10.253.0.1/24 dev "$dkbr"
+ip link set "$dkbr" up
+mkdir -p "$work/docker"
+dockerd --data-root "$work/docker/data" --exec-root "$work/docker/exec" --pidfile "$work/docker/pid" \
+  -H "unix://$work/docker/sock" --bridge="$dkbr" --iptables=false --ip6tables=false --ip-masq=false \
+  --containerd-namespace "bt$$-moby" --containerd-plugins-namespace "bt$$-plugins" \
+  > "$work/docker/log" 2>&1 &
+pids+=($!)
+export DOCKER_HOST=unix://$work/docker/sock DOCKER_CONFIG=$work/docker/cli
+mkdir -p "$DOCKER_CONFIG" && echo '{}' > "$DOCKER_CONFIG/config.json"
+for _ in $(seq 300); do docker version >/dev/null 2>&1 && break; sleep 0.2; done
+docker import "$work/img.tar" bt-bench:1 >/dev/null
+
+mkdir -p "$here/results"
+csv="$here/results/net-$(date -u +%Y%m%dT%H%M%SZ).csv"
+python3 - "$n" "$berth" "$csv" <<'PY'
+import statistics, subprocess, sys, time
+n, berth, csv = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+tools = {
+    "berth none": [berth, "run", "--rm", "--network", "none", "bt-bench:1", "true"],
+    "berth bridge": [berth, "run", "--rm", "bt-bench:1", "true"],
+    "docker none": ["docker", "run", "--rm", "--network", "none", "bt-bench:1", "true"],
+    "docker bridge": ["docker", "run", "--rm", "bt-bench:1", "true"],
+}
+res, rows = {}, []
+for i in range(n + 2):
+    for name, cmd in tools.items():
+        t0 = time.perf_counter()
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        dt = (time.perf_counter() - t0) * 1000
+        if p.returncode != 0:
+            print(f"{name}: failed: {p.stderr.decode(errors='replace').strip()[-200:]}")
+            continue
+        if i >= 2:
+            res.setdefault(name, []).append(dt)
+            rows.append(f"{name},{i-2},{dt:.2f}")
+open(csv, "w").write("tool,run,ms\n" + "\n".join(rows) + "\n")
+print(f"{n} x `run --rm IMG true`, median ms")
+med = {k: statistics.median(v) for k, v in res.items()}
+for k, v in med.items():
+    print(f"{k:>14} {v:8.1f}")
+for t in ("berth", "docker"):
+    if f"{t} none" in med and f"{t} bridge" in med:
+        print(f"{t}: the bridge adds {med[t + ' bridge'] - med[t + ' none']:.1f} ms to a run")
+if "berth bridge" in med and "docker bridge" in med:
+    print(f"berth / docker on the bridge: {med['berth bridge'] / med['docker bridge']:.2f}x the time")
+print(f"raw timings: {csv}")
+PY
+
+# Throughput: a 256 MiB file over HTTP from one container to another on the bridge.
+serve='dd if=/dev/zero of=/www/big bs=1M count=256 2>/dev/null && exec httpd -f -p 80 -h /www'
+through() { # tool
+  local tool=$1 ip t0 t1
+  "$tool" run -d --name bt-srv bt-bench:1 sh -c "$serve" >/dev/null
+  "$tool" run -d --name bt-cli bt-bench:1 sleep 1000 >/dev/null
+  ip=$("$tool" inspect --format '{{.NetworkSettings.IPAddress}}' bt-srv)
+  for _ in $(seq 100); do "$tool" exec bt-cli wget -q -O /dev/null "http://$ip/big" 2>/dev/null && break; sleep 0.2; done
+  t0=$(date +%s.%N)
+  for _ in 1 2 3; do "$tool" exec bt-cli wget -q -O /dev/null "http://$ip/big"; done
+  t1=$(date +%s.%N)
+  "$tool" rm -f bt-srv bt-cli >/dev/null
+  python3 -c "print(f'{3*256/($t1-$t0):.0f}')"
+}
+bt=$(through "$berth")
+dt=$(through docker)
+echo "container-to-container HTTP, 3 x 256 MiB (MiB/s): berth $bt, docker $dt"
