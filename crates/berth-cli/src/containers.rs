@@ -105,6 +105,9 @@ pub struct CreateArgs {
     /// IPv4 address (on a user-defined network).
     #[arg(long)]
     pub ip: Option<String>,
+    /// Add a network-scoped alias for the container.
+    #[arg(long, alias = "net-alias")]
+    pub network_alias: Vec<String>,
     /// Memory limit.
     #[arg(short, long)]
     pub memory: Option<String>,
@@ -417,6 +420,7 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         dns_search: a.dns_search.clone(),
         dns_options: a.dns_option.clone(),
         ip: a.ip.clone(),
+        aliases: a.network_alias.clone(),
     })
 }
 

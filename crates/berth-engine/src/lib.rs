@@ -13,6 +13,7 @@
 pub mod attach;
 pub mod commit;
 pub mod cp;
+pub mod dns;
 pub mod health;
 pub mod logs;
 pub mod monitor;

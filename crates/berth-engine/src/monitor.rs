@@ -111,8 +111,13 @@ fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
         hub.wait_for_client(Duration::from_secs(30));
     }
     // The network outlives restarts: attached once, before the first start.
+    let mut resolver = None;
     match crate::networks::attach(&engine, &rec) {
-        Ok(att) => st.net = att,
+        Ok(Some((att, dns))) => {
+            resolver = dns.map(|s| crate::dns::Resolver::new(s, &att.network_id, &att.dns_upstream));
+            st.net = Some(att);
+        }
+        Ok(None) => st.net = None,
         Err(e) => {
             st.status = "created".into();
             st.error = e.to_string();
@@ -268,6 +273,8 @@ fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
             stdin: &mut stdin,
             hub: &mut hub,
             console: console.as_ref(),
+            resolver: resolver.as_mut(),
+            root,
         };
         let status = pump(&mut io, pid, &mut log, probes.as_mut(), &mut st);
         drop(io);
@@ -414,6 +421,9 @@ struct Io<'a> {
     stdin: &'a mut attach::StdinSink,
     hub: &'a mut attach::Hub,
     console: Option<&'a OwnedFd>,
+    /// The embedded DNS, on a user network.
+    resolver: Option<&'a mut crate::dns::Resolver>,
+    root: &'a Path,
 }
 
 fn pump(
@@ -455,6 +465,9 @@ fn pump(
                 wait = Some(wait.map_or(w, |x| x.min(w)));
             }
         }
+        if let Some(w) = io.resolver.as_ref().and_then(|r| r.wait()) {
+            wait = Some(wait.map_or(w, |x| x.min(w)).max(Duration::from_millis(1)));
+        }
         if code.is_some() {
             wait = Some(Duration::from_millis(20));
         }
@@ -475,6 +488,9 @@ fn pump(
                 pfds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
             }
             pfds.extend(io.hub.fds());
+            if let Some(r) = &io.resolver {
+                pfds.extend(r.fds().into_iter().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+            }
             let timeout = match wait {
                 Some(w) => nix::poll::PollTimeout::from(u16::try_from(w.as_millis()).unwrap_or(200)),
                 None => nix::poll::PollTimeout::NONE,
@@ -482,6 +498,9 @@ fn pump(
             let _ = nix::poll::poll(&mut pfds, timeout);
         }
         io.hub.service(io.stdin, io.console.map(|c| c.as_fd()));
+        if let Some(r) = io.resolver.as_deref_mut() {
+            r.service(io.root);
+        }
         io.stdin.flush();
         for i in 0..n {
             if !open[i] {

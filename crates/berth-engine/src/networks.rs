@@ -90,6 +90,9 @@ pub struct Attachment {
     pub veth: String,
     /// Published ports.
     pub ports: Vec<Published>,
+    /// On a user network: the resolvers the embedded DNS relays other names to.
+    #[serde(default)]
+    pub dns_upstream: Vec<String>,
 }
 
 fn net_err(e: berth_net::NetError) -> EngineError {
@@ -521,8 +524,10 @@ fn free_port(proto: Proto) -> Result<u16> {
 }
 
 /// Attaches a container to its network before it starts: namespace, veth, address,
-/// published ports, `/etc/hosts`. `None` for `none` and `host`.
-pub fn attach(engine: &Engine, r: &Record) -> Result<Option<Attachment>> {
+/// published ports, `/etc/hosts`; on a user network also the embedded DNS socket
+/// (127.0.0.11:53 inside) and a `resolv.conf` pointing at it. `None` for `none`, `host`
+/// and `container:X`.
+pub fn attach(engine: &Engine, r: &Record) -> Result<Option<(Attachment, Option<std::net::UdpSocket>)>> {
     if r.network_mode == "none" || r.network_mode == "host" || r.network_mode.starts_with("container:") {
         return Ok(None);
     }
@@ -559,7 +564,7 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<Attachment>> {
         tx.commit()?;
         ip
     };
-    let made = (|| -> Result<Attachment> {
+    let made = (|| -> Result<(Attachment, Option<std::net::UdpSocket>)> {
         bring_up(engine, &n)?;
         berth_net::netns::create(&ns).map_err(net_err)?;
         let mac = berth_net::ipam::mac_for(ip);
@@ -580,6 +585,7 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<Attachment>> {
             mac: berth_net::ipam::mac_string(&mac),
             veth: veth.clone(),
             ports: Vec::new(),
+            dns_upstream: Vec::new(),
         };
         let t = table(engine)?;
         let mut wanted = Vec::new();
@@ -632,10 +638,41 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<Attachment>> {
             e => net_err(e),
         })?;
         write_hosts(engine, r, ip, gateway)?;
-        Ok(att)
+        let mut dns = None;
+        if n.name != DEFAULT {
+            let sock = berth_net::netns::run_in(&ns, || {
+                std::net::UdpSocket::bind(crate::dns::ADDRESS).map_err(|e| berth_net::NetError::Io {
+                    op: format!("binding {}", crate::dns::ADDRESS),
+                    source: e,
+                })
+            })
+            .map_err(net_err)?;
+            dns = Some(sock);
+            let p = engine.dir(&r.id).join("resolv.conf");
+            let old = std::fs::read_to_string(&p).unwrap_or_default();
+            let mut text = String::from("nameserver 127.0.0.11\n");
+            for l in old.lines().filter(|l| !l.starts_with("options ndots:0")) {
+                match l.split_whitespace().next() {
+                    Some("nameserver") => att.dns_upstream.extend(
+                        l.split_whitespace()
+                            .nth(1)
+                            .filter(|ns| *ns != "127.0.0.11")
+                            .map(str::to_string),
+                    ),
+                    Some(_) => {
+                        text.push_str(l);
+                        text.push('\n');
+                    }
+                    None => {}
+                }
+            }
+            text.push_str("options ndots:0\n");
+            std::fs::write(&p, text).map_err(crate::io_err("writing", &p))?;
+        }
+        Ok((att, dns))
     })();
     match made {
-        Ok(att) => Ok(Some(att)),
+        Ok(made) => Ok(Some(made)),
         Err(e) => {
             drop(_guard);
             detach(engine, r, None);

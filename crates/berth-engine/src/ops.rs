@@ -118,6 +118,8 @@ pub struct CreateOptions {
     pub dns_options: Vec<String>,
     /// `--ip`.
     pub ip: Option<String>,
+    /// `--network-alias`.
+    pub aliases: Vec<String>,
 }
 
 /// `/etc/resolv.conf` for a container: the host's (less loopback resolvers, which mean
@@ -341,6 +343,16 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
                 "no configured subnet contains IP address {ip}"
             )));
         }
+    }
+    if !o.aliases.is_empty()
+        && (network == crate::networks::DEFAULT
+            || network == "none"
+            || network == "host"
+            || network.starts_with("container:"))
+    {
+        return Err(EngineError::Invalid(
+            "network-scoped aliases are only supported for user-defined networks".into(),
+        ));
     }
     let mut extra_hosts = Vec::new();
     for h in &o.add_hosts {
@@ -599,6 +611,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         publish_all: o.publish_all,
         extra_hosts,
         ip: o.ip.clone().unwrap_or_default(),
+        aliases: o.aliases.clone(),
         image_volumes: c
             .get("Volumes")
             .and_then(|v| v.as_object())

@@ -150,6 +150,9 @@ pub struct Record {
     /// `--ip`: the address wanted on a user network.
     #[serde(default)]
     pub ip: String,
+    /// `--network-alias`: more names on a user network's DNS.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// How a container is, as the monitor recorded it.

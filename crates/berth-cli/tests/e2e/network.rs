@@ -262,6 +262,8 @@ fn user_networks_are_isolated_and_torn_down() {
         "f1",
         "--network",
         "front",
+        "--network-alias",
+        "api",
         "bb:1",
         "sh",
         "-c",
@@ -295,6 +297,33 @@ fn user_networks_are_isolated_and_torn_down() {
         assert!(Instant::now() < deadline, "f1's server never answered");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // By name and by alias, through the network's embedded DNS (127.0.0.11).
+    assert_eq!(
+        b.ok(&["exec", "f2", "head", "-1", "/etc/resolv.conf"]),
+        "nameserver 127.0.0.11\n"
+    );
+    for name in ["f1", "api"] {
+        let got = b.ok(&["exec", "f2", "wget", "-qO-", &format!("http://{name}/")]);
+        assert!(got.starts_with("served-by-"), "{name}: {got}");
+    }
+    assert!(b
+        .ok(&["exec", "f2", "ping", "-c", "1", "-W", "2", "f1"])
+        .contains(&f1_ip));
+    // Another network's names are not known there (answered locally: no such name).
+    let o = b.out(&["exec", "b1", "nslookup", "f1"]);
+    assert!(!o.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(said.contains("NXDOMAIN"), "{said}");
+    assert_eq!(
+        b.out(&["run", "--rm", "--network-alias", "x", "bb:1", "true"])
+            .status
+            .code(),
+        Some(125)
+    );
     // Another network, or the default bridge: not reachable.
     assert!(!b
         .out(&["exec", "b1", "ping", "-c", "1", "-W", "1", &f1_ip])
