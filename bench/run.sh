@@ -85,7 +85,7 @@ PY
 
 # Idle keepers' memory: one sleeping container each, then the RSS of what keeps it.
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-"$berth" run -d --name bt-idle bt-bench:1 sleep 1000 >/dev/null
+"$berth" run -d --name bt-idle --network none bt-bench:1 sleep 1000 >/dev/null
 mon=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['monitor_pid'])" "$BERTH_ROOT/containers/$("$berth" inspect --format '{{.Id}}' bt-idle)/state.json")
 docker run -d --name bt-idle --network none bt-bench:1 sleep 1000 >/dev/null
 cpid=$(docker inspect --format '{{.State.Pid}}' bt-idle)

@@ -355,6 +355,14 @@ fn user_networks_are_isolated_and_torn_down() {
     assert!(links.is_empty(), "links left: {links:?}");
     assert_eq!(netns, 0);
     assert!(!table);
+    // --internal: no route out of the network.
+    b.ok(&["network", "create", "--internal", "closed"]);
+    let routes = b.ok(&["run", "--rm", "--network", "closed", "bb:1", "ip", "route"]);
+    assert!(!routes.contains("default"), "{routes}");
+    assert!(routes.contains("dev eth0"), "{routes}");
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["network", "inspect", "closed"])).unwrap();
+    assert_eq!(v[0]["Internal"], true);
+    b.ok(&["network", "rm", "closed"]);
     b.ok(&["network", "create", "spare"]);
     assert_eq!(b.ok(&["network", "prune", "-f"]), "Deleted Networks:\nspare\n");
 }
