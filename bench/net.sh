@@ -39,15 +39,8 @@ tar -C "$work/rootfs" -cf "$work/img.tar" .
 ip link add "$dkbr" type bridge
 ip addr add 10.253.0.1/24 dev "$dkbr"
 ip link set "$dkbr" up
-mkdir -p "$work/docker"
-dockerd --data-root "$work/docker/data" --exec-root "$work/docker/exec" --pidfile "$work/docker/pid" \
-  -H "unix://$work/docker/sock" --bridge="$dkbr" --iptables=false --ip6tables=false --ip-masq=false \
-  --containerd-namespace "bt$$-moby" --containerd-plugins-namespace "bt$$-plugins" \
-  > "$work/docker/log" 2>&1 &
-pids+=($!)
-export DOCKER_HOST=unix://$work/docker/sock DOCKER_CONFIG=$work/docker/cli
-mkdir -p "$DOCKER_CONFIG" && echo '{}' > "$DOCKER_CONFIG/config.json"
-for _ in $(seq 300); do docker version >/dev/null 2>&1 && break; sleep 0.2; done
+. "$here/lib.sh"
+start_dockerd "$work" "$dkbr"
 docker import "$work/img.tar" bt-bench:1 >/dev/null
 
 mkdir -p "$here/results"

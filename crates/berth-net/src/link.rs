@@ -77,12 +77,16 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
                 return Err(nl(format!("adding {gateway}/{prefix} to {name}"))(e));
             }
         }
-        h.link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
-            .execute()
-            .await
-            .map_err(nl(format!("bringing {name} up")))
+        set_up(&h, idx, name).await
     })
+}
+
+async fn set_up(h: &Handle, idx: u32, name: &str) -> Result<()> {
+    h.link()
+        .set(LinkUnspec::new_with_index(idx).up().build())
+        .execute()
+        .await
+        .map_err(nl(format!("bringing {name} up")))
 }
 
 /// Deletes link `name` (a veth takes its peer with it); a missing link is not an error.
@@ -154,17 +158,9 @@ pub fn add_veth(host: &str, bridge: &str, netns: &Path, ep: &Endpoint) -> Result
                 .execute()
                 .await
                 .map_err(nl(format!("adding {}/{}", ep.ip, ep.prefix)))?;
-            h.link()
-                .set(LinkUnspec::new_with_index(pi).up().build())
-                .execute()
-                .await
-                .map_err(nl(format!("bringing {} up", ep.ifname)))?;
+            set_up(&h, pi, &ep.ifname).await?;
             if let Some(lo) = index(&h, "lo").await? {
-                h.link()
-                    .set(LinkUnspec::new_with_index(lo).up().build())
-                    .execute()
-                    .await
-                    .map_err(nl("bringing lo up"))?;
+                set_up(&h, lo, "lo").await?;
             }
             if let Some(gw) = ep.gateway {
                 let route = RouteMessageBuilder::<Ipv4Addr>::new()
@@ -176,23 +172,6 @@ pub fn add_veth(host: &str, bridge: &str, netns: &Path, ep: &Endpoint) -> Result
                     .execute()
                     .await
                     .map_err(nl(format!("adding the default route via {gw}")))?;
-            }
-            Ok(())
-        })
-    })
-}
-
-/// Brings up `lo` in the namespace at `netns` (a container with no other interface).
-pub fn loopback_up(netns: &Path) -> Result<()> {
-    crate::netns::run_in(netns, || {
-        block_on(async {
-            let h = connect()?;
-            if let Some(lo) = index(&h, "lo").await? {
-                h.link()
-                    .set(LinkUnspec::new_with_index(lo).up().build())
-                    .execute()
-                    .await
-                    .map_err(nl("bringing lo up"))?;
             }
             Ok(())
         })
