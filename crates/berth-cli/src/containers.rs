@@ -986,12 +986,12 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "StopTimeout": r.stop_timeout,
             "Healthcheck": healthcheck,
         },
-        "NetworkSettings": network_settings(r, &st),
+        "NetworkSettings": network_settings(e, r, &st),
     })
 }
 
 /// Docker's `NetworkSettings`: the attachment while running, empty fields otherwise.
-fn network_settings(r: &Record, st: &State) -> Value {
+fn network_settings(e: &Engine, r: &Record, st: &State) -> Value {
     let a = st.net.clone().unwrap_or_default();
     let mut ports = serde_json::Map::new();
     for p in &r.exposed_ports {
@@ -1023,6 +1023,33 @@ fn network_settings(r: &Record, st: &State) -> Value {
         "GlobalIPv6PrefixLen": 0,
         "DNSNames": null
     });
+    let mut networks = serde_json::Map::new();
+    networks.insert(r.network_mode.clone(), endpoint.clone());
+    for c in berth_engine::networks::connections(e, &r.id) {
+        let name = berth_engine::networks::get(e, &c.network_id)
+            .map(|n| n.name)
+            .unwrap_or(c.network_id.clone());
+        let a = c.attachment.unwrap_or_default();
+        networks.insert(
+            name,
+            json!({
+                "IPAMConfig": if c.ip.is_empty() { Value::Null } else { json!({"IPv4Address": c.ip}) },
+                "Links": null,
+                "Aliases": if c.aliases.is_empty() { Value::Null } else { json!(c.aliases) },
+                "MacAddress": a.mac,
+                "DriverOpts": null,
+                "NetworkID": c.network_id,
+                "EndpointID": if a.ip.is_empty() { String::new() } else { a.veth.clone() },
+                "Gateway": a.gateway,
+                "IPAddress": a.ip,
+                "IPPrefixLen": a.prefix,
+                "IPv6Gateway": "",
+                "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0,
+                "DNSNames": null
+            }),
+        );
+    }
     let is_default = r.network_mode == berth_engine::networks::DEFAULT;
     json!({
         "Bridge": "",
@@ -1042,7 +1069,7 @@ fn network_settings(r: &Record, st: &State) -> Value {
         "IPPrefixLen": if is_default { json!(a.prefix) } else { json!(0) },
         "IPv6Gateway": "",
         "MacAddress": if is_default { json!(a.mac) } else { json!("") },
-        "Networks": { r.network_mode.clone(): endpoint }
+        "Networks": networks
     })
 }
 

@@ -64,6 +64,29 @@ pub enum NetworkCmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Connect a container to a network.
+    Connect {
+        /// NETWORK
+        network: String,
+        /// CONTAINER
+        container: String,
+        /// Add network-scoped alias for the container.
+        #[arg(long)]
+        alias: Vec<String>,
+        /// IPv4 address.
+        #[arg(long)]
+        ip: Option<String>,
+    },
+    /// Disconnect a container from a network.
+    Disconnect {
+        /// NETWORK
+        network: String,
+        /// CONTAINER
+        container: String,
+        /// Force the container to disconnect from a network.
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Remove all unused networks.
     Prune {
         /// Do not prompt for confirmation.
@@ -81,7 +104,11 @@ pub fn inspect_json(e: &Engine, n: &Network) -> Value {
     let mut containers = serde_json::Map::new();
     for r in e.all().unwrap_or_default() {
         let st = e.state(&r.id);
-        if let Some(a) = st.net.as_ref().filter(|a| a.network_id == n.id) {
+        let extra = networks::connections(e, &r.id)
+            .into_iter()
+            .filter_map(|c| c.attachment)
+            .find(|a| a.network_id == n.id);
+        if let Some(a) = st.net.as_ref().filter(|a| a.network_id == n.id).or(extra.as_ref()) {
             containers.insert(
                 r.id.clone(),
                 json!({
@@ -225,6 +252,15 @@ pub fn network(root: &Path, cmd: &NetworkCmd) -> anyhow::Result<()> {
             if !failed.is_empty() {
                 return Err(Exit(1, failed.join("\n")).into());
             }
+        }
+        NetworkCmd::Connect {
+            network,
+            container,
+            alias,
+            ip,
+        } => networks::connect(&e, network, container, alias, ip.as_deref()).map_err(engine_err)?,
+        NetworkCmd::Disconnect { network, container, .. } => {
+            networks::disconnect(&e, network, container).map_err(engine_err)?;
         }
         NetworkCmd::Prune { .. } => {
             let mut removed = Vec::new();

@@ -30,18 +30,19 @@ struct Pending {
 #[derive(Debug)]
 pub struct Resolver {
     socket: UdpSocket,
-    network_id: String,
+    container: String,
     upstream: Vec<SocketAddr>,
     pending: Vec<Pending>,
 }
 
 impl Resolver {
-    /// A resolver answering on `socket` for network `network_id`, relaying to `upstream`.
-    pub fn new(socket: UdpSocket, network_id: &str, upstream: &[String]) -> Resolver {
+    /// A resolver answering on `socket` for container `container` (names on any of its
+    /// networks), relaying to `upstream`.
+    pub fn new(socket: UdpSocket, container: &str, upstream: &[String]) -> Resolver {
         let _ = socket.set_nonblocking(true);
         Resolver {
             socket,
-            network_id: network_id.to_string(),
+            container: container.to_string(),
             upstream: upstream
                 .iter()
                 .filter_map(|s| s.parse::<std::net::IpAddr>().ok())
@@ -93,7 +94,7 @@ impl Resolver {
         };
         let name = q.name().to_utf8();
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(ip) = lookup(root, &self.network_id, &name) {
+        if let Some(ip) = lookup(root, &self.container, &name) {
             let mut r = Message::new();
             r.set_id(msg.id())
                 .set_message_type(MessageType::Response)
@@ -148,22 +149,39 @@ impl Resolver {
     }
 }
 
-/// The address of the container called `name` (its name, short or full id, hostname or a
-/// network alias) that is running on network `network_id`.
-fn lookup(root: &Path, network_id: &str, name: &str) -> Option<Ipv4Addr> {
+/// The networks a container is on now: its first one and those connected later.
+fn networks_of(engine: &crate::store::Engine, id: &str) -> Vec<(String, String, Vec<String>)> {
+    let mut v = Vec::new();
+    let st = engine.state(id);
+    if let Some(a) = st.net {
+        v.push((a.network_id, a.ip, Vec::new()));
+    }
+    for c in crate::networks::connections(engine, id) {
+        if let Some(a) = c.attachment {
+            v.push((a.network_id, a.ip, c.aliases));
+        }
+    }
+    v
+}
+
+/// The address of the running container called `name` (its name, short or full id,
+/// hostname or a network alias) on a network it shares with container `me`.
+fn lookup(root: &Path, me: &str, name: &str) -> Option<Ipv4Addr> {
     let engine = crate::store::Engine::open(root).ok()?;
+    let mine: Vec<String> = networks_of(&engine, me).into_iter().map(|n| n.0).collect();
     for r in engine.all().ok()? {
-        let matches = r.name.eq_ignore_ascii_case(name)
+        let named = r.name.eq_ignore_ascii_case(name)
             || (name.len() >= 12 && r.id.starts_with(name))
-            || r.hostname.eq_ignore_ascii_case(name)
-            || r.aliases.iter().any(|a| a.eq_ignore_ascii_case(name));
-        if !matches {
+            || r.hostname.eq_ignore_ascii_case(name);
+        if !engine.state(&r.id).running() {
             continue;
         }
-        let st = engine.state(&r.id);
-        if let Some(a) = st.net.as_ref().filter(|a| a.network_id == network_id) {
-            if st.running() {
-                return a.ip.parse().ok();
+        for (i, (net, ip, aliases)) in networks_of(&engine, &r.id).into_iter().enumerate() {
+            // The creation-time aliases belong to the first network.
+            let alias = if i == 0 { &r.aliases } else { &aliases };
+            let hit = named || alias.iter().any(|a| a.eq_ignore_ascii_case(name));
+            if hit && mine.contains(&net) {
+                return ip.parse().ok();
             }
         }
     }

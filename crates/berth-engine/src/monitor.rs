@@ -114,8 +114,19 @@ fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
     let mut resolver = None;
     match crate::networks::attach(&engine, &rec) {
         Ok(Some((att, dns))) => {
-            resolver = dns.map(|s| crate::dns::Resolver::new(s, &att.network_id, &att.dns_upstream));
+            resolver = dns.map(|s| crate::dns::Resolver::new(s, &rec.id, &att.dns_upstream));
             st.net = Some(att);
+            if let Err(e) = crate::networks::attach_connections(&engine, &rec) {
+                crate::networks::detach(&engine, &rec, st.net.as_ref());
+                st.net = None;
+                st.status = "created".into();
+                st.error = e.to_string();
+                st.exit_code = 125;
+                st.monitor_pid = 0;
+                engine.save_state(&rec.id, &st)?;
+                hub.finish(125);
+                return Ok(());
+            }
         }
         Ok(None) => st.net = None,
         Err(e) => {

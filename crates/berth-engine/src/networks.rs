@@ -320,6 +320,17 @@ pub fn remove(engine: &Engine, name: &str) -> Result<Network> {
         .filter(|r| r.network_mode == n.name || r.network_mode == n.id)
         .map(|r| r.name)
         .collect();
+    let connected: Vec<String> = {
+        let mut st = engine
+            .conn()
+            .prepare("SELECT container FROM connections WHERE network = ?1")?;
+        let rows = st.query_map(params![n.id], |r| r.get::<_, String>(0))?;
+        rows.filter_map(std::result::Result::ok)
+            .filter_map(|id| engine.resolve(&id).ok().map(|r| r.name))
+            .collect()
+    };
+    let mut using = using;
+    using.extend(connected);
     if !using.is_empty() || !users(engine, &n.id)?.is_empty() {
         return Err(EngineError::Conflict(format!(
             "error while removing network: network {} id {} has active endpoints ({})",
@@ -369,6 +380,13 @@ pub fn join_container(engine: &Engine, r: &Record) -> Result<()> {
     }
     let text = serde_json::to_vec_pretty(&spec).map_err(|e| EngineError::Invalid(e.to_string()))?;
     std::fs::write(&cfg, text).map_err(crate::io_err("writing", &cfg))
+}
+
+/// Forgets a removed container's connections.
+pub fn forget(engine: &Engine, container: &str) {
+    let _ = engine
+        .conn()
+        .execute("DELETE FROM connections WHERE container = ?1", params![container]);
 }
 
 /// Where a container's network namespace is mounted.
@@ -523,6 +541,231 @@ fn free_port(proto: Proto) -> Result<u16> {
     Ok(port)
 }
 
+/// Takes an address on network `n` for `container`: `want` if given (and free), else the
+/// lowest free one.
+fn lease(engine: &Engine, n: &Network, want: &str, container: &str) -> Result<Ipv4Addr> {
+    let subnet = n.subnet()?;
+    let tx = engine.conn().unchecked_transaction()?;
+    let mut used: BTreeSet<Ipv4Addr> = BTreeSet::from([n.gateway()?]);
+    {
+        let mut st = tx.prepare("SELECT ip FROM leases WHERE network = ?1")?;
+        for ip in st.query_map(params![n.id], |row| row.get::<_, String>(0))? {
+            if let Ok(ip) = ip?.parse() {
+                used.insert(ip);
+            }
+        }
+    }
+    let ip = match want.parse::<Ipv4Addr>() {
+        Ok(w) if used.contains(&w) => {
+            return Err(EngineError::Conflict(format!("Address already in use: {w}")));
+        }
+        Ok(w) => w,
+        Err(_) => subnet.allocate(&used, &n.name).map_err(net_err)?,
+    };
+    tx.execute(
+        "INSERT INTO leases(network, ip, container) VALUES (?1, ?2, ?3)",
+        params![n.id, ip.to_string(), container],
+    )?;
+    tx.commit()?;
+    Ok(ip)
+}
+
+/// A network the container was connected to after its creation (`network connect`).
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The network's id.
+    pub network_id: String,
+    /// `--alias`es on it.
+    pub aliases: Vec<String>,
+    /// `--ip` wanted on it.
+    pub ip: String,
+    /// Its attachment while the container runs.
+    pub attachment: Option<Attachment>,
+}
+
+/// The networks `container` was connected to with `network connect`.
+pub fn connections(engine: &Engine, container: &str) -> Vec<Connection> {
+    let Ok(mut st) = engine
+        .conn()
+        .prepare("SELECT network, aliases, attachment FROM connections WHERE container = ?1 ORDER BY rowid")
+    else {
+        return Vec::new();
+    };
+    let Ok(rows) = st.query_map(params![container], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, Option<String>>(2)?,
+        ))
+    }) else {
+        return Vec::new();
+    };
+    rows.filter_map(std::result::Result::ok)
+        .map(|(network_id, aliases, att)| {
+            let (aliases, ip): (Vec<String>, String) = serde_json::from_str(&aliases).unwrap_or_default();
+            Connection {
+                network_id,
+                aliases,
+                ip,
+                attachment: att.and_then(|a| serde_json::from_str(&a).ok()),
+            }
+        })
+        .collect()
+}
+
+fn save_connection(engine: &Engine, container: &str, network_id: &str, att: Option<&Attachment>) -> Result<()> {
+    let json = att.map(|a| serde_json::to_string(a).unwrap_or_default());
+    engine.conn().execute(
+        "UPDATE connections SET attachment = ?3 WHERE container = ?1 AND network = ?2",
+        params![container, network_id, json],
+    )?;
+    Ok(())
+}
+
+/// Attaches the running container `r` (its namespace exists) to one more network, as
+/// interface `ifname`, with no default route (that stays with its first network).
+fn attach_extra(engine: &Engine, r: &Record, n: &Network, ifname: &str, want_ip: &str) -> Result<Attachment> {
+    let subnet = n.subnet()?;
+    let gateway = n.gateway()?;
+    let ns = netns_path(engine, &r.id);
+    let veth = format!("vc{}{}", &r.id[..7], &n.id[..6]);
+    // The previous run's pair may still be there (the kernel destroys a namespace, and the
+    // veths in it, in the background).
+    let _ = berth_net::link::delete(&veth);
+    let _guard = lock(engine)?;
+    let ip = lease(engine, n, want_ip, &r.id)?;
+    let made = (|| -> Result<Attachment> {
+        bring_up(engine, n)?;
+        let mac = berth_net::ipam::mac_for(ip);
+        let ep = berth_net::link::Endpoint {
+            ifname: ifname.to_string(),
+            ip,
+            prefix: subnet.prefix,
+            gateway: None,
+            mac,
+        };
+        berth_net::link::add_veth(&veth, &n.bridge, &ns, &ep).map_err(net_err)?;
+        Ok(Attachment {
+            network: n.name.clone(),
+            network_id: n.id.clone(),
+            ip: ip.to_string(),
+            prefix: subnet.prefix,
+            gateway: gateway.to_string(),
+            mac: berth_net::ipam::mac_string(&mac),
+            veth,
+            ports: Vec::new(),
+            dns_upstream: Vec::new(),
+        })
+    })();
+    if made.is_err() {
+        let _ = engine.conn().execute(
+            "DELETE FROM leases WHERE container = ?1 AND network = ?2",
+            params![r.id, n.id],
+        );
+    }
+    made
+}
+
+/// Attaches a running container's connected networks (its monitor, at each start).
+pub fn attach_connections(engine: &Engine, r: &Record) -> Result<()> {
+    for (i, c) in connections(engine, &r.id).into_iter().enumerate() {
+        let n = get(engine, &c.network_id)?;
+        let att = attach_extra(engine, r, &n, &format!("eth{}", i + 1), &c.ip)?;
+        save_connection(engine, &r.id, &n.id, Some(&att))?;
+    }
+    Ok(())
+}
+
+/// `network connect`: a container joins one more network (at once if it runs, else at its
+/// next start).
+pub fn connect(engine: &Engine, network: &str, container: &str, aliases: &[String], ip: Option<&str>) -> Result<()> {
+    let n = get(engine, network)?;
+    let r = engine.resolve(container)?;
+    if r.network_mode == "host" || r.network_mode == "none" || r.network_mode.starts_with("container:") {
+        return Err(EngineError::Conflict(format!(
+            "container cannot be connected to network {}: it uses the {} network mode",
+            n.name, r.network_mode
+        )));
+    }
+    let primary = get(engine, &r.network_mode)?;
+    if primary.id == n.id || connections(engine, &r.id).iter().any(|c| c.network_id == n.id) {
+        return Err(EngineError::Conflict(format!(
+            "endpoint with name {} already exists in network {}",
+            r.name, n.name
+        )));
+    }
+    if n.name == DEFAULT && !aliases.is_empty() {
+        return Err(EngineError::Invalid(
+            "network-scoped aliases are only supported for user-defined networks".into(),
+        ));
+    }
+    if let Some(want) = ip {
+        let w: Ipv4Addr = want
+            .parse()
+            .map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {want}")))?;
+        if !n.subnet()?.contains(w) {
+            return Err(EngineError::Invalid(format!(
+                "no configured subnet contains IP address {want}"
+            )));
+        }
+    }
+    let meta = serde_json::to_string(&(aliases, ip.unwrap_or(""))).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    engine.conn().execute(
+        "INSERT INTO connections(container, network, aliases, attachment) VALUES (?1, ?2, ?3, NULL)",
+        params![r.id, n.id, meta],
+    )?;
+    let st = engine.state(&r.id);
+    if st.running() && netns_path(engine, &r.id).exists() {
+        let ifname = format!("eth{}", connections(engine, &r.id).len());
+        match attach_extra(engine, &r, &n, &ifname, ip.unwrap_or("")) {
+            Ok(att) => save_connection(engine, &r.id, &n.id, Some(&att))?,
+            Err(e) => {
+                let _ = engine.conn().execute(
+                    "DELETE FROM connections WHERE container = ?1 AND network = ?2",
+                    params![r.id, n.id],
+                );
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `network disconnect`: undoes [`connect`]. (A container's first network stays: berth
+/// does not yet take a container off the network it was created on.)
+pub fn disconnect(engine: &Engine, network: &str, container: &str) -> Result<()> {
+    let n = get(engine, network)?;
+    let r = engine.resolve(container)?;
+    let Some(c) = connections(engine, &r.id).into_iter().find(|c| c.network_id == n.id) else {
+        if get(engine, &r.network_mode).is_ok_and(|p| p.id == n.id) {
+            return Err(EngineError::Conflict(format!(
+                "container {} was created on network {}: berth cannot take it off that network yet",
+                r.name, n.name
+            )));
+        }
+        return Err(EngineError::Conflict(format!(
+            "container {} is not connected to network {}",
+            r.name, n.name
+        )));
+    };
+    if let Some(a) = &c.attachment {
+        let _guard = lock(engine)?;
+        let _ = berth_net::link::delete(&a.veth);
+        let _ = engine.conn().execute(
+            "DELETE FROM leases WHERE container = ?1 AND network = ?2",
+            params![r.id, n.id],
+        );
+    }
+    engine.conn().execute(
+        "DELETE FROM connections WHERE container = ?1 AND network = ?2",
+        params![r.id, n.id],
+    )?;
+    if users(engine, &n.id)?.is_empty() {
+        tear_down_idle(engine, std::slice::from_ref(&n.id), std::time::Duration::ZERO);
+    }
+    Ok(())
+}
+
 /// Attaches a container to its network before it starts: namespace, veth, address,
 /// published ports, `/etc/hosts`; on a user network also the embedded DNS socket
 /// (127.0.0.11:53 inside) and a `resolv.conf` pointing at it. `None` for `none`, `host`
@@ -539,31 +782,7 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<(Attachment, Option<
     // Leftovers of a previous run (a monitor killed mid-way): start clean.
     detach(engine, r, None);
     let _guard = lock(engine)?;
-    let ip = {
-        let tx = engine.conn().unchecked_transaction()?;
-        let mut used: BTreeSet<Ipv4Addr> = BTreeSet::from([gateway]);
-        {
-            let mut st = tx.prepare("SELECT ip FROM leases WHERE network = ?1")?;
-            for ip in st.query_map(params![n.id], |row| row.get::<_, String>(0))? {
-                if let Ok(ip) = ip?.parse() {
-                    used.insert(ip);
-                }
-            }
-        }
-        let ip = match r.ip.parse::<Ipv4Addr>() {
-            Ok(want) if used.contains(&want) => {
-                return Err(EngineError::Conflict(format!("Address already in use: {want}")));
-            }
-            Ok(want) => want,
-            Err(_) => subnet.allocate(&used, &n.name).map_err(net_err)?,
-        };
-        tx.execute(
-            "INSERT INTO leases(network, ip, container) VALUES (?1, ?2, ?3)",
-            params![n.id, ip.to_string(), r.id],
-        )?;
-        tx.commit()?;
-        ip
-    };
+    let ip = lease(engine, &n, &r.ip, &r.id)?;
     let made = (|| -> Result<(Attachment, Option<std::net::UdpSocket>)> {
         bring_up(engine, &n)?;
         berth_net::netns::create(&ns).map_err(net_err)?;

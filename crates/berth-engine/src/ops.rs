@@ -716,6 +716,7 @@ pub fn remove_files(engine: &Engine, r: &Record) -> Result<()> {
         let _ = rt.delete(&r.id, true);
     }
     crate::networks::detach(engine, r, engine.state(&r.id).net.as_ref());
+    crate::networks::forget(engine, &r.id);
     unmount_rootfs(engine, &r.id);
     let dir = engine.dir(&r.id);
     match std::fs::remove_dir_all(&dir) {

@@ -233,6 +233,13 @@ CREATE TABLE IF NOT EXISTS leases(
     container TEXT NOT NULL,
     PRIMARY KEY(network, ip)
 );
+CREATE TABLE IF NOT EXISTS connections(
+    container TEXT NOT NULL,
+    network TEXT NOT NULL,
+    aliases TEXT NOT NULL,
+    attachment TEXT,
+    PRIMARY KEY(container, network)
+);
 CREATE TABLE IF NOT EXISTS settings(
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL

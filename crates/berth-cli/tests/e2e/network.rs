@@ -61,7 +61,13 @@ fn footprint_now(b: &Berth, ids: &[String]) -> (Vec<String>, usize, bool) {
     let links: Vec<String> = std::fs::read_dir("/sys/class/net")
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| *n == bridge || n.starts_with(&user) || ids.iter().any(|id| *n == format!("vb{}", &id[..11])))
+        .filter(|n| {
+            *n == bridge
+                || n.starts_with(&user)
+                || ids
+                    .iter()
+                    .any(|id| *n == format!("vb{}", &id[..11]) || n.starts_with(&format!("vc{}", &id[..7])))
+        })
         .collect();
     let netns = std::fs::read_dir(b.root.path().join("run/netns"))
         .map(|d| {
@@ -529,6 +535,65 @@ fn container_mode_hosts_dns_and_fixed_addresses() {
     let made = ids(&b, &["pod", "idle", "pinned"]);
     b.ok(&["rm", "-f", "pod", "idle", "pinned"]);
     b.ok(&["network", "rm", "fixed"]);
+    let (links, netns, table) = footprint(&b, &made);
+    assert!(links.is_empty() && netns == 0 && !table, "{links:?} {netns} {table}");
+}
+
+#[test]
+fn connect_and_disconnect() {
+    require_root!();
+    let (b, _d) = with_busybox("net-connect");
+    b.ok(&["network", "create", "na"]);
+    b.ok(&["network", "create", "nb"]);
+    b.ok(&["run", "-d", "--name", "x1", "--network", "na", "bb:1", "sh", "-c", WEB]);
+    b.ok(&["run", "-d", "--name", "y1", "--network", "nb", "bb:1", "sleep", "300"]);
+    let fetch = |from: &str, name: &str| b.out(&["exec", from, "wget", "-qO-", &format!("http://{name}/")]);
+    assert!(!fetch("y1", "x1").status.success(), "not on x1's network yet");
+    // Connected while running: a second interface, names both ways, an alias.
+    b.ok(&["network", "connect", "--alias", "web", "na", "y1"]);
+    let addrs = b.ok(&["exec", "y1", "ip", "-4", "-o", "addr"]);
+    assert!(addrs.contains("eth0") && addrs.contains("eth1"), "{addrs}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fetch("y1", "x1").status.success() {
+        assert!(Instant::now() < deadline, "x1 never answered y1");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let y1_na = inspect(&b, "y1")["NetworkSettings"]["Networks"]["na"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(b.ok(&["exec", "x1", "nslookup", "web"]).contains(&y1_na));
+    assert!(b.ok(&["network", "inspect", "na"]).contains("\"y1\""));
+    assert_eq!(
+        b.out(&["network", "connect", "na", "y1"]).status.code(),
+        Some(1),
+        "already connected"
+    );
+    assert_eq!(b.out(&["network", "rm", "na"]).status.code(), Some(1), "in use");
+    // The connection survives a restart.
+    b.ok(&["restart", "-t", "1", "y1"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fetch("y1", "x1").status.success() {
+        assert!(Instant::now() < deadline, "x1 not reachable after the restart");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Disconnected: the interface and the route to x1 are gone.
+    b.ok(&["network", "disconnect", "na", "y1"]);
+    assert!(!b.ok(&["exec", "y1", "ip", "-4", "-o", "addr"]).contains("eth1"));
+    assert!(!fetch("y1", "x1").status.success());
+    assert_eq!(
+        b.out(&["network", "disconnect", "na", "y1"]).status.code(),
+        Some(1),
+        "not connected"
+    );
+    // Connected while stopped: joins at the next start.
+    b.ok(&["stop", "-t", "1", "y1"]);
+    b.ok(&["network", "connect", "na", "y1"]);
+    b.ok(&["start", "y1"]);
+    assert!(b.ok(&["exec", "y1", "ip", "-4", "-o", "addr"]).contains("eth1"));
+    let made = ids(&b, &["x1", "y1"]);
+    b.ok(&["rm", "-f", "x1", "y1"]);
+    b.ok(&["network", "rm", "na", "nb"]);
     let (links, netns, table) = footprint(&b, &made);
     assert!(links.is_empty() && netns == 0 && !table, "{links:?} {netns} {table}");
 }
