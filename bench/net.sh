@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Network benchmark: the time `run --rm IMG true` takes on the default bridge against
 # `--network none` (what network setup adds to a start), berth beside docker (a private
-# dockerd on a bridge of its own, no iptables); then container-to-container TCP throughput
+# dockerd on a bridge of its own, no iptables) and podman (a private store; its CNI bridge
+# and the iptables tables it leaves are removed afterwards when they were not there
+# before); then container-to-container TCP throughput
 # over the bridge: busybox httpd serving a 256 MiB file to busybox wget in a second
 # container, berth and docker. Traffic stays on bridges this script makes.
 #
@@ -18,7 +20,16 @@ dkbr=bt${tag}dk
 export BERTH_ROOT=$work/berth BERTH_BRIDGE=bt${tag}b BERTH_BRIDGE_SUBNET=10.252.0.0/24 \
   BERTH_NFT_TABLE=bt${tag}net BERTH_BRIDGE_PREFIX=bt${tag}n-
 pids=()
+tables_before=$(nft list tables 2>/dev/null || true)
+had_cni=0; ip link show cni-podman0 >/dev/null 2>&1 && had_cni=1
+pflags=(--root "$work/podman" --runroot "$work/podman-run" --storage-driver overlay --cgroup-manager cgroupfs --events-backend none)
 cleanup() {
+  podman "${pflags[@]}" system reset -f >/dev/null 2>&1 || true
+  if [ "$had_cni" = 0 ]; then ip link del cni-podman0 2>/dev/null || true; fi
+  # Tables podman's CNI plugins made during this run (none of them were there before).
+  nft list tables 2>/dev/null | while read -r _ fam name; do
+    grep -qx "table $fam $name" <<<"$tables_before" || case $name in nat|filter) nft delete table "$fam" "$name" ;; esac
+  done
   "$berth" rm -f bt-srv bt-cli >/dev/null 2>&1 || true
   docker rm -f bt-srv bt-cli >/dev/null 2>&1 || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
@@ -42,18 +53,26 @@ ip link set "$dkbr" up
 . "$here/lib.sh"
 start_dockerd "$work" "$dkbr"
 docker import "$work/img.tar" bt-bench:1 >/dev/null
+havepodman=0
+if command -v podman >/dev/null && podman "${pflags[@]}" import "$work/img.tar" bt-bench:1 >/dev/null 2>&1; then havepodman=1; fi
 
 mkdir -p "$here/results"
 csv="$here/results/net-$(date -u +%Y%m%dT%H%M%SZ).csv"
-python3 - "$n" "$berth" "$csv" <<'PY'
+python3 - "$n" "$berth" "$csv" "$havepodman" "${pflags[@]}" <<'PY'
 import statistics, subprocess, sys, time
-n, berth, csv = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+n, berth, csv, havepodman, pflags = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "1", sys.argv[5:]
 tools = {
     "berth none": [berth, "run", "--rm", "--network", "none", "bt-bench:1", "true"],
     "berth bridge": [berth, "run", "--rm", "bt-bench:1", "true"],
     "docker none": ["docker", "run", "--rm", "--network", "none", "bt-bench:1", "true"],
     "docker bridge": ["docker", "run", "--rm", "bt-bench:1", "true"],
 }
+if havepodman:
+    # runc and these rlimits: crun refuses this hybrid host, and podman's default rlimits
+    # exceed its hard limits.
+    pod = ["podman", *pflags, "run", "--runtime", "runc", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
+    tools["podman none"] = [*pod, "--network", "none", "bt-bench:1", "true"]
+    tools["podman bridge"] = [*pod, "bt-bench:1", "true"]
 res, rows = {}, []
 for i in range(n + 2):
     for name, cmd in tools.items():
@@ -71,11 +90,12 @@ print(f"{n} x `run --rm IMG true`, median ms")
 med = {k: statistics.median(v) for k, v in res.items()}
 for k, v in med.items():
     print(f"{k:>14} {v:8.1f}")
-for t in ("berth", "docker"):
+for t in ("berth", "docker", "podman"):
     if f"{t} none" in med and f"{t} bridge" in med:
         print(f"{t}: the bridge adds {med[t + ' bridge'] - med[t + ' none']:.1f} ms to a run")
-if "berth bridge" in med and "docker bridge" in med:
-    print(f"berth / docker on the bridge: {med['berth bridge'] / med['docker bridge']:.2f}x the time")
+for t in ("docker", "podman"):
+    if "berth bridge" in med and f"{t} bridge" in med:
+        print(f"berth / {t} on the bridge: {med['berth bridge'] / med[t + ' bridge']:.2f}x the time")
 print(f"raw timings: {csv}")
 PY
 
