@@ -112,32 +112,28 @@ fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
     }
     // The network outlives restarts: attached once, before the first start.
     let mut resolver = None;
-    match crate::networks::attach(&engine, &rec) {
+    let attached = match crate::networks::attach(&engine, &rec) {
         Ok(Some((att, dns))) => {
             resolver = dns.map(|s| crate::dns::Resolver::new(s, &rec.id, &att.dns_upstream));
             st.net = Some(att);
-            if let Err(e) = crate::networks::attach_connections(&engine, &rec) {
+            let extra = crate::networks::attach_connections(&engine, &rec);
+            if extra.is_err() {
                 crate::networks::detach(&engine, &rec, st.net.as_ref());
                 st.net = None;
-                st.status = "created".into();
-                st.error = e.to_string();
-                st.exit_code = 125;
-                st.monitor_pid = 0;
-                engine.save_state(&rec.id, &st)?;
-                hub.finish(125);
-                return Ok(());
             }
+            extra
         }
-        Ok(None) => st.net = None,
-        Err(e) => {
-            st.status = "created".into();
-            st.error = e.to_string();
-            st.exit_code = 125;
-            st.monitor_pid = 0;
-            engine.save_state(&rec.id, &st)?;
-            hub.finish(125);
-            return Ok(());
-        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = attached {
+        st.status = "created".into();
+        st.error = e.to_string();
+        st.exit_code = 125;
+        st.monitor_pid = 0;
+        engine.save_state(&rec.id, &st)?;
+        hub.finish(125);
+        return Ok(());
     }
     let mut engine = Some(engine);
     let mut delay = Duration::ZERO;

@@ -95,6 +95,22 @@ pub struct Attachment {
     pub dns_upstream: Vec<String>,
 }
 
+impl Attachment {
+    fn new(n: &Network, ip: Ipv4Addr, prefix: u8, gateway: Ipv4Addr, mac: &[u8; 6], veth: &str) -> Attachment {
+        Attachment {
+            network: n.name.clone(),
+            network_id: n.id.clone(),
+            ip: ip.to_string(),
+            prefix,
+            gateway: gateway.to_string(),
+            mac: berth_net::ipam::mac_string(mac),
+            veth: veth.to_string(),
+            ports: Vec::new(),
+            dns_upstream: Vec::new(),
+        }
+    }
+}
+
 fn net_err(e: berth_net::NetError) -> EngineError {
     EngineError::Invalid(e.to_string())
 }
@@ -645,17 +661,7 @@ fn attach_extra(engine: &Engine, r: &Record, n: &Network, ifname: &str, want_ip:
             mac,
         };
         berth_net::link::add_veth(&veth, &n.bridge, &ns, &ep).map_err(net_err)?;
-        Ok(Attachment {
-            network: n.name.clone(),
-            network_id: n.id.clone(),
-            ip: ip.to_string(),
-            prefix: subnet.prefix,
-            gateway: gateway.to_string(),
-            mac: berth_net::ipam::mac_string(&mac),
-            veth,
-            ports: Vec::new(),
-            dns_upstream: Vec::new(),
-        })
+        Ok(Attachment::new(n, ip, subnet.prefix, gateway, &mac, &veth))
     })();
     if made.is_err() {
         let _ = engine.conn().execute(
@@ -795,17 +801,7 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<(Attachment, Option<
             mac,
         };
         berth_net::link::add_veth(&veth, &n.bridge, &ns, &ep).map_err(net_err)?;
-        let mut att = Attachment {
-            network: n.name.clone(),
-            network_id: n.id.clone(),
-            ip: ip.to_string(),
-            prefix: subnet.prefix,
-            gateway: gateway.to_string(),
-            mac: berth_net::ipam::mac_string(&mac),
-            veth: veth.clone(),
-            ports: Vec::new(),
-            dns_upstream: Vec::new(),
-        };
+        let mut att = Attachment::new(&n, ip, subnet.prefix, gateway, &mac, &veth);
         let t = table(engine)?;
         let mut wanted = Vec::new();
         for spec in &r.publish {
