@@ -1,0 +1,5 @@
+# escape=`
+FROM busybox:local
+RUN echo C:\path `
+    && echo next
+ENV WIN=C:\dir

@@ -1,0 +1,2 @@
+FROM busybox:local
+ENV A=1 B

@@ -1,0 +1,4 @@
+FROM busybox:local
+RUN <<EOF
+echo never ends
+EOF2

@@ -1,0 +1,3 @@
+FROM busybox:local
+
+  RUNN echo typo
