@@ -111,6 +111,15 @@ impl Attachment {
     }
 }
 
+/// A bridge name (or prefix) berth will use: an interface name, and safe inside nft's
+/// quoted strings.
+fn check_ifname(name: &str, max: usize) -> Result<()> {
+    if name.is_empty() || name.len() > max || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(EngineError::Invalid(format!("invalid bridge name {name:?}")));
+    }
+    Ok(())
+}
+
 fn net_err(e: berth_net::NetError) -> EngineError {
     EngineError::Invalid(e.to_string())
 }
@@ -137,7 +146,12 @@ fn setting(engine: &Engine, key: &str, env: &str, default: &str) -> Result<Strin
 
 /// berth's nftables table for this data root (`BERTH_NFT_TABLE`, default `berth`).
 pub fn table(engine: &Engine) -> Result<Table> {
-    Ok(Table::new(&setting(engine, "nft_table", "BERTH_NFT_TABLE", "berth")?))
+    let name = setting(engine, "nft_table", "BERTH_NFT_TABLE", "berth")?;
+    // It goes into nft's command language: a plain identifier only.
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(EngineError::Invalid(format!("invalid nftables table name {name:?}")));
+    }
+    Ok(Table::new(&name))
 }
 
 /// Every network.
@@ -212,7 +226,11 @@ pub fn ensure_default(engine: &Engine) -> Result<()> {
         id: crate::store::new_id()?,
         name: DEFAULT.into(),
         driver: "bridge".into(),
-        bridge: setting(engine, "bridge_name", "BERTH_BRIDGE", "berth0")?,
+        bridge: {
+            let b = setting(engine, "bridge_name", "BERTH_BRIDGE", "berth0")?;
+            check_ifname(&b, 15)?;
+            b
+        },
         subnet: subnet.to_string(),
         gateway: subnet.first_host().to_string(),
         internal: false,
@@ -298,6 +316,7 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<Network> {
     };
     let id = crate::store::new_id()?;
     let prefix = setting(engine, "bridge_prefix", "BERTH_BRIDGE_PREFIX", "br-")?;
+    check_ifname(&prefix, 10)?;
     let n = Network {
         bridge: format!("{prefix}{}", &id[..12.min(15usize.saturating_sub(prefix.len()))]),
         id,
