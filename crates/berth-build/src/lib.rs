@@ -5,5 +5,6 @@
 #![warn(missing_docs)]
 
 pub mod parse;
+pub mod subst;
 
 pub use parse::{parse, Dockerfile, Heredoc, Instruction, ParseError};
