@@ -58,8 +58,9 @@ if command -v podman >/dev/null && podman "${pflags[@]}" import "$work/img.tar" 
 
 mkdir -p "$here/results"
 csv="$here/results/net-$(date -u +%Y%m%dT%H%M%SZ).csv"
-python3 - "$n" "$berth" "$csv" "$havepodman" "${pflags[@]}" <<'PY'
-import statistics, subprocess, sys, time
+PYTHONPATH="$here" python3 - "$n" "$berth" "$csv" "$havepodman" "${pflags[@]}" <<'PY'
+import sys
+from interleave import interleave
 n, berth, csv, havepodman, pflags = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "1", sys.argv[5:]
 tools = {
     "berth none": [berth, "run", "--rm", "--network", "none", "bt-bench:1", "true"],
@@ -73,21 +74,8 @@ if havepodman:
     pod = ["podman", *pflags, "run", "--runtime", "runc", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
     tools["podman none"] = [*pod, "--network", "none", "bt-bench:1", "true"]
     tools["podman bridge"] = [*pod, "bt-bench:1", "true"]
-res, rows = {}, []
-for i in range(n + 2):
-    for name, cmd in tools.items():
-        t0 = time.perf_counter()
-        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        dt = (time.perf_counter() - t0) * 1000
-        if p.returncode != 0:
-            print(f"{name}: failed: {p.stderr.decode(errors='replace').strip()[-200:]}")
-            continue
-        if i >= 2:
-            res.setdefault(name, []).append(dt)
-            rows.append(f"{name},{i-2},{dt:.2f}")
-open(csv, "w").write("tool,run,ms\n" + "\n".join(rows) + "\n")
+med = interleave(tools, n, csv)
 print(f"{n} x `run --rm IMG true`, median ms")
-med = {k: statistics.median(v) for k, v in res.items()}
 for k, v in med.items():
     print(f"{k:>14} {v:8.1f}")
 for t in ("berth", "docker", "podman"):

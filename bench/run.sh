@@ -43,8 +43,9 @@ if command -v podman >/dev/null && podman "${pflags[@]}" import "$work/img.tar" 
 
 mkdir -p "$here/results"
 csv="$here/results/run-$(date -u +%Y%m%dT%H%M%SZ).csv"
-python3 - "$n" "$berth" "$csv" "$havepodman" "${pflags[@]}" <<'PY'
-import os, statistics, subprocess, sys, time
+PYTHONPATH="$here" python3 - "$n" "$berth" "$csv" "$havepodman" "${pflags[@]}" <<'PY'
+import sys
+from interleave import interleave
 n, berth, csv, havepodman, pflags = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "1", sys.argv[5:]
 tools = {
     "berth": [berth, "run", "--rm", "--network", "none", "bt-bench:1", "true"],
@@ -54,25 +55,13 @@ if havepodman:
     # podman's default rlimits exceed this host's hard limits (see DESIGN.md's traps).
     tools["podman"] = ["podman", *pflags, "run", "--runtime", "runc", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024",
                        "--ulimit", "nproc=4096:4096", "bt-bench:1", "true"]
-res, rows = {}, []
-for i in range(n + 2):
-    for name, cmd in tools.items():
-        t0 = time.perf_counter()
-        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        dt = (time.perf_counter() - t0) * 1000
-        if p.returncode != 0:
-            print(f"{name}: failed: {p.stderr.decode(errors='replace').strip()[-200:]}")
-            continue
-        if i >= 2:
-            res.setdefault(name, []).append(dt)
-            rows.append(f"{name},{i-2},{dt:.2f}")
-open(csv, "w").write("tool,run,ms\n" + "\n".join(rows) + "\n")
+med = interleave(tools, n, csv)
 print(f"{n} x `run --rm IMG true` (--network none), median ms")
-for k, v in res.items():
-    print(f"{k:>8} {statistics.median(v):8.1f}")
-for k, v in res.items():
-    if k != "berth" and "berth" in res:
-        print(f"berth / {k}: {statistics.median(res['berth']) / statistics.median(v):.2f}x the time")
+for k, v in med.items():
+    print(f"{k:>8} {v:8.1f}")
+for k, v in med.items():
+    if k != "berth" and "berth" in med:
+        print(f"berth / {k}: {med['berth'] / v:.2f}x the time")
 print(f"raw timings: {csv}")
 PY
 
