@@ -804,8 +804,19 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<(Attachment, Option<
     let gateway = n.gateway()?;
     let ns = netns_path(engine, &r.id);
     let veth = format!("vb{}", &r.id[..11]);
-    // Leftovers of a previous run (a monitor killed mid-way): start clean.
-    detach(engine, r, None);
+    // Leftovers of a previous run (a monitor killed mid-way): start clean. Only then, so a
+    // normal start takes no lock and changes nothing in the database for nothing.
+    let leased: i64 = engine.conn().query_row(
+        "SELECT COUNT(*) FROM leases WHERE container = ?1",
+        params![r.id],
+        |row| row.get(0),
+    )?;
+    if leased > 0 || ns.exists() {
+        detach(engine, r, None);
+    }
+    // The previous run's pair may still be there (the kernel destroys a namespace, and the
+    // veths in it, in the background).
+    let _ = berth_net::link::delete(&veth);
     let _guard = lock(engine)?;
     let ip = lease(engine, &n, &r.ip, &r.id)?;
     let made = (|| -> Result<(Attachment, Option<std::net::UdpSocket>)> {
