@@ -580,7 +580,9 @@ fn free_port(proto: Proto) -> Result<u16> {
 /// lowest free one.
 fn lease(engine: &Engine, n: &Network, want: &str, container: &str) -> Result<Ipv4Addr> {
     let subnet = n.subnet()?;
-    let tx = engine.conn().unchecked_transaction()?;
+    // IMMEDIATE: the read of the used addresses and the insert are one write transaction, so a
+    // concurrent lease waits on the busy timeout instead of failing to upgrade its read lock.
+    let tx = rusqlite::Transaction::new_unchecked(engine.conn(), rusqlite::TransactionBehavior::Immediate)?;
     let mut used: BTreeSet<Ipv4Addr> = BTreeSet::from([n.gateway()?]);
     {
         let mut st = tx.prepare("SELECT ip FROM leases WHERE network = ?1")?;

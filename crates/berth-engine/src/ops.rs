@@ -466,6 +466,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             anonymous.push(m.source.clone());
         }
     }
+    let generated = o.name.is_none();
     let name = match &o.name {
         Some(n) => {
             if !valid_name(n) {
@@ -627,7 +628,16 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
     };
     berth_runtime::container::parse_signal(&r.stop_signal)
         .map_err(|e| EngineError::Invalid(format!("invalid stop signal: {e}")))?;
-    engine.insert(&r)?;
+    let mut r = r;
+    match engine.insert(&r) {
+        // A generated name taken between the check and the insert (a concurrent create):
+        // the id's suffix makes it unique.
+        Err(EngineError::Conflict(_)) if generated => {
+            r.name = format!("{}_{}", random_name(&id), &id[..12]);
+            engine.insert(&r)?;
+        }
+        other => other?,
+    }
     let made = (|| -> Result<()> {
         let dir = engine.dir(&id);
         for d in ["fs/upper", "fs/work", "rootfs"] {

@@ -826,6 +826,12 @@ fn many_cycles_leave_nothing_behind() {
             "true",
         ]);
     }
+    // Concurrent creates on the bridge: generated names and address leases never collide.
+    std::thread::scope(|s| {
+        for _ in 0..6 {
+            s.spawn(|| b.ok(&["run", "-d", "--rm", "--cgroup-parent", &parent, "bb:1", "true"]));
+        }
+    });
     // Detached --rm containers clean up after themselves too.
     for _ in 0..10 {
         b.ok(&["run", "-d", "--rm", "--cgroup-parent", &parent, "bb:1", "true"]);
