@@ -1,10 +1,16 @@
-//! berth-build: `berth build`. This first part is the Dockerfile parser ([`parse`]):
-//! parser directives, comments, line continuations, the escape character, shell and JSON
-//! (exec) forms, flags, heredocs and every instruction's argument shape, with errors that
-//! name the file, line and column.
+//! berth-build: `berth build`. The Dockerfile parser ([`parse`]) and variable substitution
+//! ([`subst`]), `.dockerignore` ([`ignore`]), the executor ([`build`]) that runs stages as a
+//! graph with a step cache in the image store, COPY/ADD on confined paths ([`copy`]), build
+//! progress ([`progress`]) and the linter ([`lint`]).
 #![warn(missing_docs)]
 
+pub mod build;
+pub mod copy;
+pub mod ignore;
+pub mod lint;
 pub mod parse;
+pub mod progress;
 pub mod subst;
 
+pub use build::{build, Built, Mount, Options, RunStep, StepRunner};
 pub use parse::{parse, Dockerfile, Heredoc, Instruction, ParseError};

@@ -21,6 +21,8 @@ use crate::format::{human_duration, human_size, since, table, Template};
 /// `berth image ...`.
 #[derive(Debug, Subcommand)]
 pub enum ImageCmd {
+    /// Build an image from a Dockerfile.
+    Build(crate::build::BuildArgs),
     /// List images.
     #[command(visible_alias = "list")]
     Ls(ImagesArgs),

@@ -7,6 +7,7 @@
 #![recursion_limit = "256"]
 
 mod attach;
+mod build;
 mod containers;
 mod exit;
 mod format;
@@ -127,6 +128,15 @@ enum Command {
         #[command(subcommand)]
         command: networks::NetworkCmd,
     },
+    /// Build an image from a Dockerfile.
+    Build(build::BuildArgs),
+    /// Check a Dockerfile for common mistakes.
+    Lint(build::LintArgs),
+    /// Manage the build cache.
+    Builder {
+        #[command(subcommand)]
+        command: build::BuilderCmd,
+    },
     /// The per-container monitor (internal).
     #[command(name = "_monitor", hide = true)]
     Monitor {
@@ -225,6 +235,9 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
             command: images::SystemCmd::Prune { all, volumes, force },
         } => containers::system_prune(root, all, volumes, force),
         Command::Port(a) => containers::port(root, &a),
+        Command::Build(a) | Command::Image { command: I::Build(a) } => build::build(root, &a),
+        Command::Lint(a) => build::lint_cmd(&a),
+        Command::Builder { command } => build::builder(root, &command),
     }
 }
 

@@ -210,45 +210,7 @@ impl Checker {
     }
 }
 
-/// Parses Docker durations (`30s`, `1m30s`, `500ms`, `2h`).
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        while let Some(n) = chars.peek() {
-            if n.is_ascii_alphabetic() {
-                unit.push(*n);
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        let v: f64 = num.parse().ok()?;
-        num.clear();
-        let secs = match unit.as_str() {
-            "ns" => v / 1e9,
-            "us" | "µs" => v / 1e6,
-            "ms" => v / 1e3,
-            "s" => v,
-            "m" => v * 60.0,
-            "h" => v * 3600.0,
-            _ => return None,
-        };
-        total += Duration::from_secs_f64(secs);
-        any = true;
-    }
-    if !num.is_empty() || !any {
-        return None;
-    }
-    Some(total)
-}
+pub use berth_oci::time::parse_go_duration as parse_duration;
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod attach;
+pub mod build;
 pub mod commit;
 pub mod cp;
 pub mod dns;

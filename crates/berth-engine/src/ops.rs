@@ -124,7 +124,7 @@ pub struct CreateOptions {
 
 /// `/etc/resolv.conf` for a container: the host's (less loopback resolvers, which mean
 /// nothing inside a network namespace of its own) unless `--dns` and friends say otherwise.
-fn resolv_conf(o: &CreateOptions, own_netns: bool) -> Result<String> {
+pub(crate) fn resolv_conf(o: &CreateOptions, own_netns: bool) -> Result<String> {
     for d in &o.dns {
         d.parse::<std::net::IpAddr>()
             .map_err(|_| EngineError::Invalid(format!("{d} is not an ip address")))?;

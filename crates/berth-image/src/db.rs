@@ -45,6 +45,16 @@ CREATE TABLE IF NOT EXISTS snapshots(
     size INTEGER NOT NULL,
     created TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS build_cache(
+    key TEXT PRIMARY KEY,
+    result TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS build_cache_refs(
+    key TEXT NOT NULL REFERENCES build_cache(key) ON DELETE CASCADE,
+    ref TEXT NOT NULL,
+    PRIMARY KEY(key, ref)
+);
 CREATE TABLE IF NOT EXISTS image_users(
     image TEXT NOT NULL,
     user TEXT NOT NULL,
@@ -191,18 +201,37 @@ impl Db {
 
     /// Snapshots (chain, size) no image uses.
     pub fn unused_snapshots(&self) -> Result<Vec<String>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT chain FROM snapshots WHERE chain NOT IN (SELECT chain FROM image_layers)")?;
+        let mut st = self.conn.prepare(
+            "SELECT chain FROM snapshots WHERE chain NOT IN (SELECT chain FROM image_layers)
+             AND chain NOT IN (SELECT ref FROM build_cache_refs)",
+        )?;
         let rows = st.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    /// Blob digests some image references.
+    /// Blob digests some image (or a build cache entry) references.
     pub fn used_blobs(&self) -> Result<std::collections::HashSet<String>> {
-        let mut st = self.conn.prepare("SELECT DISTINCT digest FROM image_blobs")?;
+        let mut st = self
+            .conn
+            .prepare("SELECT digest FROM image_blobs UNION SELECT ref FROM build_cache_refs")?;
         let rows = st.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// A build cache entry's result.
+    pub fn cache_get(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT result FROM build_cache WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Number of build cache entries.
+    pub fn cache_count(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM build_cache", [], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Who uses an image (containers register themselves).

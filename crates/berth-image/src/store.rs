@@ -431,6 +431,58 @@ impl ImageStore {
         Ok(unused)
     }
 
+    /// Records a build cache entry: `result` (the builder's JSON) under `key`, keeping the
+    /// blobs and snapshots named in `refs` from garbage collection.
+    pub fn cache_put(&mut self, key: &str, result: &str, refs: &[String]) -> Result<()> {
+        self.db.write(|tx| {
+            tx.execute(
+                "INSERT INTO build_cache(key, result, created) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(key) DO UPDATE SET result = excluded.result, created = excluded.created",
+                params![key, result, now()],
+            )?;
+            tx.execute("DELETE FROM build_cache_refs WHERE key = ?1", [key])?;
+            for r in refs {
+                tx.execute(
+                    "INSERT OR IGNORE INTO build_cache_refs(key, ref) VALUES (?1, ?2)",
+                    params![key, r],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// `builder prune`: forgets every build cache entry and removes the blobs and snapshots
+    /// only the cache kept. Returns the number of entries and the bytes reclaimed.
+    pub fn cache_prune(&mut self) -> Result<(u64, u64)> {
+        let entries = self.db.cache_count()?;
+        let before = self.disk_usage();
+        self.db.write(|tx| {
+            tx.execute("DELETE FROM build_cache_refs", [])?;
+            tx.execute("DELETE FROM build_cache", [])?;
+            Ok(())
+        })?;
+        self.gc()?;
+        Ok((entries, before.saturating_sub(self.disk_usage())))
+    }
+
+    fn disk_usage(&self) -> u64 {
+        let blobs: u64 = self
+            .content
+            .list()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| self.content.size(d))
+            .sum();
+        let snaps: u64 = self
+            .db
+            .snapshot_sizes()
+            .unwrap_or_default()
+            .iter()
+            .map(|(_, s)| u64::try_from(*s).unwrap_or(0))
+            .sum();
+        blobs + snaps
+    }
+
     /// `image prune`: dangling images (no tag), or with `all` every image no container
     /// uses. Returns what went and the bytes reclaimed.
     pub fn prune(&mut self, all: bool) -> Result<(Vec<Removed>, u64)> {

@@ -1,7 +1,7 @@
 //! RFC 3339 times as Docker and the OCI state document write them (UTC, nanoseconds), and
 //! parsing them back; pure arithmetic (Howard Hinnant's civil-date algorithms).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A time as RFC 3339 in UTC (`2026-11-22T10:00:00.123456789Z`).
 pub fn rfc3339(t: SystemTime) -> String {
@@ -77,6 +77,46 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     u64::try_from(days * 86_400 + h * 3600 + mi * 60 + se - offset).ok()
+}
+
+/// Parses Docker durations (`30s`, `1m30s`, `500ms`, `2h`).
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(n) = chars.peek() {
+            if n.is_ascii_alphabetic() {
+                unit.push(*n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let v: f64 = num.parse().ok()?;
+        num.clear();
+        let secs = match unit.as_str() {
+            "ns" => v / 1e9,
+            "us" | "µs" => v / 1e6,
+            "ms" => v / 1e3,
+            "s" => v,
+            "m" => v * 60.0,
+            "h" => v * 3600.0,
+            _ => return None,
+        };
+        total += Duration::from_secs_f64(secs);
+        any = true;
+    }
+    if !num.is_empty() || !any {
+        return None;
+    }
+    Some(total)
 }
 
 #[cfg(test)]

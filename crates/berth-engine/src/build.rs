@@ -1,0 +1,146 @@
+//! The engine's side of `berth build`: RUN steps run as real berth containers (the same spec
+//! as `berth run`: namespaces, default capabilities, seccomp, masked paths) on the rootfs the
+//! builder mounted, through the built-in runtime in a child process whose output is the
+//! step's log. `default` network puts the step on the default bridge, `none` gives it only
+//! loopback, `host` shares the host's stack.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use berth_build::{RunStep, StepRunner};
+use berth_image::store::ImageStore;
+use berth_oci::Reference;
+
+use crate::store::{new_id, Engine, Record};
+use crate::volumes::MountSpec;
+
+/// Pulls a base image the builder lacks.
+pub type PullFn<'a> = dyn Fn(&mut ImageStore, &Reference) -> Result<(), String> + 'a;
+
+/// Runs RUN steps for the builder.
+pub struct Runner<'a> {
+    /// The engine (networks, run directory).
+    pub engine: &'a Engine,
+    /// How to pull.
+    pub pull: &'a PullFn<'a>,
+}
+
+impl std::fmt::Debug for Runner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner").finish_non_exhaustive()
+    }
+}
+
+impl StepRunner for Runner<'_> {
+    fn pull(&self, store: &mut ImageStore, reference: &Reference) -> Result<(), String> {
+        (self.pull)(store, reference)
+    }
+
+    fn run(&self, step: &RunStep<'_>, out: &mut dyn Write) -> Result<i32, String> {
+        let id = new_id().map_err(|e| e.to_string())?;
+        let mut r = Record {
+            id: id.clone(),
+            hostname: "buildkitsandbox".into(),
+            user: step.user.clone(),
+            env: step.env.clone(),
+            working_dir: step.cwd.clone(),
+            path: step.args.first().cloned().unwrap_or_default(),
+            args: step.args.iter().skip(1).cloned().collect(),
+            network_mode: match step.network.as_str() {
+                "host" => "host".into(),
+                "none" => "none".into(),
+                _ => "bridge".into(),
+            },
+            cgroup_parent: "/berth-build".into(),
+            ..Record::default()
+        };
+        r.mounts = step
+            .mounts
+            .iter()
+            .map(|m| MountSpec {
+                kind: if m.source.is_some() { "bind" } else { "tmpfs" }.into(),
+                source: m.source.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                destination: m.destination.clone(),
+                read_only: m.read_only,
+                options: Vec::new(),
+            })
+            .collect();
+        // The step is a container for the network code (its hosts file, its namespace).
+        let dir = self.engine.dir(&id);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let _ = step.scratch;
+        if r.network_mode == "bridge" {
+            crate::networks::ensure_default(self.engine).map_err(|e| e.to_string())?;
+        }
+        let att = crate::networks::attach(self.engine, &r).map_err(|e| e.to_string())?;
+        let res = (|| -> Result<i32, String> {
+            let ip = att
+                .as_ref()
+                .and_then(|(a, _)| Some((a.ip.parse().ok()?, a.gateway.parse().ok()?)));
+            let write = |name: &str, data: String| {
+                std::fs::write(dir.join(name), data).map_err(|e| format!("writing {name}: {e}"))
+            };
+            write("hostname", format!("{}\n", r.hostname))?;
+            write("hosts", crate::networks::hosts_file(&r, ip))?;
+            write(
+                "resolv.conf",
+                crate::ops::resolv_conf(&crate::ops::CreateOptions::default(), r.network_mode != "host")
+                    .map_err(|e| e.to_string())?,
+            )?;
+            let spec = crate::spec::oci_spec(&r, step.rootfs, &dir, &[step.rootfs.to_path_buf()], &self.engine.root)
+                .map_err(|e| e.to_string())?;
+            let bundle = dir.join("bundle");
+            std::fs::create_dir_all(&bundle).map_err(|e| format!("creating the bundle: {e}"))?;
+            std::fs::write(bundle.join("config.json"), spec.to_string())
+                .map_err(|e| format!("writing config.json: {e}"))?;
+            run_runtime(
+                &crate::store::run_dir(&self.engine.root).join("build-runtime"),
+                &bundle,
+                &id,
+                out,
+            )
+        })();
+        let idle = crate::networks::release(self.engine, &r, att.as_ref().map(|(a, _)| a), true);
+        crate::networks::tear_down_idle(self.engine, &idle, std::time::Duration::ZERO);
+        let _ = std::fs::remove_dir_all(&dir);
+        res
+    }
+}
+
+/// `berth runtime run` in a child with stdout and stderr on one pipe read into `out`.
+fn run_runtime(root: &Path, bundle: &Path, id: &str, out: &mut dyn Write) -> Result<i32, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("finding the berth binary: {e}"))?;
+    let (rd, wr) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let wr2: OwnedFd = wr.try_clone().map_err(|e| format!("pipe: {e}"))?;
+    let mut child = Command::new(exe)
+        .arg("runtime")
+        .arg("--root")
+        .arg(root)
+        .arg("run")
+        .arg("--bundle")
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(wr))
+        .stderr(Stdio::from(wr2))
+        .spawn()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    let mut f = std::fs::File::from(rd);
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let _ = out.write_all(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("reading the step's output: {e}")),
+        }
+    }
+    let status = child.wait().map_err(|e| format!("waiting for the runtime: {e}"))?;
+    Ok(status
+        .code()
+        .unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)))
+}
