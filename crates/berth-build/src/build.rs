@@ -354,12 +354,6 @@ impl Builder<'_> {
 
     fn build_all(&mut self, df: &parse::Dockerfile) -> Result<Built> {
         let (global, stages) = stages(df);
-        if stages.is_empty() {
-            return Err(BuildError::Other(format!(
-                "{}: no build stage in the Dockerfile (it needs a FROM)",
-                self.o.file_name
-            )));
-        }
         // Global ARGs: the values FROM lines see, and what `ARG NAME` in a stage inherits.
         let mut meta: BTreeMap<String, String> = BTreeMap::new();
         for ins in &global {
@@ -386,6 +380,12 @@ impl Builder<'_> {
                     meta.insert(name.to_string(), v);
                 }
             }
+        }
+        if stages.is_empty() {
+            return Err(BuildError::Other(format!(
+                "{}: no build stage in the Dockerfile (it needs a FROM)",
+                self.o.file_name
+            )));
         }
         let target = match &self.o.target {
             Some(t) => stages
@@ -1193,8 +1193,12 @@ impl Builder<'_> {
                         };
                         // Resolved inside its root, then bound through the descriptor's path.
                         let rootfd = berth_safepath::open_root(&root).map_err(|e| e.to_string())?;
-                        let fd = berth_safepath::resolve(std::os::fd::AsFd::as_fd(&rootfd), Path::new(&src), false)
-                            .map_err(|e| format!("--mount source {src:?}: {e}"))?;
+                        let fd = berth_safepath::resolve(
+                            std::os::fd::AsFd::as_fd(&rootfd),
+                            Path::new(if src.is_empty() { "." } else { &src }),
+                            false,
+                        )
+                        .map_err(|e| format!("--mount source {src:?}: {e}"))?;
                         let real = std::fs::read_link(berth_safepath::proc_fd_path(std::os::fd::AsFd::as_fd(&fd)))
                             .map_err(|e| e.to_string())?;
                         let rw = m.get("rw").or_else(|| m.get("readwrite")).is_some_and(|v| v == "true");
@@ -1574,7 +1578,11 @@ fn display(ins: &Instruction) -> String {
             }
         })
         .collect();
-    let mut t = format!("{} {flags}{}", ins.keyword, ins.text());
+    let args = match &ins.args {
+        Args::Exec(v) => serde_json::to_string(v).unwrap_or_default(),
+        Args::Shell(s) => s.clone(),
+    };
+    let mut t = format!("{} {flags}{args}", ins.keyword);
     if let Some(h) = ins.heredocs.first() {
         let first = h.content.lines().next().unwrap_or("");
         t = format!("{t} ({first}...)");
