@@ -18,7 +18,9 @@ use sha2::{Digest as _, Sha256};
 use crate::copy::{self, Dest, Meta};
 use crate::ignore::{clean, Ignore};
 use crate::parse::{self, Args, Instruction};
-use crate::progress::Progress;
+use std::sync::Mutex;
+
+use crate::progress::{self as prog, Progress};
 use crate::subst;
 
 /// Docker's default PATH for images that set none.
@@ -101,7 +103,7 @@ pub struct RunStep<'a> {
 
 /// What runs RUN steps and fetches missing base images: the engine implements it, so the
 /// builder needs no dependency on the engine.
-pub trait StepRunner {
+pub trait StepRunner: Sync {
     /// Runs one step to its end, sending its output (stdout and stderr) to `out`; returns
     /// the exit code.
     fn run(&self, step: &RunStep<'_>, out: &mut dyn Write) -> std::result::Result<i32, String>;
@@ -292,13 +294,21 @@ fn stages(df: &parse::Dockerfile) -> (Vec<Instruction>, Vec<Stage>) {
 struct Builder<'a> {
     store: &'a mut ImageStore,
     runner: &'a dyn StepRunner,
-    progress: &'a mut Progress,
+    progress: &'a Mutex<Progress>,
     o: &'a Options,
     escape: char,
     used_args: BTreeSet<String>,
     steps: (usize, usize),
     scratch_n: usize,
+    /// This builder's own scratch directory (one per stage thread).
+    scratch_root: PathBuf,
 }
+
+/// What a stage's thread hands back: its state, the build args it used, its step counts.
+type StageOut = (State, BTreeSet<String>, (usize, usize));
+
+/// Finds a stage by name or index among those before a given one.
+type IndexOf<'a> = dyn Fn(&str, usize) -> Option<usize> + Sync + 'a;
 
 /// An overlay mounted for a step, unmounted and removed when dropped.
 struct Mounted {
@@ -317,7 +327,12 @@ impl Drop for Mounted {
 }
 
 /// Builds the Dockerfile in `o`; tags the result.
-pub fn build(store: &mut ImageStore, runner: &dyn StepRunner, progress: &mut Progress, o: &Options) -> Result<Built> {
+pub fn build(
+    store: &mut ImageStore,
+    runner: &dyn StepRunner,
+    progress: &Mutex<Progress>,
+    o: &Options,
+) -> Result<Built> {
     let df = parse::parse(&o.file_name, &o.dockerfile)?;
     std::fs::create_dir_all(&o.scratch)
         .map_err(|e| BuildError::Other(format!("creating {}: {e}", o.scratch.display())))?;
@@ -330,6 +345,7 @@ pub fn build(store: &mut ImageStore, runner: &dyn StepRunner, progress: &mut Pro
         used_args: BTreeSet::new(),
         steps: (0, 0),
         scratch_n: 0,
+        scratch_root: o.scratch.join("main"),
     };
     let res = b.build_all(&df);
     let _ = std::fs::remove_dir_all(&o.scratch);
@@ -347,7 +363,7 @@ impl Builder<'_> {
 
     fn scratch(&mut self, what: &str) -> Result<PathBuf> {
         self.scratch_n += 1;
-        let d = self.o.scratch.join(format!("{what}-{}", self.scratch_n));
+        let d = self.scratch_root.join(format!("{what}-{}", self.scratch_n));
         std::fs::create_dir_all(&d).map_err(|e| BuildError::Other(format!("creating {}: {e}", d.display())))?;
         Ok(d)
     }
@@ -403,6 +419,7 @@ impl Builder<'_> {
                 .or_else(|| l.parse::<usize>().ok().filter(|i| *i < before))
         };
         let mut needed = BTreeSet::from([target]);
+        let mut deps_of: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let mut todo = vec![target];
         let mut froms: Vec<String> = Vec::new();
         for s in &stages {
@@ -437,16 +454,78 @@ impl Builder<'_> {
                     }
                 }
             }
+            deps_of.insert(i, deps.clone());
             for d in deps {
                 if needed.insert(d) {
                     todo.push(d);
                 }
             }
         }
+        // Stages build in waves: every stage whose dependencies are built is ready, and the
+        // ready ones build in parallel, each in a thread with its own store connection.
         let mut states: Vec<Option<State>> = vec![None; stages.len()];
-        for i in needed.iter().copied() {
-            let st = self.build_stage(&stages, i, &froms[i], &meta, &states, &index_of)?;
-            states[i] = Some(st);
+        let mut left = needed.clone();
+        while !left.is_empty() {
+            let ready: Vec<usize> = left
+                .iter()
+                .copied()
+                .filter(|i| deps_of.get(i).is_none_or(|d| d.iter().all(|x| states[*x].is_some())))
+                .collect();
+            if ready.is_empty() {
+                return Err(BuildError::Other("the stages depend on each other in a circle".into()));
+            }
+            if let [i] = ready[..] {
+                let st = self.build_stage(&stages, i, &froms[i], &meta, &states, &index_of)?;
+                states[i] = Some(st);
+            } else {
+                let root = self.store.root().to_path_buf();
+                let (runner, progress, o, escape) = (self.runner, self.progress, self.o, self.escape);
+                let (stages, froms, meta, shared, index_of) = (&stages, &froms, &meta, &states, &index_of);
+                let results: Vec<(usize, Result<StageOut>)> = std::thread::scope(|s| {
+                    let handles: Vec<_> = ready
+                        .iter()
+                        .map(|&i| {
+                            let root = root.clone();
+                            s.spawn(move || -> Result<StageOut> {
+                                let mut store = ImageStore::open(&root)?;
+                                let mut b = Builder {
+                                    store: &mut store,
+                                    runner,
+                                    progress,
+                                    o,
+                                    escape,
+                                    used_args: BTreeSet::new(),
+                                    steps: (0, 0),
+                                    scratch_n: 0,
+                                    scratch_root: o.scratch.join(format!("stage-{i}")),
+                                };
+                                let st = b.build_stage(stages, i, &froms[i], meta, shared, index_of)?;
+                                Ok((st, b.used_args, b.steps))
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .zip(ready.iter().copied())
+                        .map(|(h, i)| {
+                            let r = h
+                                .join()
+                                .unwrap_or_else(|_| Err(BuildError::Other("a stage's build thread panicked".into())));
+                            (i, r)
+                        })
+                        .collect()
+                });
+                for (i, r) in results {
+                    let (st, used, steps) = r?;
+                    states[i] = Some(st);
+                    self.used_args.extend(used);
+                    self.steps.0 += steps.0;
+                    self.steps.1 += steps.1;
+                }
+            }
+            for i in &ready {
+                left.remove(i);
+            }
         }
         let mut st = states[target]
             .take()
@@ -480,12 +559,12 @@ impl Builder<'_> {
         from: &str,
         meta: &BTreeMap<String, String>,
         states: &[Option<State>],
-        index_of: &dyn Fn(&str, usize) -> Option<usize>,
+        index_of: &IndexOf<'_>,
     ) -> Result<State> {
         let stage = &stages[i];
         let label = stage.name.clone().unwrap_or_else(|| format!("stage-{i}"));
         let total = stage.instructions.len() + 1;
-        let n = self.progress.start(&format!("[{label} 1/{total}] FROM {from}"));
+        let n = prog::lock(self.progress).start(&format!("[{label} 1/{total}] FROM {from}"));
         let mut st = if from.eq_ignore_ascii_case("scratch") {
             State {
                 key: "scratch".into(),
@@ -503,7 +582,7 @@ impl Builder<'_> {
         } else {
             self.base(from).map_err(|e| self.err(stage.line, e))?
         };
-        self.progress.done(n, false);
+        prog::lock(self.progress).done(n, false);
         if !st.env().iter().any(|e| e.starts_with("PATH=")) {
             let mut env = st.env();
             env.insert(0, DEFAULT_PATH.to_string());
@@ -608,7 +687,7 @@ impl Builder<'_> {
         meta: &BTreeMap<String, String>,
         states: &[Option<State>],
         stage: usize,
-        index_of: &dyn Fn(&str, usize) -> Option<usize>,
+        index_of: &IndexOf<'_>,
         title: &str,
     ) -> Result<()> {
         let line = ins.line;
@@ -618,8 +697,8 @@ impl Builder<'_> {
             "RUN" | "COPY" | "ADD" => {}
             "WORKDIR" => {}
             _ => {
-                let n = self.progress.start(title);
-                self.progress.done(n, false);
+                let n = prog::lock(self.progress).start(title);
+                prog::lock(self.progress).done(n, false);
             }
         }
         match kw {
@@ -813,13 +892,13 @@ impl Builder<'_> {
                 let exists =
                     self.with_rootfs_ro(st, |root| Ok(Dest::open(root).map(|d| d.is_dir(&wd)).unwrap_or(false)))?;
                 if exists {
-                    let n = self.progress.start(title);
-                    self.progress.done(n, false);
+                    let n = prog::lock(self.progress).start(title);
+                    prog::lock(self.progress).done(n, false);
                     self.history(st, format!("WORKDIR {wd}"), true);
                 } else {
                     let key = hash(&[&st.key, "mkdir"]);
                     let user = st.get("User").as_str().unwrap_or("").to_string();
-                    self.layer_step(st, key, format!("WORKDIR {wd}"), title, line, |_, root| {
+                    self.layer_step(st, key, format!("WORKDIR {wd}"), title, line, |_, root, _| {
                         let d = Dest::open(root)?;
                         let owner = if user.is_empty() {
                             None
@@ -872,13 +951,13 @@ impl Builder<'_> {
         created_by: String,
         title: &str,
         line: usize,
-        apply: impl FnOnce(&mut Self, &Path) -> std::result::Result<(), String>,
+        apply: impl FnOnce(&mut Self, &Path, usize) -> std::result::Result<(), String>,
     ) -> Result<()> {
-        let n = self.progress.start(title);
+        let n = prog::lock(self.progress).start(title);
         let started = Instant::now();
         if !self.o.no_cache {
             if let Some((layer, diff_id, created)) = self.cached(&key)? {
-                self.progress.done(n, true);
+                prog::lock(self.progress).done(n, true);
                 self.steps.1 += 1;
                 st.created = created;
                 st.layers.push(layer);
@@ -908,11 +987,11 @@ impl Builder<'_> {
         };
         berth_image::snapshot::mount_overlay(&rootfs, &lowers, Some((&upper, &work)))?;
         m.mounted = true;
-        let applied = apply(self, &rootfs);
+        let applied = apply(self, &rootfs, n);
         let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
         m.mounted = false;
         if let Err(e) = applied {
-            self.progress.fail(n, &e);
+            prog::lock(self.progress).fail(n, &e);
             return Err(self.err(line, e));
         }
         let tmp = dir.join("layer.tar");
@@ -951,7 +1030,7 @@ impl Builder<'_> {
         st.diff_ids.push(diff_id);
         st.key = key;
         self.history(st, created_by, false);
-        self.progress.done_in(n, started.elapsed());
+        prog::lock(self.progress).done_in(n, started.elapsed());
         Ok(())
     }
 
@@ -983,7 +1062,7 @@ impl Builder<'_> {
         args: &BTreeMap<String, String>,
         states: &[Option<State>],
         stage: usize,
-        index_of: &dyn Fn(&str, usize) -> Option<usize>,
+        index_of: &IndexOf<'_>,
         title: &str,
     ) -> Result<()> {
         let line = ins.line;
@@ -1106,7 +1185,7 @@ impl Builder<'_> {
                 sources.push((i, s));
             }
         }
-        self.layer_step(st, key, created_by, title, line, |b, rootfs| {
+        self.layer_step(st, key, created_by, title, line, |b, rootfs, n| {
             let scratch = b.scratch("run").map_err(|e| e.to_string())?;
             let mut guards: Vec<Mounted> = Vec::new();
             let mut out_mounts = Vec::new();
@@ -1235,7 +1314,7 @@ impl Builder<'_> {
             let dest = Dest::open(rootfs)?;
             let missing: Vec<Vec<String>> = points.iter().map(|p| missing_chain(&dest, p)).collect();
             let code = {
-                let mut sink = b.progress.sink(b.progress_current());
+                let mut sink = Progress::sink(b.progress, n);
                 b.runner.run(&step, &mut sink)?
             };
             for chain in missing.iter().rev() {
@@ -1255,10 +1334,6 @@ impl Builder<'_> {
         })
     }
 
-    fn progress_current(&self) -> usize {
-        self.progress.current()
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn copy(
         &mut self,
@@ -1267,7 +1342,7 @@ impl Builder<'_> {
         args: &BTreeMap<String, String>,
         states: &[Option<State>],
         stage: usize,
-        index_of: &dyn Fn(&str, usize) -> Option<usize>,
+        index_of: &IndexOf<'_>,
         title: &str,
     ) -> Result<()> {
         let line = ins.line;
@@ -1428,7 +1503,7 @@ impl Builder<'_> {
         );
         let is_add = kw == "ADD";
         let from_context = from.is_none();
-        self.layer_step(st, key, created_by, title, line, |_, rootfs| {
+        self.layer_step(st, key, created_by, title, line, |_, rootfs, _| {
             let out = Dest::open(rootfs)?;
             let owner = match &chown {
                 Some(c) => Some(copy::resolve_owner(&out, c)?),
@@ -1482,7 +1557,7 @@ impl Builder<'_> {
 
     /// Writes the final image: config, manifest, tags.
     fn export(&mut self, st: &mut State) -> Result<String> {
-        let n = self.progress.start("exporting to image");
+        let n = prog::lock(self.progress).start("exporting to image");
         st.c().remove("__cmd_set");
         st.config["created"] = json!(st.created);
         st.config["rootfs"] =
@@ -1511,11 +1586,11 @@ impl Builder<'_> {
             tags: self.o.tags.clone(),
             digests: vec![],
         })?;
-        self.progress.line(n, &format!("writing image {}", img.row.id));
+        prog::lock(self.progress).line(n, &format!("writing image {}", img.row.id));
         for t in &self.o.tags {
-            self.progress.line(n, &format!("naming to {t}"));
+            prog::lock(self.progress).line(n, &format!("naming to {t}"));
         }
-        self.progress.done(n, false);
+        prog::lock(self.progress).done(n, false);
         Ok(img.row.id)
     }
 }
@@ -1547,7 +1622,7 @@ fn remove_point(rootfs: &Path, rel: &str) {
     let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
     let Ok(pfd) = berth_safepath::open(
         std::os::fd::AsFd::as_fd(&root),
-        Path::new(dir),
+        Path::new(if dir.is_empty() { "." } else { dir }),
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
     ) else {
         return;

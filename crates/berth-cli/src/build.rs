@@ -371,7 +371,8 @@ pub fn build(root: &Path, a: &BuildArgs) -> anyhow::Result<()> {
             Some((ty.to_string(), dest.to_string()))
         }
     };
-    let engine = crate::containers::open_engine(root)?;
+    // Opened once to make (or migrate) the engine's tables before stage threads open it.
+    drop(crate::containers::open_engine(root)?);
     let mut store = crate::images::open(root)?;
     let pull = |store: &mut berth_image::store::ImageStore, r: &Reference| -> Result<(), String> {
         let opts = berth_image::pull::PullOptions {
@@ -383,10 +384,10 @@ pub fn build(root: &Path, a: &BuildArgs) -> anyhow::Result<()> {
             .map_err(|e| e.to_string())
     };
     let runner = berth_engine::build::Runner {
-        engine: &engine,
+        root: root.to_path_buf(),
         pull: &pull,
     };
-    let mut progress = Progress::new(mode, Box::new(std::io::stderr()));
+    let progress = std::sync::Mutex::new(Progress::new(mode, Box::new(std::io::stderr())));
     let o = berth_build::Options {
         file_name,
         dockerfile: text,
@@ -409,11 +410,12 @@ pub fn build(root: &Path, a: &BuildArgs) -> anyhow::Result<()> {
             .join(format!("{}", std::process::id())),
         cache_mounts: root.join("build-cache-mounts"),
     };
-    let built = match berth_build::build(&mut store, &runner, &mut progress, &o) {
+    let built = match berth_build::build(&mut store, &runner, &progress, &o) {
         Ok(b) => b,
         Err(e) => {
-            if mode == Mode::Quiet && !progress.tail().is_empty() {
-                for l in progress.tail() {
+            let p = berth_build::progress::lock(&progress);
+            if mode == Mode::Quiet && !p.tail().is_empty() {
+                for l in p.tail() {
                     eprintln!("{l}");
                 }
             }
@@ -438,7 +440,7 @@ pub fn build(root: &Path, a: &BuildArgs) -> anyhow::Result<()> {
         eprintln!(
             "Built {} in {:.1}s ({} steps run, {} cached)",
             &built.id,
-            progress.elapsed().as_secs_f64(),
+            berth_build::progress::lock(&progress).elapsed().as_secs_f64(),
             built.steps.0,
             built.steps.1
         );

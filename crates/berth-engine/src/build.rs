@@ -17,12 +17,13 @@ use crate::store::{new_id, Engine, Record};
 use crate::volumes::MountSpec;
 
 /// Pulls a base image the builder lacks.
-pub type PullFn<'a> = dyn Fn(&mut ImageStore, &Reference) -> Result<(), String> + 'a;
+pub type PullFn<'a> = dyn Fn(&mut ImageStore, &Reference) -> Result<(), String> + Sync + 'a;
 
-/// Runs RUN steps for the builder.
+/// Runs RUN steps for the builder. Stages build in parallel threads, so each step opens
+/// the engine (its own database connection) over the data root.
 pub struct Runner<'a> {
-    /// The engine (networks, run directory).
-    pub engine: &'a Engine,
+    /// The data root.
+    pub root: std::path::PathBuf,
     /// How to pull.
     pub pull: &'a PullFn<'a>,
 }
@@ -39,6 +40,8 @@ impl StepRunner for Runner<'_> {
     }
 
     fn run(&self, step: &RunStep<'_>, out: &mut dyn Write) -> Result<i32, String> {
+        let engine = Engine::open(&self.root).map_err(|e| e.to_string())?;
+        let engine = &engine;
         let id = new_id().map_err(|e| e.to_string())?;
         let mut r = Record {
             id: id.clone(),
@@ -68,13 +71,13 @@ impl StepRunner for Runner<'_> {
             })
             .collect();
         // The step is a container for the network code (its hosts file, its namespace).
-        let dir = self.engine.dir(&id);
+        let dir = engine.dir(&id);
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let _ = step.scratch;
         if r.network_mode == "bridge" {
-            crate::networks::ensure_default(self.engine).map_err(|e| e.to_string())?;
+            crate::networks::ensure_default(engine).map_err(|e| e.to_string())?;
         }
-        let att = crate::networks::attach(self.engine, &r).map_err(|e| e.to_string())?;
+        let att = crate::networks::attach(engine, &r).map_err(|e| e.to_string())?;
         let res = (|| -> Result<i32, String> {
             let ip = att
                 .as_ref()
@@ -89,21 +92,21 @@ impl StepRunner for Runner<'_> {
                 crate::ops::resolv_conf(&crate::ops::CreateOptions::default(), r.network_mode != "host")
                     .map_err(|e| e.to_string())?,
             )?;
-            let spec = crate::spec::oci_spec(&r, step.rootfs, &dir, &[step.rootfs.to_path_buf()], &self.engine.root)
+            let spec = crate::spec::oci_spec(&r, step.rootfs, &dir, &[step.rootfs.to_path_buf()], &engine.root)
                 .map_err(|e| e.to_string())?;
             let bundle = dir.join("bundle");
             std::fs::create_dir_all(&bundle).map_err(|e| format!("creating the bundle: {e}"))?;
             std::fs::write(bundle.join("config.json"), spec.to_string())
                 .map_err(|e| format!("writing config.json: {e}"))?;
             run_runtime(
-                &crate::store::run_dir(&self.engine.root).join("build-runtime"),
+                &crate::store::run_dir(&engine.root).join("build-runtime"),
                 &bundle,
                 &id,
                 out,
             )
         })();
-        let idle = crate::networks::release(self.engine, &r, att.as_ref().map(|(a, _)| a), true);
-        crate::networks::tear_down_idle(self.engine, &idle, std::time::Duration::ZERO);
+        let idle = crate::networks::release(engine, &r, att.as_ref().map(|(a, _)| a), true);
+        crate::networks::tear_down_idle(engine, &idle, std::time::Duration::ZERO);
         let _ = std::fs::remove_dir_all(&dir);
         res
     }
