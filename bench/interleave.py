@@ -5,10 +5,13 @@ import subprocess
 import time
 
 
-def interleave(tools, n, csv):
+def interleave(tools, n, csv, before=None):
+    """`before`, if given, is called (untimed) before each command."""
     res, rows = {}, []
     for i in range(n + 2):
         for name, cmd in tools.items():
+            if before:
+                before()
             t0 = time.perf_counter()
             p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             dt = (time.perf_counter() - t0) * 1000

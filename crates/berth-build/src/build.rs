@@ -9,8 +9,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use berth_image::model::{self, Descriptor, Manifest};
-use berth_image::store::{ImageStore, NewImage};
+use berth_image::model::{self, Descriptor};
+use berth_image::store::ImageStore;
 use berth_oci::{Digest, Reference};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
@@ -302,6 +302,14 @@ struct Builder<'a> {
     scratch_n: usize,
     /// This builder's own scratch directory (one per stage thread).
     scratch_root: PathBuf,
+}
+
+/// Where a step stands in the build graph: the stages built so far, its own stage's index,
+/// and how names resolve to stages.
+struct Graph<'g> {
+    states: &'g [Option<State>],
+    stage: usize,
+    index_of: &'g IndexOf<'g>,
 }
 
 /// What a stage's thread hands back: its state, the build args it used, its step counts.
@@ -603,7 +611,12 @@ impl Builder<'_> {
         let total = instructions.len() + 1;
         for (k, ins) in instructions.iter().enumerate() {
             let title = format!("[{label} {}/{total}] {}", k + 2, display(ins));
-            self.step(&mut st, ins, &mut args, meta, states, i, index_of, &title)?;
+            let g = Graph {
+                states,
+                stage: i,
+                index_of,
+            };
+            self.step(&mut st, ins, &mut args, meta, &g, &title)?;
         }
         Ok(st)
     }
@@ -685,9 +698,7 @@ impl Builder<'_> {
         ins: &Instruction,
         args: &mut BTreeMap<String, String>,
         meta: &BTreeMap<String, String>,
-        states: &[Option<State>],
-        stage: usize,
-        index_of: &IndexOf<'_>,
+        g: &Graph<'_>,
         title: &str,
     ) -> Result<()> {
         let line = ins.line;
@@ -909,8 +920,8 @@ impl Builder<'_> {
                     })?;
                 }
             }
-            "RUN" => self.run(st, ins, args, states, stage, index_of, title)?,
-            "COPY" | "ADD" => self.copy(st, ins, args, states, stage, index_of, title)?,
+            "RUN" => self.run(st, ins, args, g, title)?,
+            "COPY" | "ADD" => self.copy(st, ins, args, g, title)?,
             other => return Err(self.err(line, format!("unknown instruction: {other}"))),
         }
         Ok(())
@@ -1054,15 +1065,12 @@ impl Builder<'_> {
             .then_some((layer, diff_id, created)))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
         st: &mut State,
         ins: &Instruction,
         args: &BTreeMap<String, String>,
-        states: &[Option<State>],
-        stage: usize,
-        index_of: &IndexOf<'_>,
+        g: &Graph<'_>,
         title: &str,
     ) -> Result<()> {
         let line = ins.line;
@@ -1178,8 +1186,9 @@ impl Builder<'_> {
         let mut sources: Vec<(usize, State)> = Vec::new();
         for (i, (_, m)) in mounts.iter().enumerate() {
             if let Some(f) = m.get("from") {
-                let d = index_of(f, stage).ok_or_else(|| self.err(line, format!("--mount from={f}: no such stage")))?;
-                let s = states[d]
+                let d = (g.index_of)(f, g.stage)
+                    .ok_or_else(|| self.err(line, format!("--mount from={f}: no such stage")))?;
+                let s = g.states[d]
                     .clone()
                     .ok_or_else(|| self.err(line, format!("stage {f} was not built")))?;
                 sources.push((i, s));
@@ -1334,15 +1343,12 @@ impl Builder<'_> {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn copy(
         &mut self,
         st: &mut State,
         ins: &Instruction,
         args: &BTreeMap<String, String>,
-        states: &[Option<State>],
-        stage: usize,
-        index_of: &IndexOf<'_>,
+        g: &Graph<'_>,
         title: &str,
     ) -> Result<()> {
         let line = ins.line;
@@ -1420,9 +1426,9 @@ impl Builder<'_> {
         // Where sources come from: the context, or another stage's or an image's files.
         let from_state = match &from {
             None => None,
-            Some(f) => match index_of(f, stage) {
+            Some(f) => match (g.index_of)(f, g.stage) {
                 Some(d) => Some(
-                    states[d]
+                    g.states[d]
                         .clone()
                         .ok_or_else(|| self.err(line, format!("stage {f} was not built")))?,
                 ),
@@ -1563,29 +1569,9 @@ impl Builder<'_> {
         st.config["rootfs"] =
             json!({"type": "layers", "diff_ids": st.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()});
         let cfg_bytes = serde_json::to_vec(&st.config).map_err(|e| BuildError::Other(e.to_string()))?;
-        let cfg_digest = self.store.content.put(&cfg_bytes)?;
-        let docker = st.docker_types;
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": if docker { model::DOCKER_MANIFEST } else { model::OCI_MANIFEST },
-            "config": {"mediaType": if docker { model::DOCKER_CONFIG } else { model::OCI_CONFIG }, "size": cfg_bytes.len(), "digest": cfg_digest.to_string()},
-            "layers": st.layers,
-        });
-        let mbytes = serde_json::to_vec(&manifest).map_err(|e| BuildError::Other(e.to_string()))?;
-        let parsed: Manifest = model::parse("manifest", &mbytes)?;
-        let config: model::ImageConfig = model::parse("image config", &cfg_bytes)?;
-        self.store.unpack_layers(&parsed, &config)?;
-        let img = self.store.add_image(&NewImage {
-            manifest: mbytes,
-            media_type: if docker {
-                model::DOCKER_MANIFEST
-            } else {
-                model::OCI_MANIFEST
-            }
-            .to_string(),
-            tags: self.o.tags.clone(),
-            digests: vec![],
-        })?;
+        let img = self
+            .store
+            .add_local_image(&cfg_bytes, &st.layers, st.docker_types, &self.o.tags)?;
         prog::lock(self.progress).line(n, &format!("writing image {}", img.row.id));
         for t in &self.o.tags {
             prog::lock(self.progress).line(n, &format!("naming to {t}"));

@@ -17,21 +17,7 @@ pub struct Ignore {
     patterns: Vec<Pattern>,
 }
 
-/// Cleans a slash path like Go's `path.Clean`, relative, without a leading `/` (`""` for the
-/// root).
-pub fn clean(p: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    out.join("/")
-}
+pub use berth_safepath::clean;
 
 impl Ignore {
     /// Parses the text of an ignore file. A malformed pattern (an unterminated `[`) is an

@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use berth_image::model::{self, Descriptor, Manifest};
-use berth_image::store::{Image, ImageStore, NewImage};
+use berth_image::store::{Image, ImageStore};
 use berth_oci::{Digest, Reference};
 use serde_json::{json, Value};
 
@@ -143,34 +143,13 @@ pub fn commit(engine: &Engine, images: &mut ImageStore, id: &str, o: &CommitOpti
     history.push(json!({"created": now, "created_by": cmdline, "comment": message}));
     cfg["history"] = json!(history);
     let cfg_bytes = serde_json::to_vec(&cfg).map_err(|e| EngineError::Invalid(e.to_string()))?;
-    let cfg_digest = images.content.put(&cfg_bytes)?;
     let base_manifest: Manifest = images.manifest(&base)?;
     let docker = base_manifest.media_type.as_deref() == Some(model::DOCKER_MANIFEST);
     let layer_type = if docker { model::DOCKER_LAYER } else { model::OCI_LAYER };
     let mut layers = base_manifest.layers.clone();
-    let new_layer = Descriptor::new(layer_type, diff_id.clone(), size);
-    layers.push(new_layer.clone());
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": if docker { model::DOCKER_MANIFEST } else { model::OCI_MANIFEST },
-        "config": {"mediaType": base_manifest.config.media_type, "size": cfg_bytes.len(), "digest": cfg_digest.to_string()},
-        "layers": layers,
-    });
-    let mbytes = serde_json::to_vec(&manifest).map_err(|e| EngineError::Invalid(e.to_string()))?;
-    let parsed: Manifest = model::parse("manifest", &mbytes)?;
-    let config: model::ImageConfig = model::parse("image config", &cfg_bytes)?;
-    images.unpack_layers(&parsed, &config)?;
-    Ok(images.add_image(&NewImage {
-        manifest: mbytes,
-        media_type: if docker {
-            model::DOCKER_MANIFEST
-        } else {
-            model::OCI_MANIFEST
-        }
-        .to_string(),
-        tags: tag.into_iter().cloned().collect(),
-        digests: vec![],
-    })?)
+    layers.push(Descriptor::new(layer_type, diff_id.clone(), size));
+    let tags: Vec<Reference> = tag.into_iter().cloned().collect();
+    Ok(images.add_local_image(&cfg_bytes, &layers, docker, &tags)?)
 }
 
 /// `export`: the container's merged filesystem as a tar, to `out`.

@@ -148,19 +148,7 @@ impl Archive {
     }
 }
 
-fn clean(p: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    out.join("/")
-}
+use berth_safepath::clean;
 
 /// Loads every image of an archive read from `input`; returns the lines Docker prints
 /// (`Loaded image: busybox:latest`, or `Loaded image ID: sha256:...`).

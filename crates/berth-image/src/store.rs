@@ -293,6 +293,40 @@ impl ImageStore {
         self.image(&id)
     }
 
+    /// Records an image made here (by commit or build): stores its config, writes a manifest
+    /// over `layers` (Docker's media types when `docker`, else OCI's), makes any snapshot
+    /// still missing and points `tags` at it.
+    pub fn add_local_image(
+        &mut self,
+        config: &[u8],
+        layers: &[Descriptor],
+        docker: bool,
+        tags: &[Reference],
+    ) -> Result<Image> {
+        let cfg_digest = self.content.put(config)?;
+        let (manifest_type, config_type) = if docker {
+            (model::DOCKER_MANIFEST, model::DOCKER_CONFIG)
+        } else {
+            (model::OCI_MANIFEST, model::OCI_CONFIG)
+        };
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": manifest_type,
+            "config": {"mediaType": config_type, "size": config.len(), "digest": cfg_digest.to_string()},
+            "layers": layers,
+        });
+        let bytes = serde_json::to_vec(&manifest).map_err(|e| ImageError::Invalid(e.to_string()))?;
+        let parsed: Manifest = model::parse("manifest", &bytes)?;
+        let cfg: ImageConfig = model::parse("image config", config)?;
+        self.unpack_layers(&parsed, &cfg)?;
+        self.add_image(&NewImage {
+            manifest: bytes,
+            media_type: manifest_type.to_string(),
+            tags: tags.to_vec(),
+            digests: vec![],
+        })
+    }
+
     /// Records `repo@digest` for an image (after a push).
     pub fn add_repo_digest(&mut self, id: &str, r: &Reference) -> Result<()> {
         let Some(d) = r.digest() else {

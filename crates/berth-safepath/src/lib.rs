@@ -141,6 +141,22 @@ pub fn create_all(root: BorrowedFd<'_>, path: &Path, leaf: Leaf) -> io::Result<O
 }
 
 /// Strips the leading `/` so the path is relative to the root descriptor.
+/// Cleans a slash-separated path lexically, like Go's `path.Clean` made relative: no empty
+/// or `.` components, `..` clamped at the top, no leading `/` (`""` for the top itself).
+pub fn clean(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out.join("/")
+}
+
 fn relative(path: &Path) -> PathBuf {
     path.components()
         .filter(|c| !matches!(c, Component::RootDir | Component::Prefix(_)))
