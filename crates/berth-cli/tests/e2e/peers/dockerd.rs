@@ -255,3 +255,100 @@ fn docker_run_exec_stop_and_memory_with_berth_runtime() {
     assert_eq!(state.trim(), "exited 137");
     d.ok(&["rm", id]);
 }
+
+/// The same Dockerfile built by docker's builder and by berth gives the same image config,
+/// and docker loads and runs what berth built.
+#[test]
+fn berth_build_matches_docker_build_and_docker_runs_the_result() {
+    require_root!();
+    require_tool!("dockerd");
+    require_tool!("containerd");
+    let d = Dockerd::start("dockerd-build");
+    d.import_busybox("bb:1");
+    let (b, _img) = crate::containers::with_busybox("dockerd-build-berth");
+    let ctx = TempDir::new("dockerd-build-ctx");
+    std::fs::write(ctx.path().join("hello.txt"), "hello\n").unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        r#"FROM bb:1
+ARG V=3
+ENV A=1 B="two words" PATH=/usr/bin:/bin:/custom
+LABEL a=b "c d"=e version=$V
+WORKDIR /srv/app
+WORKDIR sub
+COPY hello.txt ./
+USER 1000:1000
+EXPOSE 80 53/udp
+VOLUME ["/data", "/logs"]
+STOPSIGNAL SIGQUIT
+HEALTHCHECK --interval=30s --timeout=3s --retries=2 CMD ["true"]
+SHELL ["/bin/sh", "-xc"]
+ONBUILD RUN echo hi
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD echo $A
+"#,
+    )
+    .unwrap();
+    let o = Command::new("docker")
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.dir.path().join("cli"))
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", "built:1", ctx.path().to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "docker build: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    b.ok(&["build", "-q", "-t", "built:1", ctx.path().to_str().unwrap()]);
+    let docker: serde_json::Value = serde_json::from_str(&d.ok(&["image", "inspect", "built:1"])).unwrap();
+    let berth: serde_json::Value = serde_json::from_str(&b.ok(&["image", "inspect", "built:1"])).unwrap();
+    let (dc, bc) = (&docker[0]["Config"], &berth[0]["Config"]);
+    for field in [
+        "Cmd",
+        "Entrypoint",
+        "WorkingDir",
+        "User",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+        "Healthcheck",
+        "StopSignal",
+        "OnBuild",
+        "Shell",
+    ] {
+        assert_eq!(dc[field], bc[field], "Config.{field} differs");
+    }
+    let env = |v: &serde_json::Value| {
+        let mut e: Vec<String> = v["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            // with_busybox's base sets this one; docker's import has no Env.
+            .filter(|x| x != "FROM_IMAGE=yes")
+            .collect();
+        e.sort();
+        e
+    };
+    assert_eq!(env(dc), env(bc), "Config.Env differs");
+    // docker loads berth's image and runs it with its own runtime.
+    let dir = TempDir::new("dockerd-build-save");
+    let tar = dir.path().join("img.tar");
+    b.ok(&["tag", "built:1", "from-berth:1"]);
+    b.ok(&["save", "-o", tar.to_str().unwrap(), "from-berth:1"]);
+    d.ok(&["load", "-i", tar.to_str().unwrap()]);
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "0",
+        "from-berth:1",
+        "cat /srv/app/sub/hello.txt; pwd",
+    ]);
+    assert_eq!(out, "hello\n/srv/app/sub\n");
+}
