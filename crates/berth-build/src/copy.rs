@@ -283,20 +283,57 @@ impl Dest {
 
     /// Makes the directory `path` and its parents (new ones owned by `owner`).
     pub fn mkdir_all(&self, path: &str, owner: Option<(u32, u32)>) -> Result<(), String> {
+        self.mkdir_in(path, owner, 0)
+    }
+
+    /// [`Dest::mkdir_all`], following a dangling symlink on the way inside the root (as
+    /// Docker does: `/target -> /srv/x` makes `/srv/x` in the rootfs).
+    fn mkdir_in(&self, path: &str, owner: Option<(u32, u32)>, depth: usize) -> Result<(), String> {
+        if depth > 40 {
+            return Err(format!(
+                "creating directory /{}: too many levels of symbolic links",
+                clean(path)
+            ));
+        }
         let c = clean(path);
+        let comps: Vec<&str> = c.split('/').filter(|s| !s.is_empty()).collect();
         let mut sofar = String::new();
-        for comp in c.split('/').filter(|s| !s.is_empty()) {
-            sofar = join(&sofar, comp);
-            if self.is_dir(&sofar) {
+        for (i, comp) in comps.iter().enumerate() {
+            let next = join(&sofar, comp);
+            if self.is_dir(&next) {
+                sofar = next;
                 continue;
             }
-            let fd = safepath::create_all(self.root.as_fd(), Path::new(&sofar), safepath::Leaf::Dir)
-                .map_err(io(format!("creating directory /{sofar}")))?;
+            if let Some(target) = self.readlink(&next) {
+                let base = if target.starts_with('/') {
+                    target
+                } else {
+                    join(&sofar, &target)
+                };
+                return self.mkdir_in(&join(&clean(&base), &comps[i + 1..].join("/")), owner, depth + 1);
+            }
+            if self.exists(&next) {
+                return Err(format!("creating directory /{next}: not a directory"));
+            }
+            let fd = safepath::create_all(self.root.as_fd(), Path::new(&next), safepath::Leaf::Dir)
+                .map_err(io(format!("creating directory /{next}")))?;
             if let Some((u, g)) = owner {
                 chown_fd(fd.as_fd(), u, g)?;
             }
+            sofar = next;
         }
         Ok(())
+    }
+
+    /// The target of a symlink at `path` (its parents resolved inside the root).
+    fn readlink(&self, path: &str) -> Option<String> {
+        let fd = safepath::resolve(self.root.as_fd(), at(&clean(path)), true).ok()?;
+        let st = stat_of(fd.as_fd()).ok()?;
+        if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFLNK {
+            return None;
+        }
+        let t = nix::fcntl::readlinkat(&fd, "").ok()?;
+        Some(t.to_string_lossy().into_owned())
     }
 
     fn parent(&self, path: &str) -> Result<(OwnedFd, String), String> {

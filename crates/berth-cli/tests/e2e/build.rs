@@ -714,3 +714,81 @@ fn add_from_a_url_with_a_checksum() {
     let e = b.fails(&["build", "--progress", "plain", "-t", "url:2", c.to_str().unwrap()]);
     assert!(e.contains("digest mismatch"), "{e}");
 }
+
+#[test]
+fn symlinks_in_the_context_or_the_image_never_escape() {
+    berth_testutil::require_root!();
+    let (b, _img) = with_busybox("build-escape");
+    let ctx = TempDir::new("build-escape-ctx");
+    let c = ctx.path();
+    let outside = TempDir::new("build-escape-outside");
+    std::fs::write(outside.path().join("host-secret"), "host data\n").unwrap();
+    // A context symlink to a host file is copied as a link; one to a host directory is
+    // resolved inside the context (so it finds nothing).
+    std::os::unix::fs::symlink(outside.path().join("host-secret"), c.join("leak")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), c.join("dirleak")).unwrap();
+    write(c, "payload", "payload\n");
+    write(c, "Dockerfile", "FROM bb:1\nCOPY leak /copied-leak\n");
+    build(&b, &["-t", "esc:1", c.to_str().unwrap()]);
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "esc:1",
+        "sh",
+        "-c",
+        "readlink /copied-leak; cat /copied-leak 2>&1 | grep -c 'host data'; true",
+    ]);
+    assert_eq!(out, format!("{}\n0\n", outside.path().join("host-secret").display()));
+    write(c, "Dockerfile", "FROM bb:1\nCOPY dirleak/host-secret /x\n");
+    let e = b.fails(&["build", "--progress", "plain", c.to_str().unwrap()]);
+    assert!(e.contains("not found in the build context"), "{e}");
+    // An image whose /target is a symlink to a host path: COPY into it stays in the rootfs.
+    let target = outside.path().join("written-by-build");
+    write(
+        c,
+        "Dockerfile",
+        &format!("FROM bb:1\nRUN ln -s {} /target && mkdir -p /etc/x && ln -s / /etc/x/up\nCOPY payload /target/p\nCOPY payload /etc/x/up{}/q\n", outside.path().display(), outside.path().display()),
+    );
+    build(&b, &["-t", "esc:2", c.to_str().unwrap()]);
+    assert!(
+        !target.exists() && !outside.path().join("p").exists() && !outside.path().join("q").exists(),
+        "a COPY wrote outside the rootfs"
+    );
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "esc:2",
+        "sh",
+        "-c",
+        &format!("cat {0}/p {0}/q", outside.path().display()),
+    ]);
+    assert_eq!(out, "payload\npayload\n");
+    // ADD of a hostile archive (an entry climbing out with ..) stays inside too.
+    let tarf = c.join("evil.tar");
+    {
+        let mut ar = tar::Builder::new(std::fs::File::create(&tarf).unwrap());
+        let data = b"evil\n";
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        let name = format!("../../../../../../{}/evil", outside.path().display());
+        let bytes = name.as_bytes();
+        h.as_gnu_mut().unwrap().name[..bytes.len()].copy_from_slice(bytes);
+        h.set_cksum();
+        ar.append(&h, &data[..]).unwrap();
+        ar.finish().unwrap();
+    }
+    write(c, "Dockerfile", "FROM bb:1\nADD evil.tar /unpacked/\n");
+    build(&b, &["-t", "esc:3", c.to_str().unwrap()]);
+    assert!(!outside.path().join("evil").exists(), "ADD wrote outside the rootfs");
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "esc:3",
+        "sh",
+        "-c",
+        &format!("cat /unpacked{}/evil", outside.path().display()),
+    ]);
+    assert_eq!(out, "evil\n");
+}
