@@ -1360,6 +1360,9 @@ impl Builder<'_> {
                 .collect::<Result<Vec<_>>>()?,
             Args::Shell(s) => words(&self.expand(st, args, s, line)?),
         };
+        if ins.flag("parents").is_some() {
+            return Err(self.err(line, format!("{kw} --parents is not supported by berth's builder")));
+        }
         let dest_raw = list
             .pop()
             .ok_or_else(|| self.err(line, format!("{kw} requires at least two arguments")))?;
