@@ -298,11 +298,10 @@ pub fn build(root: &Path, a: &BuildArgs) -> anyhow::Result<()> {
         let mut head = Vec::new();
         (&mut r).take(512).read_to_end(&mut head)?;
         if head.len() == 512 && &head[257..262] == b"ustar" {
-            let mut ar = tar::Archive::new(std::io::Cursor::new(head).chain(r));
-            ar.set_preserve_permissions(true);
-            ar.set_overwrite(true);
-            // tar's unpack refuses entries that climb out of the directory.
-            ar.unpack(&dir).context("unpacking the context from stdin")?;
+            // Entry by entry, every path confined to the directory.
+            let d = berth_build::copy::Dest::open(&dir).map_err(|e| anyhow::anyhow!(e))?;
+            berth_build::copy::extract(&mut std::io::Cursor::new(head).chain(r), &d, "/", None)
+                .map_err(|e| anyhow::anyhow!("unpacking the context from stdin: {e}"))?;
         } else if a.file.as_deref() != Some("-") {
             stdin_dockerfile = Some(String::from_utf8_lossy(&data).into_owned());
         }
@@ -484,9 +483,10 @@ fn export(store: &berth_image::store::ImageStore, id: &str, ty: &str, dest: &str
             std::fs::create_dir_all(d).with_context(|| format!("creating {d}"))?;
             let mut buf = Vec::new();
             write_tar(&mut buf)?;
-            let mut ar = tar::Archive::new(&buf[..]);
-            ar.set_preserve_permissions(true);
-            ar.unpack(d).with_context(|| format!("writing {d}"))?;
+            // The image's own symlinks cannot steer a write out of the destination.
+            let out = berth_build::copy::Dest::open(Path::new(d)).map_err(|e| anyhow::anyhow!(e))?;
+            berth_build::copy::extract(&mut &buf[..], &out, "/", None)
+                .map_err(|e| anyhow::anyhow!("writing {d}: {e}"))?;
         }
     }
     drop(guard);
