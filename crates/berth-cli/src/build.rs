@@ -5,9 +5,9 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use berth_build::ignore::Ignore;
-use berth_build::lint;
-use berth_build::progress::{Mode, Progress};
+use berth_engine::build::ignore::Ignore;
+use berth_engine::build::lint;
+use berth_engine::build::progress::{Mode, Progress};
 use berth_oci::Reference;
 use clap::{Args, Subcommand};
 
@@ -299,8 +299,8 @@ pub fn build(root: &Path, a: &BuildArgs) -> anyhow::Result<()> {
         (&mut r).take(512).read_to_end(&mut head)?;
         if head.len() == 512 && &head[257..262] == b"ustar" {
             // Entry by entry, every path confined to the directory.
-            let d = berth_build::copy::Dest::open(&dir).map_err(|e| anyhow::anyhow!(e))?;
-            berth_build::copy::extract(&mut std::io::Cursor::new(head).chain(r), &d, "/", None)
+            let d = berth_engine::build::copy::Dest::open(&dir).map_err(|e| anyhow::anyhow!(e))?;
+            berth_engine::build::copy::extract(&mut std::io::Cursor::new(head).chain(r), &d, "/", None)
                 .map_err(|e| anyhow::anyhow!("unpacking the context from stdin: {e}"))?;
         } else if a.file.as_deref() != Some("-") {
             stdin_dockerfile = Some(String::from_utf8_lossy(&data).into_owned());
@@ -387,7 +387,7 @@ pub fn build(root: &Path, a: &BuildArgs) -> anyhow::Result<()> {
         pull: &pull,
     };
     let progress = std::sync::Mutex::new(Progress::new(mode, Box::new(std::io::stderr())));
-    let o = berth_build::Options {
+    let o = berth_engine::build::Options {
         file_name,
         dockerfile: text,
         context: context.clone(),
@@ -409,10 +409,10 @@ pub fn build(root: &Path, a: &BuildArgs) -> anyhow::Result<()> {
             .join(format!("{}", std::process::id())),
         cache_mounts: root.join("build-cache-mounts"),
     };
-    let built = match berth_build::build(&mut store, &runner, &progress, &o) {
+    let built = match berth_engine::build::build(&mut store, &runner, &progress, &o) {
         Ok(b) => b,
         Err(e) => {
-            let p = berth_build::progress::lock(&progress);
+            let p = berth_engine::build::progress::lock(&progress);
             if mode == Mode::Quiet && !p.tail().is_empty() {
                 for l in p.tail() {
                     eprintln!("{l}");
@@ -439,7 +439,7 @@ pub fn build(root: &Path, a: &BuildArgs) -> anyhow::Result<()> {
         eprintln!(
             "Built {} in {:.1}s ({} steps run, {} cached)",
             &built.id,
-            berth_build::progress::lock(&progress).elapsed().as_secs_f64(),
+            berth_engine::build::progress::lock(&progress).elapsed().as_secs_f64(),
             built.steps.0,
             built.steps.1
         );
@@ -484,8 +484,8 @@ fn export(store: &berth_image::store::ImageStore, id: &str, ty: &str, dest: &str
             let mut buf = Vec::new();
             write_tar(&mut buf)?;
             // The image's own symlinks cannot steer a write out of the destination.
-            let out = berth_build::copy::Dest::open(Path::new(d)).map_err(|e| anyhow::anyhow!(e))?;
-            berth_build::copy::extract(&mut &buf[..], &out, "/", None)
+            let out = berth_engine::build::copy::Dest::open(Path::new(d)).map_err(|e| anyhow::anyhow!(e))?;
+            berth_engine::build::copy::extract(&mut &buf[..], &out, "/", None)
                 .map_err(|e| anyhow::anyhow!("writing {d}: {e}"))?;
         }
     }

@@ -10,6 +10,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use berth_build::{RunStep, StepRunner};
+// The builder as the CLI (and the API) reach it: through the engine, as the design's crate
+// graph says.
+pub use berth_build::{build, copy, ignore, lint, progress, Built, Options};
 use berth_image::store::ImageStore;
 use berth_oci::Reference;
 
