@@ -9,6 +9,8 @@
 //! - [`logs`]: Docker's json-file log format, rotated;
 //! - [`monitor`]: the per-container monitor.
 #![warn(missing_docs)]
+// The inspect JSON is one large json! literal.
+#![recursion_limit = "256"]
 
 pub mod attach;
 pub mod build;
@@ -16,6 +18,7 @@ pub mod commit;
 pub mod cp;
 pub mod dns;
 pub mod health;
+pub mod inspect;
 pub mod logs;
 pub mod monitor;
 pub mod networks;
