@@ -745,33 +745,6 @@ pub fn restart(root: &Path, a: &StopArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Docker's status text: `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`.
-fn status_text(st: &State) -> String {
-    match st.status.as_str() {
-        "running" => {
-            let up = format!("Up {}", human_duration(since(&st.started_at)));
-            match st.health.as_ref().map(|h| h.status.as_str()) {
-                Some("starting") => format!("{up} (health: starting)"),
-                Some(h) => format!("{up} ({h})"),
-                None => up,
-            }
-        }
-        "paused" => format!("Up {} (Paused)", human_duration(since(&st.started_at))),
-        "restarting" => format!(
-            "Restarting ({}) {} ago",
-            st.exit_code,
-            human_duration(since(&st.finished_at))
-        ),
-        "exited" => format!(
-            "Exited ({}) {} ago",
-            st.exit_code,
-            human_duration(since(&st.finished_at))
-        ),
-        "created" => "Created".into(),
-        other => other.to_string(),
-    }
-}
-
 fn ps_matches(r: &Record, st: &State, f: &str) -> anyhow::Result<bool> {
     let (k, v) = f
         .split_once('=')
@@ -855,7 +828,7 @@ pub fn ps(root: &Path, a: &PsArgs) -> anyhow::Result<()> {
     let as_json = |r: &Record, st: &State| {
         json!({
             "ID": id(r), "Image": r.image_name, "Command": command(r), "CreatedAt": r.created,
-            "RunningFor": format!("{} ago", human_duration(since(&r.created))), "Status": status_text(st),
+            "RunningFor": format!("{} ago", human_duration(since(&r.created))), "Status": berth_engine::inspect::status_text(st),
             "State": st.status, "Names": r.name, "Ports": ports_text(st), "Labels": r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
             "Mounts": r.mounts.iter().map(|m| if m.kind == "volume" { m.source.clone() } else { m.destination.clone() }).collect::<Vec<_>>().join(","),
             "Networks": r.network_mode, "Size": if a.size { size(r) } else { String::new() },
@@ -894,7 +867,7 @@ pub fn ps(root: &Path, a: &PsArgs) -> anyhow::Result<()> {
             r.image_name.clone(),
             command(r),
             format!("{} ago", human_duration(since(&r.created))),
-            status_text(st),
+            berth_engine::inspect::status_text(st),
             ports_text(st),
             r.name.clone(),
         ];

@@ -268,45 +268,7 @@ fn sig3(v: f64) -> String {
     }
 }
 
-/// Docker's human durations (`2 months`, `About an hour`, `Less than a second`).
-pub fn human_duration(secs: u64) -> String {
-    let minutes = secs / 60;
-    let hours = (secs + 1800) / 3600;
-    if secs < 1 {
-        "Less than a second".into()
-    } else if secs == 1 {
-        "1 second".into()
-    } else if secs < 60 {
-        format!("{secs} seconds")
-    } else if minutes == 1 {
-        "About a minute".into()
-    } else if minutes < 60 {
-        format!("{minutes} minutes")
-    } else if hours == 1 {
-        "About an hour".into()
-    } else if hours < 48 {
-        format!("{hours} hours")
-    } else if hours < 24 * 7 * 2 {
-        format!("{} days", hours / 24)
-    } else if hours < 24 * 30 * 2 {
-        format!("{} weeks", hours / 24 / 7)
-    } else if hours < 24 * 365 * 2 {
-        format!("{} months", hours / 24 / 30)
-    } else {
-        format!("{} years", secs / 3600 / 24 / 365)
-    }
-}
-
-/// Seconds since an RFC 3339 time (0 when unparsable or in the future).
-pub fn since(rfc3339: &str) -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    parse_rfc3339(rfc3339).map(|t| now.saturating_sub(t)).unwrap_or(0)
-}
-
-pub use berth_oci::time::parse_rfc3339;
+pub use berth_oci::time::{human_duration, since};
 
 #[cfg(test)]
 mod tests {
@@ -345,7 +307,7 @@ mod tests {
         assert_eq!(human_duration(90), "About a minute");
         assert_eq!(human_duration(3 * 3600), "3 hours");
         assert_eq!(human_duration(70 * 24 * 3600), "2 months");
-        assert_eq!(parse_rfc3339("1970-01-02T00:00:00Z"), Some(86400));
-        assert_eq!(parse_rfc3339("2023-11-14T22:13:20.5+01:00"), Some(1_700_000_000 - 3600));
+        assert_eq!(berth_oci::time::parse_rfc3339("1970-01-02T00:00:00Z"), Some(86400));
+        assert_eq!(berth_oci::time::parse_rfc3339("2023-11-14T22:13:20.5+01:00"), Some(1_700_000_000 - 3600));
     }
 }

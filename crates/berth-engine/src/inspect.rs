@@ -309,3 +309,30 @@ fn network_settings(e: &Engine, r: &Record, st: &State) -> Value {
         "Networks": networks
     })
 }
+
+/// Docker's status text: `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`.
+pub fn status_text(st: &State) -> String {
+    match st.status.as_str() {
+        "running" => {
+            let up = format!("Up {}", berth_oci::time::human_duration(berth_oci::time::since(&st.started_at)));
+            match st.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => format!("{up} (health: starting)"),
+                Some(h) => format!("{up} ({h})"),
+                None => up,
+            }
+        }
+        "paused" => format!("Up {} (Paused)", berth_oci::time::human_duration(berth_oci::time::since(&st.started_at))),
+        "restarting" => format!(
+            "Restarting ({}) {} ago",
+            st.exit_code,
+            berth_oci::time::human_duration(berth_oci::time::since(&st.finished_at))
+        ),
+        "exited" => format!(
+            "Exited ({}) {} ago",
+            st.exit_code,
+            berth_oci::time::human_duration(berth_oci::time::since(&st.finished_at))
+        ),
+        "created" => "Created".into(),
+        other => other.to_string(),
+    }
+}

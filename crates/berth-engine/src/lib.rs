@@ -30,6 +30,9 @@ pub mod volumes;
 
 use berth_oci::ErrorKind;
 
+/// The image store, as the engine's users (the CLI, the API) reach it.
+pub use berth_image as image;
+
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

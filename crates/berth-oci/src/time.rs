@@ -119,6 +119,44 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
     Some(total)
 }
 
+/// Docker's human durations (`2 months`, `About an hour`, `Less than a second`).
+pub fn human_duration(secs: u64) -> String {
+    let minutes = secs / 60;
+    let hours = (secs + 1800) / 3600;
+    if secs < 1 {
+        "Less than a second".into()
+    } else if secs == 1 {
+        "1 second".into()
+    } else if secs < 60 {
+        format!("{secs} seconds")
+    } else if minutes == 1 {
+        "About a minute".into()
+    } else if minutes < 60 {
+        format!("{minutes} minutes")
+    } else if hours == 1 {
+        "About an hour".into()
+    } else if hours < 48 {
+        format!("{hours} hours")
+    } else if hours < 24 * 7 * 2 {
+        format!("{} days", hours / 24)
+    } else if hours < 24 * 30 * 2 {
+        format!("{} weeks", hours / 24 / 7)
+    } else if hours < 24 * 365 * 2 {
+        format!("{} months", hours / 24 / 30)
+    } else {
+        format!("{} years", secs / 3600 / 24 / 365)
+    }
+}
+
+/// Seconds since an RFC 3339 time (0 when unparsable or in the future).
+pub fn since(rfc3339: &str) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    parse_rfc3339(rfc3339).map(|t| now.saturating_sub(t)).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
