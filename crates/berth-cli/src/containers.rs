@@ -1028,7 +1028,7 @@ pub fn inspect(root: &Path, a: &crate::images::InspectArgs) -> anyhow::Result<()
         let store = crate::images::open(root)?;
         for n in &image_names {
             match store.resolve(n) {
-                Ok(img) => out.push(crate::images::inspect_json(&store, &img)?),
+                Ok(img) => out.push(berth_engine::inspect::image_json(&store, &img)?),
                 Err(_) => return Err(Exit(1, format!("Error: No such object: {n}")).into()),
             }
         }
@@ -1505,25 +1505,13 @@ pub struct StatsArgs {
     pub format: Option<String>,
 }
 
-fn host_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
-}
-
 /// One sample of a container's usage: (cpu ns, memory bytes, memory limit, pids).
 fn sample(e: &Engine, id: &str) -> Option<(u64, u64, u64, u64)> {
     let r = e.resolve(id).ok()?;
     let v = e.rt(&r).ok()?.stats(&r.id, &e.dir(&r.id)).ok()?;
     let d = &v["data"];
     let limit = d["memory"]["usage"]["limit"].as_u64().unwrap_or(0);
-    let host = host_memory();
+    let host = berth_engine::inspect::host_memory();
     let limit = if limit == 0 || limit > host { host } else { limit };
     let cache = d["memory"]["raw"]["total_inactive_file"].as_u64().unwrap_or(0);
     Some((
@@ -1772,44 +1760,12 @@ pub fn info(root: &Path, format: Option<&str>) -> anyhow::Result<()> {
             }
         }
     }
-    let uname = nix::sys::utsname::uname().ok();
-    let kernel = uname
-        .as_ref()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let os = std::fs::read_to_string("/etc/os-release")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
-        })
-        .unwrap_or_else(|| "Linux".into());
-    let cgv = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        "2"
-    } else {
-        "1"
-    };
-    let v = json!({
-        "Containers": recs.len(),
-        "ContainersRunning": running,
-        "ContainersPaused": paused,
-        "ContainersStopped": recs.len() - running - paused,
-        "Images": images.list()?.len(),
-        "Driver": "overlay2",
-        "LoggingDriver": "json-file",
-        "CgroupDriver": "cgroupfs",
-        "CgroupVersion": cgv,
-        "KernelVersion": kernel,
-        "OperatingSystem": os,
-        "OSType": "linux",
-        "Architecture": std::env::consts::ARCH,
-        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "MemTotal": host_memory(),
-        "DockerRootDir": root,
-        "ServerVersion": env!("CARGO_PKG_VERSION"),
-        "DefaultRuntime": "berth-runtime",
-        "SecurityOptions": ["name=seccomp,profile=builtin"],
-    });
+    let v = berth_engine::inspect::info_json(&e, &images, root)?;
+    let (kernel, os, cgv) = (
+        v["KernelVersion"].as_str().unwrap_or("").to_string(),
+        v["OperatingSystem"].as_str().unwrap_or("").to_string(),
+        v["CgroupVersion"].as_str().unwrap_or("").to_string(),
+    );
     if let Some(f) = format {
         if f == "json" {
             println!("{v}");
@@ -1836,7 +1792,7 @@ pub fn info(root: &Path, format: Option<&str>) -> anyhow::Result<()> {
     println!(" OSType: linux");
     println!(" Architecture: {}", std::env::consts::ARCH);
     println!(" CPUs: {}", v["NCPU"]);
-    println!(" Total Memory: {}", iec(host_memory()));
+    println!(" Total Memory: {}", iec(berth_engine::inspect::host_memory()));
     println!(" Docker Root Dir: {}", root.display());
     Ok(())
 }

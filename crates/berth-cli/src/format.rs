@@ -308,6 +308,9 @@ mod tests {
         assert_eq!(human_duration(3 * 3600), "3 hours");
         assert_eq!(human_duration(70 * 24 * 3600), "2 months");
         assert_eq!(berth_oci::time::parse_rfc3339("1970-01-02T00:00:00Z"), Some(86400));
-        assert_eq!(berth_oci::time::parse_rfc3339("2023-11-14T22:13:20.5+01:00"), Some(1_700_000_000 - 3600));
+        assert_eq!(
+            berth_oci::time::parse_rfc3339("2023-11-14T22:13:20.5+01:00"),
+            Some(1_700_000_000 - 3600)
+        );
     }
 }

@@ -652,68 +652,6 @@ pub fn images(root: &Path, a: &ImagesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `docker image inspect` JSON of an image.
-pub fn inspect_json(store: &ImageStore, img: &Image) -> anyhow::Result<Value> {
-    let cfg: Value = serde_json::from_slice(&store.config_bytes(img)?).context("parsing image config")?;
-    let mut c = cfg.get("config").cloned().unwrap_or_else(|| json!({}));
-    if let Some(o) = c.as_object_mut() {
-        for (k, v) in [
-            ("Hostname", json!("")),
-            ("Domainname", json!("")),
-            ("User", json!("")),
-            ("AttachStdin", json!(false)),
-            ("AttachStdout", json!(false)),
-            ("AttachStderr", json!(false)),
-            ("Tty", json!(false)),
-            ("OpenStdin", json!(false)),
-            ("StdinOnce", json!(false)),
-            ("Env", Value::Null),
-            ("Cmd", Value::Null),
-            ("Image", json!("")),
-            ("Volumes", Value::Null),
-            ("WorkingDir", json!("")),
-            ("Entrypoint", Value::Null),
-            ("OnBuild", Value::Null),
-            ("Labels", Value::Null),
-        ] {
-            o.entry(k).or_insert(v);
-        }
-    }
-    let lowers = store.lowers(img)?;
-    let layers: Vec<Value> = cfg
-        .pointer("/rootfs/diff_ids")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut v = json!({
-        "Id": img.row.id,
-        "RepoTags": img.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
-        "RepoDigests": img.digests.iter().map(|d| d.familiar()).collect::<Vec<_>>(),
-        "Parent": "",
-        "Comment": cfg.pointer("/history/0/comment").and_then(Value::as_str).unwrap_or(""),
-        "Created": image_created(img),
-        "DockerVersion": cfg.get("docker_version").and_then(Value::as_str).unwrap_or(""),
-        "Author": cfg.get("author").and_then(Value::as_str).unwrap_or(""),
-        "Config": c,
-        "Architecture": cfg.get("architecture").and_then(Value::as_str).unwrap_or(""),
-        "Os": cfg.get("os").and_then(Value::as_str).unwrap_or(""),
-        "Size": img.row.size,
-        "GraphDriver": {
-            "Data": {
-                "LowerDir": lowers.iter().skip(1).map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
-                "UpperDir": lowers.first().map(|p| p.display().to_string()).unwrap_or_default(),
-            },
-            "Name": "overlay2"
-        },
-        "RootFS": {"Type": "layers", "Layers": layers},
-        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"}
-    });
-    if let Some(var) = cfg.get("variant") {
-        v["Variant"] = var.clone();
-    }
-    Ok(v)
-}
-
 /// `image inspect`.
 pub fn inspect(root: &Path, a: &InspectArgs) -> anyhow::Result<()> {
     let store = open(root)?;
@@ -721,7 +659,7 @@ pub fn inspect(root: &Path, a: &InspectArgs) -> anyhow::Result<()> {
     let mut missing = Vec::new();
     for n in &a.names {
         match store.resolve(n) {
-            Ok(img) => out.push(inspect_json(&store, &img)?),
+            Ok(img) => out.push(berth_engine::inspect::image_json(&store, &img)?),
             Err(e) => missing.push(e.to_string()),
         }
     }

@@ -137,6 +137,14 @@ enum Command {
         #[command(subcommand)]
         command: build::BuilderCmd,
     },
+    /// Serve the Docker Engine API (the docker CLI, docker-compose and the SDKs drive berth
+    /// through it).
+    Daemon {
+        /// Where to listen: unix:///path (TCP is refused: it would need TLS with client
+        /// certificates).
+        #[arg(short = 'H', long = "host", default_value = "unix:///run/berth/berth.sock")]
+        host: String,
+    },
     /// The per-container monitor (internal).
     #[command(name = "_monitor", hide = true)]
     Monitor {
@@ -237,6 +245,10 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
         Command::Port(a) => containers::port(root, &a),
         Command::Build(a) | Command::Image { command: I::Build(a) } => build::build(root, &a),
         Command::Lint(a) => build::lint_cmd(&a),
+        Command::Daemon { host } => {
+            let socket = berth_api::parse_listen(&host).map_err(|e| anyhow::anyhow!(e))?;
+            berth_api::serve(root, &socket).map_err(|e| anyhow::anyhow!(e))
+        }
         Command::Builder { command } => build::builder(root, &command),
     }
 }

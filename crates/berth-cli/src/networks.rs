@@ -7,7 +7,7 @@ use anyhow::Context;
 use berth_engine::networks::{self, Network};
 use berth_engine::store::Engine;
 use clap::Subcommand;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::containers::Exit;
 use crate::format::{table, Template};
@@ -99,52 +99,6 @@ fn engine_err(e: berth_engine::EngineError) -> anyhow::Error {
     Exit(1, format!("Error response from daemon: {e}")).into()
 }
 
-/// Docker's JSON for a network.
-pub fn inspect_json(e: &Engine, n: &Network) -> Value {
-    let mut containers = serde_json::Map::new();
-    for r in e.all().unwrap_or_default() {
-        let st = e.state(&r.id);
-        let extra = networks::connections(e, &r.id)
-            .into_iter()
-            .filter_map(|c| c.attachment)
-            .find(|a| a.network_id == n.id);
-        if let Some(a) = st.net.as_ref().filter(|a| a.network_id == n.id).or(extra.as_ref()) {
-            containers.insert(
-                r.id.clone(),
-                json!({
-                    "Name": r.name,
-                    "EndpointID": a.veth,
-                    "MacAddress": a.mac,
-                    "IPv4Address": format!("{}/{}", a.ip, a.prefix),
-                    "IPv6Address": ""
-                }),
-            );
-        }
-    }
-    json!({
-        "Name": n.name,
-        "Id": n.id,
-        "Created": n.created,
-        "Scope": "local",
-        "Driver": n.driver,
-        "EnableIPv4": true,
-        "EnableIPv6": false,
-        "IPAM": {
-            "Driver": "default",
-            "Options": null,
-            "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}]
-        },
-        "Internal": n.internal,
-        "Attachable": false,
-        "Ingress": false,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": false,
-        "Containers": containers,
-        "Options": {"com.docker.network.bridge.name": n.bridge},
-        "Labels": n.labels,
-    })
-}
-
 /// `network ...`.
 pub fn network(root: &Path, cmd: &NetworkCmd) -> anyhow::Result<()> {
     let e = Engine::open(root).with_context(|| format!("opening the engine at {}", root.display()))?;
@@ -224,7 +178,7 @@ pub fn network(root: &Path, cmd: &NetworkCmd) -> anyhow::Result<()> {
             let mut missing = Vec::new();
             for n in names {
                 match networks::get(&e, n) {
-                    Ok(n) => out.push(inspect_json(&e, &n)),
+                    Ok(n) => out.push(berth_engine::inspect::network_json(&e, &n)),
                     Err(err) => missing.push(format!("Error response from daemon: {err}")),
                 }
             }

@@ -1,5 +1,6 @@
 //! Docker's `inspect` JSON of a container, shared by the CLI and the API.
 
+use berth_image::store::{Image, ImageStore};
 use serde_json::{json, Value};
 
 use crate::store::{Engine, Record, State};
@@ -314,14 +315,20 @@ fn network_settings(e: &Engine, r: &Record, st: &State) -> Value {
 pub fn status_text(st: &State) -> String {
     match st.status.as_str() {
         "running" => {
-            let up = format!("Up {}", berth_oci::time::human_duration(berth_oci::time::since(&st.started_at)));
+            let up = format!(
+                "Up {}",
+                berth_oci::time::human_duration(berth_oci::time::since(&st.started_at))
+            );
             match st.health.as_ref().map(|h| h.status.as_str()) {
                 Some("starting") => format!("{up} (health: starting)"),
                 Some(h) => format!("{up} ({h})"),
                 None => up,
             }
         }
-        "paused" => format!("Up {} (Paused)", berth_oci::time::human_duration(berth_oci::time::since(&st.started_at))),
+        "paused" => format!(
+            "Up {} (Paused)",
+            berth_oci::time::human_duration(berth_oci::time::since(&st.started_at))
+        ),
         "restarting" => format!(
             "Restarting ({}) {} ago",
             st.exit_code,
@@ -335,4 +342,225 @@ pub fn status_text(st: &State) -> String {
         "created" => "Created".into(),
         other => other.to_string(),
     }
+}
+
+/// The host's memory in bytes.
+pub fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Docker's `/info` JSON (what `docker info` and `berth info` show), with every field
+/// dockerd sends.
+pub fn info_json(e: &Engine, images: &ImageStore, root: &std::path::Path) -> crate::Result<Value> {
+    let recs = e.all()?;
+    let (mut running, mut paused) = (0usize, 0usize);
+    for r in &recs {
+        if e.state(&r.id).running() {
+            if crate::ops::is_paused(e, &r.id) {
+                paused += 1;
+            } else {
+                running += 1;
+            }
+        }
+    }
+    let uname = nix::sys::utsname::uname().ok();
+    let kernel = uname
+        .as_ref()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let hostname = uname
+        .as_ref()
+        .map(|u| u.nodename().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let field = |k: &str| {
+        os_release
+            .lines()
+            .find_map(|l| l.strip_prefix(k).map(|v| v.trim_matches('"').to_string()))
+    };
+    let os = field("PRETTY_NAME=").unwrap_or_else(|| "Linux".into());
+    let cgv = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "2"
+    } else {
+        "1"
+    };
+    let now = berth_image::store::now();
+    Ok(json!({
+        "ID": hostname.clone(),
+        "Containers": recs.len(),
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": recs.len() - running - paused,
+        "Images": images.list()?.len(),
+        "Driver": "overlay2",
+        "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Using metacopy", "false"], ["Native Overlay Diff", "true"], ["userxattr", "false"]],
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none", "null"], "Authorization": null, "Log": ["json-file", "none"]},
+        "MemoryLimit": true,
+        "SwapLimit": true,
+        "CpuCfsPeriod": true,
+        "CpuCfsQuota": true,
+        "CPUShares": true,
+        "CPUSet": true,
+        "PidsLimit": true,
+        "IPv4Forwarding": std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").map(|v| v.trim() == "1").unwrap_or(false),
+        "BridgeNfIptables": false,
+        "BridgeNfIp6tables": false,
+        "Debug": false,
+        "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
+        "OomKillDisable": false,
+        "NGoroutines": 0,
+        "SystemTime": now,
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": cgv,
+        "NEventsListener": 0,
+        "KernelVersion": kernel,
+        "OperatingSystem": os,
+        "OSVersion": field("VERSION_ID=").unwrap_or_default(),
+        "OSType": "linux",
+        "Architecture": std::env::consts::ARCH,
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": null, "AllowNondistributableArtifactsHostnames": null,
+            "InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {"docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": true, "Official": true}}, "Mirrors": null},
+        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "MemTotal": host_memory(),
+        "GenericResources": null,
+        "DockerRootDir": root,
+        "HttpProxy": std::env::var("HTTP_PROXY").unwrap_or_default(),
+        "HttpsProxy": std::env::var("HTTPS_PROXY").unwrap_or_default(),
+        "NoProxy": std::env::var("NO_PROXY").unwrap_or_default(),
+        "Name": hostname,
+        "Labels": [],
+        "ExperimentalBuild": false,
+        "ServerVersion": env!("CARGO_PKG_VERSION"),
+        "Runtimes": {"berth-runtime": {"path": "berth-runtime"}, "runc": {"path": "runc"}, "crun": {"path": "crun"}, "youki": {"path": "youki"}},
+        "DefaultRuntime": "berth-runtime",
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
+        "LiveRestoreEnabled": true,
+        "Isolation": "",
+        "InitBinary": "berth-init",
+        "ContainerdCommit": {"ID": ""},
+        "RuncCommit": {"ID": ""},
+        "InitCommit": {"ID": ""},
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "CDISpecDirs": [],
+        "Warnings": []
+    }))
+}
+
+/// The `docker image inspect` JSON of an image.
+pub fn image_json(store: &ImageStore, img: &Image) -> crate::Result<Value> {
+    let cfg: Value = serde_json::from_slice(&store.config_bytes(img)?)
+        .map_err(|e| crate::EngineError::Invalid(format!("image config: {e}")))?;
+    let mut c = cfg.get("config").cloned().unwrap_or_else(|| json!({}));
+    if let Some(o) = c.as_object_mut() {
+        for (k, v) in [
+            ("Hostname", json!("")),
+            ("Domainname", json!("")),
+            ("User", json!("")),
+            ("AttachStdin", json!(false)),
+            ("AttachStdout", json!(false)),
+            ("AttachStderr", json!(false)),
+            ("Tty", json!(false)),
+            ("OpenStdin", json!(false)),
+            ("StdinOnce", json!(false)),
+            ("Env", Value::Null),
+            ("Cmd", Value::Null),
+            ("Image", json!("")),
+            ("Volumes", Value::Null),
+            ("WorkingDir", json!("")),
+            ("Entrypoint", Value::Null),
+            ("OnBuild", Value::Null),
+            ("Labels", Value::Null),
+        ] {
+            o.entry(k).or_insert(v);
+        }
+    }
+    let lowers = store.lowers(img)?;
+    let layers: Vec<Value> = cfg
+        .pointer("/rootfs/diff_ids")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut v = json!({
+        "Id": img.row.id,
+        "RepoTags": img.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
+        "RepoDigests": img.digests.iter().map(|d| d.familiar()).collect::<Vec<_>>(),
+        "Parent": "",
+        "Comment": cfg.pointer("/history/0/comment").and_then(Value::as_str).unwrap_or(""),
+        "Created": img.row.created.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+        "DockerVersion": cfg.get("docker_version").and_then(Value::as_str).unwrap_or(""),
+        "Author": cfg.get("author").and_then(Value::as_str).unwrap_or(""),
+        "Config": c,
+        "Architecture": cfg.get("architecture").and_then(Value::as_str).unwrap_or(""),
+        "Os": cfg.get("os").and_then(Value::as_str).unwrap_or(""),
+        "Size": img.row.size,
+        "GraphDriver": {
+            "Data": {
+                "LowerDir": lowers.iter().skip(1).map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
+                "UpperDir": lowers.first().map(|p| p.display().to_string()).unwrap_or_default(),
+            },
+            "Name": "overlay2"
+        },
+        "RootFS": {"Type": "layers", "Layers": layers},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"}
+    });
+    if let Some(var) = cfg.get("variant") {
+        v["Variant"] = var.clone();
+    }
+    Ok(v)
+}
+
+/// Docker's JSON for a network.
+pub fn network_json(e: &Engine, n: &crate::networks::Network) -> Value {
+    let mut containers = serde_json::Map::new();
+    for r in e.all().unwrap_or_default() {
+        let st = e.state(&r.id);
+        let extra = crate::networks::connections(e, &r.id)
+            .into_iter()
+            .filter_map(|c| c.attachment)
+            .find(|a| a.network_id == n.id);
+        if let Some(a) = st.net.as_ref().filter(|a| a.network_id == n.id).or(extra.as_ref()) {
+            containers.insert(
+                r.id.clone(),
+                json!({
+                    "Name": r.name,
+                    "EndpointID": a.veth,
+                    "MacAddress": a.mac,
+                    "IPv4Address": format!("{}/{}", a.ip, a.prefix),
+                    "IPv6Address": ""
+                }),
+            );
+        }
+    }
+    json!({
+        "Name": n.name,
+        "Id": n.id,
+        "Created": n.created,
+        "Scope": "local",
+        "Driver": n.driver,
+        "EnableIPv4": true,
+        "EnableIPv6": false,
+        "IPAM": {
+            "Driver": "default",
+            "Options": null,
+            "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}]
+        },
+        "Internal": n.internal,
+        "Attachable": false,
+        "Ingress": false,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": false,
+        "Containers": containers,
+        "Options": {"com.docker.network.bridge.name": n.bridge},
+        "Labels": n.labels,
+    })
 }

@@ -3,6 +3,7 @@
 // Integration tests are test code from top to bottom: the in-crate test lints do not apply.
 #![allow(clippy::unwrap_used, clippy::tests_outside_test_module)]
 
+mod api;
 mod build;
 mod containers;
 mod escape;

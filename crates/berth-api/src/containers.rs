@@ -1,0 +1,916 @@
+//! The container routes: create, list, inspect, start, stop, restart, kill, wait, remove,
+//! logs, attach (a hijacked connection bridged to the container's monitor).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_engine::attach::{self as att, Hello};
+use berth_engine::ops::CreateOptions;
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::HeaderValue;
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{empty, flag, json_body, json_response, query, ApiError, Body, Daemon};
+
+/// An attach made before its container started.
+#[derive(Debug)]
+pub struct PendingAttach {
+    hello: Hello,
+    tty: bool,
+    io: tokio::sync::oneshot::Receiver<hyper::upgrade::Upgraded>,
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+fn num(v: &Value) -> i64 {
+    v.as_i64().unwrap_or(0)
+}
+
+/// Docker's create body (Config, HostConfig, NetworkingConfig) as engine options.
+pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::bad("config cannot be empty in order to create a container"));
+    }
+    let image = body["Image"].as_str().unwrap_or("").to_string();
+    if image.is_empty() {
+        return Err(ApiError::bad("No command specified"));
+    }
+    let hc = &body["HostConfig"];
+    let mut o = CreateOptions {
+        image,
+        name: name.filter(|n| !n.is_empty()),
+        env: strs(&body["Env"]),
+        workdir: body["WorkingDir"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        user: body["User"].as_str().filter(|s| !s.is_empty()).map(str::to_string),
+        hostname: body["Hostname"].as_str().filter(|s| !s.is_empty()).map(str::to_string),
+        tty: body["Tty"].as_bool().unwrap_or(false),
+        open_stdin: body["OpenStdin"].as_bool().unwrap_or(false),
+        stdin_once: body["StdinOnce"].as_bool().unwrap_or(false),
+        stop_signal: body["StopSignal"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        stop_timeout: body["StopTimeout"].as_u64(),
+        auto_remove: hc["AutoRemove"].as_bool().unwrap_or(false),
+        network: hc["NetworkMode"]
+            .as_str()
+            .filter(|s| !s.is_empty() && *s != "default")
+            .unwrap_or("bridge")
+            .to_string(),
+        memory: num(&hc["Memory"]),
+        memory_reservation: num(&hc["MemoryReservation"]),
+        memory_swap: num(&hc["MemorySwap"]),
+        pids_limit: num(&hc["PidsLimit"]).max(0),
+        read_only: hc["ReadonlyRootfs"].as_bool().unwrap_or(false),
+        cpus: num(&hc["NanoCpus"]) as f64 / 1e9,
+        cpu_shares: u64::try_from(num(&hc["CpuShares"])).unwrap_or(0),
+        cpuset_cpus: hc["CpusetCpus"].as_str().unwrap_or("").to_string(),
+        cap_add: strs(&hc["CapAdd"]),
+        cap_drop: strs(&hc["CapDrop"]),
+        privileged: hc["Privileged"].as_bool().unwrap_or(false),
+        security_opt: strs(&hc["SecurityOpt"]),
+        volumes: strs(&hc["Binds"]),
+        volumes_from: strs(&hc["VolumesFrom"]),
+        add_hosts: strs(&hc["ExtraHosts"]),
+        dns: strs(&hc["Dns"]),
+        dns_search: strs(&hc["DnsSearch"]),
+        dns_options: strs(&hc["DnsOptions"]),
+        init: hc["Init"].as_bool().unwrap_or(false),
+        runtime: hc["Runtime"].as_str().unwrap_or("").to_string(),
+        publish_all: hc["PublishAllPorts"].as_bool().unwrap_or(false),
+        cgroup_parent: hc["CgroupParent"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        ..CreateOptions::default()
+    };
+    if let Some(l) = body["Labels"].as_object() {
+        for (k, v) in l {
+            o.labels.insert(k.clone(), v.as_str().unwrap_or("").to_string());
+        }
+    }
+    // Entrypoint replaces the image's and, unless given, its Cmd; [] resets it.
+    let cmd = strs(&body["Cmd"]);
+    match body["Entrypoint"].as_array() {
+        Some(ep) => {
+            let ep: Vec<String> = ep.iter().filter_map(|x| x.as_str().map(str::to_string)).collect();
+            match ep.split_first() {
+                Some((first, rest)) => {
+                    o.entrypoint = Some(first.clone());
+                    o.args = rest.to_vec();
+                    o.args.extend(cmd);
+                }
+                None => {
+                    o.entrypoint = Some(String::new());
+                    o.args = cmd;
+                }
+            }
+        }
+        None => o.args = cmd,
+    }
+    if let Some(hcheck) = body["Healthcheck"].as_object() {
+        let test = strs(&hcheck.get("Test").cloned().unwrap_or(Value::Null));
+        match test.first().map(String::as_str) {
+            Some("NONE") => o.no_healthcheck = true,
+            Some("CMD-SHELL") => o.health_cmd = test.get(1).cloned(),
+            Some("CMD") => o.health_cmd = Some(test[1..].join(" ")),
+            _ => {}
+        }
+        let dur = |k: &str| {
+            hcheck
+                .get(k)
+                .and_then(Value::as_i64)
+                .filter(|n| *n > 0)
+                .map(|n| format!("{n}ns"))
+        };
+        o.health_interval = dur("Interval");
+        o.health_timeout = dur("Timeout");
+        o.health_start_period = dur("StartPeriod");
+        o.health_retries = hcheck
+            .get("Retries")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n > 0);
+    }
+    if let Some(rp) = hc["RestartPolicy"].as_object() {
+        let name = rp.get("Name").and_then(Value::as_str).unwrap_or("");
+        let max = rp.get("MaximumRetryCount").and_then(Value::as_i64).unwrap_or(0);
+        o.restart = match name {
+            "" | "no" => String::new(),
+            "on-failure" if max > 0 => format!("on-failure:{max}"),
+            n => n.to_string(),
+        };
+    }
+    if let Some(t) = hc["Tmpfs"].as_object() {
+        for (k, v) in t {
+            let opts = v.as_str().unwrap_or("");
+            o.tmpfs.push(if opts.is_empty() {
+                k.clone()
+            } else {
+                format!("{k}:{opts}")
+            });
+        }
+    }
+    for m in hc["Mounts"].as_array().into_iter().flatten() {
+        let mut spec = format!(
+            "type={},target={}",
+            m["Type"].as_str().unwrap_or("volume"),
+            m["Target"].as_str().unwrap_or("")
+        );
+        if let Some(s) = m["Source"].as_str().filter(|s| !s.is_empty()) {
+            spec.push_str(&format!(",source={s}"));
+        }
+        if m["ReadOnly"].as_bool().unwrap_or(false) {
+            spec.push_str(",readonly");
+        }
+        o.mounts.push(spec);
+    }
+    for u in hc["Ulimits"].as_array().into_iter().flatten() {
+        o.ulimits.push(format!(
+            "{}={}:{}",
+            u["Name"].as_str().unwrap_or(""),
+            num(&u["Soft"]),
+            num(&u["Hard"])
+        ));
+    }
+    if let Some(lc) = hc["LogConfig"].as_object() {
+        o.log_driver = lc.get("Type").and_then(Value::as_str).unwrap_or("").to_string();
+        if let Some(c) = lc.get("Config").and_then(Value::as_object) {
+            for (k, v) in c {
+                o.log_opts.push(format!("{k}={}", v.as_str().unwrap_or("")));
+            }
+        }
+    }
+    if let Some(pb) = hc["PortBindings"].as_object() {
+        for (port, binds) in pb {
+            let list = binds.as_array().cloned().unwrap_or_default();
+            if list.is_empty() {
+                o.publish.push(port.clone());
+            }
+            for b in list {
+                let ip = b["HostIp"].as_str().unwrap_or("");
+                let hp = b["HostPort"].as_str().unwrap_or("");
+                o.publish.push(match (ip.is_empty(), hp.is_empty()) {
+                    (true, true) => port.clone(),
+                    (true, false) => format!("{hp}:{port}"),
+                    (false, _) => format!("{ip}:{hp}:{port}"),
+                });
+            }
+        }
+    }
+    if let Some(eps) = body["NetworkingConfig"]["EndpointsConfig"].as_object() {
+        if let Some((_, ep)) = eps.iter().find(|(n, _)| **n == o.network).or_else(|| eps.iter().next()) {
+            o.ip = ep["IPAMConfig"]["IPv4Address"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            o.aliases = strs(&ep["Aliases"]);
+        }
+    }
+    Ok(o)
+}
+
+/// `POST /containers/create`.
+pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let q = query(&req);
+    let body = json_body(req).await?;
+    let o = options_from(&body, q.get("name").cloned())?;
+    let image = o.image.clone();
+    let id = d
+        .with_images(move |e, s| {
+            if s.resolve(&o.image).is_err() {
+                return Err(ApiError::not_found(format!("No such image: {image}")));
+            }
+            Ok(berth_engine::ops::create(e, s, &o)?.id)
+        })
+        .await?;
+    Ok(json_response(StatusCode::CREATED, &json!({"Id": id, "Warnings": []})))
+}
+
+/// `GET /containers/{id}/json`.
+pub async fn inspect(d: &Arc<Daemon>, id: String) -> Result<Response<Body>, ApiError> {
+    let v = d
+        .engine(move |e| {
+            let r = e.resolve(&id)?;
+            Ok(berth_engine::inspect::inspect_json(e, &r))
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+/// `GET /containers/json`.
+pub async fn list(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let q = query(req);
+    let all = flag(&q, "all");
+    let limit: Option<usize> = q
+        .get("limit")
+        .and_then(|l| l.parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .and_then(|n| usize::try_from(n).ok());
+    let filters: HashMap<String, Vec<String>> = match q.get("filters").filter(|f| !f.is_empty()) {
+        None => HashMap::new(),
+        Some(f) => {
+            let v: Value = serde_json::from_str(f).map_err(|e| ApiError::bad(format!("invalid filters: {e}")))?;
+            let mut m = HashMap::new();
+            for (k, vals) in v.as_object().into_iter().flatten() {
+                // Both shapes: {"k": ["v"]} and the older {"k": {"v": true}}.
+                let list: Vec<String> = match vals {
+                    Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+                    Value::Object(o) => o.keys().cloned().collect(),
+                    _ => Vec::new(),
+                };
+                m.insert(k.clone(), list);
+            }
+            m
+        }
+    };
+    let v = d
+        .engine(move |e| {
+            let mut out = Vec::new();
+            for r in e.all()? {
+                let st = e.state(&r.id);
+                let state = if st.running() && berth_engine::ops::is_paused(e, &r.id) { "paused".to_string() } else { st.status.clone() };
+                if !all && !st.running() && !filters.contains_key("status") {
+                    continue;
+                }
+                let ok = filters.iter().all(|(k, vals)| {
+                    vals.iter().any(|v| match k.as_str() {
+                        "status" => *v == state,
+                        "name" => r.name.contains(v.trim_start_matches('/')),
+                        "id" => r.id.starts_with(v.as_str()),
+                        "label" => match v.split_once('=') {
+                            Some((lk, lv)) => r.labels.get(lk).is_some_and(|x| x == lv),
+                            None => r.labels.contains_key(v),
+                        },
+                        "ancestor" => r.image_name == *v || r.image_id.contains(v.as_str()),
+                        "exited" => st.status == "exited" && v.parse::<i32>().ok() == Some(st.exit_code),
+                        "network" => r.network_mode == *v,
+                        _ => true,
+                    })
+                });
+                if !ok {
+                    continue;
+                }
+                let i = berth_engine::inspect::inspect_json(e, &r);
+                let ports: Vec<Value> = st
+                    .net
+                    .as_ref()
+                    .map(|a| {
+                        a.ports
+                            .iter()
+                            .map(|p| json!({"IP": if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip }, "PrivatePort": p.port, "PublicPort": p.host_port, "Type": p.proto}))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let created = berth_oci::time::parse_rfc3339(&r.created).unwrap_or(0);
+                let mut cmd = vec![r.path.clone()];
+                cmd.extend(r.args.iter().cloned());
+                out.push(json!({
+                    "Id": r.id,
+                    "Names": [format!("/{}", r.name)],
+                    "Image": r.image_name,
+                    "ImageID": r.image_id,
+                    "Command": cmd.join(" "),
+                    "Created": created,
+                    "Ports": ports,
+                    "Labels": r.labels,
+                    "State": state,
+                    "Status": berth_engine::inspect::status_text(&st),
+                    "HostConfig": {"NetworkMode": if r.network_mode.is_empty() { "default".to_string() } else { r.network_mode.clone() }},
+                    "NetworkSettings": {"Networks": i["NetworkSettings"]["Networks"].clone()},
+                    "Mounts": i["Mounts"].clone(),
+                }));
+                if limit.is_some_and(|l| out.len() >= l) {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &Value::Array(v)))
+}
+
+fn dbg_api(m: &str) {
+    if std::env::var_os("BERTH_API_DEBUG").is_some() {
+        eprintln!("berth-api: {m}");
+    }
+}
+
+/// Reads monitor frames off `stream` into `out` until the exit frame; returns the code.
+async fn pump_out(
+    stream: &mut tokio::net::unix::OwnedReadHalf,
+    out: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+    tty: bool,
+) -> Option<i32> {
+    loop {
+        let mut head = [0u8; 8];
+        stream.read_exact(&mut head).await.ok()?;
+        let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).await.ok()?;
+        match head[0] {
+            att::STDOUT | att::STDERR => {
+                // Docker's multiplexed stream has the monitor's frame shape; with a
+                // terminal the stream is raw.
+                let ok = if tty {
+                    out.write_all(&payload).await
+                } else {
+                    match out.write_all(&head).await {
+                        Ok(()) => out.write_all(&payload).await,
+                        Err(e) => Err(e),
+                    }
+                };
+                if ok.is_err() {
+                    // The client is gone; keep reading for the exit code.
+                    continue;
+                }
+                let _ = out.flush().await;
+            }
+            att::EXIT => {
+                let code = payload
+                    .get(..4)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(i32::from_be_bytes);
+                return Some(code.unwrap_or(0));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Bridges a client connection and a monitor connection until the container exits.
+async fn bridge(
+    d: Arc<Daemon>,
+    id: String,
+    io: hyper::upgrade::Upgraded,
+    stream: std::os::unix::net::UnixStream,
+    tty: bool,
+    stdin: bool,
+) {
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(stream) = tokio::net::UnixStream::from_std(stream) else {
+        return;
+    };
+    let (mut mr, mut mw) = stream.into_split();
+    let io = hyper_util::rt::TokioIo::new(io);
+    let (mut cr, mut cw) = tokio::io::split(io);
+    // The monitor takes a closed connection for a client gone: the write half stays open
+    // (held by this task) until the container's exit ends the bridge.
+    let input = tokio::spawn(async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            if !stdin {
+                std::future::pending::<()>().await;
+            }
+            match cr.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    let _ = mw.write_all(&att::frame(att::CLOSE_STDIN, &[])).await;
+                    std::future::pending::<()>().await;
+                }
+                Ok(n) => {
+                    if mw.write_all(&att::frame(att::STDIN, &buf[..n])).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    dbg_api(&format!("bridge {id}: pumping"));
+    let code = pump_out(&mut mr, &mut cw, tty).await;
+    dbg_api(&format!("bridge {id}: exit {code:?}"));
+    let _ = cw.shutdown().await;
+    input.abort();
+    match code {
+        Some(c) => d.record_exit(&id, c),
+        None => d.unwatch(&id),
+    }
+}
+
+/// Watches a monitor connection for the exit code (containers started with nobody
+/// attached).
+async fn observe(d: Arc<Daemon>, id: String, stream: std::os::unix::net::UnixStream) {
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(stream) = tokio::net::UnixStream::from_std(stream) else {
+        return;
+    };
+    let (mut mr, _mw) = stream.into_split();
+    let mut sink = tokio::io::sink();
+    match pump_out(&mut mr, &mut sink, false).await {
+        Some(c) => d.record_exit(&id, c),
+        None => d.unwatch(&id),
+    }
+}
+
+/// `POST /containers/{id}/start`.
+pub async fn start(d: &Arc<Daemon>, id: String) -> Result<Response<Body>, ApiError> {
+    let full_id = d
+        .engine({
+            let id = id.clone();
+            move |e| {
+                let r = e.resolve(&id)?;
+                Ok((r.id.clone(), e.state(&r.id).running()))
+            }
+        })
+        .await?;
+    let (cid, running) = full_id;
+    if running {
+        return Ok(empty(StatusCode::NOT_MODIFIED));
+    }
+    let mut pending: Vec<PendingAttach> = d
+        .pending
+        .lock()
+        .ok()
+        .and_then(|mut m| m.remove(&cid))
+        .unwrap_or_default();
+    let first = if pending.is_empty() {
+        None
+    } else {
+        Some(pending.remove(0))
+    };
+    let hello = first.as_ref().map(|p| p.hello).unwrap_or(Hello {
+        stdin: false,
+        stdout: false,
+        stderr: false,
+        rows: 0,
+        cols: 0,
+    });
+    let exe = d.exe.clone();
+    let stream = d
+        .engine({
+            let cid = cid.clone();
+            move |e| Ok(berth_engine::ops::start_attached(e, &cid, &exe, Some(&hello))?)
+        })
+        .await?;
+    dbg_api(&format!(
+        "start {cid}: stream {} first {}",
+        stream.is_some(),
+        first.is_some()
+    ));
+    if let Some(stream) = stream {
+        if let Ok(mut w) = d.watching.lock() {
+            w.insert(cid.clone());
+        }
+        match first {
+            Some(p) => {
+                let (dd, c) = (d.clone(), cid.clone());
+                tokio::spawn(async move {
+                    if let Ok(io) = p.io.await {
+                        bridge(dd, c, io, stream, p.tty, p.hello.stdin).await;
+                    }
+                });
+            }
+            None => {
+                tokio::spawn(observe(d.clone(), cid.clone(), stream));
+            }
+        }
+    }
+    // Further attaches made before the start join the running container.
+    for p in pending {
+        let (dd, c, root) = (d.clone(), cid.clone(), d.root.clone());
+        tokio::spawn(async move {
+            let Ok(io) = p.io.await else { return };
+            let hello = p.hello;
+            let dir = berth_engine::store::Engine::open(&root).map(|e| e.dir(&c));
+            let Ok(dir) = dir else { return };
+            if let Ok(Ok(s)) = tokio::task::spawn_blocking(move || att::connect(&dir, &hello)).await {
+                bridge(dd, c, io, s, p.tty, p.hello.stdin).await;
+            }
+        });
+    }
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// `POST /containers/{id}/stop` and `/restart`.
+pub async fn stop(
+    d: &Arc<Daemon>,
+    req: &Request<Incoming>,
+    id: String,
+    restart: bool,
+) -> Result<Response<Body>, ApiError> {
+    let q = query(req);
+    let t = q
+        .get("t")
+        .and_then(|t| t.parse::<i64>().ok())
+        .map(|t| u64::try_from(t).unwrap_or(0));
+    let signal = q.get("signal").filter(|s| !s.is_empty()).cloned();
+    let was_running = d
+        .engine({
+            let id = id.clone();
+            move |e| {
+                let r = e.resolve(&id)?;
+                let running = e.state(&r.id).running();
+                if running {
+                    berth_engine::ops::stop(e, &r.id, t, signal.as_deref())?;
+                }
+                Ok(running)
+            }
+        })
+        .await?;
+    if restart {
+        return start(d, id).await.map(|_| empty(StatusCode::NO_CONTENT));
+    }
+    Ok(empty(if was_running {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_MODIFIED
+    }))
+}
+
+/// `POST /containers/{id}/kill`.
+pub async fn kill(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
+    let q = query(req);
+    let signal = q
+        .get("signal")
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "KILL".into());
+    d.engine(move |e| {
+        let r = e.resolve(&id)?;
+        if !e.state(&r.id).running() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("Cannot kill container: {id}: Container {} is not running", r.id),
+            ));
+        }
+        Ok(berth_engine::ops::kill(e, &r.id, &signal)?)
+    })
+    .await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// `POST /containers/{id}/wait?condition=not-running|next-exit|removed`.
+pub async fn wait(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
+    let q = query(req);
+    let condition = q.get("condition").cloned().unwrap_or_else(|| "not-running".into());
+    if !["not-running", "next-exit", "removed", ""].contains(&condition.as_str()) {
+        return Err(ApiError::bad(format!("invalid condition: \"{condition}\"")));
+    }
+    let (cid, status, code) = d
+        .engine({
+            let id = id.clone();
+            move |e| {
+                let r = e.resolve(&id)?;
+                let st = e.state(&r.id);
+                Ok((r.id, st.status.clone(), st.exit_code))
+            }
+        })
+        .await?;
+    let running = status == "running" || status == "restarting";
+    if (condition == "not-running" || condition.is_empty()) && !running {
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({"StatusCode": code, "Error": null}),
+        ));
+    }
+    // The headers go out at once (clients start the container only after they have them);
+    // the body follows when the condition is met.
+    let (tx, body) = channel_body();
+    let d = d.clone();
+    tokio::spawn(async move {
+        let c = wait_for(&d, &cid, &condition, &status, code).await;
+        dbg_api(&format!("wait {cid}: {c}"));
+        let _ = tx
+            .send(Bytes::from(format!("{}\n", json!({"StatusCode": c, "Error": null}))))
+            .await;
+    });
+    let mut r = Response::new(body);
+    r.headers_mut()
+        .insert("Content-Type", HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+/// Waits for `condition`; returns the exit code.
+async fn wait_for(d: &Arc<Daemon>, cid: &str, condition: &str, status: &str, code: i32) -> i32 {
+    // An exit newer than this one ends the wait (a container never started has none).
+    let baseline = if status == "created" {
+        0
+    } else {
+        d.last_exit(cid).map_or(0, |(g, _)| g)
+    };
+    loop {
+        let notified = d.exited.notified();
+        let last = d.last_exit(cid);
+        let state = {
+            let cid = cid.to_string();
+            d.engine(move |e| Ok(e.resolve(&cid).ok().map(|r| e.state(&r.id))))
+                .await
+                .ok()
+                .flatten()
+        };
+        let newer = last.filter(|(g, _)| *g > baseline).map(|(_, c)| c);
+        match (&state, condition) {
+            // Removed: its exit code is on its way from the monitor connection.
+            (None, _) if newer.is_none() && d.is_watching(cid) => {}
+            (None, _) => return newer.or(last.map(|(_, c)| c)).unwrap_or(code),
+            (Some(_), "removed") => {}
+            (Some(st), _) => {
+                if let Some(c) = newer {
+                    return c;
+                }
+                // Started and ended elsewhere (the CLI): the state file tells.
+                if st.status == "exited" && status != "exited" && last.is_none() {
+                    return st.exit_code;
+                }
+            }
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
+/// `DELETE /containers/{id}`.
+pub async fn remove(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
+    let q = query(req);
+    let (force, volumes) = (flag(&q, "force"), flag(&q, "v"));
+    d.engine(move |e| {
+        let r = e.resolve(&id)?;
+        if !force && e.state(&r.id).running() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("cannot remove container \"/{}\": container is running: stop the container before removing or force remove", r.name),
+            ));
+        }
+        berth_engine::ops::remove(e, &r.id, force, volumes)?;
+        Ok(())
+    })
+    .await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// A streamed body fed from a channel.
+fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, Body) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let stream = futures_stream(rx);
+    (tx, BodyExt::boxed(StreamBody::new(stream)))
+}
+
+fn futures_stream(
+    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send + Sync + 'static {
+    async_stream(move |cx| rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))))
+}
+
+/// A stream from a poll function.
+fn async_stream<F>(f: F) -> PollStream<F>
+where
+    F: FnMut(&mut std::task::Context<'_>) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>>,
+{
+    PollStream(f)
+}
+
+/// [`async_stream`]'s stream.
+struct PollStream<F>(F);
+
+impl<F> futures_core::Stream for PollStream<F>
+where
+    F: FnMut(&mut std::task::Context<'_>) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> + Unpin,
+{
+    type Item = Result<Frame<Bytes>, std::io::Error>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        (self.0)(cx)
+    }
+}
+
+/// `GET /containers/{id}/logs`.
+pub async fn logs(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
+    let q = query(req);
+    let (out, err, follow, ts) = (
+        flag(&q, "stdout"),
+        flag(&q, "stderr"),
+        flag(&q, "follow"),
+        flag(&q, "timestamps"),
+    );
+    if !out && !err {
+        return Err(ApiError::bad("Bad parameters: you must choose at least one stream"));
+    }
+    let tail: Option<usize> = q.get("tail").filter(|t| *t != "all").and_then(|t| t.parse().ok());
+    let since = q.get("since").and_then(|s| s.parse::<f64>().ok()).filter(|s| *s > 0.0);
+    let until = q.get("until").and_then(|s| s.parse::<f64>().ok()).filter(|s| *s > 0.0);
+    let (cid, dir, tty) = d
+        .engine(move |e| {
+            let r = e.resolve(&id)?;
+            Ok((r.id.clone(), e.dir(&r.id), r.tty))
+        })
+        .await?;
+    let (tx, body) = channel_body();
+    let dd = d.clone();
+    tokio::spawn(async move {
+        let mut sent = 0usize;
+        let mut first = true;
+        loop {
+            let path = dir.join("json.log");
+            let entries = tokio::task::spawn_blocking(move || berth_engine::logs::read_all(&path))
+                .await
+                .unwrap_or_default();
+            let mut pick: Vec<&berth_engine::logs::Entry> = entries[sent.min(entries.len())..]
+                .iter()
+                .filter(|en| (en.stream == "stdout" && out) || (en.stream == "stderr" && err))
+                .filter(|en| {
+                    let t = berth_oci::time::parse_rfc3339_nanos(&en.time)
+                        .map(|n| n as f64 / 1e9)
+                        .unwrap_or(0.0);
+                    since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
+                })
+                .collect();
+            if first {
+                if let Some(n) = tail {
+                    let skip = pick.len().saturating_sub(n);
+                    pick.drain(..skip);
+                }
+                first = false;
+            }
+            sent = entries.len();
+            for en in pick {
+                let mut line = Vec::new();
+                if ts {
+                    line.extend_from_slice(en.time.as_bytes());
+                    line.push(b' ');
+                }
+                line.extend_from_slice(en.log.as_bytes());
+                let chunk = if tty {
+                    line
+                } else {
+                    att::frame(
+                        if en.stream == "stderr" {
+                            att::STDERR
+                        } else {
+                            att::STDOUT
+                        },
+                        &line,
+                    )
+                };
+                if tx.send(Bytes::from(chunk)).await.is_err() {
+                    return;
+                }
+            }
+            if !follow {
+                return;
+            }
+            let running = {
+                let cid = cid.clone();
+                dd.engine(move |e| Ok(e.state(&cid).running())).await.unwrap_or(false)
+            };
+            if !running {
+                // One last read after the exit, then the end.
+                let path = dir.join("json.log");
+                let entries = tokio::task::spawn_blocking(move || berth_engine::logs::read_all(&path))
+                    .await
+                    .unwrap_or_default();
+                for en in entries
+                    .iter()
+                    .skip(sent)
+                    .filter(|en| (en.stream == "stdout" && out) || (en.stream == "stderr" && err))
+                {
+                    let chunk = if tty {
+                        en.log.as_bytes().to_vec()
+                    } else {
+                        att::frame(
+                            if en.stream == "stderr" {
+                                att::STDERR
+                            } else {
+                                att::STDOUT
+                            },
+                            en.log.as_bytes(),
+                        )
+                    };
+                    if tx.send(Bytes::from(chunk)).await.is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut r = Response::new(body);
+    r.headers_mut().insert(
+        "Content-Type",
+        HeaderValue::from_static(if tty {
+            "application/vnd.docker.raw-stream"
+        } else {
+            "application/vnd.docker.multiplexed-stream"
+        }),
+    );
+    Ok(r)
+}
+
+/// `POST /containers/{id}/attach`: the connection is hijacked and bridged to the monitor;
+/// before the container starts, it waits for the start.
+pub async fn attach(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
+    let q = query(&req);
+    let hello = Hello {
+        stdin: flag(&q, "stdin"),
+        stdout: flag(&q, "stdout"),
+        stderr: flag(&q, "stderr"),
+        rows: 0,
+        cols: 0,
+    };
+    let (cid, running, tty, dir) = d
+        .engine(move |e| {
+            let r = e.resolve(&id)?;
+            Ok((r.id.clone(), e.state(&r.id).running(), r.tty, e.dir(&r.id)))
+        })
+        .await?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut req = req;
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if let Ok(io) = upgrade.await {
+            let _ = tx.send(io);
+        }
+    });
+    if running {
+        let (dd, c, h) = (d.clone(), cid.clone(), hello);
+        tokio::spawn(async move {
+            let Ok(io) = rx.await else { return };
+            let h2 = h;
+            if let Ok(Ok(s)) = tokio::task::spawn_blocking(move || att::connect(&dir, &h2)).await {
+                bridge(dd, c, io, s, tty, h.stdin).await;
+            }
+        });
+    } else if let Ok(mut m) = d.pending.lock() {
+        m.entry(cid).or_default().push(PendingAttach { hello, tty, io: rx });
+    }
+    let mut r = Response::new(crate::full(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert("Connection", HeaderValue::from_static("Upgrade"));
+    h.insert("Upgrade", HeaderValue::from_static("tcp"));
+    h.insert(
+        "Content-Type",
+        HeaderValue::from_static(if tty {
+            "application/vnd.docker.raw-stream"
+        } else {
+            "application/vnd.docker.multiplexed-stream"
+        }),
+    );
+    Ok(r)
+}
+
+/// `POST /containers/{id}/resize` (terminal size; accepted).
+pub async fn resize(d: &Arc<Daemon>, id: String) -> Result<Response<Body>, ApiError> {
+    d.engine(move |e| e.resolve(&id).map(|_| ()).map_err(ApiError::from))
+        .await?;
+    Ok(empty(StatusCode::OK))
+}

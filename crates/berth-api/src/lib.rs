@@ -1,0 +1,470 @@
+//! berth-api: `berth daemon`, the Docker Engine API over `berth-engine`, so the `docker` CLI,
+//! docker-compose and the SDKs drive berth unchanged. HTTP/1.1 over a unix socket (hyper on
+//! a small tokio runtime); every route answers with and without the `/vX.YY` prefix. The
+//! engine is synchronous (SQLite, fork/exec), so handlers run it on the blocking pool, each
+//! request over its own engine handle. Containers keep their own monitors: the daemon holds
+//! no container state of its own, so killing it leaves every container running and the
+//! next daemon sees them all (live restore).
+
+pub mod containers;
+pub mod system;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+/// The API version berth speaks (what `/_ping` and `/version` advertise).
+pub const API_VERSION: &str = "1.45";
+/// The oldest API version berth accepts.
+pub const MIN_API_VERSION: &str = "1.24";
+/// The largest request body read into memory (JSON requests).
+pub const MAX_BODY: usize = 16 << 20;
+
+/// A response body: whole, or streamed.
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Errors with the HTTP status Docker gives them.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// The status.
+    pub status: StatusCode,
+    /// Docker's `message`.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with a status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl From<berth_engine::EngineError> for ApiError {
+    fn from(e: berth_engine::EngineError) -> Self {
+        use berth_engine::EngineError as E;
+        let status = match &e {
+            E::NoSuchContainer(_) | E::NoSuchNetwork(_) | E::NoSuchVolume(_) => StatusCode::NOT_FOUND,
+            E::Image(berth_engine::image::ImageError::NotFound(_)) => StatusCode::NOT_FOUND,
+            E::Conflict(_) | E::Image(berth_engine::image::ImageError::Conflict(_)) => StatusCode::CONFLICT,
+            E::Invalid(_) | E::Image(berth_engine::image::ImageError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<berth_engine::image::ImageError> for ApiError {
+    fn from(e: berth_engine::image::ImageError) -> Self {
+        ApiError::from(berth_engine::EngineError::from(e))
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct Daemon {
+    /// The data root.
+    pub root: PathBuf,
+    /// The berth binary (monitors are started from it).
+    pub exe: PathBuf,
+    /// Exit codes seen by the daemon's own connections to monitors, with a generation
+    /// counter per container (`wait?condition=next-exit` waits for a newer one).
+    pub exits: Mutex<HashMap<String, (u64, i32)>>,
+    /// Containers whose monitor connection the daemon holds (an exit code will be recorded
+    /// for them, even after `--rm` removed the record).
+    pub watching: Mutex<std::collections::HashSet<String>>,
+    /// Wakes waiters when an exit is recorded.
+    pub exited: tokio::sync::Notify,
+    /// Attach connections made before their container started (`docker run` attaches
+    /// first, then starts): the start hands the first one to the monitor.
+    pub pending: Mutex<HashMap<String, Vec<containers::PendingAttach>>>,
+}
+
+impl Daemon {
+    /// Records that a container exited with `code`.
+    pub fn record_exit(&self, id: &str, code: i32) {
+        if let Ok(mut w) = self.watching.lock() {
+            w.remove(id);
+        }
+        if let Ok(mut m) = self.exits.lock() {
+            let e = m.entry(id.to_string()).or_insert((0, 0));
+            *e = (e.0 + 1, code);
+        }
+        self.exited.notify_waiters();
+    }
+
+    /// Forgets a monitor connection that ended without an exit code.
+    pub fn unwatch(&self, id: &str) {
+        if let Ok(mut w) = self.watching.lock() {
+            w.remove(id);
+        }
+        self.exited.notify_waiters();
+    }
+
+    /// Whether the daemon holds a monitor connection for a container.
+    pub fn is_watching(&self, id: &str) -> bool {
+        self.watching.lock().is_ok_and(|w| w.contains(id))
+    }
+
+    /// The exit generation and code last recorded for a container.
+    pub fn last_exit(&self, id: &str) -> Option<(u64, i32)> {
+        self.exits.lock().ok().and_then(|m| m.get(id).copied())
+    }
+
+    /// Runs `f` with an engine handle on the blocking pool.
+    pub async fn engine<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&berth_engine::store::Engine) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let e = berth_engine::store::Engine::open(&root)?;
+            f(&e)
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    }
+
+    /// Runs `f` with an engine and an image store on the blocking pool.
+    pub async fn with_images<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&berth_engine::store::Engine, &mut berth_engine::image::store::ImageStore) -> Result<T, ApiError>
+            + Send
+            + 'static,
+    ) -> Result<T, ApiError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let e = berth_engine::store::Engine::open(&root)?;
+            let mut s = berth_engine::image::store::ImageStore::open(&root)?;
+            f(&e, &mut s)
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    }
+}
+
+/// A whole body.
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(full(format!("{v}\n")));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// An empty response.
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    json_response(e.status, &json!({ "message": e.message }))
+}
+
+/// The query string as a map (later keys win).
+pub fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    if let Some(q) = req.uri().query() {
+        for kv in q.split('&').filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            m.insert(percent_decode(k), percent_decode(v));
+        }
+    }
+    m
+}
+
+/// Decodes `%XX` and `+`.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A boolean query parameter as Docker reads them (`1`, `true`, `True`).
+pub fn flag(q: &HashMap<String, String>, k: &str) -> bool {
+    q.get(k)
+        .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True" | "TRUE"))
+}
+
+/// Reads a JSON body (at most [`MAX_BODY`]); an empty body is `null`.
+pub async fn json_body(req: Request<Incoming>) -> Result<Value, ApiError> {
+    let body = read_body(req, MAX_BODY).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("invalid JSON: {e}")))
+}
+
+/// Reads a body up to `limit` bytes.
+pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(req.into_body(), limit);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {limit} bytes"),
+        )),
+        Err(e) => Err(ApiError::bad(format!("reading the request body: {e}"))),
+    }
+}
+
+/// Strips a `/vX.YY` prefix; refuses versions below the minimum.
+fn route_path(path: &str) -> Result<&str, ApiError> {
+    if let Some(rest) = path.strip_prefix("/v") {
+        if let Some(i) = rest.find('/') {
+            let ver = &rest[..i];
+            if ver
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            {
+                let parse = |v: &str| -> (u32, u32) {
+                    let (a, b) = v.split_once('.').unwrap_or((v, "0"));
+                    (a.parse().unwrap_or(0), b.parse().unwrap_or(0))
+                };
+                if parse(ver) < parse(MIN_API_VERSION) {
+                    return Err(ApiError::bad(format!(
+                        "client version {ver} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
+                    )));
+                }
+                if parse(ver) > parse(API_VERSION) {
+                    return Err(ApiError::bad(format!(
+                        "client version {ver} is too new. Maximum supported API version is {API_VERSION}"
+                    )));
+                }
+                return Ok(&rest[i..]);
+            }
+        }
+    }
+    Ok(path)
+}
+
+async fn handle(d: Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    if std::env::var_os("BERTH_API_DEBUG").is_some() {
+        eprintln!("berth-api: {method} {}", req.uri());
+    }
+    let res = match route_path(&path) {
+        Ok(p) => {
+            let segs: Vec<String> = p.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+            route(d, req, &method, &segs).await
+        }
+        Err(e) => Err(e),
+    };
+    let mut resp = match res {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    let h = resp.headers_mut();
+    h.insert("Api-Version", hyper::header::HeaderValue::from_static(API_VERSION));
+    h.insert("Docker-Experimental", hyper::header::HeaderValue::from_static("false"));
+    h.insert("Ostype", hyper::header::HeaderValue::from_static("linux"));
+    h.insert(
+        "Server",
+        hyper::header::HeaderValue::from_static(concat!("berth/", env!("CARGO_PKG_VERSION"), " (linux)")),
+    );
+    Ok(resp)
+}
+
+async fn route(
+    d: Arc<Daemon>,
+    req: Request<Incoming>,
+    m: &Method,
+    segs: &[String],
+) -> Result<Response<Body>, ApiError> {
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    match (m, s.as_slice()) {
+        (&Method::GET | &Method::HEAD, ["_ping"]) => Ok(system::ping(m)),
+        (&Method::GET, ["version"]) => system::version(&d).await,
+        (&Method::GET, ["info"]) => system::info(&d).await,
+        (&Method::GET, ["images", "json"]) => system::images(&d, &req).await,
+        (&Method::GET, ["images", name @ .., "json"]) if !name.is_empty() => {
+            system::image_inspect(&d, name.join("/")).await
+        }
+        (&Method::GET, ["containers", "json"]) => containers::list(&d, &req).await,
+        (&Method::POST, ["containers", "create"]) => containers::create(&d, req).await,
+        (&Method::GET, ["containers", id, "json"]) => containers::inspect(&d, id.to_string()).await,
+        (&Method::POST, ["containers", id, "start"]) => containers::start(&d, id.to_string()).await,
+        (&Method::POST, ["containers", id, "stop"]) => containers::stop(&d, &req, id.to_string(), false).await,
+        (&Method::POST, ["containers", id, "restart"]) => containers::stop(&d, &req, id.to_string(), true).await,
+        (&Method::POST, ["containers", id, "kill"]) => containers::kill(&d, &req, id.to_string()).await,
+        (&Method::POST, ["containers", id, "wait"]) => containers::wait(&d, &req, id.to_string()).await,
+        (&Method::DELETE, ["containers", id]) => containers::remove(&d, &req, id.to_string()).await,
+        (&Method::GET, ["containers", id, "logs"]) => containers::logs(&d, &req, id.to_string()).await,
+        (&Method::POST, ["containers", id, "attach"]) => containers::attach(&d, req, id.to_string()).await,
+        (&Method::POST, ["containers", id, "resize"]) => containers::resize(&d, id.to_string()).await,
+        _ => Err(ApiError::not_found(format!(
+            "page not found: {} {}",
+            m,
+            if s.is_empty() {
+                "/".to_string()
+            } else {
+                format!("/{}", s.join("/"))
+            }
+        ))),
+    }
+}
+
+/// Where the daemon listens: `unix:///path` (TCP needs TLS, which this daemon refuses
+/// rather than serve the API unauthenticated).
+pub fn parse_listen(spec: &str) -> Result<PathBuf, String> {
+    if let Some(p) = spec.strip_prefix("unix://") {
+        if p.is_empty() {
+            return Err("unix:// needs a socket path".into());
+        }
+        return Ok(PathBuf::from(p));
+    }
+    if spec.starts_with("tcp://") {
+        return Err(format!(
+            "{spec}: berth serves the API over TCP only with TLS client verification, which this build does not offer; use unix://"
+        ));
+    }
+    if spec.starts_with('/') {
+        return Ok(PathBuf::from(spec));
+    }
+    Err(format!("{spec}: unix:///path expected"))
+}
+
+/// Gives the socket mode 0660 and the group `berth` when that group exists.
+fn secure_socket(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let gid = groups.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&"berth"))
+            .then(|| f.get(2).and_then(|g| g.parse::<u32>().ok()))
+            .flatten()
+    });
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid))?;
+    }
+    Ok(())
+}
+
+/// Serves the API on `socket` until the process is killed (or SIGTERM/SIGINT, which stop
+/// accepting and return; containers keep running either way).
+pub fn serve(root: &Path, socket: &Path) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("finding the berth binary: {e}"))?;
+    // Make (or migrate) the engine's tables once, before requests race to.
+    berth_engine::store::Engine::open(root).map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    let daemon = Arc::new(Daemon {
+        root: root.to_path_buf(),
+        exe,
+        exits: Mutex::new(HashMap::new()),
+        watching: Mutex::new(std::collections::HashSet::new()),
+        exited: tokio::sync::Notify::new(),
+        pending: Mutex::new(HashMap::new()),
+    });
+    rt.block_on(async move {
+        if let Some(dir) = socket.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        }
+        // A socket left by a daemon that was killed: nobody answers on it.
+        if socket.exists() && std::os::unix::net::UnixStream::connect(socket).is_err() {
+            let _ = std::fs::remove_file(socket);
+        }
+        let listener =
+            tokio::net::UnixListener::bind(socket).map_err(|e| format!("listening on {}: {e}", socket.display()))?;
+        secure_socket(socket).map_err(|e| format!("securing {}: {e}", socket.display()))?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| format!("signals: {e}"))?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(|e| format!("signals: {e}"))?;
+        loop {
+            let conn = tokio::select! {
+                c = listener.accept() => c,
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            };
+            let Ok((stream, _)) = conn else { continue };
+            let d = daemon.clone();
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let svc = hyper::service::service_fn(move |req| handle(d.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+        let _ = std::fs::remove_file(socket);
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_and_paths() {
+        assert_eq!(route_path("/v1.45/containers/json").unwrap(), "/containers/json");
+        assert_eq!(route_path("/v1.24/_ping").unwrap(), "/_ping");
+        assert_eq!(route_path("/_ping").unwrap(), "/_ping");
+        route_path("/v1.12/info").unwrap_err();
+        route_path("/v9.99/info").unwrap_err();
+        assert_eq!(route_path("/volumes").unwrap(), "/volumes");
+        assert_eq!(percent_decode("a%2Fb+c%zz"), "a/b c%zz");
+        assert_eq!(
+            parse_listen("unix:///run/x.sock").unwrap(),
+            PathBuf::from("/run/x.sock")
+        );
+        parse_listen("tcp://0.0.0.0:2375").unwrap_err();
+    }
+}

@@ -1,0 +1,272 @@
+//! `berth daemon` driven by the real `docker` CLI (DOCKER_HOST on berth's socket).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_testutil::{require_root, require_tool, TempDir};
+
+use crate::containers::with_busybox;
+use crate::images::Berth;
+
+/// A berth daemon on a socket of its own; killed by pid on drop.
+struct Daemon {
+    child: Option<Child>,
+    sock: PathBuf,
+    cfg: TempDir,
+    _dir: TempDir,
+}
+
+impl Daemon {
+    fn start(b: &Berth, dir: TempDir) -> Daemon {
+        let sock = dir.path().join("berth.sock");
+        let mut d = Daemon {
+            child: None,
+            sock,
+            cfg: TempDir::new("api-docker-cfg"),
+            _dir: dir,
+        };
+        d.restart(b);
+        d
+    }
+
+    fn restart(&mut self, b: &Berth) {
+        let log = std::fs::File::create(self._dir.path().join("daemon.log")).unwrap();
+        let child = b
+            .cmd(&["daemon", "-H", &format!("unix://{}", self.sock.display())])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.sock).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "the daemon did not listen: {}",
+            std::fs::read_to_string(self._dir.path().join("daemon.log")).unwrap_or_default()
+        );
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        let mut c = Command::new("docker");
+        c.env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.cfg.path())
+            .args(args)
+            .stdin(Stdio::null());
+        // A hung client must not hang the suite.
+        let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let pid = child.id();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let killer = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline && !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        });
+        let _ = child.stdin.take();
+        let out = child.wait_with_output().unwrap();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = killer.join();
+        out
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(
+            o.status.success(),
+            "docker {args:?} failed ({}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[test]
+fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
+    require_root!();
+    require_tool!("docker");
+    let (b, _img) = with_busybox("api-docker");
+    let d = Daemon::start(&b, TempDir::new("api-docker-sock"));
+    // Version negotiation and system info.
+    let v = d.ok(&[
+        "version",
+        "--format",
+        "{{.Server.APIVersion}} {{.Server.Os}} {{.Server.MinAPIVersion}}",
+    ]);
+    assert_eq!(v.trim(), "1.45 linux 1.24");
+    let info = d.ok(&["info", "--format", "{{.Driver}} {{.OSType}} {{.Images}}"]);
+    assert!(info.starts_with("overlay2 linux "), "{info}");
+    assert!(d
+        .ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .lines()
+        .any(|l| l == "bb:1"));
+    assert!(d
+        .ok(&["image", "inspect", "--format", "{{.Id}}", "bb:1"])
+        .starts_with("sha256:"));
+    // Foreground run: output on both streams, exit code, --rm.
+    let o = d.docker(&["run", "--rm", "bb:1", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    assert_eq!(o.status.code(), Some(7), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    assert_eq!(b.ok(&["ps", "-aq"]), "", "--rm left the container");
+    // -e -w -u.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=hi",
+        "-w",
+        "/tmp",
+        "-u",
+        "65534",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo $GREETING $(pwd) $(id -u)",
+    ]);
+    assert_eq!(out, "hi /tmp 65534\n");
+    // Detached: ps, logs, inspect, stop, wait, rm; berth's CLI sees the same container.
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo started; trap 'exit 0' TERM; while true; do sleep 0.1; done",
+    ]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.ok(&["logs", "ticker"]).contains("started") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(d.ok(&["logs", "ticker"]), "started\n");
+    assert!(d
+        .ok(&["ps", "--format", "{{.Names}} {{.State}}"])
+        .lines()
+        .any(|l| l == "ticker running"));
+    assert!(b.ok(&["ps", "--format", "{{.Names}}"]).lines().any(|l| l == "ticker"));
+    assert_eq!(
+        d.ok(&["inspect", "--format", "{{.State.Running}} {{.Name}}", "ticker"])
+            .trim(),
+        "true /ticker"
+    );
+    // The daemon dies (SIGKILL); the container lives on and the next daemon manages it.
+    let mut d = d;
+    d.kill9();
+    assert_eq!(
+        b.ok(&["inspect", "--format", "{{.State.Status}}", "ticker"]).trim(),
+        "running"
+    );
+    d.restart(&b);
+    d.ok(&["stop", "-t", "5", "ticker"]);
+    assert_eq!(d.ok(&["wait", "ticker"]).trim(), "0");
+    assert_eq!(
+        d.ok(&["inspect", "--format", "{{.State.Status}}", "ticker"]).trim(),
+        "exited"
+    );
+    d.ok(&["rm", "ticker"]);
+    // A container berth's CLI made shows through the API.
+    b.ok(&["run", "-d", "--name", "fromcli", "bb:1", "sleep", "100"]);
+    assert!(d.ok(&["ps", "--format", "{{.Names}}"]).lines().any(|l| l == "fromcli"));
+    d.ok(&["kill", "fromcli"]);
+    assert_eq!(d.ok(&["wait", "fromcli"]).trim(), "137");
+    d.ok(&["rm", "-f", "fromcli"]);
+    // Errors keep Docker's shape.
+    let o = d.docker(&["inspect", "nosuch"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("No such"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = d.docker(&["run", "--rm", "nosuch-image:1", "true"]);
+    assert!(!o.status.success());
+}
+
+#[test]
+fn the_api_refuses_bad_requests_and_stays_up() {
+    require_root!();
+    let b = Berth::new("api-bad");
+    let dir = TempDir::new("api-bad-sock");
+    let d = Daemon::start(&b, dir);
+    let send = |raw: &[u8]| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(raw);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let post = |path: &str, body: &str| {
+        send(format!("POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes())
+    };
+    let r = post("/v1.45/containers/create", "{not json");
+    assert!(r.starts_with("HTTP/1.1 400") && r.contains("invalid JSON"), "{r}");
+    let r = post("/containers/create", r#"{"Image": "nosuch:1"}"#);
+    assert!(
+        r.starts_with("HTTP/1.1 404") && r.contains("No such image: nosuch:1"),
+        "{r}"
+    );
+    let r = send(b"GET /v1.45/containers/nosuch/json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(
+        r.starts_with("HTTP/1.1 404") && r.contains(r#""message":"No such container: nosuch""#),
+        "{r}"
+    );
+    let r = send(b"GET /v1.12/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 400") && r.contains("too old"), "{r}");
+    let r = send(b"GET /v1.45/nothing/here HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+    let big = "x".repeat(17 << 20);
+    let r = post("/containers/create", &big);
+    assert!(
+        r.starts_with("HTTP/1.1 413") || r.is_empty(),
+        "{}",
+        &r[..r.len().min(200)]
+    );
+    // Still up, and /_ping answers with and without a version, GET and HEAD.
+    for req in [
+        "GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "HEAD /v1.45/_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ] {
+        let r = send(req.as_bytes());
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        let lower = r.to_ascii_lowercase();
+        for h in [
+            "api-version: 1.45",
+            "ostype: linux",
+            "builder-version: 1",
+            "swarm: inactive",
+            "cache-control: no-cache",
+        ] {
+            assert!(lower.contains(h), "{h} missing: {r}");
+        }
+    }
+}
