@@ -7,6 +7,7 @@
 //! next daemon sees them all (live restore).
 
 pub mod containers;
+pub mod exec;
 pub mod system;
 
 use std::collections::HashMap;
@@ -95,6 +96,8 @@ pub struct Daemon {
     pub watching: Mutex<std::collections::HashSet<String>>,
     /// Wakes waiters when an exit is recorded.
     pub exited: tokio::sync::Notify,
+    /// Exec instances.
+    pub execs: exec::Execs,
     /// Attach connections made before their container started (`docker run` attaches
     /// first, then starts): the start hands the first one to the monitor.
     pub pending: Mutex<HashMap<String, Vec<containers::PendingAttach>>>,
@@ -342,6 +345,10 @@ async fn route(
         (&Method::GET, ["containers", id, "logs"]) => containers::logs(&d, &req, id.to_string()).await,
         (&Method::POST, ["containers", id, "attach"]) => containers::attach(&d, req, id.to_string()).await,
         (&Method::POST, ["containers", id, "resize"]) => containers::resize(&d, id.to_string()).await,
+        (&Method::POST, ["containers", id, "exec"]) => exec::create(&d, req, id.to_string()).await,
+        (&Method::POST, ["exec", id, "start"]) => exec::start(&d, req, id.to_string()).await,
+        (&Method::GET, ["exec", id, "json"]) => exec::inspect(&d, id.to_string()).await,
+        (&Method::POST, ["exec", id, "resize"]) => exec::resize(&d, id.to_string()).await,
         _ => Err(ApiError::not_found(format!(
             "page not found: {} {}",
             m,
@@ -410,6 +417,7 @@ pub fn serve(root: &Path, socket: &Path) -> Result<(), String> {
         watching: Mutex::new(std::collections::HashSet::new()),
         exited: tokio::sync::Notify::new(),
         pending: Mutex::new(HashMap::new()),
+        execs: Mutex::new(HashMap::new()),
     });
     rt.block_on(async move {
         if let Some(dir) = socket.parent() {

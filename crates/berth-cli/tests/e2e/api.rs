@@ -177,6 +177,51 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
             .trim(),
         "true /ticker"
     );
+    // exec: output on both streams, exit code, options, stdin, detached.
+    let o = d.docker(&["exec", "ticker", "sh", "-c", "echo in-exec; echo e >&2; exit 4"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "in-exec\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "e\n");
+    assert_eq!(
+        d.ok(&[
+            "exec",
+            "-u",
+            "65534",
+            "-w",
+            "/tmp",
+            "-e",
+            "V=1",
+            "ticker",
+            "sh",
+            "-c",
+            "echo $(id -u) $(pwd) $V"
+        ]),
+        "65534 /tmp 1\n"
+    );
+    d.ok(&["exec", "-d", "ticker", "touch", "/tmp/detached"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d
+        .docker(&["exec", "ticker", "test", "-e", "/tmp/detached"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "exec -d did not run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = Command::new("docker");
+    c.env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.cfg.path())
+        .args(["exec", "-i", "ticker", "sh", "-c", "tr a-z A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"piped through\n").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "PIPED THROUGH\n");
     // The daemon dies (SIGKILL); the container lives on and the next daemon manages it.
     let mut d = d;
     d.kill9();
