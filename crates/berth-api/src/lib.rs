@@ -8,6 +8,7 @@
 
 pub mod containers;
 pub mod exec;
+pub mod objects;
 pub mod system;
 
 use std::collections::HashMap;
@@ -345,6 +346,20 @@ async fn route(
         (&Method::GET, ["containers", id, "logs"]) => containers::logs(&d, &req, id.to_string()).await,
         (&Method::POST, ["containers", id, "attach"]) => containers::attach(&d, req, id.to_string()).await,
         (&Method::POST, ["containers", id, "resize"]) => containers::resize(&d, id.to_string()).await,
+        (&Method::GET, ["volumes"]) => objects::volumes(&d).await,
+        (&Method::POST, ["volumes", "create"]) => objects::volume_create(&d, req).await,
+        (&Method::POST, ["volumes", "prune"]) => objects::volume_prune(&d).await,
+        (&Method::GET, ["volumes", name]) => objects::volume_inspect(&d, name.to_string()).await,
+        (&Method::DELETE, ["volumes", name]) => objects::volume_remove(&d, name.to_string()).await,
+        (&Method::GET, ["networks"]) => objects::networks(&d).await,
+        (&Method::POST, ["networks", "create"]) => objects::network_create(&d, req).await,
+        (&Method::POST, ["networks", "prune"]) => objects::network_prune(&d, &req).await,
+        (&Method::GET, ["networks", id]) => objects::network_inspect(&d, id.to_string()).await,
+        (&Method::DELETE, ["networks", id]) => objects::network_remove(&d, id.to_string()).await,
+        (&Method::POST, ["networks", id, "connect"]) => objects::network_connect(&d, req, id.to_string(), true).await,
+        (&Method::POST, ["networks", id, "disconnect"]) => {
+            objects::network_connect(&d, req, id.to_string(), false).await
+        }
         (&Method::POST, ["containers", id, "exec"]) => exec::create(&d, req, id.to_string()).await,
         (&Method::POST, ["exec", id, "start"]) => exec::start(&d, req, id.to_string()).await,
         (&Method::GET, ["exec", id, "json"]) => exec::inspect(&d, id.to_string()).await,

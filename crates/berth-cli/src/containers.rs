@@ -1378,22 +1378,6 @@ pub enum VolumeCmd {
     },
 }
 
-fn volume_json(e: &Engine, name: &str) -> Value {
-    let created = std::fs::metadata(e.root.join("volumes").join(name))
-        .and_then(|m| m.modified())
-        .map(berth_image::store::rfc3339)
-        .unwrap_or_default();
-    json!({
-        "CreatedAt": created,
-        "Driver": "local",
-        "Labels": null,
-        "Mountpoint": berth_engine::volumes::data_dir(e, name),
-        "Name": name,
-        "Options": null,
-        "Scope": "local",
-    })
-}
-
 fn anonymous(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -1429,7 +1413,7 @@ pub fn volume(root: &Path, cmd: &VolumeCmd) -> anyhow::Result<()> {
                 if !e.root.join("volumes").join(n).is_dir() {
                     return Err(Exit(1, format!("Error response from daemon: get {n}: no such volume")).into());
                 }
-                out.push(volume_json(&e, n));
+                out.push(berth_engine::inspect::volume_json(&e, n));
             }
             println!("{}", serde_json::to_string_pretty(&out)?);
         }

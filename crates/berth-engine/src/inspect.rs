@@ -564,3 +564,20 @@ pub fn network_json(e: &Engine, n: &crate::networks::Network) -> Value {
         "Labels": n.labels,
     })
 }
+
+/// Docker's JSON for a volume.
+pub fn volume_json(e: &Engine, name: &str) -> Value {
+    let created = std::fs::metadata(e.root.join("volumes").join(name))
+        .and_then(|m| m.modified())
+        .map(berth_image::store::rfc3339)
+        .unwrap_or_default();
+    json!({
+        "CreatedAt": created,
+        "Driver": "local",
+        "Labels": null,
+        "Mountpoint": crate::volumes::data_dir(e, name),
+        "Name": name,
+        "Options": null,
+        "Scope": "local",
+    })
+}

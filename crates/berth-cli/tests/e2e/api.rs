@@ -243,6 +243,67 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
     d.ok(&["kill", "fromcli"]);
     assert_eq!(d.ok(&["wait", "fromcli"]).trim(), "137");
     d.ok(&["rm", "-f", "fromcli"]);
+    // Volumes and networks: a named volume shared by two runs; a user network on which a
+    // container finds another by its alias.
+    assert_eq!(d.ok(&["volume", "create", "apivol"]).trim(), "apivol");
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "apivol:/data",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    assert_eq!(
+        d.ok(&["run", "--rm", "-v", "apivol:/data:ro", "bb:1", "cat", "/data/f"]),
+        "kept\n"
+    );
+    assert!(d
+        .ok(&["volume", "ls", "--format", "{{.Name}}"])
+        .lines()
+        .any(|l| l == "apivol"));
+    assert_eq!(
+        d.ok(&["volume", "inspect", "--format", "{{.Driver}}", "apivol"]).trim(),
+        "local"
+    );
+    let net = format!("apinet{}", b.net);
+    d.ok(&["network", "create", &net]);
+    assert!(d
+        .ok(&["network", "ls", "--format", "{{.Name}}"])
+        .lines()
+        .any(|l| l == net));
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        &net,
+        "--network-alias",
+        "web",
+        "bb:1",
+        "sleep",
+        "100",
+    ]);
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &net,
+        "bb:1",
+        "sh",
+        "-c",
+        "ping -c1 -W2 web >/dev/null && echo reached",
+    ]);
+    assert_eq!(out, "reached\n");
+    let o = d.docker(&["network", "rm", &net]);
+    assert!(!o.status.success(), "a network in use was removed");
+    d.ok(&["rm", "-f", "srv"]);
+    d.ok(&["network", "rm", &net]);
+    d.ok(&["volume", "rm", "apivol"]);
+    assert!(!d.ok(&["volume", "ls", "--format", "{{.Name}}"]).contains("apivol"));
     // Errors keep Docker's shape.
     let o = d.docker(&["inspect", "nosuch"]);
     assert!(!o.status.success());

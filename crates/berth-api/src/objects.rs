@@ -1,0 +1,206 @@
+//! Volumes and networks through the API.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::{empty, flag, json_body, json_response, query, ApiError, Body, Daemon};
+
+/// `GET /volumes`.
+pub async fn volumes(d: &Arc<Daemon>) -> Result<Response<Body>, ApiError> {
+    let v = d
+        .engine(|e| {
+            let list: Vec<Value> = berth_engine::volumes::list(e)?
+                .iter()
+                .map(|n| berth_engine::inspect::volume_json(e, n))
+                .collect();
+            Ok(json!({"Volumes": list, "Warnings": []}))
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+/// `POST /volumes/create`.
+pub async fn volume_create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let body = json_body(req).await?;
+    let driver = body["Driver"].as_str().unwrap_or("local");
+    if !driver.is_empty() && driver != "local" {
+        return Err(ApiError::bad(format!(
+            "volume driver {driver:?} is not supported (only local)"
+        )));
+    }
+    let name = match body["Name"].as_str().filter(|n| !n.is_empty()) {
+        Some(n) => n.to_string(),
+        None => berth_engine::store::new_id().map_err(ApiError::from)?,
+    };
+    let v = d
+        .engine(move |e| {
+            berth_engine::volumes::create(e, &name)?;
+            Ok(berth_engine::inspect::volume_json(e, &name))
+        })
+        .await?;
+    Ok(json_response(StatusCode::CREATED, &v))
+}
+
+/// `GET /volumes/{name}`.
+pub async fn volume_inspect(d: &Arc<Daemon>, name: String) -> Result<Response<Body>, ApiError> {
+    let v = d
+        .engine(move |e| {
+            if !berth_engine::volumes::list(e)?.contains(&name) {
+                return Err(ApiError::not_found(format!("get {name}: no such volume")));
+            }
+            Ok(berth_engine::inspect::volume_json(e, &name))
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+/// `DELETE /volumes/{name}`.
+pub async fn volume_remove(d: &Arc<Daemon>, name: String) -> Result<Response<Body>, ApiError> {
+    d.engine(move |e| {
+        if !berth_engine::volumes::list(e)?.contains(&name) {
+            return Err(ApiError::not_found(format!("get {name}: no such volume")));
+        }
+        Ok(berth_engine::volumes::remove(e, &name)?)
+    })
+    .await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// `POST /volumes/prune`: volumes no container uses.
+pub async fn volume_prune(d: &Arc<Daemon>) -> Result<Response<Body>, ApiError> {
+    let gone = d
+        .engine(|e| {
+            let mut gone = Vec::new();
+            for n in berth_engine::volumes::list(e)? {
+                if berth_engine::volumes::users(e, &n)?.is_empty() && berth_engine::volumes::remove(e, &n).is_ok() {
+                    gone.push(n);
+                }
+            }
+            Ok(gone)
+        })
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"VolumesDeleted": gone, "SpaceReclaimed": 0}),
+    ))
+}
+
+/// `GET /networks`.
+pub async fn networks(d: &Arc<Daemon>) -> Result<Response<Body>, ApiError> {
+    let v = d
+        .engine(|e| {
+            Ok(berth_engine::networks::list(e)?
+                .iter()
+                .map(|n| berth_engine::inspect::network_json(e, n))
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &Value::Array(v)))
+}
+
+/// `GET /networks/{id}`.
+pub async fn network_inspect(d: &Arc<Daemon>, id: String) -> Result<Response<Body>, ApiError> {
+    let v = d
+        .engine(move |e| {
+            let n = berth_engine::networks::get(e, &id)?;
+            Ok(berth_engine::inspect::network_json(e, &n))
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+/// `POST /networks/create`.
+pub async fn network_create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let body = json_body(req).await?;
+    let name = body["Name"].as_str().unwrap_or("").to_string();
+    if name.is_empty() {
+        return Err(ApiError::bad("network name is required"));
+    }
+    let driver = body["Driver"].as_str().unwrap_or("bridge");
+    if !driver.is_empty() && driver != "bridge" {
+        return Err(ApiError::bad(format!(
+            "network driver {driver:?} is not supported (bridge only)"
+        )));
+    }
+    let ipam = body["IPAM"]["Config"]
+        .as_array()
+        .and_then(|a| a.first().cloned())
+        .unwrap_or(Value::Null);
+    let mut o = berth_engine::networks::CreateOptions {
+        name,
+        subnet: ipam["Subnet"].as_str().filter(|s| !s.is_empty()).map(str::to_string),
+        gateway: ipam["Gateway"].as_str().filter(|s| !s.is_empty()).map(str::to_string),
+        internal: body["Internal"].as_bool().unwrap_or(false),
+        ..Default::default()
+    };
+    for (k, v) in body["Labels"].as_object().into_iter().flatten() {
+        o.labels.insert(k.clone(), v.as_str().unwrap_or("").to_string());
+    }
+    let id = d.engine(move |e| Ok(berth_engine::networks::create(e, &o)?.id)).await?;
+    Ok(json_response(StatusCode::CREATED, &json!({"Id": id, "Warning": ""})))
+}
+
+/// `DELETE /networks/{id}`.
+pub async fn network_remove(d: &Arc<Daemon>, id: String) -> Result<Response<Body>, ApiError> {
+    d.engine(move |e| {
+        berth_engine::networks::remove(e, &id)?;
+        Ok(())
+    })
+    .await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// `POST /networks/{id}/connect` and `/disconnect`.
+pub async fn network_connect(
+    d: &Arc<Daemon>,
+    req: Request<Incoming>,
+    id: String,
+    connect: bool,
+) -> Result<Response<Body>, ApiError> {
+    let body = json_body(req).await?;
+    let container = body["Container"].as_str().unwrap_or("").to_string();
+    if container.is_empty() {
+        return Err(ApiError::bad("a container is required"));
+    }
+    let aliases: Vec<String> = body["EndpointConfig"]["Aliases"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let ip = body["EndpointConfig"]["IPAMConfig"]["IPv4Address"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    d.engine(move |e| {
+        if connect {
+            berth_engine::networks::connect(e, &id, &container, &aliases, ip.as_deref())?;
+        } else {
+            berth_engine::networks::disconnect(e, &id, &container)?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(empty(StatusCode::OK))
+}
+
+/// `POST /networks/prune`: user networks without containers.
+pub async fn network_prune(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let _ = flag(&query(req), "all");
+    let gone = d
+        .engine(|e| {
+            let mut gone = Vec::new();
+            for n in berth_engine::networks::list(e)? {
+                if ["bridge", "host", "none"].contains(&n.name.as_str()) {
+                    continue;
+                }
+                if berth_engine::networks::remove(e, &n.name).is_ok() {
+                    gone.push(n.name);
+                }
+            }
+            Ok(gone)
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &json!({ "NetworksDeleted": gone })))
+}
