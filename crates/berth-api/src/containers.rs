@@ -696,7 +696,7 @@ pub async fn remove(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Res
 }
 
 /// A streamed body fed from a channel.
-fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, Body) {
+pub(crate) fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, Body) {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     let stream = futures_stream(rx);
     (tx, BodyExt::boxed(StreamBody::new(stream)))

@@ -8,6 +8,7 @@
 
 pub mod containers;
 pub mod exec;
+pub mod more;
 pub mod objects;
 pub mod system;
 
@@ -346,6 +347,14 @@ async fn route(
         (&Method::GET, ["containers", id, "logs"]) => containers::logs(&d, &req, id.to_string()).await,
         (&Method::POST, ["containers", id, "attach"]) => containers::attach(&d, req, id.to_string()).await,
         (&Method::POST, ["containers", id, "resize"]) => containers::resize(&d, id.to_string()).await,
+        (&Method::GET, ["containers", id, "top"]) => more::top(&d, id.to_string()).await,
+        (&Method::GET, ["containers", id, "stats"]) => more::stats(&d, &req, id.to_string()).await,
+        (&Method::POST, ["images", name @ .., "tag"]) if !name.is_empty() => more::tag(&d, &req, name.join("/")).await,
+        (&Method::DELETE, ["images", name @ ..]) if !name.is_empty() => {
+            more::image_remove(&d, &req, name.join("/")).await
+        }
+        (&Method::GET, ["system", "df"]) => more::df(&d).await,
+        (&Method::GET, ["events"]) => more::events(&req).await,
         (&Method::GET, ["volumes"]) => objects::volumes(&d).await,
         (&Method::POST, ["volumes", "create"]) => objects::volume_create(&d, req).await,
         (&Method::POST, ["volumes", "prune"]) => objects::volume_prune(&d).await,

@@ -72,6 +72,20 @@ pub async fn images(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response
     let q = query(req);
     // `all` would add intermediate images; berth keeps none (its build cache is not images).
     let _all = crate::flag(&q, "all");
+    let filters: Value = q
+        .get("filters")
+        .filter(|f| !f.is_empty())
+        .map(|f| serde_json::from_str(f).map_err(|e| ApiError::bad(format!("invalid filters: {e}"))))
+        .transpose()?
+        .unwrap_or(Value::Null);
+    let list = |k: &str| -> Vec<String> {
+        match &filters[k] {
+            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            Value::Object(o) => o.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    };
+    let (refs, dangling) = (list("reference"), list("dangling"));
     let v = d
         .with_images(move |_, s| {
             let mut out = Vec::new();
@@ -87,7 +101,20 @@ pub async fn images(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok())
                     .unwrap_or(Value::Null);
-                let tags: Vec<String> = img.tags.iter().map(|t| t.familiar()).collect();
+                let mut tags: Vec<String> = img.tags.iter().map(|t| t.familiar()).collect();
+                if !refs.is_empty() {
+                    // As dockerd: only the matching tags are listed.
+                    tags.retain(|t| {
+                        let repo = t.rsplit_once(':').map_or(t.as_str(), |(r, _)| r);
+                        refs.iter().any(|r| r == t || r == repo)
+                    });
+                    if tags.is_empty() {
+                        continue;
+                    }
+                }
+                if dangling.iter().any(|v| v == "true" || v == "1") && !tags.is_empty() {
+                    continue;
+                }
                 out.push(json!({
                     "Id": img.row.id,
                     "ParentId": "",

@@ -1233,21 +1233,10 @@ pub fn pause(root: &Path, a: &ContainersArgs, paused: bool) -> anyhow::Result<()
 /// `top`: the container's processes as `ps -f` shows them on the host.
 pub fn top(root: &Path, a: &ContainersArgs) -> anyhow::Result<()> {
     let e = engine(root)?;
-    let pids = ops::pids(&e, &a.containers[0]).map_err(|err| Exit(1, format!("Error response from daemon: {err}")))?;
-    let list = pids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
-    let o = std::process::Command::new("ps")
-        .args(["-o", "uid,pid,ppid,c,stime,tty,time,cmd", "-p", &list])
-        .output()
-        .context("running ps")?;
-    let text = String::from_utf8_lossy(&o.stdout);
-    let lines: Vec<Vec<String>> = text
-        .lines()
-        .map(|l| {
-            let mut cols: Vec<String> = l.split_whitespace().take(7).map(str::to_string).collect();
-            cols.push(l.split_whitespace().skip(7).collect::<Vec<_>>().join(" "));
-            cols
-        })
-        .collect();
+    let (titles, rows) = berth_engine::inspect::top(&e, &a.containers[0])
+        .map_err(|err| Exit(1, format!("Error response from daemon: {err}")))?;
+    let mut lines = vec![titles];
+    lines.extend(rows);
     print!("{}", table(&lines));
     Ok(())
 }
@@ -1489,26 +1478,6 @@ pub struct StatsArgs {
     pub format: Option<String>,
 }
 
-/// One sample of a container's usage: (cpu ns, memory bytes, memory limit, pids).
-fn sample(e: &Engine, id: &str) -> Option<(u64, u64, u64, u64)> {
-    let r = e.resolve(id).ok()?;
-    let v = e.rt(&r).ok()?.stats(&r.id, &e.dir(&r.id)).ok()?;
-    let d = &v["data"];
-    let limit = d["memory"]["usage"]["limit"].as_u64().unwrap_or(0);
-    let host = berth_engine::inspect::host_memory();
-    let limit = if limit == 0 || limit > host { host } else { limit };
-    let cache = d["memory"]["raw"]["total_inactive_file"].as_u64().unwrap_or(0);
-    Some((
-        d["cpu"]["usage"]["total"].as_u64().unwrap_or(0),
-        d["memory"]["usage"]["usage"]
-            .as_u64()
-            .unwrap_or(0)
-            .saturating_sub(cache),
-        limit,
-        d["pids"]["current"].as_u64().unwrap_or(0),
-    ))
-}
-
 /// `stats`: CPU, memory and pids of running containers (`--no-stream`: one reading).
 pub fn stats(root: &Path, a: &StatsArgs) -> anyhow::Result<()> {
     let e = engine(root)?;
@@ -1521,13 +1490,13 @@ pub fn stats(root: &Path, a: &StatsArgs) -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?
     };
     loop {
-        let first: Vec<_> = recs.iter().map(|r| sample(&e, &r.id)).collect();
+        let first: Vec<_> = recs.iter().map(|r| berth_engine::inspect::sample(&e, &r.id)).collect();
         let t0 = std::time::Instant::now();
         std::thread::sleep(Duration::from_millis(500));
         let elapsed = t0.elapsed().as_nanos() as f64;
         let mut rows = Vec::new();
         for (r, s1) in recs.iter().zip(first) {
-            let s2 = sample(&e, &r.id);
+            let s2 = berth_engine::inspect::sample(&e, &r.id);
             let (cpu, mem, limit, pids) = match (s1, s2) {
                 (Some(a1), Some(a2)) => {
                     #[allow(clippy::cast_precision_loss)]

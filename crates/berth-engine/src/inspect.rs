@@ -581,3 +581,41 @@ pub fn volume_json(e: &Engine, name: &str) -> Value {
         "Scope": "local",
     })
 }
+
+/// One sample of a container's usage: (cpu ns, memory bytes, memory limit, pids).
+pub fn sample(e: &Engine, id: &str) -> Option<(u64, u64, u64, u64)> {
+    let r = e.resolve(id).ok()?;
+    let v = e.rt(&r).ok()?.stats(&r.id, &e.dir(&r.id)).ok()?;
+    let d = &v["data"];
+    let limit = d["memory"]["usage"]["limit"].as_u64().unwrap_or(0);
+    let host = host_memory();
+    let limit = if limit == 0 || limit > host { host } else { limit };
+    let cache = d["memory"]["raw"]["total_inactive_file"].as_u64().unwrap_or(0);
+    Some((
+        d["cpu"]["usage"]["total"].as_u64().unwrap_or(0),
+        d["memory"]["usage"]["usage"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(cache),
+        limit,
+        d["pids"]["current"].as_u64().unwrap_or(0),
+    ))
+}
+
+/// `top`: `ps` columns for the container's processes (Docker's default titles).
+pub fn top(e: &Engine, id: &str) -> crate::Result<(Vec<String>, Vec<Vec<String>>)> {
+    let pids = crate::ops::pids(e, id)?;
+    let list = pids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    let o = std::process::Command::new("ps")
+        .args(["-o", "uid,pid,ppid,c,stime,tty,time,cmd", "-p", &list])
+        .output()
+        .map_err(crate::io_err("running", "ps"))?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mut lines = text.lines().map(|l| {
+        let mut cols: Vec<String> = l.split_whitespace().take(7).map(str::to_string).collect();
+        cols.push(l.split_whitespace().skip(7).collect::<Vec<_>>().join(" "));
+        cols
+    });
+    let titles = lines.next().unwrap_or_default();
+    Ok((titles, lines.collect()))
+}

@@ -222,6 +222,18 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
     }
     let o = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "PIPED THROUGH\n");
+    // top, stats, tag, rmi, system df.
+    assert!(d.ok(&["top", "ticker"]).lines().next().unwrap().contains("PID"));
+    let st = d.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "ticker"]);
+    assert!(st.starts_with("ticker "), "{st}");
+    d.ok(&["tag", "bb:1", "retagged:2"]);
+    assert_eq!(
+        d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}", "retagged"])
+            .trim(),
+        "retagged:2"
+    );
+    assert!(d.ok(&["rmi", "retagged:2"]).contains("Untagged: retagged:2"));
+    assert!(d.ok(&["system", "df"]).contains("Images"));
     // The daemon dies (SIGKILL); the container lives on and the next daemon manages it.
     let mut d = d;
     d.kill9();

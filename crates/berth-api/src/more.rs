@@ -1,0 +1,237 @@
+//! `top`, `stats`, image tag and delete, `/system/df` and `/events`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::containers::channel_body;
+use crate::{empty, flag, json_response, query, ApiError, Body, Daemon};
+
+/// `GET /containers/{id}/top`.
+pub async fn top(d: &Arc<Daemon>, id: String) -> Result<Response<Body>, ApiError> {
+    let (titles, rows) = d
+        .engine(move |e| {
+            let r = e.resolve(&id)?;
+            if !e.state(&r.id).running() {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("Container {} is not running", r.id),
+                ));
+            }
+            Ok(berth_engine::inspect::top(e, &r.id)?)
+        })
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"Titles": titles, "Processes": rows}),
+    ))
+}
+
+fn stats_json(
+    id: &str,
+    name: &str,
+    now: (u64, u64, u64, u64),
+    pre: (u64, u64, u64, u64),
+    sys: (u64, u64),
+    ncpu: usize,
+) -> Value {
+    let (cpu, mem, limit, pids) = now;
+    json!({
+        "read": berth_oci::time::now(),
+        "preread": berth_oci::time::now(),
+        "id": id,
+        "name": format!("/{name}"),
+        "pids_stats": {"current": pids},
+        "blkio_stats": {"io_service_bytes_recursive": null, "io_serviced_recursive": null},
+        "num_procs": 0,
+        "storage_stats": {},
+        "cpu_stats": {"cpu_usage": {"total_usage": cpu, "usage_in_kernelmode": 0, "usage_in_usermode": cpu},
+            "system_cpu_usage": sys.1, "online_cpus": ncpu, "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}},
+        "precpu_stats": {"cpu_usage": {"total_usage": pre.0, "usage_in_kernelmode": 0, "usage_in_usermode": pre.0},
+            "system_cpu_usage": sys.0, "online_cpus": ncpu, "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}},
+        "memory_stats": {"usage": mem, "limit": limit, "stats": {}},
+        "networks": {}
+    })
+}
+
+/// The host's CPU time in nanoseconds, as dockerd computes `system_cpu_usage`.
+fn system_cpu() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .take(7)
+                .filter_map(|x| x.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    ticks.saturating_mul(10_000_000)
+}
+
+/// `GET /containers/{id}/stats` (`stream=false` for one reading).
+pub async fn stats(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
+    let q = query(req);
+    let stream = !q.get("stream").is_some_and(|v| v == "0" || v == "false");
+    let one_shot = flag(&q, "one-shot");
+    let (cid, name) = d
+        .engine(move |e| {
+            let r = e.resolve(&id)?;
+            Ok((r.id.clone(), r.name.clone()))
+        })
+        .await?;
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let sample = |d: Arc<Daemon>, cid: String| async move {
+        d.engine(move |e| Ok(berth_engine::inspect::sample(e, &cid).unwrap_or((0, 0, 0, 0))))
+            .await
+            .unwrap_or((0, 0, 0, 0))
+    };
+    if !stream {
+        let pre = sample(d.clone(), cid.clone()).await;
+        let s0 = system_cpu();
+        if !one_shot {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let now = sample(d.clone(), cid.clone()).await;
+        let v = stats_json(&cid, &name, now, pre, (s0, system_cpu()), ncpu);
+        return Ok(json_response(StatusCode::OK, &v));
+    }
+    let (tx, body) = channel_body();
+    let dd = d.clone();
+    tokio::spawn(async move {
+        let mut pre = sample(dd.clone(), cid.clone()).await;
+        let mut s0 = system_cpu();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = sample(dd.clone(), cid.clone()).await;
+            let s1 = system_cpu();
+            let v = stats_json(&cid, &name, now, pre, (s0, s1), ncpu);
+            if tx.send(Bytes::from(format!("{v}\n"))).await.is_err() {
+                return;
+            }
+            pre = now;
+            s0 = s1;
+        }
+    });
+    let mut r = Response::new(body);
+    r.headers_mut()
+        .insert("Content-Type", HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+/// `POST /images/{name}/tag?repo=&tag=`.
+pub async fn tag(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Result<Response<Body>, ApiError> {
+    let q = query(req);
+    let repo = q.get("repo").cloned().unwrap_or_default();
+    if repo.is_empty() {
+        return Err(ApiError::bad("repository name (repo) is required"));
+    }
+    let target = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{repo}:{t}"),
+        None => repo,
+    };
+    d.with_images(move |_, s| {
+        s.resolve(&name)
+            .map_err(|_| ApiError::not_found(format!("No such image: {name}")))?;
+        s.tag(&name, &target)?;
+        Ok(())
+    })
+    .await?;
+    Ok(empty(StatusCode::CREATED))
+}
+
+/// `DELETE /images/{name}`.
+pub async fn image_remove(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Result<Response<Body>, ApiError> {
+    let force = flag(&query(req), "force");
+    let out = d
+        .with_images(move |_, s| {
+            s.resolve(&name)
+                .map_err(|_| ApiError::not_found(format!("No such image: {name}")))?;
+            let done = s.remove(&name, force)?;
+            Ok(done
+                .into_iter()
+                .map(|r| match r {
+                    berth_engine::image::store::Removed::Untagged(t) => json!({"Untagged": t}),
+                    berth_engine::image::store::Removed::Deleted(id) => json!({"Deleted": id}),
+                })
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &Value::Array(out)))
+}
+
+/// `GET /system/df`.
+pub async fn df(d: &Arc<Daemon>) -> Result<Response<Body>, ApiError> {
+    let v = d
+        .with_images(|e, s| {
+            let snaps: std::collections::HashMap<String, i64> = s.db.snapshot_sizes()?.into_iter().collect();
+            let total: i64 = snaps.values().sum();
+            let mut images = Vec::new();
+            for img in s.list()? {
+                let users = s.db.users_of(&img.row.id)?.len();
+                images.push(json!({
+                    "Id": img.row.id, "ParentId": "", "RepoTags": img.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
+                    "RepoDigests": img.digests.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
+                    "Created": img.row.created.as_deref().and_then(berth_oci::time::parse_rfc3339).unwrap_or(0),
+                    "Size": img.row.size, "SharedSize": 0, "VirtualSize": img.row.size, "Labels": null, "Containers": users,
+                }));
+            }
+            let mut containers = Vec::new();
+            for r in e.all()? {
+                let st = e.state(&r.id);
+                containers.push(json!({
+                    "Id": r.id, "Names": [format!("/{}", r.name)], "Image": r.image_name, "ImageID": r.image_id,
+                    "Command": std::iter::once(r.path.clone()).chain(r.args.iter().cloned()).collect::<Vec<_>>().join(" "),
+                    "Created": berth_oci::time::parse_rfc3339(&r.created).unwrap_or(0),
+                    "State": st.status, "Status": berth_engine::inspect::status_text(&st),
+                    "SizeRw": 0, "SizeRootFs": 0, "Labels": r.labels, "Mounts": [], "Ports": [],
+                }));
+            }
+            let mut volumes = Vec::new();
+            for n in berth_engine::volumes::list(e)? {
+                let mut v = berth_engine::inspect::volume_json(e, &n);
+                let refs = berth_engine::volumes::users(e, &n)?.len();
+                v["UsageData"] = json!({"Size": -1, "RefCount": refs});
+                volumes.push(v);
+            }
+            Ok(json!({
+                "LayersSize": total,
+                "Images": images,
+                "Containers": containers,
+                "Volumes": volumes,
+                "BuildCache": [],
+            }))
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+/// `GET /events`: berth records no event log yet; a bounded request (`until`) gets an
+/// empty answer at once, an open one a stream that stays open (with nothing in it) until
+/// the client leaves.
+pub async fn events(req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let q = query(req);
+    let (tx, body) = channel_body();
+    if q.get("until").is_none_or(|u| u.is_empty()) {
+        tokio::spawn(async move {
+            // Hold the sender so the stream stays open; end when the client is gone.
+            while !tx.is_closed() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    } else {
+        drop(tx);
+    }
+    let mut r = Response::new(body);
+    r.headers_mut()
+        .insert("Content-Type", HeaderValue::from_static("application/json"));
+    Ok(r)
+}
