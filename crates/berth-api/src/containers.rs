@@ -844,14 +844,7 @@ pub async fn logs(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Resul
         }
     });
     let mut r = Response::new(body);
-    r.headers_mut().insert(
-        "Content-Type",
-        HeaderValue::from_static(if tty {
-            "application/vnd.docker.raw-stream"
-        } else {
-            "application/vnd.docker.multiplexed-stream"
-        }),
-    );
+    r.headers_mut().insert("Content-Type", crate::stream_type(tty));
     Ok(r)
 }
 
@@ -892,20 +885,7 @@ pub async fn attach(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Resu
     } else if let Ok(mut m) = d.pending.lock() {
         m.entry(cid).or_default().push(PendingAttach { hello, tty, io: rx });
     }
-    let mut r = Response::new(crate::full(Bytes::new()));
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert("Connection", HeaderValue::from_static("Upgrade"));
-    h.insert("Upgrade", HeaderValue::from_static("tcp"));
-    h.insert(
-        "Content-Type",
-        HeaderValue::from_static(if tty {
-            "application/vnd.docker.raw-stream"
-        } else {
-            "application/vnd.docker.multiplexed-stream"
-        }),
-    );
-    Ok(r)
+    Ok(crate::hijacked(tty))
 }
 
 /// `POST /containers/{id}/resize` (terminal size; accepted).

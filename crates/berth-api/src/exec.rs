@@ -7,9 +7,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use berth_engine::attach as att;
-use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -52,14 +50,8 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Resu
     }
     let cid = d
         .engine(move |e| {
-            let r = e.resolve(&id)?;
-            if !e.state(&r.id).running() {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    format!("Container {} is not running", r.id),
-                ));
-            }
-            Ok(r.id)
+            let rid = crate::running_id(e, &id)?;
+            Ok(rid)
         })
         .await?;
     let exec_id = berth_engine::store::new_id().map_err(ApiError::from)?;
@@ -247,20 +239,7 @@ pub async fn start(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Resul
         input.abort();
         let _ = cw.lock().await.shutdown().await;
     });
-    let mut r = Response::new(crate::full(Bytes::new()));
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert("Connection", HeaderValue::from_static("Upgrade"));
-    h.insert("Upgrade", HeaderValue::from_static("tcp"));
-    h.insert(
-        "Content-Type",
-        HeaderValue::from_static(if tty {
-            "application/vnd.docker.raw-stream"
-        } else {
-            "application/vnd.docker.multiplexed-stream"
-        }),
-    );
-    Ok(r)
+    Ok(crate::hijacked(tty))
 }
 
 /// `POST /exec/{id}/resize` (accepted).

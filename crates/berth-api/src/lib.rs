@@ -191,6 +191,38 @@ pub fn empty(status: StatusCode) -> Response<Body> {
     r
 }
 
+/// The content type of a container's stream: raw with a terminal, else multiplexed.
+pub fn stream_type(tty: bool) -> hyper::header::HeaderValue {
+    hyper::header::HeaderValue::from_static(if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    })
+}
+
+/// `101 Switching Protocols` to a raw TCP stream, as dockerd answers attach and exec start.
+pub fn hijacked(tty: bool) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert("Connection", hyper::header::HeaderValue::from_static("Upgrade"));
+    h.insert("Upgrade", hyper::header::HeaderValue::from_static("tcp"));
+    h.insert("Content-Type", stream_type(tty));
+    r
+}
+
+/// Resolves a container that must be running (Docker's 409 otherwise); returns its id.
+pub fn running_id(e: &berth_engine::store::Engine, id: &str) -> Result<String, ApiError> {
+    let r = e.resolve(id)?;
+    if !e.state(&r.id).running() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("Container {} is not running", r.id),
+        ));
+    }
+    Ok(r.id)
+}
+
 fn error_response(e: &ApiError) -> Response<Body> {
     json_response(e.status, &json!({ "message": e.message }))
 }

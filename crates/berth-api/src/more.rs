@@ -16,14 +16,8 @@ use crate::{empty, flag, json_response, query, ApiError, Body, Daemon};
 pub async fn top(d: &Arc<Daemon>, id: String) -> Result<Response<Body>, ApiError> {
     let (titles, rows) = d
         .engine(move |e| {
-            let r = e.resolve(&id)?;
-            if !e.state(&r.id).running() {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    format!("Container {} is not running", r.id),
-                ));
-            }
-            Ok(berth_engine::inspect::top(e, &r.id)?)
+            let rid = crate::running_id(e, &id)?;
+            Ok(berth_engine::inspect::top(e, &rid)?)
         })
         .await?;
     Ok(json_response(
