@@ -364,6 +364,11 @@ async fn route(
         (&Method::GET, ["version"]) => system::version(&d).await,
         (&Method::GET, ["info"]) => system::info(&d).await,
         (&Method::GET, ["images", "json"]) => system::images(&d, &req).await,
+        (&Method::GET, ["images", "get"]) => more::save(&d, &req, None).await,
+        (&Method::POST, ["images", "load"]) => more::load(&d, req).await,
+        (&Method::GET, ["images", name @ .., "get"]) if !name.is_empty() => {
+            more::save(&d, &req, Some(name.join("/"))).await
+        }
         (&Method::GET, ["images", name @ .., "json"]) if !name.is_empty() => {
             system::image_inspect(&d, name.join("/")).await
         }

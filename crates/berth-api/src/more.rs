@@ -229,3 +229,130 @@ pub async fn events(req: &Request<Incoming>) -> Result<Response<Body>, ApiError>
         .insert("Content-Type", HeaderValue::from_static("application/json"));
     Ok(r)
 }
+
+/// Every value of a repeated query parameter (`names=a&names=b`).
+fn all_values(req: &Request<Incoming>, key: &str) -> Vec<String> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| crate::percent_decode(k) == key)
+        .map(|(_, v)| crate::percent_decode(v))
+        .collect()
+}
+
+/// `GET /images/get?names=...` and `GET /images/{name}/get`: a `docker save` archive.
+pub async fn save(d: &Arc<Daemon>, req: &Request<Incoming>, name: Option<String>) -> Result<Response<Body>, ApiError> {
+    let names = match name {
+        Some(n) => vec![n],
+        None => all_values(req, "names"),
+    };
+    if names.is_empty() {
+        return Err(ApiError::bad("no image names given"));
+    }
+    let tmp = d.root.join("tmp").join(format!(
+        "save-{}",
+        berth_engine::store::new_id().map_err(ApiError::from)?
+    ));
+    let path = tmp.clone();
+    d.with_images(move |_, s| {
+        for n in &names {
+            s.resolve(n)
+                .map_err(|_| ApiError::not_found(format!("reference does not exist: {n}")))?;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        }
+        let mut f = std::fs::File::create(&path)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        berth_engine::image::archive::save(s, &names, berth_engine::image::archive::Format::Docker, &mut f)?;
+        Ok(())
+    })
+    .await
+    .inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    let (tx, body) = channel_body();
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        if let Ok(mut f) = tokio::fs::File::open(&tmp).await {
+            // Unlinked at once: the open file is all that is left of it.
+            let _ = tokio::fs::remove_file(&tmp).await;
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                match f.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let mut r = Response::new(body);
+    r.headers_mut()
+        .insert("Content-Type", HeaderValue::from_static("application/x-tar"));
+    Ok(r)
+}
+
+/// `POST /images/load`: a `docker save` or OCI archive in the body (spooled to a file, any
+/// size); answers with Docker's JSON progress lines.
+pub async fn load(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+    let quiet = flag(&query(&req), "quiet");
+    let tmp = d.root.join("tmp").join(format!(
+        "load-{}",
+        berth_engine::store::new_id().map_err(ApiError::from)?
+    ));
+    if let Some(dir) = tmp.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    }
+    let mut f = tokio::fs::File::create(&tmp)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut body = req.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(ApiError::bad(format!("reading the archive: {e}")));
+            }
+        };
+        if let Some(data) = frame.data_ref() {
+            if let Err(e) = f.write_all(data).await {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
+            }
+        }
+    }
+    drop(f);
+    let path = tmp.clone();
+    let res = d
+        .with_images(move |_, s| {
+            let mut f = std::fs::File::open(&path)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            Ok(berth_engine::image::archive::load(s, &mut f)?)
+        })
+        .await;
+    let _ = tokio::fs::remove_file(&tmp).await;
+    let lines = res?;
+    let mut out = String::new();
+    for l in lines {
+        if !quiet || !l.is_empty() {
+            out.push_str(&json!({ "stream": format!("{l}\n") }).to_string());
+            out.push('\n');
+        }
+    }
+    let mut r = Response::new(crate::full(out));
+    r.headers_mut()
+        .insert("Content-Type", HeaderValue::from_static("application/json"));
+    Ok(r)
+}

@@ -234,6 +234,17 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
     );
     assert!(d.ok(&["rmi", "retagged:2"]).contains("Untagged: retagged:2"));
     assert!(d.ok(&["system", "df"]).contains("Images"));
+    // save and load round-trip an image through the API.
+    let dir = TempDir::new("api-save");
+    let tar = dir.path().join("img.tar");
+    d.ok(&["tag", "bb:1", "saved:1"]);
+    d.ok(&["save", "-o", tar.to_str().unwrap(), "saved:1"]);
+    d.ok(&["rmi", "saved:1"]);
+    assert!(d
+        .ok(&["load", "-i", tar.to_str().unwrap()])
+        .contains("Loaded image: saved:1"));
+    assert_eq!(d.ok(&["run", "--rm", "saved:1", "echo", "loaded"]), "loaded\n");
+    d.ok(&["rmi", "saved:1"]);
     // The daemon dies (SIGKILL); the container lives on and the next daemon manages it.
     let mut d = d;
     d.kill9();
