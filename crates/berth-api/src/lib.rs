@@ -6,6 +6,7 @@
 //! no container state of its own, so killing it leaves every container running and the
 //! next daemon sees them all (live restore).
 
+pub mod archive;
 pub mod containers;
 pub mod exec;
 pub mod more;
@@ -384,6 +385,8 @@ async fn route(
         (&Method::GET, ["containers", id, "logs"]) => containers::logs(&d, &req, id.to_string()).await,
         (&Method::POST, ["containers", id, "attach"]) => containers::attach(&d, req, id.to_string()).await,
         (&Method::POST, ["containers", id, "resize"]) => containers::resize(&d, id.to_string()).await,
+        (&Method::GET | &Method::HEAD, ["containers", id, "archive"]) => archive::get(&d, &req, id.to_string()).await,
+        (&Method::PUT, ["containers", id, "archive"]) => archive::put(&d, req, id.to_string()).await,
         (&Method::GET, ["containers", id, "top"]) => more::top(&d, id.to_string()).await,
         (&Method::GET, ["containers", id, "stats"]) => more::stats(&d, &req, id.to_string()).await,
         (&Method::POST, ["images", name @ .., "tag"]) if !name.is_empty() => more::tag(&d, &req, name.join("/")).await,

@@ -36,6 +36,44 @@ fn with_rootfs<T>(engine: &Engine, id: &str, f: impl FnOnce(&Path) -> Result<T>)
     res
 }
 
+/// What `stat` says of a path in the container (the final symlink not followed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathStat {
+    /// Permission bits with the file type (`st_mode`).
+    pub mode: u32,
+    /// Size in bytes.
+    pub size: i64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// A symlink's target.
+    pub link: String,
+}
+
+/// Stats `path` inside the container, confined to its root.
+pub fn stat(engine: &Engine, id: &str, path: &str) -> Result<PathStat> {
+    with_rootfs(engine, id, |rootfs| {
+        let root = safepath::open_root(rootfs).map_err(|e| err("opening", &rootfs.display().to_string(), e))?;
+        // The root itself is `.` to openat2.
+        let rel = if path.trim_matches('/').is_empty() { "." } else { path };
+        let fd = safepath::resolve(root.as_fd(), Path::new(rel), true)
+            .map_err(|e| err("Could not find the file", path, format!("in container {id}: {e}")))?;
+        let st = nix::sys::stat::fstat(&fd).map_err(|e| err("stat", path, e))?;
+        let link = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            nix::fcntl::readlinkat(&fd, "")
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(PathStat {
+            mode: st.st_mode,
+            size: st.st_size,
+            mtime: st.st_mtime,
+            link,
+        })
+    })
+}
+
 /// Copies `src` (a path in the container) to `dest` on the host, Docker's way: into `dest`
 /// when it is an existing directory, else as `dest`.
 pub fn copy_out(engine: &Engine, id: &str, src: &str, dest: &Path) -> Result<()> {

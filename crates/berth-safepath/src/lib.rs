@@ -158,9 +158,16 @@ pub fn clean(p: &str) -> String {
 }
 
 fn relative(path: &Path) -> PathBuf {
-    path.components()
+    let rel: PathBuf = path
+        .components()
         .filter(|c| !matches!(c, Component::RootDir | Component::Prefix(_)))
-        .collect()
+        .collect();
+    // The root itself ("/" or ""): openat2 wants "." for it.
+    if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel
+    }
 }
 
 /// The userspace confined walk: one component at a time with `O_NOFOLLOW`, symlinks read and

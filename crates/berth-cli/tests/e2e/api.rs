@@ -222,6 +222,26 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
     }
     let o = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "PIPED THROUGH\n");
+    // cp both ways, files and directories, to and from the root.
+    let cpdir = TempDir::new("api-cp");
+    std::fs::write(cpdir.path().join("f.txt"), "one\n").unwrap();
+    std::fs::create_dir_all(cpdir.path().join("d")).unwrap();
+    std::fs::write(cpdir.path().join("d/g.txt"), "two\n").unwrap();
+    d.ok(&["cp", cpdir.path().join("f.txt").to_str().unwrap(), "ticker:/"]);
+    d.ok(&["cp", cpdir.path().join("d").to_str().unwrap(), "ticker:/tmp/dd"]);
+    assert_eq!(
+        d.ok(&["exec", "ticker", "cat", "/f.txt", "/tmp/dd/g.txt"]),
+        "one\ntwo\n"
+    );
+    let back = cpdir.path().join("back");
+    d.ok(&["cp", "ticker:/tmp/dd", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(back.join("g.txt")).unwrap(), "two\n");
+    d.ok(&["cp", "ticker:/f.txt", cpdir.path().join("f2.txt").to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(cpdir.path().join("f2.txt")).unwrap(), "one\n");
+    assert!(!d
+        .docker(&["cp", "ticker:/nope", cpdir.path().to_str().unwrap()])
+        .status
+        .success());
     // top, stats, tag, rmi, system df.
     assert!(d.ok(&["top", "ticker"]).lines().next().unwrap().contains("PID"));
     let st = d.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "ticker"]);
