@@ -356,3 +356,134 @@ pub async fn load(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Bo
         .insert("Content-Type", HeaderValue::from_static("application/json"));
     Ok(r)
 }
+
+/// A JSON progress line.
+fn line(v: Value) -> Bytes {
+    Bytes::from(format!("{v}\r\n"))
+}
+
+/// `POST /images/create?fromImage=&tag=`: a pull, with Docker's JSON progress stream.
+pub async fn pull(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let q = query(req);
+    let from = q.get("fromImage").cloned().unwrap_or_default();
+    if from.is_empty() {
+        return Err(ApiError::bad(
+            "fromImage is required (importing with fromSrc is not supported)",
+        ));
+    }
+    let name = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) if t.starts_with("sha256:") => format!("{from}@{t}"),
+        Some(t) => format!("{from}:{t}"),
+        None => from.clone(),
+    };
+    let r = berth_oci::Reference::parse(&name).map_err(|e| ApiError::bad(format!("invalid reference format: {e}")))?;
+    let (tx, body) = channel_body();
+    let root = d.root.clone();
+    tokio::task::spawn_blocking(move || {
+        let send = |v: Value| {
+            let _ = tx.blocking_send(line(v));
+        };
+        let tagname = r.tag().unwrap_or("latest").to_string();
+        send(json!({"status": format!("Pulling from {}", r.path()), "id": tagname}));
+        let res = (|| -> Result<berth_engine::image::pull::Pulled, String> {
+            let mut store = berth_engine::image::store::ImageStore::open(&root).map_err(|e| e.to_string())?;
+            let opts = berth_engine::image::pull::PullOptions {
+                registry: berth_engine::image::registry::Options::from_env(),
+                ..Default::default()
+            };
+            berth_engine::image::pull::pull(&mut store, &r, &opts, &|e| match e {
+                berth_engine::image::pull::Event::Exists(dg) => {
+                    send(json!({"status": "Already exists", "progressDetail": {}, "id": dg.short()}))
+                }
+                berth_engine::image::pull::Event::Downloaded(dg) => {
+                    send(json!({"status": "Download complete", "progressDetail": {}, "id": dg.short()}))
+                }
+                berth_engine::image::pull::Event::Extracted(dg) => {
+                    send(json!({"status": "Pull complete", "progressDetail": {}, "id": dg.short()}))
+                }
+                _ => {}
+            })
+            .map_err(|e| e.to_string())
+        })();
+        match res {
+            Ok(p) => {
+                send(json!({"status": format!("Digest: {}", p.digest)}));
+                let what = if p.fetched {
+                    "Downloaded newer image for"
+                } else {
+                    "Image is up to date for"
+                };
+                send(json!({"status": format!("Status: {what} {}", r.familiar())}));
+            }
+            Err(e) => send(json!({"errorDetail": {"message": e}, "error": e})),
+        }
+    });
+    let mut resp = Response::new(body);
+    resp.headers_mut()
+        .insert("Content-Type", HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+/// `POST /images/{name}/push?tag=`: a push, with Docker's JSON progress stream.
+pub async fn push(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Result<Response<Body>, ApiError> {
+    let q = query(req);
+    let full = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{name}:{t}"),
+        None => name.clone(),
+    };
+    let r = berth_oci::Reference::parse(&full).map_err(|e| ApiError::bad(format!("invalid reference format: {e}")))?;
+    let root = d.root.clone();
+    {
+        let full = full.clone();
+        d.with_images(move |_, s| {
+            s.resolve(&full)
+                .map(|_| ())
+                .map_err(|_| ApiError::not_found(format!("An image does not exist locally with the tag: {full}")))
+        })
+        .await?;
+    }
+    let (tx, body) = channel_body();
+    tokio::task::spawn_blocking(move || {
+        let send = |v: Value| {
+            let _ = tx.blocking_send(line(v));
+        };
+        send(json!({"status": format!("The push refers to repository [{}]", r.repository())}));
+        let res = (|| -> Result<(berth_oci::Digest, usize), String> {
+            let mut store = berth_engine::image::store::ImageStore::open(&root).map_err(|e| e.to_string())?;
+            let (digest, size) = berth_engine::image::push::push(
+                &store,
+                &full,
+                &berth_engine::image::registry::Options::from_env(),
+                &|e| match e {
+                    berth_engine::image::push::PushEvent::Exists(dg) => {
+                        send(json!({"status": "Layer already exists", "progressDetail": {}, "id": dg.short()}))
+                    }
+                    berth_engine::image::push::PushEvent::Mounted(dg, from) => {
+                        send(json!({"status": format!("Mounted from {from}"), "progressDetail": {}, "id": dg.short()}))
+                    }
+                    berth_engine::image::push::PushEvent::Pushed(dg) => {
+                        send(json!({"status": "Pushed", "progressDetail": {}, "id": dg.short()}))
+                    }
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            let img = store.resolve(&full).map_err(|e| e.to_string())?;
+            store
+                .add_repo_digest(&img.row.id, &r.with_digest(digest.clone()))
+                .map_err(|e| e.to_string())?;
+            Ok((digest, size))
+        })();
+        match res {
+            Ok((digest, size)) => {
+                let tag = r.tag().unwrap_or("latest").to_string();
+                send(json!({"status": format!("{tag}: digest: {digest} size: {size}")}));
+                send(json!({"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest.to_string(), "Size": size}}));
+            }
+            Err(e) => send(json!({"errorDetail": {"message": e}, "error": e})),
+        }
+    });
+    let mut resp = Response::new(body);
+    resp.headers_mut()
+        .insert("Content-Type", HeaderValue::from_static("application/json"));
+    Ok(resp)
+}

@@ -254,6 +254,19 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
     );
     assert!(d.ok(&["rmi", "retagged:2"]).contains("Untagged: retagged:2"));
     assert!(d.ok(&["system", "df"]).contains("Images"));
+    // push to and pull from a local registry through the API.
+    {
+        let reg = berth_testutil::images::Registry::start("api-registry", berth_testutil::images::Auth::Open);
+        let remote = format!("{}/api/bb:1", reg.host);
+        d.ok(&["tag", "bb:1", &remote]);
+        let out = d.ok(&["push", &remote]);
+        assert!(out.contains("digest: sha256:"), "{out}");
+        d.ok(&["rmi", &remote]);
+        let out = d.ok(&["pull", &remote]);
+        assert!(out.contains("Status: "), "{out}");
+        assert_eq!(d.ok(&["run", "--rm", &remote, "echo", "pulled"]), "pulled\n");
+        d.ok(&["rmi", &remote]);
+    }
     // save and load round-trip an image through the API.
     let dir = TempDir::new("api-save");
     let tar = dir.path().join("img.tar");
