@@ -365,6 +365,7 @@ async fn route(
         (&Method::GET, ["version"]) => system::version(&d).await,
         (&Method::GET, ["info"]) => system::info(&d).await,
         (&Method::GET, ["images", "json"]) => system::images(&d, &req).await,
+        (&Method::POST, ["build"]) => more::build(&d, req).await,
         (&Method::POST, ["images", "create"]) => more::pull(&d, &req).await,
         (&Method::POST, ["images", name @ .., "push"]) if !name.is_empty() => {
             more::push(&d, &req, name.join("/")).await

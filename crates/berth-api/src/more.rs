@@ -487,3 +487,169 @@ pub async fn push(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Res
         .insert("Content-Type", HeaderValue::from_static("application/json"));
     Ok(resp)
 }
+
+/// Progress lines as Docker's build stream (`{"stream": "..."}`).
+struct StreamLines(tokio::sync::mpsc::Sender<Bytes>, Vec<u8>);
+
+impl std::io::Write for StreamLines {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.1.extend_from_slice(b);
+        while let Some(i) = self.1.iter().position(|&c| c == b'\n') {
+            let l: Vec<u8> = self.1.drain(..=i).collect();
+            let text = String::from_utf8_lossy(&l).into_owned();
+            let _ = self.0.blocking_send(line(json!({ "stream": text })));
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `POST /build`: the body is the context (a tar, maybe compressed); the answer is Docker's
+/// JSON stream (`stream` lines, `aux.ID`, `Successfully built/tagged`, or `errorDetail`).
+pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+    let q = query(&req);
+    let tags = all_values(&req, "t");
+    let json_map = |k: &str| -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+        match q.get(k).filter(|v| !v.is_empty()) {
+            None => Ok(Default::default()),
+            Some(v) => {
+                let m: serde_json::Map<String, Value> =
+                    serde_json::from_str(v).map_err(|e| ApiError::bad(format!("invalid {k}: {e}")))?;
+                Ok(m.into_iter()
+                    .map(|(k, v)| (k, v.as_str().unwrap_or("").to_string()))
+                    .collect())
+            }
+        }
+    };
+    let build_args = json_map("buildargs")?;
+    let labels = json_map("labels")?;
+    let dockerfile = q
+        .get("dockerfile")
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "Dockerfile".into());
+    let target = q.get("target").filter(|v| !v.is_empty()).cloned();
+    let (no_cache, pull, quiet) = (flag(&q, "nocache"), flag(&q, "pull"), flag(&q, "q"));
+    let network = match q.get("networkmode").map(String::as_str) {
+        None | Some("") | Some("default") | Some("bridge") => "default".to_string(),
+        Some(m @ ("none" | "host")) => m.to_string(),
+        Some(m) => return Err(ApiError::bad(format!("network mode {m:?} is not supported for builds"))),
+    };
+    let mut parsed = Vec::new();
+    for t in &tags {
+        parsed.push(berth_oci::Reference::parse(t).map_err(|e| ApiError::bad(format!("invalid tag {t:?}: {e}")))?);
+    }
+    // Spool the context, then unpack it confined.
+    let id = berth_engine::store::new_id().map_err(ApiError::from)?;
+    let tmp = d.root.join("tmp").join(format!("build-{}", &id[..16]));
+    let tarf = tmp.with_extension("tar");
+    tokio::fs::create_dir_all(&tmp)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut f = tokio::fs::File::create(&tarf)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut body = req.into_body();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(fr) => {
+                if let Some(data) = fr.data_ref() {
+                    if f.write_all(data).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_dir_all(&tmp).await;
+                let _ = tokio::fs::remove_file(&tarf).await;
+                return Err(ApiError::bad(format!("reading the build context: {e}")));
+            }
+        }
+    }
+    drop(f);
+    let (tx, body) = channel_body();
+    let root = d.root.clone();
+    tokio::task::spawn_blocking(move || {
+        let err = |e: String| {
+            let _ = tx.blocking_send(line(json!({"errorDetail": {"message": e}, "error": e})));
+        };
+        let res = (|| -> Result<String, String> {
+            let ctx = berth_engine::build::copy::Dest::open(&tmp)?;
+            let raw = std::fs::File::open(&tarf).map_err(|e| e.to_string())?;
+            let mut r = berth_engine::image::unpack::decompress(raw).map_err(|e| e.to_string())?;
+            berth_engine::build::copy::extract(&mut r, &ctx, "/", None)
+                .map_err(|e| format!("unpacking the build context: {e}"))?;
+            let text = std::fs::read_to_string(tmp.join(&dockerfile))
+                .map_err(|e| format!("Cannot locate specified Dockerfile: {dockerfile}: {e}"))?;
+            let ignore_text = std::fs::read_to_string(tmp.join(format!("{dockerfile}.dockerignore")))
+                .or_else(|_| std::fs::read_to_string(tmp.join(".dockerignore")))
+                .unwrap_or_default();
+            let ignore = berth_engine::build::ignore::Ignore::parse(&ignore_text)?;
+            let mut store = berth_engine::image::store::ImageStore::open(&root).map_err(|e| e.to_string())?;
+            let pullf =
+                |s: &mut berth_engine::image::store::ImageStore, r: &berth_oci::Reference| -> Result<(), String> {
+                    let opts = berth_engine::image::pull::PullOptions {
+                        registry: berth_engine::image::registry::Options::from_env(),
+                        ..Default::default()
+                    };
+                    berth_engine::image::pull::pull(s, r, &opts, &|_| {})
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                };
+            let runner = berth_engine::build::Runner {
+                root: root.clone(),
+                pull: &pullf,
+            };
+            let mode = if quiet {
+                berth_engine::build::progress::Mode::Quiet
+            } else {
+                berth_engine::build::progress::Mode::Plain
+            };
+            let progress = std::sync::Mutex::new(berth_engine::build::progress::Progress::new(
+                mode,
+                Box::new(StreamLines(tx.clone(), Vec::new())),
+            ));
+            let o = berth_engine::build::Options {
+                file_name: dockerfile.clone(),
+                dockerfile: text,
+                context: tmp.clone(),
+                ignore,
+                build_args,
+                labels,
+                tags: parsed.clone(),
+                target,
+                no_cache,
+                pull,
+                network,
+                secrets: Default::default(),
+                scratch: berth_engine::store::run_dir(&root)
+                    .join("build")
+                    .join(format!("api-{}", &id[..16])),
+                cache_mounts: root.join("build-cache-mounts"),
+            };
+            let built = berth_engine::build::build(&mut store, &runner, &progress, &o).map_err(|e| e.to_string())?;
+            Ok(built.id)
+        })();
+        let _ = std::fs::remove_dir_all(&tmp);
+        let _ = std::fs::remove_file(&tarf);
+        match res {
+            Ok(image) => {
+                let _ = tx.blocking_send(line(json!({"aux": {"ID": image}})));
+                let short = image.trim_start_matches("sha256:").chars().take(12).collect::<String>();
+                let _ = tx.blocking_send(line(json!({"stream": format!("Successfully built {short}\n")})));
+                for t in &tags {
+                    let _ = tx.blocking_send(line(json!({"stream": format!("Successfully tagged {t}\n")})));
+                }
+            }
+            Err(e) => err(e),
+        }
+    });
+    let mut resp = Response::new(body);
+    resp.headers_mut()
+        .insert("Content-Type", HeaderValue::from_static("application/json"));
+    Ok(resp)
+}

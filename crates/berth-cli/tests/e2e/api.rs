@@ -267,6 +267,20 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
         assert_eq!(d.ok(&["run", "--rm", &remote, "echo", "pulled"]), "pulled\n");
         d.ok(&["rmi", &remote]);
     }
+    // docker build (multi-stage) through the daemon, then run the result.
+    let ctx = TempDir::new("api-build");
+    std::fs::write(ctx.path().join("msg"), "built through the API\n").unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM bb:1 AS first\nCOPY msg /msg\nRUN cat /msg > /copy\nFROM bb:1\nCOPY --from=first /copy /out\nCMD [\"cat\", \"/out\"]\n",
+    )
+    .unwrap();
+    let out = d.ok(&["build", "-t", "apibuilt:1", ctx.path().to_str().unwrap()]);
+    assert!(
+        out.contains("Successfully tagged apibuilt:1") || d.ok(&["images", "-q", "apibuilt:1"]).trim().len() == 12,
+        "{out}"
+    );
+    assert_eq!(d.ok(&["run", "--rm", "apibuilt:1"]), "built through the API\n");
     // save and load round-trip an image through the API.
     let dir = TempDir::new("api-save");
     let tar = dir.path().join("img.tar");
