@@ -5,7 +5,7 @@
 # everything is already there.
 set -euo pipefail
 
-pkgs=(busybox-static runc crun docker.io containerd podman conmon uidmap iptables tar procps python3 ca-certificates docker-registry skopeo apache2-utils zstd python3-cryptography)
+pkgs=(busybox-static runc crun docker.io containerd podman conmon uidmap iptables tar procps python3 ca-certificates docker-registry skopeo apache2-utils zstd python3-cryptography python3-pip)
 missing=()
 for p in "${pkgs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -20,6 +20,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   chmod +x /usr/sbin/policy-rc.d
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Python Docker SDK, as its users install it (pip), for the API tests.
+if ! python3 -c 'import docker' >/dev/null 2>&1; then
+  python3 -m pip install -q docker >/dev/null 2>&1 || python3 -m pip install -q --break-system-packages docker >/dev/null
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo is missing: install Rust (rustup) first" >&2

@@ -446,3 +446,26 @@ fn the_api_refuses_bad_requests_and_stays_up() {
         }
     }
 }
+
+#[test]
+fn the_python_sdk_drives_the_daemon() {
+    require_root!();
+    require_tool!("python3");
+    let (b, _img) = with_busybox("api-sdk");
+    let d = Daemon::start(&b, TempDir::new("api-sdk-sock"));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/sdk_check.py");
+    let prefix = format!("sdk{}", b.net);
+    let o = Command::new("python3")
+        .arg(&script)
+        .arg(format!("unix://{}", d.sock.display()))
+        .arg(&prefix)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        out,
+        "api 1.45\nrun from-sdk\nlogs started\nexec 3 in-exec 1\nstatus running\nvolume True\nnetwork True\nwait 0\nleft []\n"
+    );
+}
