@@ -285,8 +285,10 @@ pub async fn list(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
                 if !all && !st.running() && !filters.contains_key("status") {
                     continue;
                 }
+                // Docker: every label filter must match; the values of other keys are
+                // alternatives.
                 let ok = filters.iter().all(|(k, vals)| {
-                    vals.iter().any(|v| match k.as_str() {
+                    let matches = |v: &String| match k.as_str() {
                         "status" => *v == state,
                         "name" => r.name.contains(v.trim_start_matches('/')),
                         "id" => r.id.starts_with(v.as_str()),
@@ -298,7 +300,12 @@ pub async fn list(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
                         "exited" => st.status == "exited" && v.parse::<i32>().ok() == Some(st.exit_code),
                         "network" => r.network_mode == *v,
                         _ => true,
-                    })
+                    };
+                    if k == "label" {
+                        vals.iter().all(matches)
+                    } else {
+                        vals.iter().any(matches)
+                    }
                 });
                 if !ok {
                     continue;

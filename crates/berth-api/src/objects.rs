@@ -174,10 +174,17 @@ pub async fn network_connect(
         .filter(|s| !s.is_empty())
         .map(str::to_string);
     d.engine(move |e| {
-        if connect {
-            berth_engine::networks::connect(e, &id, &container, &aliases, ip.as_deref())?;
-        } else {
-            berth_engine::networks::disconnect(e, &id, &container)?;
+        // docker-compose takes a new container off the network it was created on and puts
+        // it back with its aliases, before the first start: for a container that is not
+        // running, that pair only sets the aliases (berth cannot yet take a container off
+        // its first network).
+        let stopped = !e.state(&e.resolve(&container)?.id).running();
+        let primary = berth_engine::networks::is_primary(e, &id, &container)?;
+        match (connect, stopped && primary) {
+            (true, true) => berth_engine::networks::set_primary_endpoint(e, &container, &aliases, ip.as_deref())?,
+            (true, false) => berth_engine::networks::connect(e, &id, &container, &aliases, ip.as_deref())?,
+            (false, true) => {}
+            (false, false) => berth_engine::networks::disconnect(e, &id, &container)?,
         }
         Ok(())
     })

@@ -78,7 +78,7 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
     for m in r.mounts.iter().filter(|m| r.anonymous_volumes.contains(&m.source)) {
         volumes.insert(m.destination.clone(), json!({}));
     }
-    json!({
+    let mut v = json!({
         "Id": r.id,
         "Created": r.created,
         "Path": r.path,
@@ -95,11 +95,6 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "Error": st.error,
             "StartedAt": st.started_at,
             "FinishedAt": st.finished_at,
-            "Health": st.health.as_ref().map(|h| json!({
-                "Status": h.status,
-                "FailingStreak": h.failing_streak,
-                "Log": h.log.iter().map(|p| json!({"Start": p.start, "End": p.end, "ExitCode": p.exit_code, "Output": p.output})).collect::<Vec<_>>(),
-            })),
         },
         "Image": r.image_id,
         "ResolvConfPath": dir.join("resolv.conf"),
@@ -225,7 +220,20 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "Healthcheck": healthcheck,
         },
         "NetworkSettings": network_settings(e, r, &st),
-    })
+    });
+    // Docker's State.Health: present (from the start, as `starting`) only for a container
+    // with a health check.
+    if r.health.is_some() {
+        v["State"]["Health"] = match st.health.as_ref() {
+            Some(h) => json!({
+                "Status": h.status,
+                "FailingStreak": h.failing_streak,
+                "Log": h.log.iter().map(|p| json!({"Start": p.start, "End": p.end, "ExitCode": p.exit_code, "Output": p.output})).collect::<Vec<_>>(),
+            }),
+            None => json!({"Status": "starting", "FailingStreak": 0, "Log": []}),
+        };
+    }
+    v
 }
 
 /// Docker's `NetworkSettings`: the attachment while running, empty fields otherwise.

@@ -758,6 +758,32 @@ pub fn connect(engine: &Engine, network: &str, container: &str, aliases: &[Strin
     Ok(())
 }
 
+/// Whether `network` is the one `container` was created on.
+pub fn is_primary(engine: &Engine, network: &str, container: &str) -> Result<bool> {
+    let n = get(engine, network)?;
+    let r = engine.resolve(container)?;
+    Ok(get(engine, &r.network_mode).is_ok_and(|p| p.id == n.id))
+}
+
+/// Sets the aliases and fixed address a container that is not running has on the network it
+/// was created on (what docker-compose does by disconnecting and reconnecting it with
+/// aliases before the first start).
+pub fn set_primary_endpoint(engine: &Engine, container: &str, aliases: &[String], ip: Option<&str>) -> Result<()> {
+    let mut r = engine.resolve(container)?;
+    if engine.state(&r.id).running() {
+        return Err(EngineError::Conflict(format!("container {} is running", r.id)));
+    }
+    for a in aliases {
+        if !r.aliases.contains(a) {
+            r.aliases.push(a.clone());
+        }
+    }
+    if let Some(ip) = ip {
+        r.ip = ip.to_string();
+    }
+    engine.save_record(&r)
+}
+
 /// `network disconnect`: undoes [`connect`]. (A container's first network stays: berth
 /// does not yet take a container off the network it was created on.)
 pub fn disconnect(engine: &Engine, network: &str, container: &str) -> Result<()> {

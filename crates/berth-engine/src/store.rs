@@ -384,6 +384,14 @@ impl Engine {
         Ok(())
     }
 
+    /// Saves a changed record (its name unchanged).
+    pub fn save_record(&self, r: &Record) -> Result<()> {
+        let json = serde_json::to_string(r).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        self.conn
+            .execute("UPDATE containers SET record = ?1 WHERE id = ?2", params![json, r.id])?;
+        Ok(())
+    }
+
     /// The recorded state, reconciled: a container whose monitor and init are both gone is
     /// exited, whatever the file says (a monitor killed, a reboot).
     pub fn state(&self, id: &str) -> State {

@@ -469,3 +469,89 @@ fn the_python_sdk_drives_the_daemon() {
         "api 1.45\nrun from-sdk\nlogs started\nexec 3 in-exec 1\nstatus running\nvolume True\nnetwork True\nwait 0\nleft []\n"
     );
 }
+
+#[test]
+fn docker_compose_brings_up_a_healthchecked_app_and_tears_it_down() {
+    require_root!();
+    require_tool!("docker-compose");
+    let (b, _img) = with_busybox("api-compose");
+    let d = Daemon::start(&b, TempDir::new("api-compose-sock"));
+    let dir = TempDir::new("api-compose-project");
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        r#"version: "2.4"
+services:
+  web:
+    image: bb:1
+    command: ["sh", "-c", "mkdir -p /www && echo hello-compose > /www/index.html && echo kept > /data/v && httpd -f -p 8080 -h /www"]
+    volumes:
+      - webdata:/data
+    networks: [appnet]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
+      interval: 1s
+      timeout: 2s
+      retries: 20
+  client:
+    image: bb:1
+    command: ["sh", "-c", "wget -q -O - http://web:8080/ && sleep 100"]
+    networks: [appnet]
+    depends_on:
+      web:
+        condition: service_healthy
+  idle:
+    image: bb:1
+    command: ["sleep", "100"]
+    networks: [appnet]
+volumes:
+  webdata: {}
+networks:
+  appnet: {}
+"#,
+    )
+    .unwrap();
+    let project = format!("bcomp{}", b.net);
+    let compose = |args: &[&str]| {
+        let o = Command::new("docker-compose")
+            .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+            .env("DOCKER_CONFIG", d.cfg.path())
+            .current_dir(dir.path())
+            .arg("-p")
+            .arg(&project)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "docker-compose {args:?}: {text}");
+        text
+    };
+    compose(&["up", "-d"]);
+    let ps = compose(&["ps"]);
+    for svc in ["web", "client", "idle"] {
+        assert!(
+            ps.lines()
+                .any(|l| l.contains(&format!("{project}_{svc}_1")) && l.contains("Up")),
+            "{svc} not up: {ps}"
+        );
+    }
+    assert!(ps.contains("(healthy)"), "{ps}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = compose(&["logs", "client"]);
+        if logs.contains("hello-compose") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the client never reached web: {logs}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    compose(&["down", "-v"]);
+    // Nothing left: no container, no user network, no volume.
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert!(!d.ok(&["network", "ls", "--format", "{{.Name}}"]).contains(&project));
+    assert_eq!(d.ok(&["volume", "ls", "-q"]), "");
+}
