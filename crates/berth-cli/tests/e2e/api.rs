@@ -555,3 +555,45 @@ networks:
     assert!(!d.ok(&["network", "ls", "--format", "{{.Name}}"]).contains(&project));
     assert_eq!(d.ok(&["volume", "ls", "-q"]), "");
 }
+
+#[test]
+fn live_restore_five_containers_survive_a_killed_daemon() {
+    require_root!();
+    require_tool!("docker");
+    let (b, _img) = with_busybox("api-restore");
+    let mut d = Daemon::start(&b, TempDir::new("api-restore-sock"));
+    let names: Vec<String> = (0..5).map(|i| format!("lr{}x{i}", b.net)).collect();
+    for n in &names {
+        d.ok(&[
+            "run",
+            "-d",
+            "--name",
+            n,
+            "bb:1",
+            "sh",
+            "-c",
+            "echo up; trap 'exit 0' TERM; while true; do sleep 0.1; done",
+        ]);
+    }
+    d.kill9();
+    for n in &names {
+        assert_eq!(
+            b.ok(&["inspect", "--format", "{{.State.Status}}", n]).trim(),
+            "running",
+            "{n} died with the daemon"
+        );
+    }
+    d.restart(&b);
+    let running = d.ok(&["ps", "--format", "{{.Names}}"]);
+    for n in &names {
+        assert!(running.lines().any(|l| l == n), "{n} not listed: {running}");
+        assert_eq!(d.ok(&["logs", n]), "up\n");
+        assert_eq!(d.ok(&["exec", n, "echo", "still here"]), "still here\n");
+    }
+    d.ok(&["stop", &names[0]]);
+    assert_eq!(d.ok(&["wait", &names[0]]).trim(), "0");
+    let mut args = vec!["rm", "-f"];
+    args.extend(names.iter().map(String::as_str));
+    d.ok(&args);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+}
