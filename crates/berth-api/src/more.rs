@@ -653,3 +653,71 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
         .insert("Content-Type", HeaderValue::from_static("application/json"));
     Ok(resp)
 }
+
+/// `POST /containers/prune`: stopped containers.
+pub async fn container_prune(d: &Arc<Daemon>) -> Result<Response<Body>, ApiError> {
+    let gone = d.engine(|e| Ok(berth_engine::ops::prune(e)?)).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"ContainersDeleted": gone, "SpaceReclaimed": 0}),
+    ))
+}
+
+/// `POST /images/prune`: dangling images, or with `dangling=false` every unused one.
+pub async fn image_prune(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let q = query(req);
+    let all = q
+        .get("filters")
+        .and_then(|f| serde_json::from_str::<Value>(f).ok())
+        .is_some_and(|f| {
+            let v = &f["dangling"];
+            v.as_array().is_some_and(|a| a.iter().any(|x| x == "false" || x == "0"))
+                || v.as_object()
+                    .is_some_and(|o| o.contains_key("false") || o.contains_key("0"))
+        });
+    let (removed, bytes) = d.with_images(move |_, s| Ok(s.prune(all)?)).await?;
+    let list: Vec<Value> = removed
+        .into_iter()
+        .map(|r| match r {
+            berth_engine::image::store::Removed::Untagged(t) => json!({"Untagged": t}),
+            berth_engine::image::store::Removed::Deleted(id) => json!({"Deleted": id}),
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"ImagesDeleted": list, "SpaceReclaimed": bytes}),
+    ))
+}
+
+/// `POST /containers/{id}/rename?name=`.
+pub async fn rename(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
+    let name = query(req).get("name").cloned().unwrap_or_default();
+    if name.is_empty() {
+        return Err(ApiError::bad("name is required"));
+    }
+    d.engine(move |e| Ok(berth_engine::ops::rename(e, &id, &name)?)).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// `POST /containers/{id}/pause` and `/unpause`.
+pub async fn pause(d: &Arc<Daemon>, id: String, paused: bool) -> Result<Response<Body>, ApiError> {
+    d.engine(move |e| {
+        let rid = crate::running_id(e, &id)?;
+        Ok(berth_engine::ops::set_paused(e, &rid, paused)?)
+    })
+    .await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// `GET /containers/{id}/changes`.
+pub async fn changes(d: &Arc<Daemon>, id: String) -> Result<Response<Body>, ApiError> {
+    let list = d
+        .with_images(move |e, s| {
+            Ok(berth_engine::commit::changes(e, s, &id)?
+                .into_iter()
+                .map(|(k, p)| json!({"Path": p, "Kind": match k { 'C' => 0, 'A' => 1, _ => 2 }}))
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &Value::Array(list)))
+}

@@ -222,6 +222,17 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
     }
     let o = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "PIPED THROUGH\n");
+    // rename, pause/unpause, diff (changes).
+    d.ok(&["rename", "ticker", "ticker2"]);
+    d.ok(&["rename", "ticker2", "ticker"]);
+    d.ok(&["pause", "ticker"]);
+    assert_eq!(
+        d.ok(&["inspect", "--format", "{{.State.Status}}", "ticker"]).trim(),
+        "paused"
+    );
+    d.ok(&["unpause", "ticker"]);
+    d.ok(&["exec", "ticker", "touch", "/made-by-exec"]);
+    assert!(d.ok(&["diff", "ticker"]).lines().any(|l| l == "A /made-by-exec"));
     // cp both ways, files and directories, to and from the root.
     let cpdir = TempDir::new("api-cp");
     std::fs::write(cpdir.path().join("f.txt"), "one\n").unwrap();
@@ -374,6 +385,13 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
     d.ok(&["network", "rm", &net]);
     d.ok(&["volume", "rm", "apivol"]);
     assert!(!d.ok(&["volume", "ls", "--format", "{{.Name}}"]).contains("apivol"));
+    // prune: a stopped container, then an unused image.
+    d.ok(&["run", "--name", "stopped", "bb:1", "true"]);
+    assert!(d.ok(&["container", "prune", "-f"]).contains("Deleted Containers"));
+    assert!(d.docker(&["inspect", "stopped"]).status.code() != Some(0));
+    d.ok(&["tag", "bb:1", "prunable:1"]);
+    d.ok(&["image", "prune", "-a", "-f"]);
+    assert!(d.docker(&["image", "inspect", "prunable:1"]).status.code() != Some(0));
     // Errors keep Docker's shape.
     let o = d.docker(&["inspect", "nosuch"]);
     assert!(!o.status.success());
