@@ -405,7 +405,7 @@ async fn route(
             more::image_remove(&d, &req, name.join("/")).await
         }
         (&Method::GET, ["system", "df"]) => more::df(&d).await,
-        (&Method::GET, ["events"]) => more::events(&req).await,
+        (&Method::GET, ["events"]) => more::events(&d, &req).await,
         (&Method::GET, ["volumes"]) => objects::volumes(&d).await,
         (&Method::POST, ["volumes", "create"]) => objects::volume_create(&d, req).await,
         (&Method::POST, ["volumes", "prune"]) => objects::volume_prune(&d).await,

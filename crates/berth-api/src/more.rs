@@ -208,22 +208,90 @@ pub async fn df(d: &Arc<Daemon>) -> Result<Response<Body>, ApiError> {
     Ok(json_response(StatusCode::OK, &v))
 }
 
-/// `GET /events`: berth records no event log yet; a bounded request (`until`) gets an
-/// empty answer at once, an open one a stream that stays open (with nothing in it) until
-/// the client leaves.
-pub async fn events(req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let q = query(req);
-    let (tx, body) = channel_body();
-    if q.get("until").is_none_or(|u| u.is_empty()) {
-        tokio::spawn(async move {
-            // Hold the sender so the stream stays open; end when the client is gone.
-            while !tx.is_closed() {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        });
-    } else {
-        drop(tx);
+/// A time parameter of `/events`: unix seconds (fractions allowed) or RFC 3339; in ns.
+fn event_time(s: &str) -> Option<i64> {
+    if let Ok(f) = s.parse::<f64>() {
+        return Some((f * 1e9) as i64);
     }
+    berth_oci::time::parse_rfc3339_nanos(s).and_then(|n| i64::try_from(n).ok())
+}
+
+/// `GET /events`: the event log, filtered, from `since` (or from now), until `until` (or for
+/// as long as the client listens).
+pub async fn events(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let q = query(req);
+    let since = q
+        .get("since")
+        .filter(|s| !s.is_empty())
+        .map(|s| event_time(s).ok_or_else(|| ApiError::bad(format!("invalid since: {s}"))))
+        .transpose()?;
+    let until = q
+        .get("until")
+        .filter(|s| !s.is_empty())
+        .map(|s| event_time(s).ok_or_else(|| ApiError::bad(format!("invalid until: {s}"))))
+        .transpose()?;
+    let filters: Value = q
+        .get("filters")
+        .filter(|f| !f.is_empty())
+        .map(|f| serde_json::from_str(f).map_err(|e| ApiError::bad(format!("invalid filters: {e}"))))
+        .transpose()?
+        .unwrap_or(Value::Null);
+    let list = |k: &str| -> Vec<String> {
+        match &filters[k] {
+            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            Value::Object(o) => o.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    };
+    let (types, actions, containers, labels) = (list("type"), list("event"), list("container"), list("label"));
+    let keep = move |e: &berth_engine::events::Event| {
+        let name = e.attributes["name"].as_str().unwrap_or("");
+        (types.is_empty() || types.contains(&e.kind))
+            && (actions.is_empty() || actions.contains(&e.action))
+            && (containers.is_empty()
+                || (e.kind == "container" && containers.iter().any(|c| e.id.starts_with(c.as_str()) || c == name)))
+            && labels.iter().all(|l| match l.split_once('=') {
+                Some((k, v)) => e.attributes[k].as_str() == Some(v),
+                None => e.attributes.get(l).is_some(),
+            })
+    };
+    // Without `since`, only what happens from now on.
+    let start_seq = match since {
+        Some(_) => 0,
+        None => {
+            d.engine(|e| Ok(berth_engine::events::after(e, 0, 0)?.last().map_or(0, |x| x.seq)))
+                .await?
+        }
+    };
+    let (tx, body) = channel_body();
+    let dd = d.clone();
+    tokio::spawn(async move {
+        let mut seq = start_seq;
+        let from = since.unwrap_or(0);
+        loop {
+            let batch = dd
+                .engine(move |e| Ok(berth_engine::events::after(e, seq, from)?))
+                .await
+                .unwrap_or_default();
+            for e in batch {
+                seq = e.seq;
+                if until.is_some_and(|u| e.time_nano > u) {
+                    return;
+                }
+                if keep(&e) && tx.send(line(berth_engine::events::to_json(&e))).await.is_err() {
+                    return;
+                }
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|t| i64::try_from(t.as_nanos()).unwrap_or(i64::MAX))
+                .unwrap_or(0);
+            if until.is_some_and(|u| now > u) || tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
     let mut r = Response::new(body);
     r.headers_mut()
         .insert("Content-Type", HeaderValue::from_static("application/json"));

@@ -17,6 +17,7 @@ pub mod build;
 pub mod commit;
 pub mod cp;
 pub mod dns;
+pub mod events;
 pub mod health;
 pub mod inspect;
 pub mod logs;

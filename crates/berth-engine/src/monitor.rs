@@ -327,8 +327,10 @@ fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
         if dir.exists() {
             eng.save_state(&rec.id, &st)?;
         }
+        crate::events::container(&eng, &rec, "die", &[("exitCode", st.exit_code.to_string())]);
         if rec.auto_remove {
             ops::remove_files_and_volumes(&eng, &rec, true)?;
+            crate::events::container(&eng, &rec, "destroy", &[]);
         } else {
             let _ = std::fs::remove_file(dir.join(attach::SOCKET));
         }

@@ -329,6 +329,13 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<Network> {
         created: berth_oci::time::now(),
     };
     insert(engine, &n)?;
+    crate::events::record(
+        engine,
+        "network",
+        "create",
+        &n.id,
+        serde_json::json!({"name": n.name, "type": "bridge"}),
+    );
     Ok(n)
 }
 
@@ -380,6 +387,13 @@ pub fn remove(engine: &Engine, name: &str) -> Result<Network> {
     // A monitor may still be keeping the bridge for a next user: there will be none.
     let _guard = lock(engine)?;
     tear_down(engine, &n);
+    crate::events::record(
+        engine,
+        "network",
+        "destroy",
+        &n.id,
+        serde_json::json!({"name": n.name, "type": "bridge"}),
+    );
     Ok(n)
 }
 

@@ -684,6 +684,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         let _ = remove_files(engine, &r);
         return Err(e);
     }
+    crate::events::container(engine, &r, "create", &[]);
     Ok(r)
 }
 
@@ -796,6 +797,7 @@ pub fn start_attached(
             });
         }
         if (st.status == "running" || st.status == "exited") && (hello.is_none() || stream.is_some()) {
+            crate::events::container(engine, &r, "start", &[]);
             return Ok(stream);
         }
         let err_file = dir.join("monitor.err");
@@ -826,6 +828,7 @@ pub fn kill(engine: &Engine, id: &str, signal: &str) -> Result<()> {
         .map_err(|e| EngineError::Invalid(format!("invalid signal: {e}")))?;
     mark_stopped(engine, &r.id);
     engine.rt(&r)?.kill(&r.id, sig, false)?;
+    crate::events::container(engine, &r, "kill", &[("signal", sig.to_string())]);
     Ok(())
 }
 
@@ -894,6 +897,7 @@ pub fn remove(engine: &Engine, id: &str, force: bool, volumes: bool) -> Result<R
         wait_exited(engine, &r.id, Duration::from_secs(30));
     }
     remove_files_and_volumes(engine, &r, volumes)?;
+    crate::events::container(engine, &r, "destroy", &[]);
     Ok(r)
 }
 
@@ -928,7 +932,11 @@ pub fn rename(engine: &Engine, id: &str, new: &str) -> Result<()> {
             "Conflict. The container name \"/{new}\" is already in use. You have to remove (or rename) that container to be able to reuse that name."
         )));
     }
-    engine.rename(&r.id, new)
+    engine.rename(&r.id, new)?;
+    let mut renamed = r.clone();
+    renamed.name = new.to_string();
+    crate::events::container(engine, &renamed, "rename", &[("oldName", format!("/{}", r.name))]);
+    Ok(())
 }
 
 /// Freezes or thaws a running container.
@@ -946,6 +954,7 @@ pub fn set_paused(engine: &Engine, id: &str, paused: bool) -> Result<()> {
         return Err(EngineError::Conflict(format!("container {} is not paused", r.id)));
     }
     rt.set_paused(&r.id, paused)?;
+    crate::events::container(engine, &r, if paused { "pause" } else { "unpause" }, &[]);
     Ok(())
 }
 

@@ -240,6 +240,14 @@ CREATE TABLE IF NOT EXISTS connections(
     attachment TEXT,
     PRIMARY KEY(container, network)
 );
+CREATE TABLE IF NOT EXISTS events(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_nano INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    action TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    attributes TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS settings(
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL

@@ -140,6 +140,7 @@ pub fn create(engine: &Engine, name: &str) -> Result<bool> {
     }
     std::fs::create_dir_all(&d).map_err(io_err("creating", &d))?;
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", &d))?;
+    crate::events::record(engine, "volume", "create", name, serde_json::json!({"driver": "local"}));
     Ok(true)
 }
 
@@ -180,7 +181,15 @@ pub fn remove(engine: &Engine, name: &str) -> Result<()> {
             u.join(", ")
         )));
     }
-    std::fs::remove_dir_all(&d).map_err(io_err("removing", &d))
+    std::fs::remove_dir_all(&d).map_err(io_err("removing", &d))?;
+    crate::events::record(
+        engine,
+        "volume",
+        "destroy",
+        name,
+        serde_json::json!({"driver": "local"}),
+    );
+    Ok(())
 }
 
 /// Copies the image's content at `path` into a fresh volume (Docker's copy-up).

@@ -127,12 +127,40 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
     assert!(d
         .ok(&["image", "inspect", "--format", "{{.Id}}", "bb:1"])
         .starts_with("sha256:"));
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     // Foreground run: output on both streams, exit code, --rm.
     let o = d.docker(&["run", "--rm", "bb:1", "sh", "-c", "echo out; echo err >&2; exit 7"]);
     assert_eq!(o.status.code(), Some(7), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
     assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
     assert_eq!(b.ok(&["ps", "-aq"]), "", "--rm left the container");
+    // The event log saw that run: create, start, die (with its code), destroy.
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let ev = d.ok(&[
+        "events",
+        "--since",
+        &t0.to_string(),
+        "--until",
+        &until,
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.exitCode}}",
+    ]);
+    let actions: Vec<&str> = ev.lines().collect();
+    assert_eq!(
+        actions,
+        vec!["create <no value>", "start <no value>", "die 7", "destroy <no value>"],
+        "{ev}"
+    );
     // -e -w -u.
     let out = d.ok(&[
         "run",
