@@ -210,8 +210,12 @@ pub async fn df(d: &Arc<Daemon>) -> Result<Response<Body>, ApiError> {
 
 /// A time parameter of `/events`: unix seconds (fractions allowed) or RFC 3339; in ns.
 fn event_time(s: &str) -> Option<i64> {
-    if let Ok(f) = s.parse::<f64>() {
-        return Some((f * 1e9) as i64);
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    if let Ok(secs) = secs.parse::<i64>() {
+        if frac.bytes().all(|b| b.is_ascii_digit()) && frac.len() <= 9 {
+            let nanos: i64 = format!("{frac:0<9}").parse().unwrap_or(0);
+            return secs.checked_mul(1_000_000_000).and_then(|n| n.checked_add(nanos));
+        }
     }
     berth_oci::time::parse_rfc3339_nanos(s).and_then(|n| i64::try_from(n).ok())
 }
