@@ -24,11 +24,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$work/rootfs"/{bin,etc,dev,proc,sys,tmp}
-cp /bin/busybox "$work/rootfs/bin/"
-for a in sh true sleep; do ln -s busybox "$work/rootfs/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
-tar -C "$work/rootfs" -cf "$work/img.tar" .
+. "$here/lib.sh"
+busybox_tar "$work" sh true sleep
 
 export BERTH_ROOT=$work/berth
 "$berth" import "$work/img.tar" bt-bench:1 >/dev/null
@@ -36,7 +33,6 @@ export BERTH_ROOT=$work/berth
 pids+=($!)
 for _ in $(seq 100); do [ -S "$work/berth.sock" ] && break; sleep 0.05; done
 
-. "$here/lib.sh"
 start_dockerd "$work" none
 docker import "$work/img.tar" bt-bench:1 >/dev/null
 dockerd_host=$DOCKER_HOST

@@ -25,11 +25,8 @@ cleanup() {
 trap cleanup EXIT
 
 # The base image: the host's busybox with every applet.
-mkdir -p "$work/rootfs"/{bin,etc,tmp}
-cp /bin/busybox "$work/rootfs/bin/"
-for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$work/rootfs/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
-tar -C "$work/rootfs" -cf "$work/img.tar" .
+. "$here/lib.sh"
+busybox_tar "$work"
 
 # The context: a small app of 200 files and one file that changes.
 ctx=$work/ctx
@@ -48,7 +45,6 @@ EOF
 
 export BERTH_ROOT=$work/berth
 "$berth" import "$work/img.tar" bt-bench:1 >/dev/null
-. "$here/lib.sh"
 start_dockerd "$work" none
 export DOCKER_BUILDKIT=0
 docker import "$work/img.tar" bt-bench:1 >/dev/null

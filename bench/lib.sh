@@ -15,3 +15,16 @@ start_dockerd() {
   mkdir -p "$DOCKER_CONFIG" && echo '{}' > "$DOCKER_CONFIG/config.json"
   for _ in $(seq 300); do docker version >/dev/null 2>&1 && break; sleep 0.2; done
 }
+
+# busybox_tar WORK [APPLET...]: the host's busybox as an image rootfs tar at WORK/img.tar,
+# with links for the applets named (every applet when none is).
+busybox_tar() {
+  local work=$1; shift
+  local applets=("$@")
+  [ "${#applets[@]}" -gt 0 ] || mapfile -t applets < <(/bin/busybox --list | grep -vx busybox)
+  mkdir -p "$work/rootfs"/{bin,etc,dev,proc,sys,tmp}
+  cp /bin/busybox "$work/rootfs/bin/"
+  for a in "${applets[@]}"; do ln -sf busybox "$work/rootfs/bin/$a"; done
+  echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
+  tar -C "$work/rootfs" -cf "$work/img.tar" .
+}

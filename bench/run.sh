@@ -26,16 +26,12 @@ pflags=(--root "$work/podman" --runroot "$work/podman-run" --storage-driver over
 trap cleanup EXIT
 
 # The image: the host's busybox.
-mkdir -p "$work/rootfs"/{bin,etc,dev,proc,sys,tmp}
-cp /bin/busybox "$work/rootfs/bin/"
-for a in sh true sleep; do ln -s busybox "$work/rootfs/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
-tar -C "$work/rootfs" -cf "$work/img.tar" .
+. "$here/lib.sh"
+busybox_tar "$work" sh true sleep
 
 export BERTH_ROOT=$work/berth
 "$berth" import "$work/img.tar" bt-bench:1 >/dev/null
 
-. "$here/lib.sh"
 start_dockerd "$work" none
 docker import "$work/img.tar" bt-bench:1 >/dev/null
 havepodman=0

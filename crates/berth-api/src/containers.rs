@@ -1,7 +1,6 @@
 //! The container routes: create, list, inspect, start, stop, restart, kill, wait, remove,
 //! logs, attach (a hijacked connection bridged to the container's monitor).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -259,23 +258,7 @@ pub async fn list(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
         .and_then(|l| l.parse::<i64>().ok())
         .filter(|n| *n > 0)
         .and_then(|n| usize::try_from(n).ok());
-    let filters: HashMap<String, Vec<String>> = match q.get("filters").filter(|f| !f.is_empty()) {
-        None => HashMap::new(),
-        Some(f) => {
-            let v: Value = serde_json::from_str(f).map_err(|e| ApiError::bad(format!("invalid filters: {e}")))?;
-            let mut m = HashMap::new();
-            for (k, vals) in v.as_object().into_iter().flatten() {
-                // Both shapes: {"k": ["v"]} and the older {"k": {"v": true}}.
-                let list: Vec<String> = match vals {
-                    Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
-                    Value::Object(o) => o.keys().cloned().collect(),
-                    _ => Vec::new(),
-                };
-                m.insert(k.clone(), list);
-            }
-            m
-        }
-    };
+    let filters = crate::filters(&q)?;
     let v = d
         .engine(move |e| {
             let mut out = Vec::new();

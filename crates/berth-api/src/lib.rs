@@ -240,6 +240,24 @@ pub fn query(req: &Request<Incoming>) -> HashMap<String, String> {
     m
 }
 
+/// The `filters` query parameter: `{"key": ["v", ...]}` (or the older `{"key": {"v": true}}`).
+pub fn filters(q: &HashMap<String, String>) -> Result<HashMap<String, Vec<String>>, ApiError> {
+    let Some(f) = q.get("filters").filter(|f| !f.is_empty()) else {
+        return Ok(HashMap::new());
+    };
+    let v: Value = serde_json::from_str(f).map_err(|e| ApiError::bad(format!("invalid filters: {e}")))?;
+    let mut m = HashMap::new();
+    for (k, vals) in v.as_object().into_iter().flatten() {
+        let list: Vec<String> = match vals {
+            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            Value::Object(o) => o.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        m.insert(k.clone(), list);
+    }
+    Ok(m)
+}
+
 /// Decodes `%XX` and `+`.
 pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();

@@ -234,19 +234,8 @@ pub async fn events(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response
         .filter(|s| !s.is_empty())
         .map(|s| event_time(s).ok_or_else(|| ApiError::bad(format!("invalid until: {s}"))))
         .transpose()?;
-    let filters: Value = q
-        .get("filters")
-        .filter(|f| !f.is_empty())
-        .map(|f| serde_json::from_str(f).map_err(|e| ApiError::bad(format!("invalid filters: {e}"))))
-        .transpose()?
-        .unwrap_or(Value::Null);
-    let list = |k: &str| -> Vec<String> {
-        match &filters[k] {
-            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
-            Value::Object(o) => o.keys().cloned().collect(),
-            _ => Vec::new(),
-        }
-    };
+    let filters = crate::filters(&q)?;
+    let list = |k: &str| filters.get(k).cloned().unwrap_or_default();
     let (types, actions, containers, labels) = (list("type"), list("event"), list("container"), list("label"));
     let keep = move |e: &berth_engine::events::Event| {
         let name = e.attributes["name"].as_str().unwrap_or("");

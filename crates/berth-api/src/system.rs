@@ -72,19 +72,8 @@ pub async fn images(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response
     let q = query(req);
     // `all` would add intermediate images; berth keeps none (its build cache is not images).
     let _all = crate::flag(&q, "all");
-    let filters: Value = q
-        .get("filters")
-        .filter(|f| !f.is_empty())
-        .map(|f| serde_json::from_str(f).map_err(|e| ApiError::bad(format!("invalid filters: {e}"))))
-        .transpose()?
-        .unwrap_or(Value::Null);
-    let list = |k: &str| -> Vec<String> {
-        match &filters[k] {
-            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
-            Value::Object(o) => o.keys().cloned().collect(),
-            _ => Vec::new(),
-        }
-    };
+    let filters = crate::filters(&q)?;
+    let list = |k: &str| filters.get(k).cloned().unwrap_or_default();
     let (refs, dangling) = (list("reference"), list("dangling"));
     let v = d
         .with_images(move |_, s| {
