@@ -89,6 +89,7 @@ pub fn main(args: &[String]) -> ! {
     }
     let argv: Vec<CString> = args.iter().filter_map(|a| CString::new(a.as_bytes()).ok()).collect();
     let file = CString::new(first.as_bytes()).unwrap_or_default();
+    crate::process::reset_signal_dispositions();
     let e = nix::unistd::execvp(&file, &argv)
         .err()
         .unwrap_or(nix::errno::Errno::EINVAL);

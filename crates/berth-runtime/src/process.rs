@@ -276,8 +276,33 @@ pub fn lookup(name: &str, env: &[String]) -> Result<PathBuf, ProcessError> {
     Err(ProcessError::NotFound { name: name.into() })
 }
 
+/// Puts every signal back to its default action and unblocks them all. An ignored signal stays ignored across
+/// execve, so a container started from a shell under `nohup` (SIGHUP ignored) would
+/// otherwise inherit that, and its programs could not even trap the signal.
+pub fn reset_signal_dispositions() {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: a zeroed sigaction with SIG_DFL is a valid argument; signals the kernel
+        // or libc reserve just fail with EINVAL, which is ignored.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+    // And nothing blocked: a blocked mask is inherited across execve too.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+}
+
 /// Replaces this process with the program. Returns only on failure.
 pub fn exec(path: &Path, args: &[String], env: &[String]) -> ProcessError {
+    reset_signal_dispositions();
     let cstr = |s: &[u8]| CString::new(s).unwrap_or_default();
     let path_c = cstr(path.as_os_str().as_bytes());
     let argv: Vec<CString> = args.iter().map(|a| cstr(a.as_bytes())).collect();

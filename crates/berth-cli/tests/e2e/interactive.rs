@@ -555,7 +555,9 @@ fn logs_options_env_files_signals_and_listing() {
         "sleep",
         "300",
     ]);
-    b.ok(&[
+    // Started under nohup (SIGHUP ignored in berth): the container still gets the default
+    // disposition, so its shell can trap HUP.
+    let base = b.cmd(&[
         "run",
         "-d",
         "--name",
@@ -565,6 +567,20 @@ fn logs_options_env_files_signals_and_listing() {
         "-c",
         "trap 'exit 12' HUP; while true; do sleep 0.1; done",
     ]);
+    let mut c = Command::new("nohup");
+    c.arg(base.get_program()).args(base.get_args());
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    let st = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(inspect(&b, "usr1")["Config"]["StopSignal"], "SIGUSR1");
     b.ok(&["stop", "usr1"]);
