@@ -1281,12 +1281,8 @@ impl Builder<'_> {
                         };
                         // Resolved inside its root, then bound through the descriptor's path.
                         let rootfd = berth_safepath::open_root(&root).map_err(|e| e.to_string())?;
-                        let fd = berth_safepath::resolve(
-                            std::os::fd::AsFd::as_fd(&rootfd),
-                            Path::new(if src.is_empty() { "." } else { &src }),
-                            false,
-                        )
-                        .map_err(|e| format!("--mount source {src:?}: {e}"))?;
+                        let fd = berth_safepath::resolve(std::os::fd::AsFd::as_fd(&rootfd), Path::new(&src), false)
+                            .map_err(|e| format!("--mount source {src:?}: {e}"))?;
                         let real = std::fs::read_link(berth_safepath::proc_fd_path(std::os::fd::AsFd::as_fd(&fd)))
                             .map_err(|e| e.to_string())?;
                         let rw = m.get("rw").or_else(|| m.get("readwrite")).is_some_and(|v| v == "true");
@@ -1611,7 +1607,7 @@ fn remove_point(rootfs: &Path, rel: &str) {
     let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
     let Ok(pfd) = berth_safepath::open(
         std::os::fd::AsFd::as_fd(&root),
-        Path::new(if dir.is_empty() { "." } else { dir }),
+        Path::new(dir),
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
     ) else {
         return;

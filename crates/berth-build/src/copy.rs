@@ -57,15 +57,6 @@ pub struct Source {
     pub entries: Vec<Entry>,
 }
 
-/// A path for safepath: `.` for the root itself.
-fn at(rel: &str) -> &Path {
-    if rel.is_empty() {
-        Path::new(".")
-    } else {
-        Path::new(rel)
-    }
-}
-
 fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> String {
     move |e| format!("{what}: {e}")
 }
@@ -79,7 +70,7 @@ fn stat_of(fd: BorrowedFd<'_>) -> Result<nix::sys::stat::FileStat, String> {
 }
 
 fn entry_of(root: BorrowedFd<'_>, rel: &str, sub: &str) -> Result<Entry, String> {
-    let fd = safepath::resolve(root, at(rel), true).map_err(io(format!("stat {rel}")))?;
+    let fd = safepath::resolve(root, Path::new(rel), true).map_err(io(format!("stat {rel}")))?;
     let st = stat_of(fd.as_fd())?;
     let fmt = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
     let kind = if fmt == SFlag::S_IFDIR {
@@ -104,7 +95,7 @@ fn entry_of(root: BorrowedFd<'_>, rel: &str, sub: &str) -> Result<Entry, String>
 }
 
 fn list_dir(root: BorrowedFd<'_>, rel: &str) -> Result<Vec<String>, String> {
-    let fd = safepath::open(root, at(rel), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+    let fd = safepath::open(root, Path::new(rel), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
         .map_err(io(format!("opening {}", if rel.is_empty() { "." } else { rel })))?;
     let mut names: Vec<String> = std::fs::read_dir(safepath::proc_fd_path(fd.as_fd()))
         .map_err(io(format!("listing {rel}")))?
@@ -231,7 +222,7 @@ pub fn checksum(root: &Path, sources: &[Source]) -> Result<String, String> {
                     h.update(b"\n");
                 }
                 Kind::File => {
-                    let fd = safepath::open(rootfd.as_fd(), at(&e.rel), OFlag::O_RDONLY | OFlag::O_NOFOLLOW)
+                    let fd = safepath::open(rootfd.as_fd(), Path::new(&e.rel), OFlag::O_RDONLY | OFlag::O_NOFOLLOW)
                         .map_err(io(format!("opening {}", e.rel)))?;
                     let mut f = std::fs::File::from(fd);
                     let mut fh = Sha256::new();
@@ -270,7 +261,7 @@ impl Dest {
 
     /// Whether `path` is an existing directory (following symlinks inside the root).
     pub fn is_dir(&self, path: &str) -> bool {
-        safepath::resolve(self.root.as_fd(), at(&clean(path)), false)
+        safepath::resolve(self.root.as_fd(), Path::new(&clean(path)), false)
             .ok()
             .and_then(|fd| stat_of(fd.as_fd()).ok())
             .is_some_and(|st| SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR)
@@ -278,7 +269,7 @@ impl Dest {
 
     /// Whether anything exists at `path` (not following a final symlink).
     pub fn exists(&self, path: &str) -> bool {
-        safepath::resolve(self.root.as_fd(), at(&clean(path)), true).is_ok()
+        safepath::resolve(self.root.as_fd(), Path::new(&clean(path)), true).is_ok()
     }
 
     /// Makes the directory `path` and its parents (new ones owned by `owner`).
@@ -327,7 +318,7 @@ impl Dest {
 
     /// The target of a symlink at `path` (its parents resolved inside the root).
     fn readlink(&self, path: &str) -> Option<String> {
-        let fd = safepath::resolve(self.root.as_fd(), at(&clean(path)), true).ok()?;
+        let fd = safepath::resolve(self.root.as_fd(), Path::new(&clean(path)), true).ok()?;
         let st = stat_of(fd.as_fd()).ok()?;
         if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFLNK {
             return None;
@@ -343,7 +334,7 @@ impl Dest {
             return Err(format!("cannot write to /{c}"));
         }
         self.mkdir_all(dir, None)?;
-        let pfd = safepath::open(self.root.as_fd(), at(dir), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+        let pfd = safepath::open(self.root.as_fd(), Path::new(dir), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
             .map_err(io(format!("opening /{dir}")))?;
         Ok((pfd, name.to_string()))
     }
@@ -492,7 +483,7 @@ pub fn copy(root: &Path, sources: &[Source], out: &Dest, dest: &str, meta: Meta)
                 Kind::Dir => out.dir(&target, mode(e), owner(e), Some(e.mtime))?,
                 Kind::Symlink(t) => out.symlink(&target, t, owner(e))?,
                 Kind::File => {
-                    let fd = safepath::open(rootfd.as_fd(), at(&e.rel), OFlag::O_RDONLY | OFlag::O_NOFOLLOW)
+                    let fd = safepath::open(rootfd.as_fd(), Path::new(&e.rel), OFlag::O_RDONLY | OFlag::O_NOFOLLOW)
                         .map_err(io(format!("opening {}", e.rel)))?;
                     let mut f = std::fs::File::from(fd);
                     out.write_file(&target, &mut f, mode(e), owner(e), Some(e.mtime))?;

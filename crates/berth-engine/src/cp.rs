@@ -53,9 +53,7 @@ pub struct PathStat {
 pub fn stat(engine: &Engine, id: &str, path: &str) -> Result<PathStat> {
     with_rootfs(engine, id, |rootfs| {
         let root = safepath::open_root(rootfs).map_err(|e| err("opening", &rootfs.display().to_string(), e))?;
-        // The root itself is `.` to openat2.
-        let rel = if path.trim_matches('/').is_empty() { "." } else { path };
-        let fd = safepath::resolve(root.as_fd(), Path::new(rel), true)
+        let fd = safepath::resolve(root.as_fd(), Path::new(path), true)
             .map_err(|e| err("Could not find the file", path, format!("in container {id}: {e}")))?;
         let st = nix::sys::stat::fstat(&fd).map_err(|e| err("stat", path, e))?;
         let link = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {

@@ -269,6 +269,16 @@ mod tests {
         assert_eq!(read("toroot/etc/secret").as_deref(), Some("container"));
         assert_eq!(read("../../../etc/secret").as_deref(), Some("container"));
         assert_eq!(read("dotdot/secret"), None);
+        // "/" and "" name the root itself.
+        let same = |p: &str| {
+            let fd = if fallback {
+                walk(rfd.as_fd(), &relative(Path::new(p)), false).unwrap()
+            } else {
+                resolve(rfd.as_fd(), Path::new(p), false).unwrap()
+            };
+            std::fs::read_link(proc_fd_path(fd.as_fd())).unwrap() == root.canonicalize().unwrap()
+        };
+        assert!(same("/") && same(""));
         let made = create_all(rfd.as_fd(), Path::new("/toroot/new/dir"), Leaf::Dir);
         made.unwrap();
         assert!(root.join("new/dir").is_dir());
