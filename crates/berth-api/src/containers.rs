@@ -619,10 +619,7 @@ pub async fn wait(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Resul
             .send(Bytes::from(format!("{}\n", json!({"StatusCode": c, "Error": null}))))
             .await;
     });
-    let mut r = Response::new(body);
-    r.headers_mut()
-        .insert("Content-Type", HeaderValue::from_static("application/json"));
-    Ok(r)
+    Ok(crate::streamed(body, HeaderValue::from_static("application/json")))
 }
 
 /// Waits for `condition`; returns the exit code.
@@ -735,8 +732,8 @@ pub async fn logs(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Resul
         return Err(ApiError::bad("Bad parameters: you must choose at least one stream"));
     }
     let tail: Option<usize> = q.get("tail").filter(|t| *t != "all").and_then(|t| t.parse().ok());
-    let since = q.get("since").and_then(|s| s.parse::<f64>().ok()).filter(|s| *s > 0.0);
-    let until = q.get("until").and_then(|s| s.parse::<f64>().ok()).filter(|s| *s > 0.0);
+    let time = |k: &str| q.get(k).and_then(|s| crate::time_nanos(s)).filter(|n| *n > 0);
+    let (since, until) = (time("since"), time("until"));
     let (cid, dir, tty) = d
         .engine(move |e| {
             let r = e.resolve(&id)?;
@@ -748,6 +745,8 @@ pub async fn logs(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Resul
     tokio::spawn(async move {
         let mut sent = 0usize;
         let mut first = true;
+        // Following: once the container has stopped, one last read, then the end.
+        let mut last = !follow;
         loop {
             let path = dir.join("json.log");
             let entries = tokio::task::spawn_blocking(move || berth_engine::logs::read_all(&path))
@@ -758,8 +757,8 @@ pub async fn logs(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Resul
                 .filter(|en| (en.stream == "stdout" && out) || (en.stream == "stderr" && err))
                 .filter(|en| {
                     let t = berth_oci::time::parse_rfc3339_nanos(&en.time)
-                        .map(|n| n as f64 / 1e9)
-                        .unwrap_or(0.0);
+                        .and_then(|n| i64::try_from(n).ok())
+                        .unwrap_or(0);
                     since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
                 })
                 .collect();
@@ -781,61 +780,28 @@ pub async fn logs(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Resul
                 let chunk = if tty {
                     line
                 } else {
-                    att::frame(
-                        if en.stream == "stderr" {
-                            att::STDERR
-                        } else {
-                            att::STDOUT
-                        },
-                        &line,
-                    )
+                    let stream = if en.stream == "stderr" {
+                        att::STDERR
+                    } else {
+                        att::STDOUT
+                    };
+                    att::frame(stream, &line)
                 };
                 if tx.send(Bytes::from(chunk)).await.is_err() {
                     return;
                 }
             }
-            if !follow {
+            if last {
                 return;
             }
-            let running = {
-                let cid = cid.clone();
-                dd.engine(move |e| Ok(e.state(&cid).running())).await.unwrap_or(false)
-            };
-            if !running {
-                // One last read after the exit, then the end.
-                let path = dir.join("json.log");
-                let entries = tokio::task::spawn_blocking(move || berth_engine::logs::read_all(&path))
-                    .await
-                    .unwrap_or_default();
-                for en in entries
-                    .iter()
-                    .skip(sent)
-                    .filter(|en| (en.stream == "stdout" && out) || (en.stream == "stderr" && err))
-                {
-                    let chunk = if tty {
-                        en.log.as_bytes().to_vec()
-                    } else {
-                        att::frame(
-                            if en.stream == "stderr" {
-                                att::STDERR
-                            } else {
-                                att::STDOUT
-                            },
-                            en.log.as_bytes(),
-                        )
-                    };
-                    if tx.send(Bytes::from(chunk)).await.is_err() {
-                        return;
-                    }
-                }
-                return;
+            let cid = cid.clone();
+            last = !dd.engine(move |e| Ok(e.state(&cid).running())).await.unwrap_or(false);
+            if !last {
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    let mut r = Response::new(body);
-    r.headers_mut().insert("Content-Type", crate::stream_type(tty));
-    Ok(r)
+    Ok(crate::streamed(body, crate::stream_type(tty)))
 }
 
 /// `POST /containers/{id}/attach`: the connection is hijacked and bridged to the monitor;

@@ -192,6 +192,26 @@ pub fn empty(status: StatusCode) -> Response<Body> {
     r
 }
 
+/// A time query parameter (`since`, `until`): unix seconds with an optional fraction, or
+/// RFC 3339; in nanoseconds.
+pub fn time_nanos(s: &str) -> Option<i64> {
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    if let Ok(secs) = secs.parse::<i64>() {
+        if frac.bytes().all(|b| b.is_ascii_digit()) && frac.len() <= 9 {
+            let nanos: i64 = format!("{frac:0<9}").parse().unwrap_or(0);
+            return secs.checked_mul(1_000_000_000).and_then(|n| n.checked_add(nanos));
+        }
+    }
+    berth_oci::time::parse_rfc3339_nanos(s).and_then(|n| i64::try_from(n).ok())
+}
+
+/// A streamed (200) response with a content type.
+pub fn streamed(body: Body, content_type: hyper::header::HeaderValue) -> Response<Body> {
+    let mut r = Response::new(body);
+    r.headers_mut().insert("Content-Type", content_type);
+    r
+}
+
 /// The content type of a container's stream: raw with a terminal, else multiplexed.
 pub fn stream_type(tty: bool) -> hyper::header::HeaderValue {
     hyper::header::HeaderValue::from_static(if tty {

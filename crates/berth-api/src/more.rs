@@ -115,10 +115,7 @@ pub async fn stats(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Resu
             s0 = s1;
         }
     });
-    let mut r = Response::new(body);
-    r.headers_mut()
-        .insert("Content-Type", HeaderValue::from_static("application/json"));
-    Ok(r)
+    Ok(crate::streamed(body, HeaderValue::from_static("application/json")))
 }
 
 /// `POST /images/{name}/tag?repo=&tag=`.
@@ -208,18 +205,6 @@ pub async fn df(d: &Arc<Daemon>) -> Result<Response<Body>, ApiError> {
     Ok(json_response(StatusCode::OK, &v))
 }
 
-/// A time parameter of `/events`: unix seconds (fractions allowed) or RFC 3339; in ns.
-fn event_time(s: &str) -> Option<i64> {
-    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    if let Ok(secs) = secs.parse::<i64>() {
-        if frac.bytes().all(|b| b.is_ascii_digit()) && frac.len() <= 9 {
-            let nanos: i64 = format!("{frac:0<9}").parse().unwrap_or(0);
-            return secs.checked_mul(1_000_000_000).and_then(|n| n.checked_add(nanos));
-        }
-    }
-    berth_oci::time::parse_rfc3339_nanos(s).and_then(|n| i64::try_from(n).ok())
-}
-
 /// `GET /events`: the event log, filtered, from `since` (or from now), until `until` (or for
 /// as long as the client listens).
 pub async fn events(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -227,12 +212,12 @@ pub async fn events(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response
     let since = q
         .get("since")
         .filter(|s| !s.is_empty())
-        .map(|s| event_time(s).ok_or_else(|| ApiError::bad(format!("invalid since: {s}"))))
+        .map(|s| crate::time_nanos(s).ok_or_else(|| ApiError::bad(format!("invalid since: {s}"))))
         .transpose()?;
     let until = q
         .get("until")
         .filter(|s| !s.is_empty())
-        .map(|s| event_time(s).ok_or_else(|| ApiError::bad(format!("invalid until: {s}"))))
+        .map(|s| crate::time_nanos(s).ok_or_else(|| ApiError::bad(format!("invalid until: {s}"))))
         .transpose()?;
     let filters = crate::filters(&q)?;
     let list = |k: &str| filters.get(k).cloned().unwrap_or_default();
@@ -285,10 +270,7 @@ pub async fn events(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    let mut r = Response::new(body);
-    r.headers_mut()
-        .insert("Content-Type", HeaderValue::from_static("application/json"));
-    Ok(r)
+    Ok(crate::streamed(body, HeaderValue::from_static("application/json")))
 }
 
 /// Every value of a repeated query parameter (`names=a&names=b`).
@@ -354,10 +336,7 @@ pub async fn save(d: &Arc<Daemon>, req: &Request<Incoming>, name: Option<String>
             }
         }
     });
-    let mut r = Response::new(body);
-    r.headers_mut()
-        .insert("Content-Type", HeaderValue::from_static("application/x-tar"));
-    Ok(r)
+    Ok(crate::streamed(body, HeaderValue::from_static("application/x-tar")))
 }
 
 /// `POST /images/load`: a `docker save` or OCI archive in the body (spooled to a file, any
@@ -479,10 +458,7 @@ pub async fn pull(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
             Err(e) => send(json!({"errorDetail": {"message": e}, "error": e})),
         }
     });
-    let mut resp = Response::new(body);
-    resp.headers_mut()
-        .insert("Content-Type", HeaderValue::from_static("application/json"));
-    Ok(resp)
+    Ok(crate::streamed(body, HeaderValue::from_static("application/json")))
 }
 
 /// `POST /images/{name}/push?tag=`: a push, with Docker's JSON progress stream.
@@ -543,10 +519,7 @@ pub async fn push(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Res
             Err(e) => send(json!({"errorDetail": {"message": e}, "error": e})),
         }
     });
-    let mut resp = Response::new(body);
-    resp.headers_mut()
-        .insert("Content-Type", HeaderValue::from_static("application/json"));
-    Ok(resp)
+    Ok(crate::streamed(body, HeaderValue::from_static("application/json")))
 }
 
 /// Progress lines as Docker's build stream (`{"stream": "..."}`).
@@ -709,10 +682,7 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
             Err(e) => err(e),
         }
     });
-    let mut resp = Response::new(body);
-    resp.headers_mut()
-        .insert("Content-Type", HeaderValue::from_static("application/json"));
-    Ok(resp)
+    Ok(crate::streamed(body, HeaderValue::from_static("application/json")))
 }
 
 /// `POST /containers/prune`: stopped containers.
