@@ -237,6 +237,26 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
 }
 
 /// Docker's `NetworkSettings`: the attachment while running, empty fields otherwise.
+/// One entry of `NetworkSettings.Networks`.
+fn endpoint_json(a: &crate::networks::Attachment, network_id: &str, ipam: Value, aliases: Value) -> Value {
+    json!({
+        "IPAMConfig": ipam,
+        "Links": null,
+        "Aliases": aliases,
+        "MacAddress": a.mac,
+        "DriverOpts": null,
+        "NetworkID": network_id,
+        "EndpointID": if a.ip.is_empty() { String::new() } else { a.veth.clone() },
+        "Gateway": a.gateway,
+        "IPAddress": a.ip,
+        "IPPrefixLen": a.prefix,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "DNSNames": null
+    })
+}
+
 fn network_settings(e: &Engine, r: &Record, st: &State) -> Value {
     let a = st.net.clone().unwrap_or_default();
     let mut ports = serde_json::Map::new();
@@ -253,22 +273,7 @@ fn network_settings(e: &Engine, r: &Record, st: &State) -> Value {
             v.push(json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}));
         }
     }
-    let endpoint = json!({
-        "IPAMConfig": null,
-        "Links": null,
-        "Aliases": null,
-        "MacAddress": a.mac,
-        "DriverOpts": null,
-        "NetworkID": a.network_id,
-        "EndpointID": if a.ip.is_empty() { String::new() } else { a.veth.clone() },
-        "Gateway": a.gateway,
-        "IPAddress": a.ip,
-        "IPPrefixLen": a.prefix,
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
-        "DNSNames": null
-    });
+    let endpoint = endpoint_json(&a, &a.network_id, Value::Null, Value::Null);
     let mut networks = serde_json::Map::new();
     networks.insert(r.network_mode.clone(), endpoint.clone());
     for c in crate::networks::connections(e, &r.id) {
@@ -276,25 +281,17 @@ fn network_settings(e: &Engine, r: &Record, st: &State) -> Value {
             .map(|n| n.name)
             .unwrap_or(c.network_id.clone());
         let a = c.attachment.unwrap_or_default();
-        networks.insert(
-            name,
-            json!({
-                "IPAMConfig": if c.ip.is_empty() { Value::Null } else { json!({"IPv4Address": c.ip}) },
-                "Links": null,
-                "Aliases": if c.aliases.is_empty() { Value::Null } else { json!(c.aliases) },
-                "MacAddress": a.mac,
-                "DriverOpts": null,
-                "NetworkID": c.network_id,
-                "EndpointID": if a.ip.is_empty() { String::new() } else { a.veth.clone() },
-                "Gateway": a.gateway,
-                "IPAddress": a.ip,
-                "IPPrefixLen": a.prefix,
-                "IPv6Gateway": "",
-                "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0,
-                "DNSNames": null
-            }),
-        );
+        let ipam = if c.ip.is_empty() {
+            Value::Null
+        } else {
+            json!({"IPv4Address": c.ip})
+        };
+        let aliases = if c.aliases.is_empty() {
+            Value::Null
+        } else {
+            json!(c.aliases)
+        };
+        networks.insert(name, endpoint_json(&a, &c.network_id, ipam, aliases));
     }
     let is_default = r.network_mode == crate::networks::DEFAULT;
     json!({
