@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod containers;
 pub mod exec;
+pub mod manage;
 pub mod more;
 pub mod objects;
 pub mod system;
@@ -443,13 +444,21 @@ async fn route(
             more::image_remove(&d, &req, name.join("/")).await
         }
         (&Method::GET, ["system", "df"]) => more::df(&d).await,
+        (&Method::POST, ["containers", id, "update"]) => manage::update(&d, req, id.to_string()).await,
+        (&Method::GET, ["containers", id, "export"]) => manage::export(&d, id.to_string()).await,
+        (&Method::POST, ["commit"]) => manage::commit(&d, req).await,
+        (&Method::GET, ["images", name @ .., "history"]) if !name.is_empty() => {
+            manage::history(&d, name.join("/")).await
+        }
+        (&Method::POST, ["auth"]) => manage::auth(req).await,
+        (&Method::POST, ["build", "prune"]) => manage::build_prune(&d).await,
         (&Method::GET, ["events"]) => more::events(&d, &req).await,
         (&Method::GET, ["volumes"]) => objects::volumes(&d).await,
         (&Method::POST, ["volumes", "create"]) => objects::volume_create(&d, req).await,
         (&Method::POST, ["volumes", "prune"]) => objects::volume_prune(&d).await,
         (&Method::GET, ["volumes", name]) => objects::volume_inspect(&d, name.to_string()).await,
         (&Method::DELETE, ["volumes", name]) => objects::volume_remove(&d, name.to_string()).await,
-        (&Method::GET, ["networks"]) => objects::networks(&d).await,
+        (&Method::GET, ["networks"]) => objects::networks(&d, &req).await,
         (&Method::POST, ["networks", "create"]) => objects::network_create(&d, req).await,
         (&Method::POST, ["networks", "prune"]) => objects::network_prune(&d, &req).await,
         (&Method::GET, ["networks", id]) => objects::network_inspect(&d, id.to_string()).await,

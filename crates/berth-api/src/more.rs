@@ -129,10 +129,13 @@ pub async fn tag(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Resu
         Some(t) => format!("{repo}:{t}"),
         None => repo,
     };
-    d.with_images(move |_, s| {
-        s.resolve(&name)
+    d.with_images(move |e, s| {
+        let img = s
+            .resolve(&name)
             .map_err(|_| ApiError::not_found(format!("No such image: {name}")))?;
         s.tag(&name, &target)?;
+        let familiar = berth_oci::Reference::parse(&target).map_or(target.clone(), |r| r.familiar());
+        berth_engine::events::image(e, "tag", &img.row.id, &familiar);
         Ok(())
     })
     .await?;
@@ -143,15 +146,22 @@ pub async fn tag(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Resu
 pub async fn image_remove(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Result<Response<Body>, ApiError> {
     let force = flag(&query(req), "force");
     let out = d
-        .with_images(move |_, s| {
-            s.resolve(&name)
+        .with_images(move |e, s| {
+            let img = s
+                .resolve(&name)
                 .map_err(|_| ApiError::not_found(format!("No such image: {name}")))?;
             let done = s.remove(&name, force)?;
             Ok(done
                 .into_iter()
                 .map(|r| match r {
-                    berth_engine::image::store::Removed::Untagged(t) => json!({"Untagged": t}),
-                    berth_engine::image::store::Removed::Deleted(id) => json!({"Deleted": id}),
+                    berth_engine::image::store::Removed::Untagged(t) => {
+                        berth_engine::events::image(e, "untag", &img.row.id, &t);
+                        json!({"Untagged": t})
+                    }
+                    berth_engine::image::store::Removed::Deleted(id) => {
+                        berth_engine::events::image(e, "delete", &id, &id);
+                        json!({"Deleted": id})
+                    }
                 })
                 .collect::<Vec<_>>())
         })
@@ -222,12 +232,23 @@ pub async fn events(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response
     let filters = crate::filters(&q)?;
     let list = |k: &str| filters.get(k).cloned().unwrap_or_default();
     let (types, actions, containers, labels) = (list("type"), list("event"), list("container"), list("label"));
+    let (images, networks, volumes) = (list("image"), list("network"), list("volume"));
     let keep = move |e: &berth_engine::events::Event| {
         let name = e.attributes["name"].as_str().unwrap_or("");
+        let of = |kind: &str, wanted: &[String]| {
+            wanted.is_empty() || (e.kind == kind && wanted.iter().any(|c| e.id.starts_with(c.as_str()) || c == name))
+        };
+        let image_ok = images.is_empty()
+            || images.iter().any(|i| {
+                let of_container = e.attributes["image"].as_str() == Some(i.as_str());
+                of_container || (e.kind == "image" && (e.id.starts_with(i.as_str()) || name == i))
+            });
         (types.is_empty() || types.contains(&e.kind))
             && (actions.is_empty() || actions.contains(&e.action))
-            && (containers.is_empty()
-                || (e.kind == "container" && containers.iter().any(|c| e.id.starts_with(c.as_str()) || c == name)))
+            && of("container", &containers)
+            && of("network", &networks)
+            && of("volume", &volumes)
+            && image_ok
             && labels.iter().all(|l| match l.split_once('=') {
                 Some((k, v)) => e.attributes[k].as_str() == Some(v),
                 None => e.attributes.get(l).is_some(),
@@ -274,7 +295,7 @@ pub async fn events(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response
 }
 
 /// Every value of a repeated query parameter (`names=a&names=b`).
-fn all_values(req: &Request<Incoming>, key: &str) -> Vec<String> {
+pub(crate) fn all_values(req: &Request<Incoming>, key: &str) -> Vec<String> {
     req.uri()
         .query()
         .unwrap_or("")
@@ -376,10 +397,19 @@ pub async fn load(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Bo
     drop(f);
     let path = tmp.clone();
     let res = d
-        .with_images(move |_, s| {
+        .with_images(move |e, s| {
             let mut f = std::fs::File::open(&path)
                 .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            Ok(berth_engine::image::archive::load(s, &mut f)?)
+            let lines = berth_engine::image::archive::load(s, &mut f)?;
+            for l in &lines {
+                if let Some(name) = l
+                    .strip_prefix("Loaded image: ")
+                    .or_else(|| l.strip_prefix("Loaded image ID: "))
+                {
+                    berth_engine::events::image(e, "load", name, name);
+                }
+            }
+            Ok(lines)
         })
         .await;
     let _ = tokio::fs::remove_file(&tmp).await;
@@ -417,6 +447,7 @@ pub async fn pull(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
         None => from.clone(),
     };
     let r = berth_oci::Reference::parse(&name).map_err(|e| ApiError::bad(format!("invalid reference format: {e}")))?;
+    let credentials = crate::manage::registry_auth(req);
     let (tx, body) = channel_body();
     let root = d.root.clone();
     tokio::task::spawn_blocking(move || {
@@ -428,7 +459,10 @@ pub async fn pull(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
         let res = (|| -> Result<berth_engine::image::pull::Pulled, String> {
             let mut store = berth_engine::image::store::ImageStore::open(&root).map_err(|e| e.to_string())?;
             let opts = berth_engine::image::pull::PullOptions {
-                registry: berth_engine::image::registry::Options::from_env(),
+                registry: berth_engine::image::registry::Options {
+                    credentials,
+                    ..berth_engine::image::registry::Options::from_env()
+                },
                 ..Default::default()
             };
             berth_engine::image::pull::pull(&mut store, &r, &opts, &|e| match e {
@@ -447,6 +481,9 @@ pub async fn pull(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
         })();
         match res {
             Ok(p) => {
+                if let Ok(e) = berth_engine::store::Engine::open(&root) {
+                    berth_engine::events::image(&e, "pull", &r.familiar(), &r.familiar());
+                }
                 send(json!({"status": format!("Digest: {}", p.digest)}));
                 let what = if p.fetched {
                     "Downloaded newer image for"
@@ -479,6 +516,7 @@ pub async fn push(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Res
         })
         .await?;
     }
+    let credentials = crate::manage::registry_auth(req);
     let (tx, body) = channel_body();
     tokio::task::spawn_blocking(move || {
         let send = |v: Value| {
@@ -490,7 +528,10 @@ pub async fn push(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Res
             let (digest, size) = berth_engine::image::push::push(
                 &store,
                 &full,
-                &berth_engine::image::registry::Options::from_env(),
+                &berth_engine::image::registry::Options {
+                    credentials,
+                    ..berth_engine::image::registry::Options::from_env()
+                },
                 &|e| match e {
                     berth_engine::image::push::PushEvent::Exists(dg) => {
                         send(json!({"status": "Layer already exists", "progressDetail": {}, "id": dg.short()}))
@@ -512,6 +553,9 @@ pub async fn push(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Res
         })();
         match res {
             Ok((digest, size)) => {
+                if let Ok(e) = berth_engine::store::Engine::open(&root) {
+                    berth_engine::events::image(&e, "push", &r.familiar(), &r.familiar());
+                }
                 let tag = r.tag().unwrap_or("latest").to_string();
                 send(json!({"status": format!("{tag}: digest: {digest} size: {size}")}));
                 send(json!({"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest.to_string(), "Size": size}}));
@@ -675,6 +719,11 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
                 let _ = tx.blocking_send(line(json!({"aux": {"ID": image}})));
                 let short = image.trim_start_matches("sha256:").chars().take(12).collect::<String>();
                 let _ = tx.blocking_send(line(json!({"stream": format!("Successfully built {short}\n")})));
+                if let Ok(e) = berth_engine::store::Engine::open(&root) {
+                    for t in &parsed {
+                        berth_engine::events::image(&e, "tag", &image, &t.familiar());
+                    }
+                }
                 for t in &tags {
                     let _ = tx.blocking_send(line(json!({"stream": format!("Successfully tagged {t}\n")})));
                 }

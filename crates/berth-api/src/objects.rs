@@ -89,10 +89,11 @@ pub async fn volume_prune(d: &Arc<Daemon>) -> Result<Response<Body>, ApiError> {
 }
 
 /// `GET /networks`.
-pub async fn networks(d: &Arc<Daemon>) -> Result<Response<Body>, ApiError> {
+pub async fn networks(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let filters = crate::filters(&query(req))?;
     let v = d
-        .engine(|e| {
-            Ok(berth_engine::networks::list(e)?
+        .engine(move |e| {
+            Ok(berth_engine::networks::filtered(e, &filters)?
                 .iter()
                 .map(|n| berth_engine::inspect::network_json(e, n))
                 .collect::<Vec<_>>())

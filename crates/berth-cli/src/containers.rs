@@ -1601,8 +1601,14 @@ pub struct UpdateArgs {
     /// Memory limit.
     #[arg(short, long)]
     pub memory: Option<String>,
-    /// Tune container pids limit.
+    /// Memory soft limit.
     #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap.
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited).
+    #[arg(long, allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
     /// CPU shares (relative weight).
     #[arg(short = 'c', long)]
@@ -1610,40 +1616,52 @@ pub struct UpdateArgs {
     /// Number of CPUs.
     #[arg(long)]
     pub cpus: Option<f64>,
+    /// CPUs in which to allow execution (0-3, 0,1).
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Restart policy to apply when a container exits.
+    #[arg(long)]
+    pub restart: Option<String>,
 }
 
-/// `update`: new limits on running containers.
+/// `update`: new limits or restart policy, kept across restarts and applied at once to
+/// running containers.
 pub fn update(root: &Path, a: &UpdateArgs) -> anyhow::Result<()> {
-    let mut res = json!({});
-    if let Some(m) = &a.memory {
-        let v = berth_engine::spec::parse_size(m).map_err(|err| usage(err.to_string()))?;
-        res["memory"] = json!({"limit": v});
-    }
-    if let Some(p) = a.pids_limit {
-        res["pids"] = json!({"limit": p});
-    }
-    if let Some(s) = a.cpu_shares {
-        res["cpu"]["shares"] = json!(s);
-    }
-    if let Some(c) = a.cpus {
-        if c <= 0.0 {
-            return Err(usage(format!("invalid --cpus {c}")));
+    let size = |s: &Option<String>| -> anyhow::Result<Option<i64>> {
+        s.as_deref()
+            .map(|m| {
+                if m == "-1" {
+                    Ok(-1)
+                } else {
+                    berth_engine::spec::parse_size(m).map_err(|err| usage(err.to_string()))
+                }
+            })
+            .transpose()
+    };
+    let cpu_quota = match a.cpus {
+        Some(c) if !(0.0..=1024.0).contains(&c) => {
+            return Err(usage(format!("invalid argument \"{c}\" for \"--cpus\" flag")))
         }
-        res["cpu"]["period"] = json!(100_000u64);
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let quota = (c * 100_000.0) as i64;
-        res["cpu"]["quota"] = json!(quota);
-    }
-    let res: berth_oci::oci_spec::runtime::LinuxResources =
-        serde_json::from_value(res).context("building resources")?;
-    each(root, &a.containers, &|e, n| {
-        let r = e.resolve(n)?;
-        if !e.state(&r.id).running() {
-            return Err(EngineError::Conflict(format!("container {} is not running", r.id)));
-        }
-        e.rt(&r)?.update(&r.id, &e.dir(&r.id), &res)?;
-        Ok(())
-    })
+        #[allow(clippy::cast_possible_truncation)]
+        Some(c) => Some((c * 100_000.0) as i64),
+        None => None,
+    };
+    let restart = a
+        .restart
+        .as_deref()
+        .map(|r| berth_engine::ops::parse_restart(r).map_err(|err| usage(err.to_string())))
+        .transpose()?;
+    let u = berth_engine::ops::Update {
+        memory: size(&a.memory)?,
+        memory_reservation: size(&a.memory_reservation)?,
+        memory_swap: size(&a.memory_swap)?,
+        cpu_quota,
+        cpu_shares: a.cpu_shares,
+        cpuset_cpus: a.cpuset_cpus.clone(),
+        pids_limit: a.pids_limit,
+        restart,
+    };
+    each(root, &a.containers, &|e, n| berth_engine::ops::update(e, n, &u))
 }
 
 /// `port`.

@@ -750,43 +750,25 @@ pub fn tag(root: &Path, a: &TagArgs) -> anyhow::Result<()> {
 pub fn history(root: &Path, a: &HistoryArgs) -> anyhow::Result<()> {
     let store = open(root)?;
     let img = store.resolve(&a.name)?;
-    let cfg = store.config(&img)?;
-    let snaps: BTreeMap<String, i64> = store.db.snapshot_sizes()?.into_iter().collect();
-    let chains = berth_image::model::chain_ids(&cfg.rootfs.diff_ids);
-    let mut layer = chains.len();
     let mut rows = Vec::new();
-    for (i, h) in cfg.history.iter().enumerate().rev() {
-        let size = if h.empty_layer {
-            0
+    for h in berth_engine::inspect::history(&store, &img)? {
+        let id = if h.id.starts_with("sha256:") && !a.no_trunc {
+            h.id[7..19].to_string()
         } else {
-            layer = layer.saturating_sub(1);
-            chains
-                .get(layer)
-                .and_then(|c| snaps.get(&c.to_string()))
-                .copied()
-                .unwrap_or(0)
+            h.id
         };
-        let id = if i == cfg.history.len() - 1 {
-            if a.no_trunc {
-                img.row.id.clone()
-            } else {
-                img.row.id[7..19].to_string()
-            }
-        } else {
-            "<missing>".to_string()
-        };
-        let created = h.created.clone().unwrap_or_default();
-        let mut by = h.created_by.clone().unwrap_or_default();
+        let mut by = h.created_by;
         if !a.no_trunc && by.chars().count() > 45 {
             by = by.chars().take(44).collect::<String>() + "…";
         }
+        let size = h.size;
         rows.push(json!({
             "ID": id,
-            "CreatedAt": created,
-            "CreatedSince": if a.human { format!("{} ago", human_duration(since(&created))) } else { created.clone() },
+            "CreatedAt": h.created,
+            "CreatedSince": if a.human { format!("{} ago", human_duration(since(&h.created))) } else { h.created.clone() },
             "CreatedBy": by,
             "Size": if a.human { human_size(u64::try_from(size).unwrap_or(0)) } else { size.to_string() },
-            "Comment": h.comment.clone().unwrap_or_default(),
+            "Comment": h.comment,
         }));
     }
     if a.quiet {
@@ -935,20 +917,13 @@ pub fn login(a: &LoginArgs) -> anyhow::Result<()> {
     };
     let creds = berth_image::auth::Credentials { username, password };
     // Check the credentials against the registry before storing them.
-    let dir = std::env::temp_dir().join(format!("berth-login-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let probe = dir.join("config.json");
-    let r = (|| -> anyhow::Result<()> {
-        berth_image::auth::store(&probe, &server, Some(&creds))?;
-        let opts = Options {
-            auth_file: Some(probe.clone()),
-            ..registry_opts()
-        };
-        Registry::new(&server, &opts)?.ping()?;
-        Ok(())
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    r.with_context(|| format!("login to {server} failed"))?;
+    let opts = Options {
+        credentials: Some(creds.clone()),
+        ..registry_opts()
+    };
+    Registry::new(&server, &opts)
+        .and_then(|r| r.ping())
+        .with_context(|| format!("login to {server} failed"))?;
     berth_image::auth::store(&berth_image::auth::config_path(), &server, Some(&creds))?;
     println!("Login Succeeded");
     Ok(())

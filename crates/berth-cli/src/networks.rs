@@ -47,6 +47,9 @@ pub enum NetworkCmd {
         /// Format output using a Go template, or `json`.
         #[arg(long)]
         format: Option<String>,
+        /// Provide filter values (e.g. `driver=bridge`).
+        #[arg(short, long)]
+        filter: Vec<String>,
     },
     /// Display detailed information on one or more networks.
     Inspect {
@@ -138,8 +141,16 @@ pub fn network(root: &Path, cmd: &NetworkCmd) -> anyhow::Result<()> {
             quiet,
             no_trunc,
             format,
+            filter,
         } => {
-            let all = networks::list(&e).map_err(engine_err)?;
+            let mut filters: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+            for f in filter {
+                let (k, v) = f
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value): {f}"))?;
+                filters.entry(k.to_string()).or_default().push(v.to_string());
+            }
+            let all = networks::filtered(&e, &filters).map_err(engine_err)?;
             let id = |n: &Network| {
                 if *no_trunc {
                     n.id.clone()

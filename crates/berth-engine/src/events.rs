@@ -1,4 +1,4 @@
-//! The event log (what `docker events` reads): one row per container, network or volume
+//! The event log (what `docker events` reads): one row per container, image, network or volume
 //! event, written by whichever berth process made it happen (the CLI, the daemon, a
 //! monitor), kept for a day.
 
@@ -60,6 +60,12 @@ pub fn container(engine: &Engine, r: &Record, action: &str, extra: &[(&str, Stri
     record(engine, "container", action, &r.id, a);
 }
 
+/// Records an image event: `id` is the image id or the reference acted on, `name` the
+/// reference (Docker's `name` attribute).
+pub fn image(engine: &Engine, action: &str, id: &str, name: &str) {
+    record(engine, "image", action, id, json!({"name": name}));
+}
+
 /// Events after row `after` and at or after `since_nano`, oldest first.
 pub fn after(engine: &Engine, after: i64, since_nano: i64) -> Result<Vec<Event>> {
     let mut st = engine.conn().prepare(
@@ -80,15 +86,21 @@ pub fn after(engine: &Engine, after: i64, since_nano: i64) -> Result<Vec<Event>>
 
 /// Docker's JSON for an event.
 pub fn to_json(e: &Event) -> Value {
-    json!({
-        "status": e.action,
-        "id": e.id,
-        "from": e.attributes.get("image").cloned().unwrap_or(Value::Null),
+    let mut v = json!({
         "Type": e.kind,
         "Action": e.action,
         "Actor": {"ID": e.id, "Attributes": e.attributes},
         "scope": "local",
         "time": e.time_nano / 1_000_000_000,
         "timeNano": e.time_nano,
-    })
+    });
+    // The old top-level fields, which Docker still sends for container and image events.
+    if e.kind == "container" || e.kind == "image" {
+        v["status"] = json!(e.action);
+        v["id"] = json!(e.id);
+        if let Some(from) = e.attributes.get("image") {
+            v["from"] = from.clone();
+        }
+    }
+    v
 }

@@ -624,3 +624,55 @@ pub fn top(e: &Engine, id: &str) -> crate::Result<(Vec<String>, Vec<Vec<String>>
     let titles = lines.next().unwrap_or_default();
     Ok((titles, lines.collect()))
 }
+
+/// One step of an image's history, newest first (`docker history`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRow {
+    /// The image id on the newest step, `<missing>` on the others (as Docker shows them).
+    pub id: String,
+    /// When the step ran (RFC 3339; empty when unknown).
+    pub created: String,
+    /// The instruction.
+    pub created_by: String,
+    /// The size of the step's layer in bytes (0 for a metadata step).
+    pub size: i64,
+    /// The step's comment.
+    pub comment: String,
+    /// The image's tags, on the newest step only.
+    pub tags: Vec<String>,
+}
+
+/// An image's history with the size of each step's layer.
+pub fn history(store: &ImageStore, img: &Image) -> crate::Result<Vec<HistoryRow>> {
+    let cfg = store.config(img)?;
+    let snaps: std::collections::BTreeMap<String, i64> = store.db.snapshot_sizes()?.into_iter().collect();
+    let chains = berth_image::model::chain_ids(&cfg.rootfs.diff_ids);
+    let mut layer = chains.len();
+    let mut rows = Vec::new();
+    for (i, h) in cfg.history.iter().enumerate().rev() {
+        let size = if h.empty_layer {
+            0
+        } else {
+            layer = layer.saturating_sub(1);
+            chains
+                .get(layer)
+                .and_then(|c| snaps.get(&c.to_string()))
+                .copied()
+                .unwrap_or(0)
+        };
+        let newest = i + 1 == cfg.history.len();
+        rows.push(HistoryRow {
+            id: if newest { img.row.id.clone() } else { "<missing>".into() },
+            created: h.created.clone().unwrap_or_default(),
+            created_by: h.created_by.clone().unwrap_or_default(),
+            size,
+            comment: h.comment.clone().unwrap_or_default(),
+            tags: if newest {
+                img.tags.iter().map(berth_oci::Reference::familiar).collect()
+            } else {
+                Vec::new()
+            },
+        });
+    }
+    Ok(rows)
+}

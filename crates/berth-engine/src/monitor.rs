@@ -297,9 +297,12 @@ fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
         st.pid = 0;
         st.finished_at = berth_image::store::now();
         let by_user = stopped_flag.exists();
-        if dir.exists()
-            && !rec.auto_remove
-            && should_restart(&rec.restart, rec.restart_max, st.restart_count, status, by_user)
+        // The policy as it is now: `update` may have changed it while the container ran.
+        let (restart, restart_max) = eng
+            .resolve(&rec.id)
+            .map(|f| (f.restart, f.restart_max))
+            .unwrap_or_else(|_| (rec.restart.clone(), rec.restart_max));
+        if dir.exists() && !rec.auto_remove && should_restart(&restart, restart_max, st.restart_count, status, by_user)
         {
             delay = backoff(delay, began.elapsed());
             st.status = "restarting".into();

@@ -1078,6 +1078,50 @@ pub fn tear_down_idle(engine: &Engine, networks: &[String], linger: std::time::D
     }
 }
 
+/// The networks that pass `network ls` filters, Docker's way: `name` (a substring),
+/// `id` (a prefix), `driver`, `label` (`k` or `k=v`), `type` (`custom` or `builtin`),
+/// `dangling` (no container attached). Values of one key are ORed, keys ANDed.
+pub fn filtered(engine: &Engine, filters: &std::collections::HashMap<String, Vec<String>>) -> Result<Vec<Network>> {
+    for k in filters.keys() {
+        if !["name", "id", "driver", "label", "type", "dangling", "scope"].contains(&k.as_str()) {
+            return Err(EngineError::Invalid(format!("invalid filter '{k}'")));
+        }
+    }
+    let builtin = |n: &Network| ["bridge", "host", "none"].contains(&n.name.as_str());
+    let mut out = Vec::new();
+    for n in list(engine)? {
+        let any = |k: &str, f: &dyn Fn(&str) -> bool| filters.get(k).is_none_or(|vs| vs.iter().any(|v| f(v)));
+        let keep = any("name", &|v| n.name.contains(v))
+            && any("id", &|v| n.id.starts_with(v))
+            && any("driver", &|v| n.driver == v)
+            && any("scope", &|v| v == "local")
+            && any("type", &|v| {
+                if v == "builtin" {
+                    builtin(&n)
+                } else {
+                    v == "custom" && !builtin(&n)
+                }
+            })
+            && filters.get("label").is_none_or(|vs| {
+                vs.iter().all(|l| match l.split_once('=') {
+                    Some((k, v)) => n.labels.get(k).is_some_and(|x| x == v),
+                    None => n.labels.contains_key(l),
+                })
+            })
+            && any("dangling", &|v| {
+                let used = crate::inspect::network_json(engine, &n)["Containers"]
+                    .as_object()
+                    .is_some_and(|m| !m.is_empty());
+                let want = v == "true" || v == "1";
+                !builtin(&n) && used != want
+            });
+        if keep {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -381,14 +381,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             crate::networks::parse_publish(p)?;
         }
     }
-    let (restart, restart_max) = match o.restart.as_str() {
-        "" | "no" => ("no".to_string(), 0),
-        "always" | "unless-stopped" | "on-failure" => (o.restart.clone(), 0),
-        p => match p.strip_prefix("on-failure:").map(str::parse::<u32>) {
-            Some(Ok(n)) => ("on-failure".to_string(), n),
-            _ => return Err(EngineError::Invalid(format!("invalid restart policy {p:?}"))),
-        },
-    };
+    let (restart, restart_max) = parse_restart(&o.restart)?;
     if restart != "no" && o.auto_remove {
         return Err(EngineError::Invalid("Conflicting options: --restart and --rm".into()));
     }
@@ -985,4 +978,136 @@ pub fn prune(engine: &Engine) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// A `--restart` policy: its name and retry count.
+pub fn parse_restart(p: &str) -> Result<(String, u32)> {
+    match p {
+        "" | "no" => Ok(("no".to_string(), 0)),
+        "always" | "unless-stopped" | "on-failure" => Ok((p.to_string(), 0)),
+        _ => match p.strip_prefix("on-failure:").map(str::parse::<u32>) {
+            Some(Ok(n)) => Ok(("on-failure".to_string(), n)),
+            _ => Err(EngineError::Invalid(format!("invalid restart policy {p:?}"))),
+        },
+    }
+}
+
+/// What `update` changes; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct Update {
+    /// Memory limit in bytes (0: none).
+    pub memory: Option<i64>,
+    /// Memory soft limit in bytes.
+    pub memory_reservation: Option<i64>,
+    /// Memory plus swap in bytes (-1: unlimited).
+    pub memory_swap: Option<i64>,
+    /// CFS quota in µs per 100 ms period (`--cpus` × 100000; 0: none).
+    pub cpu_quota: Option<i64>,
+    /// CPU shares.
+    pub cpu_shares: Option<u64>,
+    /// CPUs the container may use (`0-1`).
+    pub cpuset_cpus: Option<String>,
+    /// Process limit (0 or less: none).
+    pub pids_limit: Option<i64>,
+    /// Restart policy and its retry count.
+    pub restart: Option<(String, u32)>,
+}
+
+/// Docker's smallest memory limit.
+const MIN_MEMORY: i64 = 6 * 1024 * 1024;
+
+/// `update`: new limits (or restart policy) for a container. They are kept in its record
+/// and bundle, so they last across restarts, and applied to its cgroup when it runs.
+pub fn update(engine: &Engine, id: &str, u: &Update) -> Result<()> {
+    let mut r = engine.resolve(id)?;
+    if let Some(m) = u.memory {
+        if m != 0 && m < MIN_MEMORY {
+            return Err(EngineError::Invalid("Minimum memory limit allowed is 6MB".into()));
+        }
+        r.memory = m.max(0);
+    }
+    if let Some(m) = u.memory_reservation {
+        if m != 0 && m < MIN_MEMORY {
+            return Err(EngineError::Invalid("Minimum memory reservation allowed is 6MB".into()));
+        }
+        r.memory_reservation = m.max(0);
+    }
+    if let Some(s) = u.memory_swap {
+        r.memory_swap = s;
+    }
+    if r.memory_swap > 0 && (r.memory == 0 || r.memory_swap < r.memory) {
+        return Err(EngineError::Invalid(
+            "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
+        ));
+    }
+    if r.memory > 0 && r.memory_reservation > r.memory {
+        return Err(EngineError::Invalid(
+            "Minimum memory limit can not be less than memory reservation limit, see usage".into(),
+        ));
+    }
+    if let Some(q) = u.cpu_quota {
+        if q != 0 && q < 1000 {
+            return Err(EngineError::Invalid(
+                "CPU cfs quota can not be less than 1ms (i.e. 1000)".into(),
+            ));
+        }
+        r.cpu_quota = q.max(0);
+    }
+    if let Some(s) = u.cpu_shares {
+        r.cpu_shares = s;
+    }
+    if let Some(c) = &u.cpuset_cpus {
+        r.cpuset_cpus = c.clone();
+    }
+    if let Some(p) = u.pids_limit {
+        r.pids_limit = p.max(0);
+    }
+    if let Some((name, max)) = &u.restart {
+        if r.auto_remove && name != "no" && !name.is_empty() {
+            return Err(EngineError::Invalid(
+                "Restart policy cannot be updated because AutoRemove is enabled for the container".into(),
+            ));
+        }
+        if !matches!(name.as_str(), "" | "no" | "always" | "on-failure" | "unless-stopped") {
+            return Err(EngineError::Invalid(format!("invalid restart policy '{name}'")));
+        }
+        r.restart = if name.is_empty() { "no".into() } else { name.clone() };
+        r.restart_max = *max;
+    }
+    let resources = spec::resources(&r);
+    let bundle = engine.dir(&r.id);
+    let cfg_path = bundle.join("config.json");
+    let mut cfg: serde_json::Value = std::fs::read(&cfg_path)
+        .map_err(io_err("reading", &cfg_path))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| EngineError::Invalid(format!("config.json: {e}"))))?;
+    cfg["linux"]["resources"] = resources.clone();
+    if engine.state(&r.id).running() {
+        let mut live = resources;
+        if let Some(o) = live.as_object_mut() {
+            o.remove("devices");
+        }
+        // Cleared limits are written as "unlimited", which the runtime applies as such.
+        if r.memory == 0 {
+            live["memory"]["limit"] = serde_json::json!(-1);
+        }
+        if r.pids_limit == 0 {
+            live["pids"] = serde_json::json!({"limit": -1});
+        }
+        if r.cpu_quota == 0 {
+            live["cpu"]["quota"] = serde_json::json!(-1);
+        }
+        let res: berth_oci::oci_spec::runtime::LinuxResources =
+            serde_json::from_value(live).map_err(|e| EngineError::Invalid(format!("resources: {e}")))?;
+        engine.rt(&r)?.update(&r.id, &bundle, &res)?;
+    }
+    let tmp = bundle.join("config.json.tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_string_pretty(&cfg).map_err(|e| EngineError::Invalid(e.to_string()))?,
+    )
+    .map_err(io_err("writing", &tmp))?;
+    std::fs::rename(&tmp, &cfg_path).map_err(io_err("writing", &cfg_path))?;
+    engine.save_record(&r)?;
+    crate::events::container(engine, &r, "update", &[]);
+    Ok(())
 }

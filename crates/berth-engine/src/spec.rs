@@ -341,26 +341,9 @@ pub fn resolve_user(spec: &str, lowers: &[PathBuf]) -> Result<(u32, u32, Vec<u32
     Ok((uid, gid, extra))
 }
 
-/// The bundle's `config.json` for a container whose rootfs is mounted at `rootfs`.
-pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_root: &Path) -> Result<Value> {
-    let (uid, gid, extra) = resolve_user(&r.user, lowers)?;
-    let mut args = vec![r.path.clone()];
-    args.extend(r.args.iter().cloned());
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
-    ];
-    match r.network_mode.as_str() {
-        "host" => {}
-        "none" => namespaces.push(json!({"type": "network"})),
-        // Another container's: its namespace file (bridge), or its init's; the monitor
-        // points this at the right one when it starts the container.
-        m if m.starts_with("container:") => namespaces.push(json!({"type": "network", "path": ""})),
-        // A bridge network: the namespace the monitor made and wired before the start.
-        _ => namespaces.push(json!({"type": "network", "path": crate::store::run_dir(data_root).join("netns").join(&r.id).display().to_string()})),
-    }
+/// The container's `linux.resources`: its limits, and no device access beyond the
+/// spec's device list.
+pub fn resources(r: &Record) -> Value {
     let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
     if r.memory > 0 {
         resources["memory"] = json!({"limit": r.memory});
@@ -384,6 +367,30 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
     if r.pids_limit > 0 {
         resources["pids"] = json!({"limit": r.pids_limit});
     }
+    resources
+}
+
+/// The bundle's `config.json` for a container whose rootfs is mounted at `rootfs`.
+pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_root: &Path) -> Result<Value> {
+    let (uid, gid, extra) = resolve_user(&r.user, lowers)?;
+    let mut args = vec![r.path.clone()];
+    args.extend(r.args.iter().cloned());
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
+    match r.network_mode.as_str() {
+        "host" => {}
+        "none" => namespaces.push(json!({"type": "network"})),
+        // Another container's: its namespace file (bridge), or its init's; the monitor
+        // points this at the right one when it starts the container.
+        m if m.starts_with("container:") => namespaces.push(json!({"type": "network", "path": ""})),
+        // A bridge network: the namespace the monitor made and wired before the start.
+        _ => namespaces.push(json!({"type": "network", "path": crate::store::run_dir(data_root).join("netns").join(&r.id).display().to_string()})),
+    }
+    let resources = resources(r);
     let bind = |src: PathBuf, dst: &str| json!({"destination": dst, "type": "bind", "source": src.display().to_string(), "options": ["rbind", "rprivate"]});
     let cwd = if r.working_dir.is_empty() {
         "/".to_string()

@@ -29,6 +29,9 @@ pub struct Options {
     pub insecure: Vec<String>,
     /// Where credentials come from (Docker's config.json).
     pub auth_file: Option<std::path::PathBuf>,
+    /// Credentials given with the request (the daemon's `X-Registry-Auth`, `/auth`); they
+    /// take precedence over the config file.
+    pub credentials: Option<crate::auth::Credentials>,
 }
 
 impl Options {
@@ -45,6 +48,7 @@ impl Options {
         Options {
             insecure,
             auth_file: Some(crate::auth::config_path()),
+            credentials: None,
         }
     }
 }
@@ -92,9 +96,10 @@ impl Registry {
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| reg_err(host, format!("creating HTTP client: {e}")))?;
-        let creds = match &opts.auth_file {
-            Some(p) => crate::auth::lookup(p, host)?,
-            None => None,
+        let creds = match (&opts.credentials, &opts.auth_file) {
+            (Some(c), _) => Some(c.clone()),
+            (None, Some(p)) => crate::auth::lookup(p, host)?,
+            (None, None) => None,
         };
         let insecure = opts.insecure.iter().any(|i| i == host) || is_loopback(host);
         let base = if insecure {

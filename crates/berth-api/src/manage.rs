@@ -1,0 +1,267 @@
+//! `update`, `export`, `commit`, image history, `/auth` and `/build/prune`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::containers::channel_body;
+use crate::{json_body, json_response, query, ApiError, Body, Daemon};
+
+/// A number from an update body: absent, null and 0 all mean "leave it as it is", as
+/// the docker CLI sends every field.
+fn set_i64(body: &Value, key: &str) -> Result<Option<i64>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_i64() {
+            Some(0) => Ok(None),
+            Some(n) => Ok(Some(n)),
+            None => Err(ApiError::bad(format!(
+                "json: cannot unmarshal {v} into Go struct field UpdateConfig.{key} of type int64"
+            ))),
+        },
+    }
+}
+
+/// `POST /containers/{id}/update`.
+pub async fn update(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
+    let body = json_body(req).await?;
+    if !body.is_object() {
+        return Err(ApiError::bad("an update config object is required"));
+    }
+    let nano = set_i64(&body, "NanoCpus")?;
+    let quota = set_i64(&body, "CpuQuota")?;
+    if nano.is_some() && quota.is_some() {
+        return Err(ApiError::bad(
+            "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+        ));
+    }
+    let period = set_i64(&body, "CpuPeriod")?.unwrap_or(100_000).max(1);
+    let cpu_quota = match (nano, quota) {
+        (Some(n), _) => Some(n / 10_000),
+        (None, Some(q)) => Some(q.saturating_mul(100_000) / period),
+        _ => None,
+    };
+    let restart = match body.get("RestartPolicy") {
+        Some(p) if p.is_object() => {
+            let name = p["Name"].as_str().unwrap_or("");
+            if name.is_empty() {
+                None
+            } else {
+                let max = p["MaximumRetryCount"].as_u64().unwrap_or(0);
+                if max > 0 && name != "on-failure" {
+                    return Err(ApiError::bad(
+                        "invalid restart policy: maximum retry count can only be used with 'on-failure'",
+                    ));
+                }
+                Some((name.to_string(), u32::try_from(max).unwrap_or(u32::MAX)))
+            }
+        }
+        _ => None,
+    };
+    let u = berth_engine::ops::Update {
+        memory: set_i64(&body, "Memory")?,
+        memory_reservation: set_i64(&body, "MemoryReservation")?,
+        memory_swap: set_i64(&body, "MemorySwap")?,
+        cpu_quota,
+        cpu_shares: set_i64(&body, "CpuShares")?.map(|s| u64::try_from(s).unwrap_or(0)),
+        cpuset_cpus: body["CpusetCpus"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        // A pids limit of 0 or -1 lifts it.
+        pids_limit: match body.get("PidsLimit") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_i64()
+                    .ok_or_else(|| ApiError::bad(format!("invalid PidsLimit {v}")))?,
+            ),
+        },
+        restart,
+    };
+    d.engine(move |e| Ok(berth_engine::ops::update(e, &id, &u)?)).await?;
+    Ok(json_response(StatusCode::OK, &json!({"Warnings": []})))
+}
+
+/// Bytes written to it go to a response body.
+struct ChannelWriter(tokio::sync::mpsc::Sender<Bytes>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Bytes::copy_from_slice(b))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))?;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `GET /containers/{id}/export`: the container's filesystem as a tar stream.
+pub async fn export(d: &Arc<Daemon>, id: String) -> Result<Response<Body>, ApiError> {
+    let cid = d.engine(move |e| Ok(e.resolve(&id)?.id)).await?;
+    let (tx, body) = channel_body();
+    let dd = d.clone();
+    tokio::spawn(async move {
+        let _ = dd
+            .engine(move |e| {
+                let mut out = std::io::BufWriter::with_capacity(256 * 1024, ChannelWriter(tx));
+                berth_engine::commit::export(e, &cid, &mut out)?;
+                std::io::Write::flush(&mut out)
+                    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                berth_engine::events::container(e, &e.resolve(&cid)?, "export", &[]);
+                Ok(())
+            })
+            .await;
+    });
+    Ok(crate::streamed(body, HeaderValue::from_static("application/x-tar")))
+}
+
+/// `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`.
+pub async fn commit(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let q = query(&req);
+    let container = q.get("container").cloned().unwrap_or_default();
+    if container.is_empty() {
+        return Err(ApiError::bad("container is required"));
+    }
+    let tag = match q.get("repo").filter(|r| !r.is_empty()) {
+        Some(repo) => {
+            let full = match q.get("tag").filter(|t| !t.is_empty()) {
+                Some(t) => format!("{repo}:{t}"),
+                None => repo.clone(),
+            };
+            Some(
+                berth_oci::Reference::parse(&full)
+                    .map_err(|e| ApiError::bad(format!("invalid reference format: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    let opts = berth_engine::commit::CommitOptions {
+        tag,
+        changes: crate::more::all_values(&req, "changes")
+            .into_iter()
+            .filter(|c| !c.is_empty())
+            .collect(),
+        message: q.get("comment").cloned().unwrap_or_default(),
+        author: q.get("author").cloned().unwrap_or_default(),
+        pause: q.get("pause").is_none_or(|p| p != "0" && p != "false"),
+    };
+    let id = d
+        .with_images(move |e, s| {
+            let img = berth_engine::commit::commit(e, s, &container, &opts)?;
+            let r = e.resolve(&container)?;
+            let name = opts
+                .tag
+                .as_ref()
+                .map(berth_oci::Reference::familiar)
+                .unwrap_or_default();
+            berth_engine::events::container(
+                e,
+                &r,
+                "commit",
+                &[
+                    ("comment", opts.message.clone()),
+                    ("imageID", img.row.id.clone()),
+                    ("imageRef", name),
+                ],
+            );
+            Ok(img.row.id)
+        })
+        .await?;
+    Ok(json_response(StatusCode::CREATED, &json!({"Id": id})))
+}
+
+/// `GET /images/{name}/history`.
+pub async fn history(d: &Arc<Daemon>, name: String) -> Result<Response<Body>, ApiError> {
+    let rows = d
+        .with_images(move |_, s| {
+            let img = s
+                .resolve(&name)
+                .map_err(|_| ApiError::not_found(format!("No such image: {name}")))?;
+            Ok(berth_engine::inspect::history(s, &img)?)
+        })
+        .await?;
+    let list: Vec<Value> = rows
+        .into_iter()
+        .map(|h| {
+            json!({
+                "Id": h.id,
+                "Created": berth_oci::time::parse_rfc3339(&h.created).unwrap_or(0),
+                "CreatedBy": h.created_by,
+                "Tags": if h.tags.is_empty() { Value::Null } else { json!(h.tags) },
+                "Size": h.size,
+                "Comment": h.comment,
+            })
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &Value::Array(list)))
+}
+
+/// Credentials from a request's `X-Registry-Auth` header (base64url JSON, as the docker
+/// CLI sends it; an empty object means none).
+pub fn registry_auth(req: &Request<Incoming>) -> Option<berth_engine::image::auth::Credentials> {
+    use base64::Engine as _;
+    let h = req.headers().get("X-Registry-Auth")?.to_str().ok()?.trim();
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(h)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h.trim_end_matches('=')))
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(h))
+        .ok()?;
+    let v: Value = serde_json::from_slice(&raw).ok()?;
+    let username = v["username"].as_str().unwrap_or("").to_string();
+    let password = v["password"]
+        .as_str()
+        .filter(|p| !p.is_empty())
+        .or_else(|| v["identitytoken"].as_str())
+        .unwrap_or("")
+        .to_string();
+    (!username.is_empty() || !password.is_empty())
+        .then_some(berth_engine::image::auth::Credentials { username, password })
+}
+
+/// `POST /auth`: checks credentials against a registry (the daemon keeps none).
+pub async fn auth(req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let body = json_body(req).await?;
+    let username = body["username"].as_str().unwrap_or("").to_string();
+    let password = body["password"].as_str().unwrap_or("").to_string();
+    let server = body["serveraddress"].as_str().unwrap_or("").to_string();
+    let host = {
+        let s = server.trim_start_matches("https://").trim_start_matches("http://");
+        let h = s.split('/').next().unwrap_or(s);
+        if h.is_empty() || h == "index.docker.io" || h == "registry-1.docker.io" {
+            berth_oci::DEFAULT_DOMAIN.to_string()
+        } else {
+            h.to_string()
+        }
+    };
+    tokio::task::spawn_blocking(move || {
+        let opts = berth_engine::image::registry::Options {
+            credentials: Some(berth_engine::image::auth::Credentials { username, password }),
+            ..berth_engine::image::registry::Options::from_env()
+        };
+        berth_engine::image::registry::Registry::new(&host, &opts)
+            .and_then(|r| r.ping())
+            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, format!("login attempt to {host} failed: {e}")))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"Status": "Login Succeeded", "IdentityToken": ""}),
+    ))
+}
+
+/// `POST /build/prune`: drops the build cache.
+pub async fn build_prune(d: &Arc<Daemon>) -> Result<Response<Body>, ApiError> {
+    let (_, space) = d.with_images(|_, s| Ok(s.cache_prune()?)).await?;
+    // Cache entries are keyed by step digests, not BuildKit record ids: none are listed.
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"CachesDeleted": [], "SpaceReclaimed": space}),
+    ))
+}
