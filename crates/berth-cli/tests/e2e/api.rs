@@ -261,6 +261,69 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
     d.ok(&["unpause", "ticker"]);
     d.ok(&["exec", "ticker", "touch", "/made-by-exec"]);
     assert!(d.ok(&["diff", "ticker"]).lines().any(|l| l == "A /made-by-exec"));
+    // update: the cgroup sees it at once, inspect keeps it; export; commit; history.
+    d.ok(&[
+        "update",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        "--restart",
+        "on-failure:3",
+        "ticker",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "--format",
+            "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}",
+            "ticker"
+        ])
+        .trim(),
+        "67108864 50 on-failure:3"
+    );
+    let limits = d.ok(&["exec", "ticker", "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null; true"]);
+    assert!(limits.contains("67108864") && limits.contains("50"), "{limits}");
+    let exported = d.docker(&["export", "ticker"]);
+    assert!(exported.status.success());
+    let listing = {
+        let mut t = Command::new("tar")
+            .args(["-t"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            t.stdin.take().unwrap().write_all(&exported.stdout).unwrap();
+        }
+        String::from_utf8_lossy(&t.wait_with_output().unwrap().stdout).into_owned()
+    };
+    assert!(listing.lines().any(|l| l == "made-by-exec"), "{listing}");
+    let committed = d.ok(&[
+        "commit",
+        "-c",
+        "ENV COMMITTED=yes",
+        "-m",
+        "via api",
+        "ticker",
+        "committed:1",
+    ]);
+    assert!(committed.trim().starts_with("sha256:"), "{committed}");
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "committed:1",
+            "sh",
+            "-c",
+            "test -e /made-by-exec && echo $COMMITTED"
+        ]),
+        "yes\n"
+    );
+    let hist = d.ok(&["history", "--format", "{{.Comment}}|{{.CreatedBy}}", "committed:1"]);
+    assert!(hist.lines().next().unwrap_or("").starts_with("via api|"), "{hist}");
+    d.ok(&["rmi", "committed:1"]);
     // cp both ways, files and directories, to and from the root.
     let cpdir = TempDir::new("api-cp");
     std::fs::write(cpdir.path().join("f.txt"), "one\n").unwrap();
@@ -292,6 +355,27 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
         "retagged:2"
     );
     assert!(d.ok(&["rmi", "retagged:2"]).contains("Untagged: retagged:2"));
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let ev = d.ok(&[
+        "events",
+        "--since",
+        &t0.to_string(),
+        "--until",
+        &until,
+        "--filter",
+        "type=image",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    assert!(
+        ev.lines().any(|l| l == "tag retagged:2") && ev.lines().any(|l| l == "untag retagged:2"),
+        "{ev}"
+    );
     assert!(d.ok(&["system", "df"]).contains("Images"));
     // push to and pull from a local registry through the API.
     {
