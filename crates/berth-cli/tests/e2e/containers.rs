@@ -951,6 +951,12 @@ fn stats_and_update() {
         .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/berth/{id}/memory.max")))
         .unwrap();
     assert_eq!(mem.trim(), (128u64 << 20).to_string());
+    // The new limits are the container's own now: they survive a restart.
+    b.ok(&["restart", "-t", "0", "busy"]);
+    let limits = b.ok(&["exec", "busy", "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max"]);
+    assert_eq!(limits, format!("{}\n30\n", 128u64 << 20));
+    let e = b.fails(&["update", "--memory", "1k", "busy"]);
+    assert!(e.contains("Minimum memory limit allowed is 6MB"), "{e}");
     b.ok(&["rm", "-f", "busy"]);
     let e = b.fails(&["update", "--memory", "128m", "busy"]);
     assert!(e.contains("No such container"), "{e}");
