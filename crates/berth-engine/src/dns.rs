@@ -168,7 +168,15 @@ fn networks_of(engine: &crate::store::Engine, id: &str) -> Vec<(String, String, 
 /// hostname or a network alias) on a network it shares with container `me`.
 fn lookup(root: &Path, me: &str, name: &str) -> Option<Ipv4Addr> {
     let engine = crate::store::Engine::open(root).ok()?;
-    let mine: Vec<String> = networks_of(&engine, me).into_iter().map(|n| n.0).collect();
+    // Docker's default bridge has no name resolution: only user networks count.
+    let default = crate::networks::get(&engine, crate::networks::DEFAULT)
+        .ok()
+        .map(|n| n.id);
+    let mine: Vec<String> = networks_of(&engine, me)
+        .into_iter()
+        .map(|n| n.0)
+        .filter(|n| Some(n) != default.as_ref())
+        .collect();
     for r in engine.all().ok()? {
         let named = r.name.eq_ignore_ascii_case(name)
             || (name.len() >= 12 && r.id.starts_with(name))

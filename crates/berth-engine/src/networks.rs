@@ -707,6 +707,53 @@ fn attach_extra(engine: &Engine, r: &Record, n: &Network, ifname: &str, want_ip:
     made
 }
 
+/// The resolv.conf a container had before it was pointed at the embedded resolver: the
+/// resolver's upstream servers come from it.
+fn upstream_conf(engine: &Engine, id: &str) -> std::path::PathBuf {
+    engine.dir(id).join("resolv.conf.upstream")
+}
+
+/// The name servers the container's resolver relays to.
+fn upstream_servers(engine: &Engine, id: &str) -> Vec<String> {
+    let orig = upstream_conf(engine, id);
+    let text = std::fs::read_to_string(&orig)
+        .or_else(|_| std::fs::read_to_string(engine.dir(id).join("resolv.conf")))
+        .unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("nameserver"))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|ns| *ns != "127.0.0.11")
+        .map(str::to_string)
+        .collect()
+}
+
+/// Points a container's resolv.conf at the embedded resolver (127.0.0.11, `ndots:0`),
+/// keeping its search and option lines; the servers it had become the upstream. Rewritten
+/// in place, so the file bind-mounted into a running container changes too.
+fn use_embedded_dns(engine: &Engine, id: &str) -> Result<Vec<String>> {
+    let p = engine.dir(id).join("resolv.conf");
+    let orig = upstream_conf(engine, id);
+    if !orig.exists() {
+        std::fs::copy(&p, &orig).map_err(crate::io_err("copying", &p))?;
+    }
+    let old = std::fs::read_to_string(&orig).map_err(crate::io_err("reading", &orig))?;
+    let mut text = String::from("nameserver 127.0.0.11\n");
+    for l in old.lines().filter(|l| !l.starts_with("options ndots:0")) {
+        match l.split_whitespace().next() {
+            Some("nameserver") | None => {}
+            Some(_) => {
+                text.push_str(l);
+                text.push('\n');
+            }
+        }
+    }
+    text.push_str("options ndots:0\n");
+    if std::fs::read_to_string(&p).ok().as_deref() != Some(text.as_str()) {
+        std::fs::write(&p, text).map_err(crate::io_err("writing", &p))?;
+    }
+    Ok(upstream_servers(engine, id))
+}
+
 /// Attaches a running container's connected networks (its monitor, at each start).
 pub fn attach_connections(engine: &Engine, r: &Record) -> Result<()> {
     for (i, c) in connections(engine, &r.id).into_iter().enumerate() {
@@ -759,7 +806,14 @@ pub fn connect(engine: &Engine, network: &str, container: &str, aliases: &[Strin
     if st.running() && netns_path(engine, &r.id).exists() {
         let ifname = format!("eth{}", connections(engine, &r.id).len());
         match attach_extra(engine, &r, &n, &ifname, ip.unwrap_or("")) {
-            Ok(att) => save_connection(engine, &r.id, &n.id, Some(&att))?,
+            Ok(att) => {
+                save_connection(engine, &r.id, &n.id, Some(&att))?;
+                // Names on a user network resolve through the embedded resolver, which the
+                // container's monitor already listens with.
+                if n.name != DEFAULT {
+                    use_embedded_dns(engine, &r.id)?;
+                }
+            }
             Err(e) => {
                 let _ = engine.conn().execute(
                     "DELETE FROM connections WHERE container = ?1 AND network = ?2",
@@ -925,37 +979,21 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<(Attachment, Option<
             e => net_err(e),
         })?;
         write_hosts(engine, r, ip, gateway)?;
-        let mut dns = None;
-        if n.name != DEFAULT {
-            let sock = berth_net::netns::run_in(&ns, || {
-                std::net::UdpSocket::bind(crate::dns::ADDRESS).map_err(|e| berth_net::NetError::Io {
-                    op: format!("binding {}", crate::dns::ADDRESS),
-                    source: e,
-                })
+        // Every bridged container gets the resolver socket: one on the default bridge uses
+        // it once it is connected to a user network (its resolv.conf is rewritten then).
+        let sock = berth_net::netns::run_in(&ns, || {
+            std::net::UdpSocket::bind(crate::dns::ADDRESS).map_err(|e| berth_net::NetError::Io {
+                op: format!("binding {}", crate::dns::ADDRESS),
+                source: e,
             })
-            .map_err(net_err)?;
-            dns = Some(sock);
-            let p = engine.dir(&r.id).join("resolv.conf");
-            let old = std::fs::read_to_string(&p).unwrap_or_default();
-            let mut text = String::from("nameserver 127.0.0.11\n");
-            for l in old.lines().filter(|l| !l.starts_with("options ndots:0")) {
-                match l.split_whitespace().next() {
-                    Some("nameserver") => att.dns_upstream.extend(
-                        l.split_whitespace()
-                            .nth(1)
-                            .filter(|ns| *ns != "127.0.0.11")
-                            .map(str::to_string),
-                    ),
-                    Some(_) => {
-                        text.push_str(l);
-                        text.push('\n');
-                    }
-                    None => {}
-                }
-            }
-            text.push_str("options ndots:0\n");
-            std::fs::write(&p, text).map_err(crate::io_err("writing", &p))?;
-        }
+        })
+        .map_err(net_err)?;
+        let dns = Some(sock);
+        att.dns_upstream = if n.name != DEFAULT || connections(engine, &r.id).iter().any(|c| c.network_id != n.id) {
+            use_embedded_dns(engine, &r.id)?
+        } else {
+            upstream_servers(engine, &r.id)
+        };
         Ok((att, dns))
     })();
     match made {

@@ -591,8 +591,30 @@ fn connect_and_disconnect() {
     b.ok(&["network", "connect", "na", "y1"]);
     b.ok(&["start", "y1"]);
     assert!(b.ok(&["exec", "y1", "ip", "-4", "-o", "addr"]).contains("eth1"));
-    let made = ids(&b, &["x1", "y1"]);
-    b.ok(&["rm", "-f", "x1", "y1"]);
+    // A container on the default bridge has no name resolution (as in Docker) until it
+    // joins a user network; then the embedded resolver answers it.
+    b.ok(&["run", "-d", "--name", "z1", "bb:1", "sleep", "300"]);
+    assert!(!b.out(&["exec", "z1", "nslookup", "x1"]).status.success());
+    let before = b.ok(&["exec", "z1", "cat", "/etc/resolv.conf"]);
+    assert!(!before.contains("127.0.0.11"), "{before}");
+    b.ok(&["network", "connect", "na", "z1"]);
+    assert!(b
+        .ok(&["exec", "z1", "cat", "/etc/resolv.conf"])
+        .starts_with("nameserver 127.0.0.11\n"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fetch("z1", "x1").status.success() {
+        assert!(Instant::now() < deadline, "z1 never reached x1 by name");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // After a restart it still resolves.
+    b.ok(&["restart", "-t", "0", "z1"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fetch("z1", "x1").status.success() {
+        assert!(Instant::now() < deadline, "z1 lost x1's name after a restart");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let made = ids(&b, &["x1", "y1", "z1"]);
+    b.ok(&["rm", "-f", "x1", "y1", "z1"]);
     b.ok(&["network", "rm", "na", "nb"]);
     let (links, netns, table) = footprint(&b, &made);
     assert!(links.is_empty() && netns == 0 && !table, "{links:?} {netns} {table}");
