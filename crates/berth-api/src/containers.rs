@@ -55,6 +55,10 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
         user: body["User"].as_str().filter(|s| !s.is_empty()).map(str::to_string),
         hostname: body["Hostname"].as_str().filter(|s| !s.is_empty()).map(str::to_string),
         tty: body["Tty"].as_bool().unwrap_or(false),
+        console_size: {
+            let dim = |i: usize| u16::try_from(hc["ConsoleSize"][i].as_u64().unwrap_or(0)).unwrap_or(0);
+            (dim(0), dim(1))
+        },
         open_stdin: body["OpenStdin"].as_bool().unwrap_or(false),
         stdin_once: body["StdinOnce"].as_bool().unwrap_or(false),
         stop_signal: body["StopSignal"]
@@ -844,9 +848,27 @@ pub async fn attach(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Resu
     Ok(crate::hijacked(tty))
 }
 
-/// `POST /containers/{id}/resize` (terminal size; accepted).
-pub async fn resize(d: &Arc<Daemon>, id: String) -> Result<Response<Body>, ApiError> {
-    d.engine(move |e| e.resolve(&id).map(|_| ()).map_err(ApiError::from))
-        .await?;
+/// `POST /containers/{id}/resize?h=&w=`: the container's terminal takes the new size (its
+/// monitor holds the terminal and applies it).
+pub async fn resize(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
+    let (rows, cols) = crate::exec::size_of(req)?;
+    d.engine(move |e| {
+        let r = e.resolve(&id)?;
+        if !e.state(&r.id).running() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("Container {} is not running", r.id),
+            ));
+        }
+        if r.tty && rows > 0 && cols > 0 {
+            use std::io::Write;
+            let mut s = att::connect(&e.dir(&r.id), &Hello::default())
+                .map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("resizing: {err}")))?;
+            s.write_all(&att::resize_frame(rows, cols))
+                .map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("resizing: {err}")))?;
+        }
+        Ok(())
+    })
+    .await?;
     Ok(empty(StatusCode::OK))
 }

@@ -30,6 +30,8 @@ pub struct Exec {
     started: bool,
     exit_code: Option<i32>,
     pid: u32,
+    /// The terminal's master side, for a TTY exec (resizes go to it).
+    pty: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 /// The exec instances this daemon made.
@@ -133,6 +135,17 @@ pub async fn start(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Resul
     if x.stdin && !detach {
         cmd.arg("-i");
     }
+    // A TTY exec: `berth exec -t` runs on a terminal the daemon holds the master side of,
+    // as its controlling terminal (so a resize reaches it as SIGWINCH).
+    let pty = if x.tty && !detach {
+        cmd.arg("-t");
+        Some(
+            open_pty()
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("opening a terminal: {e}")))?,
+        )
+    } else {
+        None
+    };
     for e in &x.env {
         cmd.arg("-e").arg(e);
     }
@@ -143,22 +156,59 @@ pub async fn start(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Resul
         cmd.arg("-u").arg(&x.user);
     }
     cmd.arg(&x.container).args(&x.cmd);
-    cmd.stdin(if x.stdin && !detach {
-        Stdio::piped()
+    let internal = |e: std::io::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("starting exec: {e}"));
+    if let Some((_, slave)) = &pty {
+        cmd.stdin(Stdio::from(slave.try_clone().map_err(internal)?))
+            .stdout(Stdio::from(slave.try_clone().map_err(internal)?))
+            .stderr(Stdio::from(slave.try_clone().map_err(internal)?));
+        // SAFETY: between fork and exec only async-signal-safe calls: setsid and ioctl.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     } else {
-        Stdio::null()
-    })
-    .stdout(if detach { Stdio::null() } else { Stdio::piped() })
-    .stderr(if detach { Stdio::null() } else { Stdio::piped() })
-    .kill_on_drop(false);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("starting exec: {e}")))?;
+        cmd.stdin(if x.stdin && !detach {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(if detach { Stdio::null() } else { Stdio::piped() })
+        .stderr(if detach { Stdio::null() } else { Stdio::piped() });
+    }
+    cmd.kill_on_drop(false);
+    let mut child = cmd.spawn().map_err(internal)?;
+    let master = pty.map(|(m, _slave)| Arc::new(m));
     update(d, &id, |x| {
         x.started = true;
         x.running = true;
         x.pid = child.id().unwrap_or(0);
+        x.pty.clone_from(&master);
     });
+    if let Some(master) = master {
+        let dd = d.clone();
+        tokio::spawn(async move {
+            let Ok(io) = upgrade.await else {
+                let _ = child.kill().await;
+                return;
+            };
+            let mut cw = pump_pty(io, &master).await;
+            let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(-1);
+            update(&dd, &id, |x| {
+                x.running = false;
+                x.exit_code = Some(code);
+                x.pty = None;
+            });
+            // Closed only now: the client inspects the exit code as soon as the stream ends.
+            if let Some(w) = cw.as_mut() {
+                let _ = w.shutdown().await;
+            }
+        });
+        return Ok(crate::hijacked(true));
+    }
     let dd = d.clone();
     if detach {
         tokio::spawn(async move {
@@ -242,8 +292,105 @@ pub async fn start(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Resul
     Ok(crate::hijacked(tty))
 }
 
-/// `POST /exec/{id}/resize` (accepted).
-pub async fn resize(d: &Arc<Daemon>, id: String) -> Result<Response<Body>, ApiError> {
-    get(d, &id)?;
+/// A new terminal: (master, slave).
+fn open_pty() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two descriptors into master and slave; the name, termios and
+    // winsize pointers may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &raw mut master,
+            &raw mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just opened by openpty and are owned by nobody else.
+    let (m, s) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    };
+    for fd in [&m, &s] {
+        // SAFETY: F_SETFD on a descriptor we own.
+        unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(fd), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok((m, s))
+}
+
+/// The connection's write half.
+type ClientWriter = tokio::io::WriteHalf<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Copies between a hijacked connection and a terminal's master side until the terminal
+/// closes (the exec and everything holding its terminal are gone); returns the
+/// connection's write half, still open.
+async fn pump_pty(io: hyper::upgrade::Upgraded, master: &std::os::fd::OwnedFd) -> Option<ClientWriter> {
+    let (Ok(r), Ok(w)) = (master.try_clone(), master.try_clone()) else {
+        return None;
+    };
+    let mut from_pty = tokio::fs::File::from_std(std::fs::File::from(r));
+    let mut to_pty = tokio::fs::File::from_std(std::fs::File::from(w));
+    let io = hyper_util::rt::TokioIo::new(io);
+    let (mut cr, mut cw) = tokio::io::split(io);
+    let input = tokio::spawn(async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        while let Ok(n) = cr.read(&mut buf).await {
+            if n == 0 || to_pty.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            let _ = to_pty.flush().await;
+        }
+        std::future::pending::<()>().await;
+    });
+    let mut buf = vec![0u8; 32 * 1024];
+    // Reading the master fails with EIO once the last slave descriptor is closed.
+    while let Ok(n) = from_pty.read(&mut buf).await {
+        if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        let _ = cw.flush().await;
+    }
+    input.abort();
+    Some(cw)
+}
+
+/// Sets a terminal's size.
+pub fn set_size(fd: &std::os::fd::OwnedFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize from ws; fd is a terminal we hold.
+    unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(fd), libc::TIOCSWINSZ, &raw const ws) };
+}
+
+/// `h` and `w` of a resize request.
+pub fn size_of(req: &Request<Incoming>) -> Result<(u16, u16), ApiError> {
+    let q = crate::query(req);
+    let dim = |k: &str| -> Result<u16, ApiError> {
+        q.get(k).map_or(Ok(0), |v| {
+            v.parse::<u16>().map_err(|_| ApiError::bad(format!("invalid {k}: {v}")))
+        })
+    };
+    Ok((dim("h")?, dim("w")?))
+}
+
+/// `POST /exec/{id}/resize?h=&w=`: the exec's terminal takes the new size.
+pub async fn resize(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
+    let (rows, cols) = size_of(req)?;
+    let x = get(d, &id)?;
+    if let Some(m) = &x.pty {
+        if rows > 0 && cols > 0 {
+            set_size(m, rows, cols);
+        }
+    }
     Ok(empty(StatusCode::OK))
 }

@@ -428,7 +428,7 @@ async fn route(
         (&Method::DELETE, ["containers", id]) => containers::remove(&d, &req, id.to_string()).await,
         (&Method::GET, ["containers", id, "logs"]) => containers::logs(&d, &req, id.to_string()).await,
         (&Method::POST, ["containers", id, "attach"]) => containers::attach(&d, req, id.to_string()).await,
-        (&Method::POST, ["containers", id, "resize"]) => containers::resize(&d, id.to_string()).await,
+        (&Method::POST, ["containers", id, "resize"]) => containers::resize(&d, &req, id.to_string()).await,
         (&Method::GET | &Method::HEAD, ["containers", id, "archive"]) => archive::get(&d, &req, id.to_string()).await,
         (&Method::PUT, ["containers", id, "archive"]) => archive::put(&d, req, id.to_string()).await,
         (&Method::POST, ["containers", "prune"]) => more::container_prune(&d).await,
@@ -470,7 +470,7 @@ async fn route(
         (&Method::POST, ["containers", id, "exec"]) => exec::create(&d, req, id.to_string()).await,
         (&Method::POST, ["exec", id, "start"]) => exec::start(&d, req, id.to_string()).await,
         (&Method::GET, ["exec", id, "json"]) => exec::inspect(&d, id.to_string()).await,
-        (&Method::POST, ["exec", id, "resize"]) => exec::resize(&d, id.to_string()).await,
+        (&Method::POST, ["exec", id, "resize"]) => exec::resize(&d, &req, id.to_string()).await,
         _ => Err(ApiError::not_found(format!(
             "page not found: {} {}",
             m,

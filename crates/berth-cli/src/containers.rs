@@ -414,6 +414,11 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         volumes_from: a.volumes_from.clone(),
         log_opts: a.log_opt.clone(),
         tty: a.tty,
+        console_size: if a.tty {
+            crate::attach::terminal_size().unwrap_or((0, 0))
+        } else {
+            (0, 0)
+        },
         open_stdin: a.interactive,
         stdin_once: a.interactive && !a.detach,
         init: a.init,

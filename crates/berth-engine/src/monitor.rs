@@ -179,7 +179,8 @@ fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
             .and_then(|()| ops::mount_rootfs(&eng, &rec))
             .and_then(|()| {
                 let created = rt.create(&rec.id, &dir, rec.tty)?;
-                if let (Some(c), Some((rows, cols))) = (&created.console, hub.size) {
+                let wanted = (rec.console_size.0 > 0 && rec.console_size.1 > 0).then_some(rec.console_size);
+                if let (Some(c), Some((rows, cols))) = (&created.console, hub.size.or(wanted)) {
                     attach::apply_size(Some(c.as_fd()), rows, cols);
                 }
                 rt.start(&rec.id)?;

@@ -96,6 +96,8 @@ pub struct CreateOptions {
     pub log_opts: Vec<String>,
     /// `-t`.
     pub tty: bool,
+    /// The terminal's initial size (rows, columns; 0: unknown), Docker's `ConsoleSize`.
+    pub console_size: (u16, u16),
     /// `-i`.
     pub open_stdin: bool,
     /// Close stdin after the first attach ends (a foreground `run -i`).
@@ -592,6 +594,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         log_max_size: parse_log_opts(&o.log_opts, &o.log_driver)?.0,
         log_max_file: parse_log_opts(&o.log_opts, &o.log_driver)?.1,
         tty: o.tty,
+        console_size: o.console_size,
         open_stdin: o.open_stdin,
         stdin_once: o.open_stdin && o.stdin_once,
         init: o.init,

@@ -120,6 +120,9 @@ pub struct Record {
     /// `-t`: the container's stdio is a terminal.
     #[serde(default)]
     pub tty: bool,
+    /// `-t`: the terminal's initial size (rows, columns; 0: unknown).
+    #[serde(default)]
+    pub console_size: (u16, u16),
     /// `-i`: the container's stdin stays open for attached clients.
     #[serde(default)]
     pub open_stdin: bool,

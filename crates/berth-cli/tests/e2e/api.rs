@@ -1201,3 +1201,39 @@ fn an_archive_put_cannot_write_outside_the_container() {
     assert!(host_shadow.is_empty() || shadow.stdout != host_shadow);
     d.ok(&["rm", "-f", "cpx"]);
 }
+
+#[test]
+fn docker_cli_terminals_run_exec_and_resize() {
+    require_root!();
+    require_tool!("docker");
+    require_tool!("script");
+    let (b, _img) = with_busybox("api-tty");
+    let d = Daemon::start(&b, TempDir::new("api-tty-sock"));
+    // `script` gives the docker CLI a terminal of a known size.
+    let on_tty = |line: &str| -> (Option<i32>, String) {
+        let o = Command::new("script")
+            .args(["-qec", line, "/dev/null"])
+            .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+            .env("DOCKER_CONFIG", d.cfg.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    // run -it: the container's terminal has the client's size from the start.
+    let (code, out) = on_tty("stty rows 40 cols 90; docker run --rm -it bb:1 sh -c 'stty size; exit 4'");
+    assert_eq!(code, Some(4), "{out}");
+    assert!(out.contains("40 90"), "{out}");
+    // exec -it: a terminal of the client's size, the exit code passed on.
+    d.ok(&["run", "-d", "-it", "--name", "tt", "bb:1", "sh"]);
+    let (code, out) = on_tty("stty rows 33 cols 77; docker exec -it tt sh -c 'stty size; tty; exit 3'");
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("33 77") && out.contains("/dev/pts/"), "{out}");
+    // resize of the container's own terminal.
+    let r = exchange(&d.sock, "POST", "/v1.45/containers/tt/resize?h=21&w=61", "", b"");
+    assert!(String::from_utf8_lossy(&r).starts_with("HTTP/1.1 200"));
+    assert_eq!(d.ok(&["exec", "tt", "stty", "size", "-F", "/dev/console"]), "21 61\n");
+    let r = exchange(&d.sock, "POST", "/v1.45/containers/tt/resize?h=x&w=61", "", b"");
+    assert!(String::from_utf8_lossy(&r).starts_with("HTTP/1.1 400"));
+    d.ok(&["rm", "-f", "tt"]);
+}
