@@ -102,6 +102,10 @@ pub struct Daemon {
     pub exited: tokio::sync::Notify,
     /// Exec instances.
     pub execs: exec::Execs,
+    /// Database handles kept open between requests: opening one costs a schema check.
+    pub engines: Mutex<Vec<berth_engine::store::Engine>>,
+    /// Image store handles kept open between requests.
+    pub stores: Mutex<Vec<berth_engine::image::store::ImageStore>>,
     /// Attach connections made before their container started (`docker run` attaches
     /// first, then starts): the start hands the first one to the monitor.
     pub pending: Mutex<HashMap<String, Vec<containers::PendingAttach>>>,
@@ -138,15 +142,48 @@ impl Daemon {
         self.exits.lock().ok().and_then(|m| m.get(id).copied())
     }
 
+    /// An engine handle: a pooled one, or a new one.
+    fn take_engine(&self) -> Result<berth_engine::store::Engine, ApiError> {
+        match self.engines.lock().ok().and_then(|mut p| p.pop()) {
+            Some(e) => Ok(e),
+            None => Ok(berth_engine::store::Engine::open(&self.root)?),
+        }
+    }
+
+    /// An image store handle: a pooled one, or a new one.
+    fn take_store(&self) -> Result<berth_engine::image::store::ImageStore, ApiError> {
+        match self.stores.lock().ok().and_then(|mut p| p.pop()) {
+            Some(s) => Ok(s),
+            None => Ok(berth_engine::image::store::ImageStore::open(&self.root)?),
+        }
+    }
+
+    /// Returns handles to the pools (a few are kept: as many as run at once, bounded).
+    fn give_back(&self, e: berth_engine::store::Engine, s: Option<berth_engine::image::store::ImageStore>) {
+        const KEEP: usize = 16;
+        if let Ok(mut p) = self.engines.lock() {
+            if p.len() < KEEP {
+                p.push(e);
+            }
+        }
+        if let (Some(s), Ok(mut p)) = (s, self.stores.lock()) {
+            if p.len() < KEEP {
+                p.push(s);
+            }
+        }
+    }
+
     /// Runs `f` with an engine handle on the blocking pool.
     pub async fn engine<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&berth_engine::store::Engine) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let root = self.root.clone();
+        let d = self.clone();
         tokio::task::spawn_blocking(move || {
-            let e = berth_engine::store::Engine::open(&root)?;
-            f(&e)
+            let e = d.take_engine()?;
+            let r = f(&e);
+            d.give_back(e, None);
+            r
         })
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -159,11 +196,13 @@ impl Daemon {
             + Send
             + 'static,
     ) -> Result<T, ApiError> {
-        let root = self.root.clone();
+        let d = self.clone();
         tokio::task::spawn_blocking(move || {
-            let e = berth_engine::store::Engine::open(&root)?;
-            let mut s = berth_engine::image::store::ImageStore::open(&root)?;
-            f(&e, &mut s)
+            let e = d.take_engine()?;
+            let mut s = d.take_store()?;
+            let r = f(&e, &mut s);
+            d.give_back(e, Some(s));
+            r
         })
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -483,24 +522,100 @@ async fn route(
     }
 }
 
-/// Where the daemon listens: `unix:///path` (TCP needs TLS, which this daemon refuses
-/// rather than serve the API unauthenticated).
-pub fn parse_listen(spec: &str) -> Result<PathBuf, String> {
+/// The certificates of a TLS listener: the CA that client certificates must chain to, and
+/// the daemon's own certificate and key (PEM files, as dockerd's `--tlscacert`,
+/// `--tlscert`, `--tlskey`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// CA certificates for verifying clients.
+    pub ca: PathBuf,
+    /// The daemon's certificate chain.
+    pub cert: PathBuf,
+    /// The daemon's private key.
+    pub key: PathBuf,
+}
+
+/// Where the daemon listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// A unix socket.
+    Unix(PathBuf),
+    /// TCP, always with TLS and verified client certificates.
+    Tcp(String, TlsFiles),
+}
+
+/// Parses a `-H` value: `unix:///path` (or a bare path), or `tcp://host:port`, which is
+/// served only with TLS and client certificate verification (`tls`): an unauthenticated
+/// TCP socket would hand root on this host to anyone who can reach it.
+pub fn parse_listen(spec: &str, tls: Option<&TlsFiles>) -> Result<Listen, String> {
     if let Some(p) = spec.strip_prefix("unix://") {
         if p.is_empty() {
             return Err("unix:// needs a socket path".into());
         }
-        return Ok(PathBuf::from(p));
+        return Ok(Listen::Unix(PathBuf::from(p)));
     }
-    if spec.starts_with("tcp://") {
-        return Err(format!(
-            "{spec}: berth serves the API over TCP only with TLS client verification, which this build does not offer; use unix://"
-        ));
+    if let Some(addr) = spec.strip_prefix("tcp://") {
+        let Some(tls) = tls else {
+            return Err(format!(
+                "{spec}: berth serves the API over TCP only with TLS and verified client certificates: give --tlsverify with --tlscacert, --tlscert and --tlskey"
+            ));
+        };
+        let addr = addr.trim_end_matches('/');
+        if addr.is_empty() || !addr.contains(':') {
+            return Err(format!("{spec}: tcp://HOST:PORT expected"));
+        }
+        return Ok(Listen::Tcp(addr.to_string(), tls.clone()));
     }
     if spec.starts_with('/') {
-        return Ok(PathBuf::from(spec));
+        return Ok(Listen::Unix(PathBuf::from(spec)));
     }
-    Err(format!("{spec}: unix:///path expected"))
+    Err(format!("{spec}: unix:///path or tcp://host:port expected"))
+}
+
+/// The TLS settings of a TCP listener: TLS 1.2+, and a client certificate signed by the CA
+/// is required.
+fn tls_acceptor(f: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read_certs = |p: &Path| -> Result<Vec<CertificateDer<'static>>, String> {
+        let certs: Vec<_> = CertificateDer::pem_file_iter(p)
+            .map_err(|e| format!("{}: {e}", p.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no PEM certificate in it", p.display()));
+        }
+        Ok(certs)
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in read_certs(&f.ca)? {
+        roots.add(c).map_err(|e| format!("{}: {e}", f.ca.display()))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| format!("{}: {e}", f.ca.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&f.key).map_err(|e| format!("{}: {e}", f.key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(read_certs(&f.cert)?, key)
+        .map_err(|e| format!("{}: {e}", f.cert.display()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves HTTP/1.1 (with upgrades, for hijacked streams) on one accepted connection.
+async fn serve_conn<T>(d: Arc<Daemon>, stream: T)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let svc = hyper::service::service_fn(move |req| handle(d.clone(), req));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, svc)
+        .with_upgrades()
+        .await;
 }
 
 /// Gives the socket mode 0660 and the group `berth` when that group exists.
@@ -522,7 +637,8 @@ fn secure_socket(path: &Path) -> std::io::Result<()> {
 
 /// Serves the API on `socket` until the process is killed (or SIGTERM/SIGINT, which stop
 /// accepting and return; containers keep running either way).
-pub fn serve(root: &Path, socket: &Path) -> Result<(), String> {
+/// Runs the daemon on `listen` until SIGTERM or SIGINT.
+pub fn serve(root: &Path, listen: &[Listen]) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding the berth binary: {e}"))?;
     // Make (or migrate) the engine's tables once, before requests race to.
     berth_engine::store::Engine::open(root).map_err(|e| e.to_string())?;
@@ -540,40 +656,70 @@ pub fn serve(root: &Path, socket: &Path) -> Result<(), String> {
         exited: tokio::sync::Notify::new(),
         pending: Mutex::new(HashMap::new()),
         execs: Mutex::new(HashMap::new()),
+        engines: Mutex::new(Vec::new()),
+        stores: Mutex::new(Vec::new()),
     });
     rt.block_on(async move {
-        if let Some(dir) = socket.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let mut sockets = Vec::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for l in listen {
+            match l {
+                Listen::Unix(socket) => {
+                    if let Some(dir) = socket.parent() {
+                        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                    }
+                    // A socket left by a daemon that was killed: nobody answers on it.
+                    if socket.exists() && std::os::unix::net::UnixStream::connect(socket).is_err() {
+                        let _ = std::fs::remove_file(socket);
+                    }
+                    let listener = tokio::net::UnixListener::bind(socket)
+                        .map_err(|e| format!("listening on {}: {e}", socket.display()))?;
+                    secure_socket(socket).map_err(|e| format!("securing {}: {e}", socket.display()))?;
+                    sockets.push(socket.clone());
+                    let d = daemon.clone();
+                    tasks.spawn(async move {
+                        loop {
+                            if let Ok((stream, _)) = listener.accept().await {
+                                tokio::spawn(serve_conn(d.clone(), stream));
+                            }
+                        }
+                    });
+                }
+                Listen::Tcp(addr, files) => {
+                    let acceptor = tls_acceptor(files)?;
+                    let listener = tokio::net::TcpListener::bind(addr.as_str())
+                        .await
+                        .map_err(|e| format!("listening on tcp://{addr}: {e}"))?;
+                    let d = daemon.clone();
+                    tasks.spawn(async move {
+                        loop {
+                            let Ok((stream, _)) = listener.accept().await else {
+                                continue;
+                            };
+                            let (d, acceptor) = (d.clone(), acceptor.clone());
+                            tokio::spawn(async move {
+                                // A client without a certificate the CA signed ends here.
+                                if let Ok(tls) = acceptor.accept(stream).await {
+                                    serve_conn(d, tls).await;
+                                }
+                            });
+                        }
+                    });
+                }
+            }
         }
-        // A socket left by a daemon that was killed: nobody answers on it.
-        if socket.exists() && std::os::unix::net::UnixStream::connect(socket).is_err() {
-            let _ = std::fs::remove_file(socket);
-        }
-        let listener =
-            tokio::net::UnixListener::bind(socket).map_err(|e| format!("listening on {}: {e}", socket.display()))?;
-        secure_socket(socket).map_err(|e| format!("securing {}: {e}", socket.display()))?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| format!("signals: {e}"))?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
             .map_err(|e| format!("signals: {e}"))?;
-        loop {
-            let conn = tokio::select! {
-                c = listener.accept() => c,
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-            };
-            let Ok((stream, _)) = conn else { continue };
-            let d = daemon.clone();
-            tokio::spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let svc = hyper::service::service_fn(move |req| handle(d.clone(), req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, svc)
-                    .with_upgrades()
-                    .await;
-            });
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        let _ = std::fs::remove_file(socket);
+        tasks.abort_all();
+        for s in sockets {
+            let _ = std::fs::remove_file(s);
+        }
         Ok(())
     })
 }
@@ -592,9 +738,21 @@ mod tests {
         assert_eq!(route_path("/volumes").unwrap(), "/volumes");
         assert_eq!(percent_decode("a%2Fb+c%zz"), "a/b c%zz");
         assert_eq!(
-            parse_listen("unix:///run/x.sock").unwrap(),
-            PathBuf::from("/run/x.sock")
+            parse_listen("unix:///run/x.sock", None).unwrap(),
+            Listen::Unix(PathBuf::from("/run/x.sock"))
         );
-        parse_listen("tcp://0.0.0.0:2375").unwrap_err();
+        let e = parse_listen("tcp://0.0.0.0:2375", None).unwrap_err();
+        assert!(e.contains("--tlsverify"), "{e}");
+        let tls = TlsFiles {
+            ca: "ca.pem".into(),
+            cert: "cert.pem".into(),
+            key: "key.pem".into(),
+        };
+        assert_eq!(
+            parse_listen("tcp://127.0.0.1:2376", Some(&tls)).unwrap(),
+            Listen::Tcp("127.0.0.1:2376".into(), tls.clone())
+        );
+        parse_listen("tcp://nowhere", Some(&tls)).unwrap_err();
+        parse_listen("http://x", None).unwrap_err();
     }
 }

@@ -140,10 +140,21 @@ enum Command {
     /// Serve the Docker Engine API (the docker CLI, docker-compose and the SDKs drive berth
     /// through it).
     Daemon {
-        /// Where to listen: unix:///path (TCP is refused: it would need TLS with client
-        /// certificates).
+        /// Where to listen (repeatable): unix:///path, or tcp://HOST:PORT with --tlsverify.
         #[arg(short = 'H', long = "host", default_value = "unix:///run/berth/berth.sock")]
-        host: String,
+        host: Vec<String>,
+        /// Use TLS and verify clients' certificates (required for tcp://).
+        #[arg(long)]
+        tlsverify: bool,
+        /// Trust client certificates signed only by this CA.
+        #[arg(long)]
+        tlscacert: Option<PathBuf>,
+        /// Path to the daemon's TLS certificate file.
+        #[arg(long)]
+        tlscert: Option<PathBuf>,
+        /// Path to the daemon's TLS key file.
+        #[arg(long)]
+        tlskey: Option<PathBuf>,
     },
     /// The per-container monitor (internal).
     #[command(name = "_monitor", hide = true)]
@@ -245,9 +256,24 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
         Command::Port(a) => containers::port(root, &a),
         Command::Build(a) | Command::Image { command: I::Build(a) } => build::build(root, &a),
         Command::Lint(a) => build::lint_cmd(&a),
-        Command::Daemon { host } => {
-            let socket = berth_api::parse_listen(&host).map_err(|e| anyhow::anyhow!(e))?;
-            berth_api::serve(root, &socket).map_err(|e| anyhow::anyhow!(e))
+        Command::Daemon {
+            host,
+            tlsverify,
+            tlscacert,
+            tlscert,
+            tlskey,
+        } => {
+            let tls = match (tlsverify, tlscacert, tlscert, tlskey) {
+                (true, Some(ca), Some(cert), Some(key)) => Some(berth_api::TlsFiles { ca, cert, key }),
+                (false, None, None, None) => None,
+                _ => anyhow::bail!("TLS needs all of --tlsverify, --tlscacert, --tlscert and --tlskey"),
+            };
+            let listen = host
+                .iter()
+                .map(|h| berth_api::parse_listen(h, tls.as_ref()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!(e))?;
+            berth_api::serve(root, &listen).map_err(|e| anyhow::anyhow!(e))
         }
         Command::Builder { command } => build::builder(root, &command),
     }

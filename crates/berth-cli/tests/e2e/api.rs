@@ -1237,3 +1237,172 @@ fn docker_cli_terminals_run_exec_and_resize() {
     assert!(String::from_utf8_lossy(&r).starts_with("HTTP/1.1 400"));
     d.ok(&["rm", "-f", "tt"]);
 }
+
+/// A test CA and certificates signed by it, made with openssl: `ca.pem`, the daemon's
+/// `server-cert.pem`/`server-key.pem` (for 127.0.0.1) and a client's `cert.pem`/`key.pem`
+/// (the names the docker CLI looks for in DOCKER_CERT_PATH).
+fn make_certs(dir: &std::path::Path, with_server: bool) {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut a = vec!["req", "-x509"];
+    a.extend(ec);
+    a.extend([
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=berth test CA",
+    ]);
+    run(&a);
+    let sign = |name: &str, cn: &str, ext: &str| {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        let mut a = vec!["req"];
+        a.extend(ec);
+        let (key, csr, cert) = (
+            format!("{name}-key.pem"),
+            format!("{name}.csr"),
+            format!("{name}-cert.pem"),
+        );
+        let subj = format!("/CN={cn}");
+        a.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        run(&a);
+        let extfile = format!("{name}.ext");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-extfile",
+            &extfile,
+        ]);
+    };
+    if with_server {
+        sign(
+            "server",
+            "127.0.0.1",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        );
+    }
+    sign("client", "berth client", "extendedKeyUsage=clientAuth\n");
+    std::fs::rename(dir.join("client-cert.pem"), dir.join("cert.pem")).unwrap();
+    std::fs::rename(dir.join("client-key.pem"), dir.join("key.pem")).unwrap();
+}
+
+#[test]
+fn tcp_is_served_only_with_tls_and_a_verified_client() {
+    require_root!();
+    require_tool!("docker");
+    require_tool!("openssl");
+    let b = Berth::new("api-tls");
+    let dir = TempDir::new("api-tls");
+    let certs = dir.path().join("certs");
+    let rogue = dir.path().join("rogue");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::create_dir_all(&rogue).unwrap();
+    make_certs(&certs, true);
+    // A client whose certificate another CA signed (it trusts the daemon's CA).
+    make_certs(&rogue, false);
+    std::fs::copy(certs.join("ca.pem"), rogue.join("ca.pem")).unwrap();
+    // Plain TCP is refused outright.
+    let o = b.out(&["daemon", "-H", "tcp://127.0.0.1:1"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--tlsverify"), "{o:?}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let sock = dir.path().join("berth.sock");
+    let p = |f: &str| certs.join(f).display().to_string();
+    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    let mut child = b
+        .cmd(&[
+            "daemon",
+            "-H",
+            &format!("unix://{}", sock.display()),
+            "-H",
+            &format!("tcp://{addr}"),
+            "--tlsverify",
+            "--tlscacert",
+            &p("ca.pem"),
+            "--tlscert",
+            &p("server-cert.pem"),
+            "--tlskey",
+            &p("server-key.pem"),
+        ])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "no TCP listener");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let docker = |cert_dir: &std::path::Path, args: &[&str]| {
+        Command::new("docker")
+            .env("DOCKER_HOST", format!("tcp://{addr}"))
+            .env("DOCKER_TLS_VERIFY", "1")
+            .env("DOCKER_CERT_PATH", cert_dir)
+            .env("DOCKER_CONFIG", dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = docker(&certs, &["version", "--format", "{{.Server.APIVersion}}"]);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1.45");
+        assert!(docker(&certs, &["ps"]).status.success());
+        // A certificate from another CA, and no TLS at all: no API.
+        let o = docker(&rogue, &["version"]);
+        assert!(
+            !String::from_utf8_lossy(&o.stdout).contains("API version:  1.45"),
+            "{o:?}"
+        );
+        assert!(!o.status.success());
+        let plain = {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = s.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            out
+        };
+        assert!(!String::from_utf8_lossy(&plain).contains("200 OK"));
+        // The unix socket is served beside it.
+        std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    }));
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
