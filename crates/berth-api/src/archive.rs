@@ -7,12 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 
 use crate::containers::channel_body;
 use crate::{empty, query, ApiError, Body, Daemon};
@@ -148,24 +146,10 @@ pub async fn put(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Result<
         let _ = std::fs::remove_dir_all(dir);
         let _ = std::fs::remove_file(tarf);
     };
-    let mut f = tokio::fs::File::create(&tarf).await.map_err(internal)?;
-    let mut body = req.into_body();
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(fr) => fr,
-            Err(e) => {
-                cleanup(&dir, &tarf);
-                return Err(ApiError::bad(format!("reading the archive: {e}")));
-            }
-        };
-        if let Some(data) = frame.data_ref() {
-            if let Err(e) = f.write_all(data).await {
-                cleanup(&dir, &tarf);
-                return Err(internal(e));
-            }
-        }
+    if let Err(e) = crate::spool_body(req.into_body(), &tarf).await {
+        cleanup(&dir, &tarf);
+        return Err(e);
     }
-    drop(f);
     let (dir2, tarf2) = (dir.clone(), tarf.clone());
     let res = d
         .engine(move |e| {

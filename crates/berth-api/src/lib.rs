@@ -209,6 +209,40 @@ impl Daemon {
     }
 }
 
+/// Writes a request body to `path` as it arrives (any size); the file is removed if the
+/// body cannot be read or written whole.
+pub async fn spool_body(body: Incoming, path: &Path) -> Result<(), ApiError> {
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    }
+    let res = async {
+        let mut f = tokio::fs::File::create(path)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let mut body = body;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ApiError::bad(format!("reading the request body: {e}")))?;
+            if let Some(data) = frame.data_ref() {
+                f.write_all(data)
+                    .await
+                    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            }
+        }
+        f.flush()
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    }
+    .await;
+    if res.is_err() {
+        let _ = tokio::fs::remove_file(path).await;
+    }
+    res
+}
+
 /// A whole body.
 pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
@@ -444,6 +478,7 @@ async fn route(
         (&Method::GET, ["info"]) => system::info(&d).await,
         (&Method::GET, ["images", "json"]) => system::images(&d, &req).await,
         (&Method::POST, ["build"]) => more::build(&d, req).await,
+        (&Method::POST, ["images", "create"]) if query(&req).contains_key("fromSrc") => manage::import(&d, req).await,
         (&Method::POST, ["images", "create"]) => more::pull(&d, &req).await,
         (&Method::POST, ["images", name @ .., "push"]) if !name.is_empty() => {
             more::push(&d, &req, name.join("/")).await

@@ -363,38 +363,12 @@ pub async fn save(d: &Arc<Daemon>, req: &Request<Incoming>, name: Option<String>
 /// `POST /images/load`: a `docker save` or OCI archive in the body (spooled to a file, any
 /// size); answers with Docker's JSON progress lines.
 pub async fn load(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    use http_body_util::BodyExt;
-    use tokio::io::AsyncWriteExt;
     let quiet = flag(&query(&req), "quiet");
     let tmp = d.root.join("tmp").join(format!(
         "load-{}",
         berth_engine::store::new_id().map_err(ApiError::from)?
     ));
-    if let Some(dir) = tmp.parent() {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    }
-    let mut f = tokio::fs::File::create(&tmp)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let mut body = req.into_body();
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(ApiError::bad(format!("reading the archive: {e}")));
-            }
-        };
-        if let Some(data) = frame.data_ref() {
-            if let Err(e) = f.write_all(data).await {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
-            }
-        }
-    }
-    drop(f);
+    crate::spool_body(req.into_body(), &tmp).await?;
     let path = tmp.clone();
     let res = d
         .with_images(move |e, s| {

@@ -444,7 +444,12 @@ pub fn netns_path(engine: &Engine, id: &str) -> PathBuf {
 }
 
 /// Serializes bring-up and teardown of bridges and the table among berth processes.
-fn lock(engine: &Engine) -> Result<nix::fcntl::Flock<std::fs::File>> {
+fn lock(engine: &Engine) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+    // A data root removed under a lingering teardown (a test's, or `rm -rf` of a scratch
+    // root): nobody is left to race with, and the lock file must not bring it back.
+    if !engine.root.exists() {
+        return Ok(None);
+    }
     let p = engine.run.join("netns").join(".lock");
     if let Some(d) = p.parent() {
         std::fs::create_dir_all(d).map_err(crate::io_err("creating", d))?;
@@ -456,6 +461,7 @@ fn lock(engine: &Engine) -> Result<nix::fcntl::Flock<std::fs::File>> {
         .open(&p)
         .map_err(crate::io_err("opening", &p))?;
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map(Some)
         .map_err(|(_, e)| EngineError::Invalid(format!("locking {}: {e}", p.display())))
 }
 

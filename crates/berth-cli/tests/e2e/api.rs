@@ -105,6 +105,14 @@ impl Drop for Daemon {
     }
 }
 
+/// Seconds since the epoch (what `docker events --since/--until` take).
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 #[test]
 fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
     require_root!();
@@ -127,10 +135,7 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
     assert!(d
         .ok(&["image", "inspect", "--format", "{{.Id}}", "bb:1"])
         .starts_with("sha256:"));
-    let t0 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let t0 = now_secs();
     // Foreground run: output on both streams, exit code, --rm.
     let o = d.docker(&["run", "--rm", "bb:1", "sh", "-c", "echo out; echo err >&2; exit 7"]);
     assert_eq!(o.status.code(), Some(7), "{}", String::from_utf8_lossy(&o.stderr));
@@ -138,12 +143,7 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
     assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
     assert_eq!(b.ok(&["ps", "-aq"]), "", "--rm left the container");
     // The event log saw that run: create, start, die (with its code), destroy.
-    let until = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 1)
-    .to_string();
+    let until = (now_secs() + 1).to_string();
     let ev = d.ok(&[
         "events",
         "--since",
@@ -300,6 +300,36 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
         String::from_utf8_lossy(&t.wait_with_output().unwrap().stdout).into_owned()
     };
     assert!(listing.lines().any(|l| l == "made-by-exec"), "{listing}");
+    // The export imported back as an image (`docker import`, the tar in the request body).
+    let mut imp = Command::new("docker")
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.cfg.path())
+        .args(["import", "-c", "ENV IMPORTED=1", "-", "imported:1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        imp.stdin.take().unwrap().write_all(&exported.stdout).unwrap();
+    }
+    let o = imp.wait_with_output().unwrap();
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with("sha256:"),
+        "{o:?}"
+    );
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "imported:1",
+            "sh",
+            "-c",
+            "test -e /made-by-exec && echo $IMPORTED"
+        ]),
+        "1\n"
+    );
+    d.ok(&["rmi", "imported:1"]);
     let committed = d.ok(&[
         "commit",
         "-c",
@@ -355,12 +385,7 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
         "retagged:2"
     );
     assert!(d.ok(&["rmi", "retagged:2"]).contains("Untagged: retagged:2"));
-    let until = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 1)
-    .to_string();
+    let until = (now_secs() + 1).to_string();
     let ev = d.ok(&[
         "events",
         "--since",
