@@ -164,6 +164,9 @@ enum Command {
         /// Start the container once a client has attached.
         #[arg(long)]
         attach: bool,
+        /// A pipe to report progress on (listening, started).
+        #[arg(long)]
+        ready_fd: Option<i32>,
     },
     /// Attach local standard input, output, and error streams to a running container.
     Attach(containers::AttachArgs),
@@ -328,8 +331,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Runtime(r) => runtime::main(*r),
-        Command::Monitor { id, attach } => {
-            let code = berth_engine::monitor::main(&cli.root, &id, attach);
+        Command::Monitor { id, attach, ready_fd } => {
+            let code = berth_engine::monitor::main(&cli.root, &id, attach, ready_fd);
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
         command => match engine_main(&cli.root, command) {

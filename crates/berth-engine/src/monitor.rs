@@ -43,7 +43,19 @@ pub fn start_failure_code(msg: &str) -> i32 {
 /// code. Forks first: the parent returns at once (the caller exits with it), the child
 /// carries on, reparented away from the CLI. With `wait_attach`, the container starts only
 /// once a client has attached (or after 30 s), so a foreground `run` sees all its output.
-pub fn main(root: &Path, id: &str, wait_attach: bool) -> i32 {
+pub fn main(root: &Path, id: &str, wait_attach: bool, ready_fd: Option<i32>) -> i32 {
+    let ready = ready_fd.and_then(|fd| {
+        // SAFETY: fcntl on a plain descriptor number: F_GETFD only checks that it is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return None;
+        }
+        // SAFETY: the starter handed this descriptor to us alone, by number; nothing else in
+        // this process owns it.
+        let f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // It must reach neither the runtime nor the container.
+        let _ = nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+        Some(Ready(f))
+    });
     // SAFETY: the monitor is single-threaded here; fork is sound.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
@@ -51,7 +63,7 @@ pub fn main(root: &Path, id: &str, wait_attach: bool) -> i32 {
         Err(_) => return 1,
     }
     let _ = nix::unistd::setsid();
-    let code = match monitor(root, id, wait_attach) {
+    let code = match monitor(root, id, wait_attach, ready) {
         Ok(()) => 0,
         Err(e) => {
             let _ = std::fs::write(root.join("containers").join(id).join("monitor.err"), e.to_string());
@@ -92,7 +104,25 @@ fn nonblocking(fd: &OwnedFd) {
     let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
 }
 
-fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
+/// The pipe that tells whoever started the monitor how far it got: [`READY_LISTENING`] once
+/// clients can attach, [`READY_STARTED`] once the container runs (or failed to: the state
+/// says which). Its end of file means the monitor is gone.
+#[derive(Debug)]
+struct Ready(std::fs::File);
+
+/// The attach socket is listening.
+pub const READY_LISTENING: u8 = b'L';
+/// The first start is over (running, or failed: see the state).
+pub const READY_STARTED: u8 = b'S';
+
+impl Ready {
+    fn say(&mut self, what: u8) {
+        let _ = std::io::Write::write_all(&mut self.0, &[what]);
+    }
+}
+
+fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Result<()> {
+    let mut ready = ready;
     let engine = Engine::open(root)?;
     let rec = engine.resolve(id)?;
     let dir = engine.dir(&rec.id);
@@ -107,6 +137,9 @@ fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
     .map_err(|e| EngineError::Invalid(format!("/dev/null: {e}")))?;
     let stopped_flag = dir.join("stopped");
     let mut hub = attach::Hub::listen(&dir).map_err(crate::io_err("listening on", dir.join(attach::SOCKET)))?;
+    if let Some(r) = ready.as_mut() {
+        r.say(READY_LISTENING);
+    }
     if wait_attach {
         hub.wait_for_client(Duration::from_secs(30));
     }
@@ -222,6 +255,7 @@ fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
                 st.net = None;
                 eng.save_state(&rec.id, &st)?;
                 hub.finish(st.exit_code);
+                drop(ready.take());
                 return Ok(());
             }
         };
@@ -233,6 +267,9 @@ fn monitor(root: &Path, id: &str, wait_attach: bool) -> Result<()> {
         st.finished_at = ZERO_TIME.into();
         st.oom_killed = false;
         eng.save_state(&rec.id, &st)?;
+        if let Some(mut r) = ready.take() {
+            r.say(READY_STARTED);
+        }
         let began = Instant::now();
 
         // --log-driver none: output is still drained (the container must never block on a

@@ -768,18 +768,67 @@ pub fn start_attached(
     if hello.is_some() {
         cmd.arg("--attach");
     }
+    // The monitor reports on a pipe (its fd 3) when it listens and when the container
+    // started, so this waits on the pipe instead of polling the state.
+    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| EngineError::Invalid(format!("pipe: {e}")))?;
+    let w = std::os::fd::AsRawFd::as_raw_fd(&ready_w);
+    // SAFETY: between fork and exec only dup2 and fcntl, which are async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            // dup2 onto itself would keep close-on-exec: clear it then.
+            let ok = if w == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0) >= 0
+            } else {
+                libc::dup2(w, 3) >= 0
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    cmd.arg("--ready-fd").arg("3");
     let status = cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
         .map_err(io_err("starting the monitor", exe))?;
+    drop(ready_w);
     if !status.success() {
         return Err(EngineError::Invalid(format!("monitor for {} failed to start", r.id)));
     }
+    let mut ready = std::fs::File::from(ready_r);
+    let mut listening = false;
+    let mut pipe_open = true;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut stream = None;
     loop {
+        // Until the monitor says it started the container (or goes away), wait on its pipe;
+        // a client to attach connects once it listens.
+        while pipe_open && !(listening && hello.is_some() && stream.is_none()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut fds = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&ready),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let timeout = nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX);
+            match nix::poll::poll(&mut fds, timeout) {
+                Ok(0) => break,
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => pipe_open = false,
+            }
+            let mut b = [0u8; 1];
+            match std::io::Read::read(&mut ready, &mut b) {
+                Ok(1) if b[0] == crate::monitor::READY_LISTENING => listening = true,
+                Ok(1) if b[0] == crate::monitor::READY_STARTED => pipe_open = false,
+                Ok(1) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(_) | Err(_) => pipe_open = false,
+            }
+        }
         if let (Some(h), None) = (hello, &stream) {
             if dir.join(crate::attach::SOCKET).exists() {
                 stream = crate::attach::connect(&dir, h).ok();
