@@ -759,10 +759,14 @@ pub fn start_attached(
     let dir = engine.dir(&r.id);
     let _ = std::fs::remove_file(dir.join("stopped"));
     let _ = std::fs::remove_file(dir.join(crate::attach::SOCKET));
-    let mut fresh = st.clone();
-    fresh.status = "created".into();
-    fresh.error.clear();
-    engine.save_state(&r.id, &fresh)?;
+    // A new container's state already reads "created" without an error: rewriting it would
+    // only cost a file (an inode) per start.
+    if st.status != "created" || !st.error.is_empty() {
+        let mut fresh = st.clone();
+        fresh.status = "created".into();
+        fresh.error.clear();
+        engine.save_state(&r.id, &fresh)?;
+    }
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--root").arg(&engine.root).arg("_monitor").arg(&r.id);
     if hello.is_some() {
