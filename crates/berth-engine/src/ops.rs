@@ -774,8 +774,8 @@ pub fn start_attached(
     }
     // The monitor reports on a pipe (its fd 3) when it listens and when the container
     // started, so this waits on the pipe instead of polling the state.
-    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| EngineError::Invalid(format!("pipe: {e}")))?;
+    let (ready_r, ready_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| EngineError::Invalid(format!("pipe: {e}")))?;
     let w = std::os::fd::AsRawFd::as_raw_fd(&ready_w);
     // SAFETY: between fork and exec only dup2 and fcntl, which are async-signal-safe.
     unsafe {

@@ -1431,3 +1431,140 @@ fn tcp_is_served_only_with_tls_and_a_verified_client() {
         std::panic::resume_unwind(e);
     }
 }
+
+#[test]
+fn docker_cli_ports_memory_follow_attach_and_connect() {
+    require_root!();
+    require_tool!("docker");
+    let (b, _img) = with_busybox("api-more");
+    let d = Daemon::start(&b, TempDir::new("api-more-sock"));
+    // -p and --memory: the published port serves the host through 127.0.0.1; the limit is
+    // in the container's cgroup.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "127.0.0.1::80",
+        "--memory",
+        "48m",
+        "bb:1",
+        "sh",
+        "-c",
+        "mkdir -p /www && echo served > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]);
+    let port = d.ok(&["port", "web", "80"]);
+    let addr = port.lines().next().unwrap_or("").trim().to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{port}");
+    let fetch = || -> String {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
+            return String::new();
+        };
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fetch().contains("served") {
+        assert!(Instant::now() < deadline, "the published port never served");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        d.ok(&["inspect", "--format", "{{.HostConfig.Memory}}", "web"]).trim(),
+        (48u64 << 20).to_string()
+    );
+    let limit = d.ok(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
+    ]);
+    assert_eq!(limit.trim(), (48u64 << 20).to_string());
+    // logs -f follows until the container ends.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lf",
+        "bb:1",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo l$i; sleep 0.3; done",
+    ]);
+    assert_eq!(d.ok(&["logs", "-f", "lf"]), "l1\nl2\nl3\n");
+    // attach: stdin in, output and exit code out.
+    d.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "at",
+        "bb:1",
+        "sh",
+        "-c",
+        "read x; echo got $x; exit 6",
+    ]);
+    let mut c = Command::new("docker");
+    c.env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.cfg.path())
+        .args(["attach", "at"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write;
+        child.stdin.as_mut().unwrap().write_all(b"hello\n").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "got hello\n", "{o:?}");
+    assert_eq!(o.status.code(), Some(6));
+    // network connect: a container on the default bridge joins a user network and finds a
+    // container there by name and by alias.
+    let net = format!("apiconn{}", b.net);
+    d.ok(&["network", "create", &net]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "peer",
+        "--network",
+        &net,
+        "--network-alias",
+        "svc",
+        "bb:1",
+        "sleep",
+        "100",
+    ]);
+    d.ok(&["run", "-d", "--name", "joiner", "bb:1", "sleep", "100"]);
+    assert!(!d
+        .docker(&["exec", "joiner", "ping", "-c1", "-W1", "peer"])
+        .status
+        .success());
+    d.ok(&["network", "connect", &net, "joiner"]);
+    for name in ["peer", "svc"] {
+        let out = d.ok(&[
+            "exec",
+            "joiner",
+            "sh",
+            "-c",
+            &format!("ping -c1 -W2 {name} >/dev/null && echo ok"),
+        ]);
+        assert_eq!(out, "ok\n", "{name}");
+    }
+    let nets = d.ok(&[
+        "inspect",
+        "--format",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+        "joiner",
+    ]);
+    assert!(nets.contains("bridge") && nets.contains(&net), "{nets}");
+    d.ok(&["network", "disconnect", &net, "joiner"]);
+    d.ok(&["rm", "-f", "web", "lf", "at", "peer", "joiner"]);
+    d.ok(&["network", "rm", &net]);
+}
