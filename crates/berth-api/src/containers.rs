@@ -24,10 +24,135 @@ pub struct PendingAttach {
     io: tokio::sync::oneshot::Receiver<hyper::upgrade::Upgraded>,
 }
 
+/// A list of strings; a lone string is a list of one (Docker's `StrSlice`, for `Cmd` and
+/// `Entrypoint`).
 fn strs(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-        .unwrap_or_default()
+    match v {
+        Value::String(s) => vec![s.clone()],
+        _ => v
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// The JSON type of a value, in Go's words (for decoding errors).
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Checks the types of the create body's fields as dockerd's decoder would: a field of the
+/// wrong type is a 400 naming it, never silently a default.
+fn check_types(body: &Value) -> Result<(), ApiError> {
+    #[derive(Clone, Copy)]
+    enum Ty {
+        Int,
+        Bool,
+        Str,
+        Strs,
+        StrOrStrs,
+        Obj,
+    }
+    let check = |section: &str, v: &Value, fields: &[(&str, Ty)]| -> Result<(), ApiError> {
+        for (name, ty) in fields {
+            let Some(x) = v.get(*name) else { continue };
+            let ok = x.is_null()
+                || match ty {
+                    Ty::Int => x.is_i64() || x.is_u64(),
+                    Ty::Bool => x.is_boolean(),
+                    Ty::Str => x.is_string(),
+                    Ty::Strs => x.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+                    Ty::StrOrStrs => x.is_string() || x.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+                    Ty::Obj => x.is_object(),
+                };
+            if !ok {
+                let go = match ty {
+                    Ty::Int => "int64",
+                    Ty::Bool => "bool",
+                    Ty::Str => "string",
+                    Ty::Strs | Ty::StrOrStrs => "[]string",
+                    Ty::Obj => "map",
+                };
+                return Err(ApiError::bad(format!(
+                    "json: cannot unmarshal {} into Go struct field {section}.{name} of type {go}",
+                    json_kind(x)
+                )));
+            }
+        }
+        Ok(())
+    };
+    use Ty::{Bool, Int, Obj, Str, StrOrStrs, Strs};
+    check(
+        "Config",
+        body,
+        &[
+            ("Image", Str),
+            ("Hostname", Str),
+            ("Domainname", Str),
+            ("User", Str),
+            ("WorkingDir", Str),
+            ("StopSignal", Str),
+            ("StopTimeout", Int),
+            ("Env", Strs),
+            ("Cmd", StrOrStrs),
+            ("Entrypoint", StrOrStrs),
+            ("Tty", Bool),
+            ("OpenStdin", Bool),
+            ("StdinOnce", Bool),
+            ("AttachStdin", Bool),
+            ("AttachStdout", Bool),
+            ("AttachStderr", Bool),
+            ("Labels", Obj),
+            ("ExposedPorts", Obj),
+            ("Volumes", Obj),
+            ("Healthcheck", Obj),
+            ("HostConfig", Obj),
+            ("NetworkingConfig", Obj),
+        ],
+    )?;
+    check(
+        "HostConfig",
+        &body["HostConfig"],
+        &[
+            ("Memory", Int),
+            ("MemorySwap", Int),
+            ("MemoryReservation", Int),
+            ("NanoCpus", Int),
+            ("CpuShares", Int),
+            ("CpuQuota", Int),
+            ("CpuPeriod", Int),
+            ("PidsLimit", Int),
+            ("ShmSize", Int),
+            ("Privileged", Bool),
+            ("ReadonlyRootfs", Bool),
+            ("AutoRemove", Bool),
+            ("Init", Bool),
+            ("PublishAllPorts", Bool),
+            ("NetworkMode", Str),
+            ("CpusetCpus", Str),
+            ("Runtime", Str),
+            ("Binds", Strs),
+            ("CapAdd", Strs),
+            ("CapDrop", Strs),
+            ("Dns", Strs),
+            ("DnsSearch", Strs),
+            ("DnsOptions", Strs),
+            ("ExtraHosts", Strs),
+            ("SecurityOpt", Strs),
+            ("VolumesFrom", Strs),
+            ("PortBindings", Obj),
+            ("RestartPolicy", Obj),
+            ("LogConfig", Obj),
+            ("Tmpfs", Obj),
+        ],
+    )
 }
 
 fn num(v: &Value) -> i64 {
@@ -39,6 +164,7 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
     if !body.is_object() {
         return Err(ApiError::bad("config cannot be empty in order to create a container"));
     }
+    check_types(body)?;
     let image = body["Image"].as_str().unwrap_or("").to_string();
     if image.is_empty() {
         return Err(ApiError::bad("No command specified"));
@@ -230,6 +356,7 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<
     let q = query(&req);
     let body = json_body(req).await?;
     let o = options_from(&body, q.get("name").cloned())?;
+    berth_engine::ops::check_limits(&o)?;
     let image = o.image.clone();
     let id = d
         .with_images(move |e, s| {

@@ -306,8 +306,20 @@ fn str_list(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
         .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
 }
 
+/// The limits Docker refuses before it looks at anything else (so before the image).
+pub fn check_limits(o: &CreateOptions) -> Result<()> {
+    if o.memory > 0 && o.memory < MIN_MEMORY {
+        return Err(EngineError::Invalid("Minimum memory limit allowed is 6MB".into()));
+    }
+    if o.memory_reservation > 0 && o.memory_reservation < MIN_MEMORY {
+        return Err(EngineError::Invalid("Minimum memory reservation allowed is 6MB".into()));
+    }
+    Ok(())
+}
+
 /// Creates a container from an image in the store.
 pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Result<Record> {
+    check_limits(o)?;
     let img = images.resolve(&o.image)?;
     let cfg = images.config(&img)?;
     let c = cfg.config.clone().unwrap_or_default();

@@ -566,6 +566,26 @@ fn the_api_refuses_bad_requests_and_stays_up() {
         r.starts_with("HTTP/1.1 404") && r.contains("No such image: nosuch:1"),
         "{r}"
     );
+    // An invalid HostConfig: a field of the wrong type, a limit Docker refuses.
+    let r = post(
+        "/v1.45/containers/create",
+        r#"{"Image": "nosuch:1", "HostConfig": {"Memory": "lots"}}"#,
+    );
+    assert!(
+        r.starts_with("HTTP/1.1 400")
+            && r.contains("cannot unmarshal string into Go struct field HostConfig.Memory of type int64"),
+        "{r}"
+    );
+    let r = post(
+        "/v1.45/containers/create",
+        r#"{"Image": "nosuch:1", "HostConfig": {"Memory": 1000}}"#,
+    );
+    assert!(
+        r.starts_with("HTTP/1.1 400") && r.contains("Minimum memory limit allowed is 6MB"),
+        "{r}"
+    );
+    let r = post("/v1.45/containers/create", r#"{"Image": "nosuch:1", "Env": "A=1"}"#);
+    assert!(r.starts_with("HTTP/1.1 400") && r.contains("Config.Env"), "{r}");
     let r = send(b"GET /v1.45/containers/nosuch/json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert!(
         r.starts_with("HTTP/1.1 404") && r.contains(r#""message":"No such container: nosuch""#),
