@@ -370,11 +370,18 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<
 }
 
 /// `GET /containers/{id}/json`.
-pub async fn inspect(d: &Arc<Daemon>, id: String) -> Result<Response<Body>, ApiError> {
+pub async fn inspect(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
+    let size = flag(&query(req), "size");
     let v = d
-        .engine(move |e| {
+        .with_images(move |e, s| {
             let r = e.resolve(&id)?;
-            Ok(berth_engine::inspect::inspect_json(e, &r))
+            let mut v = berth_engine::inspect::inspect_json(e, &r);
+            if size {
+                let (rw, rootfs) = berth_engine::inspect::container_sizes(e, s, &r);
+                v["SizeRw"] = json!(rw);
+                v["SizeRootFs"] = json!(rootfs);
+            }
+            Ok(v)
         })
         .await?;
     Ok(json_response(StatusCode::OK, &v))
@@ -390,8 +397,9 @@ pub async fn list(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
         .filter(|n| *n > 0)
         .and_then(|n| usize::try_from(n).ok());
     let filters = crate::filters(&q)?;
+    let size = flag(&q, "size");
     let v = d
-        .engine(move |e| {
+        .with_images(move |e, s| {
             let mut out = Vec::new();
             for r in e.all()? {
                 let st = e.state(&r.id);
@@ -453,6 +461,13 @@ pub async fn list(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
                     "NetworkSettings": {"Networks": i["NetworkSettings"]["Networks"].clone()},
                     "Mounts": i["Mounts"].clone(),
                 }));
+                if size {
+                    if let Some(last) = out.last_mut() {
+                        let (rw, rootfs) = berth_engine::inspect::container_sizes(e, s, &r);
+                        last["SizeRw"] = json!(rw);
+                        last["SizeRootFs"] = json!(rootfs);
+                    }
+                }
                 if limit.is_some_and(|l| out.len() >= l) {
                     break;
                 }

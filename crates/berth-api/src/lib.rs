@@ -493,7 +493,7 @@ async fn route(
         }
         (&Method::GET, ["containers", "json"]) => containers::list(&d, &req).await,
         (&Method::POST, ["containers", "create"]) => containers::create(&d, req).await,
-        (&Method::GET, ["containers", id, "json"]) => containers::inspect(&d, id.to_string()).await,
+        (&Method::GET, ["containers", id, "json"]) => containers::inspect(&d, &req, id.to_string()).await,
         (&Method::POST, ["containers", id, "start"]) => containers::start(&d, id.to_string()).await,
         (&Method::POST, ["containers", id, "stop"]) => containers::stop(&d, &req, id.to_string(), false).await,
         (&Method::POST, ["containers", id, "restart"]) => containers::stop(&d, &req, id.to_string(), true).await,
@@ -511,7 +511,7 @@ async fn route(
         (&Method::POST, ["containers", id, "pause"]) => more::pause(&d, id.to_string(), true).await,
         (&Method::POST, ["containers", id, "unpause"]) => more::pause(&d, id.to_string(), false).await,
         (&Method::GET, ["containers", id, "changes"]) => more::changes(&d, id.to_string()).await,
-        (&Method::GET, ["containers", id, "top"]) => more::top(&d, id.to_string()).await,
+        (&Method::GET, ["containers", id, "top"]) => more::top(&d, &req, id.to_string()).await,
         (&Method::GET, ["containers", id, "stats"]) => more::stats(&d, &req, id.to_string()).await,
         (&Method::POST, ["images", name @ .., "tag"]) if !name.is_empty() => more::tag(&d, &req, name.join("/")).await,
         (&Method::DELETE, ["images", name @ ..]) if !name.is_empty() => {

@@ -12,12 +12,13 @@ use serde_json::{json, Value};
 use crate::containers::channel_body;
 use crate::{empty, flag, json_response, query, ApiError, Body, Daemon};
 
-/// `GET /containers/{id}/top`.
-pub async fn top(d: &Arc<Daemon>, id: String) -> Result<Response<Body>, ApiError> {
+/// `GET /containers/{id}/top?ps_args=`.
+pub async fn top(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
+    let ps_args = query(req).get("ps_args").cloned().unwrap_or_default();
     let (titles, rows) = d
         .engine(move |e| {
             let rid = crate::running_id(e, &id)?;
-            Ok(berth_engine::inspect::top(e, &rid)?)
+            Ok(berth_engine::inspect::top(e, &rid, &ps_args)?)
         })
         .await?;
     Ok(json_response(

@@ -818,16 +818,13 @@ pub fn ps(root: &Path, a: &PsArgs) -> anyhow::Result<()> {
     };
     let images = if a.size { crate::images::open(root).ok() } else { None };
     let size = |r: &Record| {
-        let rw = dir_size(&e.dir(&r.id).join("fs/upper"));
-        let image = images
+        let (rw, virt) = images
             .as_ref()
-            .and_then(|i| i.image(&r.image_id).ok())
-            .map(|i| u64::try_from(i.row.size).unwrap_or(0))
-            .unwrap_or(0);
+            .map_or((0, 0), |i| berth_engine::inspect::container_sizes(&e, i, r));
         format!(
             "{} (virtual {})",
             crate::format::human_size(rw),
-            crate::format::human_size(rw + image)
+            crate::format::human_size(virt)
         )
     };
     let as_json = |r: &Record, st: &State| {
@@ -886,23 +883,6 @@ pub fn ps(root: &Path, a: &PsArgs) -> anyhow::Result<()> {
 }
 
 /// Bytes in the regular files under `dir` (symlinks not followed).
-fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        for en in rd.flatten() {
-            let Ok(md) = en.metadata() else { continue };
-            if md.is_dir() {
-                stack.push(en.path());
-            } else if md.is_file() {
-                total += md.len();
-            }
-        }
-    }
-    total
-}
-
 /// `logs`.
 pub fn logs(root: &Path, a: &LogsArgs) -> anyhow::Result<()> {
     let e = engine(root)?;
@@ -1235,10 +1215,20 @@ pub fn pause(root: &Path, a: &ContainersArgs, paused: bool) -> anyhow::Result<()
     each(root, &a.containers, &|e, n| ops::set_paused(e, n, paused))
 }
 
-/// `top`: the container's processes as `ps -f` shows them on the host.
-pub fn top(root: &Path, a: &ContainersArgs) -> anyhow::Result<()> {
+/// `top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// CONTAINER
+    pub container: String,
+    /// [ps OPTIONS] (default `-ef`)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+/// `top`: the container's processes as the host's `ps` shows them.
+pub fn top(root: &Path, a: &TopArgs) -> anyhow::Result<()> {
     let e = engine(root)?;
-    let (titles, rows) = berth_engine::inspect::top(&e, &a.containers[0])
+    let (titles, rows) = berth_engine::inspect::top(&e, &a.container, &a.ps_args.join(" "))
         .map_err(|err| Exit(1, format!("Error response from daemon: {err}")))?;
     let mut lines = vec![titles];
     lines.extend(rows);

@@ -90,7 +90,7 @@ enum Command {
     /// Unpause all processes within one or more containers.
     Unpause(containers::ContainersArgs),
     /// Display the running processes of a container.
-    Top(containers::ContainersArgs),
+    Top(containers::TopArgs),
     /// Inspect changes to files or directories on a container's filesystem.
     Diff(containers::ContainersArgs),
     /// Create a new image from a container's changes.

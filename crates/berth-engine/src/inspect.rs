@@ -607,22 +607,67 @@ pub fn sample(e: &Engine, id: &str) -> Option<(u64, u64, u64, u64)> {
     ))
 }
 
-/// `top`: `ps` columns for the container's processes (Docker's default titles).
-pub fn top(e: &Engine, id: &str) -> crate::Result<(Vec<String>, Vec<Vec<String>>)> {
+/// `top`: the container's processes as the host's `ps` shows them with `ps_args` (`-ef`
+/// when empty), Docker's way: `ps ARGS -q PIDS`, or, where ps lacks `-q`, the whole list
+/// filtered on its PID column.
+pub fn top(e: &Engine, id: &str, ps_args: &str) -> crate::Result<(Vec<String>, Vec<Vec<String>>)> {
     let pids = crate::ops::pids(e, id)?;
+    let args: Vec<&str> = if ps_args.trim().is_empty() {
+        vec!["-ef"]
+    } else {
+        ps_args.split_whitespace().collect()
+    };
     let list = pids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
-    let o = std::process::Command::new("ps")
-        .args(["-o", "uid,pid,ppid,c,stime,tty,time,cmd", "-p", &list])
-        .output()
-        .map_err(crate::io_err("running", "ps"))?;
-    let text = String::from_utf8_lossy(&o.stdout);
-    let mut lines = text.lines().map(|l| {
-        let mut cols: Vec<String> = l.split_whitespace().take(7).map(str::to_string).collect();
-        cols.push(l.split_whitespace().skip(7).collect::<Vec<_>>().join(" "));
-        cols
-    });
-    let titles = lines.next().unwrap_or_default();
-    Ok((titles, lines.collect()))
+    let run = |extra: &[&str]| {
+        std::process::Command::new("ps")
+            .args(&args)
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(crate::io_err("running", "ps"))
+    };
+    let mut o = run(&["-q", &list])?;
+    if !o.status.success() {
+        o = run(&[])?;
+    }
+    if !o.status.success() {
+        return Err(crate::EngineError::Invalid(format!(
+            "ps: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )));
+    }
+    parse_ps(&String::from_utf8_lossy(&o.stdout), &pids)
+}
+
+/// `ps` output as titles and rows (the last column keeps its spaces), only the rows of `pids`.
+fn parse_ps(text: &str, pids: &[i32]) -> crate::Result<(Vec<String>, Vec<Vec<String>>)> {
+    let mut lines = text.lines();
+    let titles: Vec<String> = lines
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let Some(pid_col) = titles.iter().position(|t| t == "PID") else {
+        return Err(crate::EngineError::Invalid(
+            "Couldn't find PID field in ps output".into(),
+        ));
+    };
+    let mut rows = Vec::new();
+    for l in lines.filter(|l| !l.trim().is_empty()) {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        let Some(pid) = fields.get(pid_col).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if !pids.contains(&pid) {
+            continue;
+        }
+        let n = titles.len().max(1);
+        let mut row: Vec<String> = fields.iter().take(n - 1).map(|f| (*f).to_string()).collect();
+        row.push(fields.iter().skip(n - 1).copied().collect::<Vec<_>>().join(" "));
+        rows.push(row);
+    }
+    Ok((titles, rows))
 }
 
 /// One step of an image's history, newest first (`docker history`).
@@ -675,4 +720,48 @@ pub fn history(store: &ImageStore, img: &Image) -> crate::Result<Vec<HistoryRow>
         });
     }
     Ok(rows)
+}
+
+/// Bytes in regular files under `dir` (a container's writable layer).
+pub fn dir_size(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for en in rd.flatten() {
+            let Ok(md) = en.metadata() else { continue };
+            if md.is_dir() {
+                stack.push(en.path());
+            } else if md.is_file() {
+                total += md.len();
+            }
+        }
+    }
+    total
+}
+
+/// A container's sizes as Docker reports them: its writable layer (`SizeRw`) and that
+/// plus its image (`SizeRootFs`).
+pub fn container_sizes(e: &Engine, images: &ImageStore, r: &Record) -> (u64, u64) {
+    let rw = dir_size(&e.dir(&r.id).join("fs/upper"));
+    let image = images
+        .image(&r.image_id)
+        .ok()
+        .map_or(0, |i| u64::try_from(i.row.size).unwrap_or(0));
+    (rw, rw + image)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ps_output_is_filtered_and_the_last_column_kept_whole() {
+        let text = "UID PID PPID C STIME TTY TIME CMD\nroot 10 1 0 08:00 ? 00:00:00 sleep 100\nroot 11 1 0 08:00 ? 00:00:00 sh -c x y\n";
+        let (t, rows) = super::parse_ps(text, &[11]).unwrap();
+        assert_eq!(t.len(), 8);
+        assert_eq!(
+            rows,
+            vec![vec!["root", "11", "1", "0", "08:00", "?", "00:00:00", "sh -c x y"]]
+        );
+        super::parse_ps("USER COMMAND\nroot sh\n", &[1]).unwrap_err();
+    }
 }

@@ -376,6 +376,15 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
         .success());
     // top, stats, tag, rmi, system df.
     assert!(d.ok(&["top", "ticker"]).lines().next().unwrap().contains("PID"));
+    // ps options go to the host's ps, Docker's way; without a PID column there is no top.
+    let top = d.ok(&["top", "ticker", "-o", "pid,args"]);
+    assert!(top.starts_with("PID") && top.contains("while true"), "{top}");
+    assert!(!d.docker(&["top", "ticker", "-o", "user"]).status.success());
+    // Sizes: the writable layer and the whole root filesystem.
+    let sizes = d.ok(&["inspect", "--size", "--format", "{{.SizeRw}} {{.SizeRootFs}}", "ticker"]);
+    let sizes: Vec<u64> = sizes.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    assert!(sizes.len() == 2 && sizes[1] > sizes[0], "{sizes:?}");
+    assert!(d.ok(&["ps", "-s", "--format", "{{.Size}}"]).contains("virtual"));
     let st = d.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "ticker"]);
     assert!(st.starts_with("ticker "), "{st}");
     d.ok(&["tag", "bb:1", "retagged:2"]);
