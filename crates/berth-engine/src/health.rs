@@ -64,9 +64,21 @@ impl HealthConfig {
 #[derive(Debug)]
 struct Running {
     pid: i32,
+    /// Readable once the probe exits, so the monitor's poll wakes for it (not only at the
+    /// probe's timeout).
+    pidfd: Option<OwnedFd>,
     started: Instant,
     start: String,
     out: OwnedFd,
+}
+
+/// A pidfd for `pid` (None where the kernel has none).
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open with plain integers; the result is checked.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(raw).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
 /// Runs a container's probes from the monitor's loop.
@@ -110,6 +122,14 @@ impl Checker {
         }
     }
 
+    /// The running probe's pidfd, to poll.
+    pub fn probe_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.running
+            .as_ref()
+            .and_then(|r| r.pidfd.as_ref())
+            .map(std::os::fd::AsFd::as_fd)
+    }
+
     /// Starts a probe when due, kills one past its timeout; returns whether the health
     /// changed.
     pub fn tick(&mut self, rt: &crate::runtimes::Rt, id: &str, devnull: &OwnedFd, dir: &std::path::Path) -> bool {
@@ -134,6 +154,7 @@ impl Checker {
             Ok((pid, out)) => {
                 self.running = Some(Running {
                     pid,
+                    pidfd: pidfd_open(pid),
                     started: now,
                     start,
                     out,

@@ -537,6 +537,9 @@ fn pump(
             if let (Some(p), None) = (&pidfd, code) {
                 pfds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
             }
+            if let Some(fd) = probes.as_ref().and_then(|p| p.checker.probe_fd()) {
+                pfds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
             pfds.extend(io.hub.fds());
             if let Some(r) = &io.resolver {
                 pfds.extend(r.fds().into_iter().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));

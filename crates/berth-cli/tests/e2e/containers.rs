@@ -685,6 +685,30 @@ fn health_checks_run_without_a_daemon() {
         }
     };
     wait_for("healthy");
+    // A probe's end is seen when it comes, not at its timeout (30 s by default).
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc2",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "200ms",
+        "bb:1",
+        "sleep",
+        "100",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while inspect(&b, "hc2")["State"]["Health"]["Status"] != "healthy" {
+        assert!(
+            Instant::now() < deadline,
+            "hc2 not healthy: {}",
+            inspect(&b, "hc2")["State"]
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b.ok(&["rm", "-f", "hc2"]);
     let v = inspect(&b, "hc");
     assert_eq!(v["Config"]["Healthcheck"]["Test"][0], "CMD-SHELL");
     assert_eq!(v["Config"]["Healthcheck"]["Interval"], 200_000_000);
