@@ -48,9 +48,39 @@ pub fn fork_init() -> Result<(), String> {
             unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
             let _ = nix::sys::prctl::set_dumpable(false);
             let _ = nix::sys::prctl::set_name(c"berth-init");
+            hide_cmdline("berth-init");
             supervise(child.as_raw())
         }
         Err(e) => Err(format!("fork: {e}")),
+    }
+}
+
+/// Overwrites this process's argument area with `title`: the init was forked from the
+/// runtime's caller without an exec, and its `/proc/1/cmdline` would otherwise show the
+/// caller's command line (host paths, the data root) to the container.
+fn hide_cmdline(title: &str) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
+    // Fields after the command name (which may hold spaces); arg_start and arg_end are
+    // fields 48 and 49 of proc(5), so 45 and 46 counted from field 3.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let (Some(start), Some(end)) = (
+        f.get(45).and_then(|v| v.parse::<usize>().ok()),
+        f.get(46).and_then(|v| v.parse::<usize>().ok()),
+    ) else {
+        return;
+    };
+    if end <= start {
+        return;
+    }
+    let len = end - start;
+    let mut bytes = title.as_bytes().to_vec();
+    bytes.truncate(len.saturating_sub(1));
+    // SAFETY: [start, end) is this process's own argument strings, on its stack, mapped
+    // writable; the process is single-threaded (just forked) and nothing reads argv again.
+    unsafe {
+        std::ptr::write_bytes(start as *mut u8, 0, len);
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), start as *mut u8, bytes.len());
     }
 }
 

@@ -309,6 +309,9 @@ fn restart_init_and_log_opts() {
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "berth-init"]),
         "{ps}"
     );
+    // Its command line shows nothing of the host (the monitor's argv, the data root).
+    let cmdline = b.ok(&["exec", "inited", "cat", "/proc/1/cmdline"]);
+    assert_eq!(cmdline.trim_end_matches('\0'), "berth-init", "{cmdline:?}");
     assert_eq!(inspect(&b, "inited")["HostConfig"]["Init"], true);
     // The init passes SIGTERM on: the command ends by it (143), not by the SIGKILL (137).
     b.ok(&["stop", "-t", "5", "inited"]);
