@@ -202,6 +202,22 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
         memory_reservation: num(&hc["MemoryReservation"]),
         memory_swap: num(&hc["MemorySwap"]),
         pids_limit: num(&hc["PidsLimit"]).max(0),
+        devices: hc["Devices"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|d| {
+                        let host = d["PathOnHost"].as_str().unwrap_or("");
+                        let inside = d["PathInContainer"].as_str().filter(|s| !s.is_empty()).unwrap_or(host);
+                        let perms = d["CgroupPermissions"]
+                            .as_str()
+                            .filter(|s| !s.is_empty())
+                            .unwrap_or("rwm");
+                        format!("{host}:{inside}:{perms}")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         read_only: hc["ReadonlyRootfs"].as_bool().unwrap_or(false),
         cpus: num(&hc["NanoCpus"]) as f64 / 1e9,
         cpu_shares: u64::try_from(num(&hc["CpuShares"])).unwrap_or(0),

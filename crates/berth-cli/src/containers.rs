@@ -132,6 +132,9 @@ pub struct CreateArgs {
     /// Tune container pids limit (-1 for unlimited).
     #[arg(long)]
     pub pids_limit: Option<i64>,
+    /// Add a host device to the container (HOST[:CONTAINER[:PERMS]]).
+    #[arg(long)]
+    pub device: Vec<String>,
     /// Mount the container's root filesystem as read only.
     #[arg(long)]
     pub read_only: bool,
@@ -374,6 +377,7 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         network: a.network.clone(),
         memory,
         pids_limit: a.pids_limit.filter(|p| *p > 0).unwrap_or(0),
+        devices: a.device.clone(),
         read_only: a.read_only,
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,

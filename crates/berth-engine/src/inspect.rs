@@ -159,7 +159,7 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "CpuRealtimeRuntime": 0,
             "CpusetCpus": r.cpuset_cpus,
             "CpusetMems": "",
-            "Devices": [],
+            "Devices": r.devices.iter().map(|d| json!({"PathOnHost": d.host, "PathInContainer": d.container, "CgroupPermissions": d.perms})).collect::<Vec<_>>(),
             "DeviceCgroupRules": null,
             "DeviceRequests": null,
             "MemoryReservation": r.memory_reservation,

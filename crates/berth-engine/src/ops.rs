@@ -96,6 +96,8 @@ pub struct CreateOptions {
     pub log_opts: Vec<String>,
     /// `-t`.
     pub tty: bool,
+    /// `--device HOST[:CONTAINER[:PERMS]]`.
+    pub devices: Vec<String>,
     /// The terminal's initial size (rows, columns; 0: unknown), Docker's `ConsoleSize`.
     pub console_size: (u16, u16),
     /// `-i`.
@@ -607,6 +609,11 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         log_max_file: parse_log_opts(&o.log_opts, &o.log_driver)?.1,
         tty: o.tty,
         console_size: o.console_size,
+        devices: o
+            .devices
+            .iter()
+            .map(|d| spec::DeviceMapping::parse(d))
+            .collect::<Result<Vec<_>>>()?,
         open_stdin: o.open_stdin,
         stdin_once: o.open_stdin && o.stdin_once,
         init: o.init,

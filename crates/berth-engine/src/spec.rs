@@ -341,10 +341,108 @@ pub fn resolve_user(spec: &str, lowers: &[PathBuf]) -> Result<(u32, u32, Vec<u32
     Ok((uid, gid, extra))
 }
 
+/// One `--device`: a host device node, or a directory of them, and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceMapping {
+    /// The host path.
+    pub host: String,
+    /// The path in the container.
+    pub container: String,
+    /// Cgroup permissions: some of `r`, `w`, `m`.
+    pub perms: String,
+}
+
+impl DeviceMapping {
+    /// Parses `HOST[:CONTAINER[:PERMS]]` (Docker's `--device`; `HOST:PERMS` too).
+    pub fn parse(spec: &str) -> Result<DeviceMapping> {
+        let bad = || EngineError::Invalid(format!("invalid device specification: {spec}"));
+        let perms_ok = |p: &str| !p.is_empty() && p.chars().all(|c| "rwm".contains(c));
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (host, container, perms) = match parts.as_slice() {
+            [h] => (*h, *h, "rwm"),
+            [h, p] if perms_ok(p) => (*h, *h, *p),
+            [h, c] => (*h, *c, "rwm"),
+            [h, c, p] if perms_ok(p) => (*h, *c, *p),
+            _ => return Err(bad()),
+        };
+        if !host.starts_with('/') || !container.starts_with('/') {
+            return Err(bad());
+        }
+        Ok(DeviceMapping {
+            host: host.to_string(),
+            container: container.to_string(),
+            perms: perms.to_string(),
+        })
+    }
+}
+
+/// A device node to make in the container: (container path, `c` or `b`, major, minor,
+/// permission bits, cgroup permissions).
+type DeviceNode = (String, char, u64, u64, u32, String);
+
+/// The device nodes of a container's `--device`s, from the host's (a directory gives
+/// every device under it, as Docker does).
+pub fn device_nodes(r: &Record) -> Result<Vec<DeviceNode>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    for d in &r.devices {
+        let gather = |e: std::io::Error| {
+            EngineError::Invalid(format!(
+                "error gathering device information while adding custom device \"{}\": {e}",
+                d.host
+            ))
+        };
+        let md = std::fs::metadata(&d.host).map_err(gather)?;
+        let mut todo = vec![(PathBuf::from(&d.host), md)];
+        while let Some((p, md)) = todo.pop() {
+            let ft = md.file_type();
+            if ft.is_dir() {
+                for e in std::fs::read_dir(&p).map_err(gather)?.flatten() {
+                    if let Ok(m) = std::fs::metadata(e.path()) {
+                        todo.push((e.path(), m));
+                    }
+                }
+                continue;
+            }
+            let kind = if ft.is_char_device() {
+                'c'
+            } else if ft.is_block_device() {
+                'b'
+            } else if p == Path::new(&d.host) {
+                return Err(EngineError::Invalid(format!("{} is not a device node", d.host)));
+            } else {
+                continue;
+            };
+            let rel = p.strip_prefix(&d.host).unwrap_or(Path::new(""));
+            let target = if rel.as_os_str().is_empty() {
+                d.container.clone()
+            } else {
+                Path::new(&d.container).join(rel).display().to_string()
+            };
+            let rdev = md.rdev();
+            out.push((
+                target,
+                kind,
+                nix::sys::stat::major(rdev),
+                nix::sys::stat::minor(rdev),
+                md.mode() & 0o7777,
+                d.perms.clone(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// The container's `linux.resources`: its limits, and no device access beyond the
 /// spec's device list.
 pub fn resources(r: &Record) -> Value {
-    let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    let mut rules = vec![json!({"allow": false, "access": "rwm"})];
+    // `--device`s (a device that has gone since the create is left out here; the create
+    // itself refuses a missing one).
+    for (_, kind, major, minor, _, perms) in device_nodes(r).unwrap_or_default() {
+        rules.push(json!({"allow": true, "type": kind.to_string(), "major": major, "minor": minor, "access": perms}));
+    }
+    let mut resources = json!({ "devices": rules });
     if r.memory > 0 {
         resources["memory"] = json!({"limit": r.memory});
     }
@@ -458,6 +556,14 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
     });
     if let Some(ms) = spec["mounts"].as_array_mut() {
         ms.extend(user_mounts);
+    }
+    // The nodes; their cgroup rules are in `resources`.
+    let nodes = device_nodes(r)?;
+    if !nodes.is_empty() {
+        spec["linux"]["devices"] = json!(nodes
+            .iter()
+            .map(|(path, kind, major, minor, mode, _)| json!({"path": path, "type": kind.to_string(), "major": major, "minor": minor, "fileMode": mode, "uid": 0, "gid": 0}))
+            .collect::<Vec<_>>());
     }
     if r.init {
         if r.runtime.is_empty() {

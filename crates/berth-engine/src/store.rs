@@ -120,6 +120,10 @@ pub struct Record {
     /// `-t`: the container's stdio is a terminal.
     #[serde(default)]
     pub tty: bool,
+    /// `--device HOST[:CONTAINER[:PERMS]]`: host devices (or directories of them) made in
+    /// the container and allowed by its device cgroup.
+    #[serde(default)]
+    pub devices: Vec<crate::spec::DeviceMapping>,
     /// `-t`: the terminal's initial size (rows, columns; 0: unknown).
     #[serde(default)]
     pub console_size: (u16, u16),

@@ -59,10 +59,14 @@ pub fn fork_init() -> Result<(), String> {
 /// runtime's caller without an exec, and its `/proc/1/cmdline` would otherwise show the
 /// caller's command line (host paths, the data root) to the container.
 fn hide_cmdline(title: &str) {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
     // Fields after the command name (which may hold spaces); arg_start and arg_end are
     // fields 48 and 49 of proc(5), so 45 and 46 counted from field 3.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return;
+    };
     let f: Vec<&str> = rest.split_whitespace().collect();
     let (Some(start), Some(end)) = (
         f.get(45).and_then(|v| v.parse::<usize>().ok()),

@@ -1514,6 +1514,18 @@ fn docker_cli_ports_memory_follow_attach_and_connect() {
         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
     ]);
     assert_eq!(limit.trim(), (48u64 << 20).to_string());
+    // --device: the node is made in the container.
+    let dev = d.ok(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/zero:/dev/myzero:r",
+        "bb:1",
+        "ls",
+        "-l",
+        "/dev/myzero",
+    ]);
+    assert!(dev.contains("1,   5") || dev.contains("1, 5"), "{dev}");
     // logs -f follows until the container ends.
     d.ok(&[
         "run",

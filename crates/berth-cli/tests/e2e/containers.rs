@@ -1111,3 +1111,67 @@ fn system_info_prune_and_port() {
     assert_eq!(b.ok(&["ps", "-a", "--format", "{{.Names}}"]).trim(), "up");
     b.ok(&["rm", "-f", "up"]);
 }
+
+#[test]
+fn devices_are_made_and_allowed_with_their_permissions() {
+    require_root!();
+    let (b, _d) = with_busybox("devices");
+    // A missing device is refused before anything is made.
+    let o = b.out(&["run", "--rm", "--device", "/dev/berth-nosuch", "bb:1", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("error gathering device information"),
+        "{o:?}"
+    );
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    let e = b.fails(&["create", "--device", "/dev/null:/dev/x:rwx", "bb:1"]);
+    assert!(e.contains("invalid device specification"), "{e}");
+    // /dev/net/tun is outside the default device rules: only --device makes it usable.
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        return;
+    }
+    let made = b.ok(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/net/tun:/dev/mytun",
+        "bb:1",
+        "ls",
+        "-l",
+        "/dev/mytun",
+    ]);
+    assert!(made.contains("10, 200"), "{made}");
+    // Opened read-write: the cgroup lets it through (tun then refuses a read without setup).
+    let rw = b.ok(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/net/tun",
+        "bb:1",
+        "sh",
+        "-c",
+        "cat /dev/net/tun 2>&1; true",
+    ]);
+    assert!(!rw.contains("Operation not permitted"), "{rw}");
+    // Read-only permission: a write open is denied by the device cgroup.
+    let ro = b.ok(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/net/tun:/dev/tunr:r",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo x 2>&1 > /dev/tunr; echo rc=$?",
+    ]);
+    assert!(ro.contains("rc=1"), "{ro}");
+    // A directory brings every device under it; inspect shows the mapping.
+    b.ok(&[
+        "run", "-d", "--name", "dv", "--device", "/dev/net", "bb:1", "sleep", "100",
+    ]);
+    assert!(b.ok(&["exec", "dv", "ls", "/dev/net"]).contains("tun"));
+    let v = inspect(&b, "dv");
+    assert_eq!(v["HostConfig"]["Devices"][0]["PathOnHost"], "/dev/net");
+    assert_eq!(v["HostConfig"]["Devices"][0]["CgroupPermissions"], "rwm");
+    b.ok(&["rm", "-f", "dv"]);
+}
