@@ -527,7 +527,7 @@ async fn route(
         (&Method::POST, ["auth"]) => manage::auth(req).await,
         (&Method::POST, ["build", "prune"]) => manage::build_prune(&d).await,
         (&Method::GET, ["events"]) => more::events(&d, &req).await,
-        (&Method::GET, ["volumes"]) => objects::volumes(&d).await,
+        (&Method::GET, ["volumes"]) => objects::volumes(&d, &req).await,
         (&Method::POST, ["volumes", "create"]) => objects::volume_create(&d, req).await,
         (&Method::POST, ["volumes", "prune"]) => objects::volume_prune(&d).await,
         (&Method::GET, ["volumes", name]) => objects::volume_inspect(&d, name.to_string()).await,

@@ -9,10 +9,11 @@ use serde_json::{json, Value};
 use crate::{empty, flag, json_body, json_response, query, ApiError, Body, Daemon};
 
 /// `GET /volumes`.
-pub async fn volumes(d: &Arc<Daemon>) -> Result<Response<Body>, ApiError> {
+pub async fn volumes(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let filters = crate::filters(&query(req))?;
     let v = d
-        .engine(|e| {
-            let list: Vec<Value> = berth_engine::volumes::list(e)?
+        .engine(move |e| {
+            let list: Vec<Value> = berth_engine::volumes::filtered(e, &filters)?
                 .iter()
                 .map(|n| berth_engine::inspect::volume_json(e, n))
                 .collect();
@@ -35,9 +36,26 @@ pub async fn volume_create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Re
         Some(n) => n.to_string(),
         None => berth_engine::store::new_id().map_err(ApiError::from)?,
     };
+    let strmap = |v: &Value, what: &str| -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+        match v {
+            Value::Null => Ok(Default::default()),
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, x)| match x.as_str() {
+                    Some(s) => Ok((k.clone(), s.to_string())),
+                    None => Err(ApiError::bad(format!("{what} {k:?}: a string is expected"))),
+                })
+                .collect(),
+            _ => Err(ApiError::bad(format!("{what}: an object is expected"))),
+        }
+    };
+    let meta = berth_engine::volumes::VolumeMeta {
+        labels: strmap(&body["Labels"], "label")?,
+        options: strmap(&body["DriverOpts"], "driver option")?,
+    };
     let v = d
         .engine(move |e| {
-            berth_engine::volumes::create(e, &name)?;
+            berth_engine::volumes::create_with(e, &name, &meta)?;
             Ok(berth_engine::inspect::volume_json(e, &name))
         })
         .await?;

@@ -1331,6 +1331,15 @@ pub enum VolumeCmd {
     Create {
         /// VOLUME name (random when absent).
         name: Option<String>,
+        /// Volume driver name (only `local`).
+        #[arg(short, long, default_value = "local")]
+        driver: String,
+        /// Set metadata for a volume (KEY=VALUE).
+        #[arg(long)]
+        label: Vec<String>,
+        /// Set driver specific options (type=, device=, o=).
+        #[arg(short, long = "opt")]
+        opt: Vec<String>,
     },
     /// List volumes.
     #[command(visible_alias = "list")]
@@ -1338,6 +1347,9 @@ pub enum VolumeCmd {
         /// Only display volume names.
         #[arg(short, long)]
         quiet: bool,
+        /// Provide filter values (e.g. `label=k=v`, `dangling=true`, `name=x`).
+        #[arg(short, long)]
+        filter: Vec<String>,
     },
     /// Display detailed information on one or more volumes.
     Inspect {
@@ -1375,16 +1387,44 @@ pub fn volume(root: &Path, cmd: &VolumeCmd) -> anyhow::Result<()> {
     use berth_engine::volumes;
     let e = engine(root)?;
     match cmd {
-        VolumeCmd::Create { name } => {
+        VolumeCmd::Create {
+            name,
+            driver,
+            label,
+            opt,
+        } => {
+            if driver != "local" {
+                return Err(usage(format!("volume driver {driver:?} is not supported (only local)")));
+            }
+            let pairs = |v: &[String], what: &str| -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+                v.iter()
+                    .map(|kv| match kv.split_once('=') {
+                        Some((k, v)) => Ok((k.to_string(), v.to_string())),
+                        None if what == "label" => Ok((kv.clone(), String::new())),
+                        None => Err(usage(format!("invalid {what} {kv:?}: KEY=VALUE expected"))),
+                    })
+                    .collect()
+            };
+            let meta = volumes::VolumeMeta {
+                labels: pairs(label, "label")?,
+                options: pairs(opt, "option")?,
+            };
             let n = match name {
                 Some(n) => n.clone(),
                 None => berth_engine::store::new_id().map_err(engine_exit)?,
             };
-            volumes::create(&e, &n).map_err(engine_exit)?;
+            volumes::create_with(&e, &n, &meta).map_err(engine_exit)?;
             println!("{n}");
         }
-        VolumeCmd::Ls { quiet } => {
-            let names = volumes::list(&e).map_err(engine_exit)?;
+        VolumeCmd::Ls { quiet, filter } => {
+            let mut filters: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+            for f in filter {
+                let (k, v) = f
+                    .split_once('=')
+                    .ok_or_else(|| usage(format!("bad format of filter (expected name=value): {f}")))?;
+                filters.entry(k.to_string()).or_default().push(v.to_string());
+            }
+            let names = volumes::filtered(&e, &filters).map_err(engine_exit)?;
             if *quiet {
                 for n in names {
                     println!("{n}");

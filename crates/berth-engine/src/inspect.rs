@@ -576,13 +576,16 @@ pub fn volume_json(e: &Engine, name: &str) -> Value {
         .and_then(|m| m.modified())
         .map(berth_image::store::rfc3339)
         .unwrap_or_default();
+    let m = crate::volumes::meta(e, name);
+    let map_or_null =
+        |m: &std::collections::BTreeMap<String, String>| if m.is_empty() { Value::Null } else { json!(m) };
     json!({
         "CreatedAt": created,
         "Driver": "local",
-        "Labels": null,
+        "Labels": map_or_null(&m.labels),
         "Mountpoint": crate::volumes::data_dir(e, name),
         "Name": name,
-        "Options": null,
+        "Options": map_or_null(&m.options),
         "Scope": "local",
     })
 }

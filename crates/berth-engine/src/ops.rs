@@ -705,6 +705,11 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
 
 /// Mounts the image layers + the container's upper dir on `rootfs`.
 pub fn mount_rootfs(engine: &Engine, r: &Record) -> Result<()> {
+    // Volumes with driver options get their mount back (after a reboot) before the
+    // container binds them.
+    for m in r.mounts.iter().filter(|m| m.kind == "volume") {
+        crate::volumes::ensure_mounted(engine, &m.source)?;
+    }
     let images = ImageStore::open(&engine.root)?;
     let img = images.image(&r.image_id)?;
     let lowers = images.lowers(&img)?;

@@ -127,8 +127,106 @@ pub fn data_dir(engine: &Engine, name: &str) -> PathBuf {
     engine.root.join("volumes").join(name).join("_data")
 }
 
+/// What `volume create` keeps beside a volume's data: its labels and the local driver's
+/// options (`type`, `device`, `o`: what to mount at the volume's directory, as `mount -t
+/// TYPE -o O DEVICE` would).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeMeta {
+    /// Labels.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Driver options.
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+fn meta_path(engine: &Engine, name: &str) -> PathBuf {
+    engine.root.join("volumes").join(name).join("opts.json")
+}
+
+/// A volume's labels and options (none for a volume made without them).
+pub fn meta(engine: &Engine, name: &str) -> VolumeMeta {
+    std::fs::read(meta_path(engine, name))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Whether `dir` is a mount point (in this mount namespace).
+fn is_mountpoint(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = dir.display().to_string().replace(' ', "\\040");
+    text.lines().any(|l| l.split_whitespace().nth(4) == Some(want.as_str()))
+}
+
+/// Mounts what the volume's options name at its directory, unless it is mounted already
+/// (after a reboot, at the next use). A volume without options is a plain directory.
+pub fn ensure_mounted(engine: &Engine, name: &str) -> Result<()> {
+    use nix::mount::MsFlags;
+    let m = meta(engine, name);
+    let (Some(fstype), Some(device)) = (m.options.get("type"), m.options.get("device")) else {
+        return Ok(());
+    };
+    let d = data_dir(engine, name);
+    if is_mountpoint(&d) {
+        return Ok(());
+    }
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    for o in m
+        .options
+        .get("o")
+        .map(String::as_str)
+        .unwrap_or("")
+        .split(',')
+        .filter(|o| !o.is_empty())
+    {
+        match o {
+            "bind" => flags |= MsFlags::MS_BIND,
+            "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            other => data.push(other),
+        }
+    }
+    if flags.contains(MsFlags::MS_BIND) && !Path::new(device).is_absolute() {
+        return Err(EngineError::Invalid(format!(
+            "volume {name}: a bind device must be an absolute path, not {device:?}"
+        )));
+    }
+    let data = data.join(",");
+    nix::mount::mount(
+        Some(device.as_str()),
+        &d,
+        Some(fstype.as_str()),
+        flags,
+        (!data.is_empty()).then_some(data.as_str()),
+    )
+    .map_err(|e| EngineError::Invalid(format!("error while mounting volume '{}': {e}", d.display())))
+}
+
 /// Creates a volume (no error if it exists); says whether it is new.
 pub fn create(engine: &Engine, name: &str) -> Result<bool> {
+    create_with(engine, name, &VolumeMeta::default())
+}
+
+/// Creates a volume with labels and driver options (no error if it exists: the existing
+/// one stays as it is, as in Docker); says whether it is new.
+pub fn create_with(engine: &Engine, name: &str, meta: &VolumeMeta) -> Result<bool> {
+    for k in meta.options.keys() {
+        if !["type", "device", "o"].contains(&k.as_str()) {
+            return Err(EngineError::Invalid(format!("invalid option key: {k:?}")));
+        }
+    }
+    if meta.options.contains_key("type") != meta.options.contains_key("device") {
+        return Err(EngineError::Invalid(
+            "the local driver needs both the \"type\" and \"device\" options".into(),
+        ));
+    }
     if !valid_volume_name(name) {
         return Err(EngineError::Invalid(format!(
             "\"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed"
@@ -140,8 +238,52 @@ pub fn create(engine: &Engine, name: &str) -> Result<bool> {
     }
     std::fs::create_dir_all(&d).map_err(io_err("creating", &d))?;
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", &d))?;
+    let made = (|| -> Result<()> {
+        if *meta != VolumeMeta::default() {
+            let p = meta_path(engine, name);
+            let json = serde_json::to_vec(meta).map_err(|e| EngineError::Invalid(e.to_string()))?;
+            std::fs::write(&p, json).map_err(io_err("writing", &p))?;
+        }
+        ensure_mounted(engine, name)
+    })();
+    if let Err(e) = made {
+        let _ = std::fs::remove_dir_all(engine.root.join("volumes").join(name));
+        return Err(e);
+    }
     crate::events::record(engine, "volume", "create", name, serde_json::json!({"driver": "local"}));
     Ok(true)
+}
+
+/// The volumes that pass `volume ls` filters: `name` (a substring), `label` (`k` or
+/// `k=v`, all must match), `dangling` (no container uses it), `driver`.
+pub fn filtered(engine: &Engine, filters: &std::collections::HashMap<String, Vec<String>>) -> Result<Vec<String>> {
+    for k in filters.keys() {
+        if !["name", "label", "dangling", "driver"].contains(&k.as_str()) {
+            return Err(EngineError::Invalid(format!("invalid filter '{k}'")));
+        }
+    }
+    let mut out = Vec::new();
+    for n in list(engine)? {
+        let m = meta(engine, &n);
+        let any = |k: &str, f: &dyn Fn(&str) -> bool| filters.get(k).is_none_or(|vs| vs.iter().any(|v| f(v)));
+        let labels_ok = filters.get("label").is_none_or(|vs| {
+            vs.iter().all(|l| match l.split_once('=') {
+                Some((k, v)) => m.labels.get(k).is_some_and(|x| x == v),
+                None => m.labels.contains_key(l),
+            })
+        });
+        let keep = labels_ok
+            && any("name", &|v| n.contains(v))
+            && any("driver", &|v| v == "local")
+            && any("dangling", &|v| {
+                let unused = users(engine, &n).map(|u| u.is_empty()).unwrap_or(false);
+                unused == (v == "true" || v == "1")
+            });
+        if keep {
+            out.push(n);
+        }
+    }
+    Ok(out)
 }
 
 /// Every volume name.
@@ -180,6 +322,16 @@ pub fn remove(engine: &Engine, name: &str) -> Result<()> {
             "remove {name}: volume is in use - [{}]",
             u.join(", ")
         )));
+    }
+    // What the options mounted comes off first: removing through it would delete a bind
+    // volume's host files.
+    let data = data_dir(engine, name);
+    if is_mountpoint(&data) {
+        nix::mount::umount2(&data, nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| EngineError::Invalid(format!("unmounting volume {name}: {e}")))?;
+    }
+    if is_mountpoint(&data) {
+        return Err(EngineError::Invalid(format!("volume {name} is still mounted")));
     }
     std::fs::remove_dir_all(&d).map_err(io_err("removing", &d))?;
     crate::events::record(

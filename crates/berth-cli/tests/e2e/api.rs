@@ -472,7 +472,22 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
     d.ok(&["rm", "-f", "fromcli"]);
     // Volumes and networks: a named volume shared by two runs; a user network on which a
     // container finds another by its alias.
-    assert_eq!(d.ok(&["volume", "create", "apivol"]).trim(), "apivol");
+    assert_eq!(d.ok(&["volume", "create", "--label", "k=v", "apivol"]).trim(), "apivol");
+    assert_eq!(d.ok(&["volume", "ls", "-q", "--filter", "label=k=v"]).trim(), "apivol");
+    assert_eq!(d.ok(&["volume", "ls", "-q", "--filter", "label=k=other"]).trim(), "");
+    d.ok(&["volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "apitmp"]);
+    let m = d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "apitmp:/t",
+        "bb:1",
+        "sh",
+        "-c",
+        "mount | grep ' /t '",
+    ]);
+    assert!(m.contains("tmpfs"), "{m}");
+    d.ok(&["volume", "rm", "apitmp"]);
     d.ok(&[
         "run",
         "--rm",

@@ -1175,3 +1175,79 @@ fn devices_are_made_and_allowed_with_their_permissions() {
     assert_eq!(v["HostConfig"]["Devices"][0]["CgroupPermissions"], "rwm");
     b.ok(&["rm", "-f", "dv"]);
 }
+
+#[test]
+fn volume_labels_filters_and_driver_options() {
+    require_root!();
+    let (b, d) = with_busybox("volopts");
+    b.ok(&["volume", "create", "--label", "tier=db", "plain"]);
+    b.ok(&[
+        "volume",
+        "create",
+        "-o",
+        "type=tmpfs",
+        "-o",
+        "device=tmpfs",
+        "-o",
+        "o=size=2m",
+        "scratch",
+    ]);
+    let host = d.path().join("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("kept"), "host data\n").unwrap();
+    let dev = format!("device={}", host.display());
+    b.ok(&[
+        "volume",
+        "create",
+        "-o",
+        "type=none",
+        "-o",
+        &dev,
+        "-o",
+        "o=bind",
+        "hostvol",
+    ]);
+    assert_eq!(b.ok(&["volume", "ls", "-q", "--filter", "label=tier=db"]), "plain\n");
+    assert_eq!(b.ok(&["volume", "ls", "-q", "--filter", "name=scr"]), "scratch\n");
+    let v: Value = serde_json::from_str(&b.ok(&["volume", "inspect", "plain", "scratch"])).unwrap();
+    assert_eq!(v[0]["Labels"]["tier"], "db");
+    assert_eq!(v[1]["Options"]["type"], "tmpfs");
+    // The tmpfs option: the volume is a tmpfs of that size in the container.
+    let m = b.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "scratch:/s",
+        "bb:1",
+        "sh",
+        "-c",
+        "mount | grep ' /s '",
+    ]);
+    assert!(m.contains("tmpfs") && m.contains("size=2048k"), "{m}");
+    // The bind option: the host directory, read and written through the volume...
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "hostvol:/h",
+            "bb:1",
+            "sh",
+            "-c",
+            "cat /h/kept; echo more > /h/new"
+        ]),
+        "host data\n"
+    );
+    assert_eq!(std::fs::read_to_string(host.join("new")).unwrap(), "more\n");
+    // ...and never deleted with the volume.
+    b.ok(&["volume", "rm", "plain", "scratch", "hostvol"]);
+    assert!(host.join("kept").exists() && host.join("new").exists());
+    assert_eq!(b.ok(&["volume", "ls", "-q"]), "");
+    let e = b.fails(&["volume", "create", "-o", "size=1", "bad"]);
+    assert!(e.contains("invalid option key"), "{e}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(b.root.path().to_str().unwrap()),
+        "a volume mount was left"
+    );
+}
