@@ -73,12 +73,10 @@ pub async fn images(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response
     // `all` would add intermediate images; berth keeps none (its build cache is not images).
     let _all = crate::flag(&q, "all");
     let filters = crate::filters(&q)?;
-    let list = |k: &str| filters.get(k).cloned().unwrap_or_default();
-    let (refs, dangling) = (list("reference"), list("dangling"));
     let v = d
         .with_images(move |_, s| {
             let mut out = Vec::new();
-            for img in s.list()? {
+            'images: for img in s.list()? {
                 let created = img
                     .row
                     .created
@@ -90,18 +88,31 @@ pub async fn images(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok())
                     .unwrap_or(Value::Null);
-                let mut tags: Vec<String> = img.tags.iter().map(|t| t.familiar()).collect();
-                if !refs.is_empty() {
-                    // As dockerd: only the matching tags are listed.
-                    tags.retain(|t| {
-                        let repo = t.rsplit_once(':').map_or(t.as_str(), |(r, _)| r);
-                        refs.iter().any(|r| r == t || r == repo)
-                    });
-                    if tags.is_empty() {
-                        continue;
+                // Values of one filter are alternatives, filters all apply; a reference
+                // filter lists only the matching tags, as dockerd does.
+                for (k, vals) in filters.iter().filter(|(k, _)| *k != "reference") {
+                    let mut any = false;
+                    for v in vals {
+                        any |= berth_engine::inspect::image_matches(s, &img, k, v, None)
+                            .map_err(|e| ApiError::bad(e.to_string()))?;
+                    }
+                    if !any {
+                        continue 'images;
                     }
                 }
-                if dangling.iter().any(|v| v == "true" || v == "1") && !tags.is_empty() {
+                let mut tags: Vec<String> = Vec::new();
+                for t in &img.tags {
+                    let keep = match filters.get("reference") {
+                        None => true,
+                        Some(refs) => refs.iter().any(|r| {
+                            berth_engine::inspect::image_matches(s, &img, "reference", r, Some(t)).unwrap_or(false)
+                        }),
+                    };
+                    if keep {
+                        tags.push(t.familiar());
+                    }
+                }
+                if filters.contains_key("reference") && tags.is_empty() {
                     continue;
                 }
                 out.push(json!({

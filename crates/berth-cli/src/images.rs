@@ -14,7 +14,7 @@ use berth_image::registry::{Options, Registry};
 use berth_image::store::{Image, ImageStore, Removed};
 use berth_oci::{Platform, Reference};
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::format::{human_duration, human_size, since, table, Template};
 
@@ -454,59 +454,11 @@ pub fn push(root: &Path, a: &PushArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn image_created(img: &Image) -> String {
-    img.row.created.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
-}
-
 fn matches_filter(store: &ImageStore, img: &Image, f: &str, tag: Option<&Reference>) -> anyhow::Result<bool> {
     let (k, v) = f
         .split_once('=')
         .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value): {f}"))?;
-    Ok(match k {
-        "dangling" => match v {
-            "true" | "1" => img.tags.is_empty(),
-            "false" | "0" => !img.tags.is_empty(),
-            _ => bail!("invalid filter 'dangling={v}'"),
-        },
-        "reference" => tag.is_some_and(|t| glob(v, &t.familiar()) || glob(v, &t.familiar_repository())),
-        "label" => {
-            let cfg = store.config(img)?;
-            let labels = cfg
-                .config
-                .as_ref()
-                .and_then(|c| c.get("Labels"))
-                .cloned()
-                .unwrap_or(Value::Null);
-            match v.split_once('=') {
-                Some((lk, lv)) => labels.get(lk).and_then(Value::as_str) == Some(lv),
-                None => labels.get(v).is_some(),
-            }
-        }
-        "before" | "since" => {
-            let other = store.resolve(v)?;
-            let (a, b) = (image_created(img), image_created(&other));
-            if k == "before" {
-                a < b
-            } else {
-                a > b
-            }
-        }
-        _ => bail!("invalid filter '{k}'"),
-    })
-}
-
-/// Shell-style glob with `*` and `?` (Docker's `path.Match` for reference filters).
-fn glob(pat: &str, s: &str) -> bool {
-    fn go(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && go(p, &s[1..])),
-            (Some(b'?'), Some(c)) if *c != b'/' => go(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
-            _ => false,
-        }
-    }
-    go(pat.as_bytes(), s.as_bytes())
+    Ok(berth_engine::inspect::image_matches(store, img, k, v, tag)?)
 }
 
 /// `images` / `image ls`.
@@ -557,7 +509,7 @@ pub fn images(root: &Path, a: &ImagesArgs) -> anyhow::Result<()> {
                     .and_then(|t| t.tag().map(str::to_string))
                     .unwrap_or_else(|| "<none>".into()),
                 digest,
-                created: image_created(&img),
+                created: berth_engine::inspect::image_created(&img),
                 size: u64::try_from(img.row.size).unwrap_or(0),
             });
         }
@@ -999,7 +951,10 @@ pub fn df(root: &Path, a: &DfArgs) -> anyhow::Result<()> {
                 t.and_then(|t| t.tag().map(str::to_string))
                     .unwrap_or_else(|| "<none>".into()),
                 i.row.id[7..19].to_string(),
-                format!("{} ago", human_duration(since(&image_created(i)))),
+                format!(
+                    "{} ago",
+                    human_duration(since(&berth_engine::inspect::image_created(i)))
+                ),
                 human_size(u64::try_from(i.row.size).unwrap_or(0)),
             ]);
         }

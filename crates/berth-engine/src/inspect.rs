@@ -673,6 +673,69 @@ fn parse_ps(text: &str, pids: &[i32]) -> crate::Result<(Vec<String>, Vec<Vec<Str
     Ok((titles, rows))
 }
 
+/// When an image was made (the zero time when its config does not say).
+pub fn image_created(img: &Image) -> String {
+    img.row.created.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+}
+
+/// Whether an image (listed under `tag`, if any) passes one `images` filter `key=value`:
+/// `dangling`, `reference` (a glob on the name with and without its tag), `label`
+/// (`k` or `k=v`), `before` and `since` (another image).
+pub fn image_matches(
+    store: &ImageStore,
+    img: &Image,
+    key: &str,
+    value: &str,
+    tag: Option<&berth_oci::Reference>,
+) -> crate::Result<bool> {
+    let v = value;
+    Ok(match key {
+        "dangling" => match v {
+            "true" | "1" => img.tags.is_empty(),
+            "false" | "0" => !img.tags.is_empty(),
+            _ => return Err(crate::EngineError::Invalid(format!("invalid filter 'dangling={v}'"))),
+        },
+        "reference" => tag.is_some_and(|t| glob(v, &t.familiar()) || glob(v, &t.familiar_repository())),
+        "label" => {
+            let cfg = store.config(img)?;
+            let labels = cfg
+                .config
+                .as_ref()
+                .and_then(|c| c.get("Labels"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            match v.split_once('=') {
+                Some((lk, lv)) => labels.get(lk).and_then(Value::as_str) == Some(lv),
+                None => labels.get(v).is_some(),
+            }
+        }
+        "before" | "since" => {
+            let other = store.resolve(v)?;
+            let (a, b) = (image_created(img), image_created(&other));
+            if key == "before" {
+                a < b
+            } else {
+                a > b
+            }
+        }
+        _ => return Err(crate::EngineError::Invalid(format!("invalid filter '{key}'"))),
+    })
+}
+
+/// Shell-style glob with `*` and `?` (Docker's `path.Match` for reference filters).
+pub fn glob(pat: &str, s: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && go(p, &s[1..])),
+            (Some(b'?'), Some(c)) if *c != b'/' => go(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    go(pat.as_bytes(), s.as_bytes())
+}
+
 /// One step of an image's history, newest first (`docker history`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryRow {

@@ -135,6 +135,19 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
     assert!(d
         .ok(&["image", "inspect", "--format", "{{.Id}}", "bb:1"])
         .starts_with("sha256:"));
+    // Reference filters are globs, as dockerd's; an unknown filter is refused.
+    assert_eq!(
+        d.ok(&[
+            "images",
+            "--filter",
+            "reference=b*",
+            "--format",
+            "{{.Repository}}:{{.Tag}}"
+        ]),
+        "bb:1\n"
+    );
+    assert_eq!(d.ok(&["images", "-q", "--filter", "reference=nomatch*"]), "");
+    assert!(!d.docker(&["images", "--filter", "nosuch=1"]).status.success());
     let t0 = now_secs();
     // Foreground run: output on both streams, exit code, --rm.
     let o = d.docker(&["run", "--rm", "bb:1", "sh", "-c", "echo out; echo err >&2; exit 7"]);
