@@ -1542,6 +1542,13 @@ fn docker_cli_ports_memory_follow_attach_and_connect() {
         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
     ]);
     assert_eq!(limit.trim(), (48u64 << 20).to_string());
+    // A start that fails: Docker's exit codes, and --rm removes the container (the CLI
+    // waits for that removal).
+    let o = d.docker(&["run", "--rm", "bb:1", "/nonexistent"]);
+    assert_eq!(o.status.code(), Some(127), "{o:?}");
+    let o = d.docker(&["run", "--rm", "bb:1", "/etc"]);
+    assert_eq!(o.status.code(), Some(126), "{o:?}");
+    assert_eq!(d.ok(&["ps", "-aq", "--filter", "status=created"]), "");
     // --device: the node is made in the container.
     let dev = d.ok(&[
         "run",
