@@ -565,7 +565,20 @@ pub fn network_json(e: &Engine, n: &crate::networks::Network) -> Value {
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": false,
         "Containers": containers,
-        "Options": {"com.docker.network.bridge.name": n.bridge},
+        // As dockerd: the default bridge lists its settings; a user network only the
+        // options it was created with (none), which docker-compose compares with its own.
+        "Options": if n.name == crate::networks::DEFAULT {
+            json!({
+                "com.docker.network.bridge.default_bridge": "true",
+                "com.docker.network.bridge.enable_icc": "true",
+                "com.docker.network.bridge.enable_ip_masquerade": "true",
+                "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+                "com.docker.network.bridge.name": n.bridge,
+                "com.docker.network.driver.mtu": "1500",
+            })
+        } else {
+            json!({})
+        },
         "Labels": n.labels,
     })
 }

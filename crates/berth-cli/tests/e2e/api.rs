@@ -761,6 +761,14 @@ networks:
         assert!(Instant::now() < deadline, "the client never reached web: {logs}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // One-off runs on the project's network (compose checks the network's options first),
+    // exec into a service, restart, top.
+    let out = compose(&["run", "--rm", "idle", "sh", "-c", "wget -q -O - http://web:8080/"]);
+    assert!(out.contains("hello-compose"), "{out}");
+    let out = compose(&["exec", "-T", "idle", "cat", "/etc/hostname"]);
+    assert!(!out.trim().is_empty());
+    compose(&["restart", "idle"]);
+    assert!(compose(&["top", "idle"]).contains("sleep 100"));
     compose(&["down", "-v"]);
     // Nothing left: no container, no user network, no volume.
     assert_eq!(b.ok(&["ps", "-aq"]), "");
