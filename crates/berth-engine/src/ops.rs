@@ -831,6 +831,9 @@ pub fn start_attached(
     let mut ready = std::fs::File::from(ready_r);
     let mut listening = false;
     let mut pipe_open = true;
+    // The monitor said the container runs: it may be gone again by now (`--rm` of a
+    // command that ends at once), so the state file no longer has the last word.
+    let mut started = false;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut stream = None;
     loop {
@@ -851,7 +854,10 @@ pub fn start_attached(
             let mut b = [0u8; 1];
             match std::io::Read::read(&mut ready, &mut b) {
                 Ok(1) if b[0] == crate::monitor::READY_LISTENING => listening = true,
-                Ok(1) if b[0] == crate::monitor::READY_STARTED => pipe_open = false,
+                Ok(1) if b[0] == crate::monitor::READY_STARTED => {
+                    started = true;
+                    pipe_open = false;
+                }
                 Ok(1) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Ok(_) | Err(_) => pipe_open = false,
@@ -863,13 +869,13 @@ pub fn start_attached(
             }
         }
         let st = engine.state(&r.id);
-        if !st.error.is_empty() {
+        if !started && !st.error.is_empty() {
             return Err(EngineError::Start {
                 code: st.exit_code,
                 message: st.error,
             });
         }
-        if (st.status == "running" || st.status == "exited") && (hello.is_none() || stream.is_some()) {
+        if (started || st.status == "running" || st.status == "exited") && (hello.is_none() || stream.is_some()) {
             crate::events::container(engine, &r, "start", &[]);
             return Ok(stream);
         }
