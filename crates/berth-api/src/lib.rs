@@ -243,6 +243,51 @@ pub async fn spool_body(body: Incoming, path: &Path) -> Result<(), ApiError> {
     res
 }
 
+/// Spools a request body to a scratch file, runs `f` on it opened (with an engine and an
+/// image store, on the blocking pool) and removes the file whatever happens.
+pub async fn with_spooled_body<T: Send + 'static>(
+    d: &Arc<Daemon>,
+    what: &str,
+    body: Incoming,
+    f: impl FnOnce(
+            &berth_engine::store::Engine,
+            &mut berth_engine::image::store::ImageStore,
+            &mut std::fs::File,
+        ) -> Result<T, ApiError>
+        + Send
+        + 'static,
+) -> Result<T, ApiError> {
+    let tmp = d.root.join("tmp").join(format!(
+        "{what}-{}",
+        berth_engine::store::new_id().map_err(ApiError::from)?
+    ));
+    spool_body(body, &tmp).await?;
+    let path = tmp.clone();
+    let res = d
+        .with_images(move |e, s| {
+            let mut file = std::fs::File::open(&path)
+                .map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))?;
+            f(e, s, &mut file)
+        })
+        .await;
+    let _ = tokio::fs::remove_file(&tmp).await;
+    res
+}
+
+/// `repo` and `tag` query parameters as one reference (none without `repo`).
+pub fn repo_tag(q: &HashMap<String, String>) -> Result<Option<berth_oci::Reference>, ApiError> {
+    let Some(repo) = q.get("repo").filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    let full = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{repo}:{t}"),
+        None => repo.clone(),
+    };
+    berth_oci::Reference::parse(&full)
+        .map(Some)
+        .map_err(|e| ApiError::bad(format!("invalid reference format: {e}")))
+}
+
 /// A whole body.
 pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed()

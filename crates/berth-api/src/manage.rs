@@ -128,19 +128,7 @@ pub async fn commit(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<
     if container.is_empty() {
         return Err(ApiError::bad("container is required"));
     }
-    let tag = match q.get("repo").filter(|r| !r.is_empty()) {
-        Some(repo) => {
-            let full = match q.get("tag").filter(|t| !t.is_empty()) {
-                Some(t) => format!("{repo}:{t}"),
-                None => repo.clone(),
-            };
-            Some(
-                berth_oci::Reference::parse(&full)
-                    .map_err(|e| ApiError::bad(format!("invalid reference format: {e}")))?,
-            )
-        }
-        None => None,
-    };
+    let tag = crate::repo_tag(&q)?;
     let opts = berth_engine::commit::CommitOptions {
         tag,
         changes: crate::more::all_values(&req, "changes")
@@ -275,42 +263,19 @@ pub async fn import(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<
             "importing from a URL is not supported: send the archive in the body (fromSrc=-)",
         ));
     }
-    let tag = match q.get("repo").filter(|r| !r.is_empty()) {
-        Some(repo) => {
-            let full = match q.get("tag").filter(|t| !t.is_empty()) {
-                Some(t) => format!("{repo}:{t}"),
-                None => repo.clone(),
-            };
-            Some(
-                berth_oci::Reference::parse(&full)
-                    .map_err(|e| ApiError::bad(format!("invalid reference format: {e}")))?,
-            )
-        }
-        None => None,
-    };
+    let tag = crate::repo_tag(&q)?;
     let changes: Vec<String> = crate::more::all_values(&req, "changes")
         .into_iter()
         .filter(|c| !c.is_empty())
         .collect();
     let message = q.get("message").cloned().unwrap_or_default();
-    let tmp = d.root.join("tmp").join(format!(
-        "import-{}",
-        berth_engine::store::new_id().map_err(ApiError::from)?
-    ));
-    crate::spool_body(req.into_body(), &tmp).await?;
-    let path = tmp.clone();
-    let res = d
-        .with_images(move |e, s| {
-            let mut f = std::fs::File::open(&path)
-                .map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))?;
-            let img = berth_engine::image::archive::import(s, &mut f, &changes, &message, tag.as_ref())?;
-            let name = tag.as_ref().map_or(img.row.id.clone(), berth_oci::Reference::familiar);
-            berth_engine::events::image(e, "import", &img.row.id, &name);
-            Ok(img.row.id)
-        })
-        .await;
-    let _ = tokio::fs::remove_file(&tmp).await;
-    let id = res?;
+    let id = crate::with_spooled_body(d, "import", req.into_body(), move |e, s, f| {
+        let img = berth_engine::image::archive::import(s, f, &changes, &message, tag.as_ref())?;
+        let name = tag.as_ref().map_or(img.row.id.clone(), berth_oci::Reference::familiar);
+        berth_engine::events::image(e, "import", &img.row.id, &name);
+        Ok(img.row.id)
+    })
+    .await?;
     Ok(crate::streamed(
         crate::full(format!("{}\r\n", json!({ "status": id }))),
         HeaderValue::from_static("application/json"),

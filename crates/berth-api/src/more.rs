@@ -365,30 +365,19 @@ pub async fn save(d: &Arc<Daemon>, req: &Request<Incoming>, name: Option<String>
 /// size); answers with Docker's JSON progress lines.
 pub async fn load(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let quiet = flag(&query(&req), "quiet");
-    let tmp = d.root.join("tmp").join(format!(
-        "load-{}",
-        berth_engine::store::new_id().map_err(ApiError::from)?
-    ));
-    crate::spool_body(req.into_body(), &tmp).await?;
-    let path = tmp.clone();
-    let res = d
-        .with_images(move |e, s| {
-            let mut f = std::fs::File::open(&path)
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            let lines = berth_engine::image::archive::load(s, &mut f)?;
-            for l in &lines {
-                if let Some(name) = l
-                    .strip_prefix("Loaded image: ")
-                    .or_else(|| l.strip_prefix("Loaded image ID: "))
-                {
-                    berth_engine::events::image(e, "load", name, name);
-                }
+    let lines = crate::with_spooled_body(d, "load", req.into_body(), |e, s, f| {
+        let lines = berth_engine::image::archive::load(s, f)?;
+        for l in &lines {
+            if let Some(name) = l
+                .strip_prefix("Loaded image: ")
+                .or_else(|| l.strip_prefix("Loaded image ID: "))
+            {
+                berth_engine::events::image(e, "load", name, name);
             }
-            Ok(lines)
-        })
-        .await;
-    let _ = tokio::fs::remove_file(&tmp).await;
-    let lines = res?;
+        }
+        Ok(lines)
+    })
+    .await?;
     let mut out = String::new();
     for l in lines {
         if !quiet || !l.is_empty() {

@@ -86,6 +86,22 @@ impl Daemon {
         out
     }
 
+    /// `docker events` from `since` (seconds) until now, filtered and formatted.
+    fn events_since(&self, since: u64, filter: &str, format: &str) -> String {
+        let until = (now_secs() + 1).to_string();
+        self.ok(&[
+            "events",
+            "--since",
+            &since.to_string(),
+            "--until",
+            &until,
+            "--filter",
+            filter,
+            "--format",
+            format,
+        ])
+    }
+
     fn ok(&self, args: &[&str]) -> String {
         let o = self.docker(args);
         assert!(
@@ -156,18 +172,7 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
     assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
     assert_eq!(b.ok(&["ps", "-aq"]), "", "--rm left the container");
     // The event log saw that run: create, start, die (with its code), destroy.
-    let until = (now_secs() + 1).to_string();
-    let ev = d.ok(&[
-        "events",
-        "--since",
-        &t0.to_string(),
-        "--until",
-        &until,
-        "--filter",
-        "type=container",
-        "--format",
-        "{{.Action}} {{.Actor.Attributes.exitCode}}",
-    ]);
+    let ev = d.events_since(t0, "type=container", "{{.Action}} {{.Actor.Attributes.exitCode}}");
     let actions: Vec<&str> = ev.lines().collect();
     assert_eq!(
         actions,
@@ -407,18 +412,7 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
         "retagged:2"
     );
     assert!(d.ok(&["rmi", "retagged:2"]).contains("Untagged: retagged:2"));
-    let until = (now_secs() + 1).to_string();
-    let ev = d.ok(&[
-        "events",
-        "--since",
-        &t0.to_string(),
-        "--until",
-        &until,
-        "--filter",
-        "type=image",
-        "--format",
-        "{{.Action}} {{.Actor.Attributes.name}}",
-    ]);
+    let ev = d.events_since(t0, "type=image", "{{.Action}} {{.Actor.Attributes.name}}");
     assert!(
         ev.lines().any(|l| l == "tag retagged:2") && ev.lines().any(|l| l == "untag retagged:2"),
         "{ev}"
