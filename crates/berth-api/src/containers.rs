@@ -226,7 +226,26 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
         cap_drop: strs(&hc["CapDrop"]),
         privileged: hc["Privileged"].as_bool().unwrap_or(false),
         security_opt: strs(&hc["SecurityOpt"]),
-        volumes: strs(&hc["Binds"]),
+        // `-v /path` reaches the API as `Config.Volumes` (an anonymous volume there), the
+        // rest as `HostConfig.Binds`.
+        volumes: {
+            let mut v = strs(&hc["Binds"]);
+            let mounted: Vec<&str> = hc["Mounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["Target"].as_str())
+                .collect();
+            for path in body["Volumes"].as_object().into_iter().flat_map(|m| m.keys()) {
+                let taken = v.iter().any(|b| b.split(':').nth(1) == Some(path.as_str()))
+                    || mounted.contains(&path.as_str())
+                    || hc["Tmpfs"].get(path).is_some();
+                if !taken {
+                    v.push(path.clone());
+                }
+            }
+            v
+        },
         volumes_from: strs(&hc["VolumesFrom"]),
         add_hosts: strs(&hc["ExtraHosts"]),
         dns: strs(&hc["Dns"]),

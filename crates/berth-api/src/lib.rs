@@ -574,7 +574,7 @@ async fn route(
         (&Method::GET, ["events"]) => more::events(&d, &req).await,
         (&Method::GET, ["volumes"]) => objects::volumes(&d, &req).await,
         (&Method::POST, ["volumes", "create"]) => objects::volume_create(&d, req).await,
-        (&Method::POST, ["volumes", "prune"]) => objects::volume_prune(&d).await,
+        (&Method::POST, ["volumes", "prune"]) => objects::volume_prune(&d, &req).await,
         (&Method::GET, ["volumes", name]) => objects::volume_inspect(&d, name.to_string()).await,
         (&Method::DELETE, ["volumes", name]) => objects::volume_remove(&d, name.to_string()).await,
         (&Method::GET, ["networks"]) => objects::networks(&d, &req).await,

@@ -87,12 +87,21 @@ pub async fn volume_remove(d: &Arc<Daemon>, name: String) -> Result<Response<Bod
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
-/// `POST /volumes/prune`: volumes no container uses.
-pub async fn volume_prune(d: &Arc<Daemon>) -> Result<Response<Body>, ApiError> {
+/// `POST /volumes/prune`: unused anonymous volumes, or every unused volume with the
+/// filter `all=true` (as dockerd since API 1.42); `label` filters narrow it.
+pub async fn volume_prune(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let mut filters = crate::filters(&query(req))?;
+    let all = filters
+        .remove("all")
+        .is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
+    filters.retain(|k, _| k == "label");
     let gone = d
-        .engine(|e| {
+        .engine(move |e| {
             let mut gone = Vec::new();
-            for n in berth_engine::volumes::list(e)? {
+            for n in berth_engine::volumes::filtered(e, &filters)? {
+                if !all && !berth_engine::volumes::is_anonymous(&n) {
+                    continue;
+                }
                 if berth_engine::volumes::users(e, &n)?.is_empty() && berth_engine::volumes::remove(e, &n).is_ok() {
                     gone.push(n);
                 }

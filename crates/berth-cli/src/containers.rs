@@ -1378,10 +1378,6 @@ pub enum VolumeCmd {
     },
 }
 
-fn anonymous(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 /// `volume ...`.
 pub fn volume(root: &Path, cmd: &VolumeCmd) -> anyhow::Result<()> {
     use berth_engine::volumes;
@@ -1465,7 +1461,7 @@ pub fn volume(root: &Path, cmd: &VolumeCmd) -> anyhow::Result<()> {
             }
             let mut gone = Vec::new();
             for n in volumes::list(&e).map_err(engine_exit)? {
-                if (*all || anonymous(&n)) && volumes::users(&e, &n).map_err(engine_exit)?.is_empty() {
+                if (*all || volumes::is_anonymous(&n)) && volumes::users(&e, &n).map_err(engine_exit)?.is_empty() {
                     volumes::remove(&e, &n).map_err(engine_exit)?;
                     gone.push(n);
                 }
@@ -1827,7 +1823,9 @@ pub fn system_prune(root: &Path, all: bool, volumes: bool, force: bool) -> anyho
     if volumes {
         let mut vs = Vec::new();
         for n in berth_engine::volumes::list(&e).map_err(engine_exit)? {
-            if anonymous(&n) && berth_engine::volumes::users(&e, &n).map_err(engine_exit)?.is_empty() {
+            if berth_engine::volumes::is_anonymous(&n)
+                && berth_engine::volumes::users(&e, &n).map_err(engine_exit)?.is_empty()
+            {
                 berth_engine::volumes::remove(&e, &n).map_err(engine_exit)?;
                 vs.push(n);
             }

@@ -286,6 +286,12 @@ pub fn filtered(engine: &Engine, filters: &std::collections::HashMap<String, Vec
     Ok(out)
 }
 
+/// Whether a volume is anonymous (made for an image's VOLUME or `-v /path`: a random
+/// 64-hex name); `volume prune` removes only these unless asked for all.
+pub fn is_anonymous(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Every volume name.
 pub fn list(engine: &Engine) -> Result<Vec<String>> {
     let dir = engine.root.join("volumes");

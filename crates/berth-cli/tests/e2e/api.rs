@@ -495,6 +495,22 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
     ]);
     assert!(m.contains("tmpfs"), "{m}");
     d.ok(&["volume", "rm", "apitmp"]);
+    // `-v /path` is an anonymous volume; prune takes only those unless -a.
+    d.ok(&["run", "--name", "anonv", "-v", "/anon", "bb:1", "true"]);
+    let anon = d.ok(&[
+        "inspect",
+        "--format",
+        "{{range .Mounts}}{{.Type}}:{{.Name}}{{end}}",
+        "anonv",
+    ]);
+    assert!(anon.starts_with("volume:"), "{anon}");
+    d.ok(&["rm", "anonv"]);
+    let pruned = d.ok(&["volume", "prune", "-f"]);
+    assert!(pruned.contains(anon.trim().trim_start_matches("volume:")), "{pruned}");
+    assert!(
+        d.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "apivol"),
+        "a named volume was pruned"
+    );
     d.ok(&[
         "run",
         "--rm",
