@@ -436,7 +436,12 @@ pub fn device_nodes(r: &Record) -> Result<Vec<DeviceNode>> {
 /// The container's `linux.resources`: its limits, and no device access beyond the
 /// spec's device list.
 pub fn resources(r: &Record) -> Value {
-    let mut rules = vec![json!({"allow": false, "access": "rwm"})];
+    // Docker's defaults: nothing, then mknod of any device (using one still needs a rule).
+    let mut rules = vec![
+        json!({"allow": false, "access": "rwm"}),
+        json!({"allow": true, "type": "c", "access": "m"}),
+        json!({"allow": true, "type": "b", "access": "m"}),
+    ];
     // `--device`s (a device that has gone since the create is left out here; the create
     // itself refuses a missing one).
     for (_, kind, major, minor, _, perms) in device_nodes(r).unwrap_or_default() {
