@@ -14,7 +14,7 @@ pub mod more;
 pub mod objects;
 pub mod system;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -288,6 +288,49 @@ pub fn repo_tag(q: &HashMap<String, String>) -> Result<Option<berth_oci::Referen
         .map_err(|e| ApiError::bad(format!("invalid reference format: {e}")))
 }
 
+/// The prune filters dockerd takes for containers: `label` (`k`, `k=v`), `label!`
+/// (`label!=k=v`: not that label) and `until` (a time, or a duration before now).
+/// Anything else is refused: a prune must never take more than it was asked to.
+pub fn prune_filter(
+    q: &HashMap<String, String>,
+    allowed: &[&str],
+) -> Result<impl Fn(&BTreeMap<String, String>, &str) -> bool + Send + 'static, ApiError> {
+    let f = filters(q)?;
+    for k in f.keys() {
+        if !allowed.contains(&k.as_str()) {
+            return Err(ApiError::bad(format!("invalid filter '{k}'")));
+        }
+    }
+    let until = match f.get("until") {
+        None => None,
+        Some(vals) => {
+            let v = vals.first().cloned().unwrap_or_default();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+            let t = match berth_oci::time::parse_go_duration(&v) {
+                Some(d) => Some(now.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))),
+                None => time_nanos(&v),
+            };
+            Some(t.ok_or_else(|| ApiError::bad(format!("invalid until: {v}")))?)
+        }
+    };
+    let want = f.get("label").cloned().unwrap_or_default();
+    let not = f.get("label!").cloned().unwrap_or_default();
+    let has = |labels: &BTreeMap<String, String>, l: &str| match l.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+        None => labels.contains_key(l),
+    };
+    Ok(move |labels: &BTreeMap<String, String>, created: &str| {
+        let old_enough = until.is_none_or(|u| {
+            berth_oci::time::parse_rfc3339_nanos(created)
+                .and_then(|c| i64::try_from(c).ok())
+                .is_some_and(|c| c < u)
+        });
+        old_enough && want.iter().all(|l| has(labels, l)) && !not.iter().any(|l| has(labels, l))
+    })
+}
+
 /// A whole body.
 pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
@@ -550,7 +593,7 @@ async fn route(
         (&Method::POST, ["containers", id, "resize"]) => containers::resize(&d, &req, id.to_string()).await,
         (&Method::GET | &Method::HEAD, ["containers", id, "archive"]) => archive::get(&d, &req, id.to_string()).await,
         (&Method::PUT, ["containers", id, "archive"]) => archive::put(&d, req, id.to_string()).await,
-        (&Method::POST, ["containers", "prune"]) => more::container_prune(&d).await,
+        (&Method::POST, ["containers", "prune"]) => more::container_prune(&d, &req).await,
         (&Method::POST, ["images", "prune"]) => more::image_prune(&d, &req).await,
         (&Method::POST, ["containers", id, "rename"]) => more::rename(&d, &req, id.to_string()).await,
         (&Method::POST, ["containers", id, "pause"]) => more::pause(&d, id.to_string(), true).await,

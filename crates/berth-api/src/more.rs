@@ -699,8 +699,11 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
 }
 
 /// `POST /containers/prune`: stopped containers.
-pub async fn container_prune(d: &Arc<Daemon>) -> Result<Response<Body>, ApiError> {
-    let gone = d.engine(|e| Ok(berth_engine::ops::prune(e)?)).await?;
+pub async fn container_prune(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let keep = crate::prune_filter(&query(req), &["label", "label!", "until"])?;
+    let gone = d
+        .engine(move |e| Ok(berth_engine::ops::prune_matching(e, &|r| keep(&r.labels, &r.created))?))
+        .await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"ContainersDeleted": gone, "SpaceReclaimed": 0}),
@@ -710,6 +713,9 @@ pub async fn container_prune(d: &Arc<Daemon>) -> Result<Response<Body>, ApiError
 /// `POST /images/prune`: dangling images, or with `dangling=false` every unused one.
 pub async fn image_prune(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let q = query(req);
+    // Only `dangling` narrows an image prune here; other filters are refused rather than
+    // ignored, which would prune more than asked.
+    let _ = crate::prune_filter(&q, &["dangling"])?;
     let all = q
         .get("filters")
         .and_then(|f| serde_json::from_str::<Value>(f).ok())

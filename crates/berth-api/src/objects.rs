@@ -6,7 +6,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::{empty, flag, json_body, json_response, query, ApiError, Body, Daemon};
+use crate::{empty, json_body, json_response, query, ApiError, Body, Daemon};
 
 /// `GET /volumes`.
 pub async fn volumes(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -90,6 +90,7 @@ pub async fn volume_remove(d: &Arc<Daemon>, name: String) -> Result<Response<Bod
 /// `POST /volumes/prune`: unused anonymous volumes, or every unused volume with the
 /// filter `all=true` (as dockerd since API 1.42); `label` filters narrow it.
 pub async fn volume_prune(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let _ = crate::prune_filter(&query(req), &["all", "label"])?;
     let mut filters = crate::filters(&query(req))?;
     let all = filters
         .remove("all")
@@ -222,12 +223,12 @@ pub async fn network_connect(
 
 /// `POST /networks/prune`: user networks without containers.
 pub async fn network_prune(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let _ = flag(&query(req), "all");
+    let keep = crate::prune_filter(&query(req), &["label", "label!", "until"])?;
     let gone = d
-        .engine(|e| {
+        .engine(move |e| {
             let mut gone = Vec::new();
             for n in berth_engine::networks::list(e)? {
-                if ["bridge", "host", "none"].contains(&n.name.as_str()) {
+                if ["bridge", "host", "none"].contains(&n.name.as_str()) || !keep(&n.labels, &n.created) {
                     continue;
                 }
                 if berth_engine::networks::remove(e, &n.name).is_ok() {

@@ -1056,9 +1056,14 @@ pub fn pids(engine: &Engine, id: &str) -> Result<Vec<i32>> {
 
 /// Removes every container that is not running; returns their ids.
 pub fn prune(engine: &Engine) -> Result<Vec<String>> {
+    prune_matching(engine, &|_| true)
+}
+
+/// Removes the stopped containers `selected` picks (`container prune --filter`).
+pub fn prune_matching(engine: &Engine, selected: &dyn Fn(&Record) -> bool) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for r in engine.all()? {
-        if !engine.state(&r.id).running() {
+        if !engine.state(&r.id).running() && selected(&r) {
             remove_files(engine, &r)?;
             out.push(r.id);
         }

@@ -569,6 +569,24 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
     d.ok(&["network", "rm", &net]);
     d.ok(&["volume", "rm", "apivol"]);
     assert!(!d.ok(&["volume", "ls", "--format", "{{.Name}}"]).contains("apivol"));
+    // prune filters: only what they select goes; a filter berth cannot honour is refused,
+    // never ignored.
+    d.ok(&["run", "--name", "keepme", "--label", "keep=1", "bb:1", "true"]);
+    d.ok(&["run", "--name", "dropme", "bb:1", "true"]);
+    let pruned = d.ok(&["container", "prune", "-f", "--filter", "label!=keep=1"]);
+    assert!(d.docker(&["inspect", "dropme"]).status.code() != Some(0), "{pruned}");
+    assert_eq!(d.ok(&["inspect", "--format", "{{.Name}}", "keepme"]).trim(), "/keepme");
+    d.ok(&["container", "prune", "-f", "--filter", "until=1h"]);
+    assert_eq!(d.ok(&["inspect", "--format", "{{.Name}}", "keepme"]).trim(), "/keepme");
+    assert!(!d
+        .docker(&["container", "prune", "-f", "--filter", "nosuch=1"])
+        .status
+        .success());
+    assert!(!d
+        .docker(&["image", "prune", "-f", "--filter", "label=x"])
+        .status
+        .success());
+    d.ok(&["rm", "keepme"]);
     // prune: a stopped container, then an unused image.
     d.ok(&["run", "--name", "stopped", "bb:1", "true"]);
     assert!(d.ok(&["container", "prune", "-f"]).contains("Deleted Containers"));
