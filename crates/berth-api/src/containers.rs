@@ -665,15 +665,7 @@ pub async fn start(d: &Arc<Daemon>, id: String) -> Result<Response<Body>, ApiErr
     let stream = d
         .engine({
             let cid = cid.clone();
-            move |e| {
-                let started = berth_engine::ops::start_attached(e, &cid, &exe, Some(&hello));
-                // As dockerd: a container made with --rm goes when its start fails (the CLI
-                // waits for that removal before it reports the error).
-                if started.is_err() && e.resolve(&cid).is_ok_and(|r| r.auto_remove) {
-                    let _ = berth_engine::ops::remove(e, &cid, true, true);
-                }
-                Ok(started?)
-            }
+            move |e| Ok(berth_engine::ops::start_attached(e, &cid, &exe, Some(&hello))?)
         })
         .await
         .inspect_err(|_| d.exited.notify_waiters())?;

@@ -501,12 +501,7 @@ pub fn run(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
     let (e, r) = do_create(root, a)?;
     let exe = std::env::current_exe().context("finding the berth binary")?;
     if a.detach {
-        if let Err(err) = ops::start(&e, &r.id, &exe) {
-            if r.auto_remove {
-                let _ = ops::remove(&e, &r.id, true, true);
-            }
-            return Err(engine_exit(err));
-        }
+        ops::start(&e, &r.id, &exe).map_err(engine_exit)?;
         println!("{}", r.id);
         return Ok(());
     }
@@ -514,12 +509,7 @@ pub fn run(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
     let stream = match ops::start_attached(&e, &r.id, &exe, Some(&hello)) {
         Ok(Some(s)) => s,
         Ok(None) => bail!("container {} was already running", r.id),
-        Err(err) => {
-            if r.auto_remove {
-                let _ = ops::remove(&e, &r.id, true, true);
-            }
-            return Err(engine_exit(err));
-        }
+        Err(err) => return Err(engine_exit(err)),
     };
     let session = session(root, &r, a.interactive, a.sig_proxy, &a.detach_keys)?;
     finish_session(&e, &r, stream, &session)

@@ -72,8 +72,8 @@ struct Running {
     out: OwnedFd,
 }
 
-/// A pidfd for `pid` (None where the kernel has none).
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+/// A pidfd for `pid`, readable once it exits (None where the kernel has none: before 5.3).
+pub(crate) fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open with plain integers; the result is checked.
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     let fd = i32::try_from(raw).ok().filter(|fd| *fd >= 0)?;

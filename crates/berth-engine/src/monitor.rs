@@ -496,13 +496,7 @@ fn pump(
     // The init's exit wakes poll through a pidfd, so an idle monitor sleeps in one poll
     // (no periodic wakeups: no CPU, and no code paged back in). Without pidfds (kernels
     // before 5.3), it looks every 200 ms.
-    // SAFETY: pidfd_open takes plain integers and returns a new descriptor or -1.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, init, 0) };
-    let pidfd = i32::try_from(raw)
-        .ok()
-        .filter(|fd| *fd >= 0)
-        // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
-        .map(|fd| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    let pidfd = crate::health::pidfd_open(init);
     loop {
         let mut wait = if pidfd.is_some() {
             None

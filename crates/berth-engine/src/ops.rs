@@ -775,6 +775,26 @@ pub fn start_attached(
     exe: &Path,
     hello: Option<&crate::attach::Hello>,
 ) -> Result<Option<std::os::unix::net::UnixStream>> {
+    let started = start_monitor(engine, id, exe, hello);
+    // As Docker's daemon: a container made with `--rm` goes when its start fails (clients
+    // waiting for its removal would otherwise wait forever).
+    if started.is_err() {
+        if let Ok(r) = engine.resolve(id) {
+            if r.auto_remove {
+                let _ = remove(engine, &r.id, true, true);
+            }
+        }
+    }
+    started
+}
+
+/// [`start_attached`] without the `--rm` cleanup.
+fn start_monitor(
+    engine: &Engine,
+    id: &str,
+    exe: &Path,
+    hello: Option<&crate::attach::Hello>,
+) -> Result<Option<std::os::unix::net::UnixStream>> {
     let r = engine.resolve(id)?;
     let st = engine.state(&r.id);
     if st.running() {
