@@ -3,7 +3,7 @@
 //! through the engine's confined copies (`berth_engine::cp`), staged in a scratch
 //! directory under the data root.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -54,26 +54,39 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
-/// `HEAD` and `GET /containers/{id}/archive?path=`.
+/// Writes into the response body's channel (from a blocking thread).
+struct ChanWriter(tokio::sync::mpsc::Sender<Bytes>);
+
+impl std::io::Write for ChanWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Bytes::copy_from_slice(b))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `HEAD` and `GET /containers/{id}/archive?path=`: the path's stat in
+/// `X-Docker-Container-Path-Stat`, and (GET) a tar of it, streamed as it is read from the
+/// container (its top entry named as dockerd names it).
 pub async fn get(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
     let path = query(req).get("path").cloned().unwrap_or_default();
     if path.is_empty() {
         return Err(ApiError::bad("path is required"));
     }
     let head = req.method() == Method::HEAD;
-    let name = Path::new(&path)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "/".into());
+    let name = berth_engine::cp::archive_name(&path);
     let (id2, src) = (id.clone(), path.clone());
     let st = d
         .engine(move |e| {
             let r = e.resolve(&id2)?;
-            berth_engine::cp::stat(e, &r.id, &src)
-                .map_err(|_| ApiError::not_found(format!("Could not find the file {src} in container {id2}")))
+            Ok(berth_engine::cp::stat(e, &r.id, &src)?)
         })
         .await?;
-    let stat = path_stat(&st, &name);
+    let stat = path_stat(&st, if name == "." { "/" } else { &name });
     if head {
         let mut r = empty(StatusCode::OK);
         r.headers_mut().insert(
@@ -82,45 +95,19 @@ pub async fn get(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result
         );
         return Ok(r);
     }
-    let dir = scratch(d, "cp-out")?;
-    let staged = dir.join(if name == "/" { "root" } else { name.as_str() });
-    let (dir2, staged2, src) = (dir.clone(), staged.clone(), path.clone());
-    let res = d
-        .engine(move |e| {
-            std::fs::create_dir_all(&dir2).map_err(internal)?;
-            let r = e.resolve(&id)?;
-            berth_engine::cp::copy_out(e, &r.id, &src, &staged2)
-                .map_err(|err| ApiError::not_found(format!("Could not find the file {src} in container {id}: {err}")))
-        })
-        .await;
-    if let Err(e) = res {
-        let _ = std::fs::remove_dir_all(&dir);
-        return Err(e);
-    }
     let (tx, body) = channel_body();
-    tokio::task::spawn_blocking(move || {
-        struct ChanWriter(tokio::sync::mpsc::Sender<Bytes>);
-        impl std::io::Write for ChanWriter {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0
-                    .blocking_send(Bytes::copy_from_slice(b))
-                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let mut b = tar::Builder::new(ChanWriter(tx));
-        b.follow_symlinks(false);
-        let entry = staged.file_name().map(PathBuf::from).unwrap_or_default();
-        let res = if staged.is_dir() {
-            b.append_dir_all(&entry, &staged)
-        } else {
-            b.append_path_with_name(&staged, &entry)
-        };
-        let _ = res.and_then(|_| b.finish());
-        let _ = std::fs::remove_dir_all(&dir);
+    let d2 = d.clone();
+    // The body streams while the archive is walked; an error past the headers can only cut
+    // the stream short, which the client sees as a truncated tar.
+    tokio::spawn(async move {
+        let _ = d2
+            .engine(move |e| {
+                let mut w = std::io::BufWriter::with_capacity(64 * 1024, ChanWriter(tx));
+                let res = berth_engine::cp::archive(e, &id, &path, &mut w);
+                let _ = std::io::Write::flush(&mut w);
+                Ok(res.is_ok())
+            })
+            .await;
     });
     let mut r = Response::new(body);
     let h = r.headers_mut();
@@ -132,42 +119,32 @@ pub async fn get(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result
     Ok(r)
 }
 
-/// `PUT /containers/{id}/archive?path=DIR`: the body, a tar, is unpacked (confined) in a
-/// scratch directory and copied into `DIR` in the container.
+/// `PUT /containers/{id}/archive?path=DIR`: the body, a tar, is spooled, then unpacked
+/// confined into `DIR` in the container (owners root unless `copyUIDGID`).
 pub async fn put(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
-    let path = query(&req).get("path").cloned().unwrap_or_default();
+    let q = query(&req);
+    let path = q.get("path").cloned().unwrap_or_default();
     if path.is_empty() {
         return Err(ApiError::bad("path is required"));
     }
-    let dir = scratch(d, "cp-in")?;
-    let tarf = dir.with_extension("tar");
-    tokio::fs::create_dir_all(&dir).await.map_err(internal)?;
-    let cleanup = |dir: &Path, tarf: &Path| {
-        let _ = std::fs::remove_dir_all(dir);
-        let _ = std::fs::remove_file(tarf);
-    };
+    let keep_owners = crate::flag(&q, "copyUIDGID");
+    let tarf = scratch(d, "cp-in")?.with_extension("tar");
+    if let Some(dir) = tarf.parent() {
+        tokio::fs::create_dir_all(dir).await.map_err(internal)?;
+    }
     if let Err(e) = crate::spool_body(req.into_body(), &tarf).await {
-        cleanup(&dir, &tarf);
+        let _ = std::fs::remove_file(&tarf);
         return Err(e);
     }
-    let (dir2, tarf2) = (dir.clone(), tarf.clone());
+    let tarf2 = tarf.clone();
     let res = d
         .engine(move |e| {
             let r = e.resolve(&id)?;
-            let out = berth_engine::build::copy::Dest::open(&dir2).map_err(internal)?;
             let mut t = std::fs::File::open(&tarf2).map_err(internal)?;
-            berth_engine::build::copy::extract(&mut t, &out, "/", None)
-                .map_err(|err| ApiError::bad(format!("unpacking the archive: {err}")))?;
-            for entry in std::fs::read_dir(&dir2).map_err(internal)? {
-                let entry = entry.map_err(internal)?;
-                berth_engine::cp::copy_in(e, &r.id, &entry.path(), &path).map_err(|err| {
-                    ApiError::not_found(format!("Could not find the file {path} in container {id}: {err}"))
-                })?;
-            }
-            Ok(())
+            Ok(berth_engine::cp::extract_in(e, &r.id, &mut t, &path, keep_owners)?)
         })
         .await;
-    cleanup(&dir, &tarf);
+    let _ = std::fs::remove_file(&tarf);
     res?;
     Ok(empty(StatusCode::OK))
 }

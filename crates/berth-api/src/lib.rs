@@ -69,7 +69,7 @@ impl From<berth_engine::EngineError> for ApiError {
     fn from(e: berth_engine::EngineError) -> Self {
         use berth_engine::EngineError as E;
         let status = match &e {
-            E::NoSuchContainer(_) | E::NoSuchNetwork(_) | E::NoSuchVolume(_) => StatusCode::NOT_FOUND,
+            E::NoSuchContainer(_) | E::NoSuchNetwork(_) | E::NoSuchVolume(_) | E::NotFound(_) => StatusCode::NOT_FOUND,
             E::Image(berth_engine::image::ImageError::NotFound(_)) => StatusCode::NOT_FOUND,
             E::Conflict(_) | E::Image(berth_engine::image::ImageError::Conflict(_)) => StatusCode::CONFLICT,
             E::Invalid(_) | E::Image(berth_engine::image::ImageError::Invalid(_)) => StatusCode::BAD_REQUEST,
@@ -467,10 +467,22 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A boolean query parameter as Docker reads them (`1`, `true`, `True`).
+/// A boolean query parameter as dockerd reads every one (`httputils.BoolValue`): false when
+/// absent, empty, `0`, `no`, `false` or `none` in any case (spaces trimmed), true otherwise.
 pub fn flag(q: &HashMap<String, String>, k: &str) -> bool {
-    q.get(k)
-        .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True" | "TRUE"))
+    flag_or(q, k, false)
+}
+
+/// [`flag`] with a default for when the parameter is absent (`httputils.BoolValueOrDefault`:
+/// present but empty still reads as false).
+pub fn flag_or(q: &HashMap<String, String>, k: &str, default: bool) -> bool {
+    match q.get(k) {
+        None => default,
+        Some(v) => {
+            let v = v.trim().to_ascii_lowercase();
+            !matches!(v.as_str(), "" | "0" | "no" | "false" | "none")
+        }
+    }
 }
 
 /// Reads a JSON body (at most [`MAX_BODY`]); an empty body is `null`.
@@ -850,6 +862,20 @@ pub fn serve(root: &Path, listen: &[Listen]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boolean_query_parameters_read_as_dockerd() {
+        let q = |v: &str| HashMap::from([("k".to_string(), v.to_string())]);
+        for v in ["", "0", "no", "false", "False", "FALSE", "none", "NONE", " No "] {
+            assert!(!flag(&q(v), "k"), "{v:?}");
+            assert!(!flag_or(&q(v), "k", true), "{v:?}");
+        }
+        for v in ["1", "true", "True", "yes", "on", "anything"] {
+            assert!(flag(&q(v), "k"), "{v:?}");
+        }
+        assert!(!flag(&HashMap::new(), "k"));
+        assert!(flag_or(&HashMap::new(), "k", true));
+    }
 
     #[test]
     fn versions_and_paths() {

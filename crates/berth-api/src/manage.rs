@@ -137,7 +137,7 @@ pub async fn commit(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<
             .collect(),
         message: q.get("comment").cloned().unwrap_or_default(),
         author: q.get("author").cloned().unwrap_or_default(),
-        pause: q.get("pause").is_none_or(|p| p != "0" && p != "false"),
+        pause: crate::flag_or(&q, "pause", true),
     };
     let id = d
         .with_images(move |e, s| {

@@ -75,7 +75,7 @@ fn system_cpu() -> u64 {
 /// `GET /containers/{id}/stats` (`stream=false` for one reading).
 pub async fn stats(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
     let q = query(req);
-    let stream = !q.get("stream").is_some_and(|v| v == "0" || v == "false");
+    let stream = crate::flag_or(&q, "stream", true);
     let one_shot = flag(&q, "one-shot");
     let (cid, name) = d
         .engine(move |e| {

@@ -259,6 +259,11 @@ impl Dest {
         })
     }
 
+    /// A writer confined to the directory behind `root` (an `O_PATH` descriptor).
+    pub fn from_fd(root: OwnedFd) -> Dest {
+        Dest { root }
+    }
+
     /// Whether `path` is an existing directory (following symlinks inside the root).
     pub fn is_dir(&self, path: &str) -> bool {
         safepath::resolve(self.root.as_fd(), Path::new(&clean(path)), false)

@@ -1483,7 +1483,17 @@ pub fn cp(root: &Path, a: &CpArgs) -> anyhow::Result<()> {
     use berth_engine::cp;
     let e = engine(root)?;
     match (cp::split(&a.src), cp::split(&a.dest)) {
+        // `-`: a tar of SRC on stdout, never a host file named `-`.
+        (Some((c, p)), None) if a.dest == "-" => {
+            let mut out = std::io::stdout().lock();
+            cp::archive(&e, c, p, &mut out).map_err(engine_exit)?;
+            out.flush().context("writing to stdout")
+        }
         (Some((c, p)), None) => cp::copy_out(&e, c, p, &cp::host(&a.dest)).map_err(engine_exit),
+        // `-`: a tar on stdin, unpacked into the directory DEST.
+        (None, Some((c, p))) if a.src == "-" => {
+            cp::extract_in(&e, c, &mut std::io::stdin().lock(), p, false).map_err(engine_exit)
+        }
         (None, Some((c, p))) => cp::copy_in(&e, c, &cp::host(&a.src), p).map_err(engine_exit),
         (Some(_), Some(_)) => Err(usage("copying between containers is not supported".into())),
         (None, None) => Err(usage("must specify at least one container source".into())),

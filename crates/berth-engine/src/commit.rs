@@ -160,10 +160,11 @@ pub fn export(engine: &Engine, id: &str, out: &mut dyn Write) -> Result<()> {
     if !running {
         ops::mount_rootfs(engine, &r)?;
     }
+    // Walked from descriptors (`*at` calls), so paths longer than PATH_MAX export too.
     let res = (|| -> std::io::Result<()> {
+        let root = berth_safepath::open_root(&rootfs)?;
         let mut b = tar::Builder::new(out);
-        b.follow_symlinks(false);
-        b.append_dir_all(".", &rootfs)?;
+        berth_image::tree::append(&mut b, std::os::fd::AsFd::as_fd(&root), Path::new(""))?;
         b.finish()
     })();
     if !running {

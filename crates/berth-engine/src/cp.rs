@@ -1,19 +1,25 @@
-//! `cp` between a container and the host. Every path on the container side is resolved
-//! inside its root (berth-safepath, `openat2(RESOLVE_IN_ROOT)` without magic links) and used
-//! through descriptors: a symlink in the container can never make berth read or write a host
-//! file. Copying in never follows a final symlink (`O_NOFOLLOW`): a container that plants
-//! one where the copy lands gets an error, not a write through it. Symlinks inside copied
-//! trees are copied as symlinks.
+//! `cp` between a container and the host, as tar streams (Docker's model: `docker cp`
+//! moves a tar of the source, and `-` on either side is that tar on stdin or stdout).
+//!
+//! The container side: while the container runs, paths resolve in its own mount namespace's
+//! view (`/proc/<pid>/root`), so `/etc/hostname`, volumes and binds read as the container
+//! sees them; a stopped container's rootfs is mounted for the copy. Every container path is
+//! resolved inside that root (berth-safepath, `openat2(RESOLVE_IN_ROOT)` without magic
+//! links) and archived from descriptors (`berth_image::tree`): a symlink in the container
+//! can never make berth read a host file.
+//!
+//! The host side of a copy out, and the container side of a copy in, are written by the
+//! builder's confined writer (`berth_build::copy::Dest`) rooted at the destination
+//! directory: a symlink that the archive (the container) made, or that already sits there,
+//! resolves inside that directory, and a final symlink is replaced, never written through.
 
 use std::ffi::OsStr;
-use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use berth_build::copy::{extract, Dest};
 use berth_safepath as safepath;
-use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::Mode;
 
 use crate::store::Engine;
 use crate::{ops, EngineError, Result};
@@ -22,17 +28,50 @@ fn err(what: &str, path: &str, e: impl std::fmt::Display) -> EngineError {
     EngineError::Invalid(format!("{what} {path}: {e}"))
 }
 
-/// Runs `f` with the container's rootfs mounted (it is while the container runs).
-fn with_rootfs<T>(engine: &Engine, id: &str, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+fn not_found(path: &str, id: &str, e: impl std::fmt::Display) -> EngineError {
+    EngineError::NotFound(format!("Could not find the file {path} in container {id}: {e}"))
+}
+
+/// Opens a running container's root as its processes see it, through its init's
+/// `/proc/<pid>/root`; refuses a pid that is no longer the container's.
+fn live_root(pid: i32) -> Result<OwnedFd> {
+    let gone = || EngineError::Conflict(format!("the container's init (pid {pid}) is gone"));
+    let pidfd = crate::health::pidfd_open(pid).ok_or_else(gone)?;
+    let root = safepath::open_root(Path::new(&format!("/proc/{pid}/root"))).map_err(|_| gone())?;
+    // SAFETY: pidfd_send_signal with signal 0 on a descriptor we own only checks liveness.
+    let alive = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    } == 0;
+    let ours = nix::sys::stat::stat("/").ok();
+    let theirs = nix::sys::stat::fstat(&root).ok();
+    let same_as_host = matches!((ours, theirs), (Some(a), Some(b)) if a.st_dev == b.st_dev && a.st_ino == b.st_ino);
+    if !alive || same_as_host {
+        return Err(gone());
+    }
+    Ok(root)
+}
+
+/// Runs `f` on the container's root directory (an `O_PATH` descriptor).
+fn with_root<T>(engine: &Engine, id: &str, f: impl FnOnce(OwnedFd) -> Result<T>) -> Result<T> {
     let r = engine.resolve(id)?;
-    let running = engine.state(&r.id).running();
-    if !running {
-        ops::mount_rootfs(engine, &r)?;
+    let st = engine.state(&r.id);
+    if st.running() && st.pid > 0 {
+        if let Ok(root) = live_root(st.pid) {
+            return f(root);
+        }
     }
-    let res = f(&engine.dir(&r.id).join("rootfs"));
-    if !running {
-        ops::unmount_rootfs(engine, &r.id);
-    }
+    ops::mount_rootfs(engine, &r)?;
+    let rootfs = engine.dir(&r.id).join("rootfs");
+    let res = safepath::open_root(&rootfs)
+        .map_err(|e| err("opening", &rootfs.display().to_string(), e))
+        .and_then(f);
+    ops::unmount_rootfs(engine, &r.id);
     res
 }
 
@@ -49,12 +88,28 @@ pub struct PathStat {
     pub link: String,
 }
 
+/// Whether a source path asks for a directory's contents (`DIR/.`) or follows a final
+/// symlink (`LINK/`), as Docker reads them.
+fn follows(src: &str) -> bool {
+    src.ends_with('/') || src.ends_with("/.")
+}
+
+/// The name Docker gives a source's top entry in its archive: its base name, `.` for the
+/// contents of `DIR/.`.
+pub fn archive_name(src: &str) -> String {
+    if src.ends_with("/.") || src == "." {
+        return ".".into();
+    }
+    Path::new(src)
+        .file_name()
+        .map_or_else(|| ".".into(), |n| n.to_string_lossy().into_owned())
+}
+
 /// Stats `path` inside the container, confined to its root.
 pub fn stat(engine: &Engine, id: &str, path: &str) -> Result<PathStat> {
-    with_rootfs(engine, id, |rootfs| {
-        let root = safepath::open_root(rootfs).map_err(|e| err("opening", &rootfs.display().to_string(), e))?;
-        let fd = safepath::resolve(root.as_fd(), Path::new(path), true)
-            .map_err(|e| err("Could not find the file", path, format!("in container {id}: {e}")))?;
+    with_root(engine, id, |root| {
+        let fd =
+            safepath::resolve(root.as_fd(), Path::new(path), !follows(path)).map_err(|e| not_found(path, id, e))?;
         let st = nix::sys::stat::fstat(&fd).map_err(|e| err("stat", path, e))?;
         let link = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
             nix::fcntl::readlinkat(&fd, "")
@@ -72,162 +127,181 @@ pub fn stat(engine: &Engine, id: &str, path: &str) -> Result<PathStat> {
     })
 }
 
-/// Copies `src` (a path in the container) to `dest` on the host, Docker's way: into `dest`
-/// when it is an existing directory, else as `dest`.
-pub fn copy_out(engine: &Engine, id: &str, src: &str, dest: &Path) -> Result<()> {
-    with_rootfs(engine, id, |rootfs| {
-        let root = safepath::open_root(rootfs).map_err(|e| err("opening", &rootfs.display().to_string(), e))?;
-        let fd = safepath::resolve(root.as_fd(), Path::new(src), true)
-            .map_err(|e| err("Could not find the file", src, format!("in container {id}: {e}")))?;
-        let name = Path::new(src)
-            .file_name()
-            .map(OsStr::to_os_string)
-            .unwrap_or_else(|| "root".into());
-        let target = if dest.is_dir() {
-            dest.join(name)
-        } else {
-            dest.to_path_buf()
-        };
-        out_entry(fd.as_fd(), &target)
+/// Writes a tar of `src` (a path in the container) to `out`, its top entry named `name`
+/// (`.` archives a directory's entries under `./`).
+fn archive_fd(fd: OwnedFd, name: &str, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut b = tar::Builder::new(out);
+    berth_image::tree::append(&mut b, fd.as_fd(), Path::new(name))?;
+    b.finish()
+}
+
+/// `GET /containers/{id}/archive` and `cp CONTAINER:SRC -`: a tar of `src` to `out`, its
+/// top entry named as [`archive_name`] says.
+pub fn archive(engine: &Engine, id: &str, src: &str, out: &mut dyn Write) -> Result<()> {
+    with_root(engine, id, |root| {
+        let fd = safepath::resolve(root.as_fd(), Path::new(src), !follows(src)).map_err(|e| not_found(src, id, e))?;
+        archive_fd(fd, &archive_name(src), out).map_err(|e| err("archiving", src, e))
     })
 }
 
-fn out_entry(fd: BorrowedFd<'_>, target: &Path) -> Result<()> {
-    let st = nix::sys::stat::fstat(fd).map_err(|e| err("stat", &target.display().to_string(), e))?;
-    let t = target.display().to_string();
-    match st.st_mode & libc::S_IFMT {
-        libc::S_IFDIR => {
-            if !target.is_dir() {
-                std::fs::create_dir(target).map_err(|e| err("creating", &t, e))?;
-            }
-            std::fs::set_permissions(target, std::fs::Permissions::from_mode(st.st_mode & 0o7777))
-                .map_err(|e| err("chmod", &t, e))?;
-            let dir = safepath::reopen(fd, OFlag::O_RDONLY | OFlag::O_DIRECTORY).map_err(|e| err("opening", &t, e))?;
-            let names: Vec<std::ffi::OsString> = std::fs::read_dir(safepath::proc_fd_path(dir.as_fd()))
-                .map_err(|e| err("listing", &t, e))?
-                .filter_map(|e| e.ok().map(|e| e.file_name()))
-                .collect();
-            for n in names {
-                let child = nix::fcntl::openat(
-                    &dir,
-                    n.as_os_str(),
-                    OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| err("opening", &t, e))?;
-                out_entry(child.as_fd(), &target.join(&n))?;
-            }
-            Ok(())
+/// Copies `src` (a path in the container) to `dest` on the host, Docker's way: into `dest`
+/// when it is an existing directory, else as `dest` (whose parent must exist); `DIR/.`
+/// copies the directory's contents. A symlink at `dest` is replaced, not followed, unless
+/// `dest` ends in `/`. Files are owned by the caller, as `docker cp` leaves
+/// them.
+pub fn copy_out(engine: &Engine, id: &str, src: &str, dest: &Path) -> Result<()> {
+    let d = dest.display().to_string();
+    let contents = src.ends_with("/.") || src == ".";
+    // A final symlink at the destination is not followed unless the path ends in `/`: it may
+    // be one that an earlier copy brought out of a container.
+    let dest_is_dir = if d.ends_with('/') {
+        dest.is_dir()
+    } else {
+        std::fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir())
+    };
+    let (dir, name): (PathBuf, String) = if dest_is_dir {
+        (dest.to_path_buf(), archive_name(src))
+    } else if contents {
+        std::fs::create_dir(dest).map_err(|e| err("creating", &d, e))?;
+        (dest.to_path_buf(), ".".into())
+    } else {
+        if d.ends_with('/') {
+            return Err(err("destination directory", &d, "does not exist"));
         }
-        libc::S_IFREG => {
-            let f = safepath::reopen(fd, OFlag::O_RDONLY).map_err(|e| err("opening", &t, e))?;
-            let mut src = std::fs::File::from(f);
-            let mut dst = std::fs::File::create(target).map_err(|e| err("creating", &t, e))?;
-            std::io::copy(&mut src, &mut dst).map_err(|e| err("copying to", &t, e))?;
-            dst.set_permissions(std::fs::Permissions::from_mode(st.st_mode & 0o7777))
-                .map_err(|e| err("chmod", &t, e))?;
-            Ok(())
-        }
-        libc::S_IFLNK => {
-            let link = nix::fcntl::readlinkat(fd, "").map_err(|e| err("reading link", &t, e))?;
-            let _ = std::fs::remove_file(target);
-            std::os::unix::fs::symlink(link, target).map_err(|e| err("creating", &t, e))
-        }
-        // Devices, fifos and sockets are not copied out.
-        _ => Ok(()),
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = dest
+            .file_name()
+            .map(OsStr::to_string_lossy)
+            .ok_or_else(|| err("invalid destination", &d, "no file name"))?;
+        (parent, name.into_owned())
+    };
+    if !dir.is_dir() {
+        return Err(err(
+            "destination directory",
+            &dir.display().to_string(),
+            "does not exist",
+        ));
     }
+    let out = Dest::open(&dir).map_err(|e| err("opening", &d, e))?;
+    let owner = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    with_root(engine, id, |root| {
+        let fd = safepath::resolve(root.as_fd(), Path::new(src), !follows(src)).map_err(|e| not_found(src, id, e))?;
+        let is_dir = nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        let there = std::fs::symlink_metadata(dir.join(&name)).ok().filter(|_| name != ".");
+        if !is_dir && there.as_ref().is_some_and(std::fs::Metadata::is_dir) {
+            return Err(err("cannot overwrite directory", &d, "with a non-directory"));
+        }
+        if is_dir && there.is_some_and(|m| !m.is_dir()) {
+            return Err(err("cannot copy a directory to", &d, "a non-directory"));
+        }
+        through_pipe(|w| archive_fd(fd, &name, w), |r| extract(r, &out, "/", Some(owner)))
+            .map_err(|e| err("copying to", &d, e))
+    })
+}
+
+/// Runs `produce` (writing a tar) and `consume` (reading it) on the two ends of a pipe.
+fn through_pipe(
+    produce: impl FnOnce(&mut dyn Write) -> std::io::Result<()> + Send,
+    consume: impl FnOnce(&mut dyn Read) -> std::result::Result<(), String>,
+) -> std::result::Result<(), String> {
+    let (mut r, mut w) = std::io::pipe().map_err(|e| e.to_string())?;
+    std::thread::scope(|s| {
+        let producer = s.spawn(move || produce(&mut w));
+        let consumed = consume(&mut r);
+        // Unblock a producer whose reader stopped early.
+        drop(r);
+        let produced = producer
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the archiver panicked")));
+        consumed?;
+        produced.map_err(|e| e.to_string())
+    })
+}
+
+/// Unpacks the tar read from `input` into `dest`, an existing directory in the container
+/// (`PUT /containers/{id}/archive`, `cp - CONTAINER:DIR`). Owners become root unless
+/// `keep_owners` (the API's `copyUIDGID`).
+pub fn extract_in(engine: &Engine, id: &str, input: &mut dyn Read, dest: &str, keep_owners: bool) -> Result<()> {
+    with_root(engine, id, |root| {
+        let fd = safepath::resolve(root.as_fd(), Path::new(dest), false).map_err(|e| not_found(dest, id, e))?;
+        if !nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR) {
+            return Err(EngineError::Invalid(format!(
+                "extraction point is not a directory: {dest}"
+            )));
+        }
+        let out = Dest::from_fd(root);
+        let owner = if keep_owners { None } else { Some((0, 0)) };
+        extract(input, &out, dest, owner).map_err(|e| err("copying to", dest, e))
+    })
 }
 
 /// Copies `src` from the host to `dest` in the container: into `dest` when it is an existing
-/// directory there, else as `dest` (whose parent must exist).
+/// directory there, else as `dest` (whose parent must exist); `DIR/.` copies the contents.
 pub fn copy_in(engine: &Engine, id: &str, src: &Path, dest: &str) -> Result<()> {
     let s = src.display().to_string();
-    let md = std::fs::symlink_metadata(src).map_err(|e| err("Could not find the file", &s, e))?;
-    with_rootfs(engine, id, |rootfs| {
-        let root = safepath::open_root(rootfs).map_err(|e| err("opening", &rootfs.display().to_string(), e))?;
-        let dest_path = Path::new(dest);
-        let existing = safepath::resolve(root.as_fd(), dest_path, false).ok();
-        let is_dir = existing
-            .as_ref()
-            .and_then(|fd| nix::sys::stat::fstat(fd).ok())
+    let follow = s.ends_with('/') || s.ends_with("/.");
+    let mut flags = nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC;
+    if !follow {
+        flags |= nix::fcntl::OFlag::O_NOFOLLOW;
+    }
+    let fd = nix::fcntl::open(src, flags, nix::sys::stat::Mode::empty())
+        .map_err(|e| EngineError::NotFound(format!("Could not find the file {s}: {e}")))?;
+    let src_is_dir = nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+    with_root(engine, id, |root| {
+        // A symlink at the destination is followed inside the container, as Docker does.
+        let dest = &follow_links(root.as_fd(), dest);
+        let existing = safepath::resolve(root.as_fd(), Path::new(dest), false).ok();
+        let dest_is_dir = existing
+            .and_then(|fd| nix::sys::stat::fstat(&fd).ok())
             .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
-        let (parent, name): (OwnedFd, std::ffi::OsString) = if is_dir {
-            let Some(fd) = existing else {
-                return Err(err("resolving", dest, "vanished"));
-            };
-            let name = src
-                .file_name()
-                .map(OsStr::to_os_string)
-                .unwrap_or_else(|| "root".into());
-            (fd, name)
+        let contents = s.ends_with("/.");
+        let (dir, name) = if dest_is_dir {
+            (dest.to_string(), if contents { ".".into() } else { archive_name(&s) })
         } else {
-            let parent = dest_path.parent().unwrap_or(Path::new("/"));
-            let fd = safepath::resolve(root.as_fd(), parent, false)
-                .map_err(|e| err("Could not find the directory", &parent.display().to_string(), e))?;
-            let name = dest_path
+            if dest.ends_with('/') && !src_is_dir {
+                return Err(EngineError::NotFound(format!(
+                    "no such directory {dest} in container {id}"
+                )));
+            }
+            let dp = Path::new(dest);
+            let parent = dp
+                .parent()
+                .map_or_else(|| "/".into(), |p| p.to_string_lossy().into_owned());
+            let name = dp
                 .file_name()
-                .map(OsStr::to_os_string)
+                .map(|n| n.to_string_lossy().into_owned())
                 .ok_or_else(|| err("invalid destination", dest, "no file name"))?;
-            (fd, name)
+            if safepath::resolve(root.as_fd(), Path::new(&parent), false).is_err() {
+                return Err(not_found(&parent, id, "no such directory"));
+            }
+            (parent, name)
         };
-        let dir = safepath::reopen(parent.as_fd(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
-            .map_err(|e| err("opening", dest, e))?;
-        in_entry(src, &md, dir.as_fd(), &name, dest)
+        let out = Dest::from_fd(root);
+        through_pipe(|w| archive_fd(fd, &name, w), |r| extract(r, &out, &dir, Some((0, 0))))
+            .map_err(|e| err("copying to", dest, e))
     })
 }
 
-fn in_entry(src: &Path, md: &std::fs::Metadata, dir: BorrowedFd<'_>, name: &OsStr, shown: &str) -> Result<()> {
-    let s = src.display().to_string();
-    let ft = md.file_type();
-    if ft.is_dir() {
-        match nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(md.mode() & 0o7777)) {
-            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-            Err(e) => return Err(err("creating", shown, e)),
-        }
-        // O_NOFOLLOW: an existing symlink in the container at this name is refused.
-        let sub = nix::fcntl::openat(
-            dir,
-            name,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| err("refusing to write through", shown, e))?;
-        for e in std::fs::read_dir(src).map_err(|e| err("listing", &s, e))? {
-            let e = e.map_err(|e| err("listing", &s, e))?;
-            let cm = std::fs::symlink_metadata(e.path()).map_err(|er| err("reading", &s, er))?;
-            in_entry(&e.path(), &cm, sub.as_fd(), &e.file_name(), shown)?;
-        }
-        Ok(())
-    } else if ft.is_symlink() {
-        let link = std::fs::read_link(src).map_err(|e| err("reading link", &s, e))?;
-        let _ = nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
-        nix::unistd::symlinkat(link.as_path(), dir, name).map_err(|e| err("creating", shown, e))
-    } else if ft.is_file() {
-        let fd = nix::fcntl::openat(
-            dir,
-            name,
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(md.mode() & 0o7777),
-        )
-        .map_err(|e| err("refusing to write through", shown, e))?;
-        let mut out = std::fs::File::from(fd);
-        let mut inp = std::fs::File::open(src).map_err(|e| err("opening", &s, e))?;
-        std::io::copy(&mut inp, &mut out).map_err(|e| err("copying to", shown, e))?;
-        out.flush().map_err(|e| err("copying to", shown, e))?;
-        let _ = nix::unistd::fchownat(
-            dir,
-            name,
-            Some(nix::unistd::Uid::from_raw(0)),
-            Some(nix::unistd::Gid::from_raw(0)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        );
-        Ok(())
-    } else {
-        Err(err("cannot copy", &s, "not a file, directory or symlink"))
+/// `dest` with final symlinks replaced by their targets, read inside the root (as many as
+/// the kernel would follow).
+fn follow_links(root: std::os::fd::BorrowedFd<'_>, dest: &str) -> String {
+    let mut p = PathBuf::from(dest);
+    for _ in 0..40 {
+        let Ok(fd) = safepath::resolve(root, &p, true) else {
+            break;
+        };
+        let Ok(target) = nix::fcntl::readlinkat(&fd, "") else {
+            break;
+        };
+        p = p.parent().unwrap_or(Path::new("/")).join(target);
     }
+    p.to_string_lossy().into_owned()
 }
 
-/// Splits `CONTAINER:PATH`; `None` for a host path.
+/// Splits `CONTAINER:PATH`; `None` for a host path (and for `-`).
 pub fn split(arg: &str) -> Option<(&str, &str)> {
     if arg.starts_with('/') || arg.starts_with('.') {
         return None;
@@ -238,4 +312,21 @@ pub fn split(arg: &str) -> Option<(&str, &str)> {
 /// A host path as given.
 pub fn host(arg: &str) -> PathBuf {
     PathBuf::from(arg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_names_for_archived_sources() {
+        assert_eq!(archive_name("/etc/hostname"), "hostname");
+        assert_eq!(archive_name("/etc/"), "etc");
+        assert_eq!(archive_name("/etc/."), ".");
+        assert_eq!(archive_name("/"), ".");
+        assert!(follows("/link/") && follows("/d/.") && !follows("/link"));
+        assert_eq!(split("c:/x"), Some(("c", "/x")));
+        assert_eq!(split("-"), None);
+        assert_eq!(split("./a:b"), None);
+    }
 }

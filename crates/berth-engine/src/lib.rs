@@ -46,6 +46,9 @@ pub enum EngineError {
     /// No such volume.
     #[error("get {0}: no such volume")]
     NoSuchVolume(String),
+    /// A path (in a container, or on the host) that is not there.
+    #[error("{0}")]
+    NotFound(String),
     /// A name is taken, or the container is in the wrong state.
     #[error("{0}")]
     Conflict(String),
@@ -85,9 +88,10 @@ impl EngineError {
     /// The kind callers branch on.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EngineError::NoSuchContainer(_) | EngineError::NoSuchVolume(_) | EngineError::NoSuchNetwork(_) => {
-                ErrorKind::NotFound
-            }
+            EngineError::NoSuchContainer(_)
+            | EngineError::NoSuchVolume(_)
+            | EngineError::NoSuchNetwork(_)
+            | EngineError::NotFound(_) => ErrorKind::NotFound,
             EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::Invalid(_) => ErrorKind::InvalidArgument,
             EngineError::Image(e) => e.kind(),

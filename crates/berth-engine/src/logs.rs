@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -32,7 +33,11 @@ pub struct Writer {
 impl Writer {
     /// Opens (appending) the log at `path`.
     pub fn open(path: &Path, max_size: u64, max_files: u32) -> std::io::Result<Writer> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(berth_image::perms::LOG)
+            .open(path)?;
         let size = file.metadata()?.len();
         Ok(Writer {
             path: path.to_path_buf(),
@@ -80,7 +85,11 @@ impl Writer {
             }
         }
         std::fs::rename(&self.path, numbered(&self.path, 1))?;
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(berth_image::perms::LOG)
+            .open(&self.path)?;
         self.size = 0;
         Ok(())
     }

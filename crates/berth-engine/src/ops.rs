@@ -655,6 +655,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
     }
     let made = (|| -> Result<()> {
         let dir = engine.dir(&id);
+        berth_image::perms::make_dir(&dir).map_err(io_err("creating", &dir))?;
         for d in ["fs/upper", "fs/work", "rootfs"] {
             std::fs::create_dir_all(dir.join(d)).map_err(io_err("creating", dir.join(d)))?;
         }
@@ -662,7 +663,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             |name: &str, data: String| std::fs::write(dir.join(name), data).map_err(io_err("writing", dir.join(name)));
         // The log exists from the start, so a foreground `run` can hold it open before the
         // container (and, with --rm, its directory) is gone.
-        write("json.log", String::new())?;
+        write_mode(&dir.join("json.log"), b"", berth_image::perms::LOG)?;
         write("hostname", format!("{}\n", r.hostname))?;
         write("hosts", crate::networks::hosts_file(&r, None))?;
         write("resolv.conf", resolv_conf(o, r.network_mode != "host")?)?;
@@ -680,9 +681,13 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             }
         }
         let spec = spec::oci_spec(&r, &dir.join("rootfs"), &dir, &lowers, &engine.root)?;
-        write(
-            "config.json",
-            serde_json::to_string_pretty(&spec).map_err(|e| EngineError::Invalid(e.to_string()))?,
+        // It holds the environment (`-e` secrets): root's alone.
+        write_mode(
+            &dir.join("config.json"),
+            serde_json::to_string_pretty(&spec)
+                .map_err(|e| EngineError::Invalid(e.to_string()))?
+                .as_bytes(),
+            berth_image::perms::PRIVATE,
         )?;
         images.set_user(&img.row.id, &id, true)?;
         engine.save_state(
@@ -1212,13 +1217,31 @@ pub fn update(engine: &Engine, id: &str, u: &Update) -> Result<()> {
         engine.rt(&r)?.update(&r.id, &bundle, &res)?;
     }
     let tmp = bundle.join("config.json.tmp");
-    std::fs::write(
+    let _ = std::fs::remove_file(&tmp);
+    write_mode(
         &tmp,
-        serde_json::to_string_pretty(&cfg).map_err(|e| EngineError::Invalid(e.to_string()))?,
-    )
-    .map_err(io_err("writing", &tmp))?;
+        serde_json::to_string_pretty(&cfg)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?
+            .as_bytes(),
+        berth_image::perms::PRIVATE,
+    )?;
     std::fs::rename(&tmp, &cfg_path).map_err(io_err("writing", &cfg_path))?;
     engine.save_record(&r)?;
     crate::events::container(engine, &r, "update", &[]);
     Ok(())
+}
+
+/// Writes `data` to a new (or truncated) file created with `mode`, whatever the umask.
+pub(crate) fn write_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io_err("writing", path))?;
+    berth_image::perms::set(path, mode).map_err(io_err("securing", path))?;
+    f.write_all(data).map_err(io_err("writing", path))
 }

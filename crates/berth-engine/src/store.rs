@@ -269,13 +269,24 @@ fn pid_alive(pid: i32) -> bool {
 impl Engine {
     /// Opens the engine over a data root.
     pub fn open(root: &Path) -> Result<Engine> {
-        std::fs::create_dir_all(root.join("containers")).map_err(io_err("creating", root.join("containers")))?;
+        use berth_image::perms;
+        perms::make_dir(root).map_err(io_err("creating", root))?;
+        for d in ["containers", "volumes", "tmp"] {
+            perms::make_dir(&root.join(d)).map_err(io_err("creating", root.join(d)))?;
+        }
         let run = run_dir(root);
         std::fs::create_dir_all(&run).map_err(io_err("creating", &run))?;
+        // The run directory may hold the API socket (`/run/berth/berth.sock`), which the
+        // `berth` group reaches: others may traverse it, not list it; what it holds is 0700.
+        perms::set(&run, 0o711).map_err(io_err("securing", &run))?;
+        for d in ["runtime", "runtimes", "netns"] {
+            perms::set(&run.join(d), perms::DIR).map_err(io_err("securing", run.join(d)))?;
+        }
         let conn = Connection::open(root.join("berth.db"))?;
         conn.busy_timeout(Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(SCHEMA)?;
+        perms::secure(root).map_err(io_err("securing", root))?;
         Ok(Engine {
             root: root.to_path_buf(),
             run,
@@ -447,7 +458,8 @@ pub fn run_dir(root: &Path) -> PathBuf {
 pub fn write_state(dir: &Path, st: &State) -> Result<()> {
     let tmp = dir.join("state.json.tmp");
     let data = serde_json::to_vec(st).map_err(|e| EngineError::Invalid(e.to_string()))?;
-    std::fs::write(&tmp, data).map_err(io_err("writing", &tmp))?;
+    let _ = std::fs::remove_file(&tmp);
+    crate::ops::write_mode(&tmp, &data, berth_image::perms::PRIVATE)?;
     std::fs::rename(&tmp, dir.join("state.json")).map_err(io_err("writing", dir.join("state.json")))
 }
 

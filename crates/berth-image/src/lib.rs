@@ -17,11 +17,13 @@ pub mod db;
 pub mod diff;
 mod error;
 pub mod model;
+pub mod perms;
 pub mod pull;
 pub mod push;
 pub mod registry;
 pub mod snapshot;
 pub mod store;
+pub mod tree;
 pub mod unpack;
 
 pub use error::{ImageError, Result};

@@ -1,7 +1,6 @@
 //! The image store: content, metadata and snapshots under one data root, and the operations
 //! on images that the CLI and the engine use.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use berth_oci::{Digest, Reference};
@@ -74,10 +73,11 @@ pub(crate) fn parse_digest(s: &str) -> Result<Digest> {
 impl ImageStore {
     /// Opens (creating) the store under `root`.
     pub fn open(root: &Path) -> Result<ImageStore> {
-        fs::create_dir_all(root).map_err(io_err("creating", root))?;
+        crate::perms::make_dir(root).map_err(io_err("creating", root))?;
         let content = ContentStore::open(&root.join("content"))?;
         let snapshots = Snapshots::open(&root.join("snapshots"))?;
         let db = Db::open(&root.join("berth.db"))?;
+        crate::perms::secure(root).map_err(io_err("securing", root))?;
         Ok(ImageStore {
             root: root.to_path_buf(),
             content,

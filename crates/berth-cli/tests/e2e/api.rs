@@ -392,6 +392,24 @@ fn docker_cli_runs_lists_logs_stops_and_removes_through_the_daemon() {
         .docker(&["cp", "ticker:/nope", cpdir.path().to_str().unwrap()])
         .status
         .success());
+    // The container's own view: /etc/hostname is bind-mounted, not the rootfs's empty file;
+    // a file and a directory holding it, and a tar on stdout.
+    let hostname = d.ok(&["exec", "ticker", "hostname"]);
+    assert!(!hostname.trim().is_empty());
+    let out = cpdir.path().join("out");
+    d.ok(&["cp", "ticker:/etc/hostname", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), hostname);
+    let etc = cpdir.path().join("etc-copy");
+    d.ok(&["cp", "ticker:/etc", etc.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(etc.join("hostname")).unwrap(), hostname);
+    let o = d.docker(&["cp", "ticker:/etc/hostname", "-"]);
+    assert!(o.status.success());
+    let mut ar = tar::Archive::new(o.stdout.as_slice());
+    let mut e = ar.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(e.path().unwrap().to_str(), Some("hostname"));
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+    assert_eq!(text, hostname);
     // top, stats, tag, rmi, system df.
     assert!(d.ok(&["top", "ticker"]).lines().next().unwrap().contains("PID"));
     // ps options go to the host's ps, Docker's way; without a PID column there is no top.

@@ -1,0 +1,288 @@
+//! Issue #13: the store closed to other host users, `cp` with `-` and without host paths made
+//! from container symlinks, bad input refused, and Docker behaviours clients rely on.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use berth_testutil::{require_root, require_tool, TempDir};
+
+use crate::containers::with_busybox;
+
+/// A uid no account on this host has: an unprivileged host user made for the test.
+fn stranger() -> String {
+    (40000 + std::process::id() % 20000).to_string()
+}
+
+/// Runs `argv` as [`stranger`] (setpriv, no groups, no capabilities); returns (success, stderr).
+fn as_stranger(argv: &[&str]) -> (bool, String) {
+    let u = stranger();
+    let o = Command::new("setpriv")
+        .args(["--reuid", &u, "--regid", &u, "--clear-groups", "--inh-caps=-all", "--"])
+        // Through a shell: setpriv itself may open its program before it drops privileges.
+        .args(["/bin/sh", "-c", "exec \"$@\"", "sh"])
+        .args(argv)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if e.file_name() == name {
+            return Some(p);
+        }
+        if e.file_type().ok()?.is_dir() {
+            if let Some(f) = find(&p, name) {
+                return Some(f);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn the_store_is_closed_to_other_host_users() {
+    require_root!();
+    require_tool!("setpriv");
+    let (b, dir) = with_busybox("perm-store");
+    // The data root sits in /tmp (0755 parents): only berth's own modes keep a user out.
+    assert_eq!(mode(b.root.path().parent().unwrap()) & 0o005, 0o005);
+    // A layer with a setuid-root program and a world-writable node of a host block device.
+    let lay = dir.path().join("lay");
+    std::fs::create_dir(&lay).unwrap();
+    std::fs::copy("/bin/busybox", lay.join("suid")).unwrap();
+    std::fs::set_permissions(lay.join("suid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let st = Command::new("mknod")
+        .arg(lay.join("disk"))
+        .args(["b", "7", "0"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::set_permissions(lay.join("disk"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let tar = dir.path().join("lay.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&lay)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    b.ok(&["import", tar.to_str().unwrap(), "hostile:1"]);
+    let id = b
+        .ok(&[
+            "run",
+            "-d",
+            "-e",
+            "SECRET=hunter2",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo logged; sleep 60",
+        ])
+        .trim()
+        .to_string();
+    let root = b.root.path();
+    let suid = find(&root.join("snapshots"), "suid").expect("the setuid file in a snapshot");
+    let disk = find(&root.join("snapshots"), "disk").expect("the device node in a snapshot");
+    let c = root.join("containers").join(&id);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(c.join("json.log"))
+        .unwrap_or_default()
+        .is_empty()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    assert_eq!(mode(root), 0o700);
+    for d in ["snapshots", "containers", "content", "volumes"] {
+        assert_eq!(mode(&root.join(d)), 0o700, "{d}");
+    }
+    assert_eq!(mode(&c), 0o700);
+    assert_eq!(mode(&c.join("config.json")), 0o600);
+    assert_eq!(mode(&c.join("state.json")), 0o600);
+    assert_eq!(mode(&c.join("json.log")), 0o640);
+    assert_eq!(mode(&root.join("berth.db")), 0o600);
+
+    let (ran, err) = as_stranger(&[suid.to_str().unwrap(), "id", "-u"]);
+    assert!(
+        !ran && err.contains("Permission denied"),
+        "the setuid file {} ran: {err}",
+        suid.display()
+    );
+    for f in [
+        &disk,
+        &c.join("config.json"),
+        &c.join("json.log"),
+        &root.join("berth.db"),
+    ] {
+        let (read, err) = as_stranger(&["cat", f.to_str().unwrap()]);
+        assert!(
+            !read && err.contains("Permission denied"),
+            "{} was readable: {err}",
+            f.display()
+        );
+    }
+    let (listed, _) = as_stranger(&["ls", root.join("snapshots").to_str().unwrap()]);
+    assert!(!listed);
+
+    // A store made before the model is repaired when berth next opens it.
+    b.ok(&["rm", "-f", &id]);
+    for d in [root, &root.join("snapshots"), &root.join("containers")] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(root.join("berth.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    b.ok(&["ps", "-a"]);
+    assert_eq!(mode(root), 0o700);
+    assert_eq!(mode(&root.join("snapshots")), 0o700);
+    assert_eq!(mode(&root.join("berth.db")), 0o600);
+    let (ran, _) = as_stranger(&[suid.to_str().unwrap(), "id", "-u"]);
+    assert!(!ran);
+}
+
+/// Lists a tar's entries (`tar tf`).
+fn tar_list(data: &[u8]) -> Vec<String> {
+    let mut ar = tar::Archive::new(data);
+    ar.entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn cp_streams_tars_with_dash_and_never_writes_through_container_symlinks() {
+    require_root!();
+    let (b, dir) = with_busybox("cp-dash");
+    let host = TempDir::new("cp-dash-host");
+    let victim = host.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    let id = b
+        .ok(&[
+            "run",
+            "-d",
+            "--hostname",
+            "boxname",
+            "bb:1",
+            "sh",
+            "-c",
+            &format!(
+                "mkdir -p /x/sub && echo a > /x/a && echo b > /x/sub/b && ln -s {} /dirlink && sleep 60",
+                victim.display()
+            ),
+        ])
+        .trim()
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+
+    // `-` as destination: a tar on stdout, and no host file named `-`.
+    let o = b
+        .cmd(&["cp", &format!("{id}:/etc/hostname"), "-"])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(tar_list(&o.stdout), ["hostname"]);
+    let mut ar = tar::Archive::new(o.stdout.as_slice());
+    let mut e = ar.entries().unwrap().next().unwrap().unwrap();
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+    // The container's view (its bind-mounted /etc/hostname), not the rootfs's empty file.
+    assert_eq!(s, "boxname\n");
+    assert!(!work.join("-").exists());
+    let o = b
+        .cmd(&["cp", &format!("{id}:/dirlink"), "-"])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(tar_list(&o.stdout), ["dirlink"]);
+    let o = b
+        .cmd(&["cp", &format!("{id}:/x/."), "-"])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    let mut names = tar_list(&o.stdout);
+    names.sort();
+    assert_eq!(names, [".", "a", "sub", "sub/b"]);
+    assert!(!work.join("-").exists(), "a host file named - was made");
+    assert!(std::fs::read_dir(&victim).unwrap().next().is_none());
+
+    // A symlink copied out is a symlink on the host; a later copy to that path replaces it
+    // instead of writing into the directory the container chose.
+    let out = work.join("out");
+    b.ok(&["cp", &format!("{id}:/dirlink"), out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_link(&out).unwrap(), victim);
+    b.fails(&["cp", &format!("{id}:/x"), out.to_str().unwrap()]);
+    b.ok(&["cp", &format!("{id}:/x/a"), out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "a\n");
+    assert!(
+        std::fs::read_dir(&victim).unwrap().next().is_none(),
+        "wrote into the victim directory"
+    );
+
+    // Docker's destination rules: into an existing directory, as a new name, or contents.
+    let d = work.join("d");
+    std::fs::create_dir(&d).unwrap();
+    b.ok(&["cp", &format!("{id}:/x"), d.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(d.join("x/sub/b")).unwrap(), "b\n");
+    b.ok(&["cp", &format!("{id}:/x/."), d.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(d.join("sub/b")).unwrap(), "b\n");
+    b.ok(&["cp", &format!("{id}:/x"), work.join("renamed").to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(work.join("renamed/a")).unwrap(), "a\n");
+
+    // `-` as source: a tar from stdin, unpacked into a directory of the container.
+    let src = work.join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("in.txt"), "from stdin\n").unwrap();
+    let tarball = Command::new("tar")
+        .arg("-C")
+        .arg(&src)
+        .args(["-cf", "-", "in.txt"])
+        .output()
+        .unwrap()
+        .stdout;
+    let mut child = b
+        .cmd(&["cp", "-", &format!("{id}:/tmp")])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &tarball).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(b.ok(&["exec", &id, "cat", "/tmp/in.txt"]), "from stdin\n");
+    let e = b.fails(&["cp", "-", &format!("{id}:/x/a")]);
+    assert!(e.contains("not a directory"), "{e}");
+    b.ok(&["rm", "-f", &id]);
+}
+
+#[test]
+fn export_writes_paths_longer_than_path_max() {
+    require_root!();
+    let (b, dir) = with_busybox("export-deep");
+    // 40 levels of 100-byte names: a 4 KiB path, made by cd-ing down one level at a time.
+    let seg = "d".repeat(100);
+    let script = format!("cd /tmp && for i in $(seq 40); do mkdir {seg} && cd {seg}; done && echo deep > leaf");
+    let id = b.ok(&["create", "bb:1", "sh", "-c", &script]).trim().to_string();
+    b.ok(&["start", "-a", &id]);
+    let out = dir.path().join("export.tar");
+    b.ok(&["export", "-o", out.to_str().unwrap(), &id]);
+    let data = std::fs::read(&out).unwrap();
+    let names = tar_list(&data);
+    let leaf = names
+        .iter()
+        .find(|n| n.ends_with("/leaf"))
+        .expect("the deep file exported");
+    assert!(leaf.len() > 4025, "{}", leaf.len());
+    assert!(names.iter().any(|n| n == "bin/busybox"));
+    b.ok(&["rm", &id]);
+}
