@@ -9,6 +9,8 @@ use std::io::{Read, Write};
 use berth_oci::{Digest, Platform, Reference};
 use serde_json::{json, Value};
 
+use sha2::{Digest as _, Sha256};
+
 use crate::error::{io_err, ImageError, Result};
 use crate::model::{self, Descriptor, ImageConfig, Index, Manifest};
 use crate::store::{now, Image, ImageStore, NewImage};
@@ -42,6 +44,20 @@ fn append_dir(b: &mut tar::Builder<&mut dyn Write>, path: &str) -> Result<()> {
         .map_err(|e| ImageError::Invalid(format!("writing archive entry {path}: {e}")))
 }
 
+/// A reader that hashes what passes through it.
+struct Verify<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for Verify<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// Writes the images `names` (references or ids) to `out`.
 pub fn save(store: &ImageStore, names: &[String], format: Format, out: &mut dyn Write) -> Result<()> {
     let mut images: Vec<(Image, Vec<Reference>)> = Vec::new();
@@ -73,9 +89,21 @@ pub fn save(store: &ImageStore, names: &[String], format: Format, out: &mut dyn 
             if !written.insert(d.clone()) {
                 continue;
             }
-            let mut f = store.content.open_blob(&d)?;
+            let f = store.content.open_blob(&d)?;
             let size = f.metadata().map_err(io_err("reading", store.content.path(&d)))?.len();
-            append(&mut b, &format!("blobs/sha256/{}", d.hex()), &mut f, size)?;
+            // Hashed as it is written: a blob that no longer matches its digest (a corrupted
+            // store) fails the save, naming it, rather than reaching the archive as good.
+            let mut v = Verify {
+                inner: std::io::Read::take(f, size),
+                hasher: Sha256::new(),
+            };
+            append(&mut b, &format!("blobs/sha256/{}", d.hex()), &mut v, size)?;
+            let got = Digest::sha256_from_bytes(&v.hasher.finalize().into());
+            if got != d {
+                return Err(ImageError::Invalid(format!(
+                    "blob {d} in the content store is corrupt (its content hashes to {got}): not saving it; pull or load the image again"
+                )));
+            }
         }
         let mtype = m.media_type.clone().unwrap_or_else(|| img.row.media_type.clone());
         if refs.is_empty() {

@@ -286,3 +286,30 @@ fn export_writes_paths_longer_than_path_max() {
     assert!(names.iter().any(|n| n == "bin/busybox"));
     b.ok(&["rm", &id]);
 }
+
+#[test]
+fn save_of_a_corrupted_store_fails_naming_the_blob() {
+    require_root!();
+    let (b, dir) = with_busybox("save-corrupt");
+    let good = dir.path().join("good.tar");
+    b.ok(&["save", "-o", good.to_str().unwrap(), "bb:1"]);
+    // Flip a byte in the largest blob (the layer).
+    let blobs = b.root.path().join("content/blobs/sha256");
+    let (blob, _) = std::fs::read_dir(&blobs)
+        .unwrap()
+        .flatten()
+        .map(|e| (e.path(), e.metadata().unwrap().len()))
+        .max_by_key(|(_, n)| *n)
+        .unwrap();
+    let mut data = std::fs::read(&blob).unwrap();
+    data[100] ^= 0xff;
+    std::fs::write(&blob, &data).unwrap();
+    let out = dir.path().join("bad.tar");
+    let e = b.fails(&["save", "-o", out.to_str().unwrap(), "bb:1"]);
+    let hex = blob.file_name().unwrap().to_str().unwrap();
+    assert!(e.contains(hex) && e.contains("corrupt"), "{e}");
+    assert!(!out.exists(), "a save that failed left its file");
+    // To stdout: the error, and a failing exit code.
+    let o = b.cmd(&["save", "bb:1"]).stdout(Stdio::piped()).output().unwrap();
+    assert!(!o.status.success());
+}
