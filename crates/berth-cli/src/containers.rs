@@ -119,7 +119,7 @@ pub struct CreateArgs {
     pub memory_swap: Option<String>,
     /// Number of CPUs.
     #[arg(long)]
-    pub cpus: Option<f64>,
+    pub cpus: Option<String>,
     /// CPU shares (relative weight).
     #[arg(short = 'c', long)]
     pub cpu_shares: Option<u64>,
@@ -411,7 +411,11 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
                 .map_err(|e| usage(format!("invalid argument \"{m}\" for \"--memory-swap\" flag: {e}")))?,
             None => 0,
         },
-        cpus: a.cpus.unwrap_or(0.0),
+        cpus: match &a.cpus {
+            Some(c) => berth_engine::spec::parse_cpus(c)
+                .map_err(|e| usage(format!("invalid argument \"{c}\" for \"--cpus\" flag: {e}")))?,
+            None => 0.0,
+        },
         cpu_shares: a.cpu_shares.unwrap_or(0),
         cpuset_cpus: a.cpuset_cpus.clone().unwrap_or_default(),
         log_driver: a.log_driver.clone(),
@@ -1650,7 +1654,7 @@ pub struct UpdateArgs {
     pub cpu_shares: Option<u64>,
     /// Number of CPUs.
     #[arg(long)]
-    pub cpus: Option<f64>,
+    pub cpus: Option<String>,
     /// CPUs in which to allow execution (0-3, 0,1).
     #[arg(long)]
     pub cpuset_cpus: Option<String>,
@@ -1673,12 +1677,14 @@ pub fn update(root: &Path, a: &UpdateArgs) -> anyhow::Result<()> {
             })
             .transpose()
     };
-    let cpu_quota = match a.cpus {
-        Some(c) if !(0.0..=1024.0).contains(&c) => {
-            return Err(usage(format!("invalid argument \"{c}\" for \"--cpus\" flag")))
+    let cpu_quota = match &a.cpus {
+        Some(c) => {
+            let n = berth_engine::spec::parse_cpus(c)
+                .map_err(|e| usage(format!("invalid argument \"{c}\" for \"--cpus\" flag: {e}")))?;
+            berth_engine::spec::check_cpus(n).map_err(|e| usage(e.to_string()))?;
+            #[allow(clippy::cast_possible_truncation)]
+            Some((n * 100_000.0) as i64)
         }
-        #[allow(clippy::cast_possible_truncation)]
-        Some(c) => Some((c * 100_000.0) as i64),
         None => None,
     };
     let restart = a

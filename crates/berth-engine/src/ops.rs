@@ -587,9 +587,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             o.memory_swap
         },
         cpu_quota: {
-            if o.cpus < 0.0 {
-                return Err(EngineError::Invalid(format!("invalid --cpus {}", o.cpus)));
-            }
+            spec::check_cpus(o.cpus)?;
             #[allow(clippy::cast_possible_truncation)]
             let q = (o.cpus * 100_000.0) as i64;
             q

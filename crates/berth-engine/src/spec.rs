@@ -650,9 +650,68 @@ pub fn parse_size(s: &str) -> Result<i64> {
     berth_oci::units::parse_size(s).ok_or_else(|| EngineError::Invalid(format!("invalid size: '{s}'")))
 }
 
+/// Parses `--cpus` as the docker CLI does (a decimal number, as a rational: `NaN` and
+/// `inf` are not numbers), refusing more precision than nanoseconds of CPU.
+pub fn parse_cpus(s: &str) -> Result<f64> {
+    let t = s.trim();
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if digits.is_empty()
+        || digits == "."
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(EngineError::Invalid(format!(
+            "failed to parse {s} as a rational number"
+        )));
+    }
+    if frac.trim_end_matches('0').len() > 9 {
+        return Err(EngineError::Invalid("value is too precise".into()));
+    }
+    t.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| EngineError::Invalid(format!("failed to parse {s} as a rational number")))
+}
+
+/// Checks a CPU count against the host's, with dockerd's message.
+pub fn check_cpus(cpus: f64) -> Result<()> {
+    let n = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    #[allow(clippy::cast_precision_loss)]
+    let max = n as f64;
+    if cpus.is_nan() || cpus < 0.0 || (cpus > 0.0 && cpus < 0.01) || cpus > max {
+        return Err(EngineError::Invalid(format!(
+            "Range of CPUs is from 0.01 to {max:.2}, as there are only {n} CPUs available"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpus_parse_as_rationals() {
+        assert_eq!(parse_cpus("1.5").unwrap(), 1.5);
+        assert_eq!(parse_cpus("0.000000001").unwrap(), 1e-9);
+        for bad in ["NaN", "nan", "inf", "-inf", "", ".", "1e3", "one"] {
+            let e = parse_cpus(bad).unwrap_err().to_string();
+            assert!(e.contains("as a rational number"), "{bad}: {e}");
+        }
+        assert!(parse_cpus("0.0000000001")
+            .unwrap_err()
+            .to_string()
+            .contains("too precise"));
+        check_cpus(0.0).unwrap();
+        check_cpus(1.0).unwrap();
+        check_cpus(f64::NAN).unwrap_err();
+        check_cpus(-1.0).unwrap_err();
+        assert!(check_cpus(100_000.0)
+            .unwrap_err()
+            .to_string()
+            .starts_with("Range of CPUs is from 0.01 to"));
+    }
 
     #[test]
     fn commands_merge_like_docker() {

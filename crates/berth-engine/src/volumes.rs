@@ -50,6 +50,14 @@ pub fn parse_volume(spec: &str, anon_name: &dyn Fn() -> String) -> Result<MountS
             "invalid mount path: '{dst}' mount path must be absolute"
         )));
     }
+    let root_dest = |kind: &str| {
+        EngineError::Invalid(format!(
+            "invalid volume specification: '{spec}': invalid mount config for type \"{kind}\": invalid specification: destination can't be '/'"
+        ))
+    };
+    if berth_safepath::clean(dst).is_empty() {
+        return Err(root_dest(if src.starts_with('/') { "bind" } else { "volume" }));
+    }
     let read_only = match mode {
         "" | "rw" | "z" | "Z" => false,
         "ro" => true,
@@ -93,6 +101,11 @@ pub fn parse_mount(spec: &str, anon_name: &dyn Fn() -> String) -> Result<MountSp
     if !dst.starts_with('/') {
         return Err(EngineError::Invalid(format!(
             "invalid mount config: target must be absolute: '{spec}'"
+        )));
+    }
+    if berth_safepath::clean(&dst).is_empty() {
+        return Err(EngineError::Invalid(format!(
+            "invalid mount config for type \"{kind}\": invalid specification: destination can't be '/'"
         )));
     }
     match kind.as_str() {

@@ -12,12 +12,20 @@ pub fn parse_size(s: &str) -> Option<i64> {
         Some('t') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
-    let v: f64 = num.parse().ok()?;
-    if v.is_nan() || v < 0.0 || v.is_infinite() {
+    // Digits and a point only: Rust's float syntax also takes `NaN`, `inf` and exponents.
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return None;
     }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
-    Some((v * mul as f64) as i64)
+    let v: f64 = num.parse().ok()?;
+    #[allow(clippy::cast_precision_loss)]
+    let bytes = v * mul as f64;
+    // Past i64 the cast would saturate, and a limit too large to write would read as none.
+    #[allow(clippy::cast_precision_loss)]
+    if !bytes.is_finite() || bytes >= i64::MAX as f64 {
+        return None;
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    Some(bytes as i64)
 }
 
 #[cfg(test)]
@@ -33,5 +41,10 @@ mod tests {
         assert_eq!(parse_size("1.5k"), Some(1536));
         assert_eq!(parse_size("lots"), None);
         assert_eq!(parse_size("-1m"), None);
+        assert_eq!(parse_size("99999999999999999999g"), None);
+        assert_eq!(parse_size("nan"), None);
+        assert_eq!(parse_size("infm"), None);
+        assert_eq!(parse_size("1e3"), None);
+        assert_eq!(parse_size("m"), None);
     }
 }

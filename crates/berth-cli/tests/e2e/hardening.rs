@@ -313,3 +313,37 @@ fn save_of_a_corrupted_store_fails_naming_the_blob() {
     let o = b.cmd(&["save", "bb:1"]).stdout(Stdio::piped()).output().unwrap();
     assert!(!o.status.success());
 }
+
+#[test]
+fn bad_limits_and_a_root_destination_are_refused_with_nothing_made() {
+    require_root!();
+    let (b, dir) = with_busybox("bad-input");
+    let host = dir.path().to_str().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (&["-v", &format!("{host}:/")], "destination can't be '/'"),
+        (&["-v", "vol:/"], "destination can't be '/'"),
+        (
+            &["--mount", &format!("type=bind,src={host},dst=/")],
+            "destination can't be '/'",
+        ),
+        (
+            &["--memory", "99999999999999999999g"],
+            "invalid argument \"99999999999999999999g\" for \"-m, --memory\" flag",
+        ),
+        (&["--cpus", "NaN"], "failed to parse NaN as a rational number"),
+        (&["--cpus", "100000"], "Range of CPUs is from 0.01 to"),
+    ];
+    for (flags, want) in cases {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["bb:1", "true"]);
+        let o = b.out(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(125), "{flags:?}: {err}");
+        assert!(err.contains(want), "{flags:?}: {err}");
+    }
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert_eq!(b.ok(&["volume", "ls", "-q"]), "");
+    let e = b.fails(&["update", "--cpus", "NaN", "x"]);
+    assert!(e.contains("failed to parse NaN"), "{e}");
+}
