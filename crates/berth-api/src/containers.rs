@@ -437,9 +437,13 @@ pub async fn list(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
         .with_images(move |e, s| {
             let mut out = Vec::new();
             for r in e.all()? {
-                let st = e.state(&r.id);
-                let state = if st.running() && berth_engine::ops::is_paused(e, &r.id) { "paused".to_string() } else { st.status.clone() };
-                if !all && !st.running() && !filters.contains_key("status") {
+                let mut st = e.state(&r.id);
+                if st.running() && berth_engine::ops::is_paused(e, &r.id) {
+                    st.status = "paused".into();
+                }
+                let state = st.status.clone();
+                let listed = matches!(state.as_str(), "running" | "paused" | "restarting");
+                if !all && !listed && !filters.contains_key("status") {
                     continue;
                 }
                 // Docker: every label filter must match; the values of other keys are

@@ -245,7 +245,7 @@ pub async fn events(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response
                 of_container || (e.kind == "image" && (e.id.starts_with(i.as_str()) || name == i))
             });
         (types.is_empty() || types.contains(&e.kind))
-            && (actions.is_empty() || actions.contains(&e.action))
+            && action_matches(&actions, &e.action)
             && of("container", &containers)
             && of("network", &networks)
             && of("volume", &volumes)
@@ -293,6 +293,24 @@ pub async fn events(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response
         }
     });
     Ok(crate::streamed(body, HeaderValue::from_static("application/json")))
+}
+
+/// dockerd's `event` filter: exact, except that when it names `health_status`, `exec_create`
+/// or `exec_start` (actions that carry a detail after a colon) every value matches as a prefix.
+fn action_matches(wanted: &[String], action: &str) -> bool {
+    if wanted.is_empty() {
+        return true;
+    }
+    let fuzzy = wanted
+        .iter()
+        .any(|w| matches!(w.as_str(), "health_status" | "exec_create" | "exec_start"));
+    wanted.iter().any(|w| {
+        if fuzzy {
+            action.starts_with(w.as_str())
+        } else {
+            w == action
+        }
+    })
 }
 
 /// Every value of a repeated query parameter (`names=a&names=b`).

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::OFlag;
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 
-use crate::store::{Engine, State, ZERO_TIME};
+use crate::store::{Engine, Record, State, ZERO_TIME};
 use crate::{attach, ops};
 use crate::{EngineError, Result};
 
@@ -307,11 +307,13 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
         }
         shed_memory();
         let mut probes = checker.as_mut().map(|c| Probes {
+            reported: c.health.status.clone(),
             checker: c,
             runtime: rt.clone(),
             id: rec.id.clone(),
             devnull: &devnull,
             dir: dir.clone(),
+            rec: &rec,
         });
         let mut io = Io {
             outputs,
@@ -455,12 +457,24 @@ struct Probes<'a> {
     id: String,
     devnull: &'a OwnedFd,
     dir: std::path::PathBuf,
+    rec: &'a Record,
+    /// The health status last announced (`health_status: ...` events go out on changes).
+    reported: String,
 }
 
 impl Probes<'_> {
-    fn save(&self, st: &mut State) {
+    fn save(&mut self, st: &mut State) {
         st.health = Some(self.checker.health.clone());
         let _ = crate::store::write_state(&self.dir, st);
+        let now = &self.checker.health.status;
+        if *now != self.reported && now != "starting" {
+            self.reported.clone_from(now);
+            // The database is open only for this (the idle monitor keeps it closed).
+            let root = self.dir.parent().and_then(Path::parent);
+            if let Some(eng) = root.and_then(|r| Engine::open(r).ok()) {
+                crate::events::container(&eng, self.rec, &format!("health_status: {now}"), &[]);
+            }
+        }
     }
 }
 

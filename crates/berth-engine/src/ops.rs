@@ -494,7 +494,15 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             }
         }
     };
-    let hostname = o.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    // Docker: a container on the host's network is named as the host, unless told otherwise.
+    let hostname = match o.hostname.clone().filter(|h| !h.is_empty()) {
+        Some(h) => h,
+        None if network == "host" => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| id[..12].to_string()),
+        None => id[..12].to_string(),
+    };
     let mut env = spec::merge_env(&str_list(c.get("Env")).unwrap_or_default(), &o.env);
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, spec::DEFAULT_PATH.to_string());

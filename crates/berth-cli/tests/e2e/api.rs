@@ -1698,3 +1698,110 @@ fn docker_cli_ports_memory_follow_attach_and_connect() {
     d.ok(&["rm", "-f", "web", "lf", "at", "peer", "joiner"]);
     d.ok(&["network", "rm", &net]);
 }
+
+#[test]
+fn docker_cli_sees_paused_status_host_names_health_events_and_one_shot_stats() {
+    require_root!();
+    require_tool!("docker");
+    let (b, _img) = with_busybox("api-behave");
+    let d = Daemon::start(&b, TempDir::new("api-behave-sock"));
+    let since = now_secs();
+    // A paused container reads as Docker shows it.
+    d.ok(&["run", "-d", "--name", "pz", "bb:1", "sleep", "300"]);
+    d.ok(&["pause", "pz"]);
+    let st = d.ok(&["ps", "--filter", "name=pz", "--format", "{{.Status}}|{{.State}}"]);
+    assert!(
+        st.starts_with("Up ") && st.trim_end().ends_with("(Paused)|paused"),
+        "{st}"
+    );
+    d.ok(&["unpause", "pz"]);
+
+    // On the host's network the container is named as the host.
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    assert_eq!(
+        d.ok(&["run", "--rm", "--network", "host", "bb:1", "hostname"]).trim(),
+        host
+    );
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "--hostname",
+            "mine",
+            "bb:1",
+            "hostname"
+        ])
+        .trim(),
+        "mine"
+    );
+
+    // Health changes are events, and `event=health_status` matches them.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "good",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "1s",
+        "bb:1",
+        "sleep",
+        "300",
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "bad",
+        "--health-cmd",
+        "false",
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "1",
+        "bb:1",
+        "sleep",
+        "300",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let h = d.ok(&["inspect", "-f", "{{.State.Health.Status}}", "good", "bad"]);
+        if h == "healthy\nunhealthy\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{h}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // `--until` in the future: the events so far, then the stream ends (at that time).
+    let t0 = Instant::now();
+    let until = (now_secs() + 2).to_string();
+    let ev = d.ok(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &until,
+        "--filter",
+        "event=health_status",
+        "--format",
+        "{{.Actor.Attributes.name}} {{.Action}}",
+    ]);
+    assert!(t0.elapsed() < Duration::from_secs(15), "events did not end");
+    assert!(ev.contains("good health_status: healthy"), "{ev}");
+    assert!(ev.contains("bad health_status: unhealthy"), "{ev}");
+    assert!(ev.lines().all(|l| l.contains("health_status: ")), "{ev}");
+
+    // `stream=False` (docker-py's `stats(stream=False)`) is one reading, not a stream.
+    let t0 = Instant::now();
+    let out = exchange(&d.sock, "GET", "/v1.45/containers/pz/stats?stream=False", "", b"");
+    assert!(t0.elapsed() < Duration::from_secs(10), "stats streamed");
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.contains("\"memory_stats\""),
+        "{text}"
+    );
+    d.ok(&["rm", "-f", "pz", "good", "bad"]);
+}
