@@ -94,7 +94,13 @@ pub fn stage1(chan: &Chan, joins: &[SelfJoin], plan: Plan, time_offsets: Option<
                 .map_err(|e| format!("writing time namespace offsets: {e}"))?;
         }
         match sys::fork().map_err(|e| format!("forking container process: {e}"))? {
-            None => stage2(chan, next, plan.new.contains(CloneFlags::CLONE_NEWNS)),
+            // A mount namespace joined by path gets the rootfs set up in it, as a new one
+            // does (runc's behaviour): the container's mounts and pivot happen there.
+            None => {
+                let mntns = plan.new.contains(CloneFlags::CLONE_NEWNS)
+                    || plan.join.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount);
+                stage2(chan, next, mntns)
+            }
             Some(pid) => {
                 chan.send(&Msg::Pid(pid.as_raw())).map_err(|e| e.to_string())?;
                 Ok(())
@@ -265,8 +271,9 @@ fn init(chan: &Chan, a: &InitArgs<'_>, new_mntns: bool) -> Result<Never, String>
     let first = args.first().ok_or("process.args is empty")?;
     let path = process::lookup(first, &env).map_err(chain)?;
     process::enter_cwd(p.cwd()).map_err(chain)?;
-    process::finalize(p, a.seccomp).map_err(chain)?;
+    // Before the seccomp filter, which need not allow close_range.
     settle_fds(a.preserve_fds)?;
+    process::finalize(p, a.seccomp).map_err(chain)?;
     chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
     // Block until `start` opens the fifo's read end. The fifo is reopened through its
     // /proc/self/fd entry (no directory permission needed after the user change); a root
@@ -335,8 +342,9 @@ fn exec(chan: &Chan, a: &ExecArgs<'_>) -> Result<Never, String> {
     let first = args.first().ok_or("process.args is empty")?;
     let path = process::lookup(first, &env).map_err(chain)?;
     process::enter_cwd(p.cwd()).map_err(chain)?;
-    process::finalize(p, a.seccomp).map_err(chain)?;
+    // Before the seccomp filter, which need not allow close_range.
     settle_fds(a.preserve_fds)?;
+    process::finalize(p, a.seccomp).map_err(chain)?;
     chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
     process::late_seccomp(p, a.seccomp).map_err(chain)?;
     Err(chain(process::exec(&path, &args, &env)))

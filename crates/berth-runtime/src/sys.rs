@@ -14,9 +14,18 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     if rc == 0 {
         return Ok(());
     }
-    // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: walk /proc/self/fd instead.
-    let dir = std::fs::read_dir("/proc/self/fd")?;
-    let fds: Vec<RawFd> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: walk /proc/self/fd instead, or, where
+    // /proc is not ours or not there (a joined mount namespace, a chroot), every number up
+    // to the descriptor limit.
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
+        Err(_) => {
+            let (soft, _) =
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
+            let top = RawFd::try_from(soft.min(1 << 20)).unwrap_or(RawFd::MAX);
+            (0..top).collect()
+        }
+    };
     for fd in fds {
         if fd >= first as RawFd {
             // SAFETY: fcntl F_SETFD on a possibly closed descriptor only returns EBADF.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use berth_testutil::{require_root, Bundle};
+use berth_testutil::{require_root, require_tool, Bundle};
 use serde_json::json;
 
 use crate::{eqnice, Rt};
@@ -797,6 +797,64 @@ fn joins_namespaces_by_path() {
     assert_ne!(code, 0);
     assert!(err.contains("network") || err.contains("namespace"), "{err}");
     rt.ok(&["delete", "--force", &first]);
+}
+
+#[test]
+fn joins_a_mount_namespace_by_path_and_sets_the_rootfs_up_in_it() {
+    require_root!();
+    require_tool!("unshare");
+    let rt = Rt::new("nsmnt");
+    // A holder of new mount, uts, ipc and network namespaces, as runtime-tools'
+    // linux_ns_path makes one.
+    let mut holder = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--uts",
+            "--ipc",
+            "--net",
+            "sleep",
+            "1000",
+        ])
+        .spawn()
+        .unwrap();
+    let pid = holder.id();
+    let ns = |t: &str| std::fs::read_link(format!("/proc/{pid}/ns/{t}")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ns("mnt") == std::fs::read_link("/proc/self/ns/mnt").unwrap() {
+        assert!(std::time::Instant::now() < deadline, "the holder never unshared");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut b = sh(
+        "nsmnt",
+        "for t in mnt uts ipc net; do readlink /proc/self/ns/$t; done; grep -c ' /proc ' /proc/self/mountinfo",
+    );
+    b.config["linux"]["namespaces"] = json!([
+        {"type": "pid"},
+        {"type": "mount", "path": format!("/proc/{pid}/ns/mnt")},
+        {"type": "uts", "path": format!("/proc/{pid}/ns/uts")},
+        {"type": "ipc", "path": format!("/proc/{pid}/ns/ipc")},
+        {"type": "network", "path": format!("/proc/{pid}/ns/net")},
+    ]);
+    b.write();
+    let (code, out, err) = rt.run(b.path());
+    let want: Vec<String> = ["mnt", "uts", "ipc", "net"].iter().map(|t| ns_of(pid, t)).collect();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    for (i, w) in want.iter().enumerate() {
+        eqnice!(lines[i], w.as_str());
+    }
+    // /proc is mounted in the container (the rootfs was prepared in the joined namespace).
+    eqnice!(lines[4], "1");
+}
+
+fn ns_of(pid: u32, t: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{t}"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 #[test]
