@@ -63,6 +63,19 @@ pub fn main(root: &Path, id: &str, wait_attach: bool, ready_fd: Option<i32>) -> 
         Err(_) => return 1,
     }
     let _ = nix::unistd::setsid();
+    // The keeper stays here as the monitor's parent; the monitor carries on in a child.
+    if nix::sys::prctl::set_child_subreaper(true).is_ok() {
+        // SAFETY: still single-threaded; fork is sound.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Parent { child }) => {
+                drop(ready);
+                keep(root, id, child)
+            }
+            Ok(nix::unistd::ForkResult::Child) => {}
+            // No keeper: the monitor runs on, as it did before there was one.
+            Err(_) => {}
+        }
+    }
     let code = match monitor(root, id, wait_attach, ready) {
         Ok(()) => 0,
         Err(e) => {
@@ -329,13 +342,7 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
         drop(stdin);
         drop(log);
         let eng = Engine::open(root)?;
-        let oom = rt.oom_kills(&rec.id, &dir) > 0;
-        let _ = rt.delete(&rec.id, true);
-        ops::unmount_rootfs(&eng, &rec.id);
-        st.exit_code = status;
-        st.oom_killed = oom;
-        st.pid = 0;
-        st.finished_at = berth_image::store::now();
+        ended(&eng, &rt, &rec, &mut st, status);
         let by_user = stopped_flag.exists();
         // The policy as it is now: `update` may have changed it while the container ran.
         let (restart, restart_max) = eng
@@ -363,20 +370,7 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
                 continue;
             }
         }
-        let idle_networks = crate::networks::release(&eng, &rec, st.net.as_ref(), false);
-        st.net = None;
-        st.status = "exited".into();
-        st.monitor_pid = 0;
-        if dir.exists() {
-            eng.save_state(&rec.id, &st)?;
-        }
-        crate::events::container(&eng, &rec, "die", &[("exitCode", st.exit_code.to_string())]);
-        if rec.auto_remove {
-            ops::remove_files_and_volumes(&eng, &rec, true)?;
-            crate::events::container(&eng, &rec, "destroy", &[]);
-        } else {
-            let _ = std::fs::remove_file(dir.join(attach::SOCKET));
-        }
+        let idle_networks = exited(&eng, &rec, &mut st)?;
         // Last, so that a foreground `run --rm` returns once the container is gone.
         hub.finish(status);
         // Then, with no one waiting: the namespace goes, and bridges this container was the
@@ -385,6 +379,119 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
         crate::networks::tear_down_idle(&eng, &idle_networks, NETWORK_LINGER);
         return Ok(());
     }
+}
+
+/// What every end of a run records, whoever reaped the init: its exit code, an OOM kill,
+/// and the runtime state and rootfs mount gone.
+fn ended(eng: &Engine, rt: &crate::runtimes::Rt, rec: &Record, st: &mut State, code: i32) {
+    st.oom_killed = rt.oom_kills(&rec.id, &eng.dir(&rec.id)) > 0;
+    let _ = rt.delete(&rec.id, true);
+    ops::unmount_rootfs(eng, &rec.id);
+    st.exit_code = code;
+    st.pid = 0;
+    st.finished_at = berth_image::store::now();
+}
+
+/// A run over for good (no restart): addresses released, the state `exited`, the `die`
+/// event, and a `--rm` container removed. Returns the networks left idle.
+fn exited(eng: &Engine, rec: &Record, st: &mut State) -> Result<Vec<String>> {
+    let dir = eng.dir(&rec.id);
+    let idle_networks = crate::networks::release(eng, rec, st.net.as_ref(), false);
+    st.net = None;
+    st.status = "exited".into();
+    st.monitor_pid = 0;
+    if dir.exists() {
+        eng.save_state(&rec.id, st)?;
+    }
+    crate::events::container(eng, rec, "die", &[("exitCode", st.exit_code.to_string())]);
+    if rec.auto_remove {
+        ops::remove_files_and_volumes(eng, rec, true)?;
+        crate::events::container(eng, rec, "destroy", &[]);
+    } else {
+        let _ = std::fs::remove_file(dir.join(attach::SOCKET));
+    }
+    Ok(idle_networks)
+}
+
+/// The keeper: the monitor's parent, a child subreaper that only waits. While the monitor
+/// lives, the keeper sleeps in `waitpid` (its memory shed, so it costs a few pages). If the
+/// monitor dies while its container runs (killed, or the OOM killer's choice), the
+/// container's init is reparented to the keeper, which reaps it and records its real exit
+/// code, then finishes the run as the monitor would have (addresses, mounts, `die`, `--rm`).
+/// The container's output has no reader once the monitor is gone, and a restart policy is
+/// not applied to such a run: the keeper only closes it.
+fn keep(root: &Path, id: &str, monitor: nix::unistd::Pid) -> ! {
+    // Nothing the monitor's starter waits on (its stdio, the ready pipe) stays open here.
+    if let Ok(null) = nix::fcntl::open("/dev/null", OFlag::O_RDWR, nix::sys::stat::Mode::empty()) {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto stdio, which this process owns.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    // SAFETY: close_range on plain integers; nothing in this process uses a descriptor
+    // above stdio from here on (Rust-owned ones are never touched again: we _exit).
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    shed_memory();
+    loop {
+        match nix::sys::wait::waitpid(monitor, None) {
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => break,
+            Err(nix::errno::Errno::EINTR) | Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let code = i32::from(adopt(root, id).is_err());
+    // SAFETY: _exit ends the keeper without running destructors of state it shares with
+    // the monitor it was forked from.
+    unsafe { libc::_exit(code) }
+}
+
+/// After the monitor is gone: reaps the container's init if it still runs, and records it.
+fn adopt(root: &Path, id: &str) -> Result<()> {
+    let eng = Engine::open(root)?;
+    let rec = eng.resolve(id)?;
+    let mut st = eng.state(&rec.id);
+    let init = st.pid;
+    // SAFETY: signal 0 only checks that the pid exists.
+    let alive = init > 0 && unsafe { libc::kill(init, 0) } == 0;
+    if !alive || !matches!(st.status.as_str(), "running" | "restarting") {
+        // The monitor finished the run itself (or never started one).
+        return Ok(());
+    }
+    st.monitor_pid = i32::try_from(std::process::id()).unwrap_or(0);
+    eng.save_state(&rec.id, &st)?;
+    let rt = eng.rt(&rec)?;
+    drop(eng);
+    let mut code = None;
+    loop {
+        match nix::sys::wait::waitpid(None, None) {
+            Ok(WaitStatus::Exited(p, c)) if p.as_raw() == init => code = Some(c),
+            Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == init => code = Some(128 + s as i32),
+            Err(nix::errno::Errno::EINTR) => continue,
+            // Probes and exec'd processes the monitor left are reaped on the way.
+            Ok(_) => continue,
+            // No child left: the init was not reparented here (it is someone else's).
+            Err(_) => {}
+        }
+        break;
+    }
+    let code = code.unwrap_or_else(|| {
+        // Not ours to reap: wait for it to go, with an unknown code, as before.
+        if let Some(fd) = crate::health::pidfd_open(init) {
+            let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE);
+        }
+        255
+    });
+    let eng = Engine::open(root)?;
+    let Ok(rec) = eng.resolve(id) else {
+        return Ok(());
+    };
+    let mut st = eng.state(&rec.id);
+    ended(&eng, &rt, &rec, &mut st, code);
+    let idle_networks = exited(&eng, &rec, &mut st)?;
+    crate::networks::remove_netns(&eng, &rec.id);
+    crate::networks::tear_down_idle(&eng, &idle_networks, NETWORK_LINGER);
+    Ok(())
 }
 
 /// Returns memory setup used: the heap's free pages, and the binary's pages that were

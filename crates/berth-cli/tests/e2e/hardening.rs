@@ -347,3 +347,49 @@ fn bad_limits_and_a_root_destination_are_refused_with_nothing_made() {
     let e = b.fails(&["update", "--cpus", "NaN", "x"]);
     assert!(e.contains("failed to parse NaN"), "{e}");
 }
+
+fn state_json(b: &crate::images::Berth, id: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(b.root.path().join("containers").join(id).join("state.json")).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn a_killed_monitor_still_gets_the_real_exit_code_recorded() {
+    require_root!();
+    let (b, _dir) = with_busybox("monitor-killed");
+    let id = b.ok(&["run", "-d", "bb:1", "sh", "-c", "sleep 2; exit 7"]).trim().to_string();
+    let monitor = state_json(&b, &id)["monitor_pid"].as_i64().unwrap();
+    assert!(monitor > 0);
+    let keeper: i32 = std::fs::read_to_string(format!("/proc/{monitor}/stat"))
+        .unwrap()
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // SAFETY: a signal to the monitor this test's container started.
+    assert_eq!(unsafe { libc::kill(i32::try_from(monitor).unwrap(), libc::SIGKILL) }, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let st = b.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", &id]);
+        if st.starts_with("exited") {
+            assert_eq!(st.trim(), "exited 7", "the exit code was lost");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{st}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(b.ok(&["ps", "-a", "--format", "{{.Status}}"]).starts_with("Exited (7)"));
+    // The keeper finished the run and went, and the container starts again normally.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while Path::new(&format!("/proc/{keeper}")).exists() {
+        assert!(std::time::Instant::now() < deadline, "the keeper stayed");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    b.ok(&["start", &id]);
+    assert_eq!(b.ok(&["wait", &id]).trim(), "7");
+    b.ok(&["rm", &id]);
+}
