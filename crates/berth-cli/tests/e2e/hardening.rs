@@ -9,16 +9,34 @@ use berth_testutil::{require_root, require_tool, TempDir};
 
 use crate::containers::with_busybox;
 
-/// A uid no account on this host has: an unprivileged host user made for the test.
-fn stranger() -> String {
-    (40000 + std::process::id() % 20000).to_string()
+/// An unprivileged host account made for the test (`useradd`), removed when dropped.
+struct Stranger(String);
+
+impl Stranger {
+    fn new() -> Stranger {
+        let name = format!("bt{}", std::process::id());
+        let o = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", &name])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "useradd: {}", String::from_utf8_lossy(&o.stderr));
+        Stranger(name)
+    }
 }
 
-/// Runs `argv` as [`stranger`] (setpriv, no groups, no capabilities); returns (success, stderr).
-fn as_stranger(argv: &[&str]) -> (bool, String) {
-    let u = stranger();
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.0).output();
+        let _ = Command::new("groupdel").arg(&self.0).output();
+    }
+}
+
+/// Runs `argv` as `who` (setpriv, no supplementary groups, no capabilities); returns
+/// (success, stderr).
+fn as_stranger(who: &Stranger, argv: &[&str]) -> (bool, String) {
+    let u = &who.0;
     let o = Command::new("setpriv")
-        .args(["--reuid", &u, "--regid", &u, "--clear-groups", "--inh-caps=-all", "--"])
+        .args(["--reuid", u, "--regid", u, "--clear-groups", "--inh-caps=-all", "--"])
         // Through a shell: setpriv itself may open its program before it drops privileges.
         .args(["/bin/sh", "-c", "exec \"$@\"", "sh"])
         .args(argv)
@@ -51,6 +69,8 @@ fn find(dir: &Path, name: &str) -> Option<PathBuf> {
 fn the_store_is_closed_to_other_host_users() {
     require_root!();
     require_tool!("setpriv");
+    require_tool!("useradd");
+    let who = Stranger::new();
     let (b, dir) = with_busybox("perm-store");
     // The data root sits in /tmp (0755 parents): only berth's own modes keep a user out.
     assert_eq!(mode(b.root.path().parent().unwrap()) & 0o005, 0o005);
@@ -113,7 +133,7 @@ fn the_store_is_closed_to_other_host_users() {
     assert_eq!(mode(&c.join("json.log")), 0o640);
     assert_eq!(mode(&root.join("berth.db")), 0o600);
 
-    let (ran, err) = as_stranger(&[suid.to_str().unwrap(), "id", "-u"]);
+    let (ran, err) = as_stranger(&who, &[suid.to_str().unwrap(), "id", "-u"]);
     assert!(
         !ran && err.contains("Permission denied"),
         "the setuid file {} ran: {err}",
@@ -125,14 +145,14 @@ fn the_store_is_closed_to_other_host_users() {
         &c.join("json.log"),
         &root.join("berth.db"),
     ] {
-        let (read, err) = as_stranger(&["cat", f.to_str().unwrap()]);
+        let (read, err) = as_stranger(&who, &["cat", f.to_str().unwrap()]);
         assert!(
             !read && err.contains("Permission denied"),
             "{} was readable: {err}",
             f.display()
         );
     }
-    let (listed, _) = as_stranger(&["ls", root.join("snapshots").to_str().unwrap()]);
+    let (listed, _) = as_stranger(&who, &["ls", root.join("snapshots").to_str().unwrap()]);
     assert!(!listed);
 
     // A store made before the model is repaired when berth next opens it.
@@ -145,7 +165,7 @@ fn the_store_is_closed_to_other_host_users() {
     assert_eq!(mode(root), 0o700);
     assert_eq!(mode(&root.join("snapshots")), 0o700);
     assert_eq!(mode(&root.join("berth.db")), 0o600);
-    let (ran, _) = as_stranger(&[suid.to_str().unwrap(), "id", "-u"]);
+    let (ran, _) = as_stranger(&who, &[suid.to_str().unwrap(), "id", "-u"]);
     assert!(!ran);
 }
 
