@@ -69,7 +69,10 @@ docker run -d --name bt-idle --network none bt-bench:1 sleep 1000 >/dev/null
 cpid=$(docker inspect --format '{{.State.Pid}}' bt-idle)
 shim=$(ps -o ppid= -p "$cpid" | tr -d ' ')
 sleep 1
-echo "idle keeper RSS (KiB): berth monitor $(rss "$mon"), containerd-shim-runc-v2 $(rss "$shim")"
+keeper=$(ps -o ppid= -p "$mon" | tr -d ' ')
+pss() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
+echo "idle keeper RSS (KiB): berth monitor $(rss "$mon") + its keeper $(rss "$keeper") = $(( $(rss "$mon") + $(rss "$keeper") )), containerd-shim-runc-v2 $(rss "$shim")"
+echo "idle keeper PSS (KiB): berth monitor $(pss "$mon") + its keeper $(pss "$keeper"), containerd-shim-runc-v2 $(pss "$shim")"
 if [ "$havepodman" = 1 ]; then
   podman "${pflags[@]}" run --runtime runc -d --name bt-idle --network none --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 bt-bench:1 sleep 1000 >/dev/null
   ppid=$(podman "${pflags[@]}" inspect --format '{{.State.ConmonPid}}' bt-idle)

@@ -44,20 +44,6 @@ fn append_dir(b: &mut tar::Builder<&mut dyn Write>, path: &str) -> Result<()> {
         .map_err(|e| ImageError::Invalid(format!("writing archive entry {path}: {e}")))
 }
 
-/// A reader that hashes what passes through it.
-struct Verify<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for Verify<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 /// Writes the images `names` (references or ids) to `out`.
 pub fn save(store: &ImageStore, names: &[String], format: Format, out: &mut dyn Write) -> Result<()> {
     let mut images: Vec<(Image, Vec<Reference>)> = Vec::new();
@@ -93,7 +79,7 @@ pub fn save(store: &ImageStore, names: &[String], format: Format, out: &mut dyn 
             let size = f.metadata().map_err(io_err("reading", store.content.path(&d)))?.len();
             // Hashed as it is written: a blob that no longer matches its digest (a corrupted
             // store) fails the save, naming it, rather than reaching the archive as good.
-            let mut v = Verify {
+            let mut v = crate::unpack::Hashing {
                 inner: std::io::Read::take(f, size),
                 hasher: Sha256::new(),
             };

@@ -101,9 +101,9 @@ pub fn decompress<'a>(r: impl Read + 'a) -> std::io::Result<Box<dyn Read + 'a>> 
 }
 
 /// A reader that hashes what passes through.
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
+pub(crate) struct Hashing<R> {
+    pub(crate) inner: R,
+    pub(crate) hasher: Sha256,
 }
 
 impl<R: Read> Read for Hashing<R> {
