@@ -299,6 +299,18 @@ fn is_monitor(mut args: impl Iterator<Item = String>) -> bool {
 }
 
 fn main() -> ExitCode {
+    // The container keeper (`berth _keep ROOT ID MONITOR`) runs before anything else, so the
+    // process that only waits touches as little memory as possible.
+    {
+        let mut a = std::env::args_os().skip(1);
+        if a.next().is_some_and(|s| s == "_keep") {
+            if let (Some(root), Some(id), Some(pid)) = (a.next(), a.next(), a.next()) {
+                let pid = pid.to_str().and_then(|p| p.parse().ok()).unwrap_or(0);
+                berth_engine::monitor::keeper(Path::new(&root), &id.to_string_lossy(), pid);
+            }
+            return ExitCode::from(2);
+        }
+    }
     let argv0 = std::env::args_os().next().unwrap_or_default();
     let name = Path::new(&argv0)
         .file_name()

@@ -318,7 +318,7 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
             st.health = Some(c.health.clone());
             let _ = crate::store::write_state(&dir, &st);
         }
-        shed_memory();
+        shed_memory(false);
         let mut probes = checker.as_mut().map(|c| Probes {
             reported: c.health.status.clone(),
             checker: c,
@@ -429,9 +429,25 @@ fn keep(root: &Path, id: &str, monitor: nix::unistd::Pid) -> ! {
         }
     }
     // SAFETY: close_range on plain integers; nothing in this process uses a descriptor
-    // above stdio from here on (Rust-owned ones are never touched again: we _exit).
+    // above stdio from here on (Rust-owned ones are never touched again: we exec or _exit).
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
-    shed_memory();
+    // A fresh image of the binary (`berth _keep`), so the keeper does not hold the heap the
+    // command line's parsing left; the pid, the child and the subreaper flag carry over.
+    let args = [
+        c"berth".to_owned(),
+        c"_keep".to_owned(),
+        std::ffi::CString::new(root.as_os_str().as_encoded_bytes()).unwrap_or_default(),
+        std::ffi::CString::new(id).unwrap_or_default(),
+        std::ffi::CString::new(monitor.as_raw().to_string()).unwrap_or_default(),
+    ];
+    let _ = nix::unistd::execv(c"/proc/self/exe", &args);
+    keeper(root, id, monitor.as_raw())
+}
+
+/// `berth _keep ROOT ID MONITOR_PID`: the keeper's loop (see [`keep`]).
+pub fn keeper(root: &Path, id: &str, monitor: i32) -> ! {
+    let monitor = nix::unistd::Pid::from_raw(monitor);
+    shed_memory(true);
     loop {
         match nix::sys::wait::waitpid(monitor, None) {
             Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => break,
@@ -496,9 +512,10 @@ fn adopt(root: &Path, id: &str) -> Result<()> {
 
 /// Returns memory setup used: the heap's free pages, and the binary's pages that were
 /// only ever read (code, read-only data). Those are dropped from the process (the next use
-/// faults them back from the file, with the kernel's 64 KiB fault-around). A mapping with
-/// any private (written) page, such as relocated data, is left alone.
-fn shed_memory() {
+/// faults them back from the file, with the kernel's 64 KiB fault-around, or page by page
+/// with `random`, for a process that will run little code). A mapping with any private
+/// (written) page, such as relocated data, is left alone.
+fn shed_memory(random: bool) {
     let mut drops: Vec<(usize, usize)> = Vec::new();
     let mut stack: Option<(usize, usize)> = None;
     if let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") {
@@ -534,6 +551,11 @@ fn shed_memory() {
         finish(current.take(), anon, &mut drops);
     }
     for (a, b) in drops.drain(..) {
+        if random {
+            // SAFETY: advice only: later faults on this file mapping read just the page
+            // touched (no 64 KiB fault-around); the mapping's contents are unchanged.
+            unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_RANDOM) };
+        }
         // SAFETY: a private file mapping of this process whose pages are all unmodified file
         // pages: dropping them only unmaps them until the next access, which reads them back
         // from the file.

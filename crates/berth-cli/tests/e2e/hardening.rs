@@ -16,7 +16,14 @@ impl Stranger {
     fn new() -> Stranger {
         let name = format!("bt{}", std::process::id());
         let o = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", &name])
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--user-group",
+                &name,
+            ])
             .output()
             .unwrap();
         assert!(o.status.success(), "useradd: {}", String::from_utf8_lossy(&o.stderr));
@@ -377,7 +384,10 @@ fn state_json(b: &crate::images::Berth, id: &str) -> serde_json::Value {
 fn a_killed_monitor_still_gets_the_real_exit_code_recorded() {
     require_root!();
     let (b, _dir) = with_busybox("monitor-killed");
-    let id = b.ok(&["run", "-d", "bb:1", "sh", "-c", "sleep 2; exit 7"]).trim().to_string();
+    let id = b
+        .ok(&["run", "-d", "bb:1", "sh", "-c", "sleep 2; exit 7"])
+        .trim()
+        .to_string();
     let monitor = state_json(&b, &id)["monitor_pid"].as_i64().unwrap();
     assert!(monitor > 0);
     let keeper: i32 = std::fs::read_to_string(format!("/proc/{monitor}/stat"))
