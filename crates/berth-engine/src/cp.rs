@@ -67,12 +67,111 @@ fn with_root<T>(engine: &Engine, id: &str, f: impl FnOnce(OwnedFd) -> Result<T>)
         }
     }
     ops::mount_rootfs(engine, &r)?;
-    let rootfs = engine.dir(&r.id).join("rootfs");
-    let res = safepath::open_root(&rootfs)
-        .map_err(|e| err("opening", &rootfs.display().to_string(), e))
-        .and_then(f);
+    let dir = engine.dir(&r.id);
+    let res = StoppedView::open(&dir)
+        .map_err(|e| err("opening", &dir.join("rootfs").display().to_string(), e))
+        .and_then(|v| {
+            let root = v.root.try_clone().map_err(|e| err("opening", &r.id, e))?;
+            let out = f(root);
+            drop(v);
+            out
+        });
     ops::unmount_rootfs(engine, &r.id);
     res
+}
+
+/// A stopped container as it would see itself: its mounted rootfs with its bind mounts (the
+/// `/etc` files berth writes, volumes, host binds) on top, made in a private mount namespace
+/// of a helper thread that holds it while the copy runs. Nothing is mounted in the caller's
+/// namespace, and the binds vanish with the thread.
+struct StoppedView {
+    root: OwnedFd,
+    done: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StoppedView {
+    fn open(dir: &Path) -> std::io::Result<StoppedView> {
+        let rootfs = dir.join("rootfs");
+        let spec: serde_json::Value = std::fs::read(dir.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let binds: Vec<(String, String, bool)> = spec["mounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["type"] == "bind")
+            .filter_map(|m| {
+                let ro = m["options"].as_array().is_some_and(|o| o.iter().any(|x| x == "ro"));
+                Some((
+                    m["source"].as_str()?.to_string(),
+                    m["destination"].as_str()?.to_string(),
+                    ro,
+                ))
+            })
+            .collect();
+        let (tx, rx) = std::sync::mpsc::channel::<std::io::Result<OwnedFd>>();
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let made = (|| -> std::io::Result<OwnedFd> {
+                use nix::mount::MsFlags;
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_FS)?;
+                nix::mount::mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )?;
+                let root = safepath::open_root(&rootfs)?;
+                for (src, dst, ro) in &binds {
+                    // Only onto what the rootfs has: nothing is created in it for a copy.
+                    let Ok(target) = safepath::resolve(root.as_fd(), Path::new(dst), false) else {
+                        continue;
+                    };
+                    let at = safepath::proc_fd_path(target.as_fd());
+                    let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+                    if nix::mount::mount(Some(src.as_str()), &at, None::<&str>, bind, None::<&str>).is_err() {
+                        continue;
+                    }
+                    if *ro {
+                        // A read-only bind stays read-only for a copy into it, or is not there.
+                        let target = safepath::resolve(root.as_fd(), Path::new(dst), false)?;
+                        let again = safepath::proc_fd_path(target.as_fd());
+                        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                        if nix::mount::mount(None::<&str>, &again, None::<&str>, flags, None::<&str>).is_err() {
+                            nix::mount::umount2(&again, nix::mount::MntFlags::MNT_DETACH)?;
+                        }
+                    }
+                }
+                Ok(root)
+            })();
+            let failed = made.is_err();
+            let _ = tx.send(made);
+            if !failed {
+                // Hold the namespace until the copy is over (the sender is dropped).
+                let _ = wait.recv();
+            }
+        });
+        let root = rx
+            .recv()
+            .map_err(|_| std::io::Error::other("the mount helper thread ended"))??;
+        Ok(StoppedView {
+            root,
+            done: Some(done),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for StoppedView {
+    fn drop(&mut self) {
+        drop(self.done.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// What `stat` says of a path in the container (the final symlink not followed).

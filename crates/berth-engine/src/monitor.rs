@@ -431,6 +431,10 @@ fn keep(root: &Path, id: &str, monitor: nix::unistd::Pid) -> ! {
     // SAFETY: close_range on plain integers; nothing in this process uses a descriptor
     // above stdio from here on (Rust-owned ones are never touched again: we exec or _exit).
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    // The keeper's work (this exec, and a rare adoption) waits for idle CPU: it must not
+    // slow the container starts it runs beside. Its child, the monitor, keeps its priority.
+    // SAFETY: setpriority on this process with plain integers.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
     // A fresh image of the binary (`berth _keep`), so the keeper does not hold the heap the
     // command line's parsing left; the pid, the child and the subreaper flag carry over.
     let args = [

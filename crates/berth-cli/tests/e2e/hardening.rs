@@ -423,3 +423,46 @@ fn a_killed_monitor_still_gets_the_real_exit_code_recorded() {
     assert_eq!(b.ok(&["wait", &id]).trim(), "7");
     b.ok(&["rm", &id]);
 }
+
+#[test]
+fn cp_of_a_stopped_container_sees_its_binds_and_volumes() {
+    require_root!();
+    let (b, dir) = with_busybox("cp-stopped");
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::write(ro.join("f"), "host data\n").unwrap();
+    let id = b
+        .ok(&[
+            "create",
+            "--hostname",
+            "stoppedbox",
+            "-v",
+            &format!("{}:/data:ro", ro.display()),
+            "-v",
+            "cpvol:/vol",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo kept > /vol/in-volume",
+        ])
+        .trim()
+        .to_string();
+    b.ok(&["start", "-a", &id]);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    for (src, want) in [
+        ("/etc/hostname", "stoppedbox\n"),
+        ("/data/f", "host data\n"),
+        ("/vol/in-volume", "kept\n"),
+    ] {
+        b.ok(&["cp", &format!("{id}:{src}"), out.join("x").to_str().unwrap()]);
+        assert_eq!(std::fs::read_to_string(out.join("x")).unwrap(), want, "{src}");
+    }
+    // A read-only bind stays read-only, and nothing stays mounted on the host.
+    std::fs::write(out.join("new"), "n\n").unwrap();
+    b.fails(&["cp", out.join("new").to_str().unwrap(), &format!("{id}:/data/")]);
+    assert!(!ro.join("new").exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(b.root.path().to_str().unwrap()), "{mounts}");
+    b.ok(&["rm", "-v", &id]);
+}
