@@ -61,10 +61,14 @@ fn live_root(pid: i32) -> Result<OwnedFd> {
 fn with_root<T>(engine: &Engine, id: &str, f: impl FnOnce(OwnedFd) -> Result<T>) -> Result<T> {
     let r = engine.resolve(id)?;
     let st = engine.state(&r.id);
-    if st.running() && st.pid > 0 {
+    if st.running() {
         if let Ok(root) = live_root(st.pid) {
             return f(root);
         }
+        // No pidfd here (a kernel before 5.3): the rootfs mounted for it, without its binds.
+        let rootfs = engine.dir(&r.id).join("rootfs");
+        let root = safepath::open_root(&rootfs).map_err(|e| err("opening", &rootfs.display().to_string(), e))?;
+        return f(root);
     }
     ops::mount_rootfs(engine, &r)?;
     let dir = engine.dir(&r.id);
