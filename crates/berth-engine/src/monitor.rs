@@ -435,6 +435,15 @@ fn keep(root: &Path, id: &str, monitor: nix::unistd::Pid) -> ! {
     // slow the container starts it runs beside. Its child, the monitor, keeps its priority.
     // SAFETY: setpriority on this process with plain integers.
     unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+    // The exec below waits until the monitor has had its start to itself (2 s): starts come
+    // in bursts, and the keeper's housekeeping is not on their path.
+    if let Some(fd) = crate::health::pidfd_open(monitor.as_raw()) {
+        let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(2000u16)).unwrap_or(0) > 0 {
+            // The monitor is done already: no need for a fresh image, nor to shed memory.
+            wait_and_adopt(root, id, monitor)
+        }
+    }
     // A fresh image of the binary (`berth _keep`), so the keeper does not hold the heap the
     // command line's parsing left; the pid, the child and the subreaper flag carry over.
     let args = [
@@ -450,8 +459,11 @@ fn keep(root: &Path, id: &str, monitor: nix::unistd::Pid) -> ! {
 
 /// `berth _keep ROOT ID MONITOR_PID`: the keeper's loop (see [`keep`]).
 pub fn keeper(root: &Path, id: &str, monitor: i32) -> ! {
-    let monitor = nix::unistd::Pid::from_raw(monitor);
     shed_memory(true);
+    wait_and_adopt(root, id, nix::unistd::Pid::from_raw(monitor))
+}
+
+fn wait_and_adopt(root: &Path, id: &str, monitor: nix::unistd::Pid) -> ! {
     loop {
         match nix::sys::wait::waitpid(monitor, None) {
             Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => break,

@@ -390,16 +390,7 @@ fn a_killed_monitor_still_gets_the_real_exit_code_recorded() {
         .to_string();
     let monitor = state_json(&b, &id)["monitor_pid"].as_i64().unwrap();
     assert!(monitor > 0);
-    let keeper: i32 = std::fs::read_to_string(format!("/proc/{monitor}/stat"))
-        .unwrap()
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let keeper = parent_of(monitor);
     // SAFETY: a signal to the monitor this test's container started.
     assert_eq!(unsafe { libc::kill(i32::try_from(monitor).unwrap(), libc::SIGKILL) }, 0);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -422,6 +413,47 @@ fn a_killed_monitor_still_gets_the_real_exit_code_recorded() {
     b.ok(&["start", &id]);
     assert_eq!(b.ok(&["wait", &id]).trim(), "7");
     b.ok(&["rm", &id]);
+
+    // Once the keeper has become `berth _keep` (a fresh image, 2 s after the start), the same.
+    let id = b
+        .ok(&["run", "-d", "bb:1", "sh", "-c", "sleep 5; exit 9"])
+        .trim()
+        .to_string();
+    let monitor = state_json(&b, &id)["monitor_pid"].as_i64().unwrap();
+    let keeper = parent_of(monitor);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    while !std::fs::read_to_string(format!("/proc/{keeper}/cmdline"))
+        .unwrap_or_default()
+        .contains("_keep")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the keeper never became berth _keep"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: a signal to the monitor this test's container started.
+    assert_eq!(unsafe { libc::kill(i32::try_from(monitor).unwrap(), libc::SIGKILL) }, 0);
+    assert_eq!(b.ok(&["wait", &id]).trim(), "9");
+    assert_eq!(
+        b.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", &id])
+            .trim(),
+        "exited 9"
+    );
+    b.ok(&["rm", &id]);
+}
+
+fn parent_of(pid: i64) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap()
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[test]
