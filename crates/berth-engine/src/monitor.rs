@@ -479,6 +479,14 @@ fn wait_and_adopt(root: &Path, id: &str, monitor: nix::unistd::Pid) -> ! {
 
 /// After the monitor is gone: reaps the container's init if it still runs, and records it.
 fn adopt(root: &Path, id: &str) -> Result<()> {
+    // The common case, a monitor that finished its run (or removed its container), is seen
+    // from the state file alone, without opening the database.
+    let recorded: Option<State> = std::fs::read(root.join("containers").join(id).join("state.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if !recorded.is_some_and(|st| matches!(st.status.as_str(), "running" | "restarting") && st.pid > 0) {
+        return Ok(());
+    }
     let eng = Engine::open(root)?;
     let rec = eng.resolve(id)?;
     let mut st = eng.state(&rec.id);
