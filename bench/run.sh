@@ -68,7 +68,7 @@ mon=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['monitor_p
 docker run -d --name bt-idle --network none bt-bench:1 sleep 1000 >/dev/null
 cpid=$(docker inspect --format '{{.State.Pid}}' bt-idle)
 shim=$(ps -o ppid= -p "$cpid" | tr -d ' ')
-sleep 1
+sleep 3  # past the keeper's 2 s (its fresh image)
 keeper=$(ps -o ppid= -p "$mon" | tr -d ' ')
 pss() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
 echo "idle keeper RSS (KiB): berth monitor $(rss "$mon") + its keeper $(rss "$keeper") = $(( $(rss "$mon") + $(rss "$keeper") )), containerd-shim-runc-v2 $(rss "$shim")"
