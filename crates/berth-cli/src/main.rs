@@ -306,7 +306,7 @@ fn main() -> ExitCode {
         if a.next().is_some_and(|s| s == "_keep") {
             if let (Some(root), Some(id), Some(pid)) = (a.next(), a.next(), a.next()) {
                 let pid = pid.to_str().and_then(|p| p.parse().ok()).unwrap_or(0);
-                berth_engine::monitor::keeper(Path::new(&root), &id.to_string_lossy(), pid);
+                berth_engine::keeper::keeper(Path::new(&root), &id.to_string_lossy(), pid);
             }
             return ExitCode::from(2);
         }

@@ -20,6 +20,7 @@ pub mod dns;
 pub mod events;
 pub mod health;
 pub mod inspect;
+pub mod keeper;
 pub mod logs;
 pub mod monitor;
 pub mod networks;
