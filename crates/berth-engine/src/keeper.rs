@@ -63,17 +63,50 @@ pub fn keeper(root: &Path, id: &str, monitor: i32) -> ! {
 }
 
 fn wait_and_adopt(root: &Path, id: &str, monitor: nix::unistd::Pid) -> ! {
-    loop {
+    let clean = loop {
         match nix::sys::wait::waitpid(monitor, None) {
-            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => break,
+            Ok(WaitStatus::Exited(_, code)) => break code == 0,
+            Ok(WaitStatus::Signaled(..)) => break false,
             Err(nix::errno::Errno::EINTR) | Ok(_) => {}
-            Err(_) => break,
+            Err(_) => break true,
         }
+    };
+    let mut code = i32::from(adopt(root, id).is_err());
+    if !clean && half_made(root, id).is_err() {
+        code = 1;
     }
-    let code = i32::from(adopt(root, id).is_err());
     // SAFETY: _exit ends the keeper without running destructors of state it shares with
     // the monitor it was forked from.
     unsafe { libc::_exit(code) }
+}
+
+/// After a monitor that died (or failed) outside a run: a container it was creating or
+/// starting is torn down (the runtime's processes, blocked on the start fifo, are killed
+/// and reaped here, their cgroups and state removed, the rootfs unmounted), so nothing
+/// half-made outlives it. A container that reached `running` was adopted instead.
+fn half_made(root: &Path, id: &str) -> Result<()> {
+    let dir = root.join("containers").join(id);
+    let recorded: Option<State> = std::fs::read(dir.join("state.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if recorded.is_none_or(|st| st.status != "created") {
+        return Ok(());
+    }
+    let eng = Engine::open(root)?;
+    let rec = eng.resolve(id)?;
+    let _ = eng.rt(&rec)?.delete(&rec.id, true);
+    crate::ops::unmount_rootfs(&eng, &rec.id);
+    // The runtime's stage 2 was reparented here when the monitor died: reap it once the
+    // force delete's SIGKILL has landed (bounded: nothing else is waited for).
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < until {
+        match nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(())
 }
 
 /// After the monitor is gone: reaps the container's init if it still runs, and records it.
