@@ -63,16 +63,19 @@ pub fn keeper(root: &Path, id: &str, monitor: i32) -> ! {
 }
 
 fn wait_and_adopt(root: &Path, id: &str, monitor: nix::unistd::Pid) -> ! {
-    let clean = loop {
+    // Only a monitor killed by a signal can leave a run half made: one that returned (even
+    // with an error, such as a second `start` racing the first) cleaned up after itself or
+    // never touched the container.
+    let killed = loop {
         match nix::sys::wait::waitpid(monitor, None) {
-            Ok(WaitStatus::Exited(_, code)) => break code == 0,
-            Ok(WaitStatus::Signaled(..)) => break false,
+            Ok(WaitStatus::Exited(..)) => break false,
+            Ok(WaitStatus::Signaled(..)) => break true,
             Err(nix::errno::Errno::EINTR) | Ok(_) => {}
-            Err(_) => break true,
+            Err(_) => break false,
         }
     };
     let mut code = i32::from(adopt(root, id).is_err());
-    if !clean && half_made(root, id).is_err() {
+    if killed && half_made(root, id).is_err() {
         code = 1;
     }
     // SAFETY: _exit ends the keeper without running destructors of state it shares with
@@ -80,7 +83,7 @@ fn wait_and_adopt(root: &Path, id: &str, monitor: nix::unistd::Pid) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// After a monitor that died (or failed) outside a run: a container it was creating or
+/// After a monitor killed outside a run: a container it was creating or
 /// starting is torn down (the runtime's processes, blocked on the start fifo, are killed
 /// and reaped here, their cgroups and state removed, the rootfs unmounted), so nothing
 /// half-made outlives it. A container that reached `running` was adopted instead.
