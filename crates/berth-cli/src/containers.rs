@@ -937,7 +937,8 @@ fn unix_nanos(s: &str) -> Option<u128> {
 
 /// `42m`, `10s`, `3h` ago as unix seconds.
 fn relative_secs(s: &str) -> Option<u64> {
-    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
+    // The unit is the last character, which need not be one byte (`5€`).
+    let (n, unit) = s.split_at(s.char_indices().last()?.0);
     let n: u64 = n.parse().ok()?;
     let mul = match unit {
         "s" => 1,

@@ -735,18 +735,15 @@ pub fn image_matches(
     })
 }
 
-/// Shell-style glob with `*` and `?` (Docker's `path.Match` for reference filters).
+/// Docker's `path.Match` for reference filters: `*`, `?` and classes within a `/`-separated
+/// segment, never across one. Segment by segment with the builder's linear matcher, so a
+/// pattern of many `*` answers at once (a backtracking matcher is exponential in them).
 pub fn glob(pat: &str, s: &str) -> bool {
-    fn go(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && go(p, &s[1..])),
-            (Some(b'?'), Some(c)) if *c != b'/' => go(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
-            _ => false,
-        }
-    }
-    go(pat.as_bytes(), s.as_bytes())
+    let (p, t): (Vec<&str>, Vec<&str>) = (pat.split('/').collect(), s.split('/').collect());
+    p.len() == t.len()
+        && p.iter()
+            .zip(&t)
+            .all(|(p, t)| berth_build::ignore::fnmatch(p.as_bytes(), t.as_bytes()))
 }
 
 /// One step of an image's history, newest first (`docker history`).
@@ -842,5 +839,20 @@ mod tests {
             vec![vec!["root", "11", "1", "0", "08:00", "?", "00:00:00", "sh -c x y"]]
         );
         super::parse_ps("USER COMMAND\nroot sh\n", &[1]).unwrap_err();
+    }
+
+    #[test]
+    fn reference_globs_match_per_segment_and_in_linear_time() {
+        use super::glob;
+        assert!(glob("bb*", "bb:1"));
+        assert!(glob("library/*", "library/busybox"));
+        assert!(!glob("*", "library/busybox"), "* never crosses /");
+        assert!(glob("*/*", "library/busybox"));
+        assert!(glob("b?:[0-9]", "bb:1"));
+        assert!(!glob("bb", "bb:1"));
+        // 60 stars against a long name that does not match: a backtracking matcher would
+        // not finish this before the heat death of the machine.
+        let pat = format!("{}x", "*".repeat(60));
+        assert!(!glob(&pat, &"a".repeat(200)));
     }
 }

@@ -159,6 +159,23 @@ pub fn since(rfc3339: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn non_ascii_input_is_refused_not_a_panic() {
+        for bad in [
+            "5€",
+            "€",
+            "2026-12-06T10:00:00€",
+            "2026-12-06T10:00:00.5€Z",
+            "1h€",
+            "€1s",
+            "2026-€-06T10:00:00Z",
+        ] {
+            assert_eq!(super::parse_rfc3339_nanos(bad), None, "{bad}");
+            assert_eq!(super::parse_rfc3339(bad), None, "{bad}");
+            assert_eq!(super::parse_go_duration(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -373,6 +373,17 @@ fn bad_limits_and_a_root_destination_are_refused_with_nothing_made() {
     assert_eq!(b.ok(&["volume", "ls", "-q"]), "");
     let e = b.fails(&["update", "--cpus", "NaN", "x"]);
     assert!(e.contains("failed to parse NaN"), "{e}");
+    // A multi-byte unit is an error, not a panic.
+    let id = b.ok(&["create", "bb:1", "true"]).trim().to_string();
+    for flag in ["--since", "--until"] {
+        let o = b.out(&["logs", flag, "5€", &id]);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.code().is_some_and(|c| c != 101) && e.contains("invalid time: 5€"),
+            "{flag}: {e}"
+        );
+    }
+    b.ok(&["rm", &id]);
 }
 
 fn state_json(b: &crate::images::Berth, id: &str) -> serde_json::Value {
