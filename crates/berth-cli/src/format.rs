@@ -1,7 +1,9 @@
 //! Output helpers shared by the docker-style commands: Go-template `--format` (the subset
 //! people use: `{{.Field.Sub}}`, `{{json .X}}`, `{{index .X 0}}`, `{{join .X ","}}`,
-//! `{{len .X}}`, `{{upper .X}}`, `{{lower .X}}`, and a `table` prefix), column tables, and
-//! Docker's human units for sizes and durations.
+//! `{{len .X}}`, `{{upper .X}}`, `{{lower .X}}`, `{{println ...}}`, the blocks
+//! `{{range}}`, `{{if}}`/`{{else if}}`/`{{else}}` and `{{with}}` closed by `{{end}}`,
+//! `{{-`/`-}}` trimming, and a `table` prefix), column tables, and Docker's human units for
+//! sizes and durations.
 
 use serde_json::Value;
 
@@ -9,11 +11,23 @@ use serde_json::Value;
 #[derive(Debug, Clone)]
 pub struct Template {
     table: bool,
-    parts: Vec<Part>,
+    nodes: Vec<Node>,
 }
 
+/// A piece of a template: text, an action printing a pipeline, or a block (`if`, `range`,
+/// `with`) with its `else` branch.
 #[derive(Debug, Clone)]
-enum Part {
+enum Node {
+    Text(String),
+    Action(Vec<String>),
+    /// `if`/`else if` conditions with their bodies, then the `else` body.
+    If(Vec<(Vec<String>, Vec<Node>)>, Vec<Node>),
+    Range(Vec<String>, Vec<Node>, Vec<Node>),
+    With(Vec<String>, Vec<Node>, Vec<Node>),
+}
+
+/// A lexed piece before blocks are built.
+enum Tok {
     Text(String),
     Action(Vec<String>),
 }
@@ -26,24 +40,41 @@ impl Template {
             _ => (false, src),
         };
         let body = body.replace("\\t", "\t").replace("\\n", "\n");
-        let mut parts = Vec::new();
+        let mut toks = Vec::new();
         let mut rest = body.as_str();
+        let mut trim_next = false;
         while let Some(i) = rest.find("{{") {
-            if i > 0 {
-                parts.push(Part::Text(rest[..i].to_string()));
-            }
             let after = &rest[i + 2..];
             let j = after
                 .find("}}")
                 .ok_or_else(|| anyhow::anyhow!("template: unclosed action at offset {}", src.len() - rest.len() + i))?;
-            let inner = after[..j].trim().trim_start_matches('-').trim_end_matches('-').trim();
-            parts.push(Part::Action(split_words(inner)));
+            let raw = &after[..j];
+            // `{{- ` trims the whitespace before the action, ` -}}` the whitespace after it.
+            let mut text = &rest[..i];
+            if trim_next {
+                text = text.trim_start();
+            }
+            if raw.starts_with("- ") || raw == "-" {
+                text = text.trim_end();
+            }
+            if !text.is_empty() {
+                toks.push(Tok::Text(text.to_string()));
+            }
+            trim_next = raw.ends_with(" -") || raw == "-";
+            let inner = raw.trim().trim_start_matches('-').trim_end_matches('-').trim();
+            toks.push(Tok::Action(split_words(inner)));
             rest = &after[j + 2..];
         }
-        if !rest.is_empty() {
-            parts.push(Part::Text(rest.to_string()));
+        let tail = if trim_next { rest.trim_start() } else { rest };
+        if !tail.is_empty() {
+            toks.push(Tok::Text(tail.to_string()));
         }
-        Ok(Template { table, parts })
+        let mut it = toks.into_iter();
+        let (nodes, end) = build(&mut it)?;
+        if let Some(end) = end {
+            anyhow::bail!("template: unexpected {{{{{}}}}}", end.join(" "));
+        }
+        Ok(Template { table, nodes })
     }
 
     /// Whether the template asked for a table with headers.
@@ -54,14 +85,15 @@ impl Template {
     /// The header row of a table template: each field's name in upper case words.
     pub fn header(&self, names: &dyn Fn(&str) -> Option<String>) -> String {
         let mut s = String::new();
-        for p in &self.parts {
+        for p in &self.nodes {
             match p {
-                Part::Text(t) => s.push_str(t),
-                Part::Action(words) => {
+                Node::Text(t) => s.push_str(t),
+                Node::Action(words) => {
                     let f = words.iter().find(|w| w.starts_with('.')).cloned().unwrap_or_default();
                     let key = f.trim_start_matches('.');
                     s.push_str(&names(key).unwrap_or_else(|| key.to_ascii_uppercase()));
                 }
+                _ => {}
             }
         }
         s
@@ -70,14 +102,137 @@ impl Template {
     /// Renders the template against a JSON value.
     pub fn render(&self, v: &Value) -> anyhow::Result<String> {
         let mut s = String::new();
-        for p in &self.parts {
-            match p {
-                Part::Text(t) => s.push_str(t),
-                Part::Action(words) => s.push_str(&eval(words, v)?),
-            }
-        }
+        render(&self.nodes, v, &mut s)?;
         Ok(s)
     }
+}
+
+/// Builds nodes until `{{end}}` or `{{else ...}}` (returned as the terminator's words) or
+/// the end of the tokens (`None`).
+fn build(it: &mut dyn Iterator<Item = Tok>) -> anyhow::Result<(Vec<Node>, Option<Vec<String>>)> {
+    let mut out = Vec::new();
+    while let Some(t) = it.next() {
+        let words = match t {
+            Tok::Text(s) => {
+                out.push(Node::Text(s));
+                continue;
+            }
+            Tok::Action(w) => w,
+        };
+        match words.first().map(String::as_str) {
+            Some("end" | "else") => return Ok((out, Some(words))),
+            Some("if") => {
+                let mut branches = Vec::new();
+                let mut cond = words[1..].to_vec();
+                let otherwise = loop {
+                    let (body, end) = build(it)?;
+                    branches.push((std::mem::take(&mut cond), body));
+                    match end.as_deref() {
+                        Some([e]) if e == "end" => break Vec::new(),
+                        Some([e, i, rest @ ..]) if e == "else" && i == "if" => cond = rest.to_vec(),
+                        Some([e]) if e == "else" => break block_end(it, "if")?,
+                        _ => anyhow::bail!("template: unterminated if"),
+                    }
+                };
+                out.push(Node::If(branches, otherwise));
+            }
+            Some(kw @ ("range" | "with")) => {
+                let (body, end) = build(it)?;
+                let otherwise = match end.as_deref() {
+                    Some([e]) if e == "end" => Vec::new(),
+                    Some([e]) if e == "else" => block_end(it, kw)?,
+                    _ => anyhow::bail!("template: unterminated {kw}"),
+                };
+                let pipe = words[1..].to_vec();
+                out.push(if kw == "range" {
+                    Node::Range(pipe, body, otherwise)
+                } else {
+                    Node::With(pipe, body, otherwise)
+                });
+            }
+            _ => out.push(Node::Action(words)),
+        }
+    }
+    Ok((out, None))
+}
+
+/// The `else` body of a block, which must close with `{{end}}`.
+fn block_end(it: &mut dyn Iterator<Item = Tok>, kw: &str) -> anyhow::Result<Vec<Node>> {
+    match build(it)? {
+        (body, Some(end)) if end == ["end"] => Ok(body),
+        _ => anyhow::bail!("template: unterminated {kw}"),
+    }
+}
+
+/// Go's truth: false, 0, nil and empty strings, lists and maps are false.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+fn render(nodes: &[Node], v: &Value, out: &mut String) -> anyhow::Result<()> {
+    for n in nodes {
+        match n {
+            Node::Text(t) => out.push_str(t),
+            Node::Action(words) => out.push_str(&eval(words, v)?),
+            Node::If(branches, otherwise) => {
+                let mut taken = false;
+                for (cond, body) in branches {
+                    if truthy(&value(cond, v)?) {
+                        render(body, v, out)?;
+                        taken = true;
+                        break;
+                    }
+                }
+                if !taken {
+                    render(otherwise, v, out)?;
+                }
+            }
+            Node::Range(pipe, body, otherwise) => {
+                let items: Vec<Value> = match value(pipe, v)? {
+                    Value::Array(a) => a,
+                    Value::Object(o) => o.into_iter().map(|(_, x)| x).collect(),
+                    Value::Null => Vec::new(),
+                    other => anyhow::bail!("template: range can't iterate over {}", plain(&other)),
+                };
+                if items.is_empty() {
+                    render(otherwise, v, out)?;
+                }
+                for item in &items {
+                    render(body, item, out)?;
+                }
+            }
+            Node::With(pipe, body, otherwise) => {
+                let x = value(pipe, v)?;
+                if truthy(&x) {
+                    render(body, &x, out)?;
+                } else {
+                    render(otherwise, v, out)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A pipeline's value (not printed): a field, a literal, or a function's result.
+fn value(words: &[String], v: &Value) -> anyhow::Result<Value> {
+    match words {
+        [] => anyhow::bail!("template: missing value"),
+        [one] if !is_function(one) => arg(one, v),
+        [f, ..] if f == "index" => index(words, v),
+        _ => Ok(Value::String(eval(words, v)?)),
+    }
+}
+
+fn is_function(w: &str) -> bool {
+    matches!(w, "json" | "index" | "join" | "len" | "upper" | "lower" | "println")
 }
 
 fn split_words(s: &str) -> Vec<String> {
@@ -150,22 +305,7 @@ fn eval(words: &[String], v: &Value) -> anyhow::Result<String> {
     let args = || -> anyhow::Result<Vec<Value>> { words[1..].iter().map(|w| arg(w, v)).collect() };
     match first.as_str() {
         "json" => Ok(serde_json::to_string(args()?.first().unwrap_or(&Value::Null))?),
-        "index" => {
-            let a = args()?;
-            let mut cur = a.first().cloned().unwrap_or(Value::Null);
-            for k in &a[1..] {
-                cur = match (&cur, k) {
-                    (Value::Array(arr), Value::Number(n)) => n
-                        .as_u64()
-                        .and_then(|i| arr.get(usize::try_from(i).ok()?))
-                        .cloned()
-                        .ok_or_else(|| anyhow::anyhow!("template: index out of range: {n}"))?,
-                    (Value::Object(o), Value::String(s)) => o.get(s).cloned().unwrap_or(Value::Null),
-                    _ => anyhow::bail!("template: can't index {} with {}", kind(&cur), kind(k)),
-                };
-            }
-            Ok(plain(&cur))
-        }
+        "index" => Ok(plain(&index(words, v)?)),
         "join" => {
             let a = args()?;
             let sep = a.get(1).and_then(Value::as_str).unwrap_or("");
@@ -192,6 +332,25 @@ fn eval(words: &[String], v: &Value) -> anyhow::Result<String> {
         w if w.starts_with('.') => Ok(plain(lookup(v, w)?)),
         other => anyhow::bail!("template: function {other:?} not defined"),
     }
+}
+
+/// `index X K...`: list positions and map keys (a missing key is an empty value).
+fn index(words: &[String], v: &Value) -> anyhow::Result<Value> {
+    let a: Vec<Value> = words[1..].iter().map(|w| arg(w, v)).collect::<anyhow::Result<_>>()?;
+    let mut cur = a.first().cloned().unwrap_or(Value::Null);
+    for k in a.iter().skip(1) {
+        cur = match (&cur, k) {
+            (Value::Array(arr), Value::Number(n)) => n
+                .as_u64()
+                .and_then(|i| arr.get(usize::try_from(i).ok()?))
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("template: index out of range: {n}"))?,
+            (Value::Object(o), Value::String(s)) => o.get(s).cloned().unwrap_or(Value::String(String::new())),
+            (Value::Null, _) => Value::Null,
+            _ => anyhow::bail!("template: can't index {} with {}", kind(&cur), kind(k)),
+        };
+    }
+    Ok(cur)
 }
 
 /// A value as Go's template prints it: strings bare, lists as `[a b]`, maps as `map[k:v]`.
@@ -286,6 +445,17 @@ mod tests {
         assert_eq!(t("{{join .RepoTags \",\"}}"), "a:1,b:2");
         assert_eq!(t("{{len .RepoTags}} x\\t{{.Id}}"), "2 x\tsha256:abc");
         assert_eq!(t("{{.Config.Env}}"), "<no value>");
+        assert_eq!(t("{{range .RepoTags}}[{{.}}]{{end}}"), "[a:1][b:2]");
+        assert_eq!(t("{{range .Config.Env}}x{{else}}none{{end}}"), "none");
+        assert_eq!(t("{{if .Config.Env}}set{{else if .Id}}id{{else}}no{{end}}"), "id");
+        assert_eq!(t("{{if .RepoTags}}tags{{end}}"), "tags");
+        assert_eq!(t("{{with .Config}}{{index .Cmd 0}}{{end}}"), "sh");
+        assert_eq!(t("{{range .RepoTags -}}\n  {{.}} {{- end}}"), "a:1b:2");
+        assert_eq!(t("{{range .RepoTags}}{{println .}}{{end}}"), "a:1\nb:2\n");
+        assert_eq!(t("{{index .Config \"Missing\"}}|"), "|");
+        Template::parse("{{range .RepoTags}}x").unwrap_err();
+        Template::parse("{{end}}").unwrap_err();
+        Template::parse("{{if .Id}}a{{else}}b").unwrap_err();
         Template::parse("{{.Id").unwrap_err();
         Template::parse("{{bogus .Id}}").unwrap().render(&v).unwrap_err();
         let tt = Template::parse("table {{.ID}}\\t{{.Repository}}").unwrap();

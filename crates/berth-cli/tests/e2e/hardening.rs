@@ -509,3 +509,32 @@ fn cp_of_a_stopped_container_sees_its_binds_and_volumes() {
     assert!(!mounts.contains(b.root.path().to_str().unwrap()), "{mounts}");
     b.ok(&["rm", "-v", &id]);
 }
+
+#[test]
+fn inspect_formats_take_range_if_and_with() {
+    require_root!();
+    let (b, dir) = with_busybox("format-blocks");
+    let host = dir.path().display().to_string();
+    let id = b
+        .ok(&["create", "-v", &format!("{host}:/h"), "bb:1", "true"])
+        .trim()
+        .to_string();
+    assert_eq!(
+        b.ok(&["inspect", "-f", "{{range .Mounts}}{{.Source}}{{end}}", &id])
+            .trim(),
+        host
+    );
+    assert_eq!(
+        b.ok(&["inspect", "-f", "{{if .State.Running}}up{{else}}down{{end}}", &id])
+            .trim(),
+        "down"
+    );
+    assert_eq!(
+        b.ok(&["inspect", "-f", "{{with .Config}}{{join .Cmd \" \"}}{{end}}", &id])
+            .trim(),
+        "true"
+    );
+    let e = b.fails(&["inspect", "-f", "{{range .Mounts}}", &id]);
+    assert!(e.contains("unterminated range"), "{e}");
+    b.ok(&["rm", &id]);
+}
