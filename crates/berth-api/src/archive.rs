@@ -34,24 +34,7 @@ fn path_stat(st: &berth_engine::cp::PathStat, name: &str) -> String {
     }
     let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(st.mtime).unwrap_or(0));
     let v = json!({"name": name, "size": st.size, "mode": mode, "mtime": berth_oci::time::rfc3339(mtime), "linkTarget": st.link});
-    base64(v.to_string().as_bytes())
-}
-
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n =
-            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
-        for (i, shift) in [18, 12, 6, 0].iter().enumerate() {
-            if i <= c.len() {
-                out.push(T[((n >> shift) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, v.to_string())
 }
 
 /// Writes into the response body's channel (from a blocking thread).
