@@ -113,7 +113,6 @@ pub async fn export(d: &Arc<Daemon>, id: String) -> Result<Response<Body>, ApiEr
                 berth_engine::commit::export(e, &cid, &mut out)?;
                 std::io::Write::flush(&mut out)
                     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-                berth_engine::events::container(e, &e.resolve(&cid)?, "export", &[]);
                 Ok(())
             })
             .await;
@@ -142,22 +141,6 @@ pub async fn commit(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<
     let id = d
         .with_images(move |e, s| {
             let img = berth_engine::commit::commit(e, s, &container, &opts)?;
-            let r = e.resolve(&container)?;
-            let name = opts
-                .tag
-                .as_ref()
-                .map(berth_oci::Reference::familiar)
-                .unwrap_or_default();
-            berth_engine::events::container(
-                e,
-                &r,
-                "commit",
-                &[
-                    ("comment", opts.message.clone()),
-                    ("imageID", img.row.id.clone()),
-                    ("imageRef", name),
-                ],
-            );
             Ok(img.row.id)
         })
         .await?;

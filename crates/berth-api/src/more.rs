@@ -131,12 +131,9 @@ pub async fn tag(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Resu
         None => repo,
     };
     d.with_images(move |e, s| {
-        let img = s
-            .resolve(&name)
+        s.resolve(&name)
             .map_err(|_| ApiError::not_found(format!("No such image: {name}")))?;
-        s.tag(&name, &target)?;
-        let familiar = berth_oci::Reference::parse(&target).map_or(target.clone(), |r| r.familiar());
-        berth_engine::events::image(e, "tag", &img.row.id, &familiar);
+        berth_engine::images::tag(e, s, &name, &target)?;
         Ok(())
     })
     .await?;
@@ -148,21 +145,14 @@ pub async fn image_remove(d: &Arc<Daemon>, req: &Request<Incoming>, name: String
     let force = flag(&query(req), "force");
     let out = d
         .with_images(move |e, s| {
-            let img = s
-                .resolve(&name)
+            s.resolve(&name)
                 .map_err(|_| ApiError::not_found(format!("No such image: {name}")))?;
-            let done = s.remove(&name, force)?;
+            let done = berth_engine::images::remove(e, s, &name, force)?;
             Ok(done
                 .into_iter()
                 .map(|r| match r {
-                    berth_engine::image::store::Removed::Untagged(t) => {
-                        berth_engine::events::image(e, "untag", &img.row.id, &t);
-                        json!({"Untagged": t})
-                    }
-                    berth_engine::image::store::Removed::Deleted(id) => {
-                        berth_engine::events::image(e, "delete", &id, &id);
-                        json!({"Deleted": id})
-                    }
+                    berth_engine::image::store::Removed::Untagged(t) => json!({"Untagged": t}),
+                    berth_engine::image::store::Removed::Deleted(id) => json!({"Deleted": id}),
                 })
                 .collect::<Vec<_>>())
         })
@@ -447,7 +437,7 @@ pub async fn pull(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
                 },
                 ..Default::default()
             };
-            berth_engine::image::pull::pull(&mut store, &r, &opts, &|e| match e {
+            berth_engine::images::pull(&mut store, &r, &opts, &|e| match e {
                 berth_engine::image::pull::Event::Exists(dg) => {
                     send(json!({"status": "Already exists", "progressDetail": {}, "id": dg.short()}))
                 }
@@ -463,9 +453,6 @@ pub async fn pull(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
         })();
         match res {
             Ok(p) => {
-                if let Ok(e) = berth_engine::store::Engine::open(&root) {
-                    berth_engine::events::image(&e, "pull", &r.familiar(), &r.familiar());
-                }
                 send(json!({"status": format!("Digest: {}", p.digest)}));
                 let what = if p.fetched {
                     "Downloaded newer image for"

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context};
 use berth_image::archive::{self, Format};
-use berth_image::pull::{self, Event, PullOptions};
+use berth_image::pull::{Event, PullOptions};
 use berth_image::push::{self, PushEvent};
 use berth_image::registry::{Options, Registry};
 use berth_image::store::{Image, ImageStore, Removed};
@@ -309,7 +309,7 @@ pub fn pull(root: &Path, a: &PullArgs) -> anyhow::Result<()> {
         }
     }
     let progress = Progress::new(quiet);
-    let pulled = pull::pull(&mut store, &r, &opts, &|e| progress.event(e))?;
+    let pulled = berth_engine::images::pull(&mut store, &r, &opts, &|e| progress.event(e))?;
     progress.finish();
     if !quiet {
         println!("Digest: {}", pulled.digest);
@@ -335,7 +335,7 @@ pub fn pull_quietly_to_stderr(root: &Path, name: &str) -> anyhow::Result<()> {
         ..PullOptions::default()
     };
     eprintln!("{}: Pulling from {}", r.tag().unwrap_or("latest"), r.path());
-    let pulled = pull::pull(&mut store, &r, &opts, &|e| {
+    let pulled = berth_engine::images::pull(&mut store, &r, &opts, &|e| {
         if let Event::Extracted(d) = e {
             eprintln!("{}: Pull complete", d.short());
         }
@@ -633,9 +633,10 @@ pub fn inspect(root: &Path, a: &InspectArgs) -> anyhow::Result<()> {
 /// `rmi`.
 pub fn rmi(root: &Path, a: &RmiArgs) -> anyhow::Result<()> {
     let mut store = open(root)?;
+    let engine = berth_engine::store::Engine::open(root)?;
     let mut errors = Vec::new();
     for n in &a.names {
-        match store.remove(n, a.force) {
+        match berth_engine::images::remove(&engine, &mut store, n, a.force) {
             Ok(done) => {
                 for d in done {
                     match d {
@@ -694,7 +695,8 @@ pub fn prune(root: &Path, a: &PruneArgs) -> anyhow::Result<()> {
 /// `tag`.
 pub fn tag(root: &Path, a: &TagArgs) -> anyhow::Result<()> {
     let mut store = open(root)?;
-    store.tag(&a.source, &a.target)?;
+    let engine = berth_engine::store::Engine::open(root)?;
+    berth_engine::images::tag(&engine, &mut store, &a.source, &a.target)?;
     Ok(())
 }
 

@@ -149,7 +149,19 @@ pub fn commit(engine: &Engine, images: &mut ImageStore, id: &str, o: &CommitOpti
     let mut layers = base_manifest.layers.clone();
     layers.push(Descriptor::new(layer_type, diff_id.clone(), size));
     let tags: Vec<Reference> = tag.into_iter().cloned().collect();
-    Ok(images.add_local_image(&cfg_bytes, &layers, docker, &tags)?)
+    let img = images.add_local_image(&cfg_bytes, &layers, docker, &tags)?;
+    let name = o.tag.as_ref().map(Reference::familiar).unwrap_or_default();
+    crate::events::container(
+        engine,
+        &r,
+        "commit",
+        &[
+            ("comment", o.message.clone()),
+            ("imageID", img.row.id.clone()),
+            ("imageRef", name),
+        ],
+    );
+    Ok(img)
 }
 
 /// `export`: the container's merged filesystem as a tar, to `out`.
@@ -170,5 +182,7 @@ pub fn export(engine: &Engine, id: &str, out: &mut dyn Write) -> Result<()> {
     if !running {
         ops::unmount_rootfs(engine, &r.id);
     }
-    res.map_err(io_err("exporting", &rootfs))
+    res.map_err(io_err("exporting", &rootfs))?;
+    crate::events::container(engine, &r, "export", &[]);
+    Ok(())
 }

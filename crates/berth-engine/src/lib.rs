@@ -19,6 +19,7 @@ pub mod cp;
 pub mod dns;
 pub mod events;
 pub mod health;
+pub mod images;
 pub mod inspect;
 pub mod keeper;
 pub mod logs;

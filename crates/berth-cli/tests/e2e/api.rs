@@ -1805,3 +1805,24 @@ fn docker_cli_sees_paused_status_host_names_health_events_and_one_shot_stats() {
     );
     d.ok(&["rm", "-f", "pz", "good", "bad"]);
 }
+
+#[test]
+fn the_clis_image_and_commit_actions_reach_docker_events() {
+    require_root!();
+    require_tool!("docker");
+    let (b, dir) = with_busybox("api-cli-events");
+    let d = Daemon::start(&b, TempDir::new("api-cli-events-sock"));
+    let since = now_secs();
+    b.ok(&["tag", "bb:1", "bb:2"]);
+    let id = b.ok(&["create", "bb:1", "true"]).trim().to_string();
+    b.ok(&["commit", &id, "committed:1"]);
+    b.ok(&["export", "-o", dir.path().join("x.tar").to_str().unwrap(), &id]);
+    b.ok(&["rmi", "bb:2", "committed:1"]);
+    let ev = d.events_since(since, "type=image", "{{.Action}} {{.Actor.Attributes.name}}");
+    for want in ["tag bb:2", "untag bb:2", "untag committed:1", "delete "] {
+        assert!(ev.lines().any(|l| l.starts_with(want)), "{want}: {ev}");
+    }
+    let ev = d.events_since(since, "type=container", "{{.Action}}");
+    assert!(ev.contains("commit") && ev.contains("export"), "{ev}");
+    b.ok(&["rm", &id]);
+}

@@ -268,6 +268,13 @@ fn load_push_pull_three_layers_and_run() {
     assert!(out.contains(&format!("Digest: {pushed_digest}")), "{out}");
     assert!(out.contains("Status: Downloaded newer image"), "{out}");
     assert_eq!(out.matches("Pull complete").count(), 3, "{out}");
+    // The CLI's pull is in the event log `/events` reads, as the API's is.
+    let log = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3,sys; print([a for (a,) in sqlite3.connect(sys.argv[1]).execute(\"SELECT action FROM events WHERE kind='image'\")])"])
+        .arg(c.root.path().join("berth.db"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&log.stdout).contains("'pull'"), "{log:?}");
     let v = c.inspect(&name);
     assert_eq!(v["Id"], id);
     assert_eq!(v["RootFS"]["Layers"].as_array().unwrap().len(), 3);
