@@ -253,9 +253,7 @@ pub async fn import(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<
         .collect();
     let message = q.get("message").cloned().unwrap_or_default();
     let id = crate::with_spooled_body(d, "import", req.into_body(), move |e, s, f| {
-        let img = berth_engine::image::archive::import(s, f, &changes, &message, tag.as_ref())?;
-        let name = tag.as_ref().map_or(img.row.id.clone(), berth_oci::Reference::familiar);
-        berth_engine::events::image(e, "import", &img.row.id, &name);
+        let img = berth_engine::images::import(e, s, f, &changes, &message, tag.as_ref())?;
         Ok(img.row.id)
     })
     .await?;

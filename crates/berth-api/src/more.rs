@@ -374,16 +374,7 @@ pub async fn save(d: &Arc<Daemon>, req: &Request<Incoming>, name: Option<String>
 pub async fn load(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let quiet = flag(&query(&req), "quiet");
     let lines = crate::with_spooled_body(d, "load", req.into_body(), |e, s, f| {
-        let lines = berth_engine::image::archive::load(s, f)?;
-        for l in &lines {
-            if let Some(name) = l
-                .strip_prefix("Loaded image: ")
-                .or_else(|| l.strip_prefix("Loaded image ID: "))
-            {
-                berth_engine::events::image(e, "load", name, name);
-            }
-        }
-        Ok(lines)
+        Ok(berth_engine::images::load(e, s, f)?)
     })
     .await?;
     let mut out = String::new();
@@ -494,7 +485,7 @@ pub async fn push(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Res
         send(json!({"status": format!("The push refers to repository [{}]", r.repository())}));
         let res = (|| -> Result<(berth_oci::Digest, usize), String> {
             let mut store = berth_engine::image::store::ImageStore::open(&root).map_err(|e| e.to_string())?;
-            let (digest, size) = berth_engine::image::push::push(
+            let (digest, size) = berth_engine::images::push(
                 &store,
                 &full,
                 &berth_engine::image::registry::Options {
@@ -522,9 +513,6 @@ pub async fn push(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Res
         })();
         match res {
             Ok((digest, size)) => {
-                if let Ok(e) = berth_engine::store::Engine::open(&root) {
-                    berth_engine::events::image(&e, "push", &r.familiar(), &r.familiar());
-                }
                 let tag = r.tag().unwrap_or("latest").to_string();
                 send(json!({"status": format!("{tag}: digest: {digest} size: {size}")}));
                 send(json!({"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest.to_string(), "Size": size}}));

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use anyhow::{bail, Context};
 use berth_image::archive::{self, Format};
 use berth_image::pull::{Event, PullOptions};
-use berth_image::push::{self, PushEvent};
+use berth_image::push::PushEvent;
 use berth_image::registry::{Options, Registry};
 use berth_image::store::{Image, ImageStore, Removed};
 use berth_oci::{Platform, Reference};
@@ -433,7 +433,7 @@ pub fn push(root: &Path, a: &PushArgs) -> anyhow::Result<()> {
         println!("The push refers to repository [{}]", r.repository());
     }
     let quiet = a.quiet;
-    let (digest, size) = push::push(&store, &a.name, &registry_opts(), &|e| {
+    let (digest, size) = berth_engine::images::push(&store, &a.name, &registry_opts(), &|e| {
         if quiet {
             return;
         }
@@ -801,16 +801,17 @@ pub fn save(root: &Path, a: &SaveArgs) -> anyhow::Result<()> {
 /// `load`.
 pub fn load(root: &Path, a: &LoadArgs) -> anyhow::Result<()> {
     let mut store = open(root)?;
+    let engine = berth_engine::store::Engine::open(root)?;
     let lines = match &a.input {
         Some(p) => {
             let mut f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-            archive::load(&mut store, &mut f)?
+            berth_engine::images::load(&engine, &mut store, &mut f)?
         }
         None => {
             if std::io::stdin().is_terminal() {
                 bail!("requested load from stdin, but stdin is empty");
             }
-            archive::load(&mut store, &mut std::io::stdin().lock())?
+            berth_engine::images::load(&engine, &mut store, &mut std::io::stdin().lock())?
         }
     };
     if !a.quiet {
@@ -830,7 +831,8 @@ pub fn import(root: &Path, a: &ImportArgs) -> anyhow::Result<()> {
     } else {
         Box::new(std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file))?)
     };
-    let img = archive::import(&mut store, &mut input, &a.change, &a.message, tag.as_ref())?;
+    let engine = berth_engine::store::Engine::open(root)?;
+    let img = berth_engine::images::import(&engine, &mut store, &mut input, &a.change, &a.message, tag.as_ref())?;
     println!("{}", img.row.id);
     Ok(())
 }

@@ -43,3 +43,49 @@ pub fn remove(engine: &Engine, store: &mut ImageStore, name: &str, force: bool) 
     }
     Ok(done)
 }
+
+/// Pushes `name` (progress through `progress`) and records `push`; returns the manifest's
+/// digest and size.
+pub fn push(
+    store: &ImageStore,
+    name: &str,
+    opts: &berth_image::registry::Options,
+    progress: &dyn Fn(berth_image::push::PushEvent),
+) -> Result<(berth_oci::Digest, usize)> {
+    let out = berth_image::push::push(store, name, opts, progress)?;
+    if let Ok(e) = Engine::open(store.root()) {
+        let familiar = Reference::parse(name).map_or_else(|_| name.to_string(), |r| r.familiar());
+        events::image(&e, "push", &familiar, &familiar);
+    }
+    Ok(out)
+}
+
+/// Loads a `docker save` or OCI archive; records `load` for each image; returns Docker's
+/// `Loaded image...` lines.
+pub fn load(engine: &Engine, store: &mut ImageStore, input: &mut dyn std::io::Read) -> Result<Vec<String>> {
+    let lines = berth_image::archive::load(store, input)?;
+    for l in &lines {
+        if let Some(name) = l
+            .strip_prefix("Loaded image: ")
+            .or_else(|| l.strip_prefix("Loaded image ID: "))
+        {
+            events::image(engine, "load", name, name);
+        }
+    }
+    Ok(lines)
+}
+
+/// Imports a filesystem tar as a one-layer image and records `import`.
+pub fn import(
+    engine: &Engine,
+    store: &mut ImageStore,
+    input: &mut dyn std::io::Read,
+    changes: &[String],
+    message: &str,
+    tag: Option<&Reference>,
+) -> Result<berth_image::store::Image> {
+    let img = berth_image::archive::import(store, input, changes, message, tag)?;
+    let name = tag.map_or_else(|| img.row.id.clone(), Reference::familiar);
+    events::image(engine, "import", &img.row.id, &name);
+    Ok(img)
+}

@@ -1816,10 +1816,22 @@ fn the_clis_image_and_commit_actions_reach_docker_events() {
     b.ok(&["tag", "bb:1", "bb:2"]);
     let id = b.ok(&["create", "bb:1", "true"]).trim().to_string();
     b.ok(&["commit", &id, "committed:1"]);
-    b.ok(&["export", "-o", dir.path().join("x.tar").to_str().unwrap(), &id]);
-    b.ok(&["rmi", "bb:2", "committed:1"]);
+    let x = dir.path().join("x.tar");
+    b.ok(&["export", "-o", x.to_str().unwrap(), &id]);
+    b.ok(&["import", x.to_str().unwrap(), "imported:1"]);
+    let saved = dir.path().join("saved.tar");
+    b.ok(&["save", "-o", saved.to_str().unwrap(), "bb:1"]);
+    b.ok(&["load", "-i", saved.to_str().unwrap()]);
+    b.ok(&["rmi", "bb:2", "committed:1", "imported:1"]);
     let ev = d.events_since(since, "type=image", "{{.Action}} {{.Actor.Attributes.name}}");
-    for want in ["tag bb:2", "untag bb:2", "untag committed:1", "delete "] {
+    for want in [
+        "tag bb:2",
+        "untag bb:2",
+        "untag committed:1",
+        "delete ",
+        "import imported:1",
+        "load ",
+    ] {
         assert!(ev.lines().any(|l| l.starts_with(want)), "{want}: {ev}");
     }
     let ev = d.events_since(since, "type=container", "{{.Action}}");

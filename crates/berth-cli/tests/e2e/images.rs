@@ -229,6 +229,19 @@ fn snapshot_count(b: &Berth) -> usize {
         .unwrap_or(0)
 }
 
+/// The image events in a store's event log (what `/events` serves), as Python prints a list.
+fn image_events(b: &Berth) -> String {
+    let o = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; print([a for (a,) in sqlite3.connect(sys.argv[1]).execute(\"SELECT action FROM events WHERE kind='image'\")])",
+        ])
+        .arg(b.root.path().join("berth.db"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 #[test]
 fn load_push_pull_three_layers_and_run() {
     require_root!();
@@ -259,6 +272,11 @@ fn load_push_pull_three_layers_and_run() {
         .nth(2)
         .unwrap()
         .to_string();
+    // The CLI's load, tag and push are in the event log `/events` reads.
+    let log = image_events(&b);
+    for want in ["'load'", "'tag'", "'push'"] {
+        assert!(log.contains(want), "{want}: {log}");
+    }
     // Pushing again finds every layer there.
     let out = b.ok(&["push", &name]);
     assert_eq!(out.matches("Layer already exists").count(), 3, "{out}");
@@ -269,12 +287,7 @@ fn load_push_pull_three_layers_and_run() {
     assert!(out.contains("Status: Downloaded newer image"), "{out}");
     assert_eq!(out.matches("Pull complete").count(), 3, "{out}");
     // The CLI's pull is in the event log `/events` reads, as the API's is.
-    let log = std::process::Command::new("python3")
-        .args(["-c", "import sqlite3,sys; print([a for (a,) in sqlite3.connect(sys.argv[1]).execute(\"SELECT action FROM events WHERE kind='image'\")])"])
-        .arg(c.root.path().join("berth.db"))
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&log.stdout).contains("'pull'"), "{log:?}");
+    assert!(image_events(&c).contains("'pull'"));
     let v = c.inspect(&name);
     assert_eq!(v["Id"], id);
     assert_eq!(v["RootFS"]["Layers"].as_array().unwrap().len(), 3);
