@@ -305,14 +305,7 @@ pub fn prune_filter(
         None => None,
         Some(vals) => {
             let v = vals.first().cloned().unwrap_or_default();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-            let t = match berth_oci::time::parse_go_duration(&v) {
-                Some(d) => Some(now.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))),
-                None => time_nanos(&v),
-            };
-            Some(t.ok_or_else(|| ApiError::bad(format!("invalid until: {v}")))?)
+            Some(time_nanos(&v).ok_or_else(|| ApiError::bad(format!("invalid until: {v}")))?)
         }
     };
     let want = f.get("label").cloned().unwrap_or_default();
@@ -354,17 +347,10 @@ pub fn empty(status: StatusCode) -> Response<Body> {
     r
 }
 
-/// A time query parameter (`since`, `until`): unix seconds with an optional fraction, or
-/// RFC 3339; in nanoseconds.
+/// A time query parameter (`since`, `until`, the `until` filter), in nanoseconds, read by
+/// the parser the CLI shares (`berth_oci::time::parse_point`).
 pub fn time_nanos(s: &str) -> Option<i64> {
-    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    if let Ok(secs) = secs.parse::<i64>() {
-        if frac.bytes().all(|b| b.is_ascii_digit()) && frac.len() <= 9 {
-            let nanos: i64 = format!("{frac:0<9}").parse().unwrap_or(0);
-            return secs.checked_mul(1_000_000_000).and_then(|n| n.checked_add(nanos));
-        }
-    }
-    berth_oci::time::parse_rfc3339_nanos(s).and_then(|n| i64::try_from(n).ok())
+    berth_oci::time::parse_point(s, berth_oci::time::now_nanos()).and_then(|n| i64::try_from(n).ok())
 }
 
 /// A streamed (200) response with a content type.

@@ -896,12 +896,12 @@ pub fn logs(root: &Path, a: &LogsArgs) -> anyhow::Result<()> {
     };
     // Times as Docker takes them: RFC 3339 (fractions kept), unix seconds (`1700000000.5`),
     // or a duration ago (`42m`); compared in nanoseconds.
+    let now = berth_oci::time::now_nanos();
     let bound = |s: &Option<String>| -> anyhow::Result<Option<u128>> {
         s.as_deref()
             .map(|s| {
-                berth_oci::time::parse_rfc3339_nanos(s)
-                    .or_else(|| unix_nanos(s))
-                    .or_else(|| relative_secs(s).map(|t| u128::from(t) * 1_000_000_000))
+                berth_oci::time::parse_point(s, now)
+                    .map(|t| u128::try_from(t).unwrap_or(0))
                     .ok_or_else(|| usage(format!("invalid time: {s}")))
             })
             .transpose()
@@ -923,34 +923,6 @@ pub fn logs(root: &Path, a: &LogsArgs) -> anyhow::Result<()> {
         emit(en, a.timestamps);
     }
     Ok(())
-}
-
-/// Unix seconds with an optional fraction (`1700000000.25`), as nanoseconds.
-fn unix_nanos(s: &str) -> Option<u128> {
-    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
-    Some(secs.parse::<u128>().ok()? * 1_000_000_000 + digits.parse::<u128>().ok()?)
-}
-
-/// `42m`, `10s`, `3h` ago as unix seconds.
-fn relative_secs(s: &str) -> Option<u64> {
-    // The unit is the last character, which need not be one byte (`5€`).
-    let (n, unit) = s.split_at(s.char_indices().last()?.0);
-    let n: u64 = n.parse().ok()?;
-    let mul = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return None,
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
-    Some(now.saturating_sub(n * mul))
 }
 
 fn each(root: &Path, names: &[String], f: &dyn Fn(&Engine, &str) -> Result<(), EngineError>) -> anyhow::Result<()> {

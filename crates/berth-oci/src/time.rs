@@ -43,6 +43,40 @@ pub fn parse_rfc3339_nanos(s: &str) -> Option<u128> {
     Some(u128::from(secs) * 1_000_000_000 + digits.parse::<u128>().unwrap_or(0))
 }
 
+/// Nanoseconds since the epoch, now.
+pub fn now_nanos() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+}
+
+/// A point in time as Docker's `--since`, `--until` and `until` filters take one, in
+/// nanoseconds since the epoch: RFC 3339 (its fraction kept), unix seconds with an optional
+/// fraction (`1700000000.5`), or a Go duration before `now` (`42m`, `1h30m`). The one
+/// parser the CLI and the API share.
+pub fn parse_point(s: &str, now: i128) -> Option<i128> {
+    if let Some(n) = parse_rfc3339_nanos(s) {
+        return i128::try_from(n).ok();
+    }
+    let (neg, digits) = s.strip_prefix('-').map_or((false, s), |r| (true, r));
+    let (secs, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if !secs.is_empty()
+        && secs.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+        && frac.len() <= 9
+    {
+        let nanos: i128 = format!("{frac:0<9}").parse().ok()?;
+        let v = secs
+            .parse::<i128>()
+            .ok()?
+            .checked_mul(1_000_000_000)?
+            .checked_add(nanos)?;
+        return Some(if neg { -v } else { v });
+    }
+    let d = parse_go_duration(s)?;
+    now.checked_sub(i128::try_from(d.as_nanos()).ok()?)
+}
+
 /// Unix seconds of an RFC 3339 time (`2024-01-02T03:04:05.123Z`, with or without offset).
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
     if s.len() < 19 {
@@ -159,6 +193,23 @@ pub fn since(rfc3339: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn points_in_time_as_docker_takes_them() {
+        let now = 1_700_000_000_000_000_000;
+        assert_eq!(super::parse_point("1700000000", now), Some(now));
+        assert_eq!(super::parse_point("1700000000.5", now), Some(now + 500_000_000));
+        assert_eq!(super::parse_point("10m", now), Some(now - 600_000_000_000));
+        assert_eq!(super::parse_point("1h30m", now), Some(now - 5_400_000_000_000));
+        assert_eq!(super::parse_point("2023-11-14T22:13:20Z", now), Some(now));
+        assert_eq!(
+            super::parse_point("2023-11-14T22:13:20.25Z", now),
+            Some(now + 250_000_000)
+        );
+        for bad in ["", "5€", "abc", "1.2.3", "1700000000.1234567891"] {
+            assert_eq!(super::parse_point(bad, now), None, "{bad}");
+        }
+    }
+
     #[test]
     fn non_ascii_input_is_refused_not_a_panic() {
         for bad in [

@@ -184,21 +184,17 @@ pub struct EventsArgs {
     id: String,
 }
 
+/// `--interval`: a Go duration (`500ms`, `5s`, `1m`), or bare seconds as runc takes them.
 fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let (num, unit) = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
-    let n: f64 = num.parse().with_context(|| format!("invalid interval {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => bail!("invalid interval {s:?}: use ms, s or m"),
+    let d = match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
+        Ok(_) => None,
+        Err(_) => berth_oci::time::parse_go_duration(s),
     };
-    if secs <= 0.0 {
-        bail!("invalid interval {s:?}");
+    match d {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => bail!("invalid interval {s:?}"),
     }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 pub fn events(rt: &Runtime, a: EventsArgs) -> anyhow::Result<ExitCode> {
