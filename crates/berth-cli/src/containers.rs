@@ -354,9 +354,6 @@ fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
             .map_err(|e| usage(format!("invalid argument \"{m}\" for \"-m, --memory\" flag: {e}")))?,
         None => 0,
     };
-    if memory > 0 && memory < 6 << 20 {
-        return Err(usage("Minimum memory limit allowed is 6MB".into()));
-    }
     if !["always", "missing", "never"].contains(&a.pull.as_str()) {
         return Err(usage(format!(
             "invalid pull option: '{}': must be one of \"always\", \"missing\" or \"never\"",
@@ -471,6 +468,8 @@ fn ensure_image(root: &Path, image: &str, policy: &str) -> anyhow::Result<()> {
 
 fn do_create(root: &Path, a: &CreateArgs) -> anyhow::Result<(Engine, Record)> {
     let o = create_options(a)?;
+    // Docker refuses these before it looks for the image (or pulls it).
+    ops::check_limits(&o).map_err(|e| usage(e.to_string()))?;
     ensure_image(root, &o.image, &a.pull)?;
     let e = engine(root)?;
     let mut images = crate::images::open(root)?;
