@@ -154,7 +154,7 @@ pub async fn history(d: &Arc<Daemon>, name: String) -> Result<Response<Body>, Ap
             let img = s
                 .resolve(&name)
                 .map_err(|_| ApiError::not_found(format!("No such image: {name}")))?;
-            Ok(berth_engine::inspect::history(s, &img)?)
+            Ok(berth_engine::images::history(s, &img)?)
         })
         .await?;
     let list: Vec<Value> = rows

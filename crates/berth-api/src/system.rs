@@ -93,7 +93,7 @@ pub async fn images(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response
                 for (k, vals) in filters.iter().filter(|(k, _)| *k != "reference") {
                     let mut any = false;
                     for v in vals {
-                        any |= berth_engine::inspect::image_matches(s, &img, k, v, None)
+                        any |= berth_engine::images::image_matches(s, &img, k, v, None)
                             .map_err(|e| ApiError::bad(e.to_string()))?;
                     }
                     if !any {
@@ -105,7 +105,7 @@ pub async fn images(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response
                     let keep = match filters.get("reference") {
                         None => true,
                         Some(refs) => refs.iter().any(|r| {
-                            berth_engine::inspect::image_matches(s, &img, "reference", r, Some(t)).unwrap_or(false)
+                            berth_engine::images::image_matches(s, &img, "reference", r, Some(t)).unwrap_or(false)
                         }),
                     };
                     if keep {

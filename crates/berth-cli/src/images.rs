@@ -458,7 +458,7 @@ fn matches_filter(store: &ImageStore, img: &Image, f: &str, tag: Option<&Referen
     let (k, v) = f
         .split_once('=')
         .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value): {f}"))?;
-    Ok(berth_engine::inspect::image_matches(store, img, k, v, tag)?)
+    Ok(berth_engine::images::image_matches(store, img, k, v, tag)?)
 }
 
 /// `images` / `image ls`.
@@ -509,7 +509,7 @@ pub fn images(root: &Path, a: &ImagesArgs) -> anyhow::Result<()> {
                     .and_then(|t| t.tag().map(str::to_string))
                     .unwrap_or_else(|| "<none>".into()),
                 digest,
-                created: berth_engine::inspect::image_created(&img),
+                created: berth_engine::images::image_created(&img),
                 size: u64::try_from(img.row.size).unwrap_or(0),
             });
         }
@@ -705,7 +705,7 @@ pub fn history(root: &Path, a: &HistoryArgs) -> anyhow::Result<()> {
     let store = open(root)?;
     let img = store.resolve(&a.name)?;
     let mut rows = Vec::new();
-    for h in berth_engine::inspect::history(&store, &img)? {
+    for h in berth_engine::images::history(&store, &img)? {
         let id = if h.id.starts_with("sha256:") && !a.no_trunc {
             h.id[7..19].to_string()
         } else {
@@ -955,10 +955,7 @@ pub fn df(root: &Path, a: &DfArgs) -> anyhow::Result<()> {
                 t.and_then(|t| t.tag().map(str::to_string))
                     .unwrap_or_else(|| "<none>".into()),
                 i.row.id[7..19].to_string(),
-                format!(
-                    "{} ago",
-                    human_duration(since(&berth_engine::inspect::image_created(i)))
-                ),
+                format!("{} ago", human_duration(since(&berth_engine::images::image_created(i)))),
                 human_size(u64::try_from(i.row.size).unwrap_or(0)),
             ]);
         }

@@ -1,10 +1,11 @@
-//! Image operations that every front end (the CLI, the Docker API) runs the same way, each
+//! Images as every front end (the CLI, the Docker API) sees them: the operations, each
 //! recording its `/events` entry here, so `berth pull`, `tag` and `rmi` are seen by
-//! `docker events` as the API's are.
+//! `docker events` as the API's are; and the queries (`images` filters, history).
 
 use berth_image::pull::{Event, PullOptions, Pulled};
-use berth_image::store::{ImageStore, Removed};
+use berth_image::store::{Image, ImageStore, Removed};
 use berth_oci::Reference;
+use serde_json::Value;
 
 use crate::store::Engine;
 use crate::{events, Result};
@@ -88,4 +89,134 @@ pub fn import(
     let name = tag.map_or_else(|| img.row.id.clone(), Reference::familiar);
     events::image(engine, "import", &img.row.id, &name);
     Ok(img)
+}
+
+/// When an image was made (the zero time when its config does not say).
+pub fn image_created(img: &Image) -> String {
+    img.row.created.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+}
+
+/// Whether an image (listed under `tag`, if any) passes one `images` filter `key=value`:
+/// `dangling`, `reference` (a glob on the name with and without its tag), `label`
+/// (`k` or `k=v`), `before` and `since` (another image).
+pub fn image_matches(
+    store: &ImageStore,
+    img: &Image,
+    key: &str,
+    value: &str,
+    tag: Option<&berth_oci::Reference>,
+) -> crate::Result<bool> {
+    let v = value;
+    Ok(match key {
+        "dangling" => match v {
+            "true" | "1" => img.tags.is_empty(),
+            "false" | "0" => !img.tags.is_empty(),
+            _ => return Err(crate::EngineError::Invalid(format!("invalid filter 'dangling={v}'"))),
+        },
+        "reference" => tag.is_some_and(|t| glob(v, &t.familiar()) || glob(v, &t.familiar_repository())),
+        "label" => {
+            let cfg = store.config(img)?;
+            let labels = cfg
+                .config
+                .as_ref()
+                .and_then(|c| c.get("Labels"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            match v.split_once('=') {
+                Some((lk, lv)) => labels.get(lk).and_then(Value::as_str) == Some(lv),
+                None => labels.get(v).is_some(),
+            }
+        }
+        "before" | "since" => {
+            let other = store.resolve(v)?;
+            let (a, b) = (image_created(img), image_created(&other));
+            if key == "before" {
+                a < b
+            } else {
+                a > b
+            }
+        }
+        _ => return Err(crate::EngineError::Invalid(format!("invalid filter '{key}'"))),
+    })
+}
+
+/// Docker's `path.Match` for reference filters: `*`, `?` and classes within a `/`-separated
+/// segment, never across one. Segment by segment with the builder's linear matcher, so a
+/// pattern of many `*` answers at once (a backtracking matcher is exponential in them).
+pub fn glob(pat: &str, s: &str) -> bool {
+    let (p, t): (Vec<&str>, Vec<&str>) = (pat.split('/').collect(), s.split('/').collect());
+    p.len() == t.len()
+        && p.iter()
+            .zip(&t)
+            .all(|(p, t)| berth_build::ignore::fnmatch(p.as_bytes(), t.as_bytes()))
+}
+
+/// One step of an image's history, newest first (`docker history`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRow {
+    /// The image id on the newest step, `<missing>` on the others (as Docker shows them).
+    pub id: String,
+    /// When the step ran (RFC 3339; empty when unknown).
+    pub created: String,
+    /// The instruction.
+    pub created_by: String,
+    /// The size of the step's layer in bytes (0 for a metadata step).
+    pub size: i64,
+    /// The step's comment.
+    pub comment: String,
+    /// The image's tags, on the newest step only.
+    pub tags: Vec<String>,
+}
+
+/// An image's history with the size of each step's layer.
+pub fn history(store: &ImageStore, img: &Image) -> crate::Result<Vec<HistoryRow>> {
+    let cfg = store.config(img)?;
+    let snaps: std::collections::BTreeMap<String, i64> = store.db.snapshot_sizes()?.into_iter().collect();
+    let chains = berth_image::model::chain_ids(&cfg.rootfs.diff_ids);
+    let mut layer = chains.len();
+    let mut rows = Vec::new();
+    for (i, h) in cfg.history.iter().enumerate().rev() {
+        let size = if h.empty_layer {
+            0
+        } else {
+            layer = layer.saturating_sub(1);
+            chains
+                .get(layer)
+                .and_then(|c| snaps.get(&c.to_string()))
+                .copied()
+                .unwrap_or(0)
+        };
+        let newest = i + 1 == cfg.history.len();
+        rows.push(HistoryRow {
+            id: if newest { img.row.id.clone() } else { "<missing>".into() },
+            created: h.created.clone().unwrap_or_default(),
+            created_by: h.created_by.clone().unwrap_or_default(),
+            size,
+            comment: h.comment.clone().unwrap_or_default(),
+            tags: if newest {
+                img.tags.iter().map(berth_oci::Reference::familiar).collect()
+            } else {
+                Vec::new()
+            },
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reference_globs_match_per_segment_and_in_linear_time() {
+        use super::glob;
+        assert!(glob("bb*", "bb:1"));
+        assert!(glob("library/*", "library/busybox"));
+        assert!(!glob("*", "library/busybox"), "* never crosses /");
+        assert!(glob("*/*", "library/busybox"));
+        assert!(glob("b?:[0-9]", "bb:1"));
+        assert!(!glob("bb", "bb:1"));
+        // 60 stars against a long name that does not match: a backtracking matcher would
+        // not finish this before the heat death of the machine.
+        let pat = format!("{}x", "*".repeat(60));
+        assert!(!glob(&pat, &"a".repeat(200)));
+    }
 }
