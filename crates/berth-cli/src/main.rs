@@ -13,6 +13,7 @@ mod exit;
 mod format;
 mod images;
 mod networks;
+mod registry;
 mod runtime;
 
 use std::path::{Path, PathBuf};
