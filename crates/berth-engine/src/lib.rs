@@ -16,6 +16,7 @@ pub mod attach;
 pub mod build;
 pub mod commit;
 pub mod cp;
+pub mod create;
 pub mod dns;
 pub mod events;
 pub mod health;

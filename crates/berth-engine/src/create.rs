@@ -1,0 +1,715 @@
+//! Creating a container: Docker's options (`CreateOptions`), checked and merged with the
+//! image's config into a record, its directory and its OCI bundle.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use berth_image::store::ImageStore;
+
+use crate::ops::{parse_restart, remove_files, write_mode, MIN_MEMORY};
+use crate::spec;
+use crate::store::{new_id, random_name, valid_name, Engine, Record, State, ZERO_TIME};
+use crate::{io_err, EngineError, Result};
+
+/// What `create`/`run` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Image reference or id.
+    pub image: String,
+    /// `--name`.
+    pub name: Option<String>,
+    /// Trailing arguments (replace the image's cmd).
+    pub args: Vec<String>,
+    /// `--entrypoint`.
+    pub entrypoint: Option<String>,
+    /// `-e`, `--env-file` (K=V).
+    pub env: Vec<String>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `-u`.
+    pub user: Option<String>,
+    /// `--hostname`.
+    pub hostname: Option<String>,
+    /// `--label`.
+    pub labels: BTreeMap<String, String>,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// `--network`: none or host.
+    pub network: String,
+    /// `--memory` bytes.
+    pub memory: i64,
+    /// `--pids-limit`.
+    pub pids_limit: i64,
+    /// `--read-only`.
+    pub read_only: bool,
+    /// `--stop-signal`.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`.
+    pub stop_timeout: Option<u64>,
+    /// `--restart`: no, always, on-failure[:N], unless-stopped.
+    pub restart: String,
+    /// `-v` specs.
+    pub volumes: Vec<String>,
+    /// `--mount` specs.
+    pub mounts: Vec<String>,
+    /// `--tmpfs PATH[:OPTIONS]`.
+    pub tmpfs: Vec<String>,
+    /// `--health-cmd` (run with /bin/sh -c).
+    pub health_cmd: Option<String>,
+    /// `--health-interval`.
+    pub health_interval: Option<String>,
+    /// `--health-timeout`.
+    pub health_timeout: Option<String>,
+    /// `--health-start-period`.
+    pub health_start_period: Option<String>,
+    /// `--health-retries`.
+    pub health_retries: Option<u32>,
+    /// `--no-healthcheck`.
+    pub no_healthcheck: bool,
+    /// `--cgroup-parent` (default `/berth`).
+    pub cgroup_parent: Option<String>,
+    /// `--cap-add`.
+    pub cap_add: Vec<String>,
+    /// `--cap-drop`.
+    pub cap_drop: Vec<String>,
+    /// `--privileged`.
+    pub privileged: bool,
+    /// `--security-opt`.
+    pub security_opt: Vec<String>,
+    /// `--ulimit`.
+    pub ulimits: Vec<String>,
+    /// `--memory-reservation` bytes.
+    pub memory_reservation: i64,
+    /// `--memory-swap` bytes (-1 unlimited).
+    pub memory_swap: i64,
+    /// `--cpus`.
+    pub cpus: f64,
+    /// `--cpu-shares`.
+    pub cpu_shares: u64,
+    /// `--cpuset-cpus`.
+    pub cpuset_cpus: String,
+    /// `--log-driver`.
+    pub log_driver: String,
+    /// `--volumes-from CONTAINER[:ro|rw]`.
+    pub volumes_from: Vec<String>,
+    /// `--log-opt KEY=VALUE` (max-size, max-file).
+    pub log_opts: Vec<String>,
+    /// `-t`.
+    pub tty: bool,
+    /// `--device HOST[:CONTAINER[:PERMS]]`.
+    pub devices: Vec<String>,
+    /// The terminal's initial size (rows, columns; 0: unknown), Docker's `ConsoleSize`.
+    pub console_size: (u16, u16),
+    /// `-i`.
+    pub open_stdin: bool,
+    /// Close stdin after the first attach ends (a foreground `run -i`).
+    pub stdin_once: bool,
+    /// `--init`.
+    pub init: bool,
+    /// `--runtime` (empty or `berth`: built in).
+    pub runtime: String,
+    /// `-p`.
+    pub publish: Vec<String>,
+    /// `-P`.
+    pub publish_all: bool,
+    /// `--add-host NAME:IP`.
+    pub add_hosts: Vec<String>,
+    /// `--dns`.
+    pub dns: Vec<String>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
+    /// `--dns-option`.
+    pub dns_options: Vec<String>,
+    /// `--ip`.
+    pub ip: Option<String>,
+    /// `--network-alias`.
+    pub aliases: Vec<String>,
+}
+
+/// `/etc/resolv.conf` for a container: the host's (less loopback resolvers, which mean
+/// nothing inside a network namespace of its own) unless `--dns` and friends say otherwise.
+pub(crate) fn resolv_conf(o: &CreateOptions, own_netns: bool) -> Result<String> {
+    for d in &o.dns {
+        d.parse::<std::net::IpAddr>()
+            .map_err(|_| EngineError::Invalid(format!("{d} is not an ip address")))?;
+    }
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut servers: Vec<String> = o.dns.clone();
+    let mut search: Vec<String> = o.dns_search.clone();
+    let mut options: Vec<String> = o.dns_options.clone();
+    for l in host.lines() {
+        let mut f = l.split_whitespace();
+        match (f.next(), f.next()) {
+            (Some("nameserver"), Some(ns))
+                if o.dns.is_empty() && !(own_netns && (ns.starts_with("127.") || ns == "::1")) =>
+            {
+                servers.push(ns.to_string());
+            }
+            (Some("search"), Some(first)) if o.dns_search.is_empty() => {
+                search.push(first.to_string());
+                search.extend(f.map(str::to_string));
+            }
+            (Some("options"), Some(first)) if o.dns_options.is_empty() => {
+                options.push(first.to_string());
+                options.extend(f.map(str::to_string));
+            }
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !search.is_empty() && search != ["."] {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    Ok(out)
+}
+
+/// `--log-opt` for json-file: max-size and max-file, checked as Docker does.
+fn parse_log_opts(opts: &[String], driver: &str) -> Result<(u64, u32)> {
+    let (mut size, mut files) = (0u64, 0u32);
+    for o in opts {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| EngineError::Invalid(format!("invalid key value pair format in logging opts: {o}")))?;
+        if driver == "none" {
+            return Err(EngineError::Invalid(format!(
+                "unknown log opt '{k}' for none log driver"
+            )));
+        }
+        match k {
+            "max-size" => {
+                let n = spec::parse_size(v)
+                    .map_err(|e| EngineError::Invalid(format!("invalid log opt max-size {v:?}: {e}")))?;
+                size = u64::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+                    EngineError::Invalid(format!("invalid log opt max-size {v:?}: must be a positive size"))
+                })?;
+            }
+            "max-file" => {
+                files = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| EngineError::Invalid("max-file cannot be less than 1".to_string()))?;
+            }
+            "compress" if v == "false" => {}
+            "labels" | "env" | "env-regex" | "tag" => {}
+            _ => {
+                return Err(EngineError::Invalid(format!(
+                    "unknown log opt '{k}' for json-file log driver"
+                )))
+            }
+        }
+    }
+    Ok((size, files))
+}
+
+/// `--ulimit name=soft[:hard]`.
+fn parse_ulimit(s: &str) -> Result<(String, u64, u64)> {
+    let bad = || EngineError::Invalid(format!("invalid ulimit argument: {s}"));
+    let (name, v) = s.split_once('=').ok_or_else(bad)?;
+    const KNOWN: [&str; 15] = [
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+    ];
+    if !KNOWN.contains(&name) {
+        return Err(EngineError::Invalid(format!("invalid ulimit type: {name}")));
+    }
+    let (soft, hard) = v.split_once(':').unwrap_or((v, v));
+    let parse = |x: &str| -> Result<u64> {
+        if x == "-1" || x == "unlimited" {
+            Ok(u64::MAX)
+        } else {
+            x.parse().map_err(|_| bad())
+        }
+    };
+    let (soft, hard) = (parse(soft)?, parse(hard)?);
+    if soft > hard {
+        return Err(EngineError::Invalid(format!(
+            "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+        )));
+    }
+    let name = if name == "nofile" {
+        "nofile".to_string()
+    } else {
+        name.to_string()
+    };
+    Ok((name, soft, hard))
+}
+
+/// The health check: the image's `Healthcheck`, overridden field by field by the flags.
+fn health_config(image: Option<&serde_json::Value>, o: &CreateOptions) -> Result<Option<crate::health::HealthConfig>> {
+    use crate::health::{parse_duration, HealthConfig};
+    use std::time::Duration;
+    if o.no_healthcheck {
+        return Ok(None);
+    }
+    let ns = |v: Option<&serde_json::Value>| v.and_then(|x| x.as_u64()).filter(|n| *n > 0).map(Duration::from_nanos);
+    let mut cfg = HealthConfig {
+        test: image.and_then(|h| str_list(h.get("Test"))).unwrap_or_default(),
+        interval: ns(image.and_then(|h| h.get("Interval"))).unwrap_or(Duration::from_secs(30)),
+        timeout: ns(image.and_then(|h| h.get("Timeout"))).unwrap_or(Duration::from_secs(30)),
+        start_period: ns(image.and_then(|h| h.get("StartPeriod"))).unwrap_or(Duration::ZERO),
+        retries: image
+            .and_then(|h| h.get("Retries"))
+            .and_then(|r| r.as_u64())
+            .and_then(|r| u32::try_from(r).ok())
+            .filter(|r| *r > 0)
+            .unwrap_or(3),
+    };
+    if let Some(c) = &o.health_cmd {
+        cfg.test = vec!["CMD-SHELL".into(), c.clone()];
+    }
+    let dur = |flag: &str, v: &Option<String>| -> Result<Option<Duration>> {
+        v.as_deref()
+            .map(|s| {
+                parse_duration(s).ok_or_else(|| {
+                    EngineError::Invalid(format!(
+                        "invalid argument \"{s}\" for \"--{flag}\" flag: invalid duration"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    if let Some(d) = dur("health-interval", &o.health_interval)? {
+        cfg.interval = d;
+    }
+    if let Some(d) = dur("health-timeout", &o.health_timeout)? {
+        cfg.timeout = d;
+    }
+    if let Some(d) = dur("health-start-period", &o.health_start_period)? {
+        cfg.start_period = d;
+    }
+    if let Some(r) = o.health_retries {
+        cfg.retries = r;
+    }
+    Ok(cfg.argv().map(|_| cfg))
+}
+
+fn str_list(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
+    v.and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+}
+
+/// The limits Docker refuses before it looks at anything else (so before the image).
+pub fn check_limits(o: &CreateOptions) -> Result<()> {
+    if o.memory > 0 && o.memory < MIN_MEMORY {
+        return Err(EngineError::Invalid("Minimum memory limit allowed is 6MB".into()));
+    }
+    if o.memory_reservation > 0 && o.memory_reservation < MIN_MEMORY {
+        return Err(EngineError::Invalid("Minimum memory reservation allowed is 6MB".into()));
+    }
+    Ok(())
+}
+
+/// Creates a container from an image in the store.
+pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Result<Record> {
+    check_limits(o)?;
+    let img = images.resolve(&o.image)?;
+    let cfg = images.config(&img)?;
+    let c = cfg.config.clone().unwrap_or_default();
+    let (entrypoint, cmd, full) = spec::command(
+        str_list(c.get("Entrypoint")),
+        str_list(c.get("Cmd")),
+        o.entrypoint.as_deref(),
+        &o.args,
+    )?;
+    let network = match o.network.as_str() {
+        "" | "default" | "bridge" => crate::networks::DEFAULT.to_string(),
+        "none" | "host" => o.network.clone(),
+        n if n.starts_with("container:") => {
+            let other = engine.resolve(&n["container:".len()..])?;
+            format!("container:{}", other.id)
+        }
+        n => crate::networks::get(engine, n)?.name,
+    };
+    if let Some(ip) = &o.ip {
+        if network == crate::networks::DEFAULT
+            || network == "none"
+            || network == "host"
+            || network.starts_with("container:")
+        {
+            return Err(EngineError::Invalid(
+                "user specified IP address is supported on user defined networks only".into(),
+            ));
+        }
+        let want: std::net::Ipv4Addr = ip
+            .parse()
+            .map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {ip}")))?;
+        let n = crate::networks::get(engine, &network)?;
+        if !berth_net::ipam::Subnet::parse(&n.subnet).is_ok_and(|s| s.contains(want)) {
+            return Err(EngineError::Invalid(format!(
+                "no configured subnet contains IP address {ip}"
+            )));
+        }
+    }
+    if !o.aliases.is_empty()
+        && (network == crate::networks::DEFAULT
+            || network == "none"
+            || network == "host"
+            || network.starts_with("container:"))
+    {
+        return Err(EngineError::Invalid(
+            "network-scoped aliases are only supported for user-defined networks".into(),
+        ));
+    }
+    let mut extra_hosts = Vec::new();
+    for h in &o.add_hosts {
+        let (name, ip) = h
+            .split_once([':', '='])
+            .filter(|(n, ip)| !n.is_empty() && (ip.parse::<std::net::IpAddr>().is_ok() || *ip == "host-gateway"))
+            .ok_or_else(|| {
+                EngineError::Invalid(format!(
+                    "invalid argument \"{h}\" for \"--add-host\" flag: invalid IP address"
+                ))
+            })?;
+        extra_hosts.push((name.to_string(), ip.to_string()));
+    }
+    if network.starts_with("container:") && (!o.publish.is_empty() || o.publish_all) {
+        return Err(EngineError::Invalid(
+            "conflicting options: port publishing and the container type network mode".into(),
+        ));
+    }
+    if network == "none" || network == "host" {
+        if !o.publish.is_empty() || o.publish_all {
+            // Docker ignores published ports there (with a warning); so does berth.
+            eprintln!("WARNING: Published ports are discarded when using {network} network mode");
+        }
+    } else {
+        for p in &o.publish {
+            crate::networks::parse_publish(p)?;
+        }
+    }
+    let (restart, restart_max) = parse_restart(&o.restart)?;
+    if restart != "no" && o.auto_remove {
+        return Err(EngineError::Invalid("Conflicting options: --restart and --rm".into()));
+    }
+    let id = new_id()?;
+    // Mounts: -v, --mount, --tmpfs, then the image's VOLUMEs not covered by them.
+    let mut anonymous = Vec::new();
+    let anon = || new_id().unwrap_or_else(|_| id.clone());
+    let mut mounts = Vec::new();
+    for v in &o.volumes {
+        mounts.push(crate::volumes::parse_volume(v, &anon)?);
+    }
+    for m in &o.mounts {
+        mounts.push(crate::volumes::parse_mount(m, &anon)?);
+    }
+    for t in &o.tmpfs {
+        let (dst, opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
+        if !dst.starts_with('/') {
+            return Err(EngineError::Invalid(format!(
+                "invalid tmpfs mount path: '{dst}' must be absolute"
+            )));
+        }
+        mounts.push(crate::volumes::MountSpec {
+            kind: "tmpfs".into(),
+            source: String::new(),
+            destination: dst.to_string(),
+            read_only: false,
+            options: opts.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect(),
+        });
+    }
+    for vf in &o.volumes_from {
+        let (name, mode) = match vf.rsplit_once(':') {
+            Some((n, m @ ("ro" | "rw"))) => (n, Some(m)),
+            _ => (vf.as_str(), None),
+        };
+        let other = engine.resolve(name)?;
+        for m in other.mounts.iter().filter(|m| m.kind != "tmpfs") {
+            if mounts
+                .iter()
+                .any(|x: &crate::volumes::MountSpec| x.destination == m.destination)
+            {
+                continue;
+            }
+            let mut m = m.clone();
+            if let Some(mode) = mode {
+                m.read_only = mode == "ro";
+            }
+            mounts.push(m);
+        }
+    }
+    if let Some(vols) = c.get("Volumes").and_then(|v| v.as_object()) {
+        for path in vols.keys() {
+            if !mounts.iter().any(|m| &m.destination == path) {
+                mounts.push(crate::volumes::MountSpec {
+                    kind: "volume".into(),
+                    source: anon(),
+                    destination: path.clone(),
+                    read_only: false,
+                    options: Vec::new(),
+                });
+            }
+        }
+    }
+    let inherited: Vec<String> = o
+        .volumes_from
+        .iter()
+        .filter_map(|vf| engine.resolve(vf.rsplit_once(':').map(|(n, _)| n).unwrap_or(vf)).ok())
+        .flat_map(|r| r.mounts.into_iter().map(|m| m.source))
+        .collect();
+    for m in &mounts {
+        if m.kind == "volume"
+            && m.source.len() == 64
+            && m.source.bytes().all(|b| b.is_ascii_hexdigit())
+            && !inherited.contains(&m.source)
+        {
+            anonymous.push(m.source.clone());
+        }
+    }
+    let generated = o.name.is_none();
+    let name = match &o.name {
+        Some(n) => {
+            if !valid_name(n) {
+                return Err(EngineError::Invalid(format!(
+                    "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )));
+            }
+            n.trim_start_matches('/').to_string()
+        }
+        None => {
+            let n = random_name(&id);
+            if engine.name_taken(&n)? {
+                format!("{n}_{}", &id[..6])
+            } else {
+                n
+            }
+        }
+    };
+    // Docker: a container on the host's network is named as the host, unless told otherwise.
+    let hostname = match o.hostname.clone().filter(|h| !h.is_empty()) {
+        Some(h) => h,
+        None if network == "host" => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| id[..12].to_string()),
+        None => id[..12].to_string(),
+    };
+    let mut env = spec::merge_env(&str_list(c.get("Env")).unwrap_or_default(), &o.env);
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, spec::DEFAULT_PATH.to_string());
+    }
+    env = spec::merge_env(&[format!("HOSTNAME={hostname}")], &env);
+    if o.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    let mut labels: BTreeMap<String, String> = c
+        .get("Labels")
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .unwrap_or_default();
+    labels.extend(o.labels.clone());
+    let r = Record {
+        id: id.clone(),
+        name,
+        image_id: img.row.id.clone(),
+        image_name: o.image.clone(),
+        created: berth_image::store::now(),
+        path: full[0].clone(),
+        args: full[1..].to_vec(),
+        entrypoint,
+        cmd,
+        env,
+        working_dir: o
+            .workdir
+            .clone()
+            .or_else(|| c.get("WorkingDir").and_then(|v| v.as_str()).map(str::to_string))
+            .unwrap_or_default(),
+        user: o
+            .user
+            .clone()
+            .or_else(|| c.get("User").and_then(|v| v.as_str()).map(str::to_string))
+            .unwrap_or_default(),
+        hostname,
+        labels,
+        stop_signal: o
+            .stop_signal
+            .clone()
+            .or_else(|| c.get("StopSignal").and_then(|v| v.as_str()).map(str::to_string))
+            .unwrap_or_else(|| "SIGTERM".into()),
+        stop_timeout: o.stop_timeout.unwrap_or(10),
+        auto_remove: o.auto_remove,
+        network_mode: network,
+        memory: o.memory,
+        pids_limit: o.pids_limit,
+        read_only: o.read_only,
+        restart,
+        restart_max,
+        mounts,
+        anonymous_volumes: anonymous,
+        health: health_config(c.get("Healthcheck"), o)?,
+        cap_add: o.cap_add.iter().map(|c| spec::cap_name(c)).collect::<Result<_>>()?,
+        cap_drop: o.cap_drop.iter().map(|c| spec::cap_name(c)).collect::<Result<_>>()?,
+        privileged: o.privileged,
+        seccomp: {
+            let mut p = String::new();
+            for so in &o.security_opt {
+                match so.split_once(['=', ':']) {
+                    Some(("seccomp", "unconfined")) => p = "unconfined".into(),
+                    Some(("seccomp", file)) => {
+                        p = std::fs::read_to_string(file).map_err(|e| {
+                            EngineError::Invalid(format!("opening seccomp profile ({file}) failed: {e}"))
+                        })?;
+                    }
+                    Some(("no-new-privileges", _)) | None if so.starts_with("no-new-privileges") => {}
+                    Some(("label" | "apparmor", _)) => {}
+                    _ => return Err(EngineError::Invalid(format!("invalid --security-opt: {so:?}"))),
+                }
+            }
+            p
+        },
+        no_new_privileges: o
+            .security_opt
+            .iter()
+            .any(|s| s == "no-new-privileges" || s == "no-new-privileges:true" || s == "no-new-privileges=true"),
+        ulimits: o.ulimits.iter().map(|u| parse_ulimit(u)).collect::<Result<_>>()?,
+        memory_reservation: o.memory_reservation,
+        memory_swap: {
+            if o.memory_swap > 0 && o.memory > 0 && o.memory_swap < o.memory {
+                return Err(EngineError::Invalid(
+                    "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
+                ));
+            }
+            if o.memory_swap > 0 && o.memory == 0 {
+                return Err(EngineError::Invalid(
+                    "You should always set the Memory limit when using Memoryswap limit, see usage".into(),
+                ));
+            }
+            o.memory_swap
+        },
+        cpu_quota: {
+            spec::check_cpus(o.cpus)?;
+            #[allow(clippy::cast_possible_truncation)]
+            let q = (o.cpus * 100_000.0) as i64;
+            q
+        },
+        cpu_shares: o.cpu_shares,
+        cpuset_cpus: o.cpuset_cpus.clone(),
+        log_driver: match o.log_driver.as_str() {
+            "" | "json-file" | "local" => "json-file".into(),
+            "none" => "none".into(),
+            other => {
+                return Err(EngineError::Invalid(format!(
+                    "failed to create container: log driver {other:?} is not supported (json-file, none)"
+                )))
+            }
+        },
+        log_max_size: parse_log_opts(&o.log_opts, &o.log_driver)?.0,
+        log_max_file: parse_log_opts(&o.log_opts, &o.log_driver)?.1,
+        tty: o.tty,
+        console_size: o.console_size,
+        devices: o
+            .devices
+            .iter()
+            .map(|d| spec::DeviceMapping::parse(d))
+            .collect::<Result<Vec<_>>>()?,
+        open_stdin: o.open_stdin,
+        stdin_once: o.open_stdin && o.stdin_once,
+        init: o.init,
+        runtime: crate::runtimes::check_name(&o.runtime)?,
+        exposed_ports: c
+            .get("ExposedPorts")
+            .and_then(|v| v.as_object())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default(),
+        publish: o.publish.clone(),
+        publish_all: o.publish_all,
+        extra_hosts,
+        ip: o.ip.clone().unwrap_or_default(),
+        aliases: o.aliases.clone(),
+        image_volumes: c
+            .get("Volumes")
+            .and_then(|v| v.as_object())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default(),
+        cgroup_parent: match &o.cgroup_parent {
+            Some(p) if p.split('/').any(|c| c == ".." || c == ".") => {
+                return Err(EngineError::Invalid(format!("invalid --cgroup-parent {p:?}")))
+            }
+            Some(p) => format!("/{}", p.trim_matches('/')),
+            None => "/berth".to_string(),
+        },
+    };
+    berth_runtime::container::parse_signal(&r.stop_signal)
+        .map_err(|e| EngineError::Invalid(format!("invalid stop signal: {e}")))?;
+    let mut r = r;
+    match engine.insert(&r) {
+        // A generated name taken between the check and the insert (a concurrent create):
+        // the id's suffix makes it unique.
+        Err(EngineError::Conflict(_)) if generated => {
+            r.name = format!("{}_{}", random_name(&id), &id[..12]);
+            engine.insert(&r)?;
+        }
+        other => other?,
+    }
+    let made = (|| -> Result<()> {
+        let dir = engine.dir(&id);
+        berth_image::perms::make_dir(&dir).map_err(io_err("creating", &dir))?;
+        for d in ["fs/upper", "fs/work", "rootfs"] {
+            std::fs::create_dir_all(dir.join(d)).map_err(io_err("creating", dir.join(d)))?;
+        }
+        let write =
+            |name: &str, data: String| std::fs::write(dir.join(name), data).map_err(io_err("writing", dir.join(name)));
+        // The log exists from the start, so a foreground `run` can hold it open before the
+        // container (and, with --rm, its directory) is gone.
+        write_mode(&dir.join("json.log"), b"", berth_image::perms::LOG)?;
+        write("hostname", format!("{}\n", r.hostname))?;
+        write("hosts", crate::networks::hosts_file(&r, None))?;
+        write("resolv.conf", resolv_conf(o, r.network_mode != "host")?)?;
+        let lowers = images.lowers(&img)?;
+        for m in &r.mounts {
+            match m.kind.as_str() {
+                // A new volume gets the image's content at its mount point (copy-up).
+                "volume" if crate::volumes::create(engine, &m.source)? => {
+                    crate::volumes::copy_up(&lowers, &m.destination, &crate::volumes::data_dir(engine, &m.source))?;
+                }
+                "bind" if !Path::new(&m.source).exists() => {
+                    std::fs::create_dir_all(&m.source).map_err(io_err("creating", &m.source))?;
+                }
+                _ => {}
+            }
+        }
+        let spec = spec::oci_spec(&r, &dir.join("rootfs"), &dir, &lowers, &engine.root)?;
+        // It holds the environment (`-e` secrets): root's alone.
+        write_mode(
+            &dir.join("config.json"),
+            serde_json::to_string_pretty(&spec)
+                .map_err(|e| EngineError::Invalid(e.to_string()))?
+                .as_bytes(),
+            berth_image::perms::PRIVATE,
+        )?;
+        images.set_user(&img.row.id, &id, true)?;
+        engine.save_state(
+            &id,
+            &State {
+                status: "created".into(),
+                started_at: ZERO_TIME.into(),
+                finished_at: ZERO_TIME.into(),
+                ..State::default()
+            },
+        )
+    })();
+    if let Err(e) = made {
+        let _ = remove_files(engine, &r);
+        return Err(e);
+    }
+    crate::events::container(engine, &r, "create", &[]);
+    Ok(r)
+}
