@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod containers;
+pub mod create_body;
 pub mod exec;
 pub mod manage;
 pub mod more;
