@@ -15,6 +15,9 @@ mod images;
 mod networks;
 mod registry;
 mod runtime;
+mod system;
+mod views;
+mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -1,0 +1,114 @@
+//! `system info` and `system prune`.
+
+use std::path::Path;
+
+use berth_engine::ops;
+
+use crate::containers::{engine, engine_exit, usage};
+use crate::format::Template;
+use crate::views::iec;
+
+/// `system info`.
+pub fn info(root: &Path, format: Option<&str>) -> anyhow::Result<()> {
+    let e = engine(root)?;
+    let images = crate::images::open(root)?;
+    let recs = e.all()?;
+    let mut running = 0;
+    let mut paused = 0;
+    for r in &recs {
+        let st = e.state(&r.id);
+        if st.running() {
+            if ops::is_paused(&e, &r.id) {
+                paused += 1;
+            } else {
+                running += 1;
+            }
+        }
+    }
+    let v = berth_engine::inspect::info_json(&e, &images, root)?;
+    let (kernel, os, cgv) = (
+        v["KernelVersion"].as_str().unwrap_or("").to_string(),
+        v["OperatingSystem"].as_str().unwrap_or("").to_string(),
+        v["CgroupVersion"].as_str().unwrap_or("").to_string(),
+    );
+    if let Some(f) = format {
+        if f == "json" {
+            println!("{v}");
+        } else {
+            println!("{}", Template::parse(f)?.render(&v)?);
+        }
+        return Ok(());
+    }
+    println!("Server:");
+    println!(" Containers: {}", v["Containers"]);
+    println!("  Running: {running}");
+    println!("  Paused: {paused}");
+    println!("  Stopped: {}", v["ContainersStopped"]);
+    println!(" Images: {}", v["Images"]);
+    println!(" Server Version: berth {}", env!("CARGO_PKG_VERSION"));
+    println!(" Storage Driver: overlay2");
+    println!(" Logging Driver: json-file");
+    println!(" Cgroup Driver: cgroupfs");
+    println!(" Cgroup Version: {cgv}");
+    println!(" Default Runtime: berth-runtime");
+    println!(" Security Options:\n  seccomp\n   Profile: builtin");
+    println!(" Kernel Version: {kernel}");
+    println!(" Operating System: {os}");
+    println!(" OSType: linux");
+    println!(" Architecture: {}", std::env::consts::ARCH);
+    println!(" CPUs: {}", v["NCPU"]);
+    println!(" Total Memory: {}", iec(berth_engine::inspect::host_memory()));
+    println!(" Docker Root Dir: {}", root.display());
+    Ok(())
+}
+
+/// `system prune`: stopped containers, dangling images (all unused with `-a`), and with
+/// `--volumes` unused anonymous volumes.
+pub fn system_prune(root: &Path, all: bool, volumes: bool, force: bool) -> anyhow::Result<()> {
+    if !force {
+        return Err(usage(
+            "system prune: refusing to prompt without a terminal; use --force".into(),
+        ));
+    }
+    let e = engine(root)?;
+    let gone = ops::prune(&e).map_err(engine_exit)?;
+    if !gone.is_empty() {
+        println!("Deleted Containers:");
+        for id in &gone {
+            println!("{id}");
+        }
+        println!();
+    }
+    if volumes {
+        let mut vs = Vec::new();
+        for n in berth_engine::volumes::list(&e).map_err(engine_exit)? {
+            if berth_engine::volumes::is_anonymous(&n)
+                && berth_engine::volumes::users(&e, &n).map_err(engine_exit)?.is_empty()
+            {
+                berth_engine::volumes::remove(&e, &n).map_err(engine_exit)?;
+                vs.push(n);
+            }
+        }
+        if !vs.is_empty() {
+            println!("Deleted Volumes:");
+            for n in &vs {
+                println!("{n}");
+            }
+            println!();
+        }
+    }
+    let mut images = crate::images::open(root)?;
+    let (done, reclaimed) = images.prune(all)?;
+    if !done.is_empty() {
+        println!("Deleted Images:");
+        for d in done {
+            match d {
+                berth_image::store::Removed::Untagged(t) => println!("untagged: {t}"),
+                berth_image::store::Removed::Deleted(id) => println!("deleted: {id}"),
+            }
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", crate::format::human_size(reclaimed));
+    Ok(())
+}
