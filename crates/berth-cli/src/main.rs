@@ -9,6 +9,8 @@
 mod attach;
 mod build;
 mod containers;
+mod create_args;
+mod exec;
 mod exit;
 mod format;
 mod images;

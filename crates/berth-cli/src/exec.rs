@@ -1,0 +1,127 @@
+//! `exec`: a process run in a running container.
+
+use std::path::Path;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::{json, Value};
+
+use crate::containers::{engine, engine_exit, Exit};
+use crate::create_args::expand_env;
+
+/// `exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Detached mode: run command in the background.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Set environment variables.
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>]).
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Keep STDIN open even if not attached.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// CONTAINER COMMAND [ARG...]
+    #[arg(required = true, num_args = 2.., trailing_var_arg = true, allow_hyphen_values = true)]
+    pub container_and_command: Vec<String>,
+}
+
+/// `exec`: a process in a running container, with its exit code passed on.
+pub fn exec(root: &Path, a: &ExecArgs) -> anyhow::Result<()> {
+    use berth_oci::oci_spec::runtime::Process;
+    if a.interactive && a.tty && !a.detach && !crate::attach::stdin_is_tty() {
+        return Err(Exit(1, "the input device is not a TTY".into()).into());
+    }
+    let e = engine(root)?;
+    let r = e.resolve(&a.container_and_command[0]).map_err(engine_exit)?;
+    if !e.state(&r.id).running() {
+        return Err(Exit(
+            1,
+            format!("Error response from daemon: container {} is not running", r.id),
+        )
+        .into());
+    }
+    let spec: Value = serde_json::from_slice(&std::fs::read(e.dir(&r.id).join("config.json"))?)?;
+    let mut p: Value = spec["process"].clone();
+    p["args"] = json!(a.container_and_command[1..]);
+    let env: Vec<String> = serde_json::from_value(p["env"].clone()).unwrap_or_default();
+    p["env"] = json!(berth_engine::spec::merge_env(
+        &env,
+        &a.env.iter().map(|x| expand_env(x)).collect::<Vec<_>>()
+    ));
+    if let Some(w) = &a.workdir {
+        p["cwd"] = json!(w);
+    }
+    if let Some(u) = &a.user {
+        let rootfs = e.dir(&r.id).join("rootfs");
+        let (uid, gid, extra) =
+            berth_engine::spec::resolve_user(u, &[rootfs]).map_err(|err| Exit(126, err.to_string()))?;
+        p["user"] = json!({"uid": uid, "gid": gid, "additionalGids": extra});
+    }
+    p["terminal"] = json!(a.tty);
+    if a.tty {
+        let mut env: Vec<String> = serde_json::from_value(p["env"].clone()).unwrap_or_default();
+        if !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+            p["env"] = json!(env);
+        }
+        if let Some((rows, cols)) = crate::attach::terminal_size() {
+            p["consoleSize"] = json!({"height": rows, "width": cols});
+        }
+    }
+    let process: Process = serde_json::from_value(p).context("building the exec process")?;
+    let ext = e.rt(&r).map_err(engine_exit)?;
+    if let Some((mut cmd, file)) = ext
+        .exec_command(&r.id, &process, &e.dir(&r.id), a.detach)
+        .map_err(engine_exit)?
+    {
+        // An external runtime runs the process itself (and its terminal, with -t).
+        if !a.interactive {
+            cmd.stdin(std::process::Stdio::null());
+        }
+        let status = cmd.status().context("running the OCI runtime")?;
+        let _ = std::fs::remove_file(file);
+        let code = status.code().unwrap_or(255);
+        if code != 0 {
+            return Err(Exit(u8::try_from(code.clamp(0, 255)).unwrap_or(255), String::new()).into());
+        }
+        return Ok(());
+    }
+    let rt = e.runtime();
+    let mut opts = berth_runtime::container::ExecOpts {
+        subreaper: !a.detach,
+        ..Default::default()
+    };
+    let failed = |err: berth_runtime::container::ContainerError| -> anyhow::Error {
+        let m = err.to_string();
+        let code = berth_engine::monitor::start_failure_code(&m);
+        Exit(u8::try_from(if code == 125 { 126 } else { code }).unwrap_or(126), m).into()
+    };
+    if !a.interactive || a.detach {
+        // Docker gives an exec stdin only with -i.
+        let null = std::fs::File::open("/dev/null").context("opening /dev/null")?;
+        nix::unistd::dup2_stdin(null).context("redirecting stdin")?;
+    }
+    if a.detach {
+        rt.exec(&r.id, &process, &opts).map_err(failed)?;
+        return Ok(());
+    }
+    let signals = berth_runtime::supervise::block_signals().context("blocking signals")?;
+    opts.subreaper = true;
+    let created = rt.exec(&r.id, &process, &opts).map_err(failed)?;
+    let code = berth_runtime::supervise::supervise_stdin(created.pid, signals, created.console, a.interactive)
+        .context("waiting for the process")?;
+    if code != 0 {
+        return Err(Exit(u8::try_from(code.clamp(0, 255)).unwrap_or(255), String::new()).into());
+    }
+    Ok(())
+}
