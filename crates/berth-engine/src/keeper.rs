@@ -74,7 +74,7 @@ fn wait_and_adopt(root: &Path, id: &str, monitor: nix::unistd::Pid) -> ! {
             Err(_) => break false,
         }
     };
-    let mut code = i32::from(adopt(root, id).is_err());
+    let mut code = i32::from(adopt(root, id, monitor.as_raw()).is_err());
     if killed && half_made(root, id).is_err() {
         code = 1;
     }
@@ -95,6 +95,11 @@ fn half_made(root: &Path, id: &str) -> Result<()> {
     if recorded.is_none_or(|st| st.status != "created") {
         return Ok(());
     }
+    // Only what the dead monitor left is this keeper's: its orphans were reparented here.
+    // With no child, nothing half made is ours (a later `start` may be creating it).
+    if nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)).is_err() {
+        return Ok(());
+    }
     let eng = Engine::open(root)?;
     let rec = eng.resolve(id)?;
     let _ = eng.rt(&rec)?.delete(&rec.id, true);
@@ -113,13 +118,16 @@ fn half_made(root: &Path, id: &str) -> Result<()> {
 }
 
 /// After the monitor is gone: reaps the container's init if it still runs, and records it.
-fn adopt(root: &Path, id: &str) -> Result<()> {
+fn adopt(root: &Path, id: &str, monitor: i32) -> Result<()> {
     // The common case, a monitor that finished its run (or removed its container), is seen
-    // from the state file alone, without opening the database.
+    // from the state file alone, without opening the database. A run that another monitor
+    // started since (this keeper may wake late: it is niced) is not this keeper's.
     let recorded: Option<State> = std::fs::read(root.join("containers").join(id).join("state.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    if !recorded.is_some_and(|st| matches!(st.status.as_str(), "running" | "restarting") && st.pid > 0) {
+    if !recorded.is_some_and(|st| {
+        matches!(st.status.as_str(), "running" | "restarting") && st.pid > 0 && st.monitor_pid == monitor
+    }) {
         return Ok(());
     }
     let eng = Engine::open(root)?;
@@ -128,11 +136,12 @@ fn adopt(root: &Path, id: &str) -> Result<()> {
     let init = st.pid;
     // SAFETY: signal 0 only checks that the pid exists.
     let alive = init > 0 && unsafe { libc::kill(init, 0) } == 0;
-    if !alive || !matches!(st.status.as_str(), "running" | "restarting") {
-        // The monitor finished the run itself (or never started one).
+    if !alive || !matches!(st.status.as_str(), "running" | "restarting") || st.monitor_pid != monitor {
+        // The monitor finished the run itself (or never started one), or it is not ours.
         return Ok(());
     }
-    st.monitor_pid = i32::try_from(std::process::id()).unwrap_or(0);
+    let me = i32::try_from(std::process::id()).unwrap_or(0);
+    st.monitor_pid = me;
     eng.save_state(&rec.id, &st)?;
     let rt = eng.rt(&rec)?;
     drop(eng);
@@ -162,6 +171,10 @@ fn adopt(root: &Path, id: &str) -> Result<()> {
         return Ok(());
     };
     let mut st = eng.state(&rec.id);
+    if st.monitor_pid != me {
+        // Started again meanwhile: that run is its own monitor's.
+        return Ok(());
+    }
     ended(&eng, &rt, &rec, &mut st, code);
     let idle_networks = exited(&eng, &rec, &mut st)?;
     crate::networks::remove_netns(&eng, &rec.id);

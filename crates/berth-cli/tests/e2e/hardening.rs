@@ -538,3 +538,25 @@ fn inspect_formats_take_range_if_and_with() {
     assert!(e.contains("unterminated range"), "{e}");
     b.ok(&["rm", &id]);
 }
+
+#[test]
+fn a_late_keeper_leaves_a_later_run_to_its_own_monitor() {
+    require_root!();
+    let (b, _dir) = with_busybox("keeper-late");
+    let id = b.ok(&["run", "-d", "bb:1", "sleep", "100"]).trim().to_string();
+    let keeper = parent_of(state_json(&b, &id)["monitor_pid"].as_i64().unwrap());
+    // The first run's keeper is held while the run ends and a second one starts, as a
+    // niced keeper on a busy machine may be.
+    // SAFETY: signals to the keeper this test's container started.
+    assert_eq!(unsafe { libc::kill(keeper, libc::SIGSTOP) }, 0);
+    b.ok(&["stop", "-t", "0", &id]);
+    b.ok(&["start", &id]);
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(keeper, libc::SIGCONT) }, 0);
+    // Whatever the first keeper does now, the second run is recorded by its own monitor.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    b.ok(&["kill", &id]);
+    assert_eq!(b.ok(&["wait", &id]).trim(), "137");
+    assert_eq!(b.ok(&["inspect", "-f", "{{.State.ExitCode}}", &id]).trim(), "137");
+    b.ok(&["rm", &id]);
+}
