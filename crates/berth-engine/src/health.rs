@@ -132,7 +132,7 @@ impl Checker {
 
     /// Starts a probe when due, kills one past its timeout; returns whether the health
     /// changed.
-    pub fn tick(&mut self, rt: &crate::runtimes::Rt, id: &str, devnull: &OwnedFd, dir: &std::path::Path) -> bool {
+    pub fn tick(&mut self, rt: &crate::runtimes::Rt, id: &str, dir: &std::path::Path) -> bool {
         let now = Instant::now();
         if let Some(r) = &self.running {
             if now >= r.started + self.cfg.timeout {
@@ -150,7 +150,7 @@ impl Checker {
         }
         self.next = now + self.cfg.interval;
         let start = berth_image::store::now();
-        match self.spawn(rt, id, devnull, dir) {
+        match self.spawn(rt, id, dir) {
             Ok((pid, out)) => {
                 self.running = Some(Running {
                     pid,
@@ -165,34 +165,61 @@ impl Checker {
         }
     }
 
-    fn spawn(
-        &self,
-        rt: &crate::runtimes::Rt,
-        id: &str,
-        devnull: &OwnedFd,
-        dir: &std::path::Path,
-    ) -> Result<(i32, OwnedFd), String> {
+    /// Starts the probe from a forked helper, so that the runtime's exec path (the spec,
+    /// the seccomp filter's compilation, the namespaces) never runs in the monitor's own
+    /// memory: the helper reports the probe's pid on a pipe and exits, and the probe, an
+    /// orphan then, is the monitor's to reap (it is the subreaper).
+    fn spawn(&self, rt: &crate::runtimes::Rt, id: &str, dir: &std::path::Path) -> Result<(i32, OwnedFd), String> {
+        let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+        let (out_r, out_w) = nix::unistd::pipe2(cloexec).map_err(|e| format!("pipe: {e}"))?;
+        let (rep_r, rep_w) = nix::unistd::pipe2(cloexec).map_err(|e| format!("pipe: {e}"))?;
+        // SAFETY: the monitor is single-threaded; the child only runs the exec and _exits.
+        let helper = match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                drop(out_r);
+                drop(rep_r);
+                // The probe inherits stdout/stderr: its output goes to the pipe.
+                // SAFETY: dup2 between descriptors this process owns.
+                unsafe {
+                    libc::dup2(out_w.as_raw_fd(), 1);
+                    libc::dup2(out_w.as_raw_fd(), 2);
+                }
+                let report = match self.exec(rt, id, dir) {
+                    Ok(pid) => pid.to_string(),
+                    Err(e) => format!("!{e}"),
+                };
+                let _ = nix::unistd::write(&rep_w, report.as_bytes());
+                // SAFETY: _exit ends the forked helper without the monitor's destructors.
+                unsafe { libc::_exit(0) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => child,
+            Err(e) => return Err(format!("fork: {e}")),
+        };
+        drop(out_w);
+        drop(rep_w);
+        let mut report = String::new();
+        let _ = std::fs::File::from(rep_r).read_to_string(&mut report);
+        while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitpid(helper, None) {}
+        match report.strip_prefix('!') {
+            Some(e) => Err(e.to_string()),
+            None => {
+                let pid = report
+                    .parse()
+                    .map_err(|_| "the probe's helper died before it started the probe".to_string())?;
+                let _ = nix::fcntl::fcntl(&out_r, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+                Ok((pid, out_r))
+            }
+        }
+    }
+
+    /// In the helper: the probe's process (the container's, with the probe's argv) exec'd
+    /// into the container; returns its pid.
+    fn exec(&self, rt: &crate::runtimes::Rt, id: &str, dir: &std::path::Path) -> Result<i32, String> {
         let mut p = self.process.clone();
         p["args"] = serde_json::json!(self.argv);
         p["terminal"] = serde_json::json!(false);
         let process: berth_oci::oci_spec::runtime::Process = serde_json::from_value(p).map_err(|e| e.to_string())?;
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
-        // The probe inherits the monitor's stdout/stderr: point them at the pipe meanwhile.
-        // SAFETY: dup2 between descriptors this process owns.
-        unsafe {
-            libc::dup2(w.as_raw_fd(), 1);
-            libc::dup2(w.as_raw_fd(), 2);
-        }
-        let created = rt.exec_detached(id, &process, dir);
-        // SAFETY: as above.
-        unsafe {
-            libc::dup2(devnull.as_raw_fd(), 1);
-            libc::dup2(devnull.as_raw_fd(), 2);
-        }
-        drop(w);
-        let pid = created.map_err(|e| e.to_string())?;
-        let _ = nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
-        Ok((pid, r))
+        rt.exec_detached(id, &process, dir).map_err(|e| e.to_string())
     }
 
     /// A reaped child: if it is the probe, records it; returns whether the health changed.

@@ -8,7 +8,7 @@ use std::path::Path;
 use nix::fcntl::OFlag;
 use nix::sys::wait::WaitStatus;
 
-use crate::monitor::{ended, exited, shed_memory, NETWORK_LINGER};
+use crate::monitor::{ended, exited, Shedder, NETWORK_LINGER};
 use crate::store::{Engine, State};
 use crate::Result;
 
@@ -58,7 +58,7 @@ pub(crate) fn keep(root: &Path, id: &str, monitor: nix::unistd::Pid) -> ! {
 
 /// `berth _keep ROOT ID MONITOR_PID`: the keeper's loop (see [`keep`]).
 pub fn keeper(root: &Path, id: &str, monitor: i32) -> ! {
-    shed_memory(true);
+    Shedder::new().shed();
     wait_and_adopt(root, id, nix::unistd::Pid::from_raw(monitor))
 }
 

@@ -305,8 +305,8 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
         };
         let mut log = crate::logs::Writer::open(&dir.join("json.log"), max, files)
             .map_err(crate::io_err("opening", dir.join("json.log")))?;
-        // Idle, the monitor should cost almost nothing: close the database, give the heap
-        // back and drop the code pages setup touched (they fault back in if needed).
+        // Idle, the monitor should cost almost nothing: the database closes now, and the
+        // pump sheds the heap and code pages setup touched once it is quiet.
         drop(eng);
         let mut checker = rec.health.as_ref().and_then(|h| {
             let spec: serde_json::Value = std::fs::read(dir.join("config.json"))
@@ -318,13 +318,12 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
             st.health = Some(c.health.clone());
             let _ = crate::store::write_state(&dir, &st);
         }
-        shed_memory(false);
+        let shedder = Shedder::new();
         let mut probes = checker.as_mut().map(|c| Probes {
             reported: c.health.status.clone(),
             checker: c,
             runtime: rt.clone(),
             id: rec.id.clone(),
-            devnull: &devnull,
             dir: dir.clone(),
             rec: &rec,
         });
@@ -335,6 +334,7 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
             console: console.as_ref(),
             resolver: resolver.as_mut(),
             root,
+            shedder: &shedder,
         };
         let status = pump(&mut io, pid, &mut log, probes.as_mut(), &mut st);
         drop(io);
@@ -413,22 +413,34 @@ pub(crate) fn exited(eng: &Engine, rec: &Record, st: &mut State) -> Result<Vec<S
     Ok(idle_networks)
 }
 
-/// Returns memory setup used: the heap's free pages, and the binary's pages that were
-/// only ever read (code, read-only data). Those are dropped from the process (the next use
-/// faults them back from the file, with the kernel's 64 KiB fault-around, or page by page
-/// with `random`, for a process that will run little code). A mapping with any private
-/// (written) page, such as relocated data, is left alone.
-pub(crate) fn shed_memory(random: bool) {
-    let mut drops: Vec<(usize, usize)> = Vec::new();
-    let mut stack: Option<(usize, usize)> = None;
-    if let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") {
+/// Gives back memory the monitor touched but does not need while it waits: the pages of
+/// the binary that were only ever read (code, read-only data), the stack below where it now
+/// runs, and the heap's free pages. Dropped file pages fault back from the page cache on
+/// the next use, 64 KiB at a time: the kernel's fault-around maps a whole window whatever
+/// `madvise` advice the mapping has (measured on 6.18: `MADV_RANDOM` changes nothing), so
+/// every burst of work (a log line, an attach, a probe) leaves a few windows mapped until
+/// the next shed. The ranges are found once, from `/proc/self/smaps`: later sheds are a few
+/// `madvise` calls.
+#[derive(Debug, Default)]
+pub(crate) struct Shedder {
+    /// Private file mappings of the binary with no modified page.
+    files: Vec<(usize, usize)>,
+    /// The main stack's mapping.
+    stack: Option<(usize, usize)>,
+}
+
+impl Shedder {
+    /// Finds the ranges to shed (none if `/proc/self/smaps` is unreadable).
+    pub(crate) fn new() -> Shedder {
+        let mut me = Shedder::default();
+        let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+            return me;
+        };
+        // (start, end, a clean read-only file mapping so far)
         let mut current: Option<(usize, usize, bool)> = None;
-        let mut anon = 0u64;
-        let finish = |r: Option<(usize, usize, bool)>, anon_kb: u64, drops: &mut Vec<(usize, usize)>| {
-            if let Some((a, b, candidate)) = r {
-                if candidate && anon_kb == 0 {
-                    drops.push((a, b));
-                }
+        let finish = |r: Option<(usize, usize, bool)>, files: &mut Vec<(usize, usize)>| {
+            if let Some((a, b, true)) = r {
+                files.push((a, b));
             }
         };
         for line in smaps.lines() {
@@ -438,48 +450,49 @@ pub(crate) fn shed_memory(random: bool) {
                 let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
                     continue;
                 };
-                finish(current.take(), anon, &mut drops);
-                anon = 0;
+                finish(current.take(), &mut me.files);
                 let perms = f.next().unwrap_or("");
                 let path = f.nth(3).unwrap_or("");
                 if path == "[stack]" {
-                    stack = Some((a, b));
+                    me.stack = Some((a, b));
                 }
                 let candidate = (perms == "r-xp" || perms == "r--p") && path.starts_with('/');
                 current = Some((a, b, candidate));
-            } else if first == "Anonymous:" {
-                anon = f.next().and_then(|v| v.parse().ok()).unwrap_or(1);
+            } else if first == "Anonymous:" && f.next() != Some("0") {
+                // A page of it was written (relocated data): not the file's, keep it.
+                if let Some(c) = current.as_mut() {
+                    c.2 = false;
+                }
             }
         }
-        finish(current.take(), anon, &mut drops);
+        finish(current.take(), &mut me.files);
+        me
     }
-    for (a, b) in drops.drain(..) {
-        if random {
-            // SAFETY: advice only: later faults on this file mapping read just the page
-            // touched (no 64 KiB fault-around); the mapping's contents are unchanged.
-            unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_RANDOM) };
+
+    /// Drops what the last burst of work faulted in (see [`Shedder`]).
+    pub(crate) fn shed(&self) {
+        for &(a, b) in &self.files {
+            // SAFETY: a private file mapping of this process whose pages are all unmodified
+            // file pages: dropping them only unmaps them until the next access, which reads
+            // them back from the file.
+            unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) };
         }
-        // SAFETY: a private file mapping of this process whose pages are all unmodified file
-        // pages: dropping them only unmaps them until the next access, which reads them back
-        // from the file.
-        unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) };
-    }
-    drop(drops);
-    // The part of the stack setup used below where the monitor now runs (clap, SQLite and
-    // the runtime go deep): unused until a deeper call faults fresh zero pages back in.
-    let here = 0u8;
-    let sp = std::ptr::addr_of!(here) as usize;
-    if let Some((lo, hi)) = stack {
-        let keep_below = sp.saturating_sub(8 << 10) & !0xfff;
-        if keep_below > lo && keep_below < hi {
-            // SAFETY: the range lies below the current stack pointer with an 8 KiB margin
-            // (past the red zone); nothing live is there, dropped pages come back zeroed.
-            unsafe { libc::madvise(lo as *mut libc::c_void, keep_below - lo, libc::MADV_DONTNEED) };
+        // The part of the stack deeper calls used (clap, SQLite and the runtime go deep):
+        // unused until a deeper call faults fresh zero pages back in.
+        let here = 0u8;
+        let sp = std::ptr::addr_of!(here) as usize;
+        if let Some((lo, hi)) = self.stack {
+            let keep_below = sp.saturating_sub(8 << 10) & !0xfff;
+            if keep_below > lo && keep_below < hi {
+                // SAFETY: the range lies below the current stack pointer with an 8 KiB
+                // margin (past the red zone); nothing live is there, dropped pages come back
+                // zeroed.
+                unsafe { libc::madvise(lo as *mut libc::c_void, keep_below - lo, libc::MADV_DONTNEED) };
+            }
         }
+        // SAFETY: malloc_trim only returns free heap memory to the kernel.
+        unsafe { libc::malloc_trim(0) };
     }
-    // Last, once the buffers above are freed too.
-    // SAFETY: malloc_trim only returns free heap memory to the kernel.
-    unsafe { libc::malloc_trim(0) };
 }
 
 /// What the pump needs to run health probes.
@@ -487,7 +500,6 @@ struct Probes<'a> {
     checker: &'a mut crate::health::Checker,
     runtime: crate::runtimes::Rt,
     id: String,
-    devnull: &'a OwnedFd,
     dir: std::path::PathBuf,
     rec: &'a Record,
     /// The health status last announced (`health_status: ...` events go out on changes).
@@ -520,7 +532,13 @@ struct Io<'a> {
     /// The embedded DNS, on a user network.
     resolver: Option<&'a mut crate::dns::Resolver>,
     root: &'a Path,
+    shedder: &'a Shedder,
 }
+
+/// How long the monitor waits without work before it sheds what the work faulted in: short
+/// enough that it happens between health probes, long enough that a container writing
+/// lines continuously does not pay for it on every line.
+const QUIET: Duration = Duration::from_millis(250);
 
 fn pump(
     io: &mut Io<'_>,
@@ -543,6 +561,9 @@ fn pump(
     // (no periodic wakeups: no CPU, and no code paged back in). Without pidfds (kernels
     // before 5.3), it looks every 200 ms.
     let pidfd = crate::health::pidfd_open(init);
+    // When the monitor last did some work: it sheds memory once quiet after it. Getting
+    // here from the start was work too.
+    let mut worked = Some(Instant::now());
     loop {
         let mut wait = if pidfd.is_some() {
             None
@@ -560,6 +581,21 @@ fn pump(
         }
         if code.is_some() {
             wait = Some(Duration::from_millis(20));
+        }
+        // Back to idle after work: once it has been quiet for a while, shed what the work
+        // faulted in, then sleep as long as the work due allows.
+        // The shed comes last before the poll, so that nothing faults code back in between.
+        let mut quiet_timer = false;
+        let mut shed_now = false;
+        if let Some(t) = worked {
+            let left = QUIET.saturating_sub(t.elapsed());
+            if left.is_zero() {
+                shed_now = true;
+                worked = None;
+            } else if wait.is_none_or(|w| left < w) {
+                wait = Some(left);
+                quiet_timer = true;
+            }
         }
         {
             use nix::poll::{PollFd, PollFlags};
@@ -585,10 +621,17 @@ fn pump(
                 pfds.extend(r.fds().into_iter().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
             }
             let timeout = match wait {
-                Some(w) => nix::poll::PollTimeout::from(u16::try_from(w.as_millis()).unwrap_or(200)),
+                // Longer waits (a probe interval past 65 s) wake early and wait again.
+                Some(w) => nix::poll::PollTimeout::from(u16::try_from(w.as_millis()).unwrap_or(u16::MAX)),
                 None => nix::poll::PollTimeout::NONE,
             };
-            let _ = nix::poll::poll(&mut pfds, timeout);
+            if shed_now {
+                io.shedder.shed();
+            }
+            let ready = nix::poll::poll(&mut pfds, timeout).unwrap_or(1);
+            if ready != 0 || !quiet_timer {
+                worked = Some(Instant::now());
+            }
         }
         io.hub.service(io.stdin, io.console.map(|c| c.as_fd()));
         if let Some(r) = io.resolver.as_deref_mut() {
@@ -645,7 +688,7 @@ fn pump(
         }
         if code.is_none() {
             if let Some(pr) = probes.as_deref_mut() {
-                if pr.checker.tick(&pr.runtime, &pr.id, pr.devnull, &pr.dir) {
+                if pr.checker.tick(&pr.runtime, &pr.id, &pr.dir) {
                     pr.save(st);
                 }
             }
