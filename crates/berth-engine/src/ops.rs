@@ -99,6 +99,23 @@ pub fn start_attached(
     started
 }
 
+/// The glibc tunables a monitor runs with: the caller's, plus no per-thread cache of freed
+/// chunks. The cache keeps up to 7 chunks of each small size out of the heap's free lists,
+/// scattered over its pages, so `malloc_trim` cannot give those pages back: ~110 KiB of
+/// an idle monitor's 490 (measured). The monitor allocates little once it runs, so the
+/// cache buys it nothing.
+fn monitor_tunables(inherited: Option<std::ffi::OsString>) -> std::ffi::OsString {
+    const NO_TCACHE: &str = "glibc.malloc.tcache_count=0";
+    match inherited {
+        Some(mut t) if !t.is_empty() => {
+            t.push(":");
+            t.push(NO_TCACHE);
+            t
+        }
+        _ => NO_TCACHE.into(),
+    }
+}
+
 /// [`start_attached`] without the `--rm` cleanup.
 fn start_monitor(
     engine: &Engine,
@@ -149,6 +166,7 @@ fn start_monitor(
         });
     }
     cmd.arg("--ready-fd").arg("3");
+    cmd.env("GLIBC_TUNABLES", monitor_tunables(std::env::var_os("GLIBC_TUNABLES")));
     let status = cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -550,4 +568,19 @@ pub(crate) fn write_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .map_err(io_err("writing", path))?;
     berth_image::perms::set(path, mode).map_err(io_err("securing", path))?;
     f.write_all(data).map_err(io_err("writing", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_tunables_keep_the_callers() {
+        assert_eq!(monitor_tunables(None), "glibc.malloc.tcache_count=0");
+        assert_eq!(monitor_tunables(Some("".into())), "glibc.malloc.tcache_count=0");
+        assert_eq!(
+            monitor_tunables(Some("glibc.malloc.arena_max=2".into())),
+            "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0"
+        );
+    }
 }
