@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Container run benchmark: `run --rm IMG true` with berth, docker (a private dockerd) and
 # podman, median of N each, all with --network none, on the same busybox image imported
-# offline; then the RSS of an idle container's keeper: berth's monitor vs
-# containerd-shim-runc-v2 vs conmon. Prints medians and berth's ratios; raw timings go to
-# bench/results/run-<date>.csv.
+# offline; then bench/monitor.sh: the memory of what keeps each container (berth's monitor,
+# containerd-shim-runc-v2, conmon) in the states users are in. Prints medians and berth's
+# ratios; raw timings go to bench/results/run-<date>.csv.
 #
 # Usage: sudo bench/run.sh [N]   (default 20)
 set -euo pipefail
@@ -15,9 +15,6 @@ berth=${BERTH_BIN:-$("$top/scripts/build.sh")}
 work=$(mktemp -d /tmp/bt$$-runbench-XXXX)
 pids=()
 cleanup() {
-  BERTH_ROOT=$work/berth "$berth" rm -f bt-idle >/dev/null 2>&1 || true
-  docker rm -f bt-idle >/dev/null 2>&1 || true
-  podman "${pflags[@]}" rm -f bt-idle >/dev/null 2>&1 || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   grep -o " $work[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done || true
   rm -rf "$work"
@@ -61,20 +58,5 @@ for k, v in med.items():
 print(f"raw timings: {csv}")
 PY
 
-# Idle keepers' memory: one sleeping container each, then the RSS of what keeps it.
-rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-"$berth" run -d --name bt-idle --network none bt-bench:1 sleep 1000 >/dev/null
-mon=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['monitor_pid'])" "$BERTH_ROOT/containers/$("$berth" inspect --format '{{.Id}}' bt-idle)/state.json")
-docker run -d --name bt-idle --network none bt-bench:1 sleep 1000 >/dev/null
-cpid=$(docker inspect --format '{{.State.Pid}}' bt-idle)
-shim=$(ps -o ppid= -p "$cpid" | tr -d ' ')
-sleep 3  # past the keeper's 2 s (its fresh image)
-keeper=$(ps -o ppid= -p "$mon" | tr -d ' ')
-pss() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
-echo "idle keeper RSS (KiB): berth monitor $(rss "$mon") + its keeper $(rss "$keeper") = $(( $(rss "$mon") + $(rss "$keeper") )), containerd-shim-runc-v2 $(rss "$shim")"
-echo "idle keeper PSS (KiB): berth monitor $(pss "$mon") + its keeper $(pss "$keeper"), containerd-shim-runc-v2 $(pss "$shim")"
-if [ "$havepodman" = 1 ]; then
-  podman "${pflags[@]}" run --runtime runc -d --name bt-idle --network none --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 bt-bench:1 sleep 1000 >/dev/null
-  ppid=$(podman "${pflags[@]}" inspect --format '{{.State.ConmonPid}}' bt-idle)
-  echo "idle keeper RSS (KiB): conmon $(rss "$ppid")"
-fi
+# What keeps each container, in the states users are in (its own dockerd and podman store).
+BERTH_BIN=$berth "$here/monitor.sh"

@@ -58,7 +58,7 @@ pub(crate) fn keep(root: &Path, id: &str, monitor: nix::unistd::Pid) -> ! {
 
 /// `berth _keep ROOT ID MONITOR_PID`: the keeper's loop (see [`keep`]).
 pub fn keeper(root: &Path, id: &str, monitor: i32) -> ! {
-    Shedder::new().shed();
+    Shedder::default().shed();
     wait_and_adopt(root, id, nix::unistd::Pid::from_raw(monitor))
 }
 

@@ -318,7 +318,7 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
             st.health = Some(c.health.clone());
             let _ = crate::store::write_state(&dir, &st);
         }
-        let shedder = Shedder::new();
+        let shedder = Shedder::default();
         let mut probes = checker.as_mut().map(|c| Probes {
             reported: c.health.status.clone(),
             checker: c,
@@ -419,20 +419,27 @@ pub(crate) fn exited(eng: &Engine, rec: &Record, st: &mut State) -> Result<Vec<S
 /// the next use, 64 KiB at a time: the kernel's fault-around maps a whole window whatever
 /// `madvise` advice the mapping has (measured on 6.18: `MADV_RANDOM` changes nothing), so
 /// every burst of work (a log line, an attach, a probe) leaves a few windows mapped until
-/// the next shed. The ranges are found once, from `/proc/self/smaps`: later sheds are a few
-/// `madvise` calls.
+/// the next shed. The ranges are found once, at the first shed, from `/proc/self/smaps`:
+/// later sheds are a few `madvise` calls.
 #[derive(Debug, Default)]
 pub(crate) struct Shedder {
+    /// Found at the first shed (not on the start path).
+    ranges: std::cell::OnceCell<Ranges>,
+}
+
+/// What a [`Shedder`] drops.
+#[derive(Debug, Default)]
+struct Ranges {
     /// Private file mappings of the binary with no modified page.
     files: Vec<(usize, usize)>,
     /// The main stack's mapping.
     stack: Option<(usize, usize)>,
 }
 
-impl Shedder {
-    /// Finds the ranges to shed (none if `/proc/self/smaps` is unreadable).
-    pub(crate) fn new() -> Shedder {
-        let mut me = Shedder::default();
+impl Ranges {
+    /// From `/proc/self/smaps` (none if it is unreadable).
+    fn read() -> Ranges {
+        let mut me = Ranges::default();
         let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
             return me;
         };
@@ -468,10 +475,13 @@ impl Shedder {
         finish(current.take(), &mut me.files);
         me
     }
+}
 
+impl Shedder {
     /// Drops what the last burst of work faulted in (see [`Shedder`]).
     pub(crate) fn shed(&self) {
-        for &(a, b) in &self.files {
+        let ranges = self.ranges.get_or_init(Ranges::read);
+        for &(a, b) in &ranges.files {
             // SAFETY: a private file mapping of this process whose pages are all unmodified
             // file pages: dropping them only unmaps them until the next access, which reads
             // them back from the file.
@@ -481,7 +491,7 @@ impl Shedder {
         // unused until a deeper call faults fresh zero pages back in.
         let here = 0u8;
         let sp = std::ptr::addr_of!(here) as usize;
-        if let Some((lo, hi)) = self.stack {
+        if let Some((lo, hi)) = ranges.stack {
             let keep_below = sp.saturating_sub(8 << 10) & !0xfff;
             if keep_below > lo && keep_below < hi {
                 // SAFETY: the range lies below the current stack pointer with an 8 KiB
