@@ -28,3 +28,30 @@ busybox_tar() {
   echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
   tar -C "$work/rootfs" -cf "$work/img.tar" .
 }
+
+# networks_apart WORK: berth's store under WORK/berth and its networking apart from any
+# other berth on the host (bridge names, subnet, nftables table, all named by this shell's
+# pid); sets `tag` and `dkbr` (the name for docker's bridge), the podman flags `pflags` for
+# a private store under WORK, and notes what podman's CNI may leave behind (for
+# podman_leftovers).
+networks_apart() {
+  local work=$1
+  tag=$(( $$ % 10000 ))
+  dkbr=bt${tag}dk
+  export BERTH_ROOT=$work/berth BERTH_BRIDGE=bt${tag}b BERTH_BRIDGE_SUBNET=10.252.0.0/24 \
+    BERTH_NFT_TABLE=bt${tag}net BERTH_BRIDGE_PREFIX=bt${tag}n-
+  pflags=(--root "$work/podman" --runroot "$work/podman-run" --storage-driver overlay --cgroup-manager cgroupfs --events-backend none)
+  tables_before=$(nft list tables 2>/dev/null || true)
+  had_cni=0
+  if ip link show cni-podman0 >/dev/null 2>&1; then had_cni=1; fi
+}
+
+# podman_leftovers: resets the private podman store and removes the CNI bridge and the
+# nftables tables its plugins made during this run (none that were there before).
+podman_leftovers() {
+  podman "${pflags[@]}" system reset -f >/dev/null 2>&1 || true
+  if [ "$had_cni" = 0 ]; then ip link del cni-podman0 2>/dev/null || true; fi
+  nft list tables 2>/dev/null | while read -r _ fam name; do
+    grep -qx "table $fam $name" <<<"$tables_before" || case $name in nat|filter) nft delete table "$fam" "$name" ;; esac
+  done
+}

@@ -15,14 +15,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 berth=${BERTH_BIN:-$("$top/scripts/build.sh")}
 work=$(mktemp -d /tmp/bt$$-monbench-XXXX)
-tag=$(( $$ % 10000 ))
-dkbr=bt${tag}dk
-export BERTH_ROOT=$work/berth BERTH_BRIDGE=bt${tag}b BERTH_BRIDGE_SUBNET=10.252.0.0/24 \
-  BERTH_NFT_TABLE=bt${tag}net BERTH_BRIDGE_PREFIX=bt${tag}n-
+. "$here/lib.sh"
+networks_apart "$work"
 pids=()
-tables_before=$(nft list tables 2>/dev/null || true)
-had_cni=0; ip link show cni-podman0 >/dev/null 2>&1 && had_cni=1
-pflags=(--root "$work/podman" --runroot "$work/podman-run" --storage-driver overlay --cgroup-manager cgroupfs --events-backend none)
 popts=(--runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:4096)
 cleanup() {
   set +e
@@ -32,11 +27,7 @@ cleanup() {
     docker ps -aq 2>/dev/null | xargs -r docker rm -f >/dev/null 2>&1
     docker network rm "bt${tag}du" >/dev/null 2>&1
   fi
-  if [ "${havepodman:-0}" = 1 ]; then podman "${pflags[@]}" system reset -f >/dev/null 2>&1; fi
-  if [ "$had_cni" = 0 ]; then ip link del cni-podman0 2>/dev/null; fi
-  nft list tables 2>/dev/null | while read -r _ fam name; do
-    grep -qx "table $fam $name" <<<"$tables_before" || case $name in nat|filter) nft delete table "$fam" "$name" ;; esac
-  done
+  podman_leftovers
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
   sleep 3 # berth keeps an idle bridge for 2 s
   ip link del "$dkbr" 2>/dev/null
@@ -45,7 +36,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-. "$here/lib.sh"
 busybox_tar "$work" sh true sleep yes head
 "$berth" import "$work/img.tar" bt-bench:1 >/dev/null
 "$berth" network create --subnet 10.251.0.0/24 "bt${tag}u" >/dev/null

@@ -15,21 +15,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 berth=${BERTH_BIN:-$("$top/scripts/build.sh")}
 work=$(mktemp -d /tmp/bt$$-netbench-XXXX)
-tag=$(( $$ % 10000 ))
-dkbr=bt${tag}dk
-export BERTH_ROOT=$work/berth BERTH_BRIDGE=bt${tag}b BERTH_BRIDGE_SUBNET=10.252.0.0/24 \
-  BERTH_NFT_TABLE=bt${tag}net BERTH_BRIDGE_PREFIX=bt${tag}n-
+. "$here/lib.sh"
+networks_apart "$work"
 pids=()
-tables_before=$(nft list tables 2>/dev/null || true)
-had_cni=0; ip link show cni-podman0 >/dev/null 2>&1 && had_cni=1
-pflags=(--root "$work/podman" --runroot "$work/podman-run" --storage-driver overlay --cgroup-manager cgroupfs --events-backend none)
 cleanup() {
-  podman "${pflags[@]}" system reset -f >/dev/null 2>&1 || true
-  if [ "$had_cni" = 0 ]; then ip link del cni-podman0 2>/dev/null || true; fi
-  # Tables podman's CNI plugins made during this run (none of them were there before).
-  nft list tables 2>/dev/null | while read -r _ fam name; do
-    grep -qx "table $fam $name" <<<"$tables_before" || case $name in nat|filter) nft delete table "$fam" "$name" ;; esac
-  done
+  podman_leftovers
   "$berth" rm -f bt-srv bt-cli >/dev/null 2>&1 || true
   docker rm -f bt-srv bt-cli >/dev/null 2>&1 || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
@@ -50,7 +40,6 @@ tar -C "$work/rootfs" -cf "$work/img.tar" .
 ip link add "$dkbr" type bridge
 ip addr add 10.253.0.1/24 dev "$dkbr"
 ip link set "$dkbr" up
-. "$here/lib.sh"
 start_dockerd "$work" "$dkbr"
 docker import "$work/img.tar" bt-bench:1 >/dev/null
 havepodman=0
