@@ -69,46 +69,15 @@ pub async fn list(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
         .and_then(|l| l.parse::<i64>().ok())
         .filter(|n| *n > 0)
         .and_then(|n| usize::try_from(n).ok());
-    let filters = crate::filters(&q)?;
+    let filters =
+        berth_engine::list::Filters::from_map(&crate::filters(&q)?).map_err(|e| ApiError::bad(e.to_string()))?;
     let size = flag(&q, "size");
     let v = d
         .with_images(move |e, s| {
             let mut out = Vec::new();
-            for r in e.all()? {
-                let mut st = e.state(&r.id);
-                if st.running() && berth_engine::ops::is_paused(e, &r.id) {
-                    st.status = "paused".into();
-                }
+            let opts = berth_engine::list::ListOptions { all, limit, filters };
+            for (r, st) in berth_engine::list::containers(e, &opts)? {
                 let state = st.status.clone();
-                let listed = matches!(state.as_str(), "running" | "paused" | "restarting");
-                if !all && !listed && !filters.contains_key("status") {
-                    continue;
-                }
-                // Docker: every label filter must match; the values of other keys are
-                // alternatives.
-                let ok = filters.iter().all(|(k, vals)| {
-                    let matches = |v: &String| match k.as_str() {
-                        "status" => *v == state,
-                        "name" => r.name.contains(v.trim_start_matches('/')),
-                        "id" => r.id.starts_with(v.as_str()),
-                        "label" => match v.split_once('=') {
-                            Some((lk, lv)) => r.labels.get(lk).is_some_and(|x| x == lv),
-                            None => r.labels.contains_key(v),
-                        },
-                        "ancestor" => r.image_name == *v || r.image_id.contains(v.as_str()),
-                        "exited" => st.status == "exited" && v.parse::<i32>().ok() == Some(st.exit_code),
-                        "network" => r.network_mode == *v,
-                        _ => true,
-                    };
-                    if k == "label" {
-                        vals.iter().all(matches)
-                    } else {
-                        vals.iter().any(matches)
-                    }
-                });
-                if !ok {
-                    continue;
-                }
                 let i = berth_engine::inspect::inspect_json(e, &r);
                 let ports: Vec<Value> = st
                     .net
@@ -144,9 +113,6 @@ pub async fn list(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
                         last["SizeRw"] = json!(rw);
                         last["SizeRootFs"] = json!(rootfs);
                     }
-                }
-                if limit.is_some_and(|l| out.len() >= l) {
-                    break;
                 }
             }
             Ok(out)

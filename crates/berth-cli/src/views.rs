@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use berth_engine::ops;
 use berth_engine::store::{Record, State};
 use clap::Args;
 use serde_json::json;
@@ -13,49 +12,16 @@ use serde_json::json;
 use crate::containers::{emit, engine, engine_exit, follow, usage, ContainersArgs, Exit, LogsArgs, PsArgs};
 use crate::format::{human_duration, since, table, Template};
 
-fn ps_matches(r: &Record, st: &State, f: &str) -> anyhow::Result<bool> {
-    let (k, v) = f
-        .split_once('=')
-        .ok_or_else(|| usage(format!("bad format of filter (expected name=value): {f}")))?;
-    Ok(match k {
-        "status" => st.status == v,
-        "name" => r.name.contains(v.trim_start_matches('/')),
-        "id" => r.id.starts_with(v),
-        "exited" => st.status == "exited" && st.exit_code.to_string() == v,
-        "label" => match v.split_once('=') {
-            Some((lk, lv)) => r.labels.get(lk).map(String::as_str) == Some(lv),
-            None => r.labels.contains_key(v),
-        },
-        "ancestor" => r.image_name == v || r.image_id.contains(v),
-        "health" => st.health.as_ref().map(|h| h.status.as_str()).unwrap_or("none") == v,
-        _ => return Err(usage(format!("invalid filter '{k}'"))),
-    })
-}
-
 /// `ps`.
 pub fn ps(root: &Path, a: &PsArgs) -> anyhow::Result<()> {
     let e = engine(root)?;
-    let mut rows = Vec::new();
-    for r in e.all()? {
-        let mut st = e.state(&r.id);
-        if st.running() && ops::is_paused(&e, &r.id) {
-            st.status = "paused".into();
-        }
-        let listed = st.running() || st.status == "paused" || st.status == "restarting";
-        if !a.all && !a.latest && !listed && a.filter.is_empty() {
-            continue;
-        }
-        let mut ok = true;
-        for f in &a.filter {
-            ok &= ps_matches(&r, &st, f)?;
-        }
-        if ok {
-            rows.push((r, st));
-        }
-        if a.latest && !rows.is_empty() {
-            break;
-        }
-    }
+    let filters = berth_engine::list::Filters::from_args(&a.filter).map_err(|e| usage(e.to_string()))?;
+    let opts = berth_engine::list::ListOptions {
+        all: a.all,
+        limit: a.latest.then_some(1),
+        filters,
+    };
+    let rows = berth_engine::list::containers(&e, &opts).map_err(engine_exit)?;
     let id = |r: &Record| {
         if a.no_trunc {
             r.id.clone()

@@ -23,6 +23,7 @@ pub mod health;
 pub mod images;
 pub mod inspect;
 pub mod keeper;
+pub mod list;
 pub mod logs;
 pub mod monitor;
 pub mod networks;

@@ -10,7 +10,7 @@ use crate::containers::with_busybox;
 use crate::images::Berth;
 
 /// A berth daemon on a socket of its own; killed by pid on drop.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Option<Child>,
     sock: PathBuf,
     cfg: TempDir,
@@ -18,7 +18,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(b: &Berth, dir: TempDir) -> Daemon {
+    pub(crate) fn start(b: &Berth, dir: TempDir) -> Daemon {
         let sock = dir.path().join("berth.sock");
         let mut d = Daemon {
             child: None,
@@ -59,7 +59,7 @@ impl Daemon {
         }
     }
 
-    fn docker(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn docker(&self, args: &[&str]) -> std::process::Output {
         let mut c = Command::new("docker");
         c.env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
             .env("DOCKER_CONFIG", self.cfg.path())
@@ -102,7 +102,7 @@ impl Daemon {
         ])
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let o = self.docker(args);
         assert!(
             o.status.success(),

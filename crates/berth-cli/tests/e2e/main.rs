@@ -7,6 +7,7 @@ mod api;
 mod build;
 mod containers;
 mod escape;
+mod fronts;
 mod hardening;
 mod images;
 mod interactive;

@@ -1,0 +1,140 @@
+//! The CLI and the Docker API are two front ends of one engine: the same question asked
+//! through `berth` and through the docker CLI against `berth daemon` gets the same answer.
+
+use std::time::{Duration, Instant};
+
+use berth_testutil::{require_root, require_tool, TempDir};
+
+use crate::api::Daemon;
+use crate::containers::with_busybox;
+use crate::images::Berth;
+
+fn sorted(out: &str) -> Vec<String> {
+    let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+/// `ps -q --no-trunc` with `args`, through berth's CLI and through the docker CLI.
+fn both(b: &Berth, d: &Daemon, args: &[&str]) -> (Vec<String>, Vec<String>) {
+    let mut full = vec!["ps", "-q", "--no-trunc"];
+    full.extend_from_slice(args);
+    (sorted(&b.ok(&full)), sorted(&d.ok(&full)))
+}
+
+#[test]
+fn container_filters_answer_the_same_through_the_cli_and_the_api() {
+    require_root!();
+    require_tool!("docker");
+    let (b, _img) = with_busybox("fronts-ps");
+    let d = Daemon::start(&b, TempDir::new("fronts-ps-sock"));
+    let net = format!("fnet{}", std::process::id());
+    b.ok(&["network", "create", &net]);
+    let web = b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "f-web",
+        "-l",
+        "app=web",
+        "-l",
+        "tier=front",
+        "-p",
+        "80",
+        "bb:1",
+        "sleep",
+        "300",
+    ]);
+    let web = web.trim();
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "f-db",
+        "-l",
+        "app=db",
+        "-v",
+        "fvol:/data",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "200ms",
+        "bb:1",
+        "sleep",
+        "300",
+    ]);
+    b.ok(&["create", "--name", "f-made", "-l", "app=web", "bb:1", "true"]);
+    let _ = b
+        .cmd(&["run", "--name", "f-done", "bb:1", "sh", "-c", "exit 3"])
+        .output()
+        .unwrap();
+    b.ok(&["run", "--name", "f-ok", "bb:1", "true"]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "f-netted",
+        "--network",
+        &net,
+        "bb:1",
+        "sleep",
+        "300",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while b.ok(&["ps", "-q", "--filter", "health=healthy"]).trim().is_empty() {
+        assert!(Instant::now() < deadline, "f-db never healthy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let id_prefix = &web[..8];
+    let network_filter = format!("network={net}");
+    let id_filter = format!("id={id_prefix}");
+    // (arguments, how many containers Docker's rules give)
+    let cases: Vec<(Vec<&str>, usize)> = vec![
+        (vec![], 3),
+        (vec!["-a"], 6),
+        (vec!["--filter", "status=exited"], 2),
+        (vec!["--filter", "status=exited", "--filter", "status=created"], 3),
+        (vec!["-a", "--filter", "label=app=web"], 2),
+        (
+            vec!["-a", "--filter", "label=app=web", "--filter", "label=tier=front"],
+            1,
+        ),
+        (vec!["-a", "--filter", "label=app"], 3),
+        (vec!["--filter", "name=f-d"], 1),
+        (vec!["-a", "--filter", "name=f-d"], 2),
+        (vec!["-a", "--filter", "exited=3"], 1),
+        (vec!["--filter", "health=healthy"], 1),
+        (vec!["--filter", "health=none"], 2),
+        (vec!["--filter", &network_filter], 1),
+        (vec!["-a", "--filter", "volume=fvol"], 1),
+        (vec!["--filter", "publish=80"], 1),
+        (vec!["--filter", "publish=80/udp"], 0),
+        (vec!["-a", "--filter", "ancestor=bb:1"], 6),
+        (vec!["-a", "--filter", "before=f-made"], 2),
+        (vec!["-a", "--filter", "since=f-made"], 3),
+        (vec!["-a", "--filter", &id_filter], 1),
+        (vec!["-a", "--filter", "label=app=web", "--filter", "status=created"], 1),
+        (vec!["-l"], 1),
+    ];
+    for (args, want) in &cases {
+        let (cli, api) = both(&b, &d, args);
+        assert_eq!(cli, api, "ps {args:?}: the CLI and the API differ");
+        assert_eq!(cli.len(), *want, "ps {args:?}: {cli:?}");
+    }
+    // What neither accepts.
+    for bad in ["colour=red", "status=sleeping", "health=fine", "exited=x"] {
+        let cli = b.cmd(&["ps", "--filter", bad]).output().unwrap();
+        let api = d.docker(&["ps", "--filter", bad]);
+        assert!(
+            !cli.status.success() && !api.status.success(),
+            "--filter {bad} accepted"
+        );
+        let key = bad.split('=').next().unwrap();
+        assert!(String::from_utf8_lossy(&cli.stderr).contains(key), "{cli:?}");
+        assert!(String::from_utf8_lossy(&api.stderr).contains(key), "{api:?}");
+    }
+    b.ok(&["rm", "-f", "f-web", "f-db", "f-made", "f-done", "f-ok", "f-netted"]);
+    b.ok(&["network", "rm", &net]);
+    b.ok(&["volume", "rm", "fvol"]);
+}
