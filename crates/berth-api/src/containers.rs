@@ -522,8 +522,23 @@ pub async fn logs(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Resul
         return Err(ApiError::bad("Bad parameters: you must choose at least one stream"));
     }
     let tail: Option<usize> = q.get("tail").filter(|t| *t != "all").and_then(|t| t.parse().ok());
-    let time = |k: &str| q.get(k).and_then(|s| crate::time_nanos(s)).filter(|n| *n > 0);
-    let (since, until) = (time("since"), time("until"));
+    // Docker's clients send 0 for "no bound".
+    let time = |k: &str| -> Result<Option<i128>, ApiError> {
+        q.get(k)
+            .filter(|s| !s.is_empty() && *s != "0")
+            .map(|s| {
+                berth_oci::time::parse_point(s, berth_oci::time::now_nanos())
+                    .ok_or_else(|| ApiError::bad(format!("invalid value for {k}: {s}")))
+            })
+            .transpose()
+    };
+    let opts = berth_engine::logs::LogOptions {
+        since: time("since")?,
+        until: time("until")?,
+        tail,
+        stdout: out,
+        stderr: err,
+    };
     let (cid, dir, tty) = d
         .engine(move |e| {
             let r = e.resolve(&id)?;
@@ -533,34 +548,24 @@ pub async fn logs(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Resul
     let (tx, body) = channel_body();
     let dd = d.clone();
     tokio::spawn(async move {
-        let mut sent = 0usize;
+        let mut reader = Some(berth_engine::logs::Reader::new(&dir.join("json.log"), opts));
         let mut first = true;
         // Following: once the container has stopped, one last read, then the end.
         let mut last = !follow;
         loop {
-            let path = dir.join("json.log");
-            let entries = tokio::task::spawn_blocking(move || berth_engine::logs::read_all(&path))
-                .await
-                .unwrap_or_default();
-            let mut pick: Vec<&berth_engine::logs::Entry> = entries[sent.min(entries.len())..]
-                .iter()
-                .filter(|en| (en.stream == "stdout" && out) || (en.stream == "stderr" && err))
-                .filter(|en| {
-                    let t = berth_oci::time::parse_rfc3339_nanos(&en.time)
-                        .and_then(|n| i64::try_from(n).ok())
-                        .unwrap_or(0);
-                    since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
-                })
-                .collect();
-            if first {
-                if let Some(n) = tail {
-                    let skip = pick.len().saturating_sub(n);
-                    pick.drain(..skip);
-                }
-                first = false;
-            }
-            sent = entries.len();
-            for en in pick {
+            let Some(mut rd) = reader.take() else { return };
+            let backlog = first;
+            first = false;
+            let Ok((rd, pick)) = tokio::task::spawn_blocking(move || {
+                let got = if backlog { rd.backlog() } else { rd.more() };
+                (rd, got)
+            })
+            .await
+            else {
+                return;
+            };
+            reader = Some(rd);
+            for en in &pick {
                 let mut line = Vec::new();
                 if ts {
                     line.extend_from_slice(en.time.as_bytes());

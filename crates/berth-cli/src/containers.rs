@@ -3,7 +3,7 @@
 //! Their neighbours: `create_args.rs` (run/create flags), `exec.rs`, `views.rs` (ps, logs,
 //! inspect, top, diff, stats, port), `volumes.rs`, `system.rs`.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -271,88 +271,30 @@ fn finish_session(
     Ok(())
 }
 
-/// Streams a container's log to stdout/stderr until it stops; returns its exit code.
-pub(crate) fn follow(
-    e: &Engine,
-    r: &Record,
-    from_start: bool,
-    tail: Option<usize>,
-    timestamps: bool,
-    opened: Option<std::fs::File>,
-) -> anyhow::Result<i32> {
+/// `logs -f`: prints what the container writes until it stops (or is removed), then what
+/// is left.
+pub(crate) fn follow(e: &Engine, r: &Record, reader: &mut berth_engine::logs::Reader, timestamps: bool) {
     let dir = e.dir(&r.id);
-    let path = dir.join("json.log");
-    let mut printed = 0usize;
-    if !from_start {
-        let all = berth_engine::logs::read_all(&path);
-        let skip = tail.map(|t| all.len().saturating_sub(t)).unwrap_or(0);
-        for en in &all[skip..] {
+    loop {
+        let got = reader.more();
+        for en in &got {
             emit(en, timestamps);
         }
-        printed = all.len();
-    }
-    let mut file: Option<(std::io::BufReader<std::fs::File>, u64)> = match opened {
-        Some(f) => {
-            let ino = std::os::unix::fs::MetadataExt::ino(&f.metadata()?);
-            Some((std::io::BufReader::new(f), ino))
+        if !got.is_empty() {
+            continue;
         }
-        None => None,
-    };
-    let mut seen = 0usize;
-    loop {
-        if file.is_none() {
-            if let Ok(f) = std::fs::File::open(&path) {
-                let ino = std::os::unix::fs::MetadataExt::ino(&f.metadata()?);
-                file = Some((std::io::BufReader::new(f), ino));
+        let st = e.state(&r.id);
+        let gone = !dir.exists();
+        if gone
+            || (st.status != "running" && st.status != "created")
+            || (st.status == "created" && !st.error.is_empty())
+        {
+            for en in reader.more() {
+                emit(&en, timestamps);
             }
+            return;
         }
-        let mut progressed = false;
-        if let Some((rd, ino)) = &mut file {
-            let mut line = String::new();
-            while rd.read_line(&mut line)? > 0 {
-                if !line.ends_with('\n') {
-                    break;
-                }
-                seen += 1;
-                if seen > printed {
-                    if let Ok(en) = serde_json::from_str::<berth_engine::logs::Entry>(&line) {
-                        emit(&en, timestamps);
-                    }
-                }
-                line.clear();
-                progressed = true;
-            }
-            // Rotated away: continue with the new file (a removed one is read to its end).
-            let now = std::fs::metadata(&path)
-                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-                .ok();
-            if now.is_some_and(|n| n != *ino) {
-                file = None;
-                printed = usize::MAX;
-                continue;
-            }
-        }
-        if !progressed {
-            let st = e.state(&r.id);
-            let gone = !dir.exists();
-            if gone
-                || (st.status != "running" && st.status != "created")
-                || (st.status == "created" && !st.error.is_empty())
-            {
-                // Read what is left, then report.
-                if let Some((rd, _)) = &mut file {
-                    let mut line = String::new();
-                    while rd.read_line(&mut line)? > 0 {
-                        if let Ok(en) = serde_json::from_str::<berth_engine::logs::Entry>(&line) {
-                            emit(&en, timestamps);
-                        }
-                        line.clear();
-                    }
-                }
-                return Ok(if gone { 0 } else { st.exit_code });
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -128,30 +128,23 @@ pub fn logs(root: &Path, a: &LogsArgs) -> anyhow::Result<()> {
     // Times as Docker takes them: RFC 3339 (fractions kept), unix seconds (`1700000000.5`),
     // or a duration ago (`42m`); compared in nanoseconds.
     let now = berth_oci::time::now_nanos();
-    let bound = |s: &Option<String>| -> anyhow::Result<Option<u128>> {
+    let bound = |s: &Option<String>| -> anyhow::Result<Option<i128>> {
         s.as_deref()
-            .map(|s| {
-                berth_oci::time::parse_point(s, now)
-                    .map(|t| u128::try_from(t).unwrap_or(0))
-                    .ok_or_else(|| usage(format!("invalid time: {s}")))
-            })
+            .map(|s| berth_oci::time::parse_point(s, now).ok_or_else(|| usage(format!("invalid time: {s}"))))
             .transpose()
     };
-    let (since_t, until_t) = (bound(&a.since)?, bound(&a.until)?);
-    if a.follow && since_t.is_none() && until_t.is_none() {
-        follow(&e, &r, false, tail, a.timestamps, None)?;
-        return Ok(());
+    let opts = berth_engine::logs::LogOptions {
+        since: bound(&a.since)?,
+        until: bound(&a.until)?,
+        tail,
+        ..Default::default()
+    };
+    let mut reader = berth_engine::logs::Reader::new(&e.dir(&r.id).join("json.log"), opts);
+    for en in reader.backlog() {
+        emit(&en, a.timestamps);
     }
-    let all: Vec<_> = berth_engine::logs::read_all(&e.dir(&r.id).join("json.log"))
-        .into_iter()
-        .filter(|en| {
-            let t = berth_oci::time::parse_rfc3339_nanos(&en.time).unwrap_or(0);
-            since_t.is_none_or(|s| t >= s) && until_t.is_none_or(|u| t < u)
-        })
-        .collect();
-    let skip = tail.map(|t| all.len().saturating_sub(t)).unwrap_or(0);
-    for en in &all[skip..] {
-        emit(en, a.timestamps);
+    if a.follow {
+        follow(&e, &r, &mut reader, a.timestamps);
     }
     Ok(())
 }

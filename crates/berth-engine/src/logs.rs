@@ -121,25 +121,153 @@ fn numbered(p: &Path, i: u32) -> PathBuf {
 
 /// Every record, oldest first, across rotated files.
 pub fn read_all(path: &Path) -> Vec<Entry> {
-    let mut files = Vec::new();
-    for i in (1..100).rev() {
-        let p = numbered(path, i);
-        if p.exists() {
-            files.push(p);
+    Reader::new(path, LogOptions::default()).backlog()
+}
+
+/// Which records a [`Reader`] gives: Docker's `logs` options.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// Only records at or after this time (nanoseconds since the epoch).
+    pub since: Option<i128>,
+    /// Only records at or before this time (nanoseconds since the epoch).
+    pub until: Option<i128>,
+    /// Of the records already written, only the last this many.
+    pub tail: Option<usize>,
+    /// Records of the container's stdout.
+    pub stdout: bool,
+    /// Records of its stderr.
+    pub stderr: bool,
+}
+
+impl Default for LogOptions {
+    fn default() -> LogOptions {
+        LogOptions {
+            since: None,
+            until: None,
+            tail: None,
+            stdout: true,
+            stderr: true,
         }
     }
-    files.push(path.to_path_buf());
-    let mut out = Vec::new();
-    for f in files {
-        if let Ok(f) = File::open(&f) {
+}
+
+impl LogOptions {
+    fn wants(&self, e: &Entry) -> bool {
+        let stream = if e.stream == "stderr" { self.stderr } else { self.stdout };
+        if !stream {
+            return false;
+        }
+        if self.since.is_none() && self.until.is_none() {
+            return true;
+        }
+        let t = berth_oci::time::parse_rfc3339_nanos(&e.time)
+            .and_then(|n| i128::try_from(n).ok())
+            .unwrap_or(0);
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
+    }
+}
+
+/// Reads a container's log for every front end (`berth logs`, `GET /containers/{id}/logs`):
+/// first what is already written ([`Reader::backlog`]), then, following, what comes after
+/// ([`Reader::more`]), across rotations (a rotated file is read to its end before the new
+/// one is taken up, by inode).
+#[derive(Debug)]
+pub struct Reader {
+    path: PathBuf,
+    opts: LogOptions,
+    /// The file being read and its inode.
+    file: Option<(BufReader<File>, u64)>,
+    /// A line read without its newline yet.
+    partial: String,
+}
+
+fn inode(f: &File) -> u64 {
+    f.metadata()
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap_or(0)
+}
+
+impl Reader {
+    /// A reader of the log at `path` (the container's `json.log`).
+    pub fn new(path: &Path, opts: LogOptions) -> Reader {
+        Reader {
+            path: path.to_path_buf(),
+            opts,
+            file: None,
+            partial: String::new(),
+        }
+    }
+
+    /// The records written so far, oldest first, the options' `tail` applied.
+    pub fn backlog(&mut self) -> Vec<Entry> {
+        // The current file first, so a rotation meanwhile is seen (and its file not read
+        // twice).
+        self.file = File::open(&self.path).ok().map(|f| {
+            let ino = inode(&f);
+            (BufReader::new(f), ino)
+        });
+        let current = self.file.as_ref().map(|(_, i)| *i);
+        let mut out = Vec::new();
+        for i in (1..100).rev() {
+            let Ok(f) = File::open(numbered(&self.path, i)) else {
+                continue;
+            };
+            if Some(inode(&f)) == current {
+                continue;
+            }
             for line in BufReader::new(f).lines().map_while(std::result::Result::ok) {
-                if let Ok(e) = serde_json::from_str::<Entry>(&line) {
-                    out.push(e);
-                }
+                keep(&self.opts, &line, &mut out);
             }
         }
+        out.extend(self.more());
+        if let Some(n) = self.opts.tail {
+            out.drain(..out.len().saturating_sub(n));
+        }
+        out
     }
-    out
+
+    /// The records written since the last call (none: nothing new yet).
+    pub fn more(&mut self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        loop {
+            if self.file.is_none() {
+                self.file = File::open(&self.path).ok().map(|f| {
+                    let ino = inode(&f);
+                    (BufReader::new(f), ino)
+                });
+            }
+            let Some((rd, ino)) = self.file.as_mut() else {
+                return out;
+            };
+            let ino = *ino;
+            while let Ok(n) = rd.read_line(&mut self.partial) {
+                if n == 0 || !self.partial.ends_with('\n') {
+                    break;
+                }
+                let line = std::mem::take(&mut self.partial);
+                keep(&self.opts, &line, &mut out);
+            }
+            // Rotated away: this file is read to its end; the new one is next.
+            let now = std::fs::metadata(&self.path)
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .ok();
+            if now.is_some_and(|n| n != ino) {
+                self.file = None;
+                self.partial.clear();
+                continue;
+            }
+            return out;
+        }
+    }
+}
+
+/// Adds the record on `line` to `out` if the options want it.
+fn keep(opts: &LogOptions, line: &str, out: &mut Vec<Entry>) {
+    if let Ok(e) = serde_json::from_str::<Entry>(line) {
+        if opts.wants(&e) {
+            out.push(e);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -171,5 +299,61 @@ mod tests {
             .map(|f| std::fs::metadata(f).unwrap().len())
             .sum();
         assert!(total <= 3 * 400);
+    }
+
+    #[test]
+    fn a_reader_filters_tails_and_follows_across_rotations() {
+        let dir = berth_testutil::TempDir::new("logs-reader");
+        let p = dir.path().join("json.log");
+        let mut w = Writer::open(&p, 400, 3).unwrap();
+        let line = |w: &mut Writer, i: usize| {
+            let stream = if i.is_multiple_of(2) { "stdout" } else { "stderr" };
+            w.write(stream, format!("line {i}\n").as_bytes()).unwrap();
+        };
+        for i in 0..6 {
+            line(&mut w, i);
+        }
+        let logs = |r: &[Entry]| r.iter().map(|e| e.log.trim_end().to_string()).collect::<Vec<_>>();
+        let tail = LogOptions {
+            tail: Some(2),
+            ..LogOptions::default()
+        };
+        assert_eq!(logs(&Reader::new(&p, tail).backlog()), ["line 4", "line 5"]);
+        let only_err = LogOptions {
+            stdout: false,
+            ..LogOptions::default()
+        };
+        assert_eq!(
+            logs(&Reader::new(&p, only_err).backlog()),
+            ["line 1", "line 3", "line 5"]
+        );
+        // `until` includes its own instant, `since` too (Docker's bounds).
+        let all = read_all(&p);
+        let at = |e: &Entry| i128::try_from(berth_oci::time::parse_rfc3339_nanos(&e.time).unwrap()).unwrap();
+        let window = LogOptions {
+            since: Some(at(&all[2])),
+            until: Some(at(&all[3])),
+            ..LogOptions::default()
+        };
+        let got = logs(&Reader::new(&p, window).backlog());
+        assert!(
+            got.contains(&"line 2".to_string()) && got.contains(&"line 3".to_string()),
+            "{got:?}"
+        );
+        assert!(!got.contains(&"line 5".to_string()), "{got:?}");
+        // Following: every later record once, in order, though the file rotates under it.
+        let mut r = Reader::new(&p, LogOptions::default());
+        assert_eq!(r.backlog().len(), 6);
+        assert!(r.more().is_empty());
+        let mut seen = Vec::new();
+        for i in 6..30 {
+            line(&mut w, i);
+            if i.is_multiple_of(5) {
+                seen.extend(logs(&r.more()));
+            }
+        }
+        seen.extend(logs(&r.more()));
+        let want: Vec<String> = (6..30).map(|i| format!("line {i}")).collect();
+        assert_eq!(seen, want);
     }
 }

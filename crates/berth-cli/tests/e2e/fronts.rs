@@ -138,3 +138,106 @@ fn container_filters_answer_the_same_through_the_cli_and_the_api() {
     b.ok(&["network", "rm", &net]);
     b.ok(&["volume", "rm", "fvol"]);
 }
+
+/// `logs` with `args`: (stdout, stderr) through berth's CLI and through the docker CLI.
+fn logs_both(b: &Berth, d: &Daemon, args: &[&str]) -> ((String, String), (String, String)) {
+    let mut full = vec!["logs"];
+    full.extend_from_slice(args);
+    let text = |o: std::process::Output| {
+        assert!(o.status.success(), "logs {args:?}: {o:?}");
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    (text(b.cmd(&full).output().unwrap()), text(d.docker(&full)))
+}
+
+#[test]
+fn logs_answer_the_same_through_the_cli_and_the_api() {
+    require_root!();
+    require_tool!("docker");
+    let (b, _img) = with_busybox("fronts-logs");
+    let d = Daemon::start(&b, TempDir::new("fronts-logs-sock"));
+    b.ok(&[
+        "run",
+        "--name",
+        "f-talk",
+        "bb:1",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; sleep 0.01; done",
+    ]);
+    // Each record's time, from the log itself.
+    let stamped = b.ok(&["logs", "-t", "f-talk"]);
+    let times: Vec<String> = stamped
+        .lines()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(times.len(), 5, "{stamped}");
+    let mut all_times = Vec::new();
+    let o = b.cmd(&["logs", "-t", "f-talk"]).output().unwrap();
+    for l in String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&o.stderr).lines())
+    {
+        all_times.push(l.split(' ').next().unwrap().to_string());
+    }
+    all_times.sort();
+    let third = all_times[4].clone(); // the fifth record: out3
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["f-talk"],
+        vec!["--tail", "3", "f-talk"],
+        vec!["--tail", "0", "f-talk"],
+        vec!["-t", "--tail", "2", "f-talk"],
+        vec!["--since", &third, "f-talk"],
+        vec!["--until", &third, "f-talk"],
+        vec!["--since", &third, "--until", &third, "f-talk"],
+        vec!["--since", "1h", "f-talk"],
+    ];
+    for args in &cases {
+        let (cli, api) = logs_both(&b, &d, args);
+        assert_eq!(cli, api, "logs {args:?}: the CLI and the API differ");
+    }
+    let (full, _) = logs_both(&b, &d, &["f-talk"]);
+    assert_eq!(full.0, "out1\nout2\nout3\nout4\nout5\n");
+    assert_eq!(full.1, "err1\nerr2\nerr3\nerr4\nerr5\n");
+    let (until, _) = logs_both(&b, &d, &["--until", &third, "f-talk"]);
+    assert!(until.0.ends_with("out3\n"), "until includes its own instant: {until:?}");
+    let (since, _) = logs_both(&b, &d, &["--since", &third, "f-talk"]);
+    assert!(
+        since.0.starts_with("out3\n"),
+        "since includes its own instant: {since:?}"
+    );
+
+    // Following a running container: both see every line and end when it stops.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "f-slow",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo a; sleep 1; echo b; echo c >&2",
+    ]);
+    let cli = std::thread::scope(|s| {
+        let cli = s.spawn(|| b.cmd(&["logs", "-f", "f-slow"]).output().unwrap());
+        let api = d.docker(&["logs", "-f", "f-slow"]);
+        let cli = cli.join().unwrap();
+        assert_eq!(cli.stdout, api.stdout);
+        assert_eq!(cli.stderr, api.stderr);
+        cli
+    });
+    assert_eq!(String::from_utf8_lossy(&cli.stdout), "a\nb\n");
+    assert_eq!(String::from_utf8_lossy(&cli.stderr), "c\n");
+    // A time neither can read.
+    assert!(!b
+        .cmd(&["logs", "--since", "5€", "f-talk"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    assert!(!d.docker(&["logs", "--since", "5€", "f-talk"]).status.success());
+    b.ok(&["rm", "-f", "f-talk", "f-slow"]);
+}
