@@ -332,14 +332,7 @@ pub fn hijacked(tty: bool) -> Response<Body> {
 
 /// Resolves a container that must be running (Docker's 409 otherwise); returns its id.
 pub fn running_id(e: &berth_engine::store::Engine, id: &str) -> Result<String, ApiError> {
-    let r = e.resolve(id)?;
-    if !e.state(&r.id).running() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("Container {} is not running", r.id),
-        ));
-    }
-    Ok(r.id)
+    Ok(berth_engine::exec::running(e, id)?.id)
 }
 
 fn error_response(e: &ApiError) -> Response<Body> {

@@ -4,7 +4,6 @@ use std::path::Path;
 
 use anyhow::Context;
 use clap::Args;
-use serde_json::{json, Value};
 
 use crate::containers::{engine, engine_exit, Exit};
 use crate::create_args::expand_env;
@@ -37,48 +36,23 @@ pub struct ExecArgs {
 
 /// `exec`: a process in a running container, with its exit code passed on.
 pub fn exec(root: &Path, a: &ExecArgs) -> anyhow::Result<()> {
-    use berth_oci::oci_spec::runtime::Process;
     if a.interactive && a.tty && !a.detach && !crate::attach::stdin_is_tty() {
         return Err(Exit(1, "the input device is not a TTY".into()).into());
     }
     let e = engine(root)?;
-    let r = e.resolve(&a.container_and_command[0]).map_err(engine_exit)?;
-    if !e.state(&r.id).running() {
-        return Err(Exit(
-            1,
-            format!("Error response from daemon: container {} is not running", r.id),
-        )
-        .into());
-    }
-    let spec: Value = serde_json::from_slice(&std::fs::read(e.dir(&r.id).join("config.json"))?)?;
-    let mut p: Value = spec["process"].clone();
-    p["args"] = json!(a.container_and_command[1..]);
-    let env: Vec<String> = serde_json::from_value(p["env"].clone()).unwrap_or_default();
-    p["env"] = json!(berth_engine::spec::merge_env(
-        &env,
-        &a.env.iter().map(|x| expand_env(x)).collect::<Vec<_>>()
-    ));
-    if let Some(w) = &a.workdir {
-        p["cwd"] = json!(w);
-    }
-    if let Some(u) = &a.user {
-        let rootfs = e.dir(&r.id).join("rootfs");
-        let (uid, gid, extra) =
-            berth_engine::spec::resolve_user(u, &[rootfs]).map_err(|err| Exit(126, err.to_string()))?;
-        p["user"] = json!({"uid": uid, "gid": gid, "additionalGids": extra});
-    }
-    p["terminal"] = json!(a.tty);
-    if a.tty {
-        let mut env: Vec<String> = serde_json::from_value(p["env"].clone()).unwrap_or_default();
-        if !env.iter().any(|e| e.starts_with("TERM=")) {
-            env.push("TERM=xterm".into());
-            p["env"] = json!(env);
-        }
-        if let Some((rows, cols)) = crate::attach::terminal_size() {
-            p["consoleSize"] = json!({"height": rows, "width": cols});
-        }
-    }
-    let process: Process = serde_json::from_value(p).context("building the exec process")?;
+    let r = berth_engine::exec::running(&e, &a.container_and_command[0]).map_err(|err| match err {
+        berth_engine::EngineError::Conflict(m) => Exit(1, format!("Error response from daemon: {m}")).into(),
+        other => engine_exit(other),
+    })?;
+    let config = berth_engine::exec::ExecConfig {
+        args: a.container_and_command[1..].to_vec(),
+        env: a.env.iter().map(|x| expand_env(x)).collect(),
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        tty: a.tty,
+        console_size: if a.tty { crate::attach::terminal_size() } else { None },
+    };
+    let process = berth_engine::exec::process(&e, &r, &config).map_err(engine_exit)?;
     let ext = e.rt(&r).map_err(engine_exit)?;
     if let Some((mut cmd, file)) = ext
         .exec_command(&r.id, &process, &e.dir(&r.id), a.detach)

@@ -19,6 +19,7 @@ pub mod cp;
 pub mod create;
 pub mod dns;
 pub mod events;
+pub mod exec;
 pub mod health;
 pub mod images;
 pub mod inspect;

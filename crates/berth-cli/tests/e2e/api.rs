@@ -102,6 +102,14 @@ impl Daemon {
         ])
     }
 
+    pub(crate) fn sock(&self) -> &std::path::Path {
+        &self.sock
+    }
+
+    pub(crate) fn config(&self) -> &std::path::Path {
+        self.cfg.path()
+    }
+
     pub(crate) fn ok(&self, args: &[&str]) -> String {
         let o = self.docker(args);
         assert!(

@@ -241,3 +241,72 @@ fn logs_answer_the_same_through_the_cli_and_the_api() {
     assert!(!d.docker(&["logs", "--since", "5€", "f-talk"]).status.success());
     b.ok(&["rm", "-f", "f-talk", "f-slow"]);
 }
+
+#[test]
+fn exec_answers_the_same_through_the_cli_and_the_api() {
+    require_root!();
+    require_tool!("docker");
+    let (b, _img) = with_busybox("fronts-exec");
+    let d = Daemon::start(&b, TempDir::new("fronts-exec-sock"));
+    b.ok(&["run", "-d", "--name", "f-up", "-e", "BASE=1", "bb:1", "sleep", "300"]);
+    b.ok(&["create", "--name", "f-down", "bb:1", "true"]);
+    let run = |cli: bool, args: &[&str], input: Option<&str>| {
+        let mut full = vec!["exec"];
+        full.extend_from_slice(args);
+        let o = if cli {
+            let mut c = b.cmd(&full);
+            c.stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let mut child = c.spawn().unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            if let Some(i) = input {
+                std::io::Write::write_all(&mut stdin, i.as_bytes()).unwrap();
+            }
+            drop(stdin);
+            child.wait_with_output().unwrap()
+        } else {
+            let mut c = std::process::Command::new("sh");
+            let quoted: Vec<String> = full.iter().map(|a| format!("'{a}'")).collect();
+            let line = format!("printf %s '{}' | docker {}", input.unwrap_or(""), quoted.join(" "));
+            c.args(["-c", &line])
+                .env("DOCKER_HOST", format!("unix://{}", d.sock().display()))
+                .env("DOCKER_CONFIG", d.config());
+            c.output().unwrap()
+        };
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let cases: Vec<(Vec<&str>, Option<&str>, Option<i32>)> = vec![
+        (vec!["f-up", "sh", "-c", "echo $BASE $FOO; pwd; id -u"], None, Some(0)),
+        (
+            vec![
+                "-e",
+                "FOO=bar",
+                "-w",
+                "/tmp",
+                "-u",
+                "1000",
+                "f-up",
+                "sh",
+                "-c",
+                "echo $BASE $FOO; pwd; id -u",
+            ],
+            None,
+            Some(0),
+        ),
+        (vec!["-u", "root:0", "f-up", "id", "-g"], None, Some(0)),
+        (vec!["f-up", "sh", "-c", "exit 7"], None, Some(7)),
+        (vec!["f-up", "/no/such/program"], None, Some(127)),
+        (vec!["-u", "nosuchuser", "f-up", "true"], None, Some(126)),
+        (vec!["-i", "f-up", "cat"], Some("through stdin\n"), Some(0)),
+        (vec!["f-down", "true"], None, Some(1)),
+    ];
+    for (args, input, code) in &cases {
+        let cli = run(true, args, *input);
+        let api = run(false, args, *input);
+        assert_eq!(cli, api, "exec {args:?}: the CLI and the API differ");
+        assert_eq!(cli.0, *code, "exec {args:?}: {cli:?}");
+    }
+    assert_eq!(run(true, &cases[1].0, None).1, "1 bar\n/tmp\n1000\n");
+    b.ok(&["rm", "-f", "f-up", "f-down"]);
+}
