@@ -703,7 +703,7 @@ mod tests {
         route_path("/v1.12/info").unwrap_err();
         route_path("/v9.99/info").unwrap_err();
         assert_eq!(route_path("/volumes").unwrap(), "/volumes");
-        assert_eq!(percent_decode("a%2Fb+c%zz"), "a/b c%zz");
+        assert_eq!(percent_decode("a%2Fb+c%zz"), "a/b+c%zz");
         assert_eq!(
             parse_listen("unix:///run/x.sock", None).unwrap(),
             Listen::Unix(PathBuf::from("/run/x.sock"))

@@ -305,13 +305,9 @@ fn action_matches(wanted: &[String], action: &str) -> bool {
 
 /// Every value of a repeated query parameter (`names=a&names=b`).
 pub(crate) fn all_values(req: &Request<Incoming>, key: &str) -> Vec<String> {
-    req.uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .filter(|(k, _)| crate::percent_decode(k) == key)
-        .map(|(_, v)| crate::percent_decode(v))
+    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
         .collect()
 }
 

@@ -13,14 +13,9 @@ use crate::{ApiError, MAX_BODY};
 
 /// The query string as a map (later keys win).
 pub fn query(req: &Request<Incoming>) -> HashMap<String, String> {
-    let mut m = HashMap::new();
-    if let Some(q) = req.uri().query() {
-        for kv in q.split('&').filter(|s| !s.is_empty()) {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            m.insert(percent_decode(k), percent_decode(v));
-        }
-    }
-    m
+    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// The `filters` query parameter: `{"key": ["v", ...]}` (or the older `{"key": {"v": true}}`).
@@ -41,31 +36,10 @@ pub fn filters(q: &HashMap<String, String>) -> Result<HashMap<String, Vec<String
     Ok(m)
 }
 
-/// Decodes `%XX` and `+`.
+/// A path segment with its `%XX` escapes decoded (`+` stays a plus: it means a space only
+/// in a query).
 pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// A boolean query parameter as dockerd reads every one (`httputils.BoolValue`): false when

@@ -3,6 +3,7 @@
 //! graph with a step cache in the image store, COPY/ADD on confined paths ([`copy`]), build
 //! progress ([`progress`]) and the linter ([`lint`]).
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod build;
 pub mod copy;

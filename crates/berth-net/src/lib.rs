@@ -12,6 +12,7 @@
 //!
 //! Nothing here depends on the engine or the runtime: the engine joins them.
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod ipam;
 pub mod link;

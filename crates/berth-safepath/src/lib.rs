@@ -8,6 +8,7 @@
 //! gives the same confinement. The result is an `O_PATH` descriptor; callers act on it
 //! through `/proc/self/fd/N`, never on a re-joined path string. The image store unpacks
 //! hostile layer tars with the same functions.
+#![deny(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
