@@ -1,107 +1,184 @@
-//! Links, addresses and routes over rtnetlink. rtnetlink is async; each call here runs on a
-//! small current-thread runtime of its own, so callers (the CLI, the monitor) stay
-//! synchronous and thread-free.
+//! Links, addresses and routes over rtnetlink, synchronously: one netlink socket per call,
+//! a request and its acknowledgement, no async runtime (callers such as the monitor stay
+//! single-threaded and small). The messages are built with rtnetlink's builders.
 
-use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use futures::TryStreamExt;
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use rtnetlink::{AddressMessageBuilder, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::{io_err, NetError, Result};
 
-fn block_on<T>(f: impl Future<Output = Result<T>>) -> Result<T> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(io_err("starting the netlink runtime"))?;
-    rt.block_on(f)
+/// A netlink socket to the kernel's routing subsystem, in the calling thread's network
+/// namespace.
+struct Netlink {
+    socket: Socket,
+    seq: u32,
 }
 
-fn connect() -> Result<Handle> {
-    let (conn, handle, _) = rtnetlink::new_connection().map_err(io_err("opening a netlink socket"))?;
-    tokio::spawn(conn);
-    Ok(handle)
-}
+/// The kernel refused a request: its errno (negative, as netlink reports it).
+struct Refused(i32);
 
-fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
-    let op = op.into();
-    move |e| NetError::Netlink {
-        op,
-        message: e.to_string(),
+impl Netlink {
+    fn open() -> Result<Netlink> {
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(io_err("opening a netlink socket"))?;
+        socket.bind_auto().map_err(io_err("binding a netlink socket"))?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(io_err("connecting a netlink socket"))?;
+        Ok(Netlink { socket, seq: 0 })
     }
-}
 
-/// Whether a netlink error is the kernel's EEXIST.
-fn exists(e: &rtnetlink::Error) -> bool {
-    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::EEXIST)
-}
+    /// Sends `msg` and returns the kernel's answers up to its acknowledgement (or the end of
+    /// a dump); a refusal is `Err(Ok(Refused))`, a broken socket `Err(Err(..))`.
+    fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> std::result::Result<Vec<RouteNetlinkMessage>, std::result::Result<Refused, NetError>> {
+        self.seq += 1;
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        header.sequence_number = self.seq;
+        let mut req = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        req.finalize();
+        let mut buf = vec![0u8; req.buffer_len()];
+        req.serialize(&mut buf);
+        self.socket
+            .send(&buf, 0)
+            .map_err(|e| Err(io_err("sending a netlink request")(e)))?;
+        let mut out = Vec::new();
+        loop {
+            let (data, _) = self
+                .socket
+                .recv_from_full()
+                .map_err(|e| Err(io_err("reading a netlink answer")(e)))?;
+            let mut at = 0;
+            while at < data.len() {
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[at..]).map_err(|e| {
+                    Err(NetError::Netlink {
+                        op: "reading a netlink answer".into(),
+                        message: e.to_string(),
+                    })
+                })?;
+                let len = usize::try_from(m.header.length).unwrap_or(0);
+                if m.header.sequence_number == self.seq {
+                    match m.payload {
+                        NetlinkPayload::Error(e) => {
+                            return match e.code {
+                                None => Ok(out),
+                                Some(code) => Err(Ok(Refused(code.get()))),
+                            }
+                        }
+                        NetlinkPayload::Done(_) => return Ok(out),
+                        NetlinkPayload::InnerMessage(inner) => out.push(inner),
+                        _ => {}
+                    }
+                }
+                if len == 0 {
+                    break;
+                }
+                at += (len + 3) & !3;
+            }
+        }
+    }
 
-async fn index(handle: &Handle, name: &str) -> Result<Option<u32>> {
-    let mut links = handle.link().get().match_name(name.to_string()).execute();
-    match links.try_next().await {
-        Ok(Some(m)) => Ok(Some(m.header.index)),
-        Ok(None) => Ok(None),
-        Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => Ok(None),
-        Err(e) => Err(nl(format!("looking up {name}"))(e)),
+    /// Sends `msg`: Ok once acknowledged; `what` names it in an error. A refusal with
+    /// `-tolerated` (EEXIST, ENODEV...) counts as done.
+    fn call(&mut self, what: &str, msg: RouteNetlinkMessage, flags: u16, tolerated: i32) -> Result<()> {
+        match self.request(msg, flags) {
+            Ok(_) => Ok(()),
+            Err(Ok(Refused(code))) if tolerated != 0 && code == -tolerated => Ok(()),
+            Err(Ok(Refused(code))) => Err(NetError::Netlink {
+                op: what.to_string(),
+                message: std::io::Error::from_raw_os_error(-code).to_string(),
+            }),
+            Err(Err(e)) => Err(e),
+        }
+    }
+
+    /// The index of link `name`, if it exists.
+    fn index(&mut self, name: &str) -> Result<Option<u32>> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.request(RouteNetlinkMessage::GetLink(m), 0) {
+            Ok(answers) => Ok(answers.into_iter().find_map(|a| match a {
+                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                _ => None,
+            })),
+            Err(Ok(Refused(code))) if code == -libc::ENODEV => Ok(None),
+            Err(Ok(Refused(code))) => Err(NetError::Netlink {
+                op: format!("looking up {name}"),
+                message: std::io::Error::from_raw_os_error(-code).to_string(),
+            }),
+            Err(Err(e)) => Err(e),
+        }
+    }
+
+    fn set_up(&mut self, idx: u32, name: &str) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(idx).up().build();
+        self.call(&format!("bringing {name} up"), RouteNetlinkMessage::SetLink(msg), 0, 0)
+    }
+
+    fn add_address(&mut self, idx: u32, ip: Ipv4Addr, prefix: u8, name: &str) -> Result<()> {
+        let msg = AddressMessageBuilder::<Ipv4Addr>::new()
+            .index(idx)
+            .address(ip, prefix)
+            .build();
+        let flags = NLM_F_CREATE | NLM_F_EXCL;
+        self.call(
+            &format!("adding {ip}/{prefix} to {name}"),
+            RouteNetlinkMessage::NewAddress(msg),
+            flags,
+            libc::EEXIST,
+        )
     }
 }
 
 /// The index of link `name` in the caller's namespace, if it exists.
 pub fn index_of(name: &str) -> Result<Option<u32>> {
-    block_on(async {
-        let h = connect()?;
-        index(&h, name).await
-    })
+    Netlink::open()?.index(name)
 }
 
 /// Makes the bridge `name` (if missing) with `gateway/prefix` on it, and brings it up.
 pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
-    block_on(async {
-        let h = connect()?;
-        if index(&h, name).await?.is_none() {
-            if let Err(e) = h.link().add(LinkBridge::new(name).build()).execute().await {
-                if !exists(&e) {
-                    return Err(nl(format!("creating bridge {name}"))(e));
-                }
-            }
-        }
-        let idx = index(&h, name)
-            .await?
-            .ok_or_else(|| NetError::Invalid(format!("bridge {name} vanished")))?;
-        if let Err(e) = h.address().add(idx, IpAddr::V4(gateway), prefix).execute().await {
-            if !exists(&e) {
-                return Err(nl(format!("adding {gateway}/{prefix} to {name}"))(e));
-            }
-        }
-        set_up(&h, idx, name).await
-    })
-}
-
-async fn set_up(h: &Handle, idx: u32, name: &str) -> Result<()> {
-    h.link()
-        .set(LinkUnspec::new_with_index(idx).up().build())
-        .execute()
-        .await
-        .map_err(nl(format!("bringing {name} up")))
+    let mut nl = Netlink::open()?;
+    if nl.index(name)?.is_none() {
+        let msg = LinkBridge::new(name).build();
+        nl.call(
+            &format!("creating bridge {name}"),
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            libc::EEXIST,
+        )?;
+    }
+    let idx = nl
+        .index(name)?
+        .ok_or_else(|| NetError::Invalid(format!("bridge {name} vanished")))?;
+    nl.add_address(idx, gateway, prefix, name)?;
+    nl.set_up(idx, name)
 }
 
 /// Deletes link `name` (a veth takes its peer with it); a missing link is not an error.
 pub fn delete(name: &str) -> Result<()> {
-    block_on(async {
-        let h = connect()?;
-        if let Some(idx) = index(&h, name).await? {
-            h.link()
-                .del(idx)
-                .execute()
-                .await
-                .map_err(nl(format!("deleting {name}")))?;
-        }
-        Ok(())
-    })
+    let mut nl = Netlink::open()?;
+    if let Some(idx) = nl.index(name)? {
+        let msg = LinkUnspec::new_with_index(idx).build();
+        nl.call(
+            &format!("deleting {name}"),
+            RouteNetlinkMessage::DelLink(msg),
+            0,
+            libc::ENODEV,
+        )?;
+    }
+    Ok(())
 }
 
 /// What a container's end of a veth pair gets.
@@ -125,55 +202,112 @@ pub struct Endpoint {
 /// the link and `lo` go up and the default route is added.
 pub fn add_veth(host: &str, bridge: &str, netns: &Path, ep: &Endpoint) -> Result<()> {
     let ns = std::fs::File::open(netns).map_err(io_err(format!("opening {}", netns.display())))?;
-    block_on(async {
-        let h = connect()?;
-        let br = index(&h, bridge)
-            .await?
-            .ok_or_else(|| NetError::Invalid(format!("bridge {bridge} does not exist")))?;
-        let peer = LinkUnspec::new_with_name(&ep.ifname)
-            .address(ep.mac.to_vec())
-            .setns_by_fd(ns.as_raw_fd())
-            .build();
-        let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-            .name(host.to_string())
-            .controller(br)
-            .up()
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-            .build();
-        h.link()
-            .add(msg)
-            .execute()
-            .await
-            .map_err(nl(format!("creating veth {host}")))
-    })?;
-    let ep = ep.clone();
-    crate::netns::run_in(netns, move || {
-        block_on(async move {
-            let h = connect()?;
-            let pi = index(&h, &ep.ifname)
-                .await?
-                .ok_or_else(|| NetError::Invalid(format!("{} is not in the namespace", ep.ifname)))?;
-            h.address()
-                .add(pi, IpAddr::V4(ep.ip), ep.prefix)
-                .execute()
-                .await
-                .map_err(nl(format!("adding {}/{}", ep.ip, ep.prefix)))?;
-            set_up(&h, pi, &ep.ifname).await?;
-            if let Some(lo) = index(&h, "lo").await? {
-                set_up(&h, lo, "lo").await?;
-            }
-            if let Some(gw) = ep.gateway {
-                let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                    .gateway(gw)
-                    .output_interface(pi)
-                    .build();
-                h.route()
-                    .add(route)
-                    .execute()
-                    .await
-                    .map_err(nl(format!("adding the default route via {gw}")))?;
-            }
-            Ok(())
-        })
+    let mut nl = Netlink::open()?;
+    let br = nl
+        .index(bridge)?
+        .ok_or_else(|| NetError::Invalid(format!("bridge {bridge} does not exist")))?;
+    let peer = LinkUnspec::new_with_name(&ep.ifname)
+        .address(ep.mac.to_vec())
+        .setns_by_fd(ns.as_raw_fd())
+        .build();
+    let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(host.to_string())
+        .controller(br)
+        .up()
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build();
+    nl.call(
+        &format!("creating veth {host}"),
+        RouteNetlinkMessage::NewLink(msg),
+        NLM_F_CREATE | NLM_F_EXCL,
+        0,
+    )?;
+    drop(nl);
+    crate::netns::run_in(netns, || {
+        let mut nl = Netlink::open()?;
+        let pi = nl
+            .index(&ep.ifname)?
+            .ok_or_else(|| NetError::Invalid(format!("{} is not in the namespace", ep.ifname)))?;
+        nl.add_address(pi, ep.ip, ep.prefix, &ep.ifname)?;
+        nl.set_up(pi, &ep.ifname)?;
+        if let Some(lo) = nl.index("lo")? {
+            nl.set_up(lo, "lo")?;
+        }
+        if let Some(gw) = ep.gateway {
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(gw)
+                .output_interface(pi)
+                .build();
+            nl.call(
+                &format!("adding the default route via {gw}"),
+                RouteNetlinkMessage::NewRoute(route),
+                NLM_F_CREATE | NLM_F_EXCL,
+                0,
+            )?;
+        }
+        Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything below runs inside a network namespace of the test's own, removed after.
+    #[test]
+    fn links_addresses_and_routes_over_a_synchronous_socket() {
+        berth_testutil::require_root!();
+        let dir = berth_testutil::TempDir::new("netlink");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        crate::netns::create(&a).unwrap();
+        crate::netns::create(&b).unwrap();
+        let ns_b = b.clone();
+        let out = crate::netns::run_in(&a, move || {
+            assert!(index_of("lo")?.is_some());
+            assert_eq!(index_of("btnl-nosuch")?, None);
+            let gw = Ipv4Addr::new(10, 77, 0, 1);
+            ensure_bridge("btnl0", gw, 24)?;
+            ensure_bridge("btnl0", gw, 24)?; // again: nothing to do, no error
+            assert!(index_of("btnl0")?.is_some());
+            let ep = Endpoint {
+                ifname: "eth0".into(),
+                ip: Ipv4Addr::new(10, 77, 0, 2),
+                prefix: 24,
+                gateway: Some(gw),
+                mac: [0x02, 0x42, 10, 77, 0, 2],
+            };
+            add_veth("btnl-v", "btnl0", &ns_b, &ep)?;
+            assert!(index_of("btnl-v")?.is_some());
+            // A second veth of the same name: the kernel's refusal, named.
+            let again = add_veth("btnl-v", "btnl0", &ns_b, &ep).unwrap_err().to_string();
+            assert!(again.contains("creating veth btnl-v"), "{again}");
+            // Inside b: the peer, up, with its address and the default route (the kernel's
+            // own tables for the calling thread's namespace).
+            crate::netns::run_in(&ns_b, || {
+                assert!(index_of("eth0")?.is_some());
+                let net = |f: &str| std::fs::read_to_string(format!("/proc/thread-self/net/{f}")).unwrap();
+                assert!(net("fib_trie").contains("10.77.0.2"), "{}", net("fib_trie"));
+                let route = net("route");
+                assert!(
+                    route.lines().any(|l| l.starts_with("eth0\t00000000\t01004D0A")),
+                    "{route}"
+                );
+                Ok(())
+            })?;
+            delete("btnl-v")?;
+            delete("btnl-v")?; // gone: not an error
+            assert_eq!(index_of("btnl-v")?, None);
+            delete("btnl0")?;
+            Ok(())
+        });
+        let inside = crate::netns::run_in(&b, || {
+            let eth = index_of("eth0")?;
+            Ok(eth)
+        });
+        crate::netns::remove(&a);
+        crate::netns::remove(&b);
+        out.unwrap();
+        // The veth's deletion took its peer with it.
+        assert_eq!(inside.unwrap(), None);
+    }
 }
