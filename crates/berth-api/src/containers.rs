@@ -31,15 +31,18 @@ pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<
     let o = options_from(&body, q.get("name").cloned())?;
     berth_engine::ops::check_limits(&o)?;
     let image = o.image.clone();
-    let id = d
+    let made = d
         .with_images(move |e, s| {
             if s.resolve(&o.image).is_err() {
                 return Err(ApiError::not_found(format!("No such image: {image}")));
             }
-            Ok(berth_engine::ops::create(e, s, &o)?.id)
+            Ok(berth_engine::ops::create(e, s, &o)?)
         })
         .await?;
-    Ok(json_response(StatusCode::CREATED, &json!({"Id": id, "Warnings": []})))
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"Id": made.record.id, "Warnings": made.warnings}),
+    ))
 }
 
 /// `GET /containers/{id}/json`.

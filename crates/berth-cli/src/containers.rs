@@ -183,11 +183,14 @@ fn do_create(root: &Path, a: &CreateArgs) -> anyhow::Result<(Engine, Record)> {
     ensure_image(root, &o.image, &a.pull)?;
     let e = engine(root)?;
     let mut images = crate::images::open(root)?;
-    let r = ops::create(&e, &mut images, &o).map_err(|err| match engine_exit(err).downcast::<Exit>() {
+    let made = ops::create(&e, &mut images, &o).map_err(|err| match engine_exit(err).downcast::<Exit>() {
         Ok(Exit(_, m)) => anyhow::Error::from(Exit(125, m)),
         Err(e) => e,
     })?;
-    Ok((e, r))
+    for w in &made.warnings {
+        eprintln!("WARNING: {w}");
+    }
+    Ok((e, made.record))
 }
 
 pub(crate) fn engine_exit(e: EngineError) -> anyhow::Error {

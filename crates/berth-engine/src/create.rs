@@ -319,9 +319,20 @@ pub fn check_limits(o: &CreateOptions) -> Result<()> {
     Ok(())
 }
 
+/// A container just made, and what Docker would warn about it (each without its
+/// `WARNING: `: the API's `Warnings`, which the CLI prints with that prefix).
+#[derive(Debug)]
+pub struct Created {
+    /// The container's record.
+    pub record: Record,
+    /// Warnings.
+    pub warnings: Vec<String>,
+}
+
 /// Creates a container from an image in the store.
-pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Result<Record> {
+pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Result<Created> {
     check_limits(o)?;
+    let mut warnings = Vec::new();
     let img = images.resolve(&o.image)?;
     let cfg = images.config(&img)?;
     let c = cfg.config.clone().unwrap_or_default();
@@ -390,7 +401,9 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
     if network == "none" || network == "host" {
         if !o.publish.is_empty() || o.publish_all {
             // Docker ignores published ports there (with a warning); so does berth.
-            eprintln!("WARNING: Published ports are discarded when using {network} network mode");
+            warnings.push(format!(
+                "Published ports are discarded when using {network} network mode"
+            ));
         }
     } else {
         for p in &o.publish {
@@ -711,5 +724,5 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         return Err(e);
     }
     crate::events::container(engine, &r, "create", &[]);
-    Ok(r)
+    Ok(Created { record: r, warnings })
 }

@@ -12,7 +12,7 @@ use crate::store::{valid_name, Engine, Record};
 use crate::{io_err, EngineError, Result};
 
 pub(crate) use crate::create::resolv_conf;
-pub use crate::create::{check_limits, create, CreateOptions};
+pub use crate::create::{check_limits, create, CreateOptions, Created};
 
 /// Mounts the image layers + the container's upper dir on `rootfs`.
 pub fn mount_rootfs(engine: &Engine, r: &Record) -> Result<()> {

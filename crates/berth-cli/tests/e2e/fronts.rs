@@ -310,3 +310,23 @@ fn exec_answers_the_same_through_the_cli_and_the_api() {
     assert_eq!(run(true, &cases[1].0, None).1, "1 bar\n/tmp\n1000\n");
     b.ok(&["rm", "-f", "f-up", "f-down"]);
 }
+
+#[test]
+fn create_warnings_reach_both_front_ends() {
+    require_root!();
+    require_tool!("docker");
+    let (b, _img) = with_busybox("fronts-warn");
+    let d = Daemon::start(&b, TempDir::new("fronts-warn-sock"));
+    let args = ["create", "--network", "host", "-p", "8080:80", "bb:1", "true"];
+    let cli = b.cmd(&args).output().unwrap();
+    let api = d.docker(&args);
+    let want = "WARNING: Published ports are discarded when using host network mode";
+    for (who, o) in [("cli", &cli), ("api", &api)] {
+        assert!(o.status.success(), "{who}: {o:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(want), "{who}: {o:?}");
+    }
+    for o in [cli, api] {
+        let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        b.ok(&["rm", &id]);
+    }
+}
