@@ -75,10 +75,13 @@ pub fn exec(root: &Path, a: &ExecArgs) -> anyhow::Result<()> {
         subreaper: !a.detach,
         ..Default::default()
     };
+    // An exec that cannot start is 126 unless its program is missing (127), as in Docker.
     let failed = |err: berth_runtime::container::ContainerError| -> anyhow::Error {
-        let m = err.to_string();
-        let code = berth_engine::monitor::start_failure_code(&m);
-        Exit(u8::try_from(if code == 125 { 126 } else { code }).unwrap_or(126), m).into()
+        let code = match err.exit_code() {
+            125 => 126,
+            c => c,
+        };
+        Exit(code, err.to_string()).into()
     };
     if !a.interactive || a.detach {
         // Docker gives an exec stdin only with -i.

@@ -90,6 +90,16 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// The exit code Docker gives a container that failed to start this way: 127 (its
+    /// program is not there), 126 (it cannot be run), else 125.
+    pub fn start_code(&self) -> i32 {
+        match self {
+            EngineError::Start { code, .. } => *code,
+            EngineError::Runtime(e) => i32::from(e.exit_code()),
+            _ => 125,
+        }
+    }
+
     /// The kind callers branch on.
     pub fn kind(&self) -> ErrorKind {
         match self {

@@ -27,18 +27,6 @@ pub const LOG_MAX_FILES: u32 = 3;
 /// How long a monitor keeps a bridge it was the last user of, for the next container.
 pub const NETWORK_LINGER: Duration = Duration::from_secs(2);
 
-/// The exit code Docker gives a start failure, from the runtime's message.
-pub fn start_failure_code(msg: &str) -> i32 {
-    let m = msg.to_ascii_lowercase();
-    if m.contains("executable file not found") || m.contains("no such file or directory") {
-        127
-    } else if m.contains("permission denied") {
-        126
-    } else {
-        125
-    }
-}
-
 /// Runs the monitor for container `id` under data root `root`; returns the process exit
 /// code. Forks first: the parent returns at once (the caller exits with it), the child
 /// carries on, reparented away from the CLI. With `wait_attach`, the container starts only
@@ -254,6 +242,7 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
             Ok(pid) => pid,
             Err(e) => {
                 let msg = e.to_string();
+                let code = e.start_code();
                 let _ = rt.delete(&rec.id, true);
                 ops::unmount_rootfs(&eng, &rec.id);
                 st.status = if st.restart_count > 0 {
@@ -262,7 +251,7 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
                     "created".into()
                 };
                 st.error = msg.clone();
-                st.exit_code = start_failure_code(&msg);
+                st.exit_code = code;
                 st.monitor_pid = 0;
                 crate::networks::detach(&eng, &rec, st.net.as_ref());
                 st.net = None;

@@ -133,7 +133,11 @@ impl Rt {
         };
         let status = child.wait().map_err(crate::io_err("waiting for", self.bin()))?;
         if !status.success() {
-            return Err(EngineError::Invalid(runtime_error(&log, status)));
+            let message = runtime_error(&log, status);
+            return Err(EngineError::Start {
+                code: oci_runtime_code(&message),
+                message,
+            });
         }
         if terminal && master.is_none() {
             return Err(EngineError::Invalid("the runtime sent no terminal".into()));
@@ -336,6 +340,21 @@ fn write_process(process: &Process, scratch: &Path) -> Result<(PathBuf, PathBuf)
     let json = serde_json::to_vec(process).map_err(|e| EngineError::Invalid(e.to_string()))?;
     std::fs::write(&file, json).map_err(crate::io_err("writing", &file))?;
     Ok((file, scratch.join(format!("exec-{n}-{nanos}.pid"))))
+}
+
+/// The exit code for an external OCI runtime's failure to create a container. Such a runtime
+/// says why only in words, so this reads them as dockerd reads runc's: a program not found
+/// is 127, one it may not run 126, anything else 125. berth's own runtime reports the kind
+/// itself ([`berth_runtime::container::ContainerError::exit_code`]).
+fn oci_runtime_code(message: &str) -> i32 {
+    let m = message.to_ascii_lowercase();
+    if m.contains("executable file not found") || m.contains("no such file or directory") {
+        127
+    } else if m.contains("permission denied") {
+        126
+    } else {
+        125
+    }
 }
 
 /// The last error an OCI runtime logged (`--log-format json`), or its exit status.

@@ -66,6 +66,9 @@ pub enum ContainerError {
         id: String,
         /// What the process reported (a chain of causes).
         message: String,
+        /// Docker's exit code for it: 127 (no such program), 126 (cannot run it), 0 (any
+        /// other failure).
+        code: u8,
     },
     /// A host-side system call failed.
     #[error("{op}")]
@@ -79,6 +82,15 @@ pub enum ContainerError {
 }
 
 impl ContainerError {
+    /// The exit code Docker gives a container or exec that fails to start this way: 127
+    /// when its program is not there, 126 when it cannot be run, else 125.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ContainerError::Init { code, .. } if *code != 0 => *code,
+            _ => 125,
+        }
+    }
+
     /// The error's category.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -327,6 +339,12 @@ impl Runtime {
         let failed = |message: String| ContainerError::Init {
             id: id.to_string(),
             message,
+            code: 0,
+        };
+        let refused = |code: u8, message: String| ContainerError::Init {
+            id: id.to_string(),
+            message,
+            code,
         };
         parent.send(&Msg::Go).map_err(sys_err("starting stage 1"))?;
         let mut init_pid = 0;
@@ -392,7 +410,7 @@ impl Runtime {
                     }
                 }
                 Msg::Ready => break,
-                Msg::Error(e) => return Err(failed(e)),
+                Msg::Error { code, message } => return Err(refused(code, message)),
                 m => return Err(failed(format!("unexpected message {m:?}"))),
             }
         }
@@ -455,6 +473,7 @@ impl Runtime {
                 return Err(ContainerError::Init {
                     id: id.into(),
                     message: "the container process exited before start".into(),
+                    code: 0,
                 });
             }
         }
@@ -658,6 +677,12 @@ impl Runtime {
         let failed = |message: String| ContainerError::Init {
             id: id.to_string(),
             message,
+            code: 0,
+        };
+        let refused = |code: u8, message: String| ContainerError::Init {
+            id: id.to_string(),
+            message,
+            code,
         };
         let mut pid = 0;
         let mut console = None;
@@ -686,7 +711,7 @@ impl Runtime {
                         }
                     }
                     Msg::Ready => return Ok(()),
-                    Msg::Error(e) => return Err(failed(e)),
+                    Msg::Error { code, message } => return Err(refused(code, message)),
                     m => return Err(failed(format!("unexpected message {m:?}"))),
                 }
             }

@@ -64,7 +64,7 @@ pub enum Stage2<'a> {
 
 /// Runs stage 1 in the forked child; never returns.
 pub fn stage1(chan: &Chan, joins: &[SelfJoin], plan: Plan, time_offsets: Option<String>, next: Stage2<'_>) -> ! {
-    let r = (|| -> Result<(), String> {
+    let r = (|| -> Result<(), Fail> {
         // Nothing in the container may open our /proc entries while we run there.
         sys::set_dumpable(false).map_err(|e| format!("setting non-dumpable: {e}"))?;
         // Into the v1 hierarchies before anything else: stage 2 is born there.
@@ -110,11 +110,38 @@ pub fn stage1(chan: &Chan, joins: &[SelfJoin], plan: Plan, time_offsets: Option<
     finish(chan, r)
 }
 
-fn finish(chan: &Chan, r: Result<(), String>) -> ! {
+/// A stage's failure: what failed and, for a program that cannot be run, Docker's exit code
+/// for it (127 or 126; 0 for anything else).
+struct Fail {
+    code: u8,
+    message: String,
+}
+
+impl From<String> for Fail {
+    fn from(message: String) -> Fail {
+        Fail { code: 0, message }
+    }
+}
+
+impl From<&str> for Fail {
+    fn from(message: &str) -> Fail {
+        Fail::from(message.to_string())
+    }
+}
+
+/// A program the process cannot run, with its exit code.
+fn unrunnable(e: process::ProcessError) -> Fail {
+    Fail {
+        code: e.exit_code(),
+        message: chain(e),
+    }
+}
+
+fn finish(chan: &Chan, r: Result<(), Fail>) -> ! {
     match r {
         Ok(()) => sys::child_exit(0),
-        Err(e) => {
-            let _ = chan.send(&Msg::Error(e));
+        Err(Fail { code, message }) => {
+            let _ = chan.send(&Msg::Error { code, message });
             sys::child_exit(1)
         }
     }
@@ -207,7 +234,7 @@ fn settle_fds(preserve: u32) -> Result<(), String> {
 
 enum Never {}
 
-fn init(chan: &Chan, a: &InitArgs<'_>, new_mntns: bool) -> Result<Never, String> {
+fn init(chan: &Chan, a: &InitArgs<'_>, new_mntns: bool) -> Result<Never, Fail> {
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
     let spec = a.spec;
     let linux = spec.linux().as_ref();
@@ -232,9 +259,9 @@ fn init(chan: &Chan, a: &InitArgs<'_>, new_mntns: bool) -> Result<Never, String>
         .map_err(|e| format!("waiting for createRuntime hooks: {e}"))?
         .0
     {
-        Msg::Error(e) => return Err(e),
+        Msg::Error { message, .. } => return Err(message.into()),
         Msg::State(s) => s,
-        m => return Err(format!("unexpected {m:?}")),
+        m => return Err(format!("unexpected {m:?}").into()),
     };
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()) {
         hooks::run("createContainer", h, state_json.as_bytes()).map_err(chain)?;
@@ -269,7 +296,7 @@ fn init(chan: &Chan, a: &InitArgs<'_>, new_mntns: bool) -> Result<Never, String>
     let env = process::environment(p);
     let args = p.args().clone().unwrap_or_default();
     let first = args.first().ok_or("process.args is empty")?;
-    let path = process::lookup(first, &env).map_err(chain)?;
+    let path = process::lookup(first, &env).map_err(unrunnable)?;
     process::enter_cwd(p.cwd()).map_err(chain)?;
     // Before the seccomp filter, which need not allow close_range.
     settle_fds(a.preserve_fds)?;
@@ -324,12 +351,13 @@ fn init(chan: &Chan, a: &InitArgs<'_>, new_mntns: bool) -> Result<Never, String>
         }
     }
     let e = process::exec(&path, &args, &env);
+    let code = i32::from(e.exit_code());
     // The runtime is gone by now; stderr is all that is left to report on.
     let _ = writeln!(std::io::stderr(), "berth-runtime: {}", chain(e));
-    sys::child_exit(127)
+    sys::child_exit(code)
 }
 
-fn exec(chan: &Chan, a: &ExecArgs<'_>) -> Result<Never, String> {
+fn exec(chan: &Chan, a: &ExecArgs<'_>) -> Result<Never, Fail> {
     chan.expect(&Msg::Go)
         .map_err(|e| format!("waiting for the runtime: {e}"))?;
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
@@ -340,12 +368,12 @@ fn exec(chan: &Chan, a: &ExecArgs<'_>) -> Result<Never, String> {
     let env = process::environment(p);
     let args = p.args().clone().unwrap_or_default();
     let first = args.first().ok_or("process.args is empty")?;
-    let path = process::lookup(first, &env).map_err(chain)?;
+    let path = process::lookup(first, &env).map_err(unrunnable)?;
     process::enter_cwd(p.cwd()).map_err(chain)?;
     // Before the seccomp filter, which need not allow close_range.
     settle_fds(a.preserve_fds)?;
     process::finalize(p, a.seccomp).map_err(chain)?;
     chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
     process::late_seccomp(p, a.seccomp).map_err(chain)?;
-    Err(chain(process::exec(&path, &args, &env)))
+    Err(unrunnable(process::exec(&path, &args, &env)))
 }

@@ -29,17 +29,67 @@ pub enum ProcessError {
         /// args[0].
         name: String,
     },
-    /// The program exists but cannot be run.
+    /// The program cannot be run.
     #[error("exec: {name:?}: {reason}")]
     NotExecutable {
         /// args[0].
         name: String,
         /// Why.
-        reason: String,
+        reason: Unrunnable,
+    },
+    /// The `execve` itself failed.
+    #[error("exec {}", path.display())]
+    Exec {
+        /// The program.
+        path: PathBuf,
+        /// The kernel's answer.
+        #[source]
+        source: std::io::Error,
     },
     /// Seccomp setup failed.
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+}
+
+/// Why a program named by path cannot be run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unrunnable {
+    /// Nothing is there.
+    Missing,
+    /// It is not executable for the process's user.
+    PermissionDenied,
+    /// It is a directory.
+    Directory,
+}
+
+impl std::fmt::Display for Unrunnable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unrunnable::Missing => "no such file or directory",
+            Unrunnable::PermissionDenied => "permission denied",
+            Unrunnable::Directory => "is a directory",
+        })
+    }
+}
+
+impl ProcessError {
+    /// The exit code Docker gives a container (or exec) that fails this way: 127 for a
+    /// program that is not there, 126 for one that cannot be run, 125 for anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ProcessError::NotFound { .. }
+            | ProcessError::NotExecutable {
+                reason: Unrunnable::Missing,
+                ..
+            } => 127,
+            ProcessError::NotExecutable { .. } => 126,
+            ProcessError::Exec { source, .. } => match source.raw_os_error() {
+                Some(libc::ENOENT) => 127,
+                _ => 126,
+            },
+            ProcessError::Step { .. } | ProcessError::Seccomp(_) => 125,
+        }
+    }
 }
 
 fn step<E: Into<std::io::Error>>(s: impl Into<String>) -> impl FnOnce(E) -> ProcessError {
@@ -236,29 +286,24 @@ fn home_of(uid: u32) -> Option<String> {
 
 /// Finds args[0] as execvp would, with the PATH of `env`.
 pub fn lookup(name: &str, env: &[String]) -> Result<PathBuf, ProcessError> {
-    let is_exec = |p: &Path| -> Result<bool, String> {
+    let is_exec = |p: &Path| -> Result<bool, Unrunnable> {
         match std::fs::metadata(p) {
-            Ok(m) if m.is_dir() => Err("is a directory".into()),
+            Ok(m) if m.is_dir() => Err(Unrunnable::Directory),
             Ok(_) => Ok(nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()),
             Err(_) => Ok(false),
         }
     };
     if name.contains('/') {
         let p = PathBuf::from(name);
+        let unrunnable = |reason| ProcessError::NotExecutable {
+            name: name.into(),
+            reason,
+        };
         return match is_exec(&p) {
             Ok(true) => Ok(p),
-            Ok(false) if p.exists() => Err(ProcessError::NotExecutable {
-                name: name.into(),
-                reason: "permission denied".into(),
-            }),
-            Ok(false) => Err(ProcessError::NotExecutable {
-                name: name.into(),
-                reason: "no such file or directory".into(),
-            }),
-            Err(reason) => Err(ProcessError::NotExecutable {
-                name: name.into(),
-                reason,
-            }),
+            Ok(false) if p.exists() => Err(unrunnable(Unrunnable::PermissionDenied)),
+            Ok(false) => Err(unrunnable(Unrunnable::Missing)),
+            Err(reason) => Err(unrunnable(reason)),
         };
     }
     let path = env
@@ -310,7 +355,10 @@ pub fn exec(path: &Path, args: &[String], env: &[String]) -> ProcessError {
     let e = nix::unistd::execve(&path_c, &argv, &envp)
         .err()
         .unwrap_or(nix::errno::Errno::EINVAL);
-    step(format!("exec {}", path.display()))(e)
+    ProcessError::Exec {
+        path: path.to_path_buf(),
+        source: e.into(),
+    }
 }
 
 #[cfg(test)]
@@ -322,6 +370,26 @@ mod tests {
         assert_eq!(cap_number(&Capability::Chown), Some(0));
         assert_eq!(cap_number(&Capability::SysAdmin), Some(21));
         assert_eq!(cap_number(&Capability::Bpf), Some(39));
+    }
+
+    #[test]
+    fn failures_carry_dockers_exit_codes() {
+        let env = vec!["PATH=/nonexistent:/bin".to_string()];
+        assert_eq!(lookup("no-such-prog-xyz", &env).unwrap_err().exit_code(), 127);
+        assert_eq!(lookup("/no/such/prog", &env).unwrap_err().exit_code(), 127);
+        assert_eq!(lookup("/etc", &env).unwrap_err().exit_code(), 126);
+        assert_eq!(lookup("/etc/passwd", &env).unwrap_err().exit_code(), 126);
+        let exec = |errno| ProcessError::Exec {
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(errno),
+        };
+        assert_eq!(exec(libc::ENOENT).exit_code(), 127);
+        assert_eq!(exec(libc::EACCES).exit_code(), 126);
+        assert_eq!(exec(libc::ENOEXEC).exit_code(), 126);
+        assert_eq!(
+            step("setting rlimits")(std::io::Error::from_raw_os_error(libc::EPERM)).exit_code(),
+            125
+        );
     }
 
     #[test]

@@ -26,8 +26,14 @@ pub enum Msg {
     Ready,
     /// Parent -> child: createRuntime hooks ran; here is the OCI state for later hooks.
     State(String),
-    /// Either way: it failed, with the message.
-    Error(String),
+    /// Either way: it failed, with the message and the exit code Docker gives such a
+    /// failure (127, 126; 0: none in particular).
+    Error {
+        /// 127, 126 or 0.
+        code: u8,
+        /// What failed, with its causes.
+        message: String,
+    },
 }
 
 impl Msg {
@@ -48,9 +54,9 @@ impl Msg {
                 v.extend_from_slice(s.as_bytes());
                 v
             }
-            Msg::Error(s) => {
-                let mut v = vec![b'e'];
-                v.extend_from_slice(s.as_bytes());
+            Msg::Error { code, message } => {
+                let mut v = vec![b'e', *code];
+                v.extend_from_slice(message.as_bytes());
                 v
             }
         }
@@ -68,7 +74,10 @@ impl Msg {
             b'c' => Msg::Console,
             b'r' => Msg::Ready,
             b's' => Msg::State(String::from_utf8_lossy(&b[1..]).into_owned()),
-            b'e' => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
+            b'e' => Msg::Error {
+                code: *b.get(1).ok_or_else(bad)?,
+                message: String::from_utf8_lossy(b.get(2..).unwrap_or_default()).into_owned(),
+            },
             _ => return Err(bad()),
         })
     }
@@ -139,7 +148,7 @@ impl Chan {
     pub fn expect(&self, want: &Msg) -> io::Result<()> {
         match self.recv()?.0 {
             m if &m == want => Ok(()),
-            Msg::Error(e) => Err(io::Error::other(e)),
+            Msg::Error { message, .. } => Err(io::Error::other(message)),
             m => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("expected {want:?}, got {m:?}"),
@@ -155,7 +164,15 @@ mod tests {
     #[test]
     fn messages_round_trip_with_fd() {
         let (a, b) = pair().unwrap();
-        for m in [Msg::Go, Msg::Pid(-5), Msg::Error("boom".into()), Msg::Ready] {
+        for m in [
+            Msg::Go,
+            Msg::Pid(-5),
+            Msg::Error {
+                code: 127,
+                message: "boom".into(),
+            },
+            Msg::Ready,
+        ] {
             a.send(&m).unwrap();
             assert_eq!(b.recv().unwrap().0, m);
         }
