@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_engine::attach::{self as att, Hello};
+use berth_engine::store::Status;
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -80,7 +81,7 @@ pub async fn list(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
             let mut out = Vec::new();
             let opts = berth_engine::list::ListOptions { all, limit, filters };
             for (r, st) in berth_engine::list::containers(e, &opts)? {
-                let state = st.status.clone();
+                let state = st.status;
                 let i = berth_engine::inspect::inspect_json(e, &r);
                 let ports: Vec<Value> = st
                     .net
@@ -390,11 +391,11 @@ pub async fn wait(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Resul
             move |e| {
                 let r = e.resolve(&id)?;
                 let st = e.state(&r.id);
-                Ok((r.id, st.status.clone(), st.exit_code))
+                Ok((r.id, st.status, st.exit_code))
             }
         })
         .await?;
-    let running = status == "running" || status == "restarting";
+    let running = matches!(status, Status::Running | Status::Restarting);
     if (condition == "not-running" || condition.is_empty()) && !running {
         return Ok(json_response(
             StatusCode::OK,
@@ -406,7 +407,7 @@ pub async fn wait(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Resul
     let (tx, body) = channel_body();
     let d = d.clone();
     tokio::spawn(async move {
-        let c = wait_for(&d, &cid, &condition, &status, code).await;
+        let c = wait_for(&d, &cid, &condition, status, code).await;
         dbg_api(&format!("wait {cid}: {c}"));
         let _ = tx
             .send(Bytes::from(format!("{}\n", json!({"StatusCode": c, "Error": null}))))
@@ -416,9 +417,9 @@ pub async fn wait(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Resul
 }
 
 /// Waits for `condition`; returns the exit code.
-async fn wait_for(d: &Arc<Daemon>, cid: &str, condition: &str, status: &str, code: i32) -> i32 {
+async fn wait_for(d: &Arc<Daemon>, cid: &str, condition: &str, status: Status, code: i32) -> i32 {
     // An exit newer than this one ends the wait (a container never started has none).
-    let baseline = if status == "created" {
+    let baseline = if status == Status::Created {
         0
     } else {
         d.last_exit(cid).map_or(0, |(g, _)| g)
@@ -444,7 +445,7 @@ async fn wait_for(d: &Arc<Daemon>, cid: &str, condition: &str, status: &str, cod
                     return c;
                 }
                 // Started and ended elsewhere (the CLI): the state file tells.
-                if st.status == "exited" && status != "exited" && last.is_none() {
+                if st.status == Status::Exited && status != Status::Exited && last.is_none() {
                     return st.exit_code;
                 }
             }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use berth_engine::ops::{self};
-use berth_engine::store::{Engine, Record};
+use berth_engine::store::{Engine, Record, Status};
 use berth_engine::EngineError;
 use clap::Args;
 
@@ -289,8 +289,8 @@ pub(crate) fn follow(e: &Engine, r: &Record, reader: &mut berth_engine::logs::Re
         let st = e.state(&r.id);
         let gone = !dir.exists();
         if gone
-            || (st.status != "running" && st.status != "created")
-            || (st.status == "created" && !st.error.is_empty())
+            || !matches!(st.status, Status::Running | Status::Created)
+            || (st.status == Status::Created && !st.error.is_empty())
         {
             for en in reader.more() {
                 emit(&en, timestamps);
@@ -370,7 +370,7 @@ pub fn attach(root: &Path, a: &AttachArgs) -> anyhow::Result<()> {
     let e = engine(root)?;
     let r = e.resolve(&a.container).map_err(engine_exit)?;
     let st = e.state(&r.id);
-    if st.status == "paused" {
+    if st.status == Status::Paused {
         return Err(Exit(1, "You cannot attach to a paused container, unpause it first".into()).into());
     }
     if !st.running() {

@@ -712,7 +712,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         engine.save_state(
             &id,
             &State {
-                status: "created".into(),
+                status: crate::store::Status::Created,
                 started_at: ZERO_TIME.into(),
                 finished_at: ZERO_TIME.into(),
                 ..State::default()

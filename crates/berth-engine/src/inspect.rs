@@ -3,7 +3,7 @@
 use berth_image::store::{Image, ImageStore};
 use serde_json::{json, Value};
 
-use crate::store::{Engine, Record, State};
+use crate::store::{Engine, Record, State, Status};
 
 /// The `docker inspect` JSON of a container.
 pub fn inspect_json(e: &Engine, r: &Record) -> Value {
@@ -87,9 +87,9 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "Status": if paused { "paused" } else { st.status.as_str() },
             "Running": st.running(),
             "Paused": paused,
-            "Restarting": st.status == "restarting",
+            "Restarting": st.status == Status::Restarting,
             "OOMKilled": st.oom_killed,
-            "Dead": st.status == "dead",
+            "Dead": st.status == Status::Dead,
             "Pid": if st.running() { st.pid } else { 0 },
             "ExitCode": st.exit_code,
             "Error": st.error,

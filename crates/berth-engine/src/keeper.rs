@@ -9,7 +9,7 @@ use nix::fcntl::OFlag;
 use nix::sys::wait::WaitStatus;
 
 use crate::monitor::{ended, exited, Shedder, NETWORK_LINGER};
-use crate::store::{Engine, State};
+use crate::store::{Engine, State, Status};
 use crate::Result;
 
 /// The keeper: the monitor's parent, a child subreaper that only waits. While the monitor
@@ -92,7 +92,7 @@ fn half_made(root: &Path, id: &str) -> Result<()> {
     let recorded: Option<State> = std::fs::read(dir.join("state.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    if recorded.is_none_or(|st| st.status != "created") {
+    if recorded.is_none_or(|st| st.status != Status::Created) {
         return Ok(());
     }
     // Only what the dead monitor left is this keeper's: its orphans were reparented here.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::store::{Engine, Record, State};
+use crate::store::{Engine, Record, State, Status};
 use crate::{EngineError, Result};
 
 /// The filter keys `docker ps` accepts.
@@ -29,17 +29,6 @@ const KEYS: &[&str] = &[
     "volume",
 ];
 
-/// The states a `status` filter may name.
-const STATUSES: &[&str] = &[
-    "created",
-    "restarting",
-    "running",
-    "removing",
-    "paused",
-    "exited",
-    "dead",
-];
-
 /// The values a `health` filter may name.
 const HEALTH: &[&str] = &["starting", "healthy", "unhealthy", "none"];
 
@@ -55,10 +44,9 @@ impl Filters {
         }
         let bad = || EngineError::Invalid(format!("invalid filter '{key}={value}'"));
         match key {
-            "status" if !STATUSES.contains(&value) => {
+            "status" if Status::parse(value).is_none() => {
                 return Err(EngineError::Invalid(format!(
-                    "invalid filter 'status={value}': must be one of {}",
-                    STATUSES.join(", ")
+                    "invalid filter 'status={value}': must be one of created, restarting, running, removing, paused, exited, dead"
                 )))
             }
             "health" if !HEALTH.contains(&value) => {
@@ -134,7 +122,7 @@ fn port_key(v: &str) -> Option<String> {
 
 fn matches_one(engine: &Engine, key: &str, v: &str, r: &Record, st: &State, marks: &Marks) -> bool {
     match key {
-        "status" => st.status == v,
+        "status" => Status::parse(v) == Some(st.status),
         "name" => r.name.contains(v.trim_start_matches('/')),
         "id" => r.id.starts_with(v),
         "label" => match v.split_once('=') {
@@ -147,7 +135,7 @@ fn matches_one(engine: &Engine, key: &str, v: &str, r: &Record, st: &State, mark
                 || r.image_name == format!("{v}:latest")
                 || (!bare.is_empty() && r.image_id.trim_start_matches("sha256:").starts_with(bare))
         }
-        "exited" => st.status == "exited" && v.parse::<i32>().ok() == Some(st.exit_code),
+        "exited" => st.status == Status::Exited && v.parse::<i32>().ok() == Some(st.exit_code),
         "health" => st.health.as_ref().map_or("none", |h| h.status.as_str()) == v,
         "network" => networks_of(engine, r)
             .iter()
@@ -215,9 +203,9 @@ pub fn containers(engine: &Engine, o: &ListOptions) -> Result<Vec<(Record, State
     for r in engine.all()? {
         let mut st = engine.state(&r.id);
         if st.running() && crate::ops::is_paused(engine, &r.id) {
-            st.status = "paused".into();
+            st.status = Status::Paused;
         }
-        let listed = matches!(st.status.as_str(), "running" | "paused" | "restarting");
+        let listed = matches!(st.status, Status::Running | Status::Paused | Status::Restarting);
         if !all && !listed {
             continue;
         }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::OFlag;
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 
-use crate::store::{Engine, Record, State, ZERO_TIME};
+use crate::store::{Engine, Record, State, Status, ZERO_TIME};
 use crate::{attach, ops};
 use crate::{EngineError, Result};
 
@@ -161,7 +161,7 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
         Err(e) => Err(e),
     };
     if let Err(e) = attached {
-        st.status = "created".into();
+        st.status = Status::Created;
         st.error = e.to_string();
         st.exit_code = 125;
         st.monitor_pid = 0;
@@ -246,9 +246,9 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
                 let _ = rt.delete(&rec.id, true);
                 ops::unmount_rootfs(&eng, &rec.id);
                 st.status = if st.restart_count > 0 {
-                    "exited".into()
+                    Status::Exited
                 } else {
-                    "created".into()
+                    Status::Created
                 };
                 st.error = msg.clone();
                 st.exit_code = code;
@@ -261,7 +261,7 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
                 return Ok(());
             }
         };
-        st.status = "running".into();
+        st.status = Status::Running;
         st.pid = pid;
         st.error.clear();
         st.exit_code = 0;
@@ -341,7 +341,7 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
         if dir.exists() && !rec.auto_remove && should_restart(&restart, restart_max, st.restart_count, status, by_user)
         {
             delay = backoff(delay, began.elapsed());
-            st.status = "restarting".into();
+            st.status = Status::Restarting;
             eng.save_state(&rec.id, &st)?;
             // Attached clients follow one run of the container, as Docker's do.
             hub.finish(status);
@@ -387,7 +387,7 @@ pub(crate) fn exited(eng: &Engine, rec: &Record, st: &mut State) -> Result<Vec<S
     let dir = eng.dir(&rec.id);
     let idle_networks = crate::networks::release(eng, rec, st.net.as_ref(), false);
     st.net = None;
-    st.status = "exited".into();
+    st.status = Status::Exited;
     st.monitor_pid = 0;
     if dir.exists() {
         eng.save_state(&rec.id, st)?;
@@ -728,7 +728,7 @@ pub fn wait_exited(engine: &Engine, id: &str, timeout: Duration) -> State {
     let deadline = Instant::now() + timeout;
     loop {
         let st = engine.state(id);
-        if (st.status != "running" && st.status != "restarting") || Instant::now() > deadline {
+        if !matches!(st.status, Status::Running | Status::Restarting) || Instant::now() > deadline {
             return st;
         }
         std::thread::sleep(Duration::from_millis(10));

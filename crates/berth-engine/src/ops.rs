@@ -8,7 +8,7 @@ use berth_image::store::ImageStore;
 
 use crate::monitor::wait_exited;
 use crate::spec;
-use crate::store::{valid_name, Engine, Record};
+use crate::store::{valid_name, Engine, Record, Status};
 use crate::{io_err, EngineError, Result};
 
 pub(crate) use crate::create::resolv_conf;
@@ -133,9 +133,9 @@ fn start_monitor(
     let _ = std::fs::remove_file(dir.join(crate::attach::SOCKET));
     // A new container's state already reads "created" without an error: rewriting it would
     // only cost a file (an inode) per start.
-    if st.status != "created" || !st.error.is_empty() {
+    if st.status != Status::Created || !st.error.is_empty() {
         let mut fresh = st.clone();
-        fresh.status = "created".into();
+        fresh.status = Status::Created;
         fresh.error.clear();
         engine.save_state(&r.id, &fresh)?;
     }
@@ -224,7 +224,7 @@ fn start_monitor(
                 message: st.error,
             });
         }
-        if (started || st.status == "running" || st.status == "exited") && (hello.is_none() || stream.is_some()) {
+        if (started || matches!(st.status, Status::Running | Status::Exited)) && (hello.is_none() || stream.is_some()) {
             crate::events::container(engine, &r, "start", &[]);
             return Ok(stream);
         }
@@ -281,7 +281,7 @@ fn mark_stopped(engine: &Engine, id: &str) {
 pub fn stop(engine: &Engine, id: &str, timeout: Option<u64>, signal: Option<&str>) -> Result<()> {
     let r = engine.resolve(id)?;
     let st = engine.state(&r.id);
-    if st.status == "restarting" {
+    if st.status == Status::Restarting {
         mark_stopped(engine, &r.id);
         wait_exited(engine, &r.id, Duration::from_secs(5));
         return Ok(());
@@ -304,7 +304,7 @@ pub fn stop(engine: &Engine, id: &str, timeout: Option<u64>, signal: Option<&str
 pub fn remove(engine: &Engine, id: &str, force: bool, volumes: bool) -> Result<Record> {
     let r = engine.resolve(id)?;
     let st = engine.state(&r.id);
-    if st.status == "restarting" {
+    if st.status == Status::Restarting {
         if !force {
             return Err(EngineError::Conflict(format!(
                 "cannot remove container \"/{}\": container is restarting: stop the container before removing or force remove",

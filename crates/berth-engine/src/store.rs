@@ -162,11 +162,68 @@ pub struct Record {
     pub aliases: Vec<String>,
 }
 
+/// A container's status, as Docker names them (`State.Status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Made, never started (or its start failed).
+    #[default]
+    Created,
+    /// Its init runs.
+    Running,
+    /// Frozen (read from its cgroup: never stored).
+    Paused,
+    /// Between two runs of a restart policy.
+    Restarting,
+    /// Being removed.
+    Removing,
+    /// Its last run ended.
+    Exited,
+    /// Could not be cleaned up.
+    Dead,
+}
+
+impl Status {
+    /// Docker's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+
+    /// The status Docker names `s`.
+    pub fn parse(s: &str) -> Option<Status> {
+        [
+            Status::Created,
+            Status::Running,
+            Status::Paused,
+            Status::Restarting,
+            Status::Removing,
+            Status::Exited,
+            Status::Dead,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How a container is, as the monitor recorded it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct State {
-    /// created, running, exited, dead.
-    pub status: String,
+    /// Its status.
+    pub status: Status,
     /// Host pid of the init while running.
     pub pid: i32,
     /// The monitor's pid.
@@ -198,7 +255,7 @@ pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 impl State {
     fn new_created() -> State {
         State {
-            status: "created".into(),
+            status: Status::Created,
             started_at: ZERO_TIME.into(),
             finished_at: ZERO_TIME.into(),
             ..State::default()
@@ -207,7 +264,7 @@ impl State {
 
     /// Whether the container is running (after reconciliation).
     pub fn running(&self) -> bool {
-        self.status == "running"
+        self.status == Status::Running
     }
 }
 
@@ -426,8 +483,9 @@ impl Engine {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_else(State::new_created);
-        if (st.status == "running" || st.status == "restarting") && !pid_alive(st.monitor_pid) && !pid_alive(st.pid) {
-            st.status = "exited".into();
+        if matches!(st.status, Status::Running | Status::Restarting) && !pid_alive(st.monitor_pid) && !pid_alive(st.pid)
+        {
+            st.status = Status::Exited;
             if st.exit_code == 0 {
                 st.exit_code = 255;
             }
@@ -615,4 +673,34 @@ pub fn valid_name(name: &str) -> bool {
     name.len() >= 2
         && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_and_write_as_docker_names_them() {
+        for name in [
+            "created",
+            "running",
+            "paused",
+            "restarting",
+            "removing",
+            "exited",
+            "dead",
+        ] {
+            let st = Status::parse(name).unwrap();
+            assert_eq!(st.as_str(), name);
+            assert_eq!(serde_json::to_value(st).unwrap(), name);
+            assert_eq!(serde_json::from_value::<Status>(serde_json::json!(name)).unwrap(), st);
+        }
+        assert_eq!(Status::parse("sleeping"), None);
+        // A state file written before the enum reads the same.
+        let old: State = serde_json::from_str(
+            r#"{"status":"running","pid":1,"monitor_pid":2,"exit_code":0,"error":"","started_at":"","finished_at":"","oom_killed":false}"#,
+        )
+        .unwrap();
+        assert!(old.running());
+    }
 }
