@@ -540,8 +540,6 @@ impl std::io::Write for StreamLines {
 /// `POST /build`: the body is the context (a tar, maybe compressed); the answer is Docker's
 /// JSON stream (`stream` lines, `aux.ID`, `Successfully built/tagged`, or `errorDetail`).
 pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    use http_body_util::BodyExt;
-    use tokio::io::AsyncWriteExt;
     let q = query(&req);
     let tags = all_values(&req, "t");
     let json_map = |k: &str| -> Result<std::collections::BTreeMap<String, String>, ApiError> {
@@ -565,11 +563,7 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
         .unwrap_or_else(|| "Dockerfile".into());
     let target = q.get("target").filter(|v| !v.is_empty()).cloned();
     let (no_cache, pull, quiet) = (flag(&q, "nocache"), flag(&q, "pull"), flag(&q, "q"));
-    let network = match q.get("networkmode").map(String::as_str) {
-        None | Some("") | Some("default") | Some("bridge") => "default".to_string(),
-        Some(m @ ("none" | "host")) => m.to_string(),
-        Some(m) => return Err(ApiError::bad(format!("network mode {m:?} is not supported for builds"))),
-    };
+    let network = berth_engine::build::network_mode(q.get("networkmode").map_or("", String::as_str))?;
     let mut parsed = Vec::new();
     for t in &tags {
         parsed.push(berth_oci::Reference::parse(t).map_err(|e| ApiError::bad(format!("invalid tag {t:?}: {e}")))?);
@@ -581,27 +575,10 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
     tokio::fs::create_dir_all(&tmp)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let mut f = tokio::fs::File::create(&tarf)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let mut body = req.into_body();
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(fr) => {
-                if let Some(data) = fr.data_ref() {
-                    if f.write_all(data).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            Err(e) => {
-                let _ = tokio::fs::remove_dir_all(&tmp).await;
-                let _ = tokio::fs::remove_file(&tarf).await;
-                return Err(ApiError::bad(format!("reading the build context: {e}")));
-            }
-        }
+    if let Err(e) = crate::spool_body(req.into_body(), &tarf).await {
+        let _ = tokio::fs::remove_dir_all(&tmp).await;
+        return Err(e);
     }
-    drop(f);
     let (tx, body) = channel_body();
     let root = d.root.clone();
     tokio::task::spawn_blocking(move || {
@@ -621,20 +598,6 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
                 .unwrap_or_default();
             let ignore = berth_engine::build::ignore::Ignore::parse(&ignore_text)?;
             let mut store = berth_engine::image::store::ImageStore::open(&root).map_err(|e| e.to_string())?;
-            let pullf =
-                |s: &mut berth_engine::image::store::ImageStore, r: &berth_oci::Reference| -> Result<(), String> {
-                    let opts = berth_engine::image::pull::PullOptions {
-                        registry: berth_engine::image::registry::Options::from_env(),
-                        ..Default::default()
-                    };
-                    berth_engine::image::pull::pull(s, r, &opts, &|_| {})
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                };
-            let runner = berth_engine::build::Runner {
-                root: root.clone(),
-                pull: &pullf,
-            };
             let mode = if quiet {
                 berth_engine::build::progress::Mode::Quiet
             } else {
@@ -657,12 +620,13 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
                 pull,
                 network,
                 secrets: Default::default(),
-                scratch: berth_engine::store::run_dir(&root)
-                    .join("build")
-                    .join(format!("api-{}", &id[..16])),
-                cache_mounts: root.join("build-cache-mounts"),
+                // Set by build_image.
+                scratch: Default::default(),
+                cache_mounts: Default::default(),
             };
-            let built = berth_engine::build::build(&mut store, &runner, &progress, &o).map_err(|e| e.to_string())?;
+            let scratch = format!("api-{}", &id[..16]);
+            let built = berth_engine::build::build_image(&root, &mut store, &progress, o, &scratch)
+                .map_err(|e| e.to_string())?;
             Ok(built.id)
         })();
         let _ = std::fs::remove_dir_all(&tmp);
@@ -672,11 +636,6 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
                 let _ = tx.blocking_send(line(json!({"aux": {"ID": image}})));
                 let short = image.trim_start_matches("sha256:").chars().take(12).collect::<String>();
                 let _ = tx.blocking_send(line(json!({"stream": format!("Successfully built {short}\n")})));
-                if let Ok(e) = berth_engine::store::Engine::open(&root) {
-                    for t in &parsed {
-                        berth_engine::events::image(&e, "tag", &image, &t.familiar());
-                    }
-                }
                 for t in &tags {
                     let _ = tx.blocking_send(line(json!({"stream": format!("Successfully tagged {t}\n")})));
                 }

@@ -274,9 +274,8 @@ pub fn build(root: &Path, a: &BuildArgs) -> anyhow::Result<()> {
             );
         }
     }
-    if !["default", "none", "host", "bridge"].contains(&a.network.as_str()) {
-        bail!("--network {:?}: default, none or host", a.network);
-    }
+    // Refused before anything is read or pulled.
+    let network = berth_engine::build::network_mode(&a.network).map_err(|e| Exit(125, e.to_string()))?;
     let mode = match (a.quiet, a.progress.as_str()) {
         (true, _) | (_, "quiet") => Mode::Quiet,
         (_, "plain") => Mode::Plain,
@@ -370,22 +369,7 @@ pub fn build(root: &Path, a: &BuildArgs) -> anyhow::Result<()> {
             Some((ty.to_string(), dest.to_string()))
         }
     };
-    // Opened once to make (or migrate) the engine's tables before stage threads open it.
-    drop(crate::containers::open_engine(root)?);
     let mut store = crate::images::open(root)?;
-    let pull = |store: &mut berth_image::store::ImageStore, r: &Reference| -> Result<(), String> {
-        let opts = berth_image::pull::PullOptions {
-            registry: berth_image::registry::Options::from_env(),
-            ..Default::default()
-        };
-        berth_image::pull::pull(store, r, &opts, &|_| {})
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    };
-    let runner = berth_engine::build::Runner {
-        root: root.to_path_buf(),
-        pull: &pull,
-    };
     let progress = std::sync::Mutex::new(Progress::new(mode, Box::new(std::io::stderr())));
     let o = berth_engine::build::Options {
         file_name,
@@ -398,18 +382,14 @@ pub fn build(root: &Path, a: &BuildArgs) -> anyhow::Result<()> {
         target: a.target.clone(),
         no_cache: a.no_cache,
         pull: a.pull,
-        network: if a.network == "bridge" {
-            "default".into()
-        } else {
-            a.network.clone()
-        },
+        network,
         secrets: parse_secrets(&a.secret)?,
-        scratch: berth_engine::store::run_dir(root)
-            .join("build")
-            .join(format!("{}", std::process::id())),
-        cache_mounts: root.join("build-cache-mounts"),
+        // Set by build_image.
+        scratch: Default::default(),
+        cache_mounts: Default::default(),
     };
-    let built = match berth_engine::build::build(&mut store, &runner, &progress, &o) {
+    let scratch = std::process::id().to_string();
+    let built = match berth_engine::build::build_image(root, &mut store, &progress, o, &scratch) {
         Ok(b) => b,
         Err(e) => {
             let p = berth_engine::build::progress::lock(&progress);

@@ -163,11 +163,6 @@ pub struct WaitArgs {
     pub containers: Vec<String>,
 }
 
-/// Opens the engine over the data root.
-pub fn open_engine(root: &Path) -> anyhow::Result<Engine> {
-    engine(root)
-}
-
 pub(crate) fn engine(root: &Path) -> anyhow::Result<Engine> {
     Engine::open(root).with_context(|| format!("opening the engine at {}", root.display()))
 }

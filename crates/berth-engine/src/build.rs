@@ -22,6 +22,55 @@ use crate::volumes::MountSpec;
 /// Pulls a base image the builder lacks.
 pub type PullFn<'a> = dyn Fn(&mut ImageStore, &Reference) -> Result<(), String> + Sync + 'a;
 
+/// The network mode a build's RUN steps get, from Docker's names (`networkmode`,
+/// `--network`): `default` (the default bridge), `none` or `host`.
+pub fn network_mode(mode: &str) -> crate::Result<String> {
+    match mode {
+        "" | "default" | "bridge" => Ok("default".into()),
+        "none" | "host" => Ok(mode.into()),
+        m => Err(crate::EngineError::Invalid(format!(
+            "network mode {m:?} is not supported for builds"
+        ))),
+    }
+}
+
+/// Builds an image over data root `root`, as every front end does: base images missing
+/// from the store are pulled (registries as the environment configures them), RUN steps run
+/// through [`Runner`], the build's scratch space is `<run dir>/build/<scratch_name>` and
+/// `--mount=type=cache` directories live in `<root>/build-cache-mounts` (what `o` says of
+/// those two is replaced). Each tag is announced as a `tag` event.
+pub fn build_image(
+    root: &Path,
+    store: &mut ImageStore,
+    progress: &std::sync::Mutex<progress::Progress>,
+    mut o: Options,
+    scratch_name: &str,
+) -> std::result::Result<Built, berth_build::build::BuildError> {
+    let other = |e: crate::EngineError| berth_build::build::BuildError::Other(e.to_string());
+    // Opened once to make (or migrate) the engine's tables before stage threads open it.
+    let engine = Engine::open(root).map_err(other)?;
+    let pull = |store: &mut ImageStore, r: &Reference| -> Result<(), String> {
+        let opts = berth_image::pull::PullOptions {
+            registry: berth_image::registry::Options::from_env(),
+            ..Default::default()
+        };
+        crate::images::pull(store, r, &opts, &|_| {})
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let runner = Runner {
+        root: root.to_path_buf(),
+        pull: &pull,
+    };
+    o.scratch = crate::store::run_dir(root).join("build").join(scratch_name);
+    o.cache_mounts = root.join("build-cache-mounts");
+    let built = build(store, &runner, progress, &o)?;
+    for t in &o.tags {
+        crate::events::image(&engine, "tag", &built.id, &t.familiar());
+    }
+    Ok(built)
+}
+
 /// Runs RUN steps for the builder. Stages build in parallel threads, so each step opens
 /// the engine (its own database connection) over the data root.
 pub struct Runner<'a> {

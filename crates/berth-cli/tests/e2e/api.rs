@@ -87,7 +87,7 @@ impl Daemon {
     }
 
     /// `docker events` from `since` (seconds) until now, filtered and formatted.
-    fn events_since(&self, since: u64, filter: &str, format: &str) -> String {
+    pub(crate) fn events_since(&self, since: u64, filter: &str, format: &str) -> String {
         let until = (now_secs() + 1).to_string();
         self.ok(&[
             "events",
@@ -130,7 +130,7 @@ impl Drop for Daemon {
 }
 
 /// Seconds since the epoch (what `docker events --since/--until` take).
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

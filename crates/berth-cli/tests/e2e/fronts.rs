@@ -330,3 +330,37 @@ fn create_warnings_reach_both_front_ends() {
         b.ok(&["rm", &id]);
     }
 }
+
+#[test]
+fn builds_take_the_same_defaults_and_events_through_both_front_ends() {
+    require_root!();
+    require_tool!("docker");
+    let (b, _img) = with_busybox("fronts-build");
+    let d = Daemon::start(&b, TempDir::new("fronts-build-sock"));
+    let ctx = TempDir::new("fronts-build-ctx");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM bb:1\nRUN echo made > /made\nCMD [\"cat\", \"/made\"]\n",
+    )
+    .unwrap();
+    let dir = ctx.path().to_str().unwrap();
+    let since = crate::api::now_secs();
+    b.ok(&["build", "--network", "none", "-t", "f-built:cli", dir]);
+    d.ok(&["build", "--network", "none", "-t", "f-built:api", dir]);
+    assert_eq!(b.ok(&["run", "--rm", "f-built:cli"]), "made\n");
+    assert_eq!(b.ok(&["run", "--rm", "f-built:api"]), "made\n");
+    // Both builds' tags reach the event stream.
+    let tags = d.events_since(since, "event=tag", "{{.Actor.Attributes.name}}");
+    assert!(tags.contains("f-built:cli") && tags.contains("f-built:api"), "{tags}");
+    // A network mode builds cannot use: the same refusal from both.
+    let cli = b.cmd(&["build", "--network", "somenet", dir]).output().unwrap();
+    let api = d.docker(&["build", "--network", "somenet", dir]);
+    for (who, o) in [("cli", &cli), ("api", &api)] {
+        assert!(!o.status.success(), "{who}: {o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("not supported for builds"),
+            "{who}: {o:?}"
+        );
+    }
+    b.ok(&["rmi", "f-built:cli", "f-built:api"]);
+}
