@@ -586,7 +586,7 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
             let _ = tx.blocking_send(line(json!({"errorDetail": {"message": e}, "error": e})));
         };
         let res = (|| -> Result<String, String> {
-            let ctx = berth_engine::build::copy::Dest::open(&tmp)?;
+            let ctx = berth_engine::build::copy::Dest::open(&tmp).map_err(|e| e.to_string())?;
             let raw = std::fs::File::open(&tarf).map_err(|e| e.to_string())?;
             let mut r = berth_engine::image::unpack::decompress(raw).map_err(|e| e.to_string())?;
             berth_engine::build::copy::extract(&mut r, &ctx, "/", None)

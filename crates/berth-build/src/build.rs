@@ -40,6 +40,29 @@ pub const PROXY_ARGS: [&str; 10] = [
     "all_proxy",
 ];
 
+/// Why a step's change to a rootfs failed: a copy, or anything else the step reports.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// COPY, ADD, WORKDIR and the like.
+    #[error(transparent)]
+    Copy(#[from] copy::CopyError),
+    /// What the step said.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for StepError {
+    fn from(s: String) -> StepError {
+        StepError::Failed(s)
+    }
+}
+
+impl From<&str> for StepError {
+    fn from(s: &str) -> StepError {
+        StepError::Failed(s.to_string())
+    }
+}
+
 /// A build error: a message, with the Dockerfile line when one step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -361,11 +384,11 @@ pub fn build(
 }
 
 impl Builder<'_> {
-    fn err(&self, line: usize, message: impl Into<String>) -> BuildError {
+    fn err(&self, line: usize, message: impl std::fmt::Display) -> BuildError {
         BuildError::Step {
             file: self.o.file_name.clone(),
             line,
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 
@@ -916,7 +939,7 @@ impl Builder<'_> {
                         } else {
                             copy::resolve_owner(&d, &user).ok()
                         };
-                        d.mkdir_all(&wd, owner)
+                        Ok(d.mkdir_all(&wd, owner)?)
                     })?;
                 }
             }
@@ -962,7 +985,7 @@ impl Builder<'_> {
         created_by: String,
         title: &str,
         line: usize,
-        apply: impl FnOnce(&mut Self, &Path, usize) -> std::result::Result<(), String>,
+        apply: impl FnOnce(&mut Self, &Path, usize) -> std::result::Result<(), StepError>,
     ) -> Result<()> {
         let n = prog::lock(self.progress).start(title);
         let started = Instant::now();
@@ -1002,7 +1025,7 @@ impl Builder<'_> {
         let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
         m.mounted = false;
         if let Err(e) = applied {
-            prog::lock(self.progress).fail(n, &e);
+            prog::lock(self.progress).fail(n, &e.to_string());
             return Err(self.err(line, e));
         }
         let tmp = dir.join("layer.tar");
@@ -1213,9 +1236,9 @@ impl Builder<'_> {
                             .unwrap_or_default();
                         let Some(data) = secrets.get(&id) else {
                             if m.get("required").is_some_and(|r| r == "true") {
-                                return Err(format!(
-                                    "secret {id} not found (give it with --secret id={id},src=FILE)"
-                                ));
+                                return Err(
+                                    format!("secret {id} not found (give it with --secret id={id},src=FILE)").into(),
+                                );
                             }
                             continue;
                         };
@@ -1292,7 +1315,7 @@ impl Builder<'_> {
                             read_only: !rw,
                         });
                     }
-                    other => return Err(format!("unsupported mount type {other:?}")),
+                    other => return Err(format!("unsupported mount type {other:?}").into()),
                 }
             }
             let step = RunStep {
@@ -1333,7 +1356,8 @@ impl Builder<'_> {
                 return Err(format!(
                     "process \"{}\" did not complete successfully: exit code: {code}",
                     argv.join(" ")
-                ));
+                )
+                .into());
             }
             Ok(())
         })
@@ -1554,7 +1578,7 @@ impl Builder<'_> {
                 }
                 Ok(())
             } else {
-                copy::copy(&src_root, &collected, &out, &dest, meta)
+                Ok(copy::copy(&src_root, &collected, &out, &dest, meta)?)
             }
         })?;
         Ok(())

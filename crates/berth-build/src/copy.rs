@@ -57,19 +57,48 @@ pub struct Source {
     pub entries: Vec<Entry>,
 }
 
-fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> String {
-    move |e| format!("{what}: {e}")
+/// Why a copy into (or a walk of) a tree failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// A system call failed.
+    #[error("{op}: {err}")]
+    Io {
+        /// What was being done, on which path.
+        op: String,
+        /// The kernel's answer.
+        err: std::io::Error,
+    },
+    /// What was asked cannot be done (a path that escapes, a type that cannot be copied,
+    /// a bad owner or mode).
+    #[error("{0}")]
+    Invalid(String),
 }
 
-fn errno(what: impl std::fmt::Display) -> impl FnOnce(nix::errno::Errno) -> String {
-    move |e| format!("{what}: {e}")
+impl From<String> for CopyError {
+    fn from(s: String) -> CopyError {
+        CopyError::Invalid(s)
+    }
 }
 
-fn stat_of(fd: BorrowedFd<'_>) -> Result<nix::sys::stat::FileStat, String> {
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> CopyError {
+    move |err| CopyError::Io {
+        op: what.to_string(),
+        err,
+    }
+}
+
+fn errno(what: impl std::fmt::Display) -> impl FnOnce(nix::errno::Errno) -> CopyError {
+    move |e| CopyError::Io {
+        op: what.to_string(),
+        err: e.into(),
+    }
+}
+
+fn stat_of(fd: BorrowedFd<'_>) -> Result<nix::sys::stat::FileStat, CopyError> {
     nix::sys::stat::fstat(fd).map_err(errno("stat"))
 }
 
-fn entry_of(root: BorrowedFd<'_>, rel: &str, sub: &str) -> Result<Entry, String> {
+fn entry_of(root: BorrowedFd<'_>, rel: &str, sub: &str) -> Result<Entry, CopyError> {
     let fd = safepath::resolve(root, Path::new(rel), true).map_err(io(format!("stat {rel}")))?;
     let st = stat_of(fd.as_fd())?;
     let fmt = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
@@ -81,7 +110,7 @@ fn entry_of(root: BorrowedFd<'_>, rel: &str, sub: &str) -> Result<Entry, String>
     } else if fmt == SFlag::S_IFREG {
         Kind::File
     } else {
-        return Err(format!("{rel}: only files, directories and symlinks can be copied"));
+        return Err(format!("{rel}: only files, directories and symlinks can be copied").into());
     };
     Ok(Entry {
         rel: rel.to_string(),
@@ -94,7 +123,7 @@ fn entry_of(root: BorrowedFd<'_>, rel: &str, sub: &str) -> Result<Entry, String>
     })
 }
 
-fn list_dir(root: BorrowedFd<'_>, rel: &str) -> Result<Vec<String>, String> {
+fn list_dir(root: BorrowedFd<'_>, rel: &str) -> Result<Vec<String>, CopyError> {
     let fd = safepath::open(root, Path::new(rel), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
         .map_err(io(format!("opening {}", if rel.is_empty() { "." } else { rel })))?;
     let mut names: Vec<String> = std::fs::read_dir(safepath::proc_fd_path(fd.as_fd()))
@@ -116,7 +145,7 @@ fn join(a: &str, b: &str) -> String {
 
 /// Finds the sources a COPY/ADD names (globs allowed in any component) under `root`,
 /// skipping what `ignore` excludes. A source that matches nothing is an error.
-pub fn collect(root: &Path, sources: &[String], ignore: &Ignore) -> Result<Vec<Source>, String> {
+pub fn collect(root: &Path, sources: &[String], ignore: &Ignore) -> Result<Vec<Source>, CopyError> {
     let rootfd = safepath::open_root(root).map_err(io(format!("opening {}", root.display())))?;
     let mut out = Vec::new();
     for src in sources {
@@ -171,16 +200,14 @@ pub fn collect(root: &Path, sources: &[String], ignore: &Ignore) -> Result<Vec<S
             });
         }
         if !found {
-            return Err(format!(
-                "\"{src}\": not found in the build context or excluded by .dockerignore"
-            ));
+            return Err(format!("\"{src}\": not found in the build context or excluded by .dockerignore").into());
         }
     }
     Ok(out)
 }
 
 /// Lists what is under the directory `rel`; returns whether anything was kept.
-fn walk(root: BorrowedFd<'_>, rel: &str, sub: &str, ignore: &Ignore, out: &mut Vec<Entry>) -> Result<(), String> {
+fn walk(root: BorrowedFd<'_>, rel: &str, sub: &str, ignore: &Ignore, out: &mut Vec<Entry>) -> Result<(), CopyError> {
     for name in list_dir(root, rel)? {
         let r = join(rel, &name);
         let s = join(sub, &name);
@@ -207,7 +234,7 @@ fn walk(root: BorrowedFd<'_>, rel: &str, sub: &str, ignore: &Ignore, out: &mut V
 
 /// A digest of the sources' names, types, modes and contents (what the cache compares;
 /// owners and times are left out, as Docker does for the context).
-pub fn checksum(root: &Path, sources: &[Source]) -> Result<String, String> {
+pub fn checksum(root: &Path, sources: &[Source]) -> Result<String, CopyError> {
     let rootfd = safepath::open_root(root).map_err(io(format!("opening {}", root.display())))?;
     let mut h = Sha256::new();
     for s in sources {
@@ -253,7 +280,7 @@ pub struct Dest {
 
 impl Dest {
     /// Opens the rootfs.
-    pub fn open(rootfs: &Path) -> Result<Dest, String> {
+    pub fn open(rootfs: &Path) -> Result<Dest, CopyError> {
         Ok(Dest {
             root: safepath::open_root(rootfs).map_err(io(format!("opening {}", rootfs.display())))?,
         })
@@ -278,18 +305,15 @@ impl Dest {
     }
 
     /// Makes the directory `path` and its parents (new ones owned by `owner`).
-    pub fn mkdir_all(&self, path: &str, owner: Option<(u32, u32)>) -> Result<(), String> {
+    pub fn mkdir_all(&self, path: &str, owner: Option<(u32, u32)>) -> Result<(), CopyError> {
         self.mkdir_in(path, owner, 0)
     }
 
     /// [`Dest::mkdir_all`], following a dangling symlink on the way inside the root (as
     /// Docker does: `/target -> /srv/x` makes `/srv/x` in the rootfs).
-    fn mkdir_in(&self, path: &str, owner: Option<(u32, u32)>, depth: usize) -> Result<(), String> {
+    fn mkdir_in(&self, path: &str, owner: Option<(u32, u32)>, depth: usize) -> Result<(), CopyError> {
         if depth > 40 {
-            return Err(format!(
-                "creating directory /{}: too many levels of symbolic links",
-                clean(path)
-            ));
+            return Err(format!("creating directory /{}: too many levels of symbolic links", clean(path)).into());
         }
         let c = clean(path);
         let comps: Vec<&str> = c.split('/').filter(|s| !s.is_empty()).collect();
@@ -309,7 +333,7 @@ impl Dest {
                 return self.mkdir_in(&join(&clean(&base), &comps[i + 1..].join("/")), owner, depth + 1);
             }
             if self.exists(&next) {
-                return Err(format!("creating directory /{next}: not a directory"));
+                return Err(format!("creating directory /{next}: not a directory").into());
             }
             let fd = safepath::create_all(self.root.as_fd(), Path::new(&next), safepath::Leaf::Dir)
                 .map_err(io(format!("creating directory /{next}")))?;
@@ -332,11 +356,11 @@ impl Dest {
         Some(t.to_string_lossy().into_owned())
     }
 
-    fn parent(&self, path: &str) -> Result<(OwnedFd, String), String> {
+    fn parent(&self, path: &str) -> Result<(OwnedFd, String), CopyError> {
         let c = clean(path);
         let (dir, name) = c.rsplit_once('/').unwrap_or(("", c.as_str()));
         if name.is_empty() {
-            return Err(format!("cannot write to /{c}"));
+            return Err(format!("cannot write to /{c}").into());
         }
         self.mkdir_all(dir, None)?;
         let pfd = safepath::open(self.root.as_fd(), Path::new(dir), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
@@ -345,7 +369,7 @@ impl Dest {
     }
 
     /// Removes whatever non-directory is at `name` in `parent`.
-    fn clear(parent: BorrowedFd<'_>, name: &str) -> Result<bool, String> {
+    fn clear(parent: BorrowedFd<'_>, name: &str) -> Result<bool, CopyError> {
         match nix::sys::stat::fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR => Ok(true),
             Ok(_) => {
@@ -365,10 +389,10 @@ impl Dest {
         mode: u32,
         owner: (u32, u32),
         mtime: Option<(i64, i64)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CopyError> {
         let (pfd, name) = self.parent(path)?;
         if Dest::clear(pfd.as_fd(), &name)? {
-            return Err(format!("cannot overwrite directory /{} with a file", clean(path)));
+            return Err(format!("cannot overwrite directory /{} with a file", clean(path)).into());
         }
         let fd = nix::fcntl::openat(
             &pfd,
@@ -389,10 +413,10 @@ impl Dest {
     }
 
     /// Makes a symlink.
-    pub fn symlink(&self, path: &str, target: &Path, owner: (u32, u32)) -> Result<(), String> {
+    pub fn symlink(&self, path: &str, target: &Path, owner: (u32, u32)) -> Result<(), CopyError> {
         let (pfd, name) = self.parent(path)?;
         if Dest::clear(pfd.as_fd(), &name)? {
-            return Err(format!("cannot overwrite directory /{} with a symlink", clean(path)));
+            return Err(format!("cannot overwrite directory /{} with a symlink", clean(path)).into());
         }
         nix::unistd::symlinkat(target, &pfd, name.as_str()).map_err(errno(format!("symlink /{}", clean(path))))?;
         nix::unistd::fchownat(
@@ -406,7 +430,7 @@ impl Dest {
     }
 
     /// Makes (or keeps) a directory and sets its metadata.
-    pub fn dir(&self, path: &str, mode: u32, owner: (u32, u32), mtime: Option<(i64, i64)>) -> Result<(), String> {
+    pub fn dir(&self, path: &str, mode: u32, owner: (u32, u32), mtime: Option<(i64, i64)>) -> Result<(), CopyError> {
         if clean(path).is_empty() {
             return Ok(());
         }
@@ -439,7 +463,7 @@ impl Dest {
     }
 }
 
-fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<(), String> {
+fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<(), CopyError> {
     nix::unistd::fchownat(
         fd,
         "",
@@ -450,18 +474,18 @@ fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<(), String> {
     .map_err(errno("chown"))
 }
 
-fn set_times(fd: BorrowedFd<'_>, (s, ns): (i64, i64)) -> Result<(), String> {
+fn set_times(fd: BorrowedFd<'_>, (s, ns): (i64, i64)) -> Result<(), CopyError> {
     let t = nix::sys::time::TimeSpec::new(s, ns);
     nix::sys::stat::futimens(fd, &t, &t).map_err(errno("setting times"))
 }
 
 /// Copies `sources` from `root` to `dest` (Docker's rules: a directory's contents go into
 /// the destination; several sources or a trailing `/` need a directory destination).
-pub fn copy(root: &Path, sources: &[Source], out: &Dest, dest: &str, meta: Meta) -> Result<(), String> {
+pub fn copy(root: &Path, sources: &[Source], out: &Dest, dest: &str, meta: Meta) -> Result<(), CopyError> {
     let rootfd = safepath::open_root(root).map_err(io(format!("opening {}", root.display())))?;
     let dir_dest = dest.ends_with('/') || sources.len() > 1 || sources.iter().any(|s| s.is_dir) || out.is_dir(dest);
     if sources.len() > 1 && !dest.ends_with('/') && !out.is_dir(dest) {
-        return Err(format!("When using COPY with more than one source file, the destination must be a directory and end with a /: {dest}"));
+        return Err(format!("When using COPY with more than one source file, the destination must be a directory and end with a /: {dest}").into());
     }
     let owner = |e: &Entry| meta.owner.unwrap_or((e.uid, e.gid));
     let mode = |e: &Entry| match (meta.mode, &e.kind) {
@@ -501,7 +525,7 @@ pub fn copy(root: &Path, sources: &[Source], out: &Dest, dest: &str, meta: Meta)
 
 /// Extracts a tar stream (already decompressed) into `dest` inside the rootfs, as ADD does:
 /// owners and modes from the archive, every path confined to the rootfs.
-pub fn extract(r: &mut dyn Read, out: &Dest, dest: &str, owner: Option<(u32, u32)>) -> Result<(), String> {
+pub fn extract(r: &mut dyn Read, out: &Dest, dest: &str, owner: Option<(u32, u32)>) -> Result<(), CopyError> {
     out.mkdir_all(dest, None)?;
     let mut ar = tar::Archive::new(r);
     let mut links: Vec<(String, String)> = Vec::new();
@@ -558,7 +582,7 @@ pub fn extract(r: &mut dyn Read, out: &Dest, dest: &str, owner: Option<(u32, u32
 
 /// Resolves `user[:group]` (names or numbers) against the rootfs's /etc/passwd and
 /// /etc/group, for `--chown`.
-pub fn resolve_owner(out: &Dest, spec: &str) -> Result<(u32, u32), String> {
+pub fn resolve_owner(out: &Dest, spec: &str) -> Result<(u32, u32), CopyError> {
     let (u, g) = spec.split_once(':').map_or((spec, None), |(u, g)| (u, Some(g)));
     let passwd = out.read("/etc/passwd").unwrap_or_default();
     let group = out.read("/etc/group").unwrap_or_default();
@@ -599,9 +623,29 @@ pub fn resolve_owner(out: &Dest, spec: &str) -> Result<(u32, u32), String> {
 }
 
 /// Parses `--chmod` (octal).
-pub fn parse_chmod(s: &str) -> Result<u32, String> {
+pub fn parse_chmod(s: &str) -> Result<u32, CopyError> {
     u32::from_str_radix(s, 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("invalid --chmod {s:?}: an octal mode is expected"))
+        .ok_or_else(|| CopyError::Invalid(format!("invalid --chmod {s:?}: an octal mode is expected")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_what_failed_and_keep_the_kernels_answer() {
+        match Dest::open(Path::new("/nonexistent/berth-copy-test")).unwrap_err() {
+            CopyError::Io { op, err } => {
+                assert!(op.contains("/nonexistent/berth-copy-test"), "{op}");
+                assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+            }
+            e => panic!("{e:?}"),
+        }
+        let e = parse_chmod("9x").unwrap_err();
+        assert!(matches!(e, CopyError::Invalid(_)), "{e:?}");
+        assert!(e.to_string().contains("--chmod \"9x\""), "{e}");
+        assert_eq!(parse_chmod("755").unwrap(), 0o755);
+    }
 }

@@ -18,7 +18,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use berth_build::copy::{extract, Dest};
+use berth_build::copy::{extract, CopyError, Dest};
 use berth_safepath as safepath;
 
 use crate::store::Engine;
@@ -308,9 +308,13 @@ pub fn copy_out(engine: &Engine, id: &str, src: &str, dest: &Path) -> Result<()>
 /// Runs `produce` (writing a tar) and `consume` (reading it) on the two ends of a pipe.
 fn through_pipe(
     produce: impl FnOnce(&mut dyn Write) -> std::io::Result<()> + Send,
-    consume: impl FnOnce(&mut dyn Read) -> std::result::Result<(), String>,
-) -> std::result::Result<(), String> {
-    let (mut r, mut w) = std::io::pipe().map_err(|e| e.to_string())?;
+    consume: impl FnOnce(&mut dyn Read) -> std::result::Result<(), CopyError>,
+) -> std::result::Result<(), CopyError> {
+    let io = |op: &str| {
+        let op = op.to_string();
+        move |err| CopyError::Io { op, err }
+    };
+    let (mut r, mut w) = std::io::pipe().map_err(io("making a pipe"))?;
     std::thread::scope(|s| {
         let producer = s.spawn(move || produce(&mut w));
         let consumed = consume(&mut r);
@@ -320,7 +324,7 @@ fn through_pipe(
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the archiver panicked")));
         consumed?;
-        produced.map_err(|e| e.to_string())
+        produced.map_err(io("archiving"))
     })
 }
 
