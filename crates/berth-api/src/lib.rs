@@ -71,17 +71,23 @@ impl ApiError {
     }
 }
 
+/// The HTTP status dockerd answers an error of this kind with (its errdefs mapping): the one
+/// place an engine error becomes a status.
+pub(crate) fn status_of(kind: berth_oci::ErrorKind) -> StatusCode {
+    use berth_oci::ErrorKind as K;
+    match kind {
+        K::NotFound => StatusCode::NOT_FOUND,
+        K::Conflict | K::FailedPrecondition => StatusCode::CONFLICT,
+        K::InvalidArgument => StatusCode::BAD_REQUEST,
+        K::PermissionDenied => StatusCode::FORBIDDEN,
+        K::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<berth_engine::EngineError> for ApiError {
     fn from(e: berth_engine::EngineError) -> Self {
-        use berth_engine::EngineError as E;
-        let status = match &e {
-            E::NoSuchContainer(_) | E::NoSuchNetwork(_) | E::NoSuchVolume(_) | E::NotFound(_) => StatusCode::NOT_FOUND,
-            E::Image(berth_engine::image::ImageError::NotFound(_)) => StatusCode::NOT_FOUND,
-            E::Conflict(_) | E::Image(berth_engine::image::ImageError::Conflict(_)) => StatusCode::CONFLICT,
-            E::Invalid(_) | E::Image(berth_engine::image::ImageError::Invalid(_)) => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.to_string())
+        ApiError::new(status_of(e.kind()), e.to_string())
     }
 }
 
@@ -694,6 +700,26 @@ pub fn serve(root: &Path, listen: &[Listen]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_errors_map_to_dockerds_statuses_by_kind() {
+        use berth_engine::EngineError as E;
+        let status = |e: E| ApiError::from(e).status;
+        assert_eq!(status(E::NoSuchContainer("x".into())), StatusCode::NOT_FOUND);
+        assert_eq!(status(E::Conflict("x".into())), StatusCode::CONFLICT);
+        assert_eq!(status(E::Invalid("x".into())), StatusCode::BAD_REQUEST);
+        let start = |code| E::Start {
+            code,
+            message: "m".into(),
+        };
+        assert_eq!(status(start(127)), StatusCode::BAD_REQUEST);
+        assert_eq!(status(start(126)), StatusCode::BAD_REQUEST);
+        assert_eq!(status(start(125)), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            status(E::Image(berth_engine::image::ImageError::NotFound("x".into()))),
+            StatusCode::NOT_FOUND
+        );
+    }
 
     #[test]
     fn versions_and_paths() {

@@ -110,6 +110,10 @@ impl EngineError {
             EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::Invalid(_) => ErrorKind::InvalidArgument,
             EngineError::Image(e) => e.kind(),
+            // A program that is not there or cannot be run is the caller's to fix, as
+            // dockerd says (a bad configuration); any other start failure is the system's.
+            EngineError::Start { code: 126 | 127, .. } => ErrorKind::InvalidArgument,
+            EngineError::Runtime(e) if e.exit_code() != 125 => ErrorKind::InvalidArgument,
             EngineError::Runtime(e) => e.kind(),
             _ => ErrorKind::Internal,
         }
