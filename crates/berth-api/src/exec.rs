@@ -140,7 +140,7 @@ pub async fn start(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Resul
     let pty = if x.tty && !detach {
         cmd.arg("-t");
         Some(
-            open_pty()
+            att::open_pty()
                 .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("opening a terminal: {e}")))?,
         )
     } else {
@@ -292,38 +292,6 @@ pub async fn start(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Resul
     Ok(crate::hijacked(tty))
 }
 
-/// A new terminal: (master, slave).
-fn open_pty() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
-    use std::os::fd::FromRawFd;
-    let (mut master, mut slave) = (-1, -1);
-    // SAFETY: openpty writes two descriptors into master and slave; the name, termios and
-    // winsize pointers may be null.
-    let rc = unsafe {
-        libc::openpty(
-            &raw mut master,
-            &raw mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just opened by openpty and are owned by nobody else.
-    let (m, s) = unsafe {
-        (
-            std::os::fd::OwnedFd::from_raw_fd(master),
-            std::os::fd::OwnedFd::from_raw_fd(slave),
-        )
-    };
-    for fd in [&m, &s] {
-        // SAFETY: F_SETFD on a descriptor we own.
-        unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(fd), libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
-    Ok((m, s))
-}
-
 /// The connection's write half.
 type ClientWriter = tokio::io::WriteHalf<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
@@ -362,14 +330,7 @@ async fn pump_pty(io: hyper::upgrade::Upgraded, master: &std::os::fd::OwnedFd) -
 
 /// Sets a terminal's size.
 pub fn set_size(fd: &std::os::fd::OwnedFd, rows: u16, cols: u16) {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads a winsize from ws; fd is a terminal we hold.
-    unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(fd), libc::TIOCSWINSZ, &raw const ws) };
+    att::apply_size(Some(std::os::fd::AsFd::as_fd(fd)), rows, cols);
 }
 
 /// `h` and `w` of a resize request.

@@ -62,15 +62,7 @@ pub fn parse_detach_keys(s: &str) -> anyhow::Result<Vec<u8>> {
 
 /// Our terminal's size, when stdin is one.
 pub fn terminal_size() -> Option<(u16, u16)> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes a winsize into ws.
-    let ok = unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0;
-    (ok && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
+    berth_runtime::tty::window_size(std::io::stdin().as_fd())
 }
 
 /// Whether stdin is a terminal.

@@ -419,17 +419,15 @@ fn flush_client(c: &mut Client) {
     }
 }
 
+/// A new terminal (master, slave), for a front end that runs a process on one.
+pub fn open_pty() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    berth_runtime::tty::open_pty()
+}
+
 /// Sets a terminal's size.
 pub fn apply_size(console: Option<BorrowedFd<'_>>, rows: u16, cols: u16) {
     if let Some(fd) = console {
-        let ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads a valid winsize from the pointer.
-        unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        berth_runtime::tty::set_window_size(fd, rows, cols);
     }
 }
 

@@ -181,14 +181,9 @@ fn console(chan: &Chan, p: &Process, mount_console: bool) -> Result<(), String> 
     )
     .map_err(|e| format!("opening {name}: {e}"))?;
     if let Some(sz) = p.console_size() {
-        let ws = libc::winsize {
-            ws_row: u16::try_from(sz.height()).unwrap_or(u16::MAX),
-            ws_col: u16::try_from(sz.width()).unwrap_or(u16::MAX),
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads a winsize from the pointer, which is valid.
-        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        let rows = u16::try_from(sz.height()).unwrap_or(u16::MAX);
+        let cols = u16::try_from(sz.width()).unwrap_or(u16::MAX);
+        crate::tty::set_window_size(slave.as_fd(), rows, cols);
     }
     if mount_console {
         // /dev/console in the container is the pty, as with runc.

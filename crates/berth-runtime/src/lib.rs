@@ -26,6 +26,7 @@ pub mod state;
 pub mod supervise;
 pub mod sync;
 mod sys;
+pub mod tty;
 pub use sys::reserve_fds;
 
 pub use container::{parse_signal, ContainerError, CreateOpts, Created, ExecOpts, Runtime};

@@ -2,7 +2,7 @@
 //! signals to it, and shuttle bytes between our terminal and its pty when it has one. One
 //! thread, one poll loop over a signalfd and the descriptors.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -52,18 +52,9 @@ fn copy(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> bool {
     }
 }
 
-fn copy_winsize(from: i32, to: i32) {
-    let mut ws: libc::winsize = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes a winsize into ws, TIOCSWINSZ reads it; both are valid.
-    unsafe {
-        if libc::ioctl(from, libc::TIOCGWINSZ, &mut ws) == 0 {
-            libc::ioctl(to, libc::TIOCSWINSZ, &ws);
-        }
+fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
+    if let Some((rows, cols)) = crate::tty::window_size(from) {
+        crate::tty::set_window_size(to, rows, cols);
     }
 }
 
@@ -87,7 +78,7 @@ pub fn supervise_stdin(pid: i32, signals: SigSet, pty: Option<OwnedFd>, forward_
         Some(t)
     });
     if let Some(p) = &pty {
-        copy_winsize(stdin.as_raw_fd(), p.as_raw_fd());
+        copy_winsize(stdin.as_fd(), p.as_fd());
     }
     let mut code = None;
     let mut stdin_open = pty.is_some() && forward_stdin;
@@ -130,7 +121,7 @@ pub fn supervise_stdin(pid: i32, signals: SigSet, pty: Option<OwnedFd>, forward_
                     }
                 } else if signo == libc::SIGWINCH {
                     if let Some(p) = &pty {
-                        copy_winsize(stdin.as_raw_fd(), p.as_raw_fd());
+                        copy_winsize(stdin.as_fd(), p.as_fd());
                     }
                 } else {
                     // SAFETY: kill with plain integers.
