@@ -6,7 +6,7 @@
 //! (leftover `tmp-*` directories are removed when the store opens).
 
 use std::fs;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use berth_oci::Digest;
@@ -151,98 +151,21 @@ fn bind_readonly(src: &Path, target: &Path) -> Result<()> {
     .map_err(|e| io_err("remounting read-only", target)(e.into()))
 }
 
-fn cstr(s: &str) -> std::io::Result<std::ffi::CString> {
-    std::ffi::CString::new(s).map_err(std::io::Error::other)
-}
-
 fn mount_overlay_fsconfig(target: &Path, lowers: &[PathBuf], upper: Option<(&Path, &Path)>) -> std::io::Result<()> {
-    const FSCONFIG_SET_STRING: u32 = 1;
-    const FSCONFIG_SET_FLAG: u32 = 0;
-    const FSCONFIG_CMD_CREATE: u32 = 6;
-    let name = cstr("overlay")?;
-    // SAFETY: fsopen with a NUL-terminated name; the result is a new descriptor or -1.
-    let fsfd = unsafe {
-        libc::syscall(libc::SYS_fsopen, name.as_ptr(), 1u32 /* FSOPEN_CLOEXEC */)
-    };
-    if fsfd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let fsfd = i32::try_from(fsfd).map_err(std::io::Error::other)?;
-    // SAFETY: fsfd was just returned by fsopen and is owned here.
-    let fsfd = unsafe { OwnedFd::from_raw_fd(fsfd) };
-    let set = |key: &str, value: Option<&str>| -> std::io::Result<()> {
-        let k = cstr(key)?;
-        let v = value.map(cstr).transpose()?;
-        let (cmd, vp) = match &v {
-            Some(v) => (FSCONFIG_SET_STRING, v.as_ptr()),
-            None => (FSCONFIG_SET_FLAG, std::ptr::null()),
-        };
-        // SAFETY: a live fs context descriptor and NUL-terminated strings (or null).
-        let rc = unsafe { libc::syscall(libc::SYS_fsconfig, fsfd.as_raw_fd(), cmd, k.as_ptr(), vp, 0) };
-        if rc < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    };
+    use berth_safepath::mount;
+    let fs = mount::fsopen("overlay")?;
     // Bottom layer last in the classic string is first here: lowerdir+ appends below.
     for l in lowers {
-        set("lowerdir+", Some(&l.to_string_lossy()))?;
+        mount::set_string(&fs, "lowerdir+", &l.to_string_lossy())?;
     }
     if let Some((u, w)) = upper {
-        set("upperdir", Some(&u.to_string_lossy()))?;
-        set("workdir", Some(&w.to_string_lossy()))?;
+        mount::set_string(&fs, "upperdir", &u.to_string_lossy())?;
+        mount::set_string(&fs, "workdir", &w.to_string_lossy())?;
     }
-    // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fsfd.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let attr = if upper.is_none() {
-        1u32 /* MOUNT_ATTR_RDONLY */
-    } else {
-        0
-    };
-    // SAFETY: fsmount on a created context returns a new mount descriptor or -1.
-    let mfd = unsafe {
-        libc::syscall(
-            libc::SYS_fsmount,
-            fsfd.as_raw_fd(),
-            1u32, /* FSMOUNT_CLOEXEC */
-            attr,
-        )
-    };
-    if mfd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mfd = i32::try_from(mfd).map_err(std::io::Error::other)?;
-    // SAFETY: mfd was just returned by fsmount and is owned here.
-    let mfd = unsafe { OwnedFd::from_raw_fd(mfd) };
-    let empty = cstr("")?;
-    let t = cstr(&target.to_string_lossy())?;
-    // SAFETY: move_mount of a detached mount descriptor onto a NUL-terminated target path.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mfd.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            4u32, /* MOVE_MOUNT_F_EMPTY_PATH */
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    mount::create(&fs)?;
+    let attr = if upper.is_none() { mount::ATTR_RDONLY } else { 0 };
+    let mnt = mount::fsmount(&fs, attr)?;
+    mount::attach(&mnt, target)
 }
 
 #[cfg(test)]

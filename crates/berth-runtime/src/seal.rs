@@ -19,11 +19,9 @@ use std::path::PathBuf;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::Mode;
 
-use crate::sys;
+use berth_safepath::mount;
 
-/// MOUNT_ATTR_RDONLY and MOUNT_ATTR_NODEV (linux/mount.h), as fsmount's u32 flags.
-const ATTR_RDONLY: u32 = 0x1;
-const ATTR_NODEV: u32 = 0x4;
+use berth_safepath::mount::{ATTR_NODEV, ATTR_RDONLY};
 
 /// Set in the environment of the re-executed runtime; removed again at once.
 const MARK: &str = "_BERTH_SEALED";
@@ -74,22 +72,22 @@ fn overlay_fd(exe: &std::path::Path) -> io::Result<OwnedFd> {
     // Without an upper layer overlayfs is read-only and cannot be remounted read-write, but
     // then it wants two lower layers that do not overlap: the second is an empty, detached
     // tmpfs.
-    let empty = sys::fsopen("tmpfs")?;
-    sys::fsconfig(&empty, None)?;
-    let empty = sys::fsmount(&empty, ATTR_RDONLY)?;
+    let empty = mount::fsopen("tmpfs")?;
+    mount::create(&empty)?;
+    let empty = mount::fsmount(&empty, ATTR_RDONLY)?;
     let empty_path = format!("/proc/self/fd/{}", empty.as_raw_fd());
-    let fs = sys::fsopen("overlay")?;
+    let fs = mount::fsopen("overlay")?;
     let dir_s = dir
         .to_str()
         .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    if sys::fsconfig(&fs, Some(("lowerdir+", dir_s))).is_ok() {
-        sys::fsconfig(&fs, Some(("lowerdir+", &empty_path)))?;
+    if mount::set_string(&fs, "lowerdir+", dir_s).is_ok() {
+        mount::set_string(&fs, "lowerdir+", &empty_path)?;
     } else {
         let escaped = dir_s.replace('\\', "\\\\").replace(':', "\\:").replace(',', "\\,");
-        sys::fsconfig(&fs, Some(("lowerdir", &format!("{escaped}:{empty_path}"))))?;
+        mount::set_string(&fs, "lowerdir", &format!("{escaped}:{empty_path}"))?;
     }
-    sys::fsconfig(&fs, None)?;
-    let mnt = sys::fsmount(&fs, ATTR_RDONLY | ATTR_NODEV)?;
+    mount::create(&fs)?;
+    let mnt = mount::fsmount(&fs, ATTR_RDONLY | ATTR_NODEV)?;
     let fd = nix::fcntl::openat(&mnt, name, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())?;
     Ok(fd)
 }

@@ -1,9 +1,8 @@
 //! The few raw syscalls that nix does not wrap. Every `unsafe` block of the runtime lives here
 //! (and in the fork calls of `process.rs`), each with the invariant it relies on.
 
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 
 /// Marks every descriptor from `first` upwards close-on-exec, so nothing the runtime or its
 /// caller had open reaches the container process (CVE-2024-21626 was such a leak).
@@ -77,64 +76,6 @@ pub fn personality(persona: libc::c_ulong) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-fn fs_call(rc: libc::c_long) -> io::Result<OwnedFd> {
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = RawFd::try_from(rc).map_err(|_| io::Error::other("descriptor out of range"))?;
-    // SAFETY: the syscall returned a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// `fsopen(2)`.
-pub fn fsopen(fstype: &str) -> io::Result<OwnedFd> {
-    let name = CString::new(fstype)?;
-    // SAFETY: name is a valid NUL-terminated string for the duration of the call.
-    fs_call(unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), libc::FSOPEN_CLOEXEC) })
-}
-
-/// `fsconfig(FSCONFIG_SET_STRING)`, or `FSCONFIG_CMD_CREATE` when `key` is `None`.
-pub fn fsconfig(fs: &OwnedFd, key: Option<(&str, &str)>) -> io::Result<()> {
-    let rc = match key {
-        Some((k, v)) => {
-            let k = CString::new(k)?;
-            let v = CString::new(v)?;
-            // SAFETY: k and v are valid NUL-terminated strings; fs is an open fs context.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_fsconfig,
-                    fs.as_raw_fd(),
-                    libc::FSCONFIG_SET_STRING,
-                    k.as_ptr(),
-                    v.as_ptr(),
-                    0,
-                )
-            }
-        }
-        // SAFETY: CMD_CREATE takes no pointers.
-        None => unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                fs.as_raw_fd(),
-                libc::FSCONFIG_CMD_CREATE,
-                std::ptr::null::<libc::c_char>(),
-                std::ptr::null::<libc::c_char>(),
-                0,
-            )
-        },
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// `fsmount(2)` with the given `MOUNT_ATTR_*` flags: a detached mount, visible nowhere.
-pub fn fsmount(fs: &OwnedFd, attrs: u32) -> io::Result<OwnedFd> {
-    // SAFETY: fsmount takes a descriptor and integers.
-    fs_call(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), libc::FSMOUNT_CLOEXEC, attrs) })
 }
 
 /// `bpf(2)` with a caller-built attribute union.

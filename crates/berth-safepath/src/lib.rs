@@ -10,6 +10,8 @@
 //! hostile layer tars with the same functions.
 #![deny(unsafe_code)]
 
+pub mod mount;
+
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
