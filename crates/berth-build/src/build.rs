@@ -49,6 +49,15 @@ pub enum StepError {
     /// What the step said.
     #[error("{0}")]
     Failed(String),
+    /// The runner could not run it.
+    #[error("{0}")]
+    Runner(RunnerError),
+}
+
+impl From<RunnerError> for StepError {
+    fn from(e: RunnerError) -> StepError {
+        StepError::Runner(e)
+    }
 }
 
 impl From<String> for StepError {
@@ -124,14 +133,18 @@ pub struct RunStep<'a> {
     pub scratch: &'a Path,
 }
 
+/// Why a [`StepRunner`] failed: its own error (the engine's, the image store's), kept
+/// whole with its causes.
+pub type RunnerError = Box<dyn std::error::Error + Send + Sync>;
+
 /// What runs RUN steps and fetches missing base images: the engine implements it, so the
 /// builder needs no dependency on the engine.
 pub trait StepRunner: Sync {
     /// Runs one step to its end, sending its output (stdout and stderr) to `out`; returns
     /// the exit code.
-    fn run(&self, step: &RunStep<'_>, out: &mut dyn Write) -> std::result::Result<i32, String>;
+    fn run(&self, step: &RunStep<'_>, out: &mut dyn Write) -> std::result::Result<i32, RunnerError>;
     /// Pulls `reference` into the store.
-    fn pull(&self, store: &mut ImageStore, reference: &Reference) -> std::result::Result<(), String>;
+    fn pull(&self, store: &mut ImageStore, reference: &Reference) -> std::result::Result<(), RunnerError>;
 }
 
 /// What to build.
@@ -650,7 +663,7 @@ impl Builder<'_> {
         let img = match (have, self.o.pull) {
             (Some(img), false) => img,
             _ => {
-                self.runner.pull(self.store, &r)?;
+                self.runner.pull(self.store, &r).map_err(|e| e.to_string())?;
                 self.store.resolve(from).map_err(|e| e.to_string())?
             }
         };

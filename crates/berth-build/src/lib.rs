@@ -13,5 +13,5 @@ pub mod parse;
 pub mod progress;
 pub mod subst;
 
-pub use build::{build, Built, Mount, Options, RunStep, StepRunner};
+pub use build::{build, Built, Mount, Options, RunStep, RunnerError, StepRunner};
 pub use parse::{parse, Dockerfile, Heredoc, Instruction, ParseError};

@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use berth_build::{RunStep, StepRunner};
+use berth_build::{RunStep, RunnerError, StepRunner};
 // The builder as the CLI (and the API) reach it: through the engine, as the design's crate
 // graph says.
 pub use berth_build::{build, copy, ignore, lint, progress, Built, Options};
@@ -20,7 +20,7 @@ use crate::store::{new_id, Engine, Record};
 use crate::volumes::MountSpec;
 
 /// Pulls a base image the builder lacks.
-pub type PullFn<'a> = dyn Fn(&mut ImageStore, &Reference) -> Result<(), String> + Sync + 'a;
+pub type PullFn<'a> = dyn Fn(&mut ImageStore, &Reference) -> Result<(), RunnerError> + Sync + 'a;
 
 /// The network mode a build's RUN steps get, from Docker's names (`networkmode`,
 /// `--network`): `default` (the default bridge), `none` or `host`.
@@ -49,14 +49,13 @@ pub fn build_image(
     let other = |e: crate::EngineError| berth_build::build::BuildError::Other(e.to_string());
     // Opened once to make (or migrate) the engine's tables before stage threads open it.
     let engine = Engine::open(root).map_err(other)?;
-    let pull = |store: &mut ImageStore, r: &Reference| -> Result<(), String> {
+    let pull = |store: &mut ImageStore, r: &Reference| -> Result<(), RunnerError> {
         let opts = berth_image::pull::PullOptions {
             registry: berth_image::registry::Options::from_env(),
             ..Default::default()
         };
-        crate::images::pull(store, r, &opts, &|_| {})
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        crate::images::pull(store, r, &opts, &|_| {})?;
+        Ok(())
     };
     let runner = Runner {
         root: root.to_path_buf(),
@@ -87,14 +86,14 @@ impl std::fmt::Debug for Runner<'_> {
 }
 
 impl StepRunner for Runner<'_> {
-    fn pull(&self, store: &mut ImageStore, reference: &Reference) -> Result<(), String> {
+    fn pull(&self, store: &mut ImageStore, reference: &Reference) -> Result<(), RunnerError> {
         (self.pull)(store, reference)
     }
 
-    fn run(&self, step: &RunStep<'_>, out: &mut dyn Write) -> Result<i32, String> {
-        let engine = Engine::open(&self.root).map_err(|e| e.to_string())?;
+    fn run(&self, step: &RunStep<'_>, out: &mut dyn Write) -> Result<i32, RunnerError> {
+        let engine = Engine::open(&self.root)?;
         let engine = &engine;
-        let id = new_id().map_err(|e| e.to_string())?;
+        let id = new_id()?;
         let mut r = Record {
             id: id.clone(),
             hostname: "buildkitsandbox".into(),
@@ -127,10 +126,10 @@ impl StepRunner for Runner<'_> {
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let _ = step.scratch;
         if r.network_mode == "bridge" {
-            crate::networks::ensure_default(engine).map_err(|e| e.to_string())?;
+            crate::networks::ensure_default(engine)?;
         }
-        let att = crate::networks::attach(engine, &r).map_err(|e| e.to_string())?;
-        let res = (|| -> Result<i32, String> {
+        let att = crate::networks::attach(engine, &r)?;
+        let res = (|| -> Result<i32, RunnerError> {
             let ip = att
                 .as_ref()
                 .and_then(|(a, _)| Some((a.ip.parse().ok()?, a.gateway.parse().ok()?)));
@@ -141,11 +140,9 @@ impl StepRunner for Runner<'_> {
             write("hosts", crate::networks::hosts_file(&r, ip))?;
             write(
                 "resolv.conf",
-                crate::ops::resolv_conf(&crate::ops::CreateOptions::default(), r.network_mode != "host")
-                    .map_err(|e| e.to_string())?,
+                crate::ops::resolv_conf(&crate::ops::CreateOptions::default(), r.network_mode != "host")?,
             )?;
-            let spec = crate::spec::oci_spec(&r, step.rootfs, &dir, &[step.rootfs.to_path_buf()], &engine.root)
-                .map_err(|e| e.to_string())?;
+            let spec = crate::spec::oci_spec(&r, step.rootfs, &dir, &[step.rootfs.to_path_buf()], &engine.root)?;
             let bundle = dir.join("bundle");
             std::fs::create_dir_all(&bundle).map_err(|e| format!("creating the bundle: {e}"))?;
             std::fs::write(bundle.join("config.json"), spec.to_string())
@@ -165,7 +162,7 @@ impl StepRunner for Runner<'_> {
 }
 
 /// `berth runtime run` in a child with stdout and stderr on one pipe read into `out`.
-fn run_runtime(root: &Path, bundle: &Path, id: &str, out: &mut dyn Write) -> Result<i32, String> {
+fn run_runtime(root: &Path, bundle: &Path, id: &str, out: &mut dyn Write) -> Result<i32, RunnerError> {
     let exe = std::env::current_exe().map_err(|e| format!("finding the berth binary: {e}"))?;
     let (rd, wr) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
     let wr2: OwnedFd = wr.try_clone().map_err(|e| format!("pipe: {e}"))?;
@@ -191,7 +188,7 @@ fn run_runtime(root: &Path, bundle: &Path, id: &str, out: &mut dyn Write) -> Res
                 let _ = out.write_all(&buf[..n]);
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("reading the step's output: {e}")),
+            Err(e) => return Err(format!("reading the step's output: {e}").into()),
         }
     }
     let status = child.wait().map_err(|e| format!("waiting for the runtime: {e}"))?;
