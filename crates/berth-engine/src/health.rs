@@ -8,46 +8,7 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-/// A container's health check (Docker's `Healthcheck` config).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct HealthConfig {
-    /// `["CMD", args...]` or `["CMD-SHELL", command]`.
-    pub test: Vec<String>,
-    /// Between probes.
-    pub interval: Duration,
-    /// Per probe.
-    pub timeout: Duration,
-    /// Grace before failures count.
-    pub start_period: Duration,
-    /// Consecutive failures before unhealthy.
-    pub retries: u32,
-}
-
-/// One probe's result (Docker's health log entry).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Probe {
-    /// RFC 3339.
-    pub start: String,
-    /// RFC 3339.
-    pub end: String,
-    /// Exit code (-1: timed out or could not run).
-    pub exit_code: i32,
-    /// Output, at most 4 KiB.
-    pub output: String,
-}
-
-/// A container's health (Docker's `State.Health`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Health {
-    /// starting, healthy, unhealthy.
-    pub status: String,
-    /// Consecutive failures.
-    pub failing_streak: u32,
-    /// The last five probes.
-    pub log: Vec<Probe>,
-}
+pub use crate::model::{Health, HealthConfig, Probe};
 
 impl HealthConfig {
     /// The probe's argv, or None for `NONE`/empty.

@@ -26,6 +26,7 @@ pub mod inspect;
 pub mod keeper;
 pub mod list;
 pub mod logs;
+pub mod model;
 pub mod monitor;
 pub mod networks;
 pub mod ops;

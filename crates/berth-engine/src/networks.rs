@@ -17,6 +17,7 @@ use berth_net::nft::{PortMap, Proto, Table};
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::{Attachment, Published};
 use crate::store::{Engine, Record};
 use crate::{EngineError, Result};
 
@@ -56,43 +57,6 @@ impl Network {
             .parse()
             .map_err(|_| EngineError::Invalid(format!("network {}: bad gateway {}", self.name, self.gateway)))
     }
-}
-
-/// A published port as it was made.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Published {
-    /// Host address (`0.0.0.0`: all).
-    pub host_ip: String,
-    /// Host port.
-    pub host_port: u16,
-    /// `tcp` or `udp`.
-    pub proto: String,
-    /// Container port.
-    pub port: u16,
-}
-
-/// A container's place on a network while it runs.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-pub struct Attachment {
-    /// The network's name.
-    pub network: String,
-    /// The network's id.
-    pub network_id: String,
-    /// The container's address.
-    pub ip: String,
-    /// The subnet's prefix length.
-    pub prefix: u8,
-    /// The gateway.
-    pub gateway: String,
-    /// The container's MAC address.
-    pub mac: String,
-    /// The host end of the veth pair.
-    pub veth: String,
-    /// Published ports.
-    pub ports: Vec<Published>,
-    /// On a user network: the resolvers the embedded DNS relays other names to.
-    #[serde(default)]
-    pub dns_upstream: Vec<String>,
 }
 
 impl Attachment {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+pub use crate::model::DeviceMapping;
 use crate::store::Record;
 use crate::{EngineError, Result};
 
@@ -339,17 +340,6 @@ pub fn resolve_user(spec: &str, lowers: &[PathBuf]) -> Result<(u32, u32, Vec<u32
         }
     }
     Ok((uid, gid, extra))
-}
-
-/// One `--device`: a host device node, or a directory of them, and where it goes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DeviceMapping {
-    /// The host path.
-    pub host: String,
-    /// The path in the container.
-    pub container: String,
-    /// Cgroup permissions: some of `r`, `w`, `m`.
-    pub perms: String,
 }
 
 impl DeviceMapping {

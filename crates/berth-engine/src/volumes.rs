@@ -9,24 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::MountSpec;
 use crate::store::Engine;
 use crate::{io_err, EngineError, Result};
-
-/// A mount of a container, as recorded.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MountSpec {
-    /// `bind`, `volume` or `tmpfs`.
-    pub kind: String,
-    /// Host path (bind) or volume name (volume); empty for tmpfs.
-    pub source: String,
-    /// Path in the container.
-    pub destination: String,
-    /// Read-only.
-    pub read_only: bool,
-    /// tmpfs options (`size=...`, `mode=...`).
-    #[serde(default)]
-    pub options: Vec<String>,
-}
 
 fn valid_volume_name(n: &str) -> bool {
     n.len() >= 2

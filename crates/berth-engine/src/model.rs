@@ -1,0 +1,369 @@
+//! The engine's data model: what a container's record and state hold, in one module that
+//! depends on no other, so the modules that act on it (store, volumes, health, spec,
+//! networks) do not depend on each other through it. Each type is re-exported where it was
+//! first defined.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A mount of a container, as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MountSpec {
+    /// `bind`, `volume` or `tmpfs`.
+    pub kind: String,
+    /// Host path (bind) or volume name (volume); empty for tmpfs.
+    pub source: String,
+    /// Path in the container.
+    pub destination: String,
+    /// Read-only.
+    pub read_only: bool,
+    /// tmpfs options (`size=...`, `mode=...`).
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// One `--device`: a host device node, or a directory of them, and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceMapping {
+    /// The host path.
+    pub host: String,
+    /// The path in the container.
+    pub container: String,
+    /// Cgroup permissions: some of `r`, `w`, `m`.
+    pub perms: String,
+}
+
+/// A container's health check (Docker's `Healthcheck` config).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// `["CMD", args...]` or `["CMD-SHELL", command]`.
+    pub test: Vec<String>,
+    /// Between probes.
+    pub interval: Duration,
+    /// Per probe.
+    pub timeout: Duration,
+    /// Grace before failures count.
+    pub start_period: Duration,
+    /// Consecutive failures before unhealthy.
+    pub retries: u32,
+}
+
+/// One probe's result (Docker's health log entry).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Probe {
+    /// RFC 3339.
+    pub start: String,
+    /// RFC 3339.
+    pub end: String,
+    /// Exit code (-1: timed out or could not run).
+    pub exit_code: i32,
+    /// Output, at most 4 KiB.
+    pub output: String,
+}
+
+/// A container's health (Docker's `State.Health`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Health {
+    /// starting, healthy, unhealthy.
+    pub status: String,
+    /// Consecutive failures.
+    pub failing_streak: u32,
+    /// The last five probes.
+    pub log: Vec<Probe>,
+}
+
+/// A published port as it was made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Published {
+    /// Host address (`0.0.0.0`: all).
+    pub host_ip: String,
+    /// Host port.
+    pub host_port: u16,
+    /// `tcp` or `udp`.
+    pub proto: String,
+    /// Container port.
+    pub port: u16,
+}
+
+/// A container's place on a network while it runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Attachment {
+    /// The network's name.
+    pub network: String,
+    /// The network's id.
+    pub network_id: String,
+    /// The container's address.
+    pub ip: String,
+    /// The subnet's prefix length.
+    pub prefix: u8,
+    /// The gateway.
+    pub gateway: String,
+    /// The container's MAC address.
+    pub mac: String,
+    /// The host end of the veth pair.
+    pub veth: String,
+    /// Published ports.
+    pub ports: Vec<Published>,
+    /// On a user network: the resolvers the embedded DNS relays other names to.
+    #[serde(default)]
+    pub dns_upstream: Vec<String>,
+}
+
+/// What a container runs and how (Docker's `Config` and the parts of `HostConfig` berth
+/// supports).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique name, without the leading `/`.
+    pub name: String,
+    /// The image's config digest.
+    pub image_id: String,
+    /// The image as the user named it.
+    pub image_name: String,
+    /// RFC 3339.
+    pub created: String,
+    /// The command: entrypoint + cmd, resolved.
+    pub path: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The image's and the user's entrypoint.
+    pub entrypoint: Option<Vec<String>>,
+    /// The image's and the user's cmd.
+    pub cmd: Option<Vec<String>>,
+    /// Environment, `K=V`.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub working_dir: String,
+    /// `uid[:gid]` or `name[:group]`, as given.
+    pub user: String,
+    /// Hostname.
+    pub hostname: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Signal `stop` sends first.
+    pub stop_signal: String,
+    /// Seconds `stop` waits before SIGKILL.
+    pub stop_timeout: u64,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// `none` or `host`.
+    pub network_mode: String,
+    /// `--memory` in bytes (0: none).
+    pub memory: i64,
+    /// `--pids-limit` (0: none).
+    pub pids_limit: i64,
+    /// `--read-only`.
+    pub read_only: bool,
+    /// `--restart` policy: no, always, on-failure, unless-stopped.
+    #[serde(default)]
+    pub restart: String,
+    /// The N of `on-failure:N` (0: no limit).
+    #[serde(default)]
+    pub restart_max: u32,
+    /// Volumes, bind and tmpfs mounts.
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
+    /// Anonymous volumes this container made (removed with it by `rm -v` and `--rm`).
+    #[serde(default)]
+    pub anonymous_volumes: Vec<String>,
+    /// The health check, from the image or the flags.
+    #[serde(default)]
+    pub health: Option<HealthConfig>,
+    /// The cgroup the container's cgroup is made under.
+    #[serde(default)]
+    pub cgroup_parent: String,
+    /// `--cap-add` (`CAP_`-prefixed, or `ALL`).
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    /// `--cap-drop` (`CAP_`-prefixed, or `ALL`).
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// `--privileged`.
+    #[serde(default)]
+    pub privileged: bool,
+    /// `--security-opt seccomp=`: `unconfined`, or a profile's JSON; empty for the default.
+    #[serde(default)]
+    pub seccomp: String,
+    /// `--security-opt no-new-privileges`.
+    #[serde(default)]
+    pub no_new_privileges: bool,
+    /// `--ulimit name=soft[:hard]`.
+    #[serde(default)]
+    pub ulimits: Vec<(String, u64, u64)>,
+    /// `--memory-reservation` in bytes (0: none).
+    #[serde(default)]
+    pub memory_reservation: i64,
+    /// `--memory-swap` in bytes (0: default, -1: unlimited).
+    #[serde(default)]
+    pub memory_swap: i64,
+    /// `--cpus` as CFS quota per 100 ms period, in µs (0: none).
+    #[serde(default)]
+    pub cpu_quota: i64,
+    /// `--cpu-shares` (0: default).
+    #[serde(default)]
+    pub cpu_shares: u64,
+    /// `--cpuset-cpus`.
+    #[serde(default)]
+    pub cpuset_cpus: String,
+    /// `--log-driver`: json-file or none.
+    #[serde(default)]
+    pub log_driver: String,
+    /// `--log-opt max-size` in bytes (0: the default, [`crate::monitor::LOG_MAX_SIZE`]).
+    #[serde(default)]
+    pub log_max_size: u64,
+    /// `--log-opt max-file` (0: the default, [`crate::monitor::LOG_MAX_FILES`]).
+    #[serde(default)]
+    pub log_max_file: u32,
+    /// `-t`: the container's stdio is a terminal.
+    #[serde(default)]
+    pub tty: bool,
+    /// `--device HOST[:CONTAINER[:PERMS]]`: host devices (or directories of them) made in
+    /// the container and allowed by its device cgroup.
+    #[serde(default)]
+    pub devices: Vec<DeviceMapping>,
+    /// `-t`: the terminal's initial size (rows, columns; 0: unknown).
+    #[serde(default)]
+    pub console_size: (u16, u16),
+    /// `-i`: the container's stdin stays open for attached clients.
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// Close the container's stdin when the first attached client's stdin ends.
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// `--init`: berth's minimal init runs as PID 1 and the command as its child.
+    #[serde(default)]
+    pub init: bool,
+    /// `--runtime`: empty for the built-in runtime, else an OCI runtime's name or path.
+    #[serde(default)]
+    pub runtime: String,
+    /// Ports the image exposes (`80/tcp`), as Docker's `Config.ExposedPorts`.
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
+    /// The image's VOLUME paths, as Docker's `Config.Volumes`.
+    #[serde(default)]
+    pub image_volumes: Vec<String>,
+    /// `-p` specs as given.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// `-P`: publish every exposed port on a random host port.
+    #[serde(default)]
+    pub publish_all: bool,
+    /// `--add-host NAME:IP` lines for `/etc/hosts`.
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, String)>,
+    /// `--ip`: the address wanted on a user network.
+    #[serde(default)]
+    pub ip: String,
+    /// `--network-alias`: more names on a user network's DNS.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// A container's status, as Docker names them (`State.Status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Made, never started (or its start failed).
+    #[default]
+    Created,
+    /// Its init runs.
+    Running,
+    /// Frozen (read from its cgroup: never stored).
+    Paused,
+    /// Between two runs of a restart policy.
+    Restarting,
+    /// Being removed.
+    Removing,
+    /// Its last run ended.
+    Exited,
+    /// Could not be cleaned up.
+    Dead,
+}
+
+impl Status {
+    /// Docker's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+
+    /// The status Docker names `s`.
+    pub fn parse(s: &str) -> Option<Status> {
+        [
+            Status::Created,
+            Status::Running,
+            Status::Paused,
+            Status::Restarting,
+            Status::Removing,
+            Status::Exited,
+            Status::Dead,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a container is, as the monitor recorded it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    /// Its status.
+    pub status: Status,
+    /// Host pid of the init while running.
+    pub pid: i32,
+    /// The monitor's pid.
+    pub monitor_pid: i32,
+    /// Exit code once exited.
+    pub exit_code: i32,
+    /// Why it failed to start.
+    pub error: String,
+    /// RFC 3339, or Docker's zero time.
+    pub started_at: String,
+    /// RFC 3339, or Docker's zero time.
+    pub finished_at: String,
+    /// The kernel OOM-killed a process of it.
+    pub oom_killed: bool,
+    /// Restarts by the restart policy.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Health, when the container has a health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    /// Its place on a bridge network while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<Attachment>,
+}
+
+/// Docker's zero time.
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+impl State {
+    pub(crate) fn new_created() -> State {
+        State {
+            status: Status::Created,
+            started_at: ZERO_TIME.into(),
+            finished_at: ZERO_TIME.into(),
+            ..State::default()
+        }
+    }
+
+    /// Whether the container is running (after reconciliation).
+    pub fn running(&self) -> bool {
+        self.status == Status::Running
+    }
+}
