@@ -201,22 +201,10 @@ pub async fn auth(req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let username = body["username"].as_str().unwrap_or("").to_string();
     let password = body["password"].as_str().unwrap_or("").to_string();
     let server = body["serveraddress"].as_str().unwrap_or("").to_string();
-    let host = {
-        let s = server.trim_start_matches("https://").trim_start_matches("http://");
-        let h = s.split('/').next().unwrap_or(s);
-        if h.is_empty() || h == "index.docker.io" || h == "registry-1.docker.io" {
-            berth_oci::DEFAULT_DOMAIN.to_string()
-        } else {
-            h.to_string()
-        }
-    };
+    let host = berth_engine::images::registry_host(&server);
     tokio::task::spawn_blocking(move || {
-        let opts = berth_engine::image::registry::Options {
-            credentials: Some(berth_engine::image::auth::Credentials { username, password }),
-            ..berth_engine::image::registry::Options::from_env()
-        };
-        berth_engine::image::registry::Registry::new(&host, &opts)
-            .and_then(|r| r.ping())
+        let creds = berth_engine::image::auth::Credentials { username, password };
+        berth_engine::images::check_login(&host, creds)
             .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, format!("login attempt to {host} failed: {e}")))
     })
     .await

@@ -9,7 +9,6 @@ use std::sync::Mutex;
 use anyhow::{bail, Context};
 use berth_image::pull::{Event, PullOptions};
 use berth_image::push::PushEvent;
-use berth_image::registry::{Options, Registry};
 use berth_oci::{Platform, Reference};
 use clap::Args;
 
@@ -238,14 +237,7 @@ pub fn push(root: &Path, a: &PushArgs) -> anyhow::Result<()> {
 }
 
 fn server_of(s: Option<&str>) -> String {
-    let s = s.unwrap_or(berth_oci::DEFAULT_DOMAIN);
-    let s = s.trim_start_matches("https://").trim_start_matches("http://");
-    let host = s.split('/').next().unwrap_or(s);
-    if host == "index.docker.io" || host == "registry-1.docker.io" {
-        berth_oci::DEFAULT_DOMAIN.to_string()
-    } else {
-        host.to_string()
-    }
+    berth_engine::images::registry_host(s.unwrap_or(""))
 }
 
 /// `login`.
@@ -273,13 +265,7 @@ pub fn login(a: &LoginArgs) -> anyhow::Result<()> {
     };
     let creds = berth_image::auth::Credentials { username, password };
     // Check the credentials against the registry before storing them.
-    let opts = Options {
-        credentials: Some(creds.clone()),
-        ..registry_opts()
-    };
-    Registry::new(&server, &opts)
-        .and_then(|r| r.ping())
-        .with_context(|| format!("login to {server} failed"))?;
+    berth_engine::images::check_login(&server, creds.clone()).with_context(|| format!("login to {server} failed"))?;
     berth_image::auth::store(&berth_image::auth::config_path(), &server, Some(&creds))?;
     println!("Login Succeeded");
     Ok(())

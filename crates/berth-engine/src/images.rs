@@ -203,6 +203,29 @@ pub fn history(store: &ImageStore, img: &Image) -> crate::Result<Vec<HistoryRow>
     Ok(rows)
 }
 
+/// The registry host a `login` or `logout` names: scheme and path dropped, Docker Hub's
+/// aliases (and nothing) as Docker Hub.
+pub fn registry_host(server: &str) -> String {
+    let s = server.trim_start_matches("https://").trim_start_matches("http://");
+    let host = s.split('/').next().unwrap_or(s);
+    if host.is_empty() || host == "index.docker.io" || host == "registry-1.docker.io" {
+        berth_oci::DEFAULT_DOMAIN.to_string()
+    } else {
+        host.to_string()
+    }
+}
+
+/// `login`: whether registry `host` accepts `credentials` (registries configured as the
+/// environment says). Storing them is the client's business.
+pub fn check_login(host: &str, credentials: berth_image::auth::Credentials) -> Result<()> {
+    let opts = berth_image::registry::Options {
+        credentials: Some(credentials),
+        ..berth_image::registry::Options::from_env()
+    };
+    berth_image::registry::Registry::new(host, &opts).and_then(|r| r.ping())?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -218,5 +241,25 @@ mod tests {
         // not finish this before the heat death of the machine.
         let pat = format!("{}x", "*".repeat(60));
         assert!(!glob(&pat, &"a".repeat(200)));
+    }
+}
+
+#[cfg(test)]
+mod login_tests {
+    use super::*;
+
+    #[test]
+    fn login_servers_name_registry_hosts_as_docker_does() {
+        for hub in [
+            "",
+            "docker.io",
+            "index.docker.io",
+            "https://index.docker.io/v1/",
+            "registry-1.docker.io",
+        ] {
+            assert_eq!(registry_host(hub), berth_oci::DEFAULT_DOMAIN, "{hub:?}");
+        }
+        assert_eq!(registry_host("http://127.0.0.1:5000/v2/"), "127.0.0.1:5000");
+        assert_eq!(registry_host("registry.example:443"), "registry.example:443");
     }
 }

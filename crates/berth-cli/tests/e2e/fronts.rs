@@ -364,3 +364,43 @@ fn builds_take_the_same_defaults_and_events_through_both_front_ends() {
     }
     b.ok(&["rmi", "f-built:cli", "f-built:api"]);
 }
+
+#[test]
+fn login_checks_credentials_the_same_through_both_front_ends() {
+    require_root!();
+    require_tool!("docker");
+    require_tool!("docker-registry");
+    require_tool!("htpasswd");
+    let reg =
+        berth_testutil::images::Registry::start("fronts-login", berth_testutil::images::Auth::Basic("alice", "s3cret"));
+    let (b, _img) = with_busybox("fronts-login");
+    let d = Daemon::start(&b, TempDir::new("fronts-login-sock"));
+    let login = |cli: bool, password: &str| -> bool {
+        let mut c = if cli {
+            b.cmd(&["login", "-u", "alice", "--password-stdin", &reg.host])
+        } else {
+            let mut c = std::process::Command::new("docker");
+            c.args(["login", "-u", "alice", "--password-stdin", &reg.host])
+                .env("DOCKER_HOST", format!("unix://{}", d.sock().display()))
+                .env("DOCKER_CONFIG", d.config());
+            c
+        };
+        let mut child = c
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), format!("{password}\n").as_bytes()).unwrap();
+        let o = child.wait_with_output().unwrap();
+        let ok = o.status.success();
+        if ok {
+            assert!(String::from_utf8_lossy(&o.stdout).contains("Login Succeeded"), "{o:?}");
+        }
+        ok
+    };
+    for cli in [true, false] {
+        assert!(!login(cli, "nope"), "a wrong password logs in (cli: {cli})");
+        assert!(login(cli, "s3cret"), "the right password is refused (cli: {cli})");
+    }
+}
