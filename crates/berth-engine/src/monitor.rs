@@ -506,17 +506,39 @@ struct Probes<'a> {
 }
 
 impl Probes<'_> {
+    /// Records the health in `state.json` and, when its status changed, the
+    /// `health_status` event. Both are written from a forked child: serializing the state
+    /// and opening the database run ~1.7 MiB of the binary's code, which would otherwise be
+    /// faulted into the monitor after every probe (until its next shed).
     fn save(&mut self, st: &mut State) {
         st.health = Some(self.checker.health.clone());
-        let _ = crate::store::write_state(&self.dir, st);
         let now = &self.checker.health.status;
-        if *now != self.reported && now != "starting" {
+        let event = (*now != self.reported && now != "starting").then(|| format!("health_status: {now}"));
+        if event.is_some() {
             self.reported.clone_from(now);
-            // The database is open only for this (the idle monitor keeps it closed).
-            let root = self.dir.parent().and_then(Path::parent);
-            if let Some(eng) = root.and_then(|r| Engine::open(r).ok()) {
-                crate::events::container(&eng, self.rec, &format!("health_status: {now}"), &[]);
+        }
+        let write = || {
+            let _ = crate::store::write_state(&self.dir, st);
+            if let Some(action) = &event {
+                // The database is open only for this (the idle monitor keeps it closed).
+                let root = self.dir.parent().and_then(Path::parent);
+                if let Some(eng) = root.and_then(|r| Engine::open(r).ok()) {
+                    crate::events::container(&eng, self.rec, action, &[]);
+                }
             }
+        };
+        // SAFETY: the monitor is single-threaded; the child only writes and _exits.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                write();
+                // SAFETY: _exit ends the forked writer without the monitor's destructors.
+                unsafe { libc::_exit(0) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => {
+                while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitpid(child, None) {}
+            }
+            // No child: write here.
+            Err(_) => write(),
         }
     }
 }
