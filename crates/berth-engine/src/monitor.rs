@@ -685,6 +685,8 @@ fn pump(
                 }
             }
         }
+        // A probe's end is a burst of its own, with nothing after it until the next one.
+        let mut probed = false;
         loop {
             match nix::sys::wait::waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(p, c)) if p.as_raw() == init => code = Some(c),
@@ -693,6 +695,7 @@ fn pump(
                     if let Some(pr) = probes.as_deref_mut() {
                         if pr.checker.reaped(p.as_raw(), c) {
                             pr.save(st);
+                            probed = true;
                         }
                     }
                 }
@@ -700,12 +703,18 @@ fn pump(
                     if let Some(pr) = probes.as_deref_mut() {
                         if pr.checker.reaped(p.as_raw(), 128 + s as i32) {
                             pr.save(st);
+                            probed = true;
                         }
                     }
                 }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => {}
             }
+        }
+        if probed {
+            // Shed at once, not a quiet interval later: the code the probe's end ran would
+            // otherwise stay mapped for that interval after every probe.
+            worked = Instant::now().checked_sub(QUIET).or(worked);
         }
         if code.is_none() {
             if let Some(pr) = probes.as_deref_mut() {
