@@ -85,6 +85,16 @@ pub enum ContainerError {
 }
 
 impl ContainerError {
+    /// What the container process reported while being set up, with Docker's exit code
+    /// for it (0: none in particular).
+    fn init(id: &str, code: u8, message: String) -> ContainerError {
+        ContainerError::Init {
+            id: id.to_string(),
+            message,
+            code,
+        }
+    }
+
     /// The exit code Docker gives a container or exec that fails to start this way: 127
     /// when its program is not there, 126 when it cannot be run, else 125.
     pub fn exit_code(&self) -> u8 {
@@ -339,16 +349,8 @@ impl Runtime {
         drop(joins);
         guard.pids.push(stage1.as_raw());
         cgroup.add_v2(stage1.as_raw(), placed)?;
-        let failed = |message: String| ContainerError::Init {
-            id: id.to_string(),
-            message,
-            code: 0,
-        };
-        let refused = |code: u8, message: String| ContainerError::Init {
-            id: id.to_string(),
-            message,
-            code,
-        };
+        let failed = |message: String| ContainerError::init(id, 0, message);
+        let refused = |code: u8, message: String| ContainerError::init(id, code, message);
         parent.send(&Msg::Go).map_err(sys_err("starting stage 1"))?;
         let mut init_pid = 0;
         let mut console = None;

@@ -55,16 +55,8 @@ impl Runtime {
         let kill = |p: i32| {
             let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
         };
-        let failed = |message: String| ContainerError::Init {
-            id: id.to_string(),
-            message,
-            code: 0,
-        };
-        let refused = |code: u8, message: String| ContainerError::Init {
-            id: id.to_string(),
-            message,
-            code,
-        };
+        let failed = |message: String| ContainerError::init(id, 0, message);
+        let refused = |code: u8, message: String| ContainerError::init(id, code, message);
         let mut pid = 0;
         let mut console = None;
         let r = (|| -> Result<(), ContainerError> {
