@@ -1,144 +1,277 @@
-//! Decoding `POST /containers/create`: Docker's JSON (`Config` and `HostConfig`), its
-//! field types checked as dockerd's decoder checks them, into the engine's options.
+//! Decoding `POST /containers/create`: Docker's JSON (`Config`, `HostConfig`,
+//! `NetworkingConfig`) deserialized into the engine's typed options. A field of the wrong
+//! type is a 400 naming it in the words of dockerd's decoder, never silently a default.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use berth_engine::model::{DeviceMapping, MountSpec};
 use berth_engine::ops::CreateOptions;
+use berth_engine::options::{HealthOptions, LogConfig, NetworkMode, PortSpec, RestartPolicy, Ulimit};
+use berth_engine::EngineError;
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::ApiError;
 
-/// A list of strings; a lone string is a list of one (Docker's `StrSlice`, for `Cmd` and
-/// `Entrypoint`).
-fn strs(v: &Value) -> Vec<String> {
-    match v {
-        Value::String(s) => vec![s.clone()],
-        _ => v
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-            .unwrap_or_default(),
-    }
-}
+/// Docker's `StrSlice` (`Cmd`, `Entrypoint`): a list of strings, or one string.
+#[derive(Debug, Default)]
+struct StrSlice(Vec<String>);
 
-/// The JSON type of a value, in Go's words (for decoding errors).
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-/// Checks the types of the create body's fields as dockerd's decoder would: a field of the
-/// wrong type is a 400 naming it, never silently a default.
-fn check_types(body: &Value) -> Result<(), ApiError> {
-    #[derive(Clone, Copy)]
-    enum Ty {
-        Int,
-        Bool,
-        Str,
-        Strs,
-        StrOrStrs,
-        Obj,
-    }
-    let check = |section: &str, v: &Value, fields: &[(&str, Ty)]| -> Result<(), ApiError> {
-        for (name, ty) in fields {
-            let Some(x) = v.get(*name) else { continue };
-            let ok = x.is_null()
-                || match ty {
-                    Ty::Int => x.is_i64() || x.is_u64(),
-                    Ty::Bool => x.is_boolean(),
-                    Ty::Str => x.is_string(),
-                    Ty::Strs => x.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
-                    Ty::StrOrStrs => x.is_string() || x.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
-                    Ty::Obj => x.is_object(),
-                };
-            if !ok {
-                let go = match ty {
-                    Ty::Int => "int64",
-                    Ty::Bool => "bool",
-                    Ty::Str => "string",
-                    Ty::Strs | Ty::StrOrStrs => "[]string",
-                    Ty::Obj => "map",
-                };
-                return Err(ApiError::bad(format!(
-                    "json: cannot unmarshal {} into Go struct field {section}.{name} of type {go}",
-                    json_kind(x)
-                )));
+impl<'de> Deserialize<'de> for StrSlice {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StrSlice, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrSlice;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<StrSlice, E> {
+                Ok(StrSlice(vec![s.to_string()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrSlice, A::Error> {
+                let mut v = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    v.push(s);
+                }
+                Ok(StrSlice(v))
             }
         }
-        Ok(())
-    };
-    use Ty::{Bool, Int, Obj, Str, StrOrStrs, Strs};
-    check(
-        "Config",
-        body,
-        &[
-            ("Image", Str),
-            ("Hostname", Str),
-            ("Domainname", Str),
-            ("User", Str),
-            ("WorkingDir", Str),
-            ("StopSignal", Str),
-            ("StopTimeout", Int),
-            ("Env", Strs),
-            ("Cmd", StrOrStrs),
-            ("Entrypoint", StrOrStrs),
-            ("Tty", Bool),
-            ("OpenStdin", Bool),
-            ("StdinOnce", Bool),
-            ("AttachStdin", Bool),
-            ("AttachStdout", Bool),
-            ("AttachStderr", Bool),
-            ("Labels", Obj),
-            ("ExposedPorts", Obj),
-            ("Volumes", Obj),
-            ("Healthcheck", Obj),
-            ("HostConfig", Obj),
-            ("NetworkingConfig", Obj),
-        ],
-    )?;
-    check(
-        "HostConfig",
-        &body["HostConfig"],
-        &[
-            ("Memory", Int),
-            ("MemorySwap", Int),
-            ("MemoryReservation", Int),
-            ("NanoCpus", Int),
-            ("CpuShares", Int),
-            ("CpuQuota", Int),
-            ("CpuPeriod", Int),
-            ("PidsLimit", Int),
-            ("ShmSize", Int),
-            ("Privileged", Bool),
-            ("ReadonlyRootfs", Bool),
-            ("AutoRemove", Bool),
-            ("Init", Bool),
-            ("PublishAllPorts", Bool),
-            ("NetworkMode", Str),
-            ("CpusetCpus", Str),
-            ("Runtime", Str),
-            ("Binds", Strs),
-            ("CapAdd", Strs),
-            ("CapDrop", Strs),
-            ("Dns", Strs),
-            ("DnsSearch", Strs),
-            ("DnsOptions", Strs),
-            ("ExtraHosts", Strs),
-            ("SecurityOpt", Strs),
-            ("VolumesFrom", Strs),
-            ("PortBindings", Obj),
-            ("RestartPolicy", Obj),
-            ("LogConfig", Obj),
-            ("Tmpfs", Obj),
-        ],
-    )
+        d.deserialize_any(V)
+    }
 }
 
-fn num(v: &Value) -> i64 {
-    v.as_i64().unwrap_or(0)
+/// The create body: Docker's `Config` with `HostConfig` and `NetworkingConfig` beside it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct Body {
+    image: Option<String>,
+    hostname: Option<String>,
+    #[allow(dead_code)] // decoded for its type check only
+    domainname: Option<String>,
+    user: Option<String>,
+    working_dir: Option<String>,
+    stop_signal: Option<String>,
+    stop_timeout: Option<u64>,
+    env: Option<Vec<String>>,
+    cmd: Option<StrSlice>,
+    entrypoint: Option<StrSlice>,
+    tty: Option<bool>,
+    open_stdin: Option<bool>,
+    stdin_once: Option<bool>,
+    #[allow(dead_code)] // decoded for its type check only
+    attach_stdin: Option<bool>,
+    #[allow(dead_code)] // decoded for its type check only
+    attach_stdout: Option<bool>,
+    #[allow(dead_code)] // decoded for its type check only
+    attach_stderr: Option<bool>,
+    labels: Option<BTreeMap<String, String>>,
+    #[allow(dead_code)] // decoded for its type check only
+    exposed_ports: Option<BTreeMap<String, IgnoredAny>>,
+    volumes: Option<BTreeMap<String, IgnoredAny>>,
+    healthcheck: Option<Healthcheck>,
+    host_config: Option<HostConfig>,
+    networking_config: Option<NetworkingConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct Healthcheck {
+    test: Option<Vec<String>>,
+    interval: Option<i64>,
+    timeout: Option<i64>,
+    start_period: Option<i64>,
+    retries: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct HostConfig {
+    memory: Option<i64>,
+    memory_swap: Option<i64>,
+    memory_reservation: Option<i64>,
+    nano_cpus: Option<i64>,
+    cpu_shares: Option<i64>,
+    cpu_quota: Option<i64>,
+    cpu_period: Option<i64>,
+    pids_limit: Option<i64>,
+    #[allow(dead_code)] // decoded for its type check only
+    shm_size: Option<i64>,
+    privileged: Option<bool>,
+    readonly_rootfs: Option<bool>,
+    auto_remove: Option<bool>,
+    init: Option<bool>,
+    publish_all_ports: Option<bool>,
+    network_mode: Option<String>,
+    cpuset_cpus: Option<String>,
+    runtime: Option<String>,
+    cgroup_parent: Option<String>,
+    console_size: Option<[u64; 2]>,
+    binds: Option<Vec<String>>,
+    cap_add: Option<Vec<String>>,
+    cap_drop: Option<Vec<String>>,
+    dns: Option<Vec<String>>,
+    dns_search: Option<Vec<String>>,
+    dns_options: Option<Vec<String>>,
+    extra_hosts: Option<Vec<String>>,
+    security_opt: Option<Vec<String>>,
+    volumes_from: Option<Vec<String>>,
+    port_bindings: Option<BTreeMap<String, Option<Vec<PortBinding>>>>,
+    restart_policy: Option<RestartPolicyBody>,
+    log_config: Option<LogConfigBody>,
+    tmpfs: Option<BTreeMap<String, String>>,
+    mounts: Option<Vec<Mount>>,
+    ulimits: Option<Vec<Ulimit>>,
+    devices: Option<Vec<Device>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct PortBinding {
+    host_ip: Option<String>,
+    host_port: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RestartPolicyBody {
+    name: Option<String>,
+    maximum_retry_count: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct LogConfigBody {
+    r#type: Option<String>,
+    config: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct Mount {
+    r#type: Option<String>,
+    source: Option<String>,
+    target: Option<String>,
+    read_only: Option<bool>,
+    tmpfs_options: Option<TmpfsOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct TmpfsOptions {
+    size_bytes: Option<i64>,
+    mode: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct Device {
+    path_on_host: Option<String>,
+    path_in_container: Option<String>,
+    cgroup_permissions: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct NetworkingConfig {
+    endpoints_config: Option<BTreeMap<String, Option<Endpoint>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct Endpoint {
+    #[serde(rename = "IPAMConfig")]
+    ipam_config: Option<Ipam>,
+    aliases: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Ipam {
+    #[serde(rename = "IPv4Address")]
+    ipv4_address: Option<String>,
+}
+
+/// Fields whose values are maps: their keys are data, not fields, in a decoding error.
+const MAPS: [&str; 6] = [
+    "Labels",
+    "ExposedPorts",
+    "Volumes",
+    "PortBindings",
+    "Tmpfs",
+    "EndpointsConfig",
+];
+
+/// A decoding error as Go's `encoding/json` words it: `json: cannot unmarshal string into
+/// Go struct field HostConfig.Memory of type int64`.
+fn go_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let mut fields: Vec<String> = Vec::new();
+    for seg in e.path().iter() {
+        if let serde_path_to_error::Segment::Map { key } = seg {
+            if fields
+                .last()
+                .is_some_and(|f| MAPS.contains(&f.as_str()) || f == "Config" && fields.len() > 1)
+            {
+                break;
+            }
+            fields.push(key.clone());
+        }
+    }
+    if fields
+        .first()
+        .is_some_and(|f| f != "HostConfig" && f != "NetworkingConfig")
+    {
+        fields.insert(0, "Config".into());
+    }
+    let msg = e.inner().to_string();
+    let kind = |m: &str| -> Option<&'static str> {
+        let got = m
+            .strip_prefix("invalid type: ")
+            .or_else(|| m.strip_prefix("invalid value: "))?;
+        Some(match got.split([' ', ',']).next()? {
+            "string" => "string",
+            "integer" | "floating" => "number",
+            "boolean" => "bool",
+            "sequence" => "array",
+            "map" => "object",
+            _ => "value",
+        })
+    };
+    let go_type = |m: &str| -> String {
+        let want = m.rsplit_once(", expected ").map_or("", |(_, w)| w);
+        match want.split(" at ").next().unwrap_or(want) {
+            "i64" => "int64".into(),
+            "u64" => "uint64".into(),
+            "u32" => "uint32".into(),
+            "a boolean" => "bool".into(),
+            "a string" => "string".into(),
+            "a string or a list of strings" | "a sequence" => "[]string".into(),
+            "a map" => "map[string]string".into(),
+            w => w.strip_prefix("struct ").unwrap_or(w).to_string(),
+        }
+    };
+    match kind(&msg) {
+        Some(k) => ApiError::bad(format!(
+            "json: cannot unmarshal {k} into Go struct field {} of type {}",
+            fields.join("."),
+            go_type(&msg)
+        )),
+        None => ApiError::bad(format!("invalid create request at {}: {msg}", fields.join("."))),
+    }
+}
+
+fn invalid(e: EngineError) -> ApiError {
+    ApiError::bad(e.to_string())
+}
+
+/// A health check duration in nanoseconds: 0 inherits, others at least 1 ms.
+fn health_duration(field: &str, ns: Option<i64>) -> Result<Option<Duration>, ApiError> {
+    match ns.unwrap_or(0) {
+        0 => Ok(None),
+        n if n < 1_000_000 => Err(ApiError::bad(format!("{field} in Healthcheck cannot be less than 1ms"))),
+        n => Ok(Some(Duration::from_nanos(n.unsigned_abs()))),
+    }
 }
 
 /// Docker's create body (Config, HostConfig, NetworkingConfig) as engine options.
@@ -146,224 +279,297 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
     if !body.is_object() {
         return Err(ApiError::bad("config cannot be empty in order to create a container"));
     }
-    check_types(body)?;
-    let image = body["Image"].as_str().unwrap_or("").to_string();
+    let b: Body = serde_path_to_error::deserialize(body).map_err(|e| go_error(&e))?;
+    let image = b.image.unwrap_or_default();
     if image.is_empty() {
         return Err(ApiError::bad("No command specified"));
     }
-    let hc = &body["HostConfig"];
-    let mut o = CreateOptions {
-        image,
-        name: name.filter(|n| !n.is_empty()),
-        env: strs(&body["Env"]),
-        workdir: body["WorkingDir"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
-        user: body["User"].as_str().filter(|s| !s.is_empty()).map(str::to_string),
-        hostname: body["Hostname"].as_str().filter(|s| !s.is_empty()).map(str::to_string),
-        tty: body["Tty"].as_bool().unwrap_or(false),
-        console_size: {
-            let dim = |i: usize| u16::try_from(hc["ConsoleSize"][i].as_u64().unwrap_or(0)).unwrap_or(0);
-            (dim(0), dim(1))
-        },
-        open_stdin: body["OpenStdin"].as_bool().unwrap_or(false),
-        stdin_once: body["StdinOnce"].as_bool().unwrap_or(false),
-        stop_signal: body["StopSignal"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
-        stop_timeout: body["StopTimeout"].as_u64(),
-        auto_remove: hc["AutoRemove"].as_bool().unwrap_or(false),
-        network: hc["NetworkMode"]
-            .as_str()
-            .filter(|s| !s.is_empty() && *s != "default")
-            .unwrap_or("bridge")
-            .to_string(),
-        memory: num(&hc["Memory"]),
-        memory_reservation: num(&hc["MemoryReservation"]),
-        memory_swap: num(&hc["MemorySwap"]),
-        pids_limit: num(&hc["PidsLimit"]).max(0),
-        devices: hc["Devices"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|d| {
-                        let host = d["PathOnHost"].as_str().unwrap_or("");
-                        let inside = d["PathInContainer"].as_str().filter(|s| !s.is_empty()).unwrap_or(host);
-                        let perms = d["CgroupPermissions"]
-                            .as_str()
-                            .filter(|s| !s.is_empty())
-                            .unwrap_or("rwm");
-                        format!("{host}:{inside}:{perms}")
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        read_only: hc["ReadonlyRootfs"].as_bool().unwrap_or(false),
-        cpus: num(&hc["NanoCpus"]) as f64 / 1e9,
-        cpu_shares: u64::try_from(num(&hc["CpuShares"])).unwrap_or(0),
-        cpuset_cpus: hc["CpusetCpus"].as_str().unwrap_or("").to_string(),
-        cap_add: strs(&hc["CapAdd"]),
-        cap_drop: strs(&hc["CapDrop"]),
-        privileged: hc["Privileged"].as_bool().unwrap_or(false),
-        security_opt: strs(&hc["SecurityOpt"]),
-        // `-v /path` reaches the API as `Config.Volumes` (an anonymous volume there), the
-        // rest as `HostConfig.Binds`.
-        volumes: {
-            let mut v = strs(&hc["Binds"]);
-            let mounted: Vec<&str> = hc["Mounts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|m| m["Target"].as_str())
-                .collect();
-            for path in body["Volumes"].as_object().into_iter().flat_map(|m| m.keys()) {
-                let taken = v.iter().any(|b| b.split(':').nth(1) == Some(path.as_str()))
-                    || mounted.contains(&path.as_str())
-                    || hc["Tmpfs"].get(path).is_some();
-                if !taken {
-                    v.push(path.clone());
-                }
-            }
-            v
-        },
-        volumes_from: strs(&hc["VolumesFrom"]),
-        add_hosts: strs(&hc["ExtraHosts"]),
-        dns: strs(&hc["Dns"]),
-        dns_search: strs(&hc["DnsSearch"]),
-        dns_options: strs(&hc["DnsOptions"]),
-        init: hc["Init"].as_bool().unwrap_or(false),
-        runtime: hc["Runtime"].as_str().unwrap_or("").to_string(),
-        publish_all: hc["PublishAllPorts"].as_bool().unwrap_or(false),
-        cgroup_parent: hc["CgroupParent"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
-        ..CreateOptions::default()
+    let hc = b.host_config.unwrap_or_default();
+    let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    let network = NetworkMode::parse(hc.network_mode.as_deref().unwrap_or(""));
+    let nano_cpus = match (hc.nano_cpus.filter(|n| *n != 0), hc.cpu_quota.filter(|q| *q != 0)) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad(
+                "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+            ))
+        }
+        (Some(n), None) => n,
+        (None, Some(q)) => q.saturating_mul(1_000_000_000) / hc.cpu_period.filter(|p| *p > 0).unwrap_or(100_000),
+        (None, None) => 0,
     };
-    if let Some(l) = body["Labels"].as_object() {
-        for (k, v) in l {
-            o.labels.insert(k.clone(), v.as_str().unwrap_or("").to_string());
-        }
-    }
-    // Entrypoint replaces the image's and, unless given, its Cmd; [] resets it.
-    let cmd = strs(&body["Cmd"]);
-    match body["Entrypoint"].as_array() {
-        Some(ep) => {
-            let ep: Vec<String> = ep.iter().filter_map(|x| x.as_str().map(str::to_string)).collect();
-            match ep.split_first() {
-                Some((first, rest)) => {
-                    o.entrypoint = Some(first.clone());
-                    o.args = rest.to_vec();
-                    o.args.extend(cmd);
-                }
-                None => {
-                    o.entrypoint = Some(String::new());
-                    o.args = cmd;
-                }
+    // `-v /path` reaches the API as `Config.Volumes` (an anonymous volume there), the rest
+    // as `HostConfig.Binds`.
+    let mut binds: Vec<MountSpec> = hc
+        .binds
+        .unwrap_or_default()
+        .iter()
+        .map(|s| berth_engine::volumes::parse_volume(s))
+        .collect::<Result<_, _>>()
+        .map_err(invalid)?;
+    let mut mounts = Vec::new();
+    for m in hc.mounts.unwrap_or_default() {
+        let kind = m.r#type.unwrap_or_default();
+        let mut options = Vec::new();
+        if let Some(t) = m.tmpfs_options.filter(|_| kind == "tmpfs") {
+            if let Some(size) = t.size_bytes.filter(|s| *s > 0) {
+                options.push(format!("size={size}"));
+            }
+            if let Some(mode) = t.mode.filter(|m| *m > 0) {
+                options.push(format!("mode={mode:o}"));
             }
         }
-        None => o.args = cmd,
-    }
-    if let Some(hcheck) = body["Healthcheck"].as_object() {
-        let test = strs(&hcheck.get("Test").cloned().unwrap_or(Value::Null));
-        match test.first().map(String::as_str) {
-            Some("NONE") => o.no_healthcheck = true,
-            Some("CMD-SHELL") => o.health_cmd = test.get(1).cloned(),
-            Some("CMD") => o.health_cmd = Some(test[1..].join(" ")),
-            _ => {}
-        }
-        let dur = |k: &str| {
-            hcheck
-                .get(k)
-                .and_then(Value::as_i64)
-                .filter(|n| *n > 0)
-                .map(|n| format!("{n}ns"))
-        };
-        o.health_interval = dur("Interval");
-        o.health_timeout = dur("Timeout");
-        o.health_start_period = dur("StartPeriod");
-        o.health_retries = hcheck
-            .get("Retries")
-            .and_then(Value::as_u64)
-            .and_then(|n| u32::try_from(n).ok())
-            .filter(|n| *n > 0);
-    }
-    if let Some(rp) = hc["RestartPolicy"].as_object() {
-        let name = rp.get("Name").and_then(Value::as_str).unwrap_or("");
-        let max = rp.get("MaximumRetryCount").and_then(Value::as_i64).unwrap_or(0);
-        o.restart = match name {
-            "" | "no" => String::new(),
-            "on-failure" if max > 0 => format!("on-failure:{max}"),
-            n => n.to_string(),
-        };
-    }
-    if let Some(t) = hc["Tmpfs"].as_object() {
-        for (k, v) in t {
-            let opts = v.as_str().unwrap_or("");
-            o.tmpfs.push(if opts.is_empty() {
-                k.clone()
+        mounts.push(MountSpec {
+            source: if kind == "tmpfs" {
+                String::new()
             } else {
-                format!("{k}:{opts}")
+                m.source.unwrap_or_default()
+            },
+            kind,
+            destination: m.target.unwrap_or_default(),
+            read_only: m.read_only.unwrap_or(false),
+            options,
+        });
+    }
+    for (path, opts) in hc.tmpfs.unwrap_or_default() {
+        let spec = if opts.is_empty() {
+            path
+        } else {
+            format!("{path}:{opts}")
+        };
+        mounts.push(berth_engine::volumes::parse_tmpfs(&spec).map_err(invalid)?);
+    }
+    for path in b.volumes.unwrap_or_default().into_keys() {
+        let taken = binds.iter().chain(&mounts).any(|m| m.destination == path);
+        if !taken {
+            binds.push(MountSpec {
+                kind: "volume".into(),
+                source: String::new(),
+                destination: path,
+                read_only: false,
+                options: Vec::new(),
             });
         }
     }
-    for m in hc["Mounts"].as_array().into_iter().flatten() {
-        let mut spec = format!(
-            "type={},target={}",
-            m["Type"].as_str().unwrap_or("volume"),
-            m["Target"].as_str().unwrap_or("")
+    let mut publish = Vec::new();
+    for (port, list) in hc.port_bindings.unwrap_or_default() {
+        let list = list.unwrap_or_default();
+        if list.is_empty() {
+            publish.push(PortSpec::from_binding(&port, "", "").map_err(invalid)?);
+        }
+        for pb in list {
+            publish.push(
+                PortSpec::from_binding(
+                    &port,
+                    pb.host_ip.as_deref().unwrap_or(""),
+                    pb.host_port.as_deref().unwrap_or(""),
+                )
+                .map_err(invalid)?,
+            );
+        }
+    }
+    let health = match b.healthcheck {
+        Some(h) => HealthOptions {
+            test: h.test.filter(|t| !t.is_empty()),
+            interval: health_duration("Interval", h.interval)?,
+            timeout: health_duration("Timeout", h.timeout)?,
+            start_period: health_duration("StartPeriod", h.start_period)?,
+            retries: match h.retries.unwrap_or(0) {
+                r if r < 0 => return Err(ApiError::bad("Retries in Healthcheck cannot be negative")),
+                0 => None,
+                r => Some(u32::try_from(r).unwrap_or(u32::MAX)),
+            },
+        },
+        None => HealthOptions::default(),
+    };
+    let restart = match hc.restart_policy {
+        Some(p) => RestartPolicy::from_docker(p.name.as_deref().unwrap_or(""), p.maximum_retry_count.unwrap_or(0))
+            .map_err(invalid)?,
+        None => RestartPolicy::No,
+    };
+    let log = match hc.log_config {
+        Some(l) => LogConfig {
+            driver: l.r#type.unwrap_or_default(),
+            opts: l.config.unwrap_or_default(),
+        },
+        None => LogConfig::default(),
+    };
+    let devices = hc
+        .devices
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| DeviceMapping {
+            host: d.path_on_host.unwrap_or_default(),
+            container: d.path_in_container.unwrap_or_default(),
+            perms: d.cgroup_permissions.unwrap_or_default(),
+        })
+        .collect();
+    let (ip, aliases) = {
+        let eps = b.networking_config.and_then(|n| n.endpoints_config).unwrap_or_default();
+        let wanted = match &network {
+            NetworkMode::Named(n) => n.as_str(),
+            _ => hc.network_mode.as_deref().unwrap_or(""),
+        };
+        let ep = eps
+            .iter()
+            .find(|(n, _)| n.as_str() == wanted)
+            .or_else(|| eps.iter().next())
+            .and_then(|(_, e)| e.as_ref());
+        (
+            ep.and_then(|e| e.ipam_config.as_ref())
+                .and_then(|i| i.ipv4_address.clone())
+                .filter(|s| !s.is_empty()),
+            ep.and_then(|e| e.aliases.clone()).unwrap_or_default(),
+        )
+    };
+    Ok(CreateOptions {
+        image,
+        name: name.filter(|n| !n.is_empty()),
+        cmd: b.cmd.unwrap_or_default().0,
+        entrypoint: b.entrypoint.map(|e| e.0),
+        env: b.env.unwrap_or_default(),
+        workdir: nonempty(b.working_dir),
+        user: nonempty(b.user),
+        hostname: nonempty(b.hostname),
+        labels: b.labels.unwrap_or_default(),
+        auto_remove: hc.auto_remove.unwrap_or(false),
+        network,
+        memory: hc.memory.unwrap_or(0),
+        pids_limit: hc.pids_limit.unwrap_or(0).max(0),
+        read_only: hc.readonly_rootfs.unwrap_or(false),
+        stop_signal: nonempty(b.stop_signal),
+        stop_timeout: b.stop_timeout,
+        restart,
+        binds,
+        mounts,
+        health,
+        cgroup_parent: nonempty(hc.cgroup_parent),
+        cap_add: hc.cap_add.unwrap_or_default(),
+        cap_drop: hc.cap_drop.unwrap_or_default(),
+        privileged: hc.privileged.unwrap_or(false),
+        security_opt: hc.security_opt.unwrap_or_default(),
+        ulimits: hc.ulimits.unwrap_or_default(),
+        memory_reservation: hc.memory_reservation.unwrap_or(0),
+        memory_swap: hc.memory_swap.unwrap_or(0),
+        nano_cpus,
+        cpu_shares: u64::try_from(hc.cpu_shares.unwrap_or(0)).unwrap_or(0),
+        cpuset_cpus: hc.cpuset_cpus.unwrap_or_default(),
+        log,
+        volumes_from: hc.volumes_from.unwrap_or_default(),
+        tty: b.tty.unwrap_or(false),
+        devices,
+        console_size: hc.console_size.map_or((0, 0), |[h, w]| {
+            (u16::try_from(h).unwrap_or(0), u16::try_from(w).unwrap_or(0))
+        }),
+        open_stdin: b.open_stdin.unwrap_or(false),
+        stdin_once: b.stdin_once.unwrap_or(false),
+        init: hc.init.unwrap_or(false),
+        runtime: hc.runtime.unwrap_or_default(),
+        publish,
+        publish_all: hc.publish_all_ports.unwrap_or(false),
+        add_hosts: hc.extra_hosts.unwrap_or_default(),
+        dns: hc.dns.unwrap_or_default(),
+        dns_search: hc.dns_search.unwrap_or_default(),
+        dns_options: hc.dns_options.unwrap_or_default(),
+        ip,
+        aliases,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(body: Value) -> String {
+        options_from(&body, None).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn field_types_are_checked_in_dockerds_words() {
+        assert!(err(json!({"Image": "x", "HostConfig": {"Memory": "1g"}}))
+            .contains("cannot unmarshal string into Go struct field HostConfig.Memory of type int64"));
+        assert!(err(json!({"Image": 5}))
+            .contains("cannot unmarshal number into Go struct field Config.Image of type string"));
+        assert!(err(json!({"Image": "x", "Env": "A=1"})).contains("Go struct field Config.Env of type []string"));
+        assert!(err(json!({"Image": "x", "Labels": {"a": 1}})).contains("Go struct field Config.Labels of type string"));
+        assert!(
+            err(json!({"Image": "x", "HostConfig": {"Privileged": 1}})).contains("HostConfig.Privileged of type bool")
         );
-        if let Some(s) = m["Source"].as_str().filter(|s| !s.is_empty()) {
-            spec.push_str(&format!(",source={s}"));
-        }
-        if m["ReadOnly"].as_bool().unwrap_or(false) {
-            spec.push_str(",readonly");
-        }
-        o.mounts.push(spec);
+        assert!(err(json!({"Image": "x", "HostConfig": {"NanoCpus": 1.5}})).contains("cannot unmarshal number"));
     }
-    for u in hc["Ulimits"].as_array().into_iter().flatten() {
-        o.ulimits.push(format!(
-            "{}={}:{}",
-            u["Name"].as_str().unwrap_or(""),
-            num(&u["Soft"]),
-            num(&u["Hard"])
-        ));
+
+    #[test]
+    fn nulls_are_defaults_and_unknown_fields_are_ignored() {
+        let o = options_from(
+            &json!({"Image": "x", "Cmd": null, "HostConfig": {"Binds": null, "Whatever": 1}, "Future": true}),
+            None,
+        )
+        .unwrap();
+        assert!(o.cmd.is_empty() && o.binds.is_empty());
+        assert_eq!(o.network, NetworkMode::Bridge);
     }
-    if let Some(lc) = hc["LogConfig"].as_object() {
-        o.log_driver = lc.get("Type").and_then(Value::as_str).unwrap_or("").to_string();
-        if let Some(c) = lc.get("Config").and_then(Value::as_object) {
-            for (k, v) in c {
-                o.log_opts.push(format!("{k}={}", v.as_str().unwrap_or("")));
-            }
-        }
+
+    #[test]
+    fn docker_json_becomes_typed_options() {
+        let o = options_from(
+            &json!({
+                "Image": "busybox",
+                "Cmd": "sleep 1",
+                "Entrypoint": ["/bin/sh", "-c"],
+                "Volumes": {"/data": {}, "/bound": {}},
+                "Healthcheck": {"Test": ["CMD", "true"], "Interval": 2_000_000_000i64, "Retries": 2},
+                "HostConfig": {
+                    "Binds": ["/tmp:/bound:ro"],
+                    "NetworkMode": "back",
+                    "PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}], "53/udp": null},
+                    "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3},
+                    "Mounts": [{"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 1024, "Mode": 0o1777}}],
+                    "Ulimits": [{"Name": "nofile", "Soft": 10, "Hard": 20}],
+                    "Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "", "CgroupPermissions": ""}],
+                    "LogConfig": {"Type": "json-file", "Config": {"max-size": "1m"}},
+                    "CpuQuota": 50000
+                },
+                "NetworkingConfig": {"EndpointsConfig": {"back": {"IPAMConfig": {"IPv4Address": "10.9.0.5"}, "Aliases": ["db"]}}}
+            }),
+            Some("n".into()),
+        )
+        .unwrap();
+        assert_eq!(o.cmd, ["sleep 1"]);
+        assert_eq!(
+            o.entrypoint.as_deref(),
+            Some(&["/bin/sh".to_string(), "-c".to_string()][..])
+        );
+        assert_eq!(o.binds.len(), 2);
+        assert_eq!(o.binds[1].destination, "/data");
+        assert!(o.binds[1].source.is_empty());
+        assert_eq!(o.network, NetworkMode::Named("back".into()));
+        let ports: Vec<String> = o.publish.iter().map(ToString::to_string).collect();
+        assert_eq!(ports, ["53/udp", "127.0.0.1:8080:80/tcp"]);
+        assert_eq!(o.restart, RestartPolicy::OnFailure(3));
+        assert_eq!(o.mounts[0].options, ["size=1024", "mode=1777"]);
+        assert_eq!(o.ulimits[0].hard, 20);
+        assert_eq!(o.health.test.as_deref().map(<[String]>::len), Some(2));
+        assert_eq!(o.health.interval, Some(Duration::from_secs(2)));
+        assert_eq!(o.log.opts["max-size"], "1m");
+        assert_eq!(o.nano_cpus, 500_000_000);
+        assert_eq!(o.ip.as_deref(), Some("10.9.0.5"));
+        assert_eq!(o.aliases, ["db"]);
+        assert_eq!(o.devices[0].host, "/dev/null");
     }
-    if let Some(pb) = hc["PortBindings"].as_object() {
-        for (port, binds) in pb {
-            let list = binds.as_array().cloned().unwrap_or_default();
-            if list.is_empty() {
-                o.publish.push(port.clone());
-            }
-            for b in list {
-                let ip = b["HostIp"].as_str().unwrap_or("");
-                let hp = b["HostPort"].as_str().unwrap_or("");
-                o.publish.push(match (ip.is_empty(), hp.is_empty()) {
-                    (true, true) => port.clone(),
-                    (true, false) => format!("{hp}:{port}"),
-                    (false, _) => format!("{ip}:{hp}:{port}"),
-                });
-            }
-        }
+
+    #[test]
+    fn bad_values_are_refused_before_the_engine() {
+        assert!(err(
+            json!({"Image": "x", "HostConfig": {"RestartPolicy": {"Name": "always", "MaximumRetryCount": 2}}})
+        )
+        .contains("only be used with 'on-failure'"));
+        assert!(
+            err(json!({"Image": "x", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "x"}]}}}))
+                .contains("invalid port binding")
+        );
+        assert!(err(json!({"Image": "x", "Healthcheck": {"Interval": 5}})).contains("cannot be less than 1ms"));
+        assert!(
+            err(json!({"Image": "x", "HostConfig": {"NanoCpus": 1, "CpuQuota": 1}})).contains("Conflicting options")
+        );
     }
-    if let Some(eps) = body["NetworkingConfig"]["EndpointsConfig"].as_object() {
-        if let Some((_, ep)) = eps.iter().find(|(n, _)| **n == o.network).or_else(|| eps.iter().next()) {
-            o.ip = ep["IPAMConfig"]["IPv4Address"]
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .map(str::to_string);
-            o.aliases = strs(&ep["Aliases"]);
-        }
-    }
-    Ok(o)
 }

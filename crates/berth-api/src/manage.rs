@@ -45,21 +45,15 @@ pub async fn update(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Resu
         (None, Some(q)) => Some(q.saturating_mul(100_000) / period),
         _ => None,
     };
+    // An empty name leaves the policy as it is (the docker CLI sends one with every update).
     let restart = match body.get("RestartPolicy") {
-        Some(p) if p.is_object() => {
-            let name = p["Name"].as_str().unwrap_or("");
-            if name.is_empty() {
-                None
-            } else {
-                let max = p["MaximumRetryCount"].as_u64().unwrap_or(0);
-                if max > 0 && name != "on-failure" {
-                    return Err(ApiError::bad(
-                        "invalid restart policy: maximum retry count can only be used with 'on-failure'",
-                    ));
-                }
-                Some((name.to_string(), u32::try_from(max).unwrap_or(u32::MAX)))
-            }
-        }
+        Some(p) if p["Name"].as_str().is_some_and(|n| !n.is_empty()) => Some(
+            berth_engine::options::RestartPolicy::from_docker(
+                p["Name"].as_str().unwrap_or(""),
+                p["MaximumRetryCount"].as_i64().unwrap_or(0),
+            )
+            .map_err(|e| ApiError::bad(e.to_string()))?,
+        ),
         _ => None,
     };
     let u = berth_engine::ops::Update {
@@ -175,7 +169,7 @@ pub async fn history(d: &Arc<Daemon>, name: String) -> Result<Response<Body>, Ap
 
 /// Credentials from a request's `X-Registry-Auth` header (base64url JSON, as the docker
 /// CLI sends it; an empty object means none).
-pub fn registry_auth(req: &Request<Incoming>) -> Option<berth_engine::image::auth::Credentials> {
+pub fn registry_auth(req: &Request<Incoming>) -> Option<berth_engine::images::Credentials> {
     use base64::Engine as _;
     let h = req.headers().get("X-Registry-Auth")?.to_str().ok()?.trim();
     let raw = base64::engine::general_purpose::URL_SAFE
@@ -191,8 +185,7 @@ pub fn registry_auth(req: &Request<Incoming>) -> Option<berth_engine::image::aut
         .or_else(|| v["identitytoken"].as_str())
         .unwrap_or("")
         .to_string();
-    (!username.is_empty() || !password.is_empty())
-        .then_some(berth_engine::image::auth::Credentials { username, password })
+    (!username.is_empty() || !password.is_empty()).then_some(berth_engine::images::Credentials { username, password })
 }
 
 /// `POST /auth`: checks credentials against a registry (the daemon keeps none).
@@ -203,7 +196,7 @@ pub async fn auth(req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let server = body["serveraddress"].as_str().unwrap_or("").to_string();
     let host = berth_engine::images::registry_host(&server);
     tokio::task::spawn_blocking(move || {
-        let creds = berth_engine::image::auth::Credentials { username, password };
+        let creds = berth_engine::images::Credentials { username, password };
         berth_engine::images::check_login(&host, creds)
             .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, format!("login attempt to {host} failed: {e}")))
     })

@@ -658,7 +658,7 @@ pub fn update(root: &Path, a: &UpdateArgs) -> anyhow::Result<()> {
     let restart = a
         .restart
         .as_deref()
-        .map(|r| berth_engine::ops::parse_restart(r).map_err(|err| usage(err.to_string())))
+        .map(|r| berth_engine::options::RestartPolicy::parse(r).map_err(|err| usage(err.to_string())))
         .transpose()?;
     let u = berth_engine::ops::Update {
         memory: size(&a.memory)?,

@@ -217,40 +217,84 @@ pub(crate) fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
             a.pull
         )));
     }
+    let flag = |e: berth_engine::EngineError| usage(e.to_string());
+    let duration = |name: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|s| {
+                berth_engine::health::parse_duration(s).ok_or_else(|| {
+                    usage(format!(
+                        "invalid argument \"{s}\" for \"--{name}\" flag: invalid duration"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let health = berth_engine::options::HealthOptions {
+        test: match (&a.health_cmd, a.no_healthcheck) {
+            (_, true) => Some(vec!["NONE".to_string()]),
+            (Some(c), false) => Some(vec!["CMD-SHELL".to_string(), c.clone()]),
+            (None, false) => None,
+        },
+        interval: duration("health-interval", &a.health_interval)?,
+        timeout: duration("health-timeout", &a.health_timeout)?,
+        start_period: duration("health-start-period", &a.health_start_period)?,
+        retries: a.health_retries,
+    };
+    let mut mounts: Vec<_> = a
+        .mount
+        .iter()
+        .map(|m| berth_engine::volumes::parse_mount(m))
+        .collect::<Result<_, _>>()
+        .map_err(flag)?;
+    for t in &a.tmpfs {
+        mounts.push(berth_engine::volumes::parse_tmpfs(t).map_err(flag)?);
+    }
     Ok(CreateOptions {
         image: a.image_and_args[0].clone(),
         name: a.name.clone(),
-        args: a.image_and_args[1..].to_vec(),
-        entrypoint: a.entrypoint.clone(),
+        cmd: a.image_and_args[1..].to_vec(),
+        entrypoint: a
+            .entrypoint
+            .as_ref()
+            .map(|e| if e.is_empty() { Vec::new() } else { vec![e.clone()] }),
         env,
         workdir: a.workdir.clone(),
         user: a.user.clone(),
         hostname: a.hostname.clone(),
         labels,
         auto_remove: a.rm,
-        network: a.network.clone(),
+        network: berth_engine::options::NetworkMode::parse(&a.network),
         memory,
         pids_limit: a.pids_limit.filter(|p| *p > 0).unwrap_or(0),
-        devices: a.device.clone(),
+        devices: a
+            .device
+            .iter()
+            .map(|d| berth_engine::spec::DeviceMapping::parse(d))
+            .collect::<Result<_, _>>()
+            .map_err(flag)?,
         read_only: a.read_only,
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
-        restart: a.restart.clone(),
-        volumes: a.volume.clone(),
-        mounts: a.mount.clone(),
-        tmpfs: a.tmpfs.clone(),
-        health_cmd: a.health_cmd.clone(),
-        health_interval: a.health_interval.clone(),
-        health_timeout: a.health_timeout.clone(),
-        health_start_period: a.health_start_period.clone(),
-        health_retries: a.health_retries,
-        no_healthcheck: a.no_healthcheck,
+        restart: berth_engine::options::RestartPolicy::parse(&a.restart).map_err(flag)?,
+        binds: a
+            .volume
+            .iter()
+            .map(|v| berth_engine::volumes::parse_volume(v))
+            .collect::<Result<_, _>>()
+            .map_err(flag)?,
+        mounts,
+        health,
         cgroup_parent: a.cgroup_parent.clone(),
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
         security_opt: a.security_opt.clone(),
-        ulimits: a.ulimit.clone(),
+        ulimits: a
+            .ulimit
+            .iter()
+            .map(|u| berth_engine::options::Ulimit::parse(u))
+            .collect::<Result<_, _>>()
+            .map_err(flag)?,
         memory_reservation: match &a.memory_reservation {
             Some(m) => berth_engine::spec::parse_size(m).map_err(|e| {
                 usage(format!(
@@ -265,16 +309,21 @@ pub(crate) fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
                 .map_err(|e| usage(format!("invalid argument \"{m}\" for \"--memory-swap\" flag: {e}")))?,
             None => 0,
         },
-        cpus: match &a.cpus {
-            Some(c) => berth_engine::spec::parse_cpus(c)
-                .map_err(|e| usage(format!("invalid argument \"{c}\" for \"--cpus\" flag: {e}")))?,
-            None => 0.0,
+        nano_cpus: match &a.cpus {
+            #[allow(clippy::cast_possible_truncation)]
+            Some(c) => (berth_engine::spec::parse_cpus(c)
+                .map_err(|e| usage(format!("invalid argument \"{c}\" for \"--cpus\" flag: {e}")))?
+                * 1e9)
+                .round() as i64,
+            None => 0,
         },
         cpu_shares: a.cpu_shares.unwrap_or(0),
         cpuset_cpus: a.cpuset_cpus.clone().unwrap_or_default(),
-        log_driver: a.log_driver.clone(),
+        log: berth_engine::options::LogConfig {
+            driver: a.log_driver.clone(),
+            opts: berth_engine::options::LogConfig::parse_opts(&a.log_opt).map_err(flag)?,
+        },
         volumes_from: a.volumes_from.clone(),
-        log_opts: a.log_opt.clone(),
         tty: a.tty,
         console_size: if a.tty {
             crate::attach::terminal_size().unwrap_or((0, 0))
@@ -285,7 +334,12 @@ pub(crate) fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         stdin_once: a.interactive && !a.detach,
         init: a.init,
         runtime: a.runtime.clone().unwrap_or_default(),
-        publish: a.publish.clone(),
+        publish: a
+            .publish
+            .iter()
+            .map(|p| berth_engine::options::PortSpec::parse(p))
+            .collect::<Result<_, _>>()
+            .map_err(flag)?,
         publish_all: a.publish_all,
         add_hosts: a.add_host.clone(),
         dns: a.dns.clone(),

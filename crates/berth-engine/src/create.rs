@@ -6,22 +6,25 @@ use std::path::Path;
 
 use berth_image::store::ImageStore;
 
-use crate::ops::{parse_restart, remove_files, write_mode, MIN_MEMORY};
+use crate::model::{DeviceMapping, MountSpec};
+use crate::ops::{remove_files, write_mode, MIN_MEMORY};
+use crate::options::{HealthOptions, LogConfig, NetworkMode, PortSpec, RestartPolicy, Ulimit};
 use crate::spec;
 use crate::store::{new_id, random_name, valid_name, Engine, Record, State, ZERO_TIME};
 use crate::{io_err, EngineError, Result};
 
-/// What `create`/`run` asks for.
+/// What `create`/`run` asks for, typed: each front end makes it from its own syntax, and
+/// `create` checks it.
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
     /// Image reference or id.
     pub image: String,
     /// `--name`.
     pub name: Option<String>,
-    /// Trailing arguments (replace the image's cmd).
-    pub args: Vec<String>,
-    /// `--entrypoint`.
-    pub entrypoint: Option<String>,
+    /// The command (empty: the image's, unless the entrypoint is replaced).
+    pub cmd: Vec<String>,
+    /// Replaces the image's entrypoint and drops its cmd; `Some([])` resets it.
+    pub entrypoint: Option<Vec<String>>,
     /// `-e`, `--env-file` (K=V).
     pub env: Vec<String>,
     /// `-w`.
@@ -34,8 +37,8 @@ pub struct CreateOptions {
     pub labels: BTreeMap<String, String>,
     /// `--rm`.
     pub auto_remove: bool,
-    /// `--network`: none or host.
-    pub network: String,
+    /// `--network`.
+    pub network: NetworkMode,
     /// `--memory` bytes.
     pub memory: i64,
     /// `--pids-limit`.
@@ -46,26 +49,15 @@ pub struct CreateOptions {
     pub stop_signal: Option<String>,
     /// `--stop-timeout`.
     pub stop_timeout: Option<u64>,
-    /// `--restart`: no, always, on-failure[:N], unless-stopped.
-    pub restart: String,
-    /// `-v` specs.
-    pub volumes: Vec<String>,
-    /// `--mount` specs.
-    pub mounts: Vec<String>,
-    /// `--tmpfs PATH[:OPTIONS]`.
-    pub tmpfs: Vec<String>,
-    /// `--health-cmd` (run with /bin/sh -c).
-    pub health_cmd: Option<String>,
-    /// `--health-interval`.
-    pub health_interval: Option<String>,
-    /// `--health-timeout`.
-    pub health_timeout: Option<String>,
-    /// `--health-start-period`.
-    pub health_start_period: Option<String>,
-    /// `--health-retries`.
-    pub health_retries: Option<u32>,
-    /// `--no-healthcheck`.
-    pub no_healthcheck: bool,
+    /// `--restart`.
+    pub restart: RestartPolicy,
+    /// `-v` (Docker's `Binds`, and `Config.Volumes`): a missing host path is made, a
+    /// volume without a source is a new anonymous one.
+    pub binds: Vec<MountSpec>,
+    /// `--mount`, `--tmpfs` (Docker's `Mounts`, `Tmpfs`): a bind's host path must exist.
+    pub mounts: Vec<MountSpec>,
+    /// `--health-*`, `--no-healthcheck`.
+    pub health: HealthOptions,
     /// `--cgroup-parent` (default `/berth`).
     pub cgroup_parent: Option<String>,
     /// `--cap-add`.
@@ -77,27 +69,25 @@ pub struct CreateOptions {
     /// `--security-opt`.
     pub security_opt: Vec<String>,
     /// `--ulimit`.
-    pub ulimits: Vec<String>,
+    pub ulimits: Vec<Ulimit>,
     /// `--memory-reservation` bytes.
     pub memory_reservation: i64,
     /// `--memory-swap` bytes (-1 unlimited).
     pub memory_swap: i64,
-    /// `--cpus`.
-    pub cpus: f64,
+    /// `--cpus`, in billionths of a CPU.
+    pub nano_cpus: i64,
     /// `--cpu-shares`.
     pub cpu_shares: u64,
     /// `--cpuset-cpus`.
     pub cpuset_cpus: String,
-    /// `--log-driver`.
-    pub log_driver: String,
+    /// `--log-driver`, `--log-opt`.
+    pub log: LogConfig,
     /// `--volumes-from CONTAINER[:ro|rw]`.
     pub volumes_from: Vec<String>,
-    /// `--log-opt KEY=VALUE` (max-size, max-file).
-    pub log_opts: Vec<String>,
     /// `-t`.
     pub tty: bool,
-    /// `--device HOST[:CONTAINER[:PERMS]]`.
-    pub devices: Vec<String>,
+    /// `--device`.
+    pub devices: Vec<DeviceMapping>,
     /// The terminal's initial size (rows, columns; 0: unknown), Docker's `ConsoleSize`.
     pub console_size: (u16, u16),
     /// `-i`.
@@ -109,7 +99,7 @@ pub struct CreateOptions {
     /// `--runtime` (empty or `berth`: built in).
     pub runtime: String,
     /// `-p`.
-    pub publish: Vec<String>,
+    pub publish: Vec<PortSpec>,
     /// `-P`.
     pub publish_all: bool,
     /// `--add-host NAME:IP`.
@@ -170,18 +160,15 @@ pub(crate) fn resolv_conf(o: &CreateOptions, own_netns: bool) -> Result<String> 
 }
 
 /// `--log-opt` for json-file: max-size and max-file, checked as Docker does.
-fn parse_log_opts(opts: &[String], driver: &str) -> Result<(u64, u32)> {
+fn parse_log_opts(log: &LogConfig) -> Result<(u64, u32)> {
     let (mut size, mut files) = (0u64, 0u32);
-    for o in opts {
-        let (k, v) = o
-            .split_once('=')
-            .ok_or_else(|| EngineError::Invalid(format!("invalid key value pair format in logging opts: {o}")))?;
-        if driver == "none" {
+    for (k, v) in &log.opts {
+        if log.driver == "none" {
             return Err(EngineError::Invalid(format!(
                 "unknown log opt '{k}' for none log driver"
             )));
         }
-        match k {
+        match k.as_str() {
             "max-size" => {
                 let n = spec::parse_size(v)
                     .map_err(|e| EngineError::Invalid(format!("invalid log opt max-size {v:?}: {e}")))?;
@@ -208,59 +195,10 @@ fn parse_log_opts(opts: &[String], driver: &str) -> Result<(u64, u32)> {
     Ok((size, files))
 }
 
-/// `--ulimit name=soft[:hard]`.
-fn parse_ulimit(s: &str) -> Result<(String, u64, u64)> {
-    let bad = || EngineError::Invalid(format!("invalid ulimit argument: {s}"));
-    let (name, v) = s.split_once('=').ok_or_else(bad)?;
-    const KNOWN: [&str; 15] = [
-        "core",
-        "cpu",
-        "data",
-        "fsize",
-        "locks",
-        "memlock",
-        "msgqueue",
-        "nice",
-        "nofile",
-        "nproc",
-        "rss",
-        "rtprio",
-        "rttime",
-        "sigpending",
-        "stack",
-    ];
-    if !KNOWN.contains(&name) {
-        return Err(EngineError::Invalid(format!("invalid ulimit type: {name}")));
-    }
-    let (soft, hard) = v.split_once(':').unwrap_or((v, v));
-    let parse = |x: &str| -> Result<u64> {
-        if x == "-1" || x == "unlimited" {
-            Ok(u64::MAX)
-        } else {
-            x.parse().map_err(|_| bad())
-        }
-    };
-    let (soft, hard) = (parse(soft)?, parse(hard)?);
-    if soft > hard {
-        return Err(EngineError::Invalid(format!(
-            "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
-        )));
-    }
-    let name = if name == "nofile" {
-        "nofile".to_string()
-    } else {
-        name.to_string()
-    };
-    Ok((name, soft, hard))
-}
-
 /// The health check: the image's `Healthcheck`, overridden field by field by the flags.
 fn health_config(image: Option<&serde_json::Value>, o: &CreateOptions) -> Result<Option<crate::health::HealthConfig>> {
-    use crate::health::{parse_duration, HealthConfig};
+    use crate::health::HealthConfig;
     use std::time::Duration;
-    if o.no_healthcheck {
-        return Ok(None);
-    }
     let ns = |v: Option<&serde_json::Value>| v.and_then(|x| x.as_u64()).filter(|n| *n > 0).map(Duration::from_nanos);
     let mut cfg = HealthConfig {
         test: image.and_then(|h| str_list(h.get("Test"))).unwrap_or_default(),
@@ -274,30 +212,22 @@ fn health_config(image: Option<&serde_json::Value>, o: &CreateOptions) -> Result
             .filter(|r| *r > 0)
             .unwrap_or(3),
     };
-    if let Some(c) = &o.health_cmd {
-        cfg.test = vec!["CMD-SHELL".into(), c.clone()];
+    let h = &o.health;
+    match h.test.as_deref() {
+        Some([first, ..]) if first == "NONE" => return Ok(None),
+        Some(t) if !t.is_empty() => cfg.test = t.to_vec(),
+        _ => {}
     }
-    let dur = |flag: &str, v: &Option<String>| -> Result<Option<Duration>> {
-        v.as_deref()
-            .map(|s| {
-                parse_duration(s).ok_or_else(|| {
-                    EngineError::Invalid(format!(
-                        "invalid argument \"{s}\" for \"--{flag}\" flag: invalid duration"
-                    ))
-                })
-            })
-            .transpose()
-    };
-    if let Some(d) = dur("health-interval", &o.health_interval)? {
+    if let Some(d) = h.interval {
         cfg.interval = d;
     }
-    if let Some(d) = dur("health-timeout", &o.health_timeout)? {
+    if let Some(d) = h.timeout {
         cfg.timeout = d;
     }
-    if let Some(d) = dur("health-start-period", &o.health_start_period)? {
+    if let Some(d) = h.start_period {
         cfg.start_period = d;
     }
-    if let Some(r) = o.health_retries {
+    if let Some(r) = h.retries.filter(|r| *r > 0) {
         cfg.retries = r;
     }
     Ok(cfg.argv().map(|_| cfg))
@@ -340,16 +270,14 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         str_list(c.get("Entrypoint")),
         str_list(c.get("Cmd")),
         o.entrypoint.as_deref(),
-        &o.args,
+        &o.cmd,
     )?;
-    let network = match o.network.as_str() {
-        "" | "default" | "bridge" => crate::networks::DEFAULT.to_string(),
-        "none" | "host" => o.network.clone(),
-        n if n.starts_with("container:") => {
-            let other = engine.resolve(&n["container:".len()..])?;
-            format!("container:{}", other.id)
-        }
-        n => crate::networks::get(engine, n)?.name,
+    let network = match &o.network {
+        NetworkMode::Bridge => crate::networks::DEFAULT.to_string(),
+        NetworkMode::None => "none".to_string(),
+        NetworkMode::Host => "host".to_string(),
+        NetworkMode::Container(c) => format!("container:{}", engine.resolve(c)?.id),
+        NetworkMode::Named(n) => crate::networks::get(engine, n)?.name,
     };
     if let Some(ip) = &o.ip {
         if network == crate::networks::DEFAULT
@@ -398,20 +326,13 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             "conflicting options: port publishing and the container type network mode".into(),
         ));
     }
-    if network == "none" || network == "host" {
-        if !o.publish.is_empty() || o.publish_all {
-            // Docker ignores published ports there (with a warning); so does berth.
-            warnings.push(format!(
-                "Published ports are discarded when using {network} network mode"
-            ));
-        }
-    } else {
-        for p in &o.publish {
-            crate::networks::parse_publish(p)?;
-        }
+    if (network == "none" || network == "host") && (!o.publish.is_empty() || o.publish_all) {
+        // Docker ignores published ports there (with a warning); so does berth.
+        warnings.push(format!(
+            "Published ports are discarded when using {network} network mode"
+        ));
     }
-    let (restart, restart_max) = parse_restart(&o.restart)?;
-    if restart != "no" && o.auto_remove {
+    if o.restart != RestartPolicy::No && o.auto_remove {
         return Err(EngineError::Invalid("Conflicting options: --restart and --rm".into()));
     }
     let id = new_id()?;
@@ -419,26 +340,18 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
     let mut anonymous = Vec::new();
     let anon = || new_id().unwrap_or_else(|_| id.clone());
     let mut mounts = Vec::new();
-    for v in &o.volumes {
-        mounts.push(crate::volumes::parse_volume(v, &anon)?);
-    }
-    for m in &o.mounts {
-        mounts.push(crate::volumes::parse_mount(m, &anon)?);
-    }
-    for t in &o.tmpfs {
-        let (dst, opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
-        if !dst.starts_with('/') {
-            return Err(EngineError::Invalid(format!(
-                "invalid tmpfs mount path: '{dst}' must be absolute"
-            )));
+    for (m, made_if_missing) in o
+        .binds
+        .iter()
+        .map(|m| (m, true))
+        .chain(o.mounts.iter().map(|m| (m, false)))
+    {
+        crate::volumes::check(m, made_if_missing)?;
+        let mut m = m.clone();
+        if m.kind == "volume" && m.source.is_empty() {
+            m.source = anon();
         }
-        mounts.push(crate::volumes::MountSpec {
-            kind: "tmpfs".into(),
-            source: String::new(),
-            destination: dst.to_string(),
-            read_only: false,
-            options: opts.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect(),
-        });
+        mounts.push(m);
     }
     for vf in &o.volumes_from {
         let (name, mode) = match vf.rsplit_once(':') {
@@ -563,8 +476,8 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         memory: o.memory,
         pids_limit: o.pids_limit,
         read_only: o.read_only,
-        restart,
-        restart_max,
+        restart: o.restart.name().to_string(),
+        restart_max: o.restart.max_retries(),
         mounts,
         anonymous_volumes: anonymous,
         health: health_config(c.get("Healthcheck"), o)?,
@@ -592,7 +505,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             .security_opt
             .iter()
             .any(|s| s == "no-new-privileges" || s == "no-new-privileges:true" || s == "no-new-privileges=true"),
-        ulimits: o.ulimits.iter().map(|u| parse_ulimit(u)).collect::<Result<_>>()?,
+        ulimits: o.ulimits.iter().map(Ulimit::checked).collect::<Result<_>>()?,
         memory_reservation: o.memory_reservation,
         memory_swap: {
             if o.memory_swap > 0 && o.memory > 0 && o.memory_swap < o.memory {
@@ -608,14 +521,13 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             o.memory_swap
         },
         cpu_quota: {
-            spec::check_cpus(o.cpus)?;
-            #[allow(clippy::cast_possible_truncation)]
-            let q = (o.cpus * 100_000.0) as i64;
-            q
+            #[allow(clippy::cast_precision_loss)]
+            spec::check_cpus(o.nano_cpus as f64 / 1e9)?;
+            o.nano_cpus / 10_000
         },
         cpu_shares: o.cpu_shares,
         cpuset_cpus: o.cpuset_cpus.clone(),
-        log_driver: match o.log_driver.as_str() {
+        log_driver: match o.log.driver.as_str() {
             "" | "json-file" | "local" => "json-file".into(),
             "none" => "none".into(),
             other => {
@@ -624,14 +536,14 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
                 )))
             }
         },
-        log_max_size: parse_log_opts(&o.log_opts, &o.log_driver)?.0,
-        log_max_file: parse_log_opts(&o.log_opts, &o.log_driver)?.1,
+        log_max_size: parse_log_opts(&o.log)?.0,
+        log_max_file: parse_log_opts(&o.log)?.1,
         tty: o.tty,
         console_size: o.console_size,
         devices: o
             .devices
             .iter()
-            .map(|d| spec::DeviceMapping::parse(d))
+            .map(DeviceMapping::checked)
             .collect::<Result<Vec<_>>>()?,
         open_stdin: o.open_stdin,
         stdin_once: o.open_stdin && o.stdin_once,
@@ -642,7 +554,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             .and_then(|v| v.as_object())
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default(),
-        publish: o.publish.clone(),
+        publish: o.publish.iter().map(PortSpec::to_string).collect(),
         publish_all: o.publish_all,
         extra_hosts,
         ip: o.ip.clone().unwrap_or_default(),

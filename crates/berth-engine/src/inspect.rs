@@ -114,7 +114,7 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "ContainerIDFile": "",
             "LogConfig": {"Type": r.log_driver, "Config": log_config},
             "NetworkMode": r.network_mode,
-            "PortBindings": {},
+            "PortBindings": port_bindings(r),
             "RestartPolicy": {"Name": if r.restart.is_empty() { "no" } else { r.restart.as_str() }, "MaximumRetryCount": r.restart_max},
             "AutoRemove": r.auto_remove,
             "VolumeDriver": "",
@@ -713,6 +713,28 @@ pub fn container_sizes(e: &Engine, images: &ImageStore, r: &Record) -> (u64, u64
         .ok()
         .map_or(0, |i| u64::try_from(i.row.size).unwrap_or(0));
     (rw, rw + image)
+}
+
+/// `HostConfig.PortBindings`: what `-p` asked for, one entry per container port (host port
+/// empty where any free one does).
+fn port_bindings(r: &Record) -> Value {
+    let mut out = serde_json::Map::new();
+    for (ip, host, port, proto) in r
+        .publish
+        .iter()
+        .filter_map(|p| crate::networks::parse_publish(p).ok())
+        .flatten()
+    {
+        let key = format!("{port}/{}", proto.as_str());
+        let binding = json!({
+            "HostIp": ip.map(|i| i.to_string()).unwrap_or_default(),
+            "HostPort": host.map(|h| h.to_string()).unwrap_or_default(),
+        });
+        if let Value::Array(list) = out.entry(key).or_insert_with(|| json!([])) {
+            list.push(binding);
+        }
+    }
+    Value::Object(out)
 }
 
 #[cfg(test)]

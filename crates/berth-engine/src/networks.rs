@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use berth_net::ipam::Subnet;
-use berth_net::nft::{Proto, Table};
+use berth_net::nft::Table;
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -450,59 +450,11 @@ fn tear_down(engine: &Engine, n: &Network) {
     let _ = b.apply();
 }
 
-/// One wanted port: host address (`None`: all), host port (`None`: any free one),
-/// container port, protocol.
-pub type Wanted = (Option<Ipv4Addr>, Option<u16>, u16, Proto);
+pub use crate::options::Wanted;
 
-/// `-p [ip:][hostPort:]containerPort[/proto]`, ranges allowed on both sides.
+/// `-p [ip:][hostPort:]containerPort[/proto]`: the single ports it asks for.
 pub fn parse_publish(spec: &str) -> Result<Vec<Wanted>> {
-    let bad = |why: &str| EngineError::Invalid(format!("invalid publish spec {spec:?}: {why}"));
-    let (rest, proto) = match spec.rsplit_once('/') {
-        Some((r, "tcp")) => (r, Proto::Tcp),
-        Some((r, "udp")) => (r, Proto::Udp),
-        Some((_, p)) => return Err(bad(&format!("unsupported protocol {p}"))),
-        None => (spec, Proto::Tcp),
-    };
-    let parts: Vec<&str> = rest.split(':').collect();
-    let (ip, host, ctr) = match parts.as_slice() {
-        [c] => (None, None, *c),
-        [h, c] => (None, Some(*h), *c),
-        [i, h, c] => (Some(*i), Some(*h).filter(|h| !h.is_empty()), *c),
-        _ => return Err(bad("too many colons")),
-    };
-    let ip = match ip {
-        None | Some("") | Some("0.0.0.0") => None,
-        Some(i) => Some(i.parse::<Ipv4Addr>().map_err(|_| bad("bad host address (IPv4 only)"))?),
-    };
-    let range = |s: &str| -> Result<(u16, u16)> {
-        let (a, b) = s.split_once('-').unwrap_or((s, s));
-        let a: u16 = a.parse().map_err(|_| bad("bad port"))?;
-        let b: u16 = b.parse().map_err(|_| bad("bad port"))?;
-        if a == 0 || b < a {
-            return Err(bad("bad port range"));
-        }
-        Ok((a, b))
-    };
-    let (c0, c1) = range(ctr)?;
-    let host = host.map(range).transpose()?;
-    if let Some((h0, h1)) = host {
-        if h1 - h0 != c1 - c0 && h0 != h1 {
-            return Err(bad("host and container port ranges differ in size"));
-        }
-    }
-    Ok((c0..=c1)
-        .enumerate()
-        .map(|(i, c)| {
-            let h = host.map(|(h0, h1)| {
-                if h0 == h1 {
-                    h0
-                } else {
-                    h0 + u16::try_from(i).unwrap_or(0)
-                }
-            });
-            (ip, h, c, proto)
-        })
-        .collect())
+    Ok(crate::options::PortSpec::parse(spec)?.wanted())
 }
 
 /// Takes down the bridges (and elements, and the table) of `networks` that still have no
@@ -579,6 +531,7 @@ pub fn filtered(engine: &Engine, filters: &std::collections::HashMap<String, Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_net::nft::Proto;
 
     #[test]
     fn publish_specs_parse_like_docker() {

@@ -420,18 +420,6 @@ pub fn prune_matching(engine: &Engine, selected: &dyn Fn(&Record) -> bool) -> Re
     Ok(out)
 }
 
-/// A `--restart` policy: its name and retry count.
-pub fn parse_restart(p: &str) -> Result<(String, u32)> {
-    match p {
-        "" | "no" => Ok(("no".to_string(), 0)),
-        "always" | "unless-stopped" | "on-failure" => Ok((p.to_string(), 0)),
-        _ => match p.strip_prefix("on-failure:").map(str::parse::<u32>) {
-            Some(Ok(n)) => Ok(("on-failure".to_string(), n)),
-            _ => Err(EngineError::Invalid(format!("invalid restart policy {p:?}"))),
-        },
-    }
-}
-
 /// What `update` changes; `None` leaves a setting as it is.
 #[derive(Debug, Clone, Default)]
 pub struct Update {
@@ -449,8 +437,8 @@ pub struct Update {
     pub cpuset_cpus: Option<String>,
     /// Process limit (0 or less: none).
     pub pids_limit: Option<i64>,
-    /// Restart policy and its retry count.
-    pub restart: Option<(String, u32)>,
+    /// The restart policy.
+    pub restart: Option<crate::options::RestartPolicy>,
 }
 
 /// Docker's smallest memory limit.
@@ -502,17 +490,14 @@ pub fn update(engine: &Engine, id: &str, u: &Update) -> Result<()> {
     if let Some(p) = u.pids_limit {
         r.pids_limit = p.max(0);
     }
-    if let Some((name, max)) = &u.restart {
-        if r.auto_remove && name != "no" && !name.is_empty() {
+    if let Some(p) = u.restart {
+        if r.auto_remove && p != crate::options::RestartPolicy::No {
             return Err(EngineError::Invalid(
                 "Restart policy cannot be updated because AutoRemove is enabled for the container".into(),
             ));
         }
-        if !matches!(name.as_str(), "" | "no" | "always" | "on-failure" | "unless-stopped") {
-            return Err(EngineError::Invalid(format!("invalid restart policy '{name}'")));
-        }
-        r.restart = if name.is_empty() { "no".into() } else { name.clone() };
-        r.restart_max = *max;
+        r.restart = p.name().to_string();
+        r.restart_max = p.max_retries();
     }
     let resources = spec::resources(&r);
     let bundle = engine.dir(&r.id);

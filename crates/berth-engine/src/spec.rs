@@ -253,12 +253,12 @@ pub type Command = (Option<Vec<String>>, Option<Vec<String>>, Vec<String>);
 pub fn command(
     image_entrypoint: Option<Vec<String>>,
     image_cmd: Option<Vec<String>>,
-    entrypoint: Option<&str>,
+    entrypoint: Option<&[String]>,
     args: &[String],
 ) -> Result<Command> {
     let ep = match entrypoint {
-        Some("") => None,
-        Some(e) => Some(vec![e.to_string()]),
+        Some([]) => None,
+        Some(e) => Some(e.to_vec()),
         None => image_entrypoint,
     };
     let cmd = if !args.is_empty() {
@@ -355,14 +355,38 @@ impl DeviceMapping {
             [h, c, p] if perms_ok(p) => (*h, *c, *p),
             _ => return Err(bad()),
         };
-        if !host.starts_with('/') || !container.starts_with('/') {
-            return Err(bad());
-        }
-        Ok(DeviceMapping {
+        DeviceMapping {
             host: host.to_string(),
             container: container.to_string(),
             perms: perms.to_string(),
-        })
+        }
+        .checked()
+        .map_err(|_| bad())
+    }
+
+    /// The mapping, once its paths are absolute and its permissions some of `rwm` (an
+    /// empty container path is the host's, empty permissions all of them).
+    pub fn checked(&self) -> Result<DeviceMapping> {
+        let mut d = self.clone();
+        if d.container.is_empty() {
+            d.container = d.host.clone();
+        }
+        if d.perms.is_empty() {
+            d.perms = "rwm".into();
+        }
+        if !d.host.starts_with('/') || !d.container.starts_with('/') {
+            return Err(EngineError::Invalid(format!(
+                "invalid device mapping {}:{}: paths must be absolute",
+                d.host, d.container
+            )));
+        }
+        if !d.perms.chars().all(|c| "rwm".contains(c)) {
+            return Err(EngineError::Invalid(format!(
+                "invalid device mode {:?}: some of r, w and m",
+                d.perms
+            )));
+        }
+        Ok(d)
     }
 }
 
@@ -710,9 +734,9 @@ mod tests {
         assert_eq!(full, v(&["/ep", "a"]));
         let (_, _, full) = command(Some(v(&["/ep"])), Some(v(&["a"])), None, &v(&["b"])).unwrap();
         assert_eq!(full, v(&["/ep", "b"]));
-        let (_, _, full) = command(Some(v(&["/ep"])), Some(v(&["a"])), Some("/x"), &[]).unwrap();
+        let (_, _, full) = command(Some(v(&["/ep"])), Some(v(&["a"])), Some(&v(&["/x"])), &[]).unwrap();
         assert_eq!(full, v(&["/x"]));
-        let (_, _, full) = command(Some(v(&["/ep"])), None, Some(""), &v(&["sh"])).unwrap();
+        let (_, _, full) = command(Some(v(&["/ep"])), None, Some(&[]), &v(&["sh"])).unwrap();
         assert_eq!(full, v(&["sh"]));
         command(None, None, None, &[]).unwrap_err();
         assert_eq!(merge_env(&v(&["A=1", "B=2"]), &v(&["A=3"])), v(&["B=2", "A=3"]));

@@ -20,8 +20,8 @@ fn valid_volume_name(n: &str) -> bool {
 }
 
 /// Parses `-v SRC:DST[:ro|rw]` (SRC a host path or a volume name) or `-v DST` (an anonymous
-/// volume).
-pub fn parse_volume(spec: &str, anon_name: &dyn Fn() -> String) -> Result<MountSpec> {
+/// volume: no source).
+pub fn parse_volume(spec: &str) -> Result<MountSpec> {
     let parts: Vec<&str> = spec.split(':').collect();
     let bad = || EngineError::Invalid(format!("invalid volume specification: '{spec}'"));
     let (src, dst, mode) = match parts.as_slice() {
@@ -35,39 +35,31 @@ pub fn parse_volume(spec: &str, anon_name: &dyn Fn() -> String) -> Result<MountS
             "invalid mount path: '{dst}' mount path must be absolute"
         )));
     }
-    let root_dest = |kind: &str| {
-        EngineError::Invalid(format!(
-            "invalid volume specification: '{spec}': invalid mount config for type \"{kind}\": invalid specification: destination can't be '/'"
-        ))
-    };
-    if berth_safepath::clean(dst).is_empty() {
-        return Err(root_dest(if src.starts_with('/') { "bind" } else { "volume" }));
-    }
     let read_only = match mode {
         "" | "rw" | "z" | "Z" => false,
         "ro" => true,
         _ => return Err(bad()),
     };
-    let (kind, source) = if src.is_empty() {
-        ("volume", anon_name())
-    } else if src.starts_with('/') {
-        ("bind", src.to_string())
-    } else if valid_volume_name(src) {
-        ("volume", src.to_string())
+    let kind = if src.starts_with('/') {
+        "bind"
+    } else if src.is_empty() || valid_volume_name(src) {
+        "volume"
     } else {
         return Err(bad());
     };
-    Ok(MountSpec {
+    let m = MountSpec {
         kind: kind.into(),
-        source,
+        source: src.to_string(),
         destination: dst.to_string(),
         read_only,
         options: Vec::new(),
-    })
+    };
+    check(&m, true).map_err(|e| EngineError::Invalid(format!("invalid volume specification: '{spec}': {e}")))?;
+    Ok(m)
 }
 
 /// Parses `--mount type=bind|volume|tmpfs,source=...,target=...[,readonly]`.
-pub fn parse_mount(spec: &str, anon_name: &dyn Fn() -> String) -> Result<MountSpec> {
+pub fn parse_mount(spec: &str) -> Result<MountSpec> {
     let mut kind = "volume".to_string();
     let (mut src, mut dst, mut ro) = (String::new(), String::new(), false);
     let mut opts = Vec::new();
@@ -88,36 +80,67 @@ pub fn parse_mount(spec: &str, anon_name: &dyn Fn() -> String) -> Result<MountSp
             "invalid mount config: target must be absolute: '{spec}'"
         )));
     }
-    if berth_safepath::clean(&dst).is_empty() {
-        return Err(EngineError::Invalid(format!(
-            "invalid mount config for type \"{kind}\": invalid specification: destination can't be '/'"
-        )));
+    if kind == "tmpfs" {
+        src.clear();
     }
-    match kind.as_str() {
-        "bind" => {
-            if !Path::new(&src).exists() {
-                return Err(EngineError::Invalid(format!(
-                    "invalid mount config for type \"bind\": bind source path does not exist: {src}"
-                )));
-            }
-        }
-        "volume" => {
-            if src.is_empty() {
-                src = anon_name();
-            } else if !valid_volume_name(&src) {
-                return Err(EngineError::Invalid(format!("invalid volume name '{src}'")));
-            }
-        }
-        "tmpfs" => src.clear(),
-        other => return Err(EngineError::Invalid(format!("invalid mount type '{other}'"))),
-    }
-    Ok(MountSpec {
+    let m = MountSpec {
         kind,
         source: src,
         destination: dst,
         read_only: ro,
         options: opts,
-    })
+    };
+    check(&m, false)?;
+    Ok(m)
+}
+
+/// Parses `--tmpfs PATH[:OPTIONS]`.
+pub fn parse_tmpfs(spec: &str) -> Result<MountSpec> {
+    let (dst, opts) = spec.split_once(':').unwrap_or((spec, ""));
+    if !dst.starts_with('/') {
+        return Err(EngineError::Invalid(format!(
+            "invalid tmpfs mount path: '{dst}' must be absolute"
+        )));
+    }
+    let m = MountSpec {
+        kind: "tmpfs".into(),
+        source: String::new(),
+        destination: dst.to_string(),
+        read_only: false,
+        options: opts.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect(),
+    };
+    check(&m, false)?;
+    Ok(m)
+}
+
+/// What a mount may be, whichever front end made it: an absolute destination other than
+/// `/`, a known type, a bind's host path absolute (and there, unless `made_if_missing`),
+/// a valid volume name (none: a new anonymous volume), no source for a tmpfs.
+pub fn check(m: &MountSpec, made_if_missing: bool) -> Result<()> {
+    let kind = m.kind.as_str();
+    let bad = |why: String| EngineError::Invalid(format!("invalid mount config for type \"{kind}\": {why}"));
+    if !["bind", "volume", "tmpfs"].contains(&kind) {
+        return Err(EngineError::Invalid(format!("invalid mount type '{kind}'")));
+    }
+    let dst = &m.destination;
+    if !dst.starts_with('/') || dst.split('/').any(|c| c == "..") {
+        return Err(bad(format!("invalid mount path: '{dst}' mount path must be absolute")));
+    }
+    if berth_safepath::clean(dst).is_empty() {
+        return Err(bad("invalid specification: destination can't be '/'".into()));
+    }
+    let src = &m.source;
+    match kind {
+        "bind" if !src.starts_with('/') => Err(bad(format!("invalid mount path: '{src}' mount path must be absolute"))),
+        "bind" if !made_if_missing && !Path::new(src).exists() => {
+            Err(bad(format!("bind source path does not exist: {src}")))
+        }
+        "volume" if !src.is_empty() && !valid_volume_name(src) => {
+            Err(EngineError::Invalid(format!("invalid volume name '{src}'")))
+        }
+        "tmpfs" if !src.is_empty() => Err(bad("source must not be specified".into())),
+        _ => Ok(()),
+    }
 }
 
 /// A volume's directory.

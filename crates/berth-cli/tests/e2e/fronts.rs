@@ -404,3 +404,84 @@ fn login_checks_credentials_the_same_through_both_front_ends() {
         assert!(login(cli, "s3cret"), "the right password is refused (cli: {cli})");
     }
 }
+
+#[test]
+fn create_options_mean_the_same_through_the_cli_and_the_api() {
+    require_root!();
+    require_tool!("docker");
+    let (b, _img) = with_busybox("fronts-opts");
+    let d = Daemon::start(&b, TempDir::new("fronts-opts-sock"));
+    let host = TempDir::new("fronts-opts-bind");
+    let bind = format!("{}:/bound:ro", host.path().display());
+    let flags = [
+        "-p",
+        "127.0.0.1::80/udp",
+        "-p",
+        "9000-9001:80-81",
+        "--restart",
+        "on-failure:3",
+        "-v",
+        bind.as_str(),
+        "-v",
+        "/anon",
+        "--mount",
+        "type=tmpfs,target=/t,tmpfs-size=1048576",
+        "--tmpfs",
+        "/run2:size=64k",
+        "--ulimit",
+        "nofile=100:200",
+        "--device",
+        "/dev/null:/dev/nothing:r",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "5s",
+        "--health-retries",
+        "2",
+        "--log-opt",
+        "max-size=1m",
+        "--cpus",
+        "0.5",
+        "--entrypoint",
+        "/bin/sh",
+        "bb:1",
+        "-c",
+        "exit 0",
+    ];
+    let made = |run: &dyn Fn(&[&str]) -> String, name: &str| {
+        let mut args = vec!["create", "--name", name];
+        args.extend_from_slice(&flags);
+        run(&args).trim().to_string()
+    };
+    let cli = made(&|a| b.ok(a), "f-opts-cli");
+    let api = made(&|a| d.ok(a), "f-opts-api");
+    let fields = [
+        "{{json .HostConfig.PortBindings}}",
+        "{{json .HostConfig.RestartPolicy}}",
+        "{{json .HostConfig.Ulimits}}",
+        "{{json .HostConfig.Devices}}",
+        "{{json .HostConfig.LogConfig}}",
+        "{{.HostConfig.NanoCpus}} {{.HostConfig.CpuQuota}}",
+        "{{json .Config.Healthcheck}}",
+        "{{json .Config.Entrypoint}} {{json .Config.Cmd}}",
+        "{{range .Mounts}}{{.Type}}:{{.Destination}}:{{.RW}} {{end}}",
+    ];
+    for f in fields {
+        let (c, a) = (b.ok(&["inspect", "-f", f, &cli]), b.ok(&["inspect", "-f", f, &api]));
+        assert_eq!(c, a, "{f}");
+        assert!(!c.trim().is_empty() && c.trim() != "null", "{f}: {c}");
+    }
+    assert!(b
+        .ok(&["inspect", "-f", "{{json .HostConfig.PortBindings}}", &cli])
+        .contains("\"9001\""));
+    // A bad value: the same refusal, and nothing made, through both.
+    for bad in [["--restart", "always:2"], ["--ulimit", "bogus=1"], ["-p", "0"]] {
+        let mut args = vec!["create"];
+        args.extend_from_slice(&bad);
+        args.extend_from_slice(&["bb:1", "true"]);
+        let (c, a) = (b.cmd(&args).output().unwrap(), d.docker(&args));
+        assert!(!c.status.success() && !a.status.success(), "{bad:?}: {c:?} {a:?}");
+    }
+    b.ok(&["rm", "-v", &cli, &api]);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+}
