@@ -91,8 +91,8 @@ impl From<berth_engine::EngineError> for ApiError {
     }
 }
 
-impl From<berth_engine::image::ImageError> for ApiError {
-    fn from(e: berth_engine::image::ImageError) -> Self {
+impl From<berth_engine::images::ImageError> for ApiError {
+    fn from(e: berth_engine::images::ImageError) -> Self {
         ApiError::from(berth_engine::EngineError::from(e))
     }
 }
@@ -117,7 +117,7 @@ pub struct Daemon {
     /// Database handles kept open between requests: opening one costs a schema check.
     pub engines: Mutex<Vec<berth_engine::store::Engine>>,
     /// Image store handles kept open between requests.
-    pub stores: Mutex<Vec<berth_engine::image::store::ImageStore>>,
+    pub stores: Mutex<Vec<berth_engine::images::ImageStore>>,
     /// Attach connections made before their container started (`docker run` attaches
     /// first, then starts): the start hands the first one to the monitor.
     pub pending: Mutex<HashMap<String, Vec<containers::PendingAttach>>>,
@@ -163,15 +163,15 @@ impl Daemon {
     }
 
     /// An image store handle: a pooled one, or a new one.
-    fn take_store(&self) -> Result<berth_engine::image::store::ImageStore, ApiError> {
+    fn take_store(&self) -> Result<berth_engine::images::ImageStore, ApiError> {
         match self.stores.lock().ok().and_then(|mut p| p.pop()) {
             Some(s) => Ok(s),
-            None => Ok(berth_engine::image::store::ImageStore::open(&self.root)?),
+            None => Ok(berth_engine::images::ImageStore::open(&self.root)?),
         }
     }
 
     /// Returns handles to the pools (a few are kept: as many as run at once, bounded).
-    fn give_back(&self, e: berth_engine::store::Engine, s: Option<berth_engine::image::store::ImageStore>) {
+    fn give_back(&self, e: berth_engine::store::Engine, s: Option<berth_engine::images::ImageStore>) {
         const KEEP: usize = 16;
         if let Ok(mut p) = self.engines.lock() {
             if p.len() < KEEP {
@@ -204,7 +204,7 @@ impl Daemon {
     /// Runs `f` with an engine and an image store on the blocking pool.
     pub async fn with_images<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&berth_engine::store::Engine, &mut berth_engine::image::store::ImageStore) -> Result<T, ApiError>
+        f: impl FnOnce(&berth_engine::store::Engine, &mut berth_engine::images::ImageStore) -> Result<T, ApiError>
             + Send
             + 'static,
     ) -> Result<T, ApiError> {
@@ -223,6 +223,26 @@ impl Daemon {
 
 /// Writes a request body to `path` as it arrives (any size); the file is removed if the
 /// body cannot be read or written whole.
+/// Refuses a request whose body is still unread, reading (and dropping) up to 1 MiB of it
+/// first, as Go's server does: a client still sending (a build context) then reads the
+/// answer instead of a broken pipe.
+pub async fn refuse<T>(body: Incoming, e: ApiError) -> Result<T, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut left: usize = 1 << 20;
+    let drain = async {
+        while left > 0 {
+            match body.frame().await {
+                Some(Ok(f)) => left = left.saturating_sub(f.data_ref().map_or(0, |d| d.len())),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+    Err(e)
+}
+
+/// Writes a request's body to `path` (removed again if it cannot be read whole).
 pub async fn spool_body(body: Incoming, path: &Path) -> Result<(), ApiError> {
     use http_body_util::BodyExt;
     use tokio::io::AsyncWriteExt;
@@ -263,7 +283,7 @@ pub async fn with_spooled_body<T: Send + 'static>(
     body: Incoming,
     f: impl FnOnce(
             &berth_engine::store::Engine,
-            &mut berth_engine::image::store::ImageStore,
+            &mut berth_engine::images::ImageStore,
             &mut std::fs::File,
         ) -> Result<T, ApiError>
         + Send
@@ -716,7 +736,7 @@ mod tests {
         assert_eq!(status(start(126)), StatusCode::BAD_REQUEST);
         assert_eq!(status(start(125)), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
-            status(E::Image(berth_engine::image::ImageError::NotFound("x".into()))),
+            status(E::Image(berth_engine::images::ImageError::NotFound("x".into()))),
             StatusCode::NOT_FOUND
         );
     }

@@ -151,8 +151,8 @@ pub async fn image_remove(d: &Arc<Daemon>, req: &Request<Incoming>, name: String
             Ok(done
                 .into_iter()
                 .map(|r| match r {
-                    berth_engine::image::store::Removed::Untagged(t) => json!({"Untagged": t}),
-                    berth_engine::image::store::Removed::Deleted(id) => json!({"Deleted": id}),
+                    berth_engine::images::Removed::Untagged(t) => json!({"Untagged": t}),
+                    berth_engine::images::Removed::Deleted(id) => json!({"Deleted": id}),
                 })
                 .collect::<Vec<_>>())
         })
@@ -325,7 +325,7 @@ pub async fn save(d: &Arc<Daemon>, req: &Request<Incoming>, name: Option<String>
         berth_engine::store::new_id().map_err(ApiError::from)?
     ));
     let path = tmp.clone();
-    d.with_images(move |_, s| {
+    d.with_images(move |e, s| {
         for n in &names {
             s.resolve(n)
                 .map_err(|_| ApiError::not_found(format!("reference does not exist: {n}")))?;
@@ -336,7 +336,7 @@ pub async fn save(d: &Arc<Daemon>, req: &Request<Incoming>, name: Option<String>
         }
         let mut f = std::fs::File::create(&path)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        berth_engine::image::archive::save(s, &names, berth_engine::image::archive::Format::Docker, &mut f)?;
+        berth_engine::images::save(e, s, &names, berth_engine::images::Format::Docker, &mut f)?;
         Ok(())
     })
     .await
@@ -415,23 +415,23 @@ pub async fn pull(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
         };
         let tagname = r.tag().unwrap_or("latest").to_string();
         send(json!({"status": format!("Pulling from {}", r.path()), "id": tagname}));
-        let res = (|| -> Result<berth_engine::image::pull::Pulled, String> {
-            let mut store = berth_engine::image::store::ImageStore::open(&root).map_err(|e| e.to_string())?;
-            let opts = berth_engine::image::pull::PullOptions {
-                registry: berth_engine::image::registry::Options {
+        let res = (|| -> Result<berth_engine::images::Pulled, String> {
+            let mut store = berth_engine::images::ImageStore::open(&root).map_err(|e| e.to_string())?;
+            let opts = berth_engine::images::PullOptions {
+                registry: berth_engine::images::RegistryOptions {
                     credentials,
-                    ..berth_engine::image::registry::Options::from_env()
+                    ..berth_engine::images::RegistryOptions::from_env()
                 },
                 ..Default::default()
             };
             berth_engine::images::pull(&mut store, &r, &opts, &|e| match e {
-                berth_engine::image::pull::Event::Exists(dg) => {
+                berth_engine::images::PullEvent::Exists(dg) => {
                     send(json!({"status": "Already exists", "progressDetail": {}, "id": dg.short()}))
                 }
-                berth_engine::image::pull::Event::Downloaded(dg) => {
+                berth_engine::images::PullEvent::Downloaded(dg) => {
                     send(json!({"status": "Download complete", "progressDetail": {}, "id": dg.short()}))
                 }
-                berth_engine::image::pull::Event::Extracted(dg) => {
+                berth_engine::images::PullEvent::Extracted(dg) => {
                     send(json!({"status": "Pull complete", "progressDetail": {}, "id": dg.short()}))
                 }
                 _ => {}
@@ -480,22 +480,22 @@ pub async fn push(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Res
         };
         send(json!({"status": format!("The push refers to repository [{}]", r.repository())}));
         let res = (|| -> Result<(berth_oci::Digest, usize), String> {
-            let mut store = berth_engine::image::store::ImageStore::open(&root).map_err(|e| e.to_string())?;
+            let mut store = berth_engine::images::ImageStore::open(&root).map_err(|e| e.to_string())?;
             let (digest, size) = berth_engine::images::push(
                 &store,
                 &full,
-                &berth_engine::image::registry::Options {
+                &berth_engine::images::RegistryOptions {
                     credentials,
-                    ..berth_engine::image::registry::Options::from_env()
+                    ..berth_engine::images::RegistryOptions::from_env()
                 },
                 &|e| match e {
-                    berth_engine::image::push::PushEvent::Exists(dg) => {
+                    berth_engine::images::PushEvent::Exists(dg) => {
                         send(json!({"status": "Layer already exists", "progressDetail": {}, "id": dg.short()}))
                     }
-                    berth_engine::image::push::PushEvent::Mounted(dg, from) => {
+                    berth_engine::images::PushEvent::Mounted(dg, from) => {
                         send(json!({"status": format!("Mounted from {from}"), "progressDetail": {}, "id": dg.short()}))
                     }
-                    berth_engine::image::push::PushEvent::Pushed(dg) => {
+                    berth_engine::images::PushEvent::Pushed(dg) => {
                         send(json!({"status": "Pushed", "progressDetail": {}, "id": dg.short()}))
                     }
                 },
@@ -537,11 +537,25 @@ impl std::io::Write for StreamLines {
     }
 }
 
-/// `POST /build`: the body is the context (a tar, maybe compressed); the answer is Docker's
-/// JSON stream (`stream` lines, `aux.ID`, `Successfully built/tagged`, or `errorDetail`).
-pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let q = query(&req);
-    let tags = all_values(&req, "t");
+/// What a build request's query asks for.
+struct BuildRequest {
+    build_args: std::collections::BTreeMap<String, String>,
+    labels: std::collections::BTreeMap<String, String>,
+    dockerfile: String,
+    target: Option<String>,
+    /// The RUN steps' network.
+    network: String,
+    /// The tags as given, and parsed.
+    tags: Vec<String>,
+    parsed: Vec<berth_oci::Reference>,
+    no_cache: bool,
+    pull: bool,
+    quiet: bool,
+}
+
+fn build_request(req: &Request<Incoming>) -> Result<BuildRequest, ApiError> {
+    let q = query(req);
+    let tags = all_values(req, "t");
     let json_map = |k: &str| -> Result<std::collections::BTreeMap<String, String>, ApiError> {
         match q.get(k).filter(|v| !v.is_empty()) {
             None => Ok(Default::default()),
@@ -568,6 +582,39 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
     for t in &tags {
         parsed.push(berth_oci::Reference::parse(t).map_err(|e| ApiError::bad(format!("invalid tag {t:?}: {e}")))?);
     }
+    Ok(BuildRequest {
+        build_args,
+        labels,
+        dockerfile,
+        target,
+        network,
+        tags,
+        parsed,
+        no_cache,
+        pull,
+        quiet,
+    })
+}
+
+/// `POST /build`: the body is the context (a tar, maybe compressed); the answer is Docker's
+/// JSON stream (`stream` lines, `aux.ID`, `Successfully built/tagged`, or `errorDetail`).
+pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let checked = build_request(&req);
+    let BuildRequest {
+        build_args,
+        labels,
+        dockerfile,
+        target,
+        network,
+        tags,
+        parsed,
+        no_cache,
+        pull,
+        quiet,
+    } = match checked {
+        Ok(c) => c,
+        Err(e) => return crate::refuse(req.into_body(), e).await,
+    };
     // Spool the context, then unpack it confined.
     let id = berth_engine::store::new_id().map_err(ApiError::from)?;
     let tmp = d.root.join("tmp").join(format!("build-{}", &id[..16]));
@@ -588,7 +635,7 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
         let res = (|| -> Result<String, String> {
             let ctx = berth_engine::build::copy::Dest::open(&tmp).map_err(|e| e.to_string())?;
             let raw = std::fs::File::open(&tarf).map_err(|e| e.to_string())?;
-            let mut r = berth_engine::image::unpack::decompress(raw).map_err(|e| e.to_string())?;
+            let mut r = berth_engine::images::decompress(raw).map_err(|e| e.to_string())?;
             berth_engine::build::copy::extract(&mut r, &ctx, "/", None)
                 .map_err(|e| format!("unpacking the build context: {e}"))?;
             let text = std::fs::read_to_string(tmp.join(&dockerfile))
@@ -597,7 +644,7 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
                 .or_else(|_| std::fs::read_to_string(tmp.join(".dockerignore")))
                 .unwrap_or_default();
             let ignore = berth_engine::build::ignore::Ignore::parse(&ignore_text)?;
-            let mut store = berth_engine::image::store::ImageStore::open(&root).map_err(|e| e.to_string())?;
+            let mut store = berth_engine::images::ImageStore::open(&root).map_err(|e| e.to_string())?;
             let mode = if quiet {
                 berth_engine::build::progress::Mode::Quiet
             } else {
@@ -677,8 +724,8 @@ pub async fn image_prune(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Res
     let list: Vec<Value> = removed
         .into_iter()
         .map(|r| match r {
-            berth_engine::image::store::Removed::Untagged(t) => json!({"Untagged": t}),
-            berth_engine::image::store::Removed::Deleted(id) => json!({"Deleted": id}),
+            berth_engine::images::Removed::Untagged(t) => json!({"Untagged": t}),
+            berth_engine::images::Removed::Deleted(id) => json!({"Deleted": id}),
         })
         .collect();
     Ok(json_response(

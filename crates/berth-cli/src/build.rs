@@ -1,7 +1,7 @@
 //! `berth build`, `berth lint` and `berth builder prune`.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -293,7 +293,7 @@ pub fn build(root: &Path, a: &BuildArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         temp.0 = Some(dir.clone());
-        let mut r = berth_image::unpack::decompress(&data[..]).context("reading the context from stdin")?;
+        let mut r = berth_engine::images::decompress(&data[..]).context("reading the context from stdin")?;
         let mut head = Vec::new();
         (&mut r).take(512).read_to_end(&mut head)?;
         if head.len() == 512 && &head[257..262] == b"ustar" {
@@ -428,47 +428,23 @@ pub fn build(root: &Path, a: &BuildArgs) -> anyhow::Result<()> {
 }
 
 /// `--output`: the image's filesystem as a directory or a tar.
-fn export(store: &berth_image::store::ImageStore, id: &str, ty: &str, dest: &str) -> anyhow::Result<()> {
-    let img = store.image(id)?;
-    let lowers = store.lowers(&img)?;
-    let mnt = berth_engine::store::run_dir(store.root())
-        .join("build")
-        .join(format!("out-{}", std::process::id()));
-    std::fs::create_dir_all(&mnt)?;
-    struct Unmount(PathBuf, bool);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            if self.1 {
-                let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
-            }
-            let _ = std::fs::remove_dir(&self.0);
-        }
-    }
-    let mut guard = Unmount(mnt.clone(), false);
-    if !lowers.is_empty() {
-        berth_image::snapshot::mount_overlay(&mnt, &lowers, None)?;
-        guard.1 = true;
-    }
-    let write_tar = |w: &mut dyn Write| -> anyhow::Result<()> {
-        let mut b = tar::Builder::new(w);
-        b.follow_symlinks(false);
-        b.append_dir_all(".", &mnt)?;
-        b.finish()?;
-        Ok(())
-    };
+fn export(store: &berth_engine::images::ImageStore, id: &str, ty: &str, dest: &str) -> anyhow::Result<()> {
     match (ty, dest) {
-        ("tar", "-") => write_tar(&mut std::io::stdout().lock())?,
-        ("tar", f) => write_tar(&mut std::fs::File::create(f).with_context(|| format!("creating {f}"))?)?,
+        ("tar", "-") => berth_engine::build::export_rootfs(store, id, &mut std::io::stdout().lock())?,
+        ("tar", f) => berth_engine::build::export_rootfs(
+            store,
+            id,
+            &mut std::fs::File::create(f).with_context(|| format!("creating {f}"))?,
+        )?,
         (_, d) => {
             std::fs::create_dir_all(d).with_context(|| format!("creating {d}"))?;
             let mut buf = Vec::new();
-            write_tar(&mut buf)?;
+            berth_engine::build::export_rootfs(store, id, &mut buf)?;
             // The image's own symlinks cannot steer a write out of the destination.
             let out = berth_engine::build::copy::Dest::open(Path::new(d)).map_err(|e| anyhow::anyhow!(e))?;
             berth_engine::build::copy::extract(&mut &buf[..], &out, "/", None)
                 .map_err(|e| anyhow::anyhow!("writing {d}: {e}"))?;
         }
     }
-    drop(guard);
     Ok(())
 }

@@ -7,9 +7,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use berth_image::archive::{self, Format};
-use berth_image::registry::Options;
-use berth_image::store::{Image, ImageStore, Removed};
+use berth_engine::images::{Format, Image, ImageStore, RegistryOptions as Options, Removed};
 use berth_oci::Reference;
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -541,6 +539,7 @@ pub fn save(root: &Path, a: &SaveArgs) -> anyhow::Result<()> {
         f => bail!("invalid --format {f:?}: want docker or oci"),
     };
     let store = open(root)?;
+    let engine = berth_engine::store::Engine::open(root)?;
     match &a.output {
         Some(p) => {
             // Written beside the target and renamed: a failed save leaves no partial file.
@@ -554,7 +553,7 @@ pub fn save(root: &Path, a: &SaveArgs) -> anyhow::Result<()> {
                 let mut f = std::io::BufWriter::new(
                     std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
                 );
-                archive::save(&store, &a.names, format, &mut f)?;
+                berth_engine::images::save(&engine, &store, &a.names, format, &mut f)?;
                 f.into_inner()
                     .map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?
                     .sync_all()?;
@@ -571,7 +570,7 @@ pub fn save(root: &Path, a: &SaveArgs) -> anyhow::Result<()> {
                 bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
             }
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            archive::save(&store, &a.names, format, &mut out)?;
+            berth_engine::images::save(&engine, &store, &a.names, format, &mut out)?;
             out.flush()?;
             Ok(())
         }

@@ -7,8 +7,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::{bail, Context};
-use berth_image::pull::{Event, PullOptions};
-use berth_image::push::PushEvent;
+use berth_engine::images::{Credentials, PullEvent as Event, PullOptions, PushEvent};
 use berth_oci::{Platform, Reference};
 use clap::Args;
 
@@ -263,10 +262,10 @@ pub fn login(a: &LoginArgs) -> anyhow::Result<()> {
             None => bail!("login: give --password-stdin (no interactive prompt)"),
         }
     };
-    let creds = berth_image::auth::Credentials { username, password };
+    let creds = Credentials { username, password };
     // Check the credentials against the registry before storing them.
     berth_engine::images::check_login(&server, creds.clone()).with_context(|| format!("login to {server} failed"))?;
-    berth_image::auth::store(&berth_image::auth::config_path(), &server, Some(&creds))?;
+    berth_engine::images::remember_login(&server, Some(&creds))?;
     println!("Login Succeeded");
     Ok(())
 }
@@ -274,10 +273,7 @@ pub fn login(a: &LoginArgs) -> anyhow::Result<()> {
 /// `logout`.
 pub fn logout(a: &LogoutArgs) -> anyhow::Result<()> {
     let server = server_of(a.server.as_deref());
-    println!(
-        "Removing login credentials for {}",
-        berth_image::auth::auth_key(&server)
-    );
-    berth_image::auth::store(&berth_image::auth::config_path(), &server, None)?;
+    let key = berth_engine::images::remember_login(&server, None)?;
+    println!("Removing login credentials for {key}");
     Ok(())
 }

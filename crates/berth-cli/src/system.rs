@@ -103,8 +103,8 @@ pub fn system_prune(root: &Path, all: bool, volumes: bool, force: bool) -> anyho
         println!("Deleted Images:");
         for d in done {
             match d {
-                berth_image::store::Removed::Untagged(t) => println!("untagged: {t}"),
-                berth_image::store::Removed::Deleted(id) => println!("deleted: {id}"),
+                berth_engine::images::Removed::Untagged(t) => println!("untagged: {t}"),
+                berth_engine::images::Removed::Deleted(id) => println!("deleted: {id}"),
             }
         }
         println!();

@@ -19,6 +19,39 @@ use berth_oci::Reference;
 use crate::store::{new_id, Engine, Record};
 use crate::volumes::MountSpec;
 
+/// The filesystem of image `id` as a tar (`build --output`), read from a read-only overlay
+/// of its layers.
+pub fn export_rootfs(store: &ImageStore, id: &str, out: &mut dyn Write) -> crate::Result<()> {
+    let img = store.image(id)?;
+    let lowers = store.lowers(&img)?;
+    let mnt = crate::store::run_dir(store.root())
+        .join("build")
+        .join(format!("out-{}", std::process::id()));
+    std::fs::create_dir_all(&mnt).map_err(crate::io_err("creating", &mnt))?;
+    struct Unmount(std::path::PathBuf, bool);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            if self.1 {
+                let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+            }
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let mut guard = Unmount(mnt.clone(), false);
+    if !lowers.is_empty() {
+        berth_image::snapshot::mount_overlay(&mnt, &lowers, None)?;
+        guard.1 = true;
+    }
+    let mut b = tar::Builder::new(out);
+    b.follow_symlinks(false);
+    b.append_dir_all(".", &mnt)
+        .and_then(|()| b.finish())
+        .map_err(crate::io_err("archiving", &mnt))?;
+    drop(b);
+    drop(guard);
+    Ok(())
+}
+
 /// Pulls a base image the builder lacks.
 pub type PullFn<'a> = dyn Fn(&mut ImageStore, &Reference) -> Result<(), RunnerError> + Sync + 'a;
 

@@ -2,8 +2,14 @@
 //! recording its `/events` entry here, so `berth pull`, `tag` and `rmi` are seen by
 //! `docker events` as the API's are; and the queries (`images` filters, history).
 
-use berth_image::pull::{Event, PullOptions, Pulled};
-use berth_image::store::{Image, ImageStore, Removed};
+pub use berth_image::archive::Format;
+pub use berth_image::auth::Credentials;
+pub use berth_image::pull::{Event as PullEvent, PullOptions, Pulled};
+pub use berth_image::push::PushEvent;
+pub use berth_image::registry::Options as RegistryOptions;
+pub use berth_image::store::{Image, ImageStore, Removed};
+pub use berth_image::unpack::decompress;
+pub use berth_image::ImageError;
 use berth_oci::Reference;
 use serde_json::Value;
 
@@ -15,7 +21,7 @@ pub fn pull(
     store: &mut ImageStore,
     r: &Reference,
     opts: &PullOptions,
-    progress: &(dyn Fn(Event) + Sync),
+    progress: &(dyn Fn(PullEvent) + Sync),
 ) -> Result<Pulled> {
     let pulled = berth_image::pull::pull(store, r, opts, progress)?;
     if let Ok(e) = Engine::open(store.root()) {
@@ -50,8 +56,8 @@ pub fn remove(engine: &Engine, store: &mut ImageStore, name: &str, force: bool) 
 pub fn push(
     store: &ImageStore,
     name: &str,
-    opts: &berth_image::registry::Options,
-    progress: &dyn Fn(berth_image::push::PushEvent),
+    opts: &RegistryOptions,
+    progress: &dyn Fn(PushEvent),
 ) -> Result<(berth_oci::Digest, usize)> {
     let out = berth_image::push::push(store, name, opts, progress)?;
     if let Ok(e) = Engine::open(store.root()) {
@@ -74,6 +80,30 @@ pub fn load(engine: &Engine, store: &mut ImageStore, input: &mut dyn std::io::Re
         }
     }
     Ok(lines)
+}
+
+/// Writes `names` as an archive (`docker save`'s or OCI's layout) and records `save` for
+/// each.
+pub fn save(
+    engine: &Engine,
+    store: &ImageStore,
+    names: &[String],
+    format: Format,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    berth_image::archive::save(store, names, format, out)?;
+    for n in names {
+        let id = store.resolve(n).map_or_else(|_| n.clone(), |i| i.row.id);
+        events::image(engine, "save", &id, n);
+    }
+    Ok(())
+}
+
+/// Keeps `credentials` for `server` in the user's registry config (`None` forgets them);
+/// returns the key they are kept under.
+pub fn remember_login(server: &str, credentials: Option<&Credentials>) -> Result<String> {
+    berth_image::auth::store(&berth_image::auth::config_path(), server, credentials)?;
+    Ok(berth_image::auth::auth_key(server))
 }
 
 /// Imports a filesystem tar as a one-layer image and records `import`.

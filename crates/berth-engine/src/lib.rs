@@ -30,15 +30,13 @@ pub mod model;
 pub mod monitor;
 pub mod networks;
 pub mod ops;
+pub mod options;
 pub mod runtimes;
 pub mod spec;
 pub mod store;
 pub mod volumes;
 
 use berth_oci::ErrorKind;
-
-/// The image store, as the engine's users (the CLI, the API) reach it.
-pub use berth_image as image;
 
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]
