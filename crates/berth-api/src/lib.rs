@@ -540,61 +540,103 @@ pub enum Listen {
 /// Parses a `-H` value: `unix:///path` (or a bare path), or `tcp://host:port`, which is
 /// served only with TLS and client certificate verification (`tls`): an unauthenticated
 /// TCP socket would hand root on this host to anyone who can reach it.
-pub fn parse_listen(spec: &str, tls: Option<&TlsFiles>) -> Result<Listen, String> {
+pub fn parse_listen(spec: &str, tls: Option<&TlsFiles>) -> Result<Listen, ServeError> {
     if let Some(p) = spec.strip_prefix("unix://") {
         if p.is_empty() {
-            return Err("unix:// needs a socket path".into());
+            return Err(ServeError::Listen("unix:// needs a socket path".into()));
         }
         return Ok(Listen::Unix(PathBuf::from(p)));
     }
     if let Some(addr) = spec.strip_prefix("tcp://") {
         let Some(tls) = tls else {
-            return Err(format!(
+            return Err(ServeError::Listen(format!(
                 "{spec}: berth serves the API over TCP only with TLS and verified client certificates: give --tlsverify with --tlscacert, --tlscert and --tlskey"
-            ));
+            )));
         };
         let addr = addr.trim_end_matches('/');
         if addr.is_empty() || !addr.contains(':') {
-            return Err(format!("{spec}: tcp://HOST:PORT expected"));
+            return Err(ServeError::Listen(format!("{spec}: tcp://HOST:PORT expected")));
         }
         return Ok(Listen::Tcp(addr.to_string(), tls.clone()));
     }
     if spec.starts_with('/') {
         return Ok(Listen::Unix(PathBuf::from(spec)));
     }
-    Err(format!("{spec}: unix:///path or tcp://host:port expected"))
+    Err(ServeError::Listen(format!(
+        "{spec}: unix:///path or tcp://host:port expected"
+    )))
+}
+
+/// Why the daemon cannot serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A `-H` value it cannot listen on.
+    #[error("{0}")]
+    Listen(String),
+    /// A TLS file or setting.
+    #[error("{what}: {message}")]
+    Tls {
+        /// The file (or `TLS`).
+        what: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A system call.
+    #[error("{op}: {source}")]
+    Io {
+        /// What was being done.
+        op: String,
+        /// The kernel's answer.
+        source: std::io::Error,
+    },
+    /// The engine's store.
+    #[error(transparent)]
+    Engine(#[from] berth_engine::EngineError),
+}
+
+fn tls_err<E: std::fmt::Display>(what: &Path) -> impl FnOnce(E) -> ServeError {
+    let what = what.display().to_string();
+    move |e| ServeError::Tls {
+        what,
+        message: e.to_string(),
+    }
+}
+
+fn serve_io(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+    let op = op.into();
+    move |source| ServeError::Io { op, source }
 }
 
 /// The TLS settings of a TCP listener: TLS 1.2+, and a client certificate signed by the CA
 /// is required.
-fn tls_acceptor(f: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, String> {
+fn tls_acceptor(f: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let read_certs = |p: &Path| -> Result<Vec<CertificateDer<'static>>, String> {
+    let read_certs = |p: &Path| -> Result<Vec<CertificateDer<'static>>, ServeError> {
         let certs: Vec<_> = CertificateDer::pem_file_iter(p)
-            .map_err(|e| format!("{}: {e}", p.display()))?
+            .map_err(tls_err(p))?
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("{}: {e}", p.display()))?;
+            .map_err(tls_err(p))?;
         if certs.is_empty() {
-            return Err(format!("{}: no PEM certificate in it", p.display()));
+            return Err(tls_err(p)("no PEM certificate in it"));
         }
         Ok(certs)
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in read_certs(&f.ca)? {
-        roots.add(c).map_err(|e| format!("{}: {e}", f.ca.display()))?;
+        roots.add(c).map_err(tls_err(&f.ca))?;
     }
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
-        .map_err(|e| format!("{}: {e}", f.ca.display()))?;
-    let key = PrivateKeyDer::from_pem_file(&f.key).map_err(|e| format!("{}: {e}", f.key.display()))?;
+        .map_err(tls_err(&f.ca))?;
+    let key = PrivateKeyDer::from_pem_file(&f.key).map_err(tls_err(&f.key))?;
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
+        .map_err(tls_err(Path::new("TLS")))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(read_certs(&f.cert)?, key)
-        .map_err(|e| format!("{}: {e}", f.cert.display()))?;
+        .map_err(tls_err(&f.cert))?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -631,16 +673,16 @@ fn secure_socket(path: &Path) -> std::io::Result<()> {
 /// Serves the API on `socket` until the process is killed (or SIGTERM/SIGINT, which stop
 /// accepting and return; containers keep running either way).
 /// Runs the daemon on `listen` until SIGTERM or SIGINT.
-pub fn serve(root: &Path, listen: &[Listen]) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("finding the berth binary: {e}"))?;
+pub fn serve(root: &Path, listen: &[Listen]) -> Result<(), ServeError> {
+    let exe = std::env::current_exe().map_err(serve_io("finding the berth binary"))?;
     // Make (or migrate) the engine's tables once, before requests race to.
-    berth_engine::store::Engine::open(root).map_err(|e| e.to_string())?;
+    berth_engine::store::Engine::open(root)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(64)
         .enable_all()
         .build()
-        .map_err(|e| format!("starting the runtime: {e}"))?;
+        .map_err(serve_io("starting the runtime"))?;
     let daemon = Arc::new(Daemon {
         root: root.to_path_buf(),
         exe,
@@ -659,15 +701,15 @@ pub fn serve(root: &Path, listen: &[Listen]) -> Result<(), String> {
             match l {
                 Listen::Unix(socket) => {
                     if let Some(dir) = socket.parent() {
-                        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                        std::fs::create_dir_all(dir).map_err(serve_io(format!("creating {}", dir.display())))?;
                     }
                     // A socket left by a daemon that was killed: nobody answers on it.
                     if socket.exists() && std::os::unix::net::UnixStream::connect(socket).is_err() {
                         let _ = std::fs::remove_file(socket);
                     }
                     let listener = tokio::net::UnixListener::bind(socket)
-                        .map_err(|e| format!("listening on {}: {e}", socket.display()))?;
-                    secure_socket(socket).map_err(|e| format!("securing {}: {e}", socket.display()))?;
+                        .map_err(serve_io(format!("listening on {}", socket.display())))?;
+                    secure_socket(socket).map_err(serve_io(format!("securing {}", socket.display())))?;
                     sockets.push(socket.clone());
                     let d = daemon.clone();
                     tasks.spawn(async move {
@@ -682,7 +724,7 @@ pub fn serve(root: &Path, listen: &[Listen]) -> Result<(), String> {
                     let acceptor = tls_acceptor(files)?;
                     let listener = tokio::net::TcpListener::bind(addr.as_str())
                         .await
-                        .map_err(|e| format!("listening on tcp://{addr}: {e}"))?;
+                        .map_err(serve_io(format!("listening on tcp://{addr}")))?;
                     let d = daemon.clone();
                     tasks.spawn(async move {
                         loop {
@@ -701,10 +743,10 @@ pub fn serve(root: &Path, listen: &[Listen]) -> Result<(), String> {
                 }
             }
         }
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| format!("signals: {e}"))?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .map_err(|e| format!("signals: {e}"))?;
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(serve_io("signals"))?;
+        let mut int =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(serve_io("signals"))?;
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
@@ -755,7 +797,7 @@ mod tests {
             Listen::Unix(PathBuf::from("/run/x.sock"))
         );
         let e = parse_listen("tcp://0.0.0.0:2375", None).unwrap_err();
-        assert!(e.contains("--tlsverify"), "{e}");
+        assert!(e.to_string().contains("--tlsverify"), "{e}");
         let tls = TlsFiles {
             ca: "ca.pem".into(),
             cert: "cert.pem".into(),

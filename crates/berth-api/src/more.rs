@@ -415,8 +415,8 @@ pub async fn pull(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
         };
         let tagname = r.tag().unwrap_or("latest").to_string();
         send(json!({"status": format!("Pulling from {}", r.path()), "id": tagname}));
-        let res = (|| -> Result<berth_engine::images::Pulled, String> {
-            let mut store = berth_engine::images::ImageStore::open(&root).map_err(|e| e.to_string())?;
+        let res = (|| -> Result<berth_engine::images::Pulled, berth_engine::EngineError> {
+            let mut store = berth_engine::images::ImageStore::open(&root)?;
             let opts = berth_engine::images::PullOptions {
                 registry: berth_engine::images::RegistryOptions {
                     credentials,
@@ -436,7 +436,6 @@ pub async fn pull(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
                 }
                 _ => {}
             })
-            .map_err(|e| e.to_string())
         })();
         match res {
             Ok(p) => {
@@ -448,7 +447,10 @@ pub async fn pull(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
                 };
                 send(json!({"status": format!("Status: {what} {}", r.familiar())}));
             }
-            Err(e) => send(json!({"errorDetail": {"message": e}, "error": e})),
+            Err(e) => {
+                let e = e.to_string();
+                send(json!({"errorDetail": {"message": e}, "error": e}));
+            }
         }
     });
     Ok(crate::streamed(body, HeaderValue::from_static("application/json")))
@@ -479,8 +481,8 @@ pub async fn push(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Res
             let _ = tx.blocking_send(line(v));
         };
         send(json!({"status": format!("The push refers to repository [{}]", r.repository())}));
-        let res = (|| -> Result<(berth_oci::Digest, usize), String> {
-            let mut store = berth_engine::images::ImageStore::open(&root).map_err(|e| e.to_string())?;
+        let res = (|| -> Result<(berth_oci::Digest, usize), berth_engine::EngineError> {
+            let mut store = berth_engine::images::ImageStore::open(&root)?;
             let (digest, size) = berth_engine::images::push(
                 &store,
                 &full,
@@ -499,12 +501,9 @@ pub async fn push(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Res
                         send(json!({"status": "Pushed", "progressDetail": {}, "id": dg.short()}))
                     }
                 },
-            )
-            .map_err(|e| e.to_string())?;
-            let img = store.resolve(&full).map_err(|e| e.to_string())?;
-            store
-                .add_repo_digest(&img.row.id, &r.with_digest(digest.clone()))
-                .map_err(|e| e.to_string())?;
+            )?;
+            let img = store.resolve(&full)?;
+            store.add_repo_digest(&img.row.id, &r.with_digest(digest.clone()))?;
             Ok((digest, size))
         })();
         match res {
@@ -513,7 +512,10 @@ pub async fn push(d: &Arc<Daemon>, req: &Request<Incoming>, name: String) -> Res
                 send(json!({"status": format!("{tag}: digest: {digest} size: {size}")}));
                 send(json!({"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest.to_string(), "Size": size}}));
             }
-            Err(e) => send(json!({"errorDetail": {"message": e}, "error": e})),
+            Err(e) => {
+                let e = e.to_string();
+                send(json!({"errorDetail": {"message": e}, "error": e}));
+            }
         }
     });
     Ok(crate::streamed(body, HeaderValue::from_static("application/json")))
@@ -629,22 +631,26 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
     let (tx, body) = channel_body();
     let root = d.root.clone();
     tokio::task::spawn_blocking(move || {
-        let err = |e: String| {
+        let err = |e: berth_engine::EngineError| {
+            let e = e.to_string();
             let _ = tx.blocking_send(line(json!({"errorDetail": {"message": e}, "error": e})));
         };
-        let res = (|| -> Result<String, String> {
-            let ctx = berth_engine::build::copy::Dest::open(&tmp).map_err(|e| e.to_string())?;
-            let raw = std::fs::File::open(&tarf).map_err(|e| e.to_string())?;
-            let mut r = berth_engine::images::decompress(raw).map_err(|e| e.to_string())?;
-            berth_engine::build::copy::extract(&mut r, &ctx, "/", None)
-                .map_err(|e| format!("unpacking the build context: {e}"))?;
+        let res = (|| -> Result<String, berth_engine::EngineError> {
+            use berth_engine::EngineError;
+            let raw = std::fs::File::open(&tarf).map_err(|e| EngineError::Io {
+                op: "opening",
+                path: tarf.clone(),
+                source: e,
+            })?;
+            berth_engine::build::unpack_context(raw, &tmp)?;
             let text = std::fs::read_to_string(tmp.join(&dockerfile))
-                .map_err(|e| format!("Cannot locate specified Dockerfile: {dockerfile}: {e}"))?;
+                .map_err(|e| EngineError::Invalid(format!("Cannot locate specified Dockerfile: {dockerfile}: {e}")))?;
             let ignore_text = std::fs::read_to_string(tmp.join(format!("{dockerfile}.dockerignore")))
                 .or_else(|_| std::fs::read_to_string(tmp.join(".dockerignore")))
                 .unwrap_or_default();
-            let ignore = berth_engine::build::ignore::Ignore::parse(&ignore_text)?;
-            let mut store = berth_engine::images::ImageStore::open(&root).map_err(|e| e.to_string())?;
+            let ignore = berth_engine::build::ignore::Ignore::parse(&ignore_text)
+                .map_err(|e| EngineError::Invalid(e.to_string()))?;
+            let mut store = berth_engine::images::ImageStore::open(&root)?;
             let mode = if quiet {
                 berth_engine::build::progress::Mode::Quiet
             } else {
@@ -672,8 +678,7 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
                 cache_mounts: Default::default(),
             };
             let scratch = format!("api-{}", &id[..16]);
-            let built = berth_engine::build::build_image(&root, &mut store, &progress, o, &scratch)
-                .map_err(|e| e.to_string())?;
+            let built = berth_engine::build::build_image(&root, &mut store, &progress, o, &scratch)?;
             Ok(built.id)
         })();
         let _ = std::fs::remove_dir_all(&tmp);

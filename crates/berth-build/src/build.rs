@@ -91,14 +91,94 @@ pub enum BuildError {
         /// What went wrong.
         message: String,
     },
-    /// Anything else (options, the store).
+    /// The image store.
+    #[error(transparent)]
+    Image(#[from] berth_image::ImageError),
+    /// The step runner (the engine) failed outside any step.
     #[error("{0}")]
-    Other(String),
+    Runner(RunnerError),
+    /// A file or directory of the build's own scratch space.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// To which path.
+        path: PathBuf,
+        /// The kernel's answer.
+        source: std::io::Error,
+    },
+    /// The request cannot be built: no stage, an unknown target, stages in a circle.
+    #[error("{0}")]
+    Invalid(String),
+    /// A build cache entry that does not read back.
+    #[error("build cache entry: {0}")]
+    Cache(String),
 }
 
-impl From<berth_image::ImageError> for BuildError {
-    fn from(e: berth_image::ImageError) -> Self {
-        BuildError::Other(e.to_string())
+/// An I/O failure on `path` as a build error.
+pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BuildError {
+    let path = path.to_path_buf();
+    move |source| BuildError::Io { op, path, source }
+}
+
+/// What goes wrong getting a step's sources: a base image, a URL, a context file.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The base image's name does not parse.
+    #[error("invalid base image {image:?}: {message}")]
+    Reference {
+        /// The name.
+        image: String,
+        /// Why.
+        message: String,
+    },
+    /// The image store.
+    #[error(transparent)]
+    Image(#[from] berth_image::ImageError),
+    /// Pulling the base image failed.
+    #[error("{0}")]
+    Pull(RunnerError),
+    /// The base image's config does not read.
+    #[error("image config of {image}: {message}")]
+    Config {
+        /// The image.
+        image: String,
+        /// Why.
+        message: String,
+    },
+    /// A download failed.
+    #[error("ADD {url}: {message}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// The client's or the server's answer.
+        message: String,
+    },
+    /// A download's digest is not the one `--checksum` asked for.
+    #[error("ADD {url}: digest mismatch {got}: {want}")]
+    Checksum {
+        /// The URL.
+        url: String,
+        /// The digest of what came.
+        got: String,
+        /// The digest asked for.
+        want: String,
+    },
+    /// Reading a file.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: String,
+        /// The answer.
+        source: std::io::Error,
+    },
+}
+
+impl From<SourceError> for StepError {
+    fn from(e: SourceError) -> StepError {
+        StepError::Failed(e.to_string())
     }
 }
 
@@ -381,8 +461,7 @@ pub fn build(
     o: &Options,
 ) -> Result<Built> {
     let df = parse::parse(&o.file_name, &o.dockerfile)?;
-    std::fs::create_dir_all(&o.scratch)
-        .map_err(|e| BuildError::Other(format!("creating {}: {e}", o.scratch.display())))?;
+    std::fs::create_dir_all(&o.scratch).map_err(io_err("creating", &o.scratch))?;
     let mut b = Builder {
         store,
         runner,
@@ -411,7 +490,7 @@ impl Builder<'_> {
     fn scratch(&mut self, what: &str) -> Result<PathBuf> {
         self.scratch_n += 1;
         let d = self.scratch_root.join(format!("{what}-{}", self.scratch_n));
-        std::fs::create_dir_all(&d).map_err(|e| BuildError::Other(format!("creating {}: {e}", d.display())))?;
+        std::fs::create_dir_all(&d).map_err(io_err("creating", &d))?;
         Ok(d)
     }
 
@@ -445,7 +524,7 @@ impl Builder<'_> {
             }
         }
         if stages.is_empty() {
-            return Err(BuildError::Other(format!(
+            return Err(BuildError::Invalid(format!(
                 "{}: no build stage in the Dockerfile (it needs a FROM)",
                 self.o.file_name
             )));
@@ -454,7 +533,7 @@ impl Builder<'_> {
             Some(t) => stages
                 .iter()
                 .position(|s| s.name.as_deref() == Some(&t.to_ascii_lowercase()))
-                .ok_or_else(|| BuildError::Other(format!("target stage \"{t}\" could not be found")))?,
+                .ok_or_else(|| BuildError::Invalid(format!("target stage \"{t}\" could not be found")))?,
             None => stages.len() - 1,
         };
         // The stages the target needs (FROM an earlier stage, COPY --from, RUN --mount from=).
@@ -519,7 +598,9 @@ impl Builder<'_> {
                 .filter(|i| deps_of.get(i).is_none_or(|d| d.iter().all(|x| states[*x].is_some())))
                 .collect();
             if ready.is_empty() {
-                return Err(BuildError::Other("the stages depend on each other in a circle".into()));
+                return Err(BuildError::Invalid(
+                    "the stages depend on each other in a circle".into(),
+                ));
             }
             if let [i] = ready[..] {
                 let st = self.build_stage(&stages, i, &froms[i], &meta, &states, &index_of)?;
@@ -557,7 +638,7 @@ impl Builder<'_> {
                         .map(|(h, i)| {
                             let r = h
                                 .join()
-                                .unwrap_or_else(|_| Err(BuildError::Other("a stage's build thread panicked".into())));
+                                .unwrap_or_else(|_| Err(BuildError::Invalid("a stage's build thread panicked".into())));
                             (i, r)
                         })
                         .collect()
@@ -576,7 +657,7 @@ impl Builder<'_> {
         }
         let mut st = states[target]
             .take()
-            .ok_or_else(|| BuildError::Other("the target stage was not built".into()))?;
+            .ok_or_else(|| BuildError::Invalid("the target stage was not built".into()))?;
         for (k, v) in &self.o.labels {
             let mut labels = st.get("Labels").as_object().cloned().unwrap_or_default();
             labels.insert(k.clone(), json!(v));
@@ -660,22 +741,29 @@ impl Builder<'_> {
         Ok(st)
     }
 
-    fn base(&mut self, from: &str) -> std::result::Result<State, String> {
-        let r = Reference::parse(from).map_err(|e| format!("invalid base image {from:?}: {e}"))?;
+    fn base(&mut self, from: &str) -> std::result::Result<State, SourceError> {
+        let r = Reference::parse(from).map_err(|e| SourceError::Reference {
+            image: from.to_string(),
+            message: e.to_string(),
+        })?;
         let have = self.store.resolve(from).ok();
         let img = match (have, self.o.pull) {
             (Some(img), false) => img,
             _ => {
-                self.runner.pull(self.store, &r).map_err(|e| e.to_string())?;
-                self.store.resolve(from).map_err(|e| e.to_string())?
+                self.runner.pull(self.store, &r).map_err(SourceError::Pull)?;
+                self.store.resolve(from)?
             }
         };
-        let manifest = self.store.manifest(&img).map_err(|e| e.to_string())?;
-        let config: Value = serde_json::from_slice(&self.store.config_bytes(&img).map_err(|e| e.to_string())?)
-            .map_err(|e| format!("image config of {from}: {e}"))?;
+        let manifest = self.store.manifest(&img)?;
+        let config_err = |message: String| SourceError::Config {
+            image: from.to_string(),
+            message,
+        };
+        let config: Value =
+            serde_json::from_slice(&self.store.config_bytes(&img)?).map_err(|e| config_err(e.to_string()))?;
         let diff_ids: Vec<Digest> = str_list(&config["rootfs"]["diff_ids"])
             .iter()
-            .map(|d| d.parse().map_err(|e| format!("image config of {from}: {e}")))
+            .map(|d| d.parse().map_err(|e: berth_oci::DigestError| config_err(e.to_string())))
             .collect::<std::result::Result<_, _>>()?;
         Ok(State {
             key: format!("from {}", img.row.id),
@@ -737,7 +825,8 @@ impl Builder<'_> {
         st.config["created"] = json!(st.created);
         st.config["rootfs"] =
             json!({"type": "layers", "diff_ids": st.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()});
-        let cfg_bytes = serde_json::to_vec(&st.config).map_err(|e| BuildError::Other(e.to_string()))?;
+        let cfg_bytes = serde_json::to_vec(&st.config)
+            .map_err(|e| BuildError::Invalid(format!("the image config does not serialize: {e}")))?;
         let img = self
             .store
             .add_local_image(&cfg_bytes, &st.layers, st.docker_types, &self.o.tags)?;

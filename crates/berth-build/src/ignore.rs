@@ -19,10 +19,20 @@ pub struct Ignore {
 
 pub use berth_safepath::clean;
 
+/// A malformed pattern (an unterminated `[`) in an ignore file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(".dockerignore line {line}: syntax error in pattern {pattern:?}")]
+pub struct IgnoreError {
+    /// Its line, from 1.
+    pub line: usize,
+    /// The pattern.
+    pub pattern: String,
+}
+
 impl Ignore {
     /// Parses the text of an ignore file. A malformed pattern (an unterminated `[`) is an
     /// error naming its line.
-    pub fn parse(text: &str) -> Result<Ignore, String> {
+    pub fn parse(text: &str) -> Result<Ignore, IgnoreError> {
         let mut patterns = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -40,10 +50,10 @@ impl Ignore {
             let segments: Vec<String> = p.split('/').map(str::to_string).collect();
             for s in &segments {
                 if !well_formed(s) {
-                    return Err(format!(
-                        ".dockerignore line {}: syntax error in pattern {line:?}",
-                        n + 1
-                    ));
+                    return Err(IgnoreError {
+                        line: n + 1,
+                        pattern: line.to_string(),
+                    });
                 }
             }
             patterns.push(Pattern { negate, segments });
@@ -251,7 +261,7 @@ mod tests {
         assert!(fnmatch(b"a*b*c", b"aXXbYc"));
         assert!(!fnmatch(b"a*b", b"aXXbc"));
         let e = Ignore::parse("ok\n[abc\n").unwrap_err();
-        assert!(e.contains("line 2"), "{e}");
+        assert_eq!(e.line, 2, "{e}");
         assert_eq!(clean("/a/./b/../c/"), "a/c");
         assert_eq!(clean("../../x"), "x");
     }

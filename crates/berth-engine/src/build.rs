@@ -52,6 +52,14 @@ pub fn export_rootfs(store: &ImageStore, id: &str, out: &mut dyn Write) -> crate
     Ok(())
 }
 
+/// Unpacks a build context (a tar, maybe compressed) into `dir`, every path confined there.
+pub fn unpack_context(input: impl Read, dir: &Path) -> crate::Result<()> {
+    let bad = |e: copy::CopyError| crate::EngineError::Invalid(format!("unpacking the build context: {e}"));
+    let ctx = copy::Dest::open(dir).map_err(bad)?;
+    let mut r = berth_image::unpack::decompress(input).map_err(crate::io_err("reading", "the build context"))?;
+    copy::extract(&mut r, &ctx, "/", None).map_err(bad)
+}
+
 /// Pulls a base image the builder lacks.
 pub type PullFn<'a> = dyn Fn(&mut ImageStore, &Reference) -> Result<(), RunnerError> + Sync + 'a;
 
@@ -79,7 +87,7 @@ pub fn build_image(
     mut o: Options,
     scratch_name: &str,
 ) -> std::result::Result<Built, berth_build::build::BuildError> {
-    let other = |e: crate::EngineError| berth_build::build::BuildError::Other(e.to_string());
+    let other = |e: crate::EngineError| berth_build::build::BuildError::Runner(Box::new(e));
     // Opened once to make (or migrate) the engine's tables before stage threads open it.
     let engine = Engine::open(root).map_err(other)?;
     let pull = |store: &mut ImageStore, r: &Reference| -> Result<(), RunnerError> {

@@ -21,6 +21,20 @@ impl HealthConfig {
     }
 }
 
+/// Why a probe could not be started.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    /// A system call in the monitor.
+    #[error("{op}: {errno}")]
+    Sys { op: &'static str, errno: nix::errno::Errno },
+    /// The helper could not exec the probe (its words, which crossed a pipe).
+    #[error("{0}")]
+    Exec(String),
+    /// The helper died first.
+    #[error("the probe's helper died before it started the probe")]
+    HelperDied,
+}
+
 /// The probe in flight.
 #[derive(Debug)]
 struct Running {
@@ -122,7 +136,7 @@ impl Checker {
                 });
                 false
             }
-            Err(e) => self.record(start, -1, e),
+            Err(e) => self.record(start, -1, e.to_string()),
         }
     }
 
@@ -130,10 +144,11 @@ impl Checker {
     /// the seccomp filter's compilation, the namespaces) never runs in the monitor's own
     /// memory: the helper reports the probe's pid on a pipe and exits, and the probe, an
     /// orphan then, is the monitor's to reap (it is the subreaper).
-    fn spawn(&self, rt: &crate::runtimes::Rt, id: &str, dir: &std::path::Path) -> Result<(i32, OwnedFd), String> {
+    fn spawn(&self, rt: &crate::runtimes::Rt, id: &str, dir: &std::path::Path) -> Result<(i32, OwnedFd), ProbeError> {
         let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
-        let (out_r, out_w) = nix::unistd::pipe2(cloexec).map_err(|e| format!("pipe: {e}"))?;
-        let (rep_r, rep_w) = nix::unistd::pipe2(cloexec).map_err(|e| format!("pipe: {e}"))?;
+        let sys = |op| move |e| ProbeError::Sys { op, errno: e };
+        let (out_r, out_w) = nix::unistd::pipe2(cloexec).map_err(sys("pipe"))?;
+        let (rep_r, rep_w) = nix::unistd::pipe2(cloexec).map_err(sys("pipe"))?;
         // SAFETY: the monitor is single-threaded; the child only runs the exec and _exits.
         let helper = match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
@@ -154,7 +169,7 @@ impl Checker {
                 unsafe { libc::_exit(0) }
             }
             Ok(nix::unistd::ForkResult::Parent { child }) => child,
-            Err(e) => return Err(format!("fork: {e}")),
+            Err(e) => return Err(sys("fork")(e)),
         };
         drop(out_w);
         drop(rep_w);
@@ -162,11 +177,9 @@ impl Checker {
         let _ = std::fs::File::from(rep_r).read_to_string(&mut report);
         while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitpid(helper, None) {}
         match report.strip_prefix('!') {
-            Some(e) => Err(e.to_string()),
+            Some(e) => Err(ProbeError::Exec(e.to_string())),
             None => {
-                let pid = report
-                    .parse()
-                    .map_err(|_| "the probe's helper died before it started the probe".to_string())?;
+                let pid = report.parse().map_err(|_| ProbeError::HelperDied)?;
                 let _ = nix::fcntl::fcntl(&out_r, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
                 Ok((pid, out_r))
             }
@@ -175,12 +188,13 @@ impl Checker {
 
     /// In the helper: the probe's process (the container's, with the probe's argv) exec'd
     /// into the container; returns its pid.
-    fn exec(&self, rt: &crate::runtimes::Rt, id: &str, dir: &std::path::Path) -> Result<i32, String> {
+    fn exec(&self, rt: &crate::runtimes::Rt, id: &str, dir: &std::path::Path) -> crate::Result<i32> {
         let mut p = self.process.clone();
         p["args"] = serde_json::json!(self.argv);
         p["terminal"] = serde_json::json!(false);
-        let process: berth_oci::oci_spec::runtime::Process = serde_json::from_value(p).map_err(|e| e.to_string())?;
-        rt.exec_detached(id, &process, dir).map_err(|e| e.to_string())
+        let process: berth_oci::oci_spec::runtime::Process =
+            serde_json::from_value(p).map_err(|e| crate::EngineError::Invalid(format!("the probe's process: {e}")))?;
+        rt.exec_detached(id, &process, dir)
     }
 
     /// A reaped child: if it is the probe, records it; returns whether the health changed.

@@ -70,6 +70,9 @@ pub enum EngineError {
     /// Images.
     #[error(transparent)]
     Image(#[from] berth_image::ImageError),
+    /// A build failed.
+    #[error(transparent)]
+    Build(#[from] berth_build::build::BuildError),
     /// The runtime.
     #[error(transparent)]
     Runtime(#[from] berth_runtime::container::ContainerError),
@@ -109,6 +112,13 @@ impl EngineError {
             EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::Invalid(_) => ErrorKind::InvalidArgument,
             EngineError::Image(e) => e.kind(),
+            EngineError::Build(e) => match e {
+                berth_build::build::BuildError::Image(e) => e.kind(),
+                berth_build::build::BuildError::Parse(_)
+                | berth_build::build::BuildError::Step { .. }
+                | berth_build::build::BuildError::Invalid(_) => ErrorKind::InvalidArgument,
+                _ => ErrorKind::Internal,
+            },
             // A program that is not there or cannot be run is the caller's to fix, as
             // dockerd says (a bad configuration); any other start failure is the system's.
             EngineError::Start { code: 126 | 127, .. } => ErrorKind::InvalidArgument,

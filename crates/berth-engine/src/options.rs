@@ -151,7 +151,7 @@ impl PortSpec {
     pub fn parse(spec: &str) -> Result<PortSpec> {
         let bad = |why: &str| EngineError::Invalid(format!("invalid publish spec {spec:?}: {why}"));
         let (rest, proto) = match spec.rsplit_once('/') {
-            Some((r, p)) => (r, proto(p).map_err(|_| bad(&format!("unsupported protocol {p}")))?),
+            Some((r, p)) => (r, proto(p).ok_or_else(|| bad(&format!("unsupported protocol {p}")))?),
             None => (spec, Proto::Tcp),
         };
         let parts: Vec<&str> = rest.split(':').collect();
@@ -167,11 +167,15 @@ impl PortSpec {
         };
         let p = PortSpec {
             host_ip,
-            host_ports: host.map(|h| port_range(h).map_err(|e| bad(&e))).transpose()?,
-            container_ports: port_range(ctr).map_err(|e| bad(&e))?,
+            host_ports: host
+                .map(|h| port_range(h).ok_or_else(|| bad(&format!("bad port {h:?}"))))
+                .transpose()?,
+            container_ports: port_range(ctr).ok_or_else(|| bad(&format!("bad port {ctr:?}")))?,
             proto,
         };
-        p.check().map_err(|e| bad(&e))?;
+        if !p.sizes_match() {
+            return Err(bad("host and container port ranges differ in size"));
+        }
         Ok(p)
     }
 
@@ -191,23 +195,21 @@ impl PortSpec {
             host_ip,
             host_ports: Some(host_port)
                 .filter(|h| !h.is_empty())
-                .map(|h| port_range(h).map_err(|e| bad(&e)))
+                .map(|h| port_range(h).ok_or_else(|| bad(&format!("bad host port {h:?}"))))
                 .transpose()?,
-            container_ports: port_range(ctr).map_err(|e| bad(&e))?,
-            proto: proto(p).map_err(|e| bad(&e))?,
+            container_ports: port_range(ctr).ok_or_else(|| bad(&format!("bad port {ctr:?}")))?,
+            proto: proto(p).ok_or_else(|| bad(&format!("unsupported protocol {p}")))?,
         };
-        spec.check().map_err(|e| bad(&e))?;
+        if !spec.sizes_match() {
+            return Err(bad("host and container port ranges differ in size"));
+        }
         Ok(spec)
     }
 
-    fn check(&self) -> std::result::Result<(), String> {
+    /// A host range is one port, or as many as the container's.
+    fn sizes_match(&self) -> bool {
         let (c0, c1) = self.container_ports;
-        if let Some((h0, h1)) = self.host_ports {
-            if h1 - h0 != c1 - c0 && h0 != h1 {
-                return Err("host and container port ranges differ in size".into());
-            }
-        }
-        Ok(())
+        self.host_ports.is_none_or(|(h0, h1)| h1 - h0 == c1 - c0 || h0 == h1)
     }
 
     /// The single ports it asks for.
@@ -242,22 +244,19 @@ impl fmt::Display for PortSpec {
     }
 }
 
-fn proto(p: &str) -> std::result::Result<Proto, String> {
+fn proto(p: &str) -> Option<Proto> {
     match p {
-        "tcp" => Ok(Proto::Tcp),
-        "udp" => Ok(Proto::Udp),
-        p => Err(format!("unsupported protocol {p}")),
+        "tcp" => Some(Proto::Tcp),
+        "udp" => Some(Proto::Udp),
+        _ => None,
     }
 }
 
-fn port_range(s: &str) -> std::result::Result<PortRange, String> {
+/// `N` or `N-M`, ports from 1.
+fn port_range(s: &str) -> Option<PortRange> {
     let (a, b) = s.split_once('-').unwrap_or((s, s));
-    let a: u16 = a.parse().map_err(|_| format!("bad port {s:?}"))?;
-    let b: u16 = b.parse().map_err(|_| format!("bad port {s:?}"))?;
-    if a == 0 || b < a {
-        return Err(format!("bad port range {s:?}"));
-    }
-    Ok((a, b))
+    let (a, b): (u16, u16) = (a.parse().ok()?, b.parse().ok()?);
+    (a != 0 && b >= a).then_some((a, b))
 }
 
 /// A resource limit (`--ulimit`, `HostConfig.Ulimits`); -1 is unlimited.

@@ -158,7 +158,7 @@ pub fn unpack(name: &str, r: impl Read, dest: &Path) -> Result<Unpacked> {
                     // AUFS metadata (.wh..wh.plnk...): not content.
                 } else {
                     let hidden = OsStr::from_bytes(hidden);
-                    remove_existing(pdir.as_fd(), hidden).map_err(|e| bad(&shown, e))?;
+                    remove_existing(pdir.as_fd(), hidden).map_err(|e| bad(&shown, e.to_string()))?;
                     nix::sys::stat::mknodat(&pdir, hidden, SFlag::S_IFCHR, Mode::empty(), 0)
                         .map_err(|e| bad(&shown, format!("making whiteout: {e}")))?;
                 }
@@ -166,7 +166,7 @@ pub fn unpack(name: &str, r: impl Read, dest: &Path) -> Result<Unpacked> {
             }
             let header = entry.header().clone();
             let mode = header.mode().map_err(|e| bad(&shown, format!("bad mode: {e}")))? & 0o7777;
-            let (uid, gid) = owner(&mut entry, &header).map_err(|e| bad(&shown, e))?;
+            let (uid, gid) = owner(&mut entry, &header).map_err(|e| bad(&shown, e.to_string()))?;
             let mtime = header.mtime().unwrap_or(0);
             let mtime = i64::try_from(mtime).unwrap_or(0);
             let xattrs = xattrs(&mut entry);
@@ -177,10 +177,10 @@ pub fn unpack(name: &str, r: impl Read, dest: &Path) -> Result<Unpacked> {
                     match nix::sys::stat::fstatat(&pdir, fname, AtFlags::AT_SYMLINK_NOFOLLOW) {
                         Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
                         Ok(_) => {
-                            remove_existing(pdir.as_fd(), fname).map_err(|e| bad(&shown, e))?;
-                            mkdir(pdir.as_fd(), fname).map_err(|e| bad(&shown, e))?;
+                            remove_existing(pdir.as_fd(), fname).map_err(|e| bad(&shown, e.to_string()))?;
+                            mkdir(pdir.as_fd(), fname).map_err(|e| bad(&shown, e.to_string()))?;
                         }
-                        Err(_) => mkdir(pdir.as_fd(), fname).map_err(|e| bad(&shown, e))?,
+                        Err(_) => mkdir(pdir.as_fd(), fname).map_err(|e| bad(&shown, e.to_string()))?,
                     }
                     let fd = nix::fcntl::openat(
                         &pdir,
@@ -189,12 +189,12 @@ pub fn unpack(name: &str, r: impl Read, dest: &Path) -> Result<Unpacked> {
                         Mode::empty(),
                     )
                     .map_err(|e| bad(&shown, format!("opening: {e}")))?;
-                    finish_fd(fd.as_fd(), uid, gid, mode, &xattrs).map_err(|e| bad(&shown, e))?;
+                    finish_fd(fd.as_fd(), uid, gid, mode, &xattrs).map_err(|e| bad(&shown, e.to_string()))?;
                     dir_times.push((rel.clone(), mtime));
                     continue;
                 }
                 T::Regular | T::Continuous | T::GNUSparse => {
-                    remove_existing(pdir.as_fd(), fname).map_err(|e| bad(&shown, e))?;
+                    remove_existing(pdir.as_fd(), fname).map_err(|e| bad(&shown, e.to_string()))?;
                     let fd = nix::fcntl::openat(
                         &pdir,
                         fname,
@@ -205,14 +205,14 @@ pub fn unpack(name: &str, r: impl Read, dest: &Path) -> Result<Unpacked> {
                     let mut f = File::from(fd);
                     let n = copy_sparse(&mut entry, &mut f).map_err(|e| bad(&shown, format!("writing: {e}")))?;
                     size += n;
-                    finish_fd(f.as_fd(), uid, gid, mode, &xattrs).map_err(|e| bad(&shown, e))?;
+                    finish_fd(f.as_fd(), uid, gid, mode, &xattrs).map_err(|e| bad(&shown, e.to_string()))?;
                 }
                 T::Symlink => {
                     let target = entry
                         .link_name_bytes()
                         .ok_or_else(|| bad(&shown, "symlink without a target".into()))?
                         .into_owned();
-                    remove_existing(pdir.as_fd(), fname).map_err(|e| bad(&shown, e))?;
+                    remove_existing(pdir.as_fd(), fname).map_err(|e| bad(&shown, e.to_string()))?;
                     nix::unistd::symlinkat(OsStr::from_bytes(&target), &pdir, fname)
                         .map_err(|e| bad(&shown, format!("making symlink: {e}")))?;
                     nix::unistd::fchownat(
@@ -250,7 +250,7 @@ pub fn unpack(name: &str, r: impl Read, dest: &Path) -> Result<Unpacked> {
                     if trel == rel {
                         continue;
                     }
-                    remove_existing(pdir.as_fd(), fname).map_err(|e| bad(&shown, e))?;
+                    remove_existing(pdir.as_fd(), fname).map_err(|e| bad(&shown, e.to_string()))?;
                     nix::unistd::linkat(&tdir, tname, &pdir, fname, AtFlags::empty())
                         .map_err(|e| bad(&shown, format!("making hard link: {e}")))?;
                     continue; // the link shares the target's metadata
@@ -265,7 +265,7 @@ pub fn unpack(name: &str, r: impl Read, dest: &Path) -> Result<Unpacked> {
                         skipped += 1;
                         continue;
                     }
-                    remove_existing(pdir.as_fd(), fname).map_err(|e| bad(&shown, e))?;
+                    remove_existing(pdir.as_fd(), fname).map_err(|e| bad(&shown, e.to_string()))?;
                     match nix::sys::stat::mknodat(&pdir, fname, sflag, Mode::from_bits_truncate(0o600), dev) {
                         Ok(()) => {}
                         Err(Errno::EPERM) if sflag != SFlag::S_IFIFO => {
@@ -281,12 +281,12 @@ pub fn unpack(name: &str, r: impl Read, dest: &Path) -> Result<Unpacked> {
                         Mode::empty(),
                     )
                     .map_err(|e| bad(&shown, format!("opening: {e}")))?;
-                    finish_path_fd(fd.as_fd(), uid, gid, mode, &xattrs).map_err(|e| bad(&shown, e))?;
+                    finish_path_fd(fd.as_fd(), uid, gid, mode, &xattrs).map_err(|e| bad(&shown, e.to_string()))?;
                 }
                 T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => continue,
                 other => return Err(bad(&shown, format!("unsupported entry type {other:?}"))),
             }
-            set_mtime(pdir.as_fd(), fname, mtime).map_err(|e| bad(&shown, e))?;
+            set_mtime(pdir.as_fd(), fname, mtime).map_err(|e| bad(&shown, e.to_string()))?;
         }
     }
     // Directory times last: creating their children changed them.
@@ -327,20 +327,42 @@ fn clean(p: &Path) -> std::result::Result<PathBuf, &'static str> {
     Ok(out)
 }
 
-fn owner<R: Read>(entry: &mut tar::Entry<'_, R>, header: &tar::Header) -> std::result::Result<(u32, u32), String> {
-    let mut uid = header.uid().map_err(|e| format!("bad uid: {e}"))?;
-    let mut gid = header.gid().map_err(|e| format!("bad gid: {e}"))?;
+fn owner<R: Read>(entry: &mut tar::Entry<'_, R>, header: &tar::Header) -> std::result::Result<(u32, u32), EntryError> {
+    let mut uid = header.uid().map_err(|e| EntryError::Sys {
+        op: "reading its uid",
+        source: e,
+    })?;
+    let mut gid = header.gid().map_err(|e| EntryError::Sys {
+        op: "reading its gid",
+        source: e,
+    })?;
     if let Ok(Some(exts)) = entry.pax_extensions() {
         for ext in exts.flatten() {
             match (ext.key(), ext.value()) {
-                (Ok("uid"), Ok(v)) => uid = v.parse().map_err(|_| format!("bad PAX uid {v:?}"))?,
-                (Ok("gid"), Ok(v)) => gid = v.parse().map_err(|_| format!("bad PAX gid {v:?}"))?,
+                (Ok("uid"), Ok(v)) => {
+                    uid = v.parse().map_err(|_| EntryError::Id {
+                        what: "PAX uid",
+                        value: v.to_string(),
+                    })?
+                }
+                (Ok("gid"), Ok(v)) => {
+                    gid = v.parse().map_err(|_| EntryError::Id {
+                        what: "PAX gid",
+                        value: v.to_string(),
+                    })?
+                }
                 _ => {}
             }
         }
     }
-    let uid = u32::try_from(uid).map_err(|_| format!("uid {uid} out of range"))?;
-    let gid = u32::try_from(gid).map_err(|_| format!("gid {gid} out of range"))?;
+    let uid = u32::try_from(uid).map_err(|_| EntryError::Id {
+        what: "uid",
+        value: uid.to_string(),
+    })?;
+    let gid = u32::try_from(gid).map_err(|_| EntryError::Id {
+        what: "gid",
+        value: gid.to_string(),
+    })?;
     Ok((uid, gid))
 }
 
@@ -368,16 +390,35 @@ fn dev_of(h: &tar::Header) -> libc::dev_t {
     libc::makedev(major, minor)
 }
 
-fn mkdir(dir: BorrowedFd<'_>, name: &OsStr) -> std::result::Result<(), String> {
-    nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(0o700)).map_err(|e| format!("mkdir: {e}"))
+/// A system call that failed on one entry of a layer, or an id it carries that is not one.
+#[derive(Debug, thiserror::Error)]
+enum EntryError {
+    /// What was being done, and the kernel's answer.
+    #[error("{op}: {source}")]
+    Sys { op: &'static str, source: std::io::Error },
+    /// A uid or gid out of range or not a number.
+    #[error("bad {what} {value:?}")]
+    Id { what: &'static str, value: String },
+}
+
+fn sys(op: &'static str) -> impl Fn(Errno) -> EntryError {
+    move |e| EntryError::Sys { op, source: e.into() }
+}
+
+fn sys_io(op: &'static str) -> impl Fn(std::io::Error) -> EntryError {
+    move |source| EntryError::Sys { op, source }
+}
+
+fn mkdir(dir: BorrowedFd<'_>, name: &OsStr) -> std::result::Result<(), EntryError> {
+    nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(0o700)).map_err(sys("mkdir"))
 }
 
 /// Removes whatever is at `name` in `dir` (a whole tree for a directory), without following
 /// symlinks.
-fn remove_existing(dir: BorrowedFd<'_>, name: &OsStr) -> std::result::Result<(), String> {
+fn remove_existing(dir: BorrowedFd<'_>, name: &OsStr) -> std::result::Result<(), EntryError> {
     match nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Err(Errno::ENOENT) => Ok(()),
-        Err(e) => Err(format!("stat: {e}")),
+        Err(e) => Err(sys("stat")(e)),
         Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
             let fd = nix::fcntl::openat(
                 dir,
@@ -385,17 +426,17 @@ fn remove_existing(dir: BorrowedFd<'_>, name: &OsStr) -> std::result::Result<(),
                 OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                 Mode::empty(),
             )
-            .map_err(|e| format!("opening: {e}"))?;
+            .map_err(sys("opening"))?;
             let children: Vec<std::ffi::OsString> = std::fs::read_dir(safepath::proc_fd_path(fd.as_fd()))
-                .map_err(|e| format!("listing: {e}"))?
+                .map_err(sys_io("listing"))?
                 .filter_map(|e| e.ok().map(|e| e.file_name()))
                 .collect();
             for c in children {
                 remove_existing(fd.as_fd(), &c)?;
             }
-            nix::unistd::unlinkat(dir, name, UnlinkatFlags::RemoveDir).map_err(|e| format!("rmdir: {e}"))
+            nix::unistd::unlinkat(dir, name, UnlinkatFlags::RemoveDir).map_err(sys("rmdir"))
         }
-        Ok(_) => nix::unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir).map_err(|e| format!("unlink: {e}")),
+        Ok(_) => nix::unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir).map_err(sys("unlink")),
     }
 }
 
@@ -406,11 +447,11 @@ fn finish_fd(
     gid: u32,
     mode: u32,
     xattrs: &[(String, Vec<u8>)],
-) -> std::result::Result<(), String> {
-    nix::unistd::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(|e| format!("chown: {e}"))?;
-    nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(mode)).map_err(|e| format!("chmod: {e}"))?;
+) -> std::result::Result<(), EntryError> {
+    nix::unistd::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(sys("chown"))?;
+    nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(mode)).map_err(sys("chmod"))?;
     for (k, v) in xattrs {
-        set_xattr(fd, k, v).map_err(|e| format!("xattr {k}: {e}"))?;
+        set_xattr(fd, k, v).map_err(sys_io("setting an xattr"))?;
     }
     Ok(())
 }
@@ -423,20 +464,19 @@ fn finish_path_fd(
     gid: u32,
     mode: u32,
     xattrs: &[(String, Vec<u8>)],
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), EntryError> {
     let p = safepath::proc_fd_path(fd);
-    std::os::unix::fs::chown(&p, Some(uid), Some(gid)).map_err(|e| format!("chown: {e}"))?;
-    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode))
-        .map_err(|e| format!("chmod: {e}"))?;
+    std::os::unix::fs::chown(&p, Some(uid), Some(gid)).map_err(sys_io("chown"))?;
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(sys_io("chmod"))?;
     for (k, v) in xattrs {
-        let path = CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-        let name = CString::new(k.as_str()).map_err(|e| e.to_string())?;
+        let path = CString::new(p.as_os_str().as_bytes()).map_err(|e| sys_io("setting an xattr")(e.into()))?;
+        let name = CString::new(k.as_str()).map_err(|e| sys_io("setting an xattr")(e.into()))?;
         // SAFETY: NUL-terminated strings and a live buffer of the given length.
         let rc = unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
         if rc < 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
-                return Err(format!("xattr {k}: {e}"));
+                return Err(sys_io("setting an xattr")(e));
             }
         }
     }
@@ -459,10 +499,10 @@ fn set_xattr(fd: BorrowedFd<'_>, name: &str, value: &[u8]) -> std::io::Result<()
     Ok(())
 }
 
-fn set_mtime(dir: BorrowedFd<'_>, name: &OsStr, mtime: i64) -> std::result::Result<(), String> {
+fn set_mtime(dir: BorrowedFd<'_>, name: &OsStr, mtime: i64) -> std::result::Result<(), EntryError> {
     let t = nix::sys::time::TimeSpec::new(mtime, 0);
     nix::sys::stat::utimensat(dir, name, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
-        .map_err(|e| format!("setting times: {e}"))
+        .map_err(sys("setting times"))
 }
 
 /// Copies file content, seeking over whole zero blocks so the result is sparse; returns the

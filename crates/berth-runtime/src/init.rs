@@ -123,6 +123,12 @@ impl From<String> for Fail {
     }
 }
 
+impl From<sys::SysError> for Fail {
+    fn from(e: sys::SysError) -> Fail {
+        Fail::from(e.to_string())
+    }
+}
+
 impl From<&str> for Fail {
     fn from(message: &str) -> Fail {
         Fail::from(message.to_string())
@@ -167,19 +173,19 @@ fn stage2(chan: &Chan, args: Stage2<'_>, new_mntns: bool) -> ! {
 }
 
 /// Sets up a pty whose slave becomes stdio and controlling terminal; sends the master.
-fn console(chan: &Chan, p: &Process, mount_console: bool) -> Result<(), String> {
+fn console(chan: &Chan, p: &Process, mount_console: bool) -> Result<(), sys::SysError> {
     use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
-    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .map_err(|e| format!("opening /dev/ptmx: {e}"))?;
-    grantpt(&master).map_err(|e| format!("grantpt: {e}"))?;
-    unlockpt(&master).map_err(|e| format!("unlockpt: {e}"))?;
-    let name = ptsname_r(&master).map_err(|e| format!("ptsname: {e}"))?;
+    let master =
+        posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).map_err(sys::errno("opening /dev/ptmx"))?;
+    grantpt(&master).map_err(sys::errno("grantpt"))?;
+    unlockpt(&master).map_err(sys::errno("unlockpt"))?;
+    let name = ptsname_r(&master).map_err(sys::errno("ptsname"))?;
     let slave = nix::fcntl::open(
         Path::new(&name),
         OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .map_err(|e| format!("opening {name}: {e}"))?;
+    .map_err(sys::errno(format!("opening {name}")))?;
     if let Some(sz) = p.console_size() {
         let rows = u16::try_from(sz.height()).unwrap_or(u16::MAX);
         let cols = u16::try_from(sz.width()).unwrap_or(u16::MAX);
@@ -187,7 +193,7 @@ fn console(chan: &Chan, p: &Process, mount_console: bool) -> Result<(), String> 
     }
     if mount_console {
         // /dev/console in the container is the pty, as with runc.
-        let root = safepath::open_root(Path::new("/")).map_err(|e| e.to_string())?;
+        let root = safepath::open_root(Path::new("/")).map_err(sys::io_err("opening /"))?;
         if let Ok(t) = safepath::create_all(root.as_fd(), Path::new("/dev/console"), safepath::Leaf::File) {
             let _ = nix::mount::mount(
                 Some(Path::new(&name)),
@@ -201,24 +207,25 @@ fn console(chan: &Chan, p: &Process, mount_console: bool) -> Result<(), String> 
     for target in 0..3 {
         // SAFETY: dup2 onto stdio descriptors; slave is a valid open descriptor.
         if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
-            return Err(format!("dup2 pty to fd {target}: {}", std::io::Error::last_os_error()));
+            return Err(sys::io_err(format!("dup2 pty to fd {target}"))(
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     // SAFETY: TIOCSCTTY takes an integer argument; we are a session leader (setsid).
     if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
-        return Err(format!(
-            "setting controlling terminal: {}",
-            std::io::Error::last_os_error()
+        return Err(sys::io_err("setting controlling terminal")(
+            std::io::Error::last_os_error(),
         ));
     }
     chan.send_with_fd(&Msg::Console, Some(master.as_raw_fd()))
-        .map_err(|e| format!("sending pty master: {e}"))?;
+        .map_err(sys::io_err("sending pty master"))?;
     Ok(())
 }
 
 /// Leaves exactly stdio and the preserved descriptors open across exec.
-fn settle_fds(preserve: u32) -> Result<(), String> {
-    sys::cloexec_from(3 + preserve).map_err(|e| format!("closing descriptors: {e}"))?;
+fn settle_fds(preserve: u32) -> Result<(), sys::SysError> {
+    sys::cloexec_from(3 + preserve).map_err(sys::io_err("closing descriptors"))?;
     for fd in 3..3 + preserve {
         let fd = i32::try_from(fd).unwrap_or(i32::MAX);
         // SAFETY: F_SETFD on a descriptor number; an unused one returns EBADF, harmlessly.

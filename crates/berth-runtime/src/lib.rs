@@ -26,6 +26,7 @@ pub mod state;
 pub mod supervise;
 pub mod sync;
 mod sys;
+pub use sys::SysError;
 pub mod tty;
 pub use sys::reserve_fds;
 

@@ -23,11 +23,11 @@ pub const ANNOTATION: &str = "run.berth.init";
 /// Forks: the child returns (with the signal mask as it was, in its own process group,
 /// and in the terminal's foreground when stdin is one) and goes on to exec the command;
 /// the parent becomes the init and never returns.
-pub fn fork_init() -> Result<(), String> {
+pub fn fork_init() -> Result<(), crate::sys::SysError> {
     let all = SigSet::all();
     let mut old = SigSet::empty();
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut old))
-        .map_err(|e| format!("blocking signals: {e}"))?;
+        .map_err(crate::sys::errno("blocking signals"))?;
     // SAFETY: the process is single-threaded here (the runtime's stage 2).
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
@@ -40,7 +40,7 @@ pub fn fork_init() -> Result<(), String> {
                 unsafe { libc::signal(libc::SIGTTOU, libc::SIG_DFL) };
             }
             nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)
-                .map_err(|e| format!("restoring the signal mask: {e}"))?;
+                .map_err(crate::sys::errno("restoring the signal mask"))?;
             Ok(())
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
@@ -51,7 +51,7 @@ pub fn fork_init() -> Result<(), String> {
             hide_cmdline("berth-init");
             supervise(child.as_raw())
         }
-        Err(e) => Err(format!("fork: {e}")),
+        Err(e) => Err(crate::sys::errno("fork")(e)),
     }
 }
 

@@ -63,12 +63,15 @@ pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
         path: path.clone(),
         source,
     })?;
-    parse(&data).map_err(|message| SpecError::Parse { path, message })
+    parse(&data).map_err(|e| SpecError::Parse {
+        path,
+        message: e.to_string(),
+    })
 }
 
 /// Parses config JSON, mapping serde's error to a message with its position.
-pub fn parse(data: &[u8]) -> Result<Spec, String> {
-    serde_json::from_slice::<Spec>(data).map_err(|e| e.to_string())
+pub fn parse(data: &[u8]) -> Result<Spec, serde_json::Error> {
+    serde_json::from_slice::<Spec>(data)
 }
 
 /// Checks what the runtime relies on: a root, a process with args, absolute mount
@@ -164,7 +167,7 @@ mod tests {
     fn refuses_unknown_namespace_with_position() {
         let bad = MIN.replace(r#"{"type":"time"}"#, r#"{"type":"bogus"}"#);
         let err = parse(bad.as_bytes()).unwrap_err();
-        assert!(err.contains("line"), "{err}");
+        assert!(err.to_string().contains("line"), "{err}");
     }
 
     #[test]

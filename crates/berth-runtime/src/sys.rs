@@ -4,6 +4,28 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
+/// A system call that failed: what was being done, and the kernel's answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{op}: {source}")]
+pub struct SysError {
+    /// What was being done.
+    pub op: String,
+    /// The kernel's answer.
+    pub source: io::Error,
+}
+
+/// Makes a [`SysError`] for `op` from nix's errno.
+pub fn errno(op: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> SysError {
+    let op = op.into();
+    move |e| SysError { op, source: e.into() }
+}
+
+/// Makes a [`SysError`] for `op` from an I/O error.
+pub fn io_err(op: impl Into<String>) -> impl FnOnce(io::Error) -> SysError {
+    let op = op.into();
+    move |source| SysError { op, source }
+}
+
 /// Marks every descriptor from `first` upwards close-on-exec, so nothing the runtime or its
 /// caller had open reaches the container process (CVE-2024-21626 was such a leak).
 pub fn cloexec_from(first: u32) -> io::Result<()> {

@@ -244,8 +244,7 @@ impl Builder<'_> {
     pub(super) fn with_rootfs_ro<T>(&mut self, st: &State, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
         let dir = self.scratch("ro")?;
         let rootfs = dir.join("rootfs");
-        std::fs::create_dir_all(&rootfs)
-            .map_err(|e| BuildError::Other(format!("creating {}: {e}", rootfs.display())))?;
+        std::fs::create_dir_all(&rootfs).map_err(super::io_err("creating", &rootfs))?;
         let mut m = Mounted {
             dir,
             rootfs: rootfs.clone(),
@@ -295,13 +294,12 @@ impl Builder<'_> {
         let dir = self.scratch("step")?;
         let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
         for d in [&upper, &work, &rootfs] {
-            std::fs::create_dir_all(d).map_err(|e| BuildError::Other(format!("creating {}: {e}", d.display())))?;
+            std::fs::create_dir_all(d).map_err(super::io_err("creating", d))?;
         }
         let mut lowers = self.lowers(st)?;
         if lowers.is_empty() {
             let empty = dir.join("empty");
-            std::fs::create_dir_all(&empty)
-                .map_err(|e| BuildError::Other(format!("creating {}: {e}", empty.display())))?;
+            std::fs::create_dir_all(&empty).map_err(super::io_err("creating", &empty))?;
             lowers.push(empty);
         }
         let mut m = Mounted {
@@ -320,12 +318,10 @@ impl Builder<'_> {
         }
         let tmp = dir.join("layer.tar");
         let (diff_id, size) = {
-            let mut f = std::fs::File::create(&tmp)
-                .map_err(|e| BuildError::Other(format!("creating {}: {e}", tmp.display())))?;
+            let mut f = std::fs::File::create(&tmp).map_err(super::io_err("creating", &tmp))?;
             berth_image::diff::diff(&upper, &mut f)?
         };
-        let mut f =
-            std::fs::File::open(&tmp).map_err(|e| BuildError::Other(format!("opening {}: {e}", tmp.display())))?;
+        let mut f = std::fs::File::open(&tmp).map_err(super::io_err("opening", &tmp))?;
         let (digest, _) = self.store.content.put_stream(&mut f)?;
         drop(m);
         let layer = Descriptor::new(
@@ -343,7 +339,7 @@ impl Builder<'_> {
         let chain = chains
             .last()
             .cloned()
-            .ok_or_else(|| BuildError::Other("no chain id".into()))?;
+            .ok_or_else(|| BuildError::Invalid("the image has no chain id".into()))?;
         let parent = chains.len().checked_sub(2).map(|p| chains[p].clone());
         self.store.unpack_layer(&layer, &diff_id, &chain, parent.as_ref())?;
         st.created = berth_image::store::now();
@@ -362,14 +358,14 @@ impl Builder<'_> {
         let Some(r) = self.store.db.cache_get(key)? else {
             return Ok(None);
         };
-        let v: Value = serde_json::from_str(&r).map_err(|e| BuildError::Other(format!("build cache entry: {e}")))?;
-        let layer: Descriptor = serde_json::from_value(v["layer"].clone())
-            .map_err(|e| BuildError::Other(format!("build cache entry: {e}")))?;
+        let v: Value = serde_json::from_str(&r).map_err(|e| BuildError::Cache(e.to_string()))?;
+        let layer: Descriptor =
+            serde_json::from_value(v["layer"].clone()).map_err(|e| BuildError::Cache(e.to_string()))?;
         let diff_id: Digest = v["diff_id"]
             .as_str()
             .unwrap_or("")
             .parse()
-            .map_err(|e| BuildError::Other(format!("build cache entry: {e}")))?;
+            .map_err(|e: berth_oci::DigestError| BuildError::Cache(e.to_string()))?;
         let created = v["created"].as_str().unwrap_or("1970-01-01T00:00:00Z").to_string();
         Ok(self
             .store

@@ -380,7 +380,7 @@ impl Builder<'_> {
             Some(s) => {
                 let dir = self.scratch("from")?;
                 let r = dir.join("rootfs");
-                std::fs::create_dir_all(&r).map_err(|e| BuildError::Other(e.to_string()))?;
+                std::fs::create_dir_all(&r).map_err(super::io_err("creating", &r))?;
                 let lowers = self.lowers(s)?;
                 let mut g = Mounted {
                     dir,
@@ -546,29 +546,42 @@ pub(super) fn remove_point(rootfs: &Path, rel: &str) {
     }
 }
 
-pub(super) fn file_sha(p: &Path) -> std::result::Result<String, String> {
-    let mut f = std::fs::File::open(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+pub(super) fn file_sha(p: &Path) -> std::result::Result<String, SourceError> {
+    let io = |source| SourceError::Io {
+        op: "reading",
+        path: p.display().to_string(),
+        source,
+    };
+    let mut f = std::fs::File::open(p).map_err(io)?;
     let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| format!("reading {}: {e}", p.display()))?;
+    std::io::copy(&mut f, &mut h).map_err(io)?;
     Ok(format!("sha256:{:x}", h.finalize()))
 }
 
 /// Downloads `url` to `file`, checking `--checksum` when given.
-pub(super) fn fetch(url: &str, file: &Path, checksum: Option<&str>) -> std::result::Result<(), String> {
+pub(super) fn fetch(url: &str, file: &Path, checksum: Option<&str>) -> std::result::Result<(), SourceError> {
+    let failed = |message: String| SourceError::Fetch {
+        url: url.to_string(),
+        message,
+    };
     let client = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(300))
         .build()
-        .map_err(|e| format!("ADD {url}: {e}"))?;
-    let mut resp = client.get(url).send().map_err(|e| format!("ADD {url}: {e}"))?;
+        .map_err(|e| failed(e.to_string()))?;
+    let mut resp = client.get(url).send().map_err(|e| failed(e.to_string()))?;
     if !resp.status().is_success() {
-        return Err(format!("ADD {url}: invalid response status {}", resp.status()));
+        return Err(failed(format!("invalid response status {}", resp.status())));
     }
-    let mut f = std::fs::File::create(file).map_err(|e| format!("ADD {url}: {e}"))?;
-    resp.copy_to(&mut f).map_err(|e| format!("ADD {url}: {e}"))?;
+    let mut f = std::fs::File::create(file).map_err(|e| failed(e.to_string()))?;
+    resp.copy_to(&mut f).map_err(|e| failed(e.to_string()))?;
     if let Some(want) = checksum {
         let got = file_sha(file)?;
         if got != want {
-            return Err(format!("ADD {url}: digest mismatch {got}: {want}"));
+            return Err(SourceError::Checksum {
+                url: url.to_string(),
+                got,
+                want: want.to_string(),
+            });
         }
     }
     Ok(())
@@ -576,19 +589,30 @@ pub(super) fn fetch(url: &str, file: &Path, checksum: Option<&str>) -> std::resu
 
 /// A decompressed reader over a context file when it is a tar archive (plain, gzip, bzip2,
 /// xz or zstd), else `None`.
-pub(super) fn archive_reader(root: &Path, rel: &str) -> std::result::Result<Option<Box<dyn Read>>, String> {
-    let open = || -> std::result::Result<std::fs::File, String> {
-        let rootfd = berth_safepath::open_root(root).map_err(|e| e.to_string())?;
+pub(super) fn archive_reader(root: &Path, rel: &str) -> std::result::Result<Option<Box<dyn Read>>, SourceError> {
+    let io = |op: &'static str| {
+        move |source| SourceError::Io {
+            op,
+            path: rel.to_string(),
+            source,
+        }
+    };
+    let open = || -> std::result::Result<std::fs::File, SourceError> {
+        let rootfd = berth_safepath::open_root(root).map_err(|e| SourceError::Io {
+            op: "opening the context",
+            path: root.display().to_string(),
+            source: e,
+        })?;
         let fd = berth_safepath::open(
             std::os::fd::AsFd::as_fd(&rootfd),
             Path::new(rel),
             nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NOFOLLOW,
         )
-        .map_err(|e| format!("opening {rel}: {e}"))?;
+        .map_err(io("opening"))?;
         Ok(std::fs::File::from(fd))
     };
     let mut head = [0u8; 6];
-    let n = open()?.read(&mut head).map_err(|e| format!("reading {rel}: {e}"))?;
+    let n = open()?.read(&mut head).map_err(io("reading"))?;
     let head = &head[..n];
     let f = open()?;
     let mut r: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
@@ -596,9 +620,9 @@ pub(super) fn archive_reader(root: &Path, rel: &str) -> std::result::Result<Opti
     } else if head.starts_with(b"BZh") {
         Box::new(bzip2::read::MultiBzDecoder::new(std::io::BufReader::new(f)))
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Box::new(xz_reader(f)?)
+        Box::new(xz_reader(f).map_err(io("decompressing"))?)
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::new(f).map_err(|e| format!("reading {rel}: {e}"))?)
+        Box::new(zstd::stream::read::Decoder::new(f).map_err(io("reading"))?)
     } else {
         Box::new(f)
     };
@@ -618,8 +642,9 @@ pub(super) fn archive_reader(root: &Path, rel: &str) -> std::result::Result<Opti
     Ok(Some(Box::new(std::io::Cursor::new(block).chain(r))))
 }
 
-pub(super) fn xz_reader(f: std::fs::File) -> std::result::Result<std::io::Cursor<Vec<u8>>, String> {
+pub(super) fn xz_reader(f: std::fs::File) -> std::io::Result<std::io::Cursor<Vec<u8>>> {
     let mut out = Vec::new();
-    lzma_rs::xz_decompress(&mut std::io::BufReader::new(f), &mut out).map_err(|e| format!("xz: {e}"))?;
+    lzma_rs::xz_decompress(&mut std::io::BufReader::new(f), &mut out)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("xz: {e}")))?;
     Ok(std::io::Cursor::new(out))
 }

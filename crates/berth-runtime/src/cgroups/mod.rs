@@ -552,9 +552,9 @@ pub struct SelfJoin {
 /// process, or a whole thread group, takes the kernel's cgroup threadgroup lock for
 /// writing, and that costs an RCU grace period (~10 ms here) per container. A thread
 /// moving itself through `tasks` skips that lock (kernel 5.17+, and harmless before).
-pub fn join_self(joins: &[SelfJoin]) -> Result<(), String> {
+pub fn join_self(joins: &[SelfJoin]) -> Result<(), crate::sys::SysError> {
     for j in joins {
-        nix::unistd::write(&j.fd, b"0").map_err(|e| format!("joining cgroup {}: {e}", j.path.display()))?;
+        nix::unistd::write(&j.fd, b"0").map_err(crate::sys::errno(format!("joining cgroup {}", j.path.display())))?;
     }
     Ok(())
 }
