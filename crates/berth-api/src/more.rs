@@ -601,20 +601,8 @@ fn build_request(req: &Request<Incoming>) -> Result<BuildRequest, ApiError> {
 /// `POST /build`: the body is the context (a tar, maybe compressed); the answer is Docker's
 /// JSON stream (`stream` lines, `aux.ID`, `Successfully built/tagged`, or `errorDetail`).
 pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let checked = build_request(&req);
-    let BuildRequest {
-        build_args,
-        labels,
-        dockerfile,
-        target,
-        network,
-        tags,
-        parsed,
-        no_cache,
-        pull,
-        quiet,
-    } = match checked {
-        Ok(c) => c,
+    let b = match build_request(&req) {
+        Ok(b) => b,
         Err(e) => return crate::refuse(req.into_body(), e).await,
     };
     // Spool the context, then unpack it confined.
@@ -643,15 +631,16 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
                 source: e,
             })?;
             berth_engine::build::unpack_context(raw, &tmp)?;
-            let text = std::fs::read_to_string(tmp.join(&dockerfile))
-                .map_err(|e| EngineError::Invalid(format!("Cannot locate specified Dockerfile: {dockerfile}: {e}")))?;
-            let ignore_text = std::fs::read_to_string(tmp.join(format!("{dockerfile}.dockerignore")))
+            let text = std::fs::read_to_string(tmp.join(&b.dockerfile)).map_err(|e| {
+                EngineError::Invalid(format!("Cannot locate specified Dockerfile: {}: {e}", b.dockerfile))
+            })?;
+            let ignore_text = std::fs::read_to_string(tmp.join(format!("{}.dockerignore", b.dockerfile)))
                 .or_else(|_| std::fs::read_to_string(tmp.join(".dockerignore")))
                 .unwrap_or_default();
             let ignore = berth_engine::build::ignore::Ignore::parse(&ignore_text)
                 .map_err(|e| EngineError::Invalid(e.to_string()))?;
             let mut store = berth_engine::images::ImageStore::open(&root)?;
-            let mode = if quiet {
+            let mode = if b.quiet {
                 berth_engine::build::progress::Mode::Quiet
             } else {
                 berth_engine::build::progress::Mode::Plain
@@ -661,17 +650,17 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
                 Box::new(StreamLines(tx.clone(), Vec::new())),
             ));
             let o = berth_engine::build::Options {
-                file_name: dockerfile.clone(),
+                file_name: b.dockerfile.clone(),
                 dockerfile: text,
                 context: tmp.clone(),
                 ignore,
-                build_args,
-                labels,
-                tags: parsed.clone(),
-                target,
-                no_cache,
-                pull,
-                network,
+                build_args: b.build_args,
+                labels: b.labels,
+                tags: b.parsed.clone(),
+                target: b.target,
+                no_cache: b.no_cache,
+                pull: b.pull,
+                network: b.network,
                 secrets: Default::default(),
                 // Set by build_image.
                 scratch: Default::default(),
@@ -688,7 +677,7 @@ pub async fn build(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<B
                 let _ = tx.blocking_send(line(json!({"aux": {"ID": image}})));
                 let short = image.trim_start_matches("sha256:").chars().take(12).collect::<String>();
                 let _ = tx.blocking_send(line(json!({"stream": format!("Successfully built {short}\n")})));
-                for t in &tags {
+                for t in &b.tags {
                     let _ = tx.blocking_send(line(json!({"stream": format!("Successfully tagged {t}\n")})));
                 }
             }
@@ -725,7 +714,9 @@ pub async fn image_prune(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Res
                 || v.as_object()
                     .is_some_and(|o| o.contains_key("false") || o.contains_key("0"))
         });
-    let (removed, bytes) = d.with_images(move |_, s| Ok(s.prune(all)?)).await?;
+    let (removed, bytes) = d
+        .with_images(move |e, s| Ok(berth_engine::images::prune(e, s, all)?))
+        .await?;
     let list: Vec<Value> = removed
         .into_iter()
         .map(|r| match r {

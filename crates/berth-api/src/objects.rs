@@ -97,18 +97,7 @@ pub async fn volume_prune(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Re
         .is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
     filters.retain(|k, _| k == "label");
     let gone = d
-        .engine(move |e| {
-            let mut gone = Vec::new();
-            for n in berth_engine::volumes::filtered(e, &filters)? {
-                if !all && !berth_engine::volumes::is_anonymous(&n) {
-                    continue;
-                }
-                if berth_engine::volumes::users(e, &n)?.is_empty() && berth_engine::volumes::remove(e, &n).is_ok() {
-                    gone.push(n);
-                }
-            }
-            Ok(gone)
-        })
+        .engine(move |e| Ok(berth_engine::volumes::prune(e, all, &filters)?))
         .await?;
     Ok(json_response(
         StatusCode::OK,

@@ -557,13 +557,7 @@ pub fn prune(root: &Path, a: &ContainerPruneArgs) -> anyhow::Result<()> {
     }
     let e = engine(root)?;
     let gone = ops::prune(&e).map_err(engine_exit)?;
-    if !gone.is_empty() {
-        println!("Deleted Containers:");
-        for id in &gone {
-            println!("{id}");
-        }
-        println!();
-    }
+    crate::views::print_deleted("Containers", &gone);
     println!("Total reclaimed space: 0B");
     Ok(())
 }

@@ -393,15 +393,7 @@ pub fn inspect(root: &Path, a: &InspectArgs) -> anyhow::Result<()> {
             Err(e) => missing.push(e.to_string()),
         }
     }
-    match &a.format {
-        Some(f) if f != "json" => {
-            let t = Template::parse(f)?;
-            for v in &out {
-                println!("{}", t.render(v)?);
-            }
-        }
-        _ => println!("{}", serde_json::to_string_pretty(&out)?),
-    }
+    crate::views::print_inspected(&out, a.format.as_deref())?;
     if !missing.is_empty() {
         bail!("{}", missing.join("\n"));
     }
@@ -454,20 +446,26 @@ pub fn prune(root: &Path, a: &PruneArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let mut store = open(root)?;
-    let (done, reclaimed) = store.prune(a.all)?;
-    if !done.is_empty() {
-        println!("Deleted Images:");
-        for d in done {
-            match d {
-                Removed::Untagged(t) => println!("untagged: {t}"),
-                Removed::Deleted(id) => println!("deleted: {id}"),
-            }
-        }
-        println!();
-    }
+    let reclaimed = prune_images(root, a.all)?;
     println!("Total reclaimed space: {}", human_size(reclaimed));
     Ok(())
+}
+
+/// Prunes images (every unused one with `all`) and prints what went; returns the bytes
+/// freed.
+pub(crate) fn prune_images(root: &Path, all: bool) -> anyhow::Result<u64> {
+    let mut store = open(root)?;
+    let engine = berth_engine::store::Engine::open(root)?;
+    let (done, reclaimed) = berth_engine::images::prune(&engine, &mut store, all)?;
+    let lines: Vec<String> = done
+        .into_iter()
+        .map(|d| match d {
+            Removed::Untagged(t) => format!("untagged: {t}"),
+            Removed::Deleted(id) => format!("deleted: {id}"),
+        })
+        .collect();
+    crate::views::print_deleted("Images", &lines);
+    Ok(reclaimed)
 }
 
 /// `tag`.

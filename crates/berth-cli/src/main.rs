@@ -18,6 +18,7 @@ mod networks;
 mod registry;
 mod runtime;
 mod system;
+mod template;
 mod views;
 mod volumes;
 

@@ -72,43 +72,12 @@ pub fn system_prune(root: &Path, all: bool, volumes: bool, force: bool) -> anyho
     }
     let e = engine(root)?;
     let gone = ops::prune(&e).map_err(engine_exit)?;
-    if !gone.is_empty() {
-        println!("Deleted Containers:");
-        for id in &gone {
-            println!("{id}");
-        }
-        println!();
-    }
+    crate::views::print_deleted("Containers", &gone);
     if volumes {
-        let mut vs = Vec::new();
-        for n in berth_engine::volumes::list(&e).map_err(engine_exit)? {
-            if berth_engine::volumes::is_anonymous(&n)
-                && berth_engine::volumes::users(&e, &n).map_err(engine_exit)?.is_empty()
-            {
-                berth_engine::volumes::remove(&e, &n).map_err(engine_exit)?;
-                vs.push(n);
-            }
-        }
-        if !vs.is_empty() {
-            println!("Deleted Volumes:");
-            for n in &vs {
-                println!("{n}");
-            }
-            println!();
-        }
+        let gone = berth_engine::volumes::prune(&e, false, &Default::default()).map_err(engine_exit)?;
+        crate::views::print_deleted("Volumes", &gone);
     }
-    let mut images = crate::images::open(root)?;
-    let (done, reclaimed) = images.prune(all)?;
-    if !done.is_empty() {
-        println!("Deleted Images:");
-        for d in done {
-            match d {
-                berth_engine::images::Removed::Untagged(t) => println!("untagged: {t}"),
-                berth_engine::images::Removed::Deleted(id) => println!("deleted: {id}"),
-            }
-        }
-        println!();
-    }
+    let reclaimed = crate::images::prune_images(root, all)?;
     println!("Total reclaimed space: {}", crate::format::human_size(reclaimed));
     Ok(())
 }

@@ -169,15 +169,7 @@ pub fn inspect(root: &Path, a: &crate::images::InspectArgs) -> anyhow::Result<()
             }
         }
     }
-    match &a.format {
-        Some(f) if f != "json" => {
-            let t = Template::parse(f)?;
-            for v in &out {
-                println!("{}", t.render(v)?);
-            }
-        }
-        _ => println!("{}", serde_json::to_string_pretty(&out)?),
-    }
+    crate::views::print_inspected(&out, a.format.as_deref())?;
     Ok(())
 }
 
@@ -387,4 +379,30 @@ fn ports_text(st: &State) -> String {
                 .join(", ")
         })
         .unwrap_or_default()
+}
+
+/// A prune's `Deleted KIND:` paragraph (nothing when nothing went).
+pub(crate) fn print_deleted(kind: &str, gone: &[String]) {
+    if gone.is_empty() {
+        return;
+    }
+    println!("Deleted {kind}:");
+    for g in gone {
+        println!("{g}");
+    }
+    println!();
+}
+
+/// `inspect`'s answer: each object through `--format`, or all of them as a JSON array.
+pub(crate) fn print_inspected(out: &[serde_json::Value], format: Option<&str>) -> anyhow::Result<()> {
+    match format {
+        Some(f) if f != "json" => {
+            let t = Template::parse(f)?;
+            for v in out {
+                println!("{}", t.render(v)?);
+            }
+        }
+        _ => println!("{}", serde_json::to_string_pretty(out)?),
+    }
+    Ok(())
 }

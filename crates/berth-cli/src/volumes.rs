@@ -140,20 +140,8 @@ pub fn volume(root: &Path, cmd: &VolumeCmd) -> anyhow::Result<()> {
                     "volume prune: refusing to prompt without a terminal; use --force".into(),
                 ));
             }
-            let mut gone = Vec::new();
-            for n in volumes::list(&e).map_err(engine_exit)? {
-                if (*all || volumes::is_anonymous(&n)) && volumes::users(&e, &n).map_err(engine_exit)?.is_empty() {
-                    volumes::remove(&e, &n).map_err(engine_exit)?;
-                    gone.push(n);
-                }
-            }
-            if !gone.is_empty() {
-                println!("Deleted Volumes:");
-                for n in &gone {
-                    println!("{n}");
-                }
-                println!();
-            }
+            let gone = volumes::prune(&e, *all, &Default::default()).map_err(engine_exit)?;
+            crate::views::print_deleted("Volumes", &gone);
             println!("Total reclaimed space: 0B");
         }
     }

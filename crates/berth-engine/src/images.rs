@@ -51,6 +51,26 @@ pub fn remove(engine: &Engine, store: &mut ImageStore, name: &str, force: bool) 
     Ok(done)
 }
 
+/// `image prune`: the dangling images (every one no container uses with `all`); records
+/// their `untag` and `delete`; returns what went and the bytes freed.
+pub fn prune(engine: &Engine, store: &mut ImageStore, all: bool) -> Result<(Vec<Removed>, u64)> {
+    let (done, bytes) = store.prune(all)?;
+    for d in &done {
+        match d {
+            Removed::Untagged(t) => events::image(engine, "untag", t, t),
+            Removed::Deleted(id) => events::image(engine, "delete", id, id),
+        }
+    }
+    events::record(
+        engine,
+        "image",
+        "prune",
+        "",
+        serde_json::json!({"reclaimed": bytes.to_string()}),
+    );
+    Ok((done, bytes))
+}
+
 /// Pushes `name` (progress through `progress`) and records `push`; returns the manifest's
 /// digest and size.
 pub fn push(

@@ -337,6 +337,23 @@ pub fn users(engine: &Engine, name: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// `volume prune`: removes the volumes no container uses that pass `filters` (`label`),
+/// anonymous ones only unless `all`; returns their names. One taken between the check and
+/// the removal is left.
+pub fn prune(
+    engine: &Engine,
+    all: bool,
+    filters: &std::collections::HashMap<String, Vec<String>>,
+) -> Result<Vec<String>> {
+    let mut gone = Vec::new();
+    for n in filtered(engine, filters)? {
+        if (all || is_anonymous(&n)) && users(engine, &n)?.is_empty() && remove(engine, &n).is_ok() {
+            gone.push(n);
+        }
+    }
+    Ok(gone)
+}
+
 /// Removes a volume unless a container uses it (`force` does not override that, as in Docker).
 pub fn remove(engine: &Engine, name: &str) -> Result<()> {
     let d = engine.root.join("volumes").join(name);

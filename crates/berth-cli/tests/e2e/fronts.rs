@@ -485,3 +485,51 @@ fn create_options_mean_the_same_through_the_cli_and_the_api() {
     b.ok(&["rm", "-v", &cli, &api]);
     assert_eq!(b.ok(&["ps", "-aq"]), "");
 }
+
+#[test]
+fn prunes_remove_the_same_and_are_seen_in_events_through_both_front_ends() {
+    require_root!();
+    require_tool!("docker");
+    let (b, _img) = with_busybox("fronts-prune");
+    let d = Daemon::start(&b, TempDir::new("fronts-prune-sock"));
+    // An anonymous volume left by a removed container, and a named one: a plain prune
+    // takes the first alone, through either front end.
+    let anon_of = |who: &str| {
+        let id = b.ok(&[
+            "create",
+            "-v",
+            "/data",
+            "-v",
+            &format!("f-named-{who}:/keep"),
+            "bb:1",
+            "true",
+        ]);
+        let vol = b.ok(&[
+            "inspect",
+            "-f",
+            "{{range .Mounts}}{{if eq .Destination \"/data\"}}{{.Name}}{{end}}{{end}}",
+            id.trim(),
+        ]);
+        b.ok(&["rm", id.trim()]);
+        vol.trim().to_string()
+    };
+    let (cli_vol, api_vol) = (anon_of("cli"), anon_of("api"));
+    let cli = b.ok(&["volume", "prune", "-f"]);
+    assert!(cli.contains(&cli_vol) && !cli.contains("f-named"), "{cli}");
+    let api_left = anon_of("api2");
+    let api = d.ok(&["volume", "prune", "-f"]);
+    assert!(api.contains(&api_left) && !api.contains("f-named"), "{api} {api_vol}");
+    let names = b.ok(&["volume", "ls", "-q"]);
+    assert!(
+        names.contains("f-named-cli") && names.contains("f-named-api"),
+        "{names}"
+    );
+    b.ok(&["volume", "rm", "f-named-cli", "f-named-api", "f-named-api2"]);
+    // An image pruned through the CLI reaches the API's event stream.
+    b.ok(&["tag", "bb:1", "f-prune:1"]);
+    b.ok(&["rmi", "bb:1"]);
+    let since = crate::api::now_secs();
+    b.ok(&["image", "prune", "-a", "-f"]);
+    let ev = d.events_since(since, "type=image", "{{.Action}}");
+    assert!(ev.contains("delete") || ev.contains("untag"), "{ev}");
+}
