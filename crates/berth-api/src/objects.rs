@@ -26,16 +26,8 @@ pub async fn volumes(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Respons
 /// `POST /volumes/create`.
 pub async fn volume_create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let body = json_body(req).await?;
-    let driver = body["Driver"].as_str().unwrap_or("local");
-    if !driver.is_empty() && driver != "local" {
-        return Err(ApiError::bad(format!(
-            "volume driver {driver:?} is not supported (only local)"
-        )));
-    }
-    let name = match body["Name"].as_str().filter(|n| !n.is_empty()) {
-        Some(n) => n.to_string(),
-        None => berth_engine::store::new_id().map_err(ApiError::from)?,
-    };
+    let driver = body["Driver"].as_str().unwrap_or("local").to_string();
+    let name = body["Name"].as_str().map(str::to_string);
     let strmap = |v: &Value, what: &str| -> Result<std::collections::BTreeMap<String, String>, ApiError> {
         match v {
             Value::Null => Ok(Default::default()),
@@ -55,7 +47,7 @@ pub async fn volume_create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Re
     };
     let v = d
         .engine(move |e| {
-            berth_engine::volumes::create_with(e, &name, &meta)?;
+            let name = berth_engine::volumes::create_volume(e, name.as_deref(), &driver, &meta)?;
             Ok(berth_engine::inspect::volume_json(e, &name))
         })
         .await?;

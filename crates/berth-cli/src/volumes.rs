@@ -70,9 +70,6 @@ pub fn volume(root: &Path, cmd: &VolumeCmd) -> anyhow::Result<()> {
             label,
             opt,
         } => {
-            if driver != "local" {
-                return Err(usage(format!("volume driver {driver:?} is not supported (only local)")));
-            }
             let pairs = |v: &[String], what: &str| -> anyhow::Result<std::collections::BTreeMap<String, String>> {
                 v.iter()
                     .map(|kv| match kv.split_once('=') {
@@ -86,11 +83,7 @@ pub fn volume(root: &Path, cmd: &VolumeCmd) -> anyhow::Result<()> {
                 labels: pairs(label, "label")?,
                 options: pairs(opt, "option")?,
             };
-            let n = match name {
-                Some(n) => n.clone(),
-                None => berth_engine::store::new_id().map_err(engine_exit)?,
-            };
-            volumes::create_with(&e, &n, &meta).map_err(engine_exit)?;
+            let n = volumes::create_volume(&e, name.as_deref(), driver, &meta).map_err(engine_exit)?;
             println!("{n}");
         }
         VolumeCmd::Ls { quiet, filter } => {

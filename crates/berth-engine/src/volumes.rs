@@ -230,6 +230,22 @@ pub fn ensure_mounted(engine: &Engine, name: &str) -> Result<()> {
     .map_err(|e| EngineError::Invalid(format!("error while mounting volume '{}': {e}", d.display())))
 }
 
+/// `volume create`: a volume of the `local` driver (the only one), named `name` or, when
+/// none is given, a new anonymous-looking id; returns the name.
+pub fn create_volume(engine: &Engine, name: Option<&str>, driver: &str, meta: &VolumeMeta) -> Result<String> {
+    if !driver.is_empty() && driver != "local" {
+        return Err(EngineError::Invalid(format!(
+            "volume driver {driver:?} is not supported (only local)"
+        )));
+    }
+    let name = match name.filter(|n| !n.is_empty()) {
+        Some(n) => n.to_string(),
+        None => crate::store::new_id()?,
+    };
+    create_with(engine, &name, meta)?;
+    Ok(name)
+}
+
 /// Creates a volume (no error if it exists); says whether it is new.
 pub fn create(engine: &Engine, name: &str) -> Result<bool> {
     create_with(engine, name, &VolumeMeta::default())
