@@ -12,7 +12,7 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
-use crate::containers::channel_body;
+use crate::streams::channel_body;
 use crate::{empty, query, ApiError, Body, Daemon};
 
 fn scratch(d: &Daemon, what: &str) -> Result<PathBuf, ApiError> {

@@ -1,5 +1,5 @@
-//! The container routes: create, list, inspect, start, stop, restart, kill, wait, remove,
-//! logs, attach (a hijacked connection bridged to the container's monitor).
+//! The container routes: create, list, inspect, start, stop, kill, wait, remove, rename,
+//! pause, update, prune, and what a container reports (`top`, `stats`, `changes`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,23 +7,15 @@ use std::time::Duration;
 use berth_engine::attach::{self as att, Hello};
 use berth_engine::store::Status;
 use bytes::Bytes;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub use crate::create_body::options_from;
+use crate::streams::{bridge, channel_body, dbg_api, observe, PendingAttach};
 use crate::{empty, flag, json_body, json_response, query, ApiError, Body, Daemon};
 
-/// An attach made before its container started.
-#[derive(Debug)]
-pub struct PendingAttach {
-    hello: Hello,
-    tty: bool,
-    io: tokio::sync::oneshot::Receiver<hyper::upgrade::Upgraded>,
-}
+pub use crate::create_body::options_from;
 
 /// `POST /containers/create`.
 pub async fn create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -123,121 +115,6 @@ pub async fn list(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<B
         })
         .await?;
     Ok(json_response(StatusCode::OK, &Value::Array(v)))
-}
-
-fn dbg_api(m: &str) {
-    if std::env::var_os("BERTH_API_DEBUG").is_some() {
-        eprintln!("berth-api: {m}");
-    }
-}
-
-/// Reads monitor frames off `stream` into `out` until the exit frame; returns the code.
-async fn pump_out(
-    stream: &mut tokio::net::unix::OwnedReadHalf,
-    out: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
-    tty: bool,
-) -> Option<i32> {
-    loop {
-        let mut head = [0u8; 8];
-        stream.read_exact(&mut head).await.ok()?;
-        let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
-        let mut payload = vec![0u8; len];
-        stream.read_exact(&mut payload).await.ok()?;
-        match head[0] {
-            att::STDOUT | att::STDERR => {
-                // Docker's multiplexed stream has the monitor's frame shape; with a
-                // terminal the stream is raw.
-                let ok = if tty {
-                    out.write_all(&payload).await
-                } else {
-                    match out.write_all(&head).await {
-                        Ok(()) => out.write_all(&payload).await,
-                        Err(e) => Err(e),
-                    }
-                };
-                if ok.is_err() {
-                    // The client is gone; keep reading for the exit code.
-                    continue;
-                }
-                let _ = out.flush().await;
-            }
-            att::EXIT => {
-                let code = payload
-                    .get(..4)
-                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                    .map(i32::from_be_bytes);
-                return Some(code.unwrap_or(0));
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Bridges a client connection and a monitor connection until the container exits.
-async fn bridge(
-    d: Arc<Daemon>,
-    id: String,
-    io: hyper::upgrade::Upgraded,
-    stream: std::os::unix::net::UnixStream,
-    tty: bool,
-    stdin: bool,
-) {
-    if stream.set_nonblocking(true).is_err() {
-        return;
-    }
-    let Ok(stream) = tokio::net::UnixStream::from_std(stream) else {
-        return;
-    };
-    let (mut mr, mut mw) = stream.into_split();
-    let io = hyper_util::rt::TokioIo::new(io);
-    let (mut cr, mut cw) = tokio::io::split(io);
-    // The monitor takes a closed connection for a client gone: the write half stays open
-    // (held by this task) until the container's exit ends the bridge.
-    let input = tokio::spawn(async move {
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            if !stdin {
-                std::future::pending::<()>().await;
-            }
-            match cr.read(&mut buf).await {
-                Ok(0) | Err(_) => {
-                    let _ = mw.write_all(&att::frame(att::CLOSE_STDIN, &[])).await;
-                    std::future::pending::<()>().await;
-                }
-                Ok(n) => {
-                    if mw.write_all(&att::frame(att::STDIN, &buf[..n])).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    dbg_api(&format!("bridge {id}: pumping"));
-    let code = pump_out(&mut mr, &mut cw, tty).await;
-    dbg_api(&format!("bridge {id}: exit {code:?}"));
-    let _ = cw.shutdown().await;
-    input.abort();
-    match code {
-        Some(c) => d.record_exit(&id, c),
-        None => d.unwatch(&id),
-    }
-}
-
-/// Watches a monitor connection for the exit code (containers started with nobody
-/// attached).
-async fn observe(d: Arc<Daemon>, id: String, stream: std::os::unix::net::UnixStream) {
-    if stream.set_nonblocking(true).is_err() {
-        return;
-    }
-    let Ok(stream) = tokio::net::UnixStream::from_std(stream) else {
-        return;
-    };
-    let (mut mr, _mw) = stream.into_split();
-    let mut sink = tokio::io::sink();
-    match pump_out(&mut mr, &mut sink, false).await {
-        Some(c) => d.record_exit(&id, c),
-        None => d.unwatch(&id),
-    }
 }
 
 /// `POST /containers/{id}/start`.
@@ -476,194 +353,223 @@ pub async fn remove(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Res
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
-/// A streamed body fed from a channel.
-pub(crate) fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, Body) {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-    let stream = futures_stream(rx);
-    (tx, BodyExt::boxed(StreamBody::new(stream)))
+/// `POST /containers/{id}/rename?name=`.
+pub async fn rename(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
+    let name = query(req).get("name").cloned().unwrap_or_default();
+    if name.is_empty() {
+        return Err(ApiError::bad("name is required"));
+    }
+    d.engine(move |e| Ok(berth_engine::ops::rename(e, &id, &name)?)).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
 }
 
-fn futures_stream(
-    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
-) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send + Sync + 'static {
-    async_stream(move |cx| rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))))
+/// `POST /containers/{id}/pause` and `/unpause`.
+pub async fn pause(d: &Arc<Daemon>, id: String, paused: bool) -> Result<Response<Body>, ApiError> {
+    d.engine(move |e| {
+        let rid = crate::running_id(e, &id)?;
+        Ok(berth_engine::ops::set_paused(e, &rid, paused)?)
+    })
+    .await?;
+    Ok(empty(StatusCode::NO_CONTENT))
 }
 
-/// A stream from a poll function.
-fn async_stream<F>(f: F) -> PollStream<F>
-where
-    F: FnMut(&mut std::task::Context<'_>) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>>,
-{
-    PollStream(f)
-}
-
-/// [`async_stream`]'s stream.
-struct PollStream<F>(F);
-
-impl<F> futures_core::Stream for PollStream<F>
-where
-    F: FnMut(&mut std::task::Context<'_>) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> + Unpin,
-{
-    type Item = Result<Frame<Bytes>, std::io::Error>;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        (self.0)(cx)
+/// A number from an update body: absent, null and 0 all mean "leave it as it is", as
+/// the docker CLI sends every field.
+fn set_i64(body: &Value, key: &str) -> Result<Option<i64>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_i64() {
+            Some(0) => Ok(None),
+            Some(n) => Ok(Some(n)),
+            None => Err(ApiError::bad(format!(
+                "json: cannot unmarshal {v} into Go struct field UpdateConfig.{key} of type int64"
+            ))),
+        },
     }
 }
 
-/// `GET /containers/{id}/logs`.
-pub async fn logs(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
-    let q = query(req);
-    let (out, err, follow, ts) = (
-        flag(&q, "stdout"),
-        flag(&q, "stderr"),
-        flag(&q, "follow"),
-        flag(&q, "timestamps"),
-    );
-    if !out && !err {
-        return Err(ApiError::bad("Bad parameters: you must choose at least one stream"));
+/// `POST /containers/{id}/update`.
+pub async fn update(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
+    let body = json_body(req).await?;
+    if !body.is_object() {
+        return Err(ApiError::bad("an update config object is required"));
     }
-    let tail: Option<usize> = q.get("tail").filter(|t| *t != "all").and_then(|t| t.parse().ok());
-    // Docker's clients send 0 for "no bound".
-    let time = |k: &str| -> Result<Option<i128>, ApiError> {
-        q.get(k)
-            .filter(|s| !s.is_empty() && *s != "0")
-            .map(|s| {
-                berth_oci::time::parse_point(s, berth_oci::time::now_nanos())
-                    .ok_or_else(|| ApiError::bad(format!("invalid value for {k}: {s}")))
-            })
-            .transpose()
+    let nano = set_i64(&body, "NanoCpus")?;
+    let quota = set_i64(&body, "CpuQuota")?;
+    if nano.is_some() && quota.is_some() {
+        return Err(ApiError::bad(
+            "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+        ));
+    }
+    let period = set_i64(&body, "CpuPeriod")?.unwrap_or(100_000).max(1);
+    let cpu_quota = match (nano, quota) {
+        (Some(n), _) => Some(n / 10_000),
+        (None, Some(q)) => Some(q.saturating_mul(100_000) / period),
+        _ => None,
     };
-    let opts = berth_engine::logs::LogOptions {
-        since: time("since")?,
-        until: time("until")?,
-        tail,
-        stdout: out,
-        stderr: err,
+    // An empty name leaves the policy as it is (the docker CLI sends one with every update).
+    let restart = match body.get("RestartPolicy") {
+        Some(p) if p["Name"].as_str().is_some_and(|n| !n.is_empty()) => Some(
+            berth_engine::options::RestartPolicy::from_docker(
+                p["Name"].as_str().unwrap_or(""),
+                p["MaximumRetryCount"].as_i64().unwrap_or(0),
+            )
+            .map_err(|e| ApiError::bad(e.to_string()))?,
+        ),
+        _ => None,
     };
-    let (cid, dir, tty) = d
+    let u = berth_engine::ops::Update {
+        memory: set_i64(&body, "Memory")?,
+        memory_reservation: set_i64(&body, "MemoryReservation")?,
+        memory_swap: set_i64(&body, "MemorySwap")?,
+        cpu_quota,
+        cpu_shares: set_i64(&body, "CpuShares")?.map(|s| u64::try_from(s).unwrap_or(0)),
+        cpuset_cpus: body["CpusetCpus"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        // A pids limit of 0 or -1 lifts it.
+        pids_limit: match body.get("PidsLimit") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_i64()
+                    .ok_or_else(|| ApiError::bad(format!("invalid PidsLimit {v}")))?,
+            ),
+        },
+        restart,
+    };
+    d.engine(move |e| Ok(berth_engine::ops::update(e, &id, &u)?)).await?;
+    Ok(json_response(StatusCode::OK, &json!({"Warnings": []})))
+}
+
+/// `POST /containers/prune`: stopped containers.
+pub async fn container_prune(d: &Arc<Daemon>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let keep = crate::prune_filter(&query(req), &["label", "label!", "until"])?;
+    let gone = d
+        .engine(move |e| Ok(berth_engine::ops::prune_matching(e, &|r| keep(&r.labels, &r.created))?))
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"ContainersDeleted": gone, "SpaceReclaimed": 0}),
+    ))
+}
+
+/// `GET /containers/{id}/top?ps_args=`.
+pub async fn top(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
+    let ps_args = query(req).get("ps_args").cloned().unwrap_or_default();
+    let (titles, rows) = d
         .engine(move |e| {
-            let r = e.resolve(&id)?;
-            Ok((r.id.clone(), e.dir(&r.id), r.tty))
+            let rid = crate::running_id(e, &id)?;
+            Ok(berth_engine::inspect::top(e, &rid, &ps_args)?)
         })
         .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"Titles": titles, "Processes": rows}),
+    ))
+}
+
+fn stats_json(
+    id: &str,
+    name: &str,
+    now: (u64, u64, u64, u64),
+    pre: (u64, u64, u64, u64),
+    sys: (u64, u64),
+    ncpu: usize,
+) -> Value {
+    let (cpu, mem, limit, pids) = now;
+    json!({
+        "read": berth_oci::time::now(),
+        "preread": berth_oci::time::now(),
+        "id": id,
+        "name": format!("/{name}"),
+        "pids_stats": {"current": pids},
+        "blkio_stats": {"io_service_bytes_recursive": null, "io_serviced_recursive": null},
+        "num_procs": 0,
+        "storage_stats": {},
+        "cpu_stats": {"cpu_usage": {"total_usage": cpu, "usage_in_kernelmode": 0, "usage_in_usermode": cpu},
+            "system_cpu_usage": sys.1, "online_cpus": ncpu, "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}},
+        "precpu_stats": {"cpu_usage": {"total_usage": pre.0, "usage_in_kernelmode": 0, "usage_in_usermode": pre.0},
+            "system_cpu_usage": sys.0, "online_cpus": ncpu, "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}},
+        "memory_stats": {"usage": mem, "limit": limit, "stats": {}},
+        "networks": {}
+    })
+}
+
+/// The host's CPU time in nanoseconds, as dockerd computes `system_cpu_usage`.
+fn system_cpu() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .take(7)
+                .filter_map(|x| x.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    ticks.saturating_mul(10_000_000)
+}
+
+/// `GET /containers/{id}/stats` (`stream=false` for one reading).
+pub async fn stats(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
+    let q = query(req);
+    let stream = crate::flag_or(&q, "stream", true);
+    let one_shot = flag(&q, "one-shot");
+    let (cid, name) = d
+        .engine(move |e| {
+            let r = e.resolve(&id)?;
+            Ok((r.id.clone(), r.name.clone()))
+        })
+        .await?;
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let sample = |d: Arc<Daemon>, cid: String| async move {
+        d.engine(move |e| Ok(berth_engine::inspect::sample(e, &cid).unwrap_or((0, 0, 0, 0))))
+            .await
+            .unwrap_or((0, 0, 0, 0))
+    };
+    if !stream {
+        let pre = sample(d.clone(), cid.clone()).await;
+        let s0 = system_cpu();
+        if !one_shot {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let now = sample(d.clone(), cid.clone()).await;
+        let v = stats_json(&cid, &name, now, pre, (s0, system_cpu()), ncpu);
+        return Ok(json_response(StatusCode::OK, &v));
+    }
     let (tx, body) = channel_body();
     let dd = d.clone();
     tokio::spawn(async move {
-        let mut reader = Some(berth_engine::logs::Reader::new(&dir.join("json.log"), opts));
-        let mut first = true;
-        // Following: once the container has stopped, one last read, then the end.
-        let mut last = !follow;
+        let mut pre = sample(dd.clone(), cid.clone()).await;
+        let mut s0 = system_cpu();
         loop {
-            let Some(mut rd) = reader.take() else { return };
-            let backlog = first;
-            first = false;
-            let Ok((rd, pick)) = tokio::task::spawn_blocking(move || {
-                let got = if backlog { rd.backlog() } else { rd.more() };
-                (rd, got)
-            })
-            .await
-            else {
-                return;
-            };
-            reader = Some(rd);
-            for en in &pick {
-                let mut line = Vec::new();
-                if ts {
-                    line.extend_from_slice(en.time.as_bytes());
-                    line.push(b' ');
-                }
-                line.extend_from_slice(en.log.as_bytes());
-                let chunk = if tty {
-                    line
-                } else {
-                    let stream = if en.stream == "stderr" {
-                        att::STDERR
-                    } else {
-                        att::STDOUT
-                    };
-                    att::frame(stream, &line)
-                };
-                if tx.send(Bytes::from(chunk)).await.is_err() {
-                    return;
-                }
-            }
-            if last {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = sample(dd.clone(), cid.clone()).await;
+            let s1 = system_cpu();
+            let v = stats_json(&cid, &name, now, pre, (s0, s1), ncpu);
+            if tx.send(Bytes::from(format!("{v}\n"))).await.is_err() {
                 return;
             }
-            let cid = cid.clone();
-            last = !dd.engine(move |e| Ok(e.state(&cid).running())).await.unwrap_or(false);
-            if !last {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            pre = now;
+            s0 = s1;
         }
     });
-    Ok(crate::streamed(body, crate::stream_type(tty)))
+    Ok(crate::streamed(body, HeaderValue::from_static("application/json")))
 }
 
-/// `POST /containers/{id}/attach`: the connection is hijacked and bridged to the monitor;
-/// before the container starts, it waits for the start.
-pub async fn attach(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
-    let q = query(&req);
-    let hello = Hello {
-        stdin: flag(&q, "stdin"),
-        stdout: flag(&q, "stdout"),
-        stderr: flag(&q, "stderr"),
-        rows: 0,
-        cols: 0,
-    };
-    let (cid, running, tty, dir) = d
-        .engine(move |e| {
-            let r = e.resolve(&id)?;
-            Ok((r.id.clone(), e.state(&r.id).running(), r.tty, e.dir(&r.id)))
+/// `GET /containers/{id}/changes`.
+pub async fn changes(d: &Arc<Daemon>, id: String) -> Result<Response<Body>, ApiError> {
+    let list = d
+        .with_images(move |e, s| {
+            Ok(berth_engine::commit::changes(e, s, &id)?
+                .into_iter()
+                .map(|(k, p)| json!({"Path": p, "Kind": match k { 'C' => 0, 'A' => 1, _ => 2 }}))
+                .collect::<Vec<_>>())
         })
         .await?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let mut req = req;
-    let upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        if let Ok(io) = upgrade.await {
-            let _ = tx.send(io);
-        }
-    });
-    if running {
-        let (dd, c, h) = (d.clone(), cid.clone(), hello);
-        tokio::spawn(async move {
-            let Ok(io) = rx.await else { return };
-            let h2 = h;
-            if let Ok(Ok(s)) = tokio::task::spawn_blocking(move || att::connect(&dir, &h2)).await {
-                bridge(dd, c, io, s, tty, h.stdin).await;
-            }
-        });
-    } else if let Ok(mut m) = d.pending.lock() {
-        m.entry(cid).or_default().push(PendingAttach { hello, tty, io: rx });
-    }
-    Ok(crate::hijacked(tty))
-}
-
-/// `POST /containers/{id}/resize?h=&w=`: the container's terminal takes the new size (its
-/// monitor holds the terminal and applies it).
-pub async fn resize(d: &Arc<Daemon>, req: &Request<Incoming>, id: String) -> Result<Response<Body>, ApiError> {
-    let (rows, cols) = crate::exec::size_of(req)?;
-    d.engine(move |e| {
-        let r = e.resolve(&id)?;
-        if !e.state(&r.id).running() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("Container {} is not running", r.id),
-            ));
-        }
-        if r.tty && rows > 0 && cols > 0 {
-            use std::io::Write;
-            let mut s = att::connect(&e.dir(&r.id), &Hello::default())
-                .map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("resizing: {err}")))?;
-            s.write_all(&att::resize_frame(rows, cols))
-                .map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("resizing: {err}")))?;
-        }
-        Ok(())
-    })
-    .await?;
-    Ok(empty(StatusCode::OK))
+    Ok(json_response(StatusCode::OK, &Value::Array(list)))
 }

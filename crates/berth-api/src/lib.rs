@@ -7,14 +7,16 @@
 //! next daemon sees them all (live restore).
 
 pub mod archive;
+pub mod build;
 pub mod containers;
 pub mod create_body;
 pub mod exec;
-pub mod manage;
-pub mod more;
-pub mod objects;
+pub mod images;
+pub mod networks;
 pub mod request;
+pub mod streams;
 pub mod system;
+pub mod volumes;
 
 pub use request::{
     filters, flag, flag_or, json_body, percent_decode, prune_filter, query, read_body, repo_tag, time_nanos,
@@ -120,7 +122,7 @@ pub struct Daemon {
     pub stores: Mutex<Vec<berth_engine::images::ImageStore>>,
     /// Attach connections made before their container started (`docker run` attaches
     /// first, then starts): the start hands the first one to the monitor.
-    pub pending: Mutex<HashMap<String, Vec<containers::PendingAttach>>>,
+    pub pending: Mutex<HashMap<String, Vec<streams::PendingAttach>>>,
 }
 
 impl Daemon {
@@ -434,20 +436,20 @@ async fn route(
         (&Method::GET | &Method::HEAD, ["_ping"]) => Ok(system::ping(m)),
         (&Method::GET, ["version"]) => system::version(&d).await,
         (&Method::GET, ["info"]) => system::info(&d).await,
-        (&Method::GET, ["images", "json"]) => system::images(&d, &req).await,
-        (&Method::POST, ["build"]) => more::build(&d, req).await,
-        (&Method::POST, ["images", "create"]) if query(&req).contains_key("fromSrc") => manage::import(&d, req).await,
-        (&Method::POST, ["images", "create"]) => more::pull(&d, &req).await,
+        (&Method::GET, ["images", "json"]) => images::images(&d, &req).await,
+        (&Method::POST, ["build"]) => build::build(&d, req).await,
+        (&Method::POST, ["images", "create"]) if query(&req).contains_key("fromSrc") => images::import(&d, req).await,
+        (&Method::POST, ["images", "create"]) => images::pull(&d, &req).await,
         (&Method::POST, ["images", name @ .., "push"]) if !name.is_empty() => {
-            more::push(&d, &req, name.join("/")).await
+            images::push(&d, &req, name.join("/")).await
         }
-        (&Method::GET, ["images", "get"]) => more::save(&d, &req, None).await,
-        (&Method::POST, ["images", "load"]) => more::load(&d, req).await,
+        (&Method::GET, ["images", "get"]) => images::save(&d, &req, None).await,
+        (&Method::POST, ["images", "load"]) => images::load(&d, req).await,
         (&Method::GET, ["images", name @ .., "get"]) if !name.is_empty() => {
-            more::save(&d, &req, Some(name.join("/"))).await
+            images::save(&d, &req, Some(name.join("/"))).await
         }
         (&Method::GET, ["images", name @ .., "json"]) if !name.is_empty() => {
-            system::image_inspect(&d, name.join("/")).await
+            images::image_inspect(&d, name.join("/")).await
         }
         (&Method::GET, ["containers", "json"]) => containers::list(&d, &req).await,
         (&Method::POST, ["containers", "create"]) => containers::create(&d, req).await,
@@ -458,46 +460,48 @@ async fn route(
         (&Method::POST, ["containers", id, "kill"]) => containers::kill(&d, &req, id.to_string()).await,
         (&Method::POST, ["containers", id, "wait"]) => containers::wait(&d, &req, id.to_string()).await,
         (&Method::DELETE, ["containers", id]) => containers::remove(&d, &req, id.to_string()).await,
-        (&Method::GET, ["containers", id, "logs"]) => containers::logs(&d, &req, id.to_string()).await,
-        (&Method::POST, ["containers", id, "attach"]) => containers::attach(&d, req, id.to_string()).await,
-        (&Method::POST, ["containers", id, "resize"]) => containers::resize(&d, &req, id.to_string()).await,
+        (&Method::GET, ["containers", id, "logs"]) => streams::logs(&d, &req, id.to_string()).await,
+        (&Method::POST, ["containers", id, "attach"]) => streams::attach(&d, req, id.to_string()).await,
+        (&Method::POST, ["containers", id, "resize"]) => streams::resize(&d, &req, id.to_string()).await,
         (&Method::GET | &Method::HEAD, ["containers", id, "archive"]) => archive::get(&d, &req, id.to_string()).await,
         (&Method::PUT, ["containers", id, "archive"]) => archive::put(&d, req, id.to_string()).await,
-        (&Method::POST, ["containers", "prune"]) => more::container_prune(&d, &req).await,
-        (&Method::POST, ["images", "prune"]) => more::image_prune(&d, &req).await,
-        (&Method::POST, ["containers", id, "rename"]) => more::rename(&d, &req, id.to_string()).await,
-        (&Method::POST, ["containers", id, "pause"]) => more::pause(&d, id.to_string(), true).await,
-        (&Method::POST, ["containers", id, "unpause"]) => more::pause(&d, id.to_string(), false).await,
-        (&Method::GET, ["containers", id, "changes"]) => more::changes(&d, id.to_string()).await,
-        (&Method::GET, ["containers", id, "top"]) => more::top(&d, &req, id.to_string()).await,
-        (&Method::GET, ["containers", id, "stats"]) => more::stats(&d, &req, id.to_string()).await,
-        (&Method::POST, ["images", name @ .., "tag"]) if !name.is_empty() => more::tag(&d, &req, name.join("/")).await,
+        (&Method::POST, ["containers", "prune"]) => containers::container_prune(&d, &req).await,
+        (&Method::POST, ["images", "prune"]) => images::image_prune(&d, &req).await,
+        (&Method::POST, ["containers", id, "rename"]) => containers::rename(&d, &req, id.to_string()).await,
+        (&Method::POST, ["containers", id, "pause"]) => containers::pause(&d, id.to_string(), true).await,
+        (&Method::POST, ["containers", id, "unpause"]) => containers::pause(&d, id.to_string(), false).await,
+        (&Method::GET, ["containers", id, "changes"]) => containers::changes(&d, id.to_string()).await,
+        (&Method::GET, ["containers", id, "top"]) => containers::top(&d, &req, id.to_string()).await,
+        (&Method::GET, ["containers", id, "stats"]) => containers::stats(&d, &req, id.to_string()).await,
+        (&Method::POST, ["images", name @ .., "tag"]) if !name.is_empty() => {
+            images::tag(&d, &req, name.join("/")).await
+        }
         (&Method::DELETE, ["images", name @ ..]) if !name.is_empty() => {
-            more::image_remove(&d, &req, name.join("/")).await
+            images::image_remove(&d, &req, name.join("/")).await
         }
-        (&Method::GET, ["system", "df"]) => more::df(&d).await,
-        (&Method::POST, ["containers", id, "update"]) => manage::update(&d, req, id.to_string()).await,
-        (&Method::GET, ["containers", id, "export"]) => manage::export(&d, id.to_string()).await,
-        (&Method::POST, ["commit"]) => manage::commit(&d, req).await,
+        (&Method::GET, ["system", "df"]) => system::df(&d).await,
+        (&Method::POST, ["containers", id, "update"]) => containers::update(&d, req, id.to_string()).await,
+        (&Method::GET, ["containers", id, "export"]) => streams::export(&d, id.to_string()).await,
+        (&Method::POST, ["commit"]) => images::commit(&d, req).await,
         (&Method::GET, ["images", name @ .., "history"]) if !name.is_empty() => {
-            manage::history(&d, name.join("/")).await
+            images::history(&d, name.join("/")).await
         }
-        (&Method::POST, ["auth"]) => manage::auth(req).await,
-        (&Method::POST, ["build", "prune"]) => manage::build_prune(&d).await,
-        (&Method::GET, ["events"]) => more::events(&d, &req).await,
-        (&Method::GET, ["volumes"]) => objects::volumes(&d, &req).await,
-        (&Method::POST, ["volumes", "create"]) => objects::volume_create(&d, req).await,
-        (&Method::POST, ["volumes", "prune"]) => objects::volume_prune(&d, &req).await,
-        (&Method::GET, ["volumes", name]) => objects::volume_inspect(&d, name.to_string()).await,
-        (&Method::DELETE, ["volumes", name]) => objects::volume_remove(&d, name.to_string()).await,
-        (&Method::GET, ["networks"]) => objects::networks(&d, &req).await,
-        (&Method::POST, ["networks", "create"]) => objects::network_create(&d, req).await,
-        (&Method::POST, ["networks", "prune"]) => objects::network_prune(&d, &req).await,
-        (&Method::GET, ["networks", id]) => objects::network_inspect(&d, id.to_string()).await,
-        (&Method::DELETE, ["networks", id]) => objects::network_remove(&d, id.to_string()).await,
-        (&Method::POST, ["networks", id, "connect"]) => objects::network_connect(&d, req, id.to_string(), true).await,
+        (&Method::POST, ["auth"]) => system::auth(req).await,
+        (&Method::POST, ["build", "prune"]) => build::build_prune(&d).await,
+        (&Method::GET, ["events"]) => system::events(&d, &req).await,
+        (&Method::GET, ["volumes"]) => volumes::volumes(&d, &req).await,
+        (&Method::POST, ["volumes", "create"]) => volumes::volume_create(&d, req).await,
+        (&Method::POST, ["volumes", "prune"]) => volumes::volume_prune(&d, &req).await,
+        (&Method::GET, ["volumes", name]) => volumes::volume_inspect(&d, name.to_string()).await,
+        (&Method::DELETE, ["volumes", name]) => volumes::volume_remove(&d, name.to_string()).await,
+        (&Method::GET, ["networks"]) => networks::networks(&d, &req).await,
+        (&Method::POST, ["networks", "create"]) => networks::network_create(&d, req).await,
+        (&Method::POST, ["networks", "prune"]) => networks::network_prune(&d, &req).await,
+        (&Method::GET, ["networks", id]) => networks::network_inspect(&d, id.to_string()).await,
+        (&Method::DELETE, ["networks", id]) => networks::network_remove(&d, id.to_string()).await,
+        (&Method::POST, ["networks", id, "connect"]) => networks::network_connect(&d, req, id.to_string(), true).await,
         (&Method::POST, ["networks", id, "disconnect"]) => {
-            objects::network_connect(&d, req, id.to_string(), false).await
+            networks::network_connect(&d, req, id.to_string(), false).await
         }
         (&Method::POST, ["containers", id, "exec"]) => exec::create(&d, req, id.to_string()).await,
         (&Method::POST, ["exec", id, "start"]) => exec::start(&d, req, id.to_string()).await,

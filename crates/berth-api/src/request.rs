@@ -138,6 +138,14 @@ pub fn time_nanos(s: &str) -> Option<i64> {
     berth_oci::time::parse_point(s, berth_oci::time::now_nanos()).and_then(|n| i64::try_from(n).ok())
 }
 
+/// Every value of a repeated query parameter (`names=a&names=b`).
+pub fn all_values(req: &Request<Incoming>, key: &str) -> Vec<String> {
+    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
