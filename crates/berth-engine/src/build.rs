@@ -166,7 +166,7 @@ impl StepRunner for Runner<'_> {
         let dir = engine.dir(&id);
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let _ = step.scratch;
-        if r.network_mode == "bridge" {
+        if r.network() == crate::model::NetworkMode::Bridge {
             crate::networks::ensure_default(engine)?;
         }
         let att = crate::networks::attach(engine, &r)?;
@@ -181,7 +181,10 @@ impl StepRunner for Runner<'_> {
             write("hosts", crate::networks::hosts_file(&r, ip))?;
             write(
                 "resolv.conf",
-                crate::ops::resolv_conf(&crate::ops::CreateOptions::default(), r.network_mode != "host")?,
+                crate::ops::resolv_conf(
+                    &crate::ops::CreateOptions::default(),
+                    r.network() != crate::model::NetworkMode::Host,
+                )?,
             )?;
             let spec = crate::spec::oci_spec(&r, step.rootfs, &dir, &[step.rootfs.to_path_buf()], &engine.root)?;
             let bundle = dir.join("bundle");

@@ -279,12 +279,9 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         NetworkMode::Container(c) => format!("container:{}", engine.resolve(c)?.id),
         NetworkMode::Named(n) => crate::networks::get(engine, n)?.name,
     };
+    let mode = NetworkMode::parse(&network);
     if let Some(ip) = &o.ip {
-        if network == crate::networks::DEFAULT
-            || network == "none"
-            || network == "host"
-            || network.starts_with("container:")
-        {
+        if !mode.is_user_defined() {
             return Err(EngineError::Invalid(
                 "user specified IP address is supported on user defined networks only".into(),
             ));
@@ -299,12 +296,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             )));
         }
     }
-    if !o.aliases.is_empty()
-        && (network == crate::networks::DEFAULT
-            || network == "none"
-            || network == "host"
-            || network.starts_with("container:"))
-    {
+    if !o.aliases.is_empty() && !mode.is_user_defined() {
         return Err(EngineError::Invalid(
             "network-scoped aliases are only supported for user-defined networks".into(),
         ));
@@ -321,12 +313,13 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             })?;
         extra_hosts.push((name.to_string(), ip.to_string()));
     }
-    if network.starts_with("container:") && (!o.publish.is_empty() || o.publish_all) {
+    let publishes = !o.publish.is_empty() || o.publish_all;
+    if matches!(mode, NetworkMode::Container(_)) && publishes {
         return Err(EngineError::Invalid(
             "conflicting options: port publishing and the container type network mode".into(),
         ));
     }
-    if (network == "none" || network == "host") && (!o.publish.is_empty() || o.publish_all) {
+    if matches!(mode, NetworkMode::None | NetworkMode::Host) && publishes {
         // Docker ignores published ports there (with a warning); so does berth.
         warnings.push(format!(
             "Published ports are discarded when using {network} network mode"
@@ -423,7 +416,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
     // Docker: a container on the host's network is named as the host, unless told otherwise.
     let hostname = match o.hostname.clone().filter(|h| !h.is_empty()) {
         Some(h) => h,
-        None if network == "host" => nix::unistd::gethostname()
+        None if mode == NetworkMode::Host => nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| id[..12].to_string()),
@@ -597,7 +590,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         write_mode(&dir.join("json.log"), b"", berth_image::perms::LOG)?;
         write("hostname", format!("{}\n", r.hostname))?;
         write("hosts", crate::networks::hosts_file(&r, None))?;
-        write("resolv.conf", resolv_conf(o, r.network_mode != "host")?)?;
+        write("resolv.conf", resolv_conf(o, r.network() != NetworkMode::Host)?)?;
         let lowers = images.lowers(&img)?;
         for m in &r.mounts {
             match m.kind.as_str() {

@@ -164,10 +164,11 @@ fn matches_one(engine: &Engine, key: &str, v: &str, r: &Record, st: &State, mark
 /// The networks a container is on: (name, id).
 fn networks_of(engine: &Engine, r: &Record) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let mode = r.network_mode.as_str();
-    if !matches!(mode, "" | "none" | "host") && !mode.starts_with("container:") {
-        let id = crate::networks::get(engine, mode).map(|n| n.id).unwrap_or_default();
-        out.push((mode.to_string(), id));
+    if !r.network().is_private() && !r.network_mode.is_empty() {
+        let id = crate::networks::get(engine, &r.network_mode)
+            .map(|n| n.id)
+            .unwrap_or_default();
+        out.push((r.network_mode.clone(), id));
     }
     for c in crate::networks::connections(engine, &r.id) {
         let name = crate::networks::get(engine, &c.network_id)

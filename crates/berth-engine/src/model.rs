@@ -8,6 +8,48 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// Where a container's network comes from (`--network`, `HostConfig.NetworkMode`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// The default bridge (`bridge`, `default` or nothing).
+    #[default]
+    Bridge,
+    /// A network namespace with loopback only.
+    None,
+    /// The host's namespace.
+    Host,
+    /// Another container's namespace (`container:NAME|ID`).
+    Container(String),
+    /// A user-defined network, by name or id.
+    Named(String),
+}
+
+impl NetworkMode {
+    /// `--network`'s value, as Docker reads it.
+    pub fn parse(s: &str) -> NetworkMode {
+        match s {
+            "" | "default" | "bridge" => NetworkMode::Bridge,
+            "none" => NetworkMode::None,
+            "host" => NetworkMode::Host,
+            s => match s.strip_prefix("container:") {
+                Some(c) => NetworkMode::Container(c.to_string()),
+                None => NetworkMode::Named(s.to_string()),
+            },
+        }
+    }
+
+    /// True for the modes in which a container has no endpoint of its own on a bridge
+    /// (`none`, `host`, `container:`).
+    pub fn is_private(&self) -> bool {
+        !matches!(self, NetworkMode::Bridge | NetworkMode::Named(_))
+    }
+
+    /// A user-defined network (where fixed addresses and aliases are allowed).
+    pub fn is_user_defined(&self) -> bool {
+        matches!(self, NetworkMode::Named(_))
+    }
+}
+
 /// A mount of a container, as recorded.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MountSpec {
@@ -260,6 +302,13 @@ pub struct Record {
     /// `--network-alias`: more names on a user network's DNS.
     #[serde(default)]
     pub aliases: Vec<String>,
+}
+
+impl Record {
+    /// The network mode as kept (`bridge` is the default bridge).
+    pub fn network(&self) -> NetworkMode {
+        NetworkMode::parse(&self.network_mode)
+    }
 }
 
 /// A container's status, as Docker names them (`State.Status`).

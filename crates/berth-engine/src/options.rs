@@ -13,44 +13,8 @@ use std::time::Duration;
 use berth_net::nft::Proto;
 use serde::Deserialize;
 
+pub use crate::model::NetworkMode;
 use crate::{EngineError, Result};
-
-/// Where a container's network comes from (`--network`, `HostConfig.NetworkMode`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum NetworkMode {
-    /// The default bridge (`bridge`, `default` or nothing).
-    #[default]
-    Bridge,
-    /// A network namespace with loopback only.
-    None,
-    /// The host's namespace.
-    Host,
-    /// Another container's namespace (`container:NAME|ID`).
-    Container(String),
-    /// A user-defined network, by name or id.
-    Named(String),
-}
-
-impl NetworkMode {
-    /// `--network`'s value, as Docker reads it.
-    pub fn parse(s: &str) -> NetworkMode {
-        match s {
-            "" | "default" | "bridge" => NetworkMode::Bridge,
-            "none" => NetworkMode::None,
-            "host" => NetworkMode::Host,
-            s => match s.strip_prefix("container:") {
-                Some(c) => NetworkMode::Container(c.to_string()),
-                None => NetworkMode::Named(s.to_string()),
-            },
-        }
-    }
-
-    /// True for the modes a container has no endpoint of its own on a bridge in
-    /// (`none`, `host`, `container:`).
-    pub fn is_private(&self) -> bool {
-        !matches!(self, NetworkMode::Bridge | NetworkMode::Named(_))
-    }
-}
 
 /// A restart policy (`--restart`, `HostConfig.RestartPolicy`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -498,12 +498,12 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
-    match r.network_mode.as_str() {
-        "host" => {}
-        "none" => namespaces.push(json!({"type": "network"})),
+    match r.network() {
+        crate::model::NetworkMode::Host => {}
+        crate::model::NetworkMode::None => namespaces.push(json!({"type": "network"})),
         // Another container's: its namespace file (bridge), or its init's; the monitor
         // points this at the right one when it starts the container.
-        m if m.starts_with("container:") => namespaces.push(json!({"type": "network", "path": ""})),
+        crate::model::NetworkMode::Container(_) => namespaces.push(json!({"type": "network", "path": ""})),
         // A bridge network: the namespace the monitor made and wired before the start.
         _ => namespaces.push(json!({"type": "network", "path": crate::store::run_dir(data_root).join("netns").join(&r.id).display().to_string()})),
     }

@@ -246,7 +246,7 @@ pub fn attach_connections(engine: &Engine, r: &Record) -> Result<()> {
 pub fn connect(engine: &Engine, network: &str, container: &str, aliases: &[String], ip: Option<&str>) -> Result<()> {
     let n = get(engine, network)?;
     let r = engine.resolve(container)?;
-    if r.network_mode == "host" || r.network_mode == "none" || r.network_mode.starts_with("container:") {
+    if r.network().is_private() {
         return Err(EngineError::Conflict(format!(
             "container cannot be connected to network {}: it uses the {} network mode",
             n.name, r.network_mode
@@ -369,7 +369,7 @@ pub fn disconnect(engine: &Engine, network: &str, container: &str) -> Result<()>
 /// (127.0.0.11:53 inside) and a `resolv.conf` pointing at it. `None` for `none`, `host`
 /// and `container:X`.
 pub fn attach(engine: &Engine, r: &Record) -> Result<Option<(Attachment, Option<std::net::UdpSocket>)>> {
-    if r.network_mode == "none" || r.network_mode == "host" || r.network_mode.starts_with("container:") {
+    if r.network().is_private() {
         return Ok(None);
     }
     let n = get(engine, &r.network_mode)?;
