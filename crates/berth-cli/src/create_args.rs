@@ -228,6 +228,8 @@ pub(crate) fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
                 })
             })
             .transpose()
+            // 0 keeps the image's, as Docker's CLI sends it.
+            .map(|d| d.filter(|d| !d.is_zero()))
     };
     let health = berth_engine::options::HealthOptions {
         test: match (&a.health_cmd, a.no_healthcheck) {

@@ -218,6 +218,18 @@ fn health_config(image: Option<&serde_json::Value>, o: &CreateOptions) -> Result
         Some(t) if !t.is_empty() => cfg.test = t.to_vec(),
         _ => {}
     }
+    // dockerd's floor, whichever front end asked.
+    for (name, d) in [
+        ("Interval", h.interval),
+        ("Timeout", h.timeout),
+        ("StartPeriod", h.start_period),
+    ] {
+        if d.is_some_and(|d| d < Duration::from_millis(1)) {
+            return Err(EngineError::Invalid(format!(
+                "{name} in Healthcheck cannot be less than 1ms"
+            )));
+        }
+    }
     if let Some(d) = h.interval {
         cfg.interval = d;
     }

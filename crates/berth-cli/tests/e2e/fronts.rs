@@ -475,7 +475,12 @@ fn create_options_mean_the_same_through_the_cli_and_the_api() {
         .ok(&["inspect", "-f", "{{json .HostConfig.PortBindings}}", &cli])
         .contains("\"9001\""));
     // A bad value: the same refusal, and nothing made, through both.
-    for bad in [["--restart", "always:2"], ["--ulimit", "bogus=1"], ["-p", "0"]] {
+    for bad in [
+        ["--restart", "always:2"],
+        ["--ulimit", "bogus=1"],
+        ["-p", "0"],
+        ["--health-interval", "500us"],
+    ] {
         let mut args = vec!["create"];
         args.extend_from_slice(&bad);
         args.extend_from_slice(&["bb:1", "true"]);
