@@ -394,19 +394,13 @@ pub async fn update(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Resu
     if !body.is_object() {
         return Err(ApiError::bad("an update config object is required"));
     }
-    let nano = set_i64(&body, "NanoCpus")?;
-    let quota = set_i64(&body, "CpuQuota")?;
-    if nano.is_some() && quota.is_some() {
-        return Err(ApiError::bad(
-            "Conflicting options: Nano CPUs and CPU Period cannot both be set",
-        ));
-    }
-    let period = set_i64(&body, "CpuPeriod")?.unwrap_or(100_000).max(1);
-    let cpu_quota = match (nano, quota) {
-        (Some(n), _) => Some(n / 10_000),
-        (None, Some(q)) => Some(q.saturating_mul(100_000) / period),
-        _ => None,
-    };
+    // The engine keeps a quota per 100 ms period.
+    let cpu_quota = crate::create_body::nano_cpus(
+        set_i64(&body, "NanoCpus")?,
+        set_i64(&body, "CpuQuota")?,
+        set_i64(&body, "CpuPeriod")?,
+    )?
+    .map(|n| n / 10_000);
     // An empty name leaves the policy as it is (the docker CLI sends one with every update).
     let restart = match body.get("RestartPolicy") {
         Some(p) if p["Name"].as_str().is_some_and(|n| !n.is_empty()) => Some(

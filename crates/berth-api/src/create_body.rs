@@ -274,6 +274,21 @@ fn health_duration(field: &str, ns: Option<i64>) -> Result<Option<Duration>, Api
     }
 }
 
+/// CPUs in billionths from Docker's `NanoCpus`, or from `CpuQuota` per `CpuPeriod`
+/// (100 ms when not given); not both.
+pub fn nano_cpus(nano: Option<i64>, quota: Option<i64>, period: Option<i64>) -> Result<Option<i64>, ApiError> {
+    match (nano, quota) {
+        (Some(_), Some(_)) => Err(ApiError::bad(
+            "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+        )),
+        (Some(n), None) => Ok(Some(n)),
+        (None, Some(q)) => Ok(Some(
+            q.saturating_mul(1_000_000_000) / period.filter(|p| *p > 0).unwrap_or(100_000),
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Docker's create body (Config, HostConfig, NetworkingConfig) as engine options.
 pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions, ApiError> {
     if !body.is_object() {
@@ -287,16 +302,12 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
     let hc = b.host_config.unwrap_or_default();
     let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty());
     let network = NetworkMode::parse(hc.network_mode.as_deref().unwrap_or(""));
-    let nano_cpus = match (hc.nano_cpus.filter(|n| *n != 0), hc.cpu_quota.filter(|q| *q != 0)) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad(
-                "Conflicting options: Nano CPUs and CPU Period cannot both be set",
-            ))
-        }
-        (Some(n), None) => n,
-        (None, Some(q)) => q.saturating_mul(1_000_000_000) / hc.cpu_period.filter(|p| *p > 0).unwrap_or(100_000),
-        (None, None) => 0,
-    };
+    let nano_cpus = nano_cpus(
+        hc.nano_cpus.filter(|n| *n != 0),
+        hc.cpu_quota.filter(|q| *q != 0),
+        hc.cpu_period,
+    )?
+    .unwrap_or(0);
     // `-v /path` reaches the API as `Config.Volumes` (an anonymous volume there), the rest
     // as `HostConfig.Binds`.
     let mut binds: Vec<MountSpec> = hc
