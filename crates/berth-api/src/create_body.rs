@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use berth_engine::model::{DeviceMapping, MountSpec};
 use berth_engine::ops::CreateOptions;
-use berth_engine::options::{HealthOptions, LogConfig, NetworkMode, PortSpec, RestartPolicy, Ulimit};
+use berth_engine::options::{HealthOptions, LogConfig, NamespaceMode, NetworkMode, PortSpec, RestartPolicy, Ulimit};
 use berth_engine::EngineError;
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -104,6 +104,10 @@ struct HostConfig {
     init: Option<bool>,
     publish_all_ports: Option<bool>,
     network_mode: Option<String>,
+    pid_mode: Option<String>,
+    ipc_mode: Option<String>,
+    #[serde(rename = "UTSMode")]
+    uts_mode: Option<String>,
     cpuset_cpus: Option<String>,
     runtime: Option<String>,
     cgroup_parent: Option<String>,
@@ -432,7 +436,14 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
             ep.and_then(|e| e.aliases.clone()).unwrap_or_default(),
         )
     };
+    let ns = |field: &str, v: Option<String>| {
+        let v = v.unwrap_or_default();
+        NamespaceMode::parse(&v).ok_or_else(|| ApiError::bad(format!("invalid {field}: {v:?}")))
+    };
     Ok(CreateOptions {
+        pid: ns("PidMode", hc.pid_mode)?,
+        ipc: ns("IpcMode", hc.ipc_mode)?,
+        uts: ns("UTSMode", hc.uts_mode)?,
         image,
         name: name.filter(|n| !n.is_empty()),
         cmd: b.cmd.unwrap_or_default().0,

@@ -87,6 +87,15 @@ pub struct CreateArgs {
     /// IPv4 address (on a user-defined network).
     #[arg(long)]
     pub ip: Option<String>,
+    /// PID namespace to use (host, or container:NAME).
+    #[arg(long)]
+    pub pid: Option<String>,
+    /// IPC namespace to use (private, shareable, host, or container:NAME).
+    #[arg(long)]
+    pub ipc: Option<String>,
+    /// UTS namespace to use (host).
+    #[arg(long)]
+    pub uts: Option<String>,
     /// Add a network-scoped alias for the container.
     #[arg(long, alias = "net-alias")]
     pub network_alias: Vec<String>,
@@ -251,7 +260,18 @@ pub(crate) fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
     for t in &a.tmpfs {
         mounts.push(berth_engine::volumes::parse_tmpfs(t).map_err(flag)?);
     }
+    let ns = |flag: &str, v: &Option<String>| {
+        let v = v.as_deref().unwrap_or("");
+        berth_engine::options::NamespaceMode::parse(v).ok_or_else(|| {
+            usage(format!(
+                "invalid argument \"{v}\" for \"--{flag}\" flag: invalid {flag} mode"
+            ))
+        })
+    };
     Ok(CreateOptions {
+        pid: ns("pid", &a.pid)?,
+        ipc: ns("ipc", &a.ipc)?,
+        uts: ns("uts", &a.uts)?,
         image: a.image_and_args[0].clone(),
         name: a.name.clone(),
         cmd: a.image_and_args[1..].to_vec(),

@@ -8,7 +8,7 @@ use berth_image::store::ImageStore;
 
 use crate::model::{DeviceMapping, MountSpec};
 use crate::ops::{remove_files, write_mode, MIN_MEMORY};
-use crate::options::{HealthOptions, LogConfig, NetworkMode, PortSpec, RestartPolicy, Ulimit};
+use crate::options::{HealthOptions, LogConfig, NamespaceMode, NetworkMode, PortSpec, RestartPolicy, Ulimit};
 use crate::spec;
 use crate::store::{new_id, random_name, valid_name, Engine, Record, State, ZERO_TIME};
 use crate::{io_err, EngineError, Result};
@@ -114,6 +114,20 @@ pub struct CreateOptions {
     pub ip: Option<String>,
     /// `--network-alias`.
     pub aliases: Vec<String>,
+    /// `--pid`.
+    pub pid: NamespaceMode,
+    /// `--ipc`.
+    pub ipc: NamespaceMode,
+    /// `--uts`.
+    pub uts: NamespaceMode,
+}
+
+/// A namespace mode as a record keeps it: another container's by id (which must exist).
+fn namespace_mode(engine: &Engine, m: &NamespaceMode) -> Result<String> {
+    Ok(match m {
+        NamespaceMode::Container(c) => format!("container:{}", engine.resolve(c)?.id),
+        other => other.to_record(),
+    })
 }
 
 /// `/etc/resolv.conf` for a container: the host's (less loopback resolvers, which mean
@@ -425,10 +439,15 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             }
         }
     };
+    if o.uts == NamespaceMode::Host && o.hostname.as_deref().is_some_and(|h| !h.is_empty()) {
+        return Err(EngineError::Invalid(
+            "conflicting options: hostname and the UTS mode".into(),
+        ));
+    }
     // Docker: a container on the host's network is named as the host, unless told otherwise.
     let hostname = match o.hostname.clone().filter(|h| !h.is_empty()) {
         Some(h) => h,
-        None if mode == NetworkMode::Host => nix::unistd::gethostname()
+        None if mode == NetworkMode::Host || o.uts == NamespaceMode::Host => nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| id[..12].to_string()),
@@ -576,6 +595,9 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             Some(p) => format!("/{}", p.trim_matches('/')),
             None => "/berth".to_string(),
         },
+        pid_mode: namespace_mode(engine, &o.pid)?,
+        ipc_mode: namespace_mode(engine, &o.ipc)?,
+        uts_mode: namespace_mode(engine, &o.uts)?,
     };
     berth_runtime::container::parse_signal(&r.stop_signal)
         .map_err(|e| EngineError::Invalid(format!("invalid stop signal: {e}")))?;

@@ -50,6 +50,41 @@ impl NetworkMode {
     }
 }
 
+/// Whose PID, IPC or UTS namespace a container is in (`--pid`, `--ipc`, `--uts`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NamespaceMode {
+    /// A namespace of its own (empty, `private`, `shareable`).
+    #[default]
+    Private,
+    /// The host's.
+    Host,
+    /// Another container's (`container:NAME|ID`).
+    Container(String),
+}
+
+impl NamespaceMode {
+    /// A flag's or a record's value; `None` for one Docker does not know.
+    pub fn parse(s: &str) -> Option<NamespaceMode> {
+        match s {
+            "" | "private" | "shareable" => Some(NamespaceMode::Private),
+            "host" => Some(NamespaceMode::Host),
+            s => s
+                .strip_prefix("container:")
+                .filter(|c| !c.is_empty())
+                .map(|c| NamespaceMode::Container(c.to_string())),
+        }
+    }
+
+    /// The form a record keeps.
+    pub fn to_record(&self) -> String {
+        match self {
+            NamespaceMode::Private => String::new(),
+            NamespaceMode::Host => "host".into(),
+            NamespaceMode::Container(id) => format!("container:{id}"),
+        }
+    }
+}
+
 /// A mount of a container, as recorded.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MountSpec {
@@ -217,6 +252,15 @@ pub struct Record {
     /// The cgroup the container's cgroup is made under.
     #[serde(default)]
     pub cgroup_parent: String,
+    /// `--pid`: empty (its own namespace), `host`, or `container:ID`.
+    #[serde(default)]
+    pub pid_mode: String,
+    /// `--ipc`: empty (its own namespace), `host`, or `container:ID`.
+    #[serde(default)]
+    pub ipc_mode: String,
+    /// `--uts`: empty (its own namespace), `host`, or `container:ID`.
+    #[serde(default)]
+    pub uts_mode: String,
     /// `--cap-add` (`CAP_`-prefixed, or `ALL`).
     #[serde(default)]
     pub cap_add: Vec<String>,

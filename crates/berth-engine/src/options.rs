@@ -13,7 +13,7 @@ use std::time::Duration;
 use berth_net::nft::Proto;
 use serde::Deserialize;
 
-pub use crate::model::NetworkMode;
+pub use crate::model::{NamespaceMode, NetworkMode};
 use crate::{EngineError, Result};
 
 /// A restart policy (`--restart`, `HostConfig.RestartPolicy`).

@@ -492,12 +492,15 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
     let (uid, gid, extra) = resolve_user(&r.user, lowers)?;
     let mut args = vec![r.path.clone()];
     args.extend(r.args.iter().cloned());
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
-    ];
+    let mut namespaces = vec![json!({"type": "mount"})];
+    // Another container's namespace is pointed at when the monitor starts this one.
+    for (ty, mode) in [("pid", &r.pid_mode), ("ipc", &r.ipc_mode), ("uts", &r.uts_mode)] {
+        match mode.as_str() {
+            "host" => {}
+            m if m.starts_with("container:") => namespaces.push(json!({"type": ty, "path": ""})),
+            _ => namespaces.push(json!({"type": ty})),
+        }
+    }
     match r.network() {
         crate::model::NetworkMode::Host => {}
         crate::model::NetworkMode::None => namespaces.push(json!({"type": "network"})),
@@ -550,7 +553,7 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
             "oomScoreAdj": 0
         },
         "root": {"path": rootfs.display().to_string(), "readonly": r.read_only},
-        "hostname": r.hostname,
+        "hostname": if r.uts_mode.is_empty() { Some(&r.hostname) } else { None },
         "mounts": [
             {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},

@@ -13,6 +13,7 @@ mod images;
 mod interactive;
 mod network;
 mod peers;
+mod pods;
 mod runtime;
 
 use std::path::{Path, PathBuf};

@@ -10,34 +10,51 @@ use rusqlite::params;
 
 use super::*;
 
-/// For `--network container:X`: points the bundle's network namespace at X's (its
-/// namespace file, or its init's namespace), which must be running now.
+/// For `--network`, `--pid`, `--ipc` and `--uts container:X`: points the bundle's
+/// namespaces at X's (its network namespace file, or its init's namespaces), which must be
+/// running now.
 pub fn join_container(engine: &Engine, r: &Record) -> Result<()> {
-    let Some(other) = r.network_mode.strip_prefix("container:") else {
+    let joins: Vec<(&str, &str)> = [
+        ("network", r.network_mode.as_str()),
+        ("pid", r.pid_mode.as_str()),
+        ("ipc", r.ipc_mode.as_str()),
+        ("uts", r.uts_mode.as_str()),
+    ]
+    .into_iter()
+    .filter_map(|(ty, mode)| mode.strip_prefix("container:").map(|other| (ty, other)))
+    .collect();
+    if joins.is_empty() {
         return Ok(());
-    };
-    let o = engine.resolve(other)?;
-    let st = engine.state(&o.id);
-    if !st.running() {
-        return Err(EngineError::Conflict(format!(
-            "cannot join network namespace of a non running container: {}",
-            o.name
-        )));
     }
-    let own = netns_path(engine, &o.id);
-    let path = if own.exists() {
-        own
-    } else {
-        PathBuf::from(format!("/proc/{}/ns/net", st.pid))
-    };
+    let mut paths = Vec::new();
+    for (ty, other) in joins {
+        let o = engine.resolve(other)?;
+        let st = engine.state(&o.id);
+        if !st.running() {
+            return Err(EngineError::Conflict(format!(
+                "cannot join {ty} namespace of a non running container: {}",
+                o.name
+            )));
+        }
+        let own = netns_path(engine, &o.id);
+        let path = if ty == "network" && own.exists() {
+            own
+        } else {
+            let name = if ty == "network" { "net" } else { ty };
+            PathBuf::from(format!("/proc/{}/ns/{name}", st.pid))
+        };
+        paths.push((ty, path));
+    }
     let cfg = engine.dir(&r.id).join("config.json");
     let mut spec: serde_json::Value = std::fs::read(&cfg)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(|| EngineError::Invalid(format!("reading {}", cfg.display())))?;
     if let Some(nss) = spec["linux"]["namespaces"].as_array_mut() {
-        for ns in nss.iter_mut().filter(|ns| ns["type"] == "network") {
-            ns["path"] = serde_json::json!(path.display().to_string());
+        for ns in nss.iter_mut() {
+            if let Some((_, path)) = paths.iter().find(|(ty, _)| ns["type"] == *ty) {
+                ns["path"] = serde_json::json!(path.display().to_string());
+            }
         }
     }
     let text = serde_json::to_vec_pretty(&spec).map_err(|e| EngineError::Invalid(e.to_string()))?;
