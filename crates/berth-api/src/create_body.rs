@@ -441,6 +441,8 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
         NamespaceMode::parse(&v).ok_or_else(|| ApiError::bad(format!("invalid {field}: {v:?}")))
     };
     Ok(CreateOptions {
+        pod: None,
+        infra: false,
         pid: ns("PidMode", hc.pid_mode)?,
         ipc: ns("IpcMode", hc.ipc_mode)?,
         uts: ns("UTSMode", hc.uts_mode)?,

@@ -176,11 +176,27 @@ fn do_create(root: &Path, a: &CreateArgs) -> anyhow::Result<(Engine, Record)> {
     // Docker refuses these before it looks for the image (or pulls it).
     ops::check_limits(&o).map_err(|e| usage(e.to_string()))?;
     ensure_image(root, &o.image, &a.pull)?;
+    // `--pod new:NAME`: the pod first, gone again if the container cannot be made.
+    let new_pod = match a.pod.as_deref().and_then(|p| p.strip_prefix("new:")) {
+        Some(name) => Some(crate::pods::create_pod(
+            root,
+            &berth_engine::pods::PodOptions {
+                name: Some(name.to_string()),
+                ..Default::default()
+            },
+        )?),
+        None => None,
+    };
     let e = engine(root)?;
     let mut images = crate::images::open(root)?;
-    let made = ops::create(&e, &mut images, &o).map_err(|err| match engine_exit(err).downcast::<Exit>() {
-        Ok(Exit(_, m)) => anyhow::Error::from(Exit(125, m)),
-        Err(e) => e,
+    let made = ops::create(&e, &mut images, &o).map_err(|err| {
+        if let Some(p) = &new_pod {
+            let _ = berth_engine::pods::remove(&e, &p.id, true);
+        }
+        match engine_exit(err).downcast::<Exit>() {
+            Ok(Exit(_, m)) => anyhow::Error::from(Exit(125, m)),
+            Err(e) => e,
+        }
     })?;
     for w in &made.warnings {
         eprintln!("WARNING: {w}");

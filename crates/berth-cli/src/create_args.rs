@@ -87,6 +87,9 @@ pub struct CreateArgs {
     /// IPv4 address (on a user-defined network).
     #[arg(long)]
     pub ip: Option<String>,
+    /// Run in a pod (NAME or ID), or in a new one (`new:NAME`).
+    #[arg(long)]
+    pub pod: Option<String>,
     /// PID namespace to use (host, or container:NAME).
     #[arg(long)]
     pub pid: Option<String>,
@@ -269,6 +272,8 @@ pub(crate) fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         })
     };
     Ok(CreateOptions {
+        infra: false,
+        pod: a.pod.as_ref().map(|p| p.strip_prefix("new:").unwrap_or(p).to_string()),
         pid: ns("pid", &a.pid)?,
         ipc: ns("ipc", &a.ipc)?,
         uts: ns("uts", &a.uts)?,

@@ -15,6 +15,7 @@ mod exit;
 mod format;
 mod images;
 mod networks;
+mod pods;
 mod registry;
 mod runtime;
 mod system;
@@ -130,6 +131,11 @@ enum Command {
         #[command(subcommand)]
         command: containers::VolumeCmd,
     },
+    /// Manage pods.
+    Pod {
+        #[command(subcommand)]
+        command: pods::PodCmd,
+    },
     /// Manage networks.
     Network {
         #[command(subcommand)]
@@ -241,6 +247,7 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
         } => containers::ps(root, &a),
         Command::Volume { command } => containers::volume(root, &command),
         Command::Network { command } => networks::network(root, &command),
+        Command::Pod { command } => pods::pod(root, &command),
         Command::Cp(a) => containers::cp(root, &a),
         Command::Stats(a) => containers::stats(root, &a),
         Command::Update(a) => containers::update(root, &a),

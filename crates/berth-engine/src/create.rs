@@ -120,6 +120,10 @@ pub struct CreateOptions {
     pub ipc: NamespaceMode,
     /// `--uts`.
     pub uts: NamespaceMode,
+    /// `--pod`: the pod to join (name or id).
+    pub pod: Option<String>,
+    /// A pod's infra (made by `pods::create`): the process is the runtime's pause.
+    pub infra: bool,
 }
 
 /// A namespace mode as a record keeps it: another container's by id (which must exist).
@@ -288,6 +292,15 @@ pub struct Created {
 /// Creates a container from an image in the store.
 pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Result<Created> {
     check_limits(o)?;
+    let mut joined;
+    let (o, pod) = match &o.pod {
+        Some(key) => {
+            joined = o.clone();
+            let pod = crate::pods::join(engine, key, &mut joined)?;
+            (&joined, Some(pod))
+        }
+        None => (o, None),
+    };
     let mut warnings = Vec::new();
     let img = images.resolve(&o.image)?;
     let cfg = images.config(&img)?;
@@ -595,6 +608,8 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             Some(p) => format!("/{}", p.trim_matches('/')),
             None => "/berth".to_string(),
         },
+        pod: pod.as_ref().map(|p| p.id.clone()).unwrap_or_default(),
+        infra: o.infra,
         pid_mode: namespace_mode(engine, &o.pid)?,
         ipc_mode: namespace_mode(engine, &o.ipc)?,
         uts_mode: namespace_mode(engine, &o.uts)?,
@@ -661,6 +676,9 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
     if let Err(e) = made {
         let _ = remove_files(engine, &r);
         return Err(e);
+    }
+    if let Some(pod) = &pod {
+        crate::pods::write_hosts(engine, pod)?;
     }
     crate::events::container(engine, &r, "create", &[]);
     Ok(Created { record: r, warnings })

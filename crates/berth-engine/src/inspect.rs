@@ -717,7 +717,7 @@ pub fn container_sizes(e: &Engine, images: &ImageStore, r: &Record) -> (u64, u64
 
 /// `HostConfig.PortBindings`: what `-p` asked for, one entry per container port (host port
 /// empty where any free one does).
-fn port_bindings(r: &Record) -> Value {
+pub(crate) fn port_bindings(r: &Record) -> Value {
     let mut out = serde_json::Map::new();
     for (ip, host, port, proto) in r
         .publish

@@ -31,6 +31,7 @@ pub mod monitor;
 pub mod networks;
 pub mod ops;
 pub mod options;
+pub mod pods;
 pub mod runtimes;
 pub mod spec;
 pub mod store;

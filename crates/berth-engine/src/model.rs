@@ -252,6 +252,12 @@ pub struct Record {
     /// The cgroup the container's cgroup is made under.
     #[serde(default)]
     pub cgroup_parent: String,
+    /// The pod it belongs to (its id), if any.
+    #[serde(default)]
+    pub pod: String,
+    /// A pod's infra: its process is the runtime's pause, not a command.
+    #[serde(default)]
+    pub infra: bool,
     /// `--pid`: empty (its own namespace), `host`, or `container:ID`.
     #[serde(default)]
     pub pid_mode: String,

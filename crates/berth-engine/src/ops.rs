@@ -86,6 +86,9 @@ pub fn start_attached(
     exe: &Path,
     hello: Option<&crate::attach::Hello>,
 ) -> Result<Option<std::os::unix::net::UnixStream>> {
+    if let Ok(r) = engine.resolve(id) {
+        crate::pods::start_infra_of(engine, &r, exe)?;
+    }
     let started = start_monitor(engine, id, exe, hello);
     // As Docker's daemon: a container made with `--rm` goes when its start fails (clients
     // waiting for its removal would otherwise wait forever).

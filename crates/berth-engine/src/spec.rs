@@ -587,7 +587,9 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
             .map(|(path, kind, major, minor, mode, _)| json!({"path": path, "type": kind.to_string(), "major": major, "minor": minor, "fileMode": mode, "uid": 0, "gid": 0}))
             .collect::<Vec<_>>());
     }
-    if r.init {
+    if r.infra {
+        spec["annotations"] = json!({ berth_runtime::minit::PAUSE_ANNOTATION: "true" });
+    } else if r.init {
         if r.runtime.is_empty() {
             spec["annotations"] = json!({ berth_runtime::minit::ANNOTATION: "true" });
         } else {

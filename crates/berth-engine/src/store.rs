@@ -54,6 +54,11 @@ CREATE TABLE IF NOT EXISTS events(
     actor TEXT NOT NULL,
     attributes TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pods(
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    record TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS settings(
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL

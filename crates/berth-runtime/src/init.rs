@@ -340,11 +340,16 @@ fn init(chan: &Chan, a: &InitArgs<'_>, new_mntns: bool) -> Result<Never, Fail> {
         let _ = writeln!(std::io::stderr(), "berth-runtime: {}", chain(e));
         sys::child_exit(1);
     }
-    let wants_init = spec
-        .annotations()
-        .as_ref()
-        .and_then(|m| m.get(crate::minit::ANNOTATION))
-        .is_some_and(|v| v == "true");
+    let annotated = |key: &str| {
+        spec.annotations()
+            .as_ref()
+            .and_then(|m| m.get(key))
+            .is_some_and(|v| v == "true")
+    };
+    if annotated(crate::minit::PAUSE_ANNOTATION) {
+        crate::minit::pause();
+    }
+    let wants_init = annotated(crate::minit::ANNOTATION);
     if wants_init {
         // This process stays as PID 1; its child goes on to exec the command.
         if let Err(e) = crate::minit::fork_init() {

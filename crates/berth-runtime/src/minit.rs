@@ -88,6 +88,31 @@ fn hide_cmdline(title: &str) {
     }
 }
 
+/// The annotation that makes the container's process the runtime's own pause (a pod's
+/// infra): stage 2 waits there instead of executing the command.
+pub const PAUSE_ANNOTATION: &str = "run.berth.pause";
+
+/// The pause: holds the container's namespaces, reaps what is re-parented to it, and ends
+/// on SIGTERM or SIGINT. It gives back the runtime's heap first; nothing wakes it but
+/// signals.
+pub fn pause() -> ! {
+    let _ = nix::sys::prctl::set_name(c"berth-pause");
+    hide_cmdline("berth-pause");
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe { libc::malloc_trim(0) };
+    let all = SigSet::all();
+    loop {
+        match all.wait() {
+            Ok(Signal::SIGTERM | Signal::SIGINT) => crate::sys::child_exit(0),
+            _ => {
+                while let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) =
+                    waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG))
+                {}
+            }
+        }
+    }
+}
+
 /// The init's loop: every signal but SIGCHLD goes to the child; SIGCHLD reaps. Exits with
 /// the child's code when it ends.
 fn supervise(child: i32) -> ! {

@@ -74,3 +74,127 @@ fn pid_ipc_and_uts_namespaces_are_joined_from_another_container_or_the_host() {
     assert!(e.contains("--ipc"), "{e}");
     b.ok(&["rm", "-f", "ns-holder"]);
 }
+
+/// A port no one listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// Retries `f` for a few seconds until it gives Some.
+fn eventually<T>(f: impl Fn() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn containers_of_a_pod_share_localhost_the_pods_ports_and_its_hosts_file() {
+    require_root!();
+    let (b, _img) = with_busybox("pods-net");
+    let port = free_port();
+    let id = b.ok(&["pod", "create", "--name", "pweb", "-p", &format!("127.0.0.1:{port}:80")]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    b.ok(&[
+        "run",
+        "-d",
+        "--pod",
+        "pweb",
+        "--name",
+        "pweb-srv",
+        "bb:1",
+        "sh",
+        "-c",
+        "mkdir -p /www && echo hello-pod > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]);
+    // Another container of the pod reaches the server on localhost.
+    let got = eventually(|| {
+        let o = b
+            .cmd(&[
+                "run",
+                "--rm",
+                "--pod",
+                "pweb",
+                "bb:1",
+                "wget",
+                "-qO-",
+                "http://127.0.0.1/",
+            ])
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&o.stdout).to_string();
+        s.contains("hello-pod").then_some(s)
+    });
+    assert_eq!(got.trim(), "hello-pod");
+    // The host reaches it through the pod's published port.
+    let page = eventually(|| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.contains("hello-pod").then_some(out)
+    });
+    assert!(page.contains("200"), "{page}");
+    // Its hosts file names the pod and its containers; its hostname is the pod's.
+    let hosts = b.ok(&["exec", "pweb-srv", "cat", "/etc/hosts"]);
+    assert!(hosts.contains("pweb") && hosts.contains("pweb-srv"), "{hosts}");
+    assert_eq!(b.ok(&["exec", "pweb-srv", "hostname"]).trim(), "pweb");
+    let ps = b.ok(&["pod", "ps"]);
+    assert!(ps.contains("pweb") && ps.contains("Running"), "{ps}");
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["pod", "inspect", "pweb"])).unwrap();
+    assert_eq!(v[0]["State"], "Running");
+    assert_eq!(v[0]["NumContainers"], 2);
+    assert_eq!(
+        b.ok(&["pod", "inspect", "-f", "{{.Name}} {{len .SharedNamespaces}}", "pweb"])
+            .trim(),
+        "pweb 3"
+    );
+    // Removed with all it made.
+    let e = b.fails(&["pod", "rm", "pweb"]);
+    assert!(e.contains("running"), "{e}");
+    b.ok(&["pod", "rm", "-f", "pweb"]);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert_eq!(b.ok(&["pod", "ps", "-q"]), "");
+    std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_err();
+}
+
+#[test]
+fn bad_pod_input_is_refused_with_nothing_half_made() {
+    require_root!();
+    let (b, _img) = with_busybox("pods-bad");
+    let e = b.fails(&["run", "--rm", "--pod", "nosuch", "bb:1", "true"]);
+    assert!(e.contains("no such pod"), "{e}");
+    b.ok(&["pod", "create", "--name", "pbad"]);
+    let e = b.fails(&["pod", "create", "--name", "pbad"]);
+    assert!(e.contains("already exists"), "{e}");
+    let e = b.fails(&["run", "--rm", "--pod", "pbad", "-p", "8080:80", "bb:1", "true"]);
+    assert!(
+        e.contains("published or exposed ports must be defined when the pod is created"),
+        "{e}"
+    );
+    let e = b.fails(&["run", "--rm", "--pod", "pbad", "--network", "none", "bb:1", "true"]);
+    assert!(e.contains("network cannot be configured"), "{e}");
+    let e = b.fails(&["pod", "create", "--name", "pbad2", "--share", "ipc,bogus"]);
+    assert!(e.contains("bogus"), "{e}");
+    b.ok(&["create", "--name", "taken", "bb:1", "true"]);
+    let e = b.fails(&["create", "--pod", "pbad", "--name", "taken", "bb:1", "true"]);
+    assert!(e.contains("already in use"), "{e}");
+    let e = b.fails(&["run", "--pod", "new:pnew", "--name", "taken", "bb:1", "true"]);
+    assert!(e.contains("already in use"), "{e}");
+    // Nothing half-made: one pod, its infra and the one container.
+    assert_eq!(b.ok(&["pod", "ps", "--format", "{{.Name}}"]).trim(), "pbad");
+    assert_eq!(b.ok(&["ps", "-aq"]).lines().count(), 2);
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["pod", "inspect", "pbad"])).unwrap();
+    assert_eq!(v[0]["NumContainers"], 1);
+    b.ok(&["rm", "taken"]);
+    b.ok(&["pod", "rm", "pbad"]);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+}

@@ -521,7 +521,14 @@ pub fn hosts_file(r: &Record, ip: Option<(Ipv4Addr, Ipv4Addr)>) -> String {
 fn write_hosts(engine: &Engine, r: &Record, ip: Ipv4Addr, gateway: Ipv4Addr) -> Result<()> {
     let p = engine.dir(&r.id).join("hosts");
     // Written in place: the file is bind-mounted into the container.
-    std::fs::write(&p, hosts_file(r, Some((ip, gateway)))).map_err(crate::io_err("writing", &p))
+    std::fs::write(&p, hosts_file(r, Some((ip, gateway)))).map_err(crate::io_err("writing", &p))?;
+    // A pod's infra: its containers' names go back in.
+    if !r.pod.is_empty() {
+        if let Ok(pod) = crate::pods::get(engine, &r.pod) {
+            crate::pods::write_hosts(engine, &pod)?;
+        }
+    }
+    Ok(())
 }
 
 /// Undoes [`attach`] at once: [`release`], then the bridge and table of networks left

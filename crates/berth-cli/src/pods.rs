@@ -1,0 +1,349 @@
+//! `berth pod`: create, ls, inspect, start, stop, restart, kill, rm, prune, in Podman's
+//! shapes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use berth_engine::pods::{self, Pod, PodOptions};
+use clap::Subcommand;
+use serde_json::json;
+
+use crate::containers::{engine, engine_exit, usage, Exit};
+use crate::format::{table, Template};
+
+/// `pod` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PodCmd {
+    /// Create a new empty pod.
+    Create(Box<CreateArgs>),
+    /// List pods.
+    #[command(visible_aliases = ["ls", "list"])]
+    Ps {
+        /// Print the pod IDs only.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Do not truncate the output.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Format output using a Go template, or `json`.
+        #[arg(long)]
+        format: Option<String>,
+        /// Filter output (`name=`, `id=`, `status=`, `label=`).
+        #[arg(short, long)]
+        filter: Vec<String>,
+    },
+    /// Display information on one or more pods.
+    Inspect {
+        /// POD...
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Format output using a Go template, or `json`.
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// Start one or more pods.
+    Start {
+        /// POD...
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop one or more pods.
+    Stop {
+        /// Seconds to wait for each container to stop before killing it.
+        #[arg(short = 't', long)]
+        time: Option<u64>,
+        /// POD...
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Restart one or more pods.
+    Restart {
+        /// POD...
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Send a signal to the containers of one or more pods.
+    Kill {
+        /// The signal (default SIGKILL).
+        #[arg(short, long, default_value = "SIGKILL")]
+        signal: String,
+        /// POD...
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove one or more pods.
+    Rm {
+        /// Stop and remove running pods too.
+        #[arg(short, long)]
+        force: bool,
+        /// POD...
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove every pod none of whose containers runs.
+    Prune {
+        /// Do not prompt for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+/// `pod create` options.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// Name of the pod.
+    #[arg(short, long)]
+    pub name: Option<String>,
+    /// Hostname of the pod (default: its name).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Publish a port of the pod to the host ([ip:][hostPort:]containerPort[/proto]).
+    #[arg(short, long)]
+    pub publish: Vec<String>,
+    /// The pod's network: bridge, a user network, host or none.
+    #[arg(long, default_value = "bridge")]
+    pub network: String,
+    /// IPv4 address on a user-defined network.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Custom DNS servers.
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Custom DNS search domains.
+    #[arg(long)]
+    pub dns_search: Vec<String>,
+    /// DNS options.
+    #[arg(long)]
+    pub dns_option: Vec<String>,
+    /// Custom host-to-IP mappings (host:ip).
+    #[arg(long)]
+    pub add_host: Vec<String>,
+    /// Namespaces the containers share: ipc, net, uts, pid, cgroup (default ipc,net,uts).
+    #[arg(long, value_delimiter = ',')]
+    pub share: Option<Vec<String>>,
+    /// Metadata on the pod.
+    #[arg(short, long)]
+    pub label: Vec<String>,
+    /// What the pod does when its last container exits: continue or stop.
+    #[arg(long)]
+    pub exit_policy: Option<String>,
+    /// The cgroup the pod's cgroup is made under.
+    #[arg(long)]
+    pub cgroup_parent: Option<String>,
+}
+
+impl CreateArgs {
+    /// The engine's options for these flags.
+    pub(crate) fn options(&self) -> anyhow::Result<PodOptions> {
+        let flag = |e: berth_engine::EngineError| usage(e.to_string());
+        let mut labels = BTreeMap::new();
+        for l in &self.label {
+            let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+            labels.insert(k.to_string(), v.to_string());
+        }
+        Ok(PodOptions {
+            name: self.name.clone(),
+            hostname: self.hostname.clone(),
+            labels,
+            share: self.share.clone(),
+            exit_policy: self.exit_policy.clone(),
+            cgroup_parent: self.cgroup_parent.clone(),
+            infra: berth_engine::ops::CreateOptions {
+                network: berth_engine::options::NetworkMode::parse(&self.network),
+                publish: self
+                    .publish
+                    .iter()
+                    .map(|p| berth_engine::options::PortSpec::parse(p))
+                    .collect::<Result<_, _>>()
+                    .map_err(flag)?,
+                ip: self.ip.clone(),
+                dns: self.dns.clone(),
+                dns_search: self.dns_search.clone(),
+                dns_options: self.dns_option.clone(),
+                add_hosts: self.add_host.clone(),
+                ..Default::default()
+            },
+        })
+    }
+}
+
+fn exe() -> anyhow::Result<std::path::PathBuf> {
+    std::env::current_exe().context("finding the berth binary")
+}
+
+/// Creates a pod for `run --pod new:NAME` or `pod create`.
+pub(crate) fn create_pod(root: &Path, o: &PodOptions) -> anyhow::Result<Pod> {
+    let e = engine(root)?;
+    let mut images = crate::images::open(root)?;
+    pods::create(&e, &mut images, o).map_err(engine_exit)
+}
+
+/// Runs `op` on each pod named, printing its id; errors are printed as they come and make
+/// the exit code 125.
+fn each(names: &[String], op: &dyn Fn(&str) -> Result<Pod, berth_engine::EngineError>) -> anyhow::Result<()> {
+    let mut errors = Vec::new();
+    for n in names {
+        match op(n) {
+            Ok(p) => println!("{}", p.id),
+            Err(e) => errors.push(format!("Error: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Exit(125, errors.join("\n")).into())
+    }
+}
+
+/// `berth pod ...`.
+pub fn pod(root: &Path, cmd: &PodCmd) -> anyhow::Result<()> {
+    match cmd {
+        PodCmd::Create(a) => {
+            let p = create_pod(root, &a.options()?)?;
+            println!("{}", p.id);
+            Ok(())
+        }
+        PodCmd::Ps {
+            quiet,
+            no_trunc,
+            format,
+            filter,
+        } => ps(root, *quiet, *no_trunc, format.as_deref(), filter),
+        PodCmd::Inspect { names, format } => {
+            let e = engine(root)?;
+            let mut out = Vec::new();
+            for n in names {
+                let p = pods::get(&e, n).map_err(engine_exit)?;
+                out.push(pods::inspect_json(&e, &p));
+            }
+            crate::views::print_inspected(&out, format.as_deref())
+        }
+        PodCmd::Start { names } => {
+            let (e, exe) = (engine(root)?, exe()?);
+            each(names, &|n| pods::start(&e, n, &exe))
+        }
+        PodCmd::Stop { time, names } => {
+            let e = engine(root)?;
+            each(names, &|n| pods::stop(&e, n, *time))
+        }
+        PodCmd::Restart { names } => {
+            let (e, exe) = (engine(root)?, exe()?);
+            each(names, &|n| {
+                pods::stop(&e, n, None)?;
+                pods::start(&e, n, &exe)
+            })
+        }
+        PodCmd::Kill { signal, names } => {
+            let e = engine(root)?;
+            each(names, &|n| pods::kill(&e, n, signal))
+        }
+        PodCmd::Rm { force, names } => {
+            let e = engine(root)?;
+            each(names, &|n| pods::remove(&e, n, *force))
+        }
+        PodCmd::Prune { force } => {
+            if !force {
+                return Err(usage(
+                    "pod prune: refusing to prompt without a terminal; use --force".into(),
+                ));
+            }
+            let e = engine(root)?;
+            for p in pods::list(&e).map_err(engine_exit)? {
+                if matches!(pods::status(&e, &p), "Exited" | "Created") {
+                    pods::remove(&e, &p.id, false).map_err(engine_exit)?;
+                    println!("{}", p.id);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `pod ps`.
+fn ps(root: &Path, quiet: bool, no_trunc: bool, format: Option<&str>, filters: &[String]) -> anyhow::Result<()> {
+    let e = engine(root)?;
+    let mut rows = Vec::new();
+    for p in pods::list(&e).map_err(engine_exit)? {
+        let status = pods::status(&e, &p);
+        let members = pods::members(&e, &p).map_err(engine_exit)?;
+        let keep = filters.iter().all(|f| {
+            let (k, v) = f.split_once('=').unwrap_or((f.as_str(), ""));
+            match k {
+                "name" => p.name.contains(v),
+                "id" => p.id.starts_with(v),
+                "status" => status.eq_ignore_ascii_case(v),
+                "label" => {
+                    let (lk, lv) = v.split_once('=').map_or((v, None), |(a, b)| (a, Some(b)));
+                    p.labels.get(lk).is_some_and(|x| lv.is_none_or(|lv| x == lv))
+                }
+                _ => false,
+            }
+        });
+        if let Some(bad) = filters
+            .iter()
+            .map(|f| f.split_once('=').map_or(f.as_str(), |(k, _)| k))
+            .find(|k| !["name", "id", "status", "label"].contains(k))
+        {
+            return Err(usage(format!("invalid filter {bad:?}")));
+        }
+        if keep {
+            let short = |id: &str| {
+                if no_trunc {
+                    id.to_string()
+                } else {
+                    id[..12.min(id.len())].to_string()
+                }
+            };
+            rows.push(json!({
+                "Id": short(&p.id),
+                "Name": p.name,
+                "Status": status,
+                "Created": p.created,
+                "InfraId": short(&p.infra_id),
+                "NumberOfContainers": members.len() + 1,
+                "Labels": p.labels,
+            }));
+        }
+    }
+    match format {
+        Some("json") => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Some(f) => {
+            let t = Template::parse(f)?;
+            for r in &rows {
+                println!("{}", t.render(r)?);
+            }
+        }
+        None if quiet => {
+            for r in &rows {
+                println!("{}", r["Id"].as_str().unwrap_or(""));
+            }
+        }
+        None => {
+            let mut lines = vec![vec![
+                "POD ID".to_string(),
+                "NAME".into(),
+                "STATUS".into(),
+                "CREATED".into(),
+                "INFRA ID".into(),
+                "# OF CONTAINERS".into(),
+            ]];
+            for r in &rows {
+                let created = format!(
+                    "{} ago",
+                    crate::format::human_duration(crate::format::since(r["Created"].as_str().unwrap_or("")))
+                );
+                lines.push(vec![
+                    r["Id"].as_str().unwrap_or("").to_string(),
+                    r["Name"].as_str().unwrap_or("").to_string(),
+                    r["Status"].as_str().unwrap_or("").to_string(),
+                    created,
+                    r["InfraId"].as_str().unwrap_or("").to_string(),
+                    r["NumberOfContainers"].to_string(),
+                ]);
+            }
+            print!("{}", table(&lines));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,477 @@
+//! Pods: containers that share the namespaces of an infra container (network, IPC and UTS
+//! by default, PID on request), a cgroup parent and a lifecycle, as Podman's.
+//!
+//! The infra container's process is the runtime's own pause (no command is executed: the
+//! container's first process stays in berth's code, in an empty image): it holds the
+//! namespaces, reaps what is re-parented to it and sleeps in `sigwait`. It is a container like any other,
+//! with a monitor, so a pod outlives every berth process. Its network settings (ports,
+//! network, address, DNS, hosts) are the pod's; a member joins its namespaces when it
+//! starts. Pods are rows of the metadata database beside the containers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use berth_image::store::ImageStore;
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::create::CreateOptions;
+use crate::model::{NamespaceMode, NetworkMode};
+use crate::store::{new_id, valid_name, Engine, Record};
+use crate::{EngineError, Result};
+
+/// The image infra containers are made from: empty but for mount points (and a `/pause`
+/// the runtime looks up but never executes).
+pub const PAUSE_IMAGE: &str = "localhost/berth-pause:1";
+
+/// The namespaces a pod can share.
+const SHAREABLE: [&str; 5] = ["cgroup", "ipc", "net", "pid", "uts"];
+
+/// A pod as the database keeps it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Pod {
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique among pods.
+    pub name: String,
+    /// RFC 3339.
+    pub created: String,
+    /// The hostname its containers share (with `uts` shared).
+    pub hostname: String,
+    /// `--label`.
+    pub labels: BTreeMap<String, String>,
+    /// The infra container's id.
+    pub infra_id: String,
+    /// The namespaces its containers share with the infra (`net`, `ipc`, `uts`, `pid`,
+    /// `cgroup`).
+    pub share: Vec<String>,
+    /// The cgroup its containers are made under.
+    pub cgroup_parent: String,
+    /// `continue` (the pod stays when its containers exit) or `stop`.
+    pub exit_policy: String,
+}
+
+impl Pod {
+    fn shares(&self, ns: &str) -> bool {
+        self.share.iter().any(|s| s == ns)
+    }
+}
+
+/// What `pod create` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct PodOptions {
+    /// `--name` (default: a generated one).
+    pub name: Option<String>,
+    /// `--hostname` (default: the pod's name).
+    pub hostname: Option<String>,
+    /// `--label`.
+    pub labels: BTreeMap<String, String>,
+    /// `--share` (default `ipc,net,uts`).
+    pub share: Option<Vec<String>>,
+    /// `--exit-policy` (default `continue`).
+    pub exit_policy: Option<String>,
+    /// `--cgroup-parent` (default `/berth`, under which the pod's own cgroup is made).
+    pub cgroup_parent: Option<String>,
+    /// The infra container's network settings, which are the pod's: `--network`, `-p`,
+    /// `--ip`, `--dns*`, `--add-host`, `--restart` and the limits the pod's cgroup takes.
+    pub infra: CreateOptions,
+}
+
+/// A pod's state, as `pod ps` shows it.
+pub fn status(engine: &Engine, pod: &Pod) -> &'static str {
+    let infra = engine.state(&pod.infra_id);
+    let members: Vec<bool> = members(engine, pod)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| engine.state(&r.id).running())
+        .collect();
+    let running = members.iter().filter(|r| **r).count();
+    if infra.status == crate::model::Status::Paused {
+        "Paused"
+    } else if infra.running() && running == members.len() {
+        "Running"
+    } else if infra.running() || running > 0 {
+        "Degraded"
+    } else if infra.status == crate::model::Status::Created && members.iter().all(|r| !r) {
+        "Created"
+    } else {
+        "Exited"
+    }
+}
+
+fn row_to_pod(json: &str) -> Result<Pod> {
+    serde_json::from_str(json).map_err(|e| EngineError::Invalid(format!("a pod's record: {e}")))
+}
+
+/// Every pod, oldest first.
+pub fn list(engine: &Engine) -> Result<Vec<Pod>> {
+    let mut st = engine.conn().prepare("SELECT record FROM pods")?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(row_to_pod(&r?)?);
+    }
+    out.sort_by(|a, b| a.created.cmp(&b.created));
+    Ok(out)
+}
+
+/// A pod by name, id or unique id prefix.
+pub fn get(engine: &Engine, key: &str) -> Result<Pod> {
+    let all = list(engine)?;
+    if let Some(p) = all.iter().find(|p| p.name == key || p.id == key) {
+        return Ok(p.clone());
+    }
+    let found: Vec<&Pod> = all
+        .iter()
+        .filter(|p| !key.is_empty() && p.id.starts_with(key))
+        .collect();
+    match found.as_slice() {
+        [p] => Ok((*p).clone()),
+        [] => Err(EngineError::NotFound(format!(
+            "no pod with name or ID {key} found: no such pod"
+        ))),
+        _ => Err(EngineError::Invalid(format!("more than one pod matches {key:?}"))),
+    }
+}
+
+/// A pod's containers, the infra left out, in the order they were made.
+pub fn members(engine: &Engine, pod: &Pod) -> Result<Vec<Record>> {
+    let mut out: Vec<Record> = engine
+        .all()?
+        .into_iter()
+        .filter(|r| r.pod == pod.id && r.id != pod.infra_id)
+        .collect();
+    out.sort_by(|a, b| a.created.cmp(&b.created));
+    Ok(out)
+}
+
+/// Makes the pause image when the store lacks it: directories for the runtime's mounts
+/// and a `/pause` to bind the berth binary on.
+fn ensure_pause_image(engine: &Engine, images: &mut ImageStore) -> Result<()> {
+    if images.resolve(PAUSE_IMAGE).is_ok() {
+        return Ok(());
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    let entry = |path: &str, kind: tar::EntryType, mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(0);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        (h, path.to_string())
+    };
+    for (path, kind, mode) in [
+        ("dev/", tar::EntryType::Directory, 0o755),
+        ("proc/", tar::EntryType::Directory, 0o555),
+        ("sys/", tar::EntryType::Directory, 0o555),
+        ("etc/", tar::EntryType::Directory, 0o755),
+        ("pause", tar::EntryType::Regular, 0o755),
+    ] {
+        let (mut h, p) = entry(path, kind, mode);
+        tar.append_data(&mut h, p, std::io::empty())
+            .map_err(crate::io_err("making", "the pause image"))?;
+    }
+    let data = tar.into_inner().map_err(crate::io_err("making", "the pause image"))?;
+    let tag = berth_oci::Reference::parse(PAUSE_IMAGE).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    crate::images::import(engine, images, &mut &data[..], &[], "berth pod infra", Some(&tag))?;
+    Ok(())
+}
+
+/// `pod create`: the pod's row and its infra container (made, not started).
+pub fn create(engine: &Engine, images: &mut ImageStore, o: &PodOptions) -> Result<Pod> {
+    let id = new_id()?;
+    let name = match &o.name {
+        Some(n) if !valid_name(n) => {
+            return Err(EngineError::Invalid(format!(
+                "invalid pod name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )))
+        }
+        Some(n) => n.clone(),
+        None => crate::store::random_name(&id),
+    };
+    if list(engine)?.iter().any(|p| p.name == name) {
+        return Err(EngineError::Conflict(format!("{name}: pod already exists")));
+    }
+    let mut share = o
+        .share
+        .clone()
+        .unwrap_or_else(|| vec!["ipc".into(), "net".into(), "uts".into()]);
+    share.retain(|s| !s.is_empty());
+    for s in &share {
+        if !SHAREABLE.contains(&s.as_str()) {
+            return Err(EngineError::Invalid(format!(
+                "invalid kernel namespace to share: {s}: options are cgroup, ipc, net, pid or uts"
+            )));
+        }
+    }
+    share.sort();
+    share.dedup();
+    let exit_policy = o.exit_policy.clone().unwrap_or_else(|| "continue".into());
+    if !["continue", "stop"].contains(&exit_policy.as_str()) {
+        return Err(EngineError::Invalid(format!(
+            "invalid pod exit policy: {exit_policy:?}: continue or stop"
+        )));
+    }
+    let parent = o
+        .cgroup_parent
+        .clone()
+        .unwrap_or_else(|| "/berth".into())
+        .trim_end_matches('/')
+        .to_string();
+    let pod = Pod {
+        id: id.clone(),
+        hostname: o
+            .hostname
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| name.clone()),
+        name,
+        created: berth_image::store::now(),
+        labels: o.labels.clone(),
+        infra_id: String::new(),
+        share,
+        cgroup_parent: format!("{parent}/pod-{}", &id[..12]),
+        exit_policy,
+    };
+    ensure_pause_image(engine, images)?;
+    let mut infra = o.infra.clone();
+    infra.image = PAUSE_IMAGE.to_string();
+    infra.name = Some(format!("{}-infra", &id[..12]));
+    infra.hostname = Some(pod.hostname.clone());
+    infra.entrypoint = Some(Vec::new());
+    infra.cmd = vec!["/pause".into()];
+    infra.infra = true;
+    infra.runtime = String::new();
+    infra.cgroup_parent = Some(pod.cgroup_parent.clone());
+    infra.labels.insert("io.berth.pod".into(), pod.id.clone());
+    if let NetworkMode::Named(_) = infra.network {
+        infra.aliases.push(pod.name.clone());
+    }
+    let mut made = crate::create::create(engine, images, &infra)?.record;
+    made.pod = pod.id.clone();
+    engine.save_record(&made)?;
+    let pod = Pod {
+        infra_id: made.id.clone(),
+        ..pod
+    };
+    let json = serde_json::to_string(&pod).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    let inserted = engine.conn().execute(
+        "INSERT INTO pods(id, name, record) VALUES (?1, ?2, ?3)",
+        params![pod.id, pod.name, json],
+    );
+    if let Err(e) = inserted {
+        let _ = crate::ops::remove(engine, &pod.infra_id, true, true);
+        return Err(e.into());
+    }
+    crate::events::record(engine, "pod", "create", &pod.id, json!({"name": pod.name}));
+    Ok(pod)
+}
+
+/// What a container of `pod` takes from it, applied to its options: the shared namespaces
+/// (the infra's), the cgroup parent. Ports and networks belong to the pod.
+pub(crate) fn join(engine: &Engine, key: &str, o: &mut CreateOptions) -> Result<Pod> {
+    let pod = get(engine, key)?;
+    if pod.shares("net") {
+        if !o.publish.is_empty() || o.publish_all {
+            return Err(EngineError::Invalid(
+                "invalid config provided: published or exposed ports must be defined when the pod is created: network cannot be configured when it is shared with a pod".into(),
+            ));
+        }
+        if o.network != NetworkMode::Bridge || o.ip.is_some() || !o.aliases.is_empty() || !o.dns.is_empty() {
+            return Err(EngineError::Invalid(
+                "invalid config provided: network cannot be configured when it is shared with a pod".into(),
+            ));
+        }
+        o.network = NetworkMode::Container(pod.infra_id.clone());
+    }
+    let joined = |ns: &str| {
+        if pod.shares(ns) {
+            NamespaceMode::Container(pod.infra_id.clone())
+        } else {
+            NamespaceMode::Private
+        }
+    };
+    o.ipc = joined("ipc");
+    o.pid = joined("pid");
+    if pod.shares("uts") {
+        if o.hostname.as_deref().is_some_and(|h| !h.is_empty()) {
+            return Err(EngineError::Invalid(
+                "invalid config provided: cannot set hostname when joining the pod UTS namespace".into(),
+            ));
+        }
+        o.uts = NamespaceMode::Container(pod.infra_id.clone());
+        o.hostname = Some(pod.hostname.clone());
+    }
+    if o.cgroup_parent.is_none() {
+        o.cgroup_parent = Some(pod.cgroup_parent.clone());
+    }
+    Ok(pod)
+}
+
+/// `/etc/hosts` of a pod: the infra's, with the pod's hostname and every container's name
+/// at the pod's address; written (in place: they are bind-mounted) for the infra and, when
+/// they share its network, every container of the pod.
+pub fn write_hosts(engine: &Engine, pod: &Pod) -> Result<()> {
+    let infra_hosts = engine.dir(&pod.infra_id).join("hosts");
+    let base = std::fs::read_to_string(&infra_hosts).unwrap_or_default();
+    let mine = |l: &str| l.ends_with("\t# pod") || l.split_whitespace().skip(1).any(|n| n == pod.hostname);
+    // The address the infra's network gave its hostname.
+    let ip = base
+        .lines()
+        .find(|l| mine(l))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or("127.0.1.1")
+        .to_string();
+    let members = members(engine, pod)?;
+    let mut names: Vec<&str> = vec![pod.hostname.as_str()];
+    if pod.name != pod.hostname {
+        names.push(&pod.name);
+    }
+    names.extend(members.iter().map(|r| r.name.as_str()));
+    let mut text: String = base.lines().filter(|l| !mine(l)).map(|l| format!("{l}\n")).collect();
+    text.push_str(&format!("{ip}\t{}\t# pod\n", names.join(" ")));
+    let mut ids = vec![pod.infra_id.clone()];
+    if pod.shares("net") {
+        ids.extend(members.iter().map(|r| r.id.clone()));
+    }
+    for id in ids {
+        let p = engine.dir(&id).join("hosts");
+        std::fs::write(&p, &text).map_err(crate::io_err("writing", &p))?;
+    }
+    Ok(())
+}
+
+/// Starts the infra of `r`'s pod if it is not running (a member's namespaces are its).
+pub(crate) fn start_infra_of(engine: &Engine, r: &Record, exe: &Path) -> Result<()> {
+    if r.pod.is_empty() {
+        return Ok(());
+    }
+    let pod = get(engine, &r.pod)?;
+    if pod.infra_id != r.id && !engine.state(&pod.infra_id).running() {
+        crate::ops::start(engine, &pod.infra_id, exe)?;
+        write_hosts(engine, &pod)?;
+    }
+    Ok(())
+}
+
+/// The pod's cgroup (its containers' parent) on this host's hierarchies.
+fn pod_cgroup(pod: &Pod) -> Option<berth_runtime::cgroups::CgroupConfig> {
+    let layout = berth_runtime::cgroups::host_layout().ok()?;
+    Some(berth_runtime::cgroups::CgroupConfig::resolve(
+        &layout,
+        Path::new(&pod.cgroup_parent),
+        &BTreeMap::new(),
+    ))
+}
+
+/// `pod start`: the infra first, then the containers in the order they were made.
+pub fn start(engine: &Engine, key: &str, exe: &Path) -> Result<Pod> {
+    let pod = get(engine, key)?;
+    if !engine.state(&pod.infra_id).running() {
+        crate::ops::start(engine, &pod.infra_id, exe)?;
+    }
+    write_hosts(engine, &pod)?;
+    for r in members(engine, &pod)? {
+        if !engine.state(&r.id).running() {
+            crate::ops::start(engine, &r.id, exe)?;
+        }
+    }
+    crate::events::record(engine, "pod", "start", &pod.id, json!({"name": pod.name}));
+    Ok(pod)
+}
+
+/// `pod stop`: the containers, newest first (their stop signal, then SIGKILL after
+/// `timeout`), then the infra.
+pub fn stop(engine: &Engine, key: &str, timeout: Option<u64>) -> Result<Pod> {
+    let pod = get(engine, key)?;
+    for r in members(engine, &pod)?.iter().rev() {
+        if engine.state(&r.id).running() {
+            crate::ops::stop(engine, &r.id, timeout, None)?;
+        }
+    }
+    if engine.state(&pod.infra_id).running() {
+        crate::ops::stop(engine, &pod.infra_id, timeout, None)?;
+    }
+    crate::events::record(engine, "pod", "stop", &pod.id, json!({"name": pod.name}));
+    Ok(pod)
+}
+
+/// `pod kill`: `signal` to every running container of the pod, the infra last.
+pub fn kill(engine: &Engine, key: &str, signal: &str) -> Result<Pod> {
+    let pod = get(engine, key)?;
+    let mut ids: Vec<String> = members(engine, &pod)?.into_iter().map(|r| r.id).collect();
+    ids.push(pod.infra_id.clone());
+    let mut any = false;
+    for id in ids.iter().filter(|id| engine.state(id).running()) {
+        crate::ops::kill(engine, id, signal)?;
+        any = true;
+    }
+    if !any {
+        return Err(EngineError::Conflict(format!("pod {} is not running", pod.name)));
+    }
+    crate::events::record(engine, "pod", "kill", &pod.id, json!({"name": pod.name}));
+    Ok(pod)
+}
+
+/// `pod rm`: the pod and its containers; a running pod only with `force`.
+pub fn remove(engine: &Engine, key: &str, force: bool) -> Result<Pod> {
+    let pod = get(engine, key)?;
+    let members = members(engine, &pod)?;
+    let running = members.iter().any(|r| engine.state(&r.id).running()) || engine.state(&pod.infra_id).running();
+    if running && !force {
+        return Err(EngineError::Conflict(format!(
+            "pod {} has running containers: stop them or remove with --force",
+            pod.name
+        )));
+    }
+    for r in members.iter().rev() {
+        crate::ops::remove(engine, &r.id, true, true)?;
+    }
+    match crate::ops::remove(engine, &pod.infra_id, true, true) {
+        Ok(_) | Err(EngineError::NoSuchContainer(_)) => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(cg) = pod_cgroup(&pod) {
+        let _ = cg.destroy();
+    }
+    engine.conn().execute("DELETE FROM pods WHERE id = ?1", [&pod.id])?;
+    crate::events::record(engine, "pod", "remove", &pod.id, json!({"name": pod.name}));
+    Ok(pod)
+}
+
+/// `pod inspect`: Podman's shape.
+pub fn inspect_json(engine: &Engine, pod: &Pod) -> Value {
+    let members = members(engine, pod).unwrap_or_default();
+    let infra = engine.resolve(&pod.infra_id).ok();
+    let state = |id: &str| engine.state(id).status.to_string();
+    let mut containers = Vec::new();
+    if let Some(i) = &infra {
+        containers.push(json!({"Id": i.id, "Name": i.name, "State": state(&i.id)}));
+    }
+    for r in &members {
+        containers.push(json!({"Id": r.id, "Name": r.name, "State": state(&r.id)}));
+    }
+    json!({
+        "Id": pod.id,
+        "Name": pod.name,
+        "Created": pod.created,
+        "State": status(engine, pod),
+        "Hostname": pod.hostname,
+        "Labels": pod.labels,
+        "CreateInfra": true,
+        "InfraContainerId": pod.infra_id,
+        "CgroupParent": pod.cgroup_parent,
+        "SharedNamespaces": pod.share,
+        "ExitPolicy": pod.exit_policy,
+        "NumContainers": containers.len(),
+        "Containers": containers,
+        "InfraConfig": infra.as_ref().map(|i| json!({
+            "PortBindings": crate::inspect::port_bindings(i),
+            "NetworkMode": i.network_mode,
+            "HostNetwork": i.network_mode == "host",
+        })),
+    })
+}
