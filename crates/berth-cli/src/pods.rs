@@ -128,6 +128,15 @@ pub struct CreateArgs {
     /// What the pod does when its last container exits: continue or stop.
     #[arg(long)]
     pub exit_policy: Option<String>,
+    /// Memory limit of the pod's containers together.
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// CPUs the pod's containers share.
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Process limit of the pod's containers together.
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
     /// The cgroup the pod's cgroup is made under.
     #[arg(long)]
     pub cgroup_parent: Option<String>,
@@ -162,6 +171,20 @@ impl CreateArgs {
                 dns_search: self.dns_search.clone(),
                 dns_options: self.dns_option.clone(),
                 add_hosts: self.add_host.clone(),
+                memory: match &self.memory {
+                    Some(m) => berth_engine::spec::parse_size(m)
+                        .map_err(|e| usage(format!("invalid argument \"{m}\" for \"-m, --memory\" flag: {e}")))?,
+                    None => 0,
+                },
+                nano_cpus: match &self.cpus {
+                    #[allow(clippy::cast_possible_truncation)]
+                    Some(c) => (berth_engine::spec::parse_cpus(c)
+                        .map_err(|e| usage(format!("invalid argument \"{c}\" for \"--cpus\" flag: {e}")))?
+                        * 1e9)
+                        .round() as i64,
+                    None => 0,
+                },
+                pids_limit: self.pids_limit.filter(|p| *p > 0).unwrap_or(0),
                 ..Default::default()
             },
         })

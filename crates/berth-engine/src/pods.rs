@@ -50,6 +50,15 @@ pub struct Pod {
     pub cgroup_parent: String,
     /// `continue` (the pod stays when its containers exit) or `stop`.
     pub exit_policy: String,
+    /// `--memory`: the limit of all its containers together, in bytes (0: none).
+    #[serde(default)]
+    pub memory: i64,
+    /// `--cpus`, in billionths of a CPU (0: no limit).
+    #[serde(default)]
+    pub nano_cpus: i64,
+    /// `--pids-limit` (0: none).
+    #[serde(default)]
+    pub pids_limit: i64,
 }
 
 impl Pod {
@@ -235,9 +244,17 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &PodOptions) -> Resul
         share,
         cgroup_parent: format!("{parent}/pod-{}", &id[..12]),
         exit_policy,
+        memory: o.infra.memory,
+        nano_cpus: o.infra.nano_cpus,
+        pids_limit: o.infra.pids_limit,
     };
+    crate::create::check_limits(&o.infra)?;
+    #[allow(clippy::cast_precision_loss)]
+    crate::spec::check_cpus(pod.nano_cpus as f64 / 1e9)?;
     ensure_pause_image(engine, images)?;
     let mut infra = o.infra.clone();
+    // The limits are the pod's cgroup's, not the infra's own.
+    (infra.memory, infra.nano_cpus, infra.pids_limit) = (0, 0, 0);
     infra.image = PAUSE_IMAGE.to_string();
     infra.name = Some(format!("{}-infra", &id[..12]));
     infra.hostname = Some(pod.hostname.clone());
@@ -350,7 +367,11 @@ pub(crate) fn start_infra_of(engine: &Engine, r: &Record, exe: &Path) -> Result<
         return Ok(());
     }
     let pod = get(engine, &r.pod)?;
-    if pod.infra_id != r.id && !engine.state(&pod.infra_id).running() {
+    if pod.infra_id == r.id {
+        return ensure_cgroup(&pod);
+    }
+    if !engine.state(&pod.infra_id).running() {
+        ensure_cgroup(&pod)?;
         crate::ops::start(engine, &pod.infra_id, exe)?;
         write_hosts(engine, &pod)?;
     }
@@ -367,10 +388,32 @@ fn pod_cgroup(pod: &Pod) -> Option<berth_runtime::cgroups::CgroupConfig> {
     ))
 }
 
+/// Makes the pod's cgroup with its limits (again after a reboot), before its infra
+/// starts: its containers' cgroups are made below it, so the limits hold for them together.
+fn ensure_cgroup(pod: &Pod) -> Result<()> {
+    let Some(cg) = pod_cgroup(pod) else { return Ok(()) };
+    let mut res = json!({});
+    if pod.memory > 0 {
+        res["memory"] = json!({"limit": pod.memory});
+    }
+    if pod.nano_cpus > 0 {
+        res["cpu"] = json!({"quota": pod.nano_cpus / 10_000, "period": 100_000u64});
+    }
+    if pod.pids_limit > 0 {
+        res["pids"] = json!({"limit": pod.pids_limit});
+    }
+    let res: berth_oci::oci_spec::runtime::LinuxResources =
+        serde_json::from_value(res).map_err(|e| EngineError::Invalid(format!("the pod's limits: {e}")))?;
+    cg.create()
+        .and_then(|()| cg.set(&res))
+        .map_err(|e| EngineError::Invalid(format!("the pod's cgroup {}: {e}", pod.cgroup_parent)))
+}
+
 /// `pod start`: the infra first, then the containers in the order they were made.
 pub fn start(engine: &Engine, key: &str, exe: &Path) -> Result<Pod> {
     let pod = get(engine, key)?;
     if !engine.state(&pod.infra_id).running() {
+        ensure_cgroup(&pod)?;
         crate::ops::start(engine, &pod.infra_id, exe)?;
     }
     write_hosts(engine, &pod)?;
@@ -466,6 +509,9 @@ pub fn inspect_json(engine: &Engine, pod: &Pod) -> Value {
         "CgroupParent": pod.cgroup_parent,
         "SharedNamespaces": pod.share,
         "ExitPolicy": pod.exit_policy,
+        "Memory": pod.memory,
+        "NanoCpus": pod.nano_cpus,
+        "PidsLimit": pod.pids_limit,
         "NumContainers": containers.len(),
         "Containers": containers,
         "InfraConfig": infra.as_ref().map(|i| json!({

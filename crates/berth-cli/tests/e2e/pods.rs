@@ -198,3 +198,106 @@ fn bad_pod_input_is_refused_with_nothing_half_made() {
     b.ok(&["pod", "rm", "pbad"]);
     assert_eq!(b.ok(&["ps", "-aq"]), "");
 }
+
+#[test]
+fn a_pods_limits_hold_for_its_containers_together_and_pid_can_be_shared() {
+    require_root!();
+    let (b, _img) = with_busybox("pods-limits");
+    let id = b.ok(&[
+        "pod",
+        "create",
+        "--name",
+        "plim",
+        "--memory",
+        "32m",
+        "--share",
+        "ipc,net,uts,pid",
+    ]);
+    let id = id.trim();
+    // With pid shared, one container sees another's processes.
+    b.ok(&[
+        "run",
+        "-d",
+        "--pod",
+        "plim",
+        "--name",
+        "plim-sleep",
+        "bb:1",
+        "sleep",
+        "301",
+    ]);
+    let seen = b.ok(&[
+        "run",
+        "--rm",
+        "--pod",
+        "plim",
+        "bb:1",
+        "sh",
+        "-c",
+        "cat /proc/[0-9]*/cmdline | tr '\\0' ' '",
+    ]);
+    assert!(seen.contains("sleep 301"), "{seen}");
+    // The pod's cgroup carries the limit, on whichever hierarchy holds memory.
+    let v1 = std::path::PathBuf::from(format!("/sys/fs/cgroup/memory/berth/pod-{}", &id[..12]));
+    let v2 = std::path::PathBuf::from(format!("/sys/fs/cgroup/berth/pod-{}", &id[..12]));
+    let limit = std::fs::read_to_string(v1.join("memory.limit_in_bytes"))
+        .or_else(|_| std::fs::read_to_string(v2.join("memory.max")))
+        .unwrap();
+    assert_eq!(limit.trim(), "33554432");
+    // A container that takes more than the pod has is OOM-killed, and that is reported.
+    let o = b
+        .cmd(&[
+            "run",
+            "--pod",
+            "plim",
+            "--name",
+            "plim-hog",
+            "bb:1",
+            "sh",
+            "-c",
+            "head -c 100m /dev/zero | tail >/dev/null",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(137), "{o:?}");
+    assert_eq!(
+        b.ok(&["inspect", "-f", "{{.State.OOMKilled}}", "plim-hog"]).trim(),
+        "true"
+    );
+    b.ok(&["pod", "rm", "-f", "plim"]);
+    assert!(!v1.exists() && !v2.exists(), "the pod's cgroup is left");
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn a_pod_starts_its_containers_in_order_and_stops_them_before_its_infra() {
+    require_root!();
+    let (b, _img) = with_busybox("pods-order");
+    let log = berth_testutil::TempDir::new("pods-order-log");
+    let bind = format!("{}:/log", log.path().display());
+    b.ok(&["pod", "create", "--name", "pord"]);
+    for name in ["pord-a", "pord-b"] {
+        let script = format!(
+            "echo {name}-start >> /log/order; trap 'echo {name}-stop >> /log/order; exit 0' TERM; while :; do sleep 0.1; done"
+        );
+        b.ok(&[
+            "create", "--pod", "pord", "--name", name, "-v", &bind, "bb:1", "sh", "-c", &script,
+        ]);
+    }
+    let read = || std::fs::read_to_string(log.path().join("order")).unwrap_or_default();
+    b.ok(&["pod", "start", "pord"]);
+    eventually(|| (read().lines().count() == 2).then_some(()));
+    assert_eq!(read(), "pord-a-start\npord-b-start\n");
+    let infra = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerId}}", "pord"]);
+    b.ok(&["pod", "stop", "pord"]);
+    assert_eq!(read(), "pord-a-start\npord-b-start\npord-b-stop\npord-a-stop\n");
+    assert_eq!(
+        b.ok(&["inspect", "-f", "{{.State.Status}}", infra.trim()]).trim(),
+        "exited"
+    );
+    assert_eq!(b.ok(&["pod", "ps", "--format", "{{.Status}}"]).trim(), "Exited");
+    b.ok(&["pod", "restart", "pord"]);
+    eventually(|| (read().lines().count() == 6).then_some(()));
+    assert!(read().ends_with("pord-a-start\npord-b-start\n"), "{}", read());
+    b.ok(&["pod", "rm", "-f", "pord"]);
+}
