@@ -30,6 +30,12 @@ impl Drop for Berth {
         if !self.root.path().join("berth.db").exists() {
             return;
         }
+        // Pods first: their cgroups are made outside the data root.
+        if let Ok(o) = self.cmd(&["pod", "ps", "-q", "--no-trunc"]).output() {
+            for id in String::from_utf8_lossy(&o.stdout).lines() {
+                let _ = self.cmd(&["pod", "rm", "-f", id]).output();
+            }
+        }
         let Ok(o) = self.cmd(&["ps", "-aq", "--no-trunc"]).output() else {
             return;
         };

@@ -301,3 +301,60 @@ fn a_pod_starts_its_containers_in_order_and_stops_them_before_its_infra() {
     assert!(read().ends_with("pord-a-start\npord-b-start\n"), "{}", read());
     b.ok(&["pod", "rm", "-f", "pord"]);
 }
+
+#[test]
+fn pods_removed_in_a_loop_leave_nothing_behind() {
+    require_root!();
+    let (b, _img) = with_busybox("pods-leak");
+    let port = free_port();
+    let root = b.root.path().display().to_string();
+    let mounts = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&root))
+            .count()
+    };
+    let before = mounts();
+    let mut made = Vec::new();
+    for i in 0..20 {
+        let name = format!("pleak{i}");
+        let id = b.ok(&["pod", "create", "--name", &name, "-p", &format!("127.0.0.1:{port}:80")]);
+        b.ok(&["run", "-d", "--pod", &name, "bb:1", "sleep", "30"]);
+        let infra = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerId}}", &name]);
+        b.ok(&["pod", "rm", "-f", &name]);
+        made.push((id.trim().to_string(), infra.trim().to_string()));
+    }
+    assert_eq!(b.ok(&["pod", "ps", "-q"]), "");
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert_eq!(mounts(), before, "mounts under the data root");
+    let netns: Vec<_> = std::fs::read_dir(b.root.path().join("run/netns"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name())
+                .filter(|n| !n.to_string_lossy().starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(netns.is_empty(), "network namespaces left: {netns:?}");
+    for (pod, infra) in &made {
+        let veth = format!("/sys/class/net/vb{}", &infra[..11]);
+        assert!(!std::path::Path::new(&veth).exists(), "{veth} left");
+        for dir in [
+            "/sys/fs/cgroup/memory/berth",
+            "/sys/fs/cgroup/pids/berth",
+            "/sys/fs/cgroup/berth",
+            "/sys/fs/cgroup/unified/berth",
+        ] {
+            let cg = format!("{dir}/pod-{}", &pod[..12]);
+            assert!(!std::path::Path::new(&cg).exists(), "{cg} left");
+        }
+    }
+    if let Ok(o) = std::process::Command::new("nft").args(["list", "ruleset"]).output() {
+        let rules = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            !rules.contains(&format!("dport {port}")),
+            "a rule for port {port} is left"
+        );
+    }
+}
