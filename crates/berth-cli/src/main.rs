@@ -313,6 +313,10 @@ fn is_monitor(mut args: impl Iterator<Item = String>) -> bool {
 }
 
 fn main() -> ExitCode {
+    // A pod's infra, re-executed by the runtime's pause: nothing else.
+    if std::env::args_os().next().is_some_and(|a| a == "berth-pause") {
+        berth_runtime::minit::pause_loop();
+    }
     // The container keeper (`berth _keep ROOT ID MONITOR`) runs before anything else, so the
     // process that only waits touches as little memory as possible.
     {

@@ -8,7 +8,9 @@ use std::path::Path;
 use nix::fcntl::OFlag;
 use nix::sys::wait::WaitStatus;
 
-use crate::monitor::{ended, exited, Shedder, NETWORK_LINGER};
+use berth_runtime::shed::Shedder;
+
+use crate::monitor::{ended, exited, NETWORK_LINGER};
 use crate::store::{Engine, State, Status};
 use crate::Result;
 

@@ -20,6 +20,7 @@ pub mod rootfs;
 pub use berth_safepath as safepath;
 pub mod seal;
 pub mod seccomp;
+pub mod shed;
 pub mod spec;
 pub mod specgen;
 pub mod state;

@@ -93,14 +93,25 @@ fn hide_cmdline(title: &str) {
 pub const PAUSE_ANNOTATION: &str = "run.berth.pause";
 
 /// The pause: holds the container's namespaces, reaps what is re-parented to it, and ends
-/// on SIGTERM or SIGINT. It gives back the runtime's heap first; nothing wakes it but
-/// signals.
+/// on SIGTERM or SIGINT. It first re-executes the runtime's binary as `berth-pause`, so
+/// nothing the create touched stays mapped (a static binary needs nothing from the empty
+/// rootfs); where that exec fails (a dynamically linked build) it sheds what it can and
+/// waits where it is.
 pub fn pause() -> ! {
-    let _ = nix::sys::prctl::set_name(c"berth-pause");
+    let argv = [c"berth-pause"];
+    let env: [&std::ffi::CStr; 0] = [];
+    let _ = nix::unistd::execve(c"/proc/self/exe", &argv, &env);
     hide_cmdline("berth-pause");
-    // SAFETY: malloc_trim only returns free heap pages to the kernel.
-    unsafe { libc::malloc_trim(0) };
+    pause_loop()
+}
+
+/// The pause's wait (`berth-pause`, as the binary re-executed by [`pause`] starts): every
+/// signal blocked and taken by `sigwait`, what the start faulted in shed.
+pub fn pause_loop() -> ! {
     let all = SigSet::all();
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None);
+    let _ = nix::sys::prctl::set_name(c"berth-pause");
+    crate::shed::Shedder::default().shed();
     loop {
         match all.wait() {
             Ok(Signal::SIGTERM | Signal::SIGINT) => crate::sys::child_exit(0),
