@@ -400,6 +400,7 @@ pub(crate) fn exited(eng: &Engine, rec: &Record, st: &mut State) -> Result<Vec<S
     } else {
         let _ = std::fs::remove_file(dir.join(attach::SOCKET));
     }
+    crate::pods::after_exit(eng, rec);
     Ok(idle_networks)
 }
 

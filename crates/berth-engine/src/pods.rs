@@ -426,6 +426,27 @@ pub fn start(engine: &Engine, key: &str, exe: &Path) -> Result<Pod> {
     Ok(pod)
 }
 
+/// After a container of a pod stopped for good (its monitor calls this): the infra gone
+/// takes the pod's containers down with it, as they lost what held their namespaces; with
+/// the exit policy `stop`, the last container to go takes the infra.
+pub(crate) fn after_exit(engine: &Engine, r: &Record) {
+    if r.pod.is_empty() {
+        return;
+    }
+    let Ok(pod) = get(engine, &r.pod) else { return };
+    let members = members(engine, &pod).unwrap_or_default();
+    if r.id == pod.infra_id {
+        for m in members.iter().rev().filter(|m| engine.state(&m.id).running()) {
+            let _ = crate::ops::stop(engine, &m.id, None, None);
+        }
+    } else if pod.exit_policy == "stop"
+        && !members.iter().any(|m| m.id != r.id && engine.state(&m.id).running())
+        && engine.state(&pod.infra_id).running()
+    {
+        let _ = crate::ops::stop(engine, &pod.infra_id, None, None);
+    }
+}
+
 /// `pod stop`: the containers, newest first (their stop signal, then SIGKILL after
 /// `timeout`), then the infra.
 pub fn stop(engine: &Engine, key: &str, timeout: Option<u64>) -> Result<Pod> {

@@ -359,3 +359,53 @@ fn pods_removed_in_a_loop_leave_nothing_behind() {
         );
     }
 }
+
+#[test]
+fn an_infra_that_dies_takes_its_containers_and_exit_policy_stop_takes_the_infra() {
+    require_root!();
+    let (b, _img) = with_busybox("pods-exit");
+    let status = |pod: &str| {
+        b.ok(&[
+            "pod",
+            "ps",
+            "--filter",
+            &format!("name={pod}"),
+            "--format",
+            "{{.Status}}",
+        ])
+        .trim()
+        .to_string()
+    };
+    // The infra killed: the pod's containers are stopped with it.
+    b.ok(&["pod", "create", "--name", "pdie"]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--pod",
+        "pdie",
+        "--name",
+        "pdie-a",
+        "bb:1",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+    ]);
+    let infra = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerId}}", "pdie"]);
+    b.ok(&["kill", infra.trim()]);
+    eventually(|| (b.ok(&["inspect", "-f", "{{.State.Running}}", "pdie-a"]).trim() == "false").then_some(()));
+    assert_eq!(status("pdie"), "Exited");
+    // Exit policy stop: the last container to exit stops the infra.
+    b.ok(&["pod", "create", "--name", "pstop", "--exit-policy", "stop"]);
+    b.ok(&["run", "-d", "--pod", "pstop", "bb:1", "sleep", "0.3"]);
+    eventually(|| (status("pstop") == "Exited").then_some(()));
+    // The default, continue: the pod stays up.
+    b.ok(&["pod", "create", "--name", "pcont"]);
+    b.ok(&["run", "--pod", "pcont", "bb:1", "true"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(status("pcont"), "Degraded");
+    let e = b.fails(&["pod", "create", "--name", "pbadpol", "--exit-policy", "sometimes"]);
+    assert!(e.contains("exit policy"), "{e}");
+    for p in ["pdie", "pstop", "pcont"] {
+        b.ok(&["pod", "rm", "-f", p]);
+    }
+}
