@@ -72,6 +72,18 @@ pub enum PodCmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Pause every container of one or more pods.
+    Pause {
+        /// POD...
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Unpause every container of one or more pods.
+    Unpause {
+        /// POD...
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Remove one or more pods.
     Rm {
         /// Stop and remove running pods too.
@@ -260,6 +272,14 @@ pub fn pod(root: &Path, cmd: &PodCmd) -> anyhow::Result<()> {
         PodCmd::Kill { signal, names } => {
             let e = engine(root)?;
             each(names, &|n| pods::kill(&e, n, signal))
+        }
+        PodCmd::Pause { names } => {
+            let e = engine(root)?;
+            each(names, &|n| pods::set_paused(&e, n, true))
+        }
+        PodCmd::Unpause { names } => {
+            let e = engine(root)?;
+            each(names, &|n| pods::set_paused(&e, n, false))
         }
         PodCmd::Rm { force, names } => {
             let e = engine(root)?;

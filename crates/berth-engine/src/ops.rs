@@ -134,12 +134,24 @@ fn start_monitor(
     let dir = engine.dir(&r.id);
     let _ = std::fs::remove_file(dir.join("stopped"));
     let _ = std::fs::remove_file(dir.join(crate::attach::SOCKET));
+    // A run nobody saw end (its monitor and keeper were killed, then it stopped): what it
+    // left, the runtime's state, the rootfs mount and its addresses, goes first.
+    let stale = st.pid != 0 || st.net.is_some();
+    if stale {
+        if let Ok(rt) = engine.rt(&r) {
+            let _ = rt.delete(&r.id, true);
+        }
+        unmount_rootfs(engine, &r.id);
+        let _ = crate::networks::release(engine, &r, st.net.as_ref(), true);
+    }
     // A new container's state already reads "created" without an error: rewriting it would
     // only cost a file (an inode) per start.
-    if st.status != Status::Created || !st.error.is_empty() {
+    if stale || st.status != Status::Created || !st.error.is_empty() {
         let mut fresh = st.clone();
         fresh.status = Status::Created;
         fresh.error.clear();
+        fresh.pid = 0;
+        fresh.net = None;
         engine.save_state(&r.id, &fresh)?;
     }
     let mut cmd = std::process::Command::new(exe);

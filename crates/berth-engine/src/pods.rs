@@ -96,7 +96,7 @@ pub fn status(engine: &Engine, pod: &Pod) -> &'static str {
         .map(|r| engine.state(&r.id).running())
         .collect();
     let running = members.iter().filter(|r| **r).count();
-    if infra.status == crate::model::Status::Paused {
+    if infra.running() && crate::ops::is_paused(engine, &pod.infra_id) {
         "Paused"
     } else if infra.running() && running == members.len() {
         "Running"
@@ -477,6 +477,25 @@ pub fn kill(engine: &Engine, key: &str, signal: &str) -> Result<Pod> {
         return Err(EngineError::Conflict(format!("pod {} is not running", pod.name)));
     }
     crate::events::record(engine, "pod", "kill", &pod.id, json!({"name": pod.name}));
+    Ok(pod)
+}
+
+/// `pod pause` / `pod unpause`: freezes or thaws every running container of the pod.
+pub fn set_paused(engine: &Engine, key: &str, paused: bool) -> Result<Pod> {
+    let pod = get(engine, key)?;
+    let mut ids: Vec<String> = members(engine, &pod)?.into_iter().map(|r| r.id).collect();
+    ids.push(pod.infra_id.clone());
+    let running: Vec<&String> = ids.iter().filter(|id| engine.state(id).running()).collect();
+    if running.is_empty() {
+        return Err(EngineError::Conflict(format!("pod {} is not running", pod.name)));
+    }
+    for id in running {
+        if crate::ops::is_paused(engine, id) != paused {
+            crate::ops::set_paused(engine, id, paused)?;
+        }
+    }
+    let action = if paused { "pause" } else { "unpause" };
+    crate::events::record(engine, "pod", action, &pod.id, json!({"name": pod.name}));
     Ok(pod)
 }
 

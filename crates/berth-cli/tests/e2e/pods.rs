@@ -409,3 +409,69 @@ fn an_infra_that_dies_takes_its_containers_and_exit_policy_stop_takes_the_infra(
         b.ok(&["pod", "rm", "-f", p]);
     }
 }
+
+#[test]
+fn a_pod_pauses_and_outlives_every_berth_process_that_keeps_it() {
+    require_root!();
+    let (b, _img) = with_busybox("pods-kill");
+    let status = || b.ok(&["pod", "ps", "--format", "{{.Status}}"]).trim().to_string();
+    b.ok(&["pod", "create", "--name", "pk"]);
+    let a = b.ok(&[
+        "run",
+        "-d",
+        "--pod",
+        "pk",
+        "--name",
+        "pk-a",
+        "bb:1",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+    ]);
+    b.ok(&["pod", "pause", "pk"]);
+    assert_eq!(status(), "Paused");
+    assert_eq!(b.ok(&["inspect", "-f", "{{.State.Paused}}", "pk-a"]).trim(), "true");
+    b.ok(&["pod", "unpause", "pk"]);
+    assert_eq!(status(), "Running");
+    // SIGKILL to every berth process that keeps the pod's containers: each monitor and the
+    // keeper above it.
+    let infra = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerId}}", "pk"]);
+    for id in [infra.trim(), a.trim()] {
+        let st: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(b.root.path().join("containers").join(id).join("state.json")).unwrap(),
+        )
+        .unwrap();
+        let monitor = st["monitor_pid"].as_i64().unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{monitor}/stat")).unwrap();
+        let keeper: i64 = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let comm = std::fs::read_to_string(format!("/proc/{keeper}/comm")).unwrap_or_default();
+        let mut victims = vec![monitor];
+        if comm.starts_with("berth") {
+            victims.push(keeper);
+        }
+        for pid in victims {
+            std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .unwrap();
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Still running, and still berth's to manage.
+    assert_eq!(status(), "Running");
+    assert_eq!(b.ok(&["exec", "pk-a", "hostname"]).trim(), "pk");
+    b.ok(&["pod", "stop", "pk"]);
+    assert_eq!(status(), "Exited");
+    b.ok(&["pod", "start", "pk"]);
+    assert_eq!(status(), "Running");
+    b.ok(&["pod", "rm", "-f", "pk"]);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+}
