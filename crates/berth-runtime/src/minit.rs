@@ -111,16 +111,21 @@ pub fn pause_loop() -> ! {
     let all = SigSet::all();
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None);
     let _ = nix::sys::prctl::set_name(c"berth-pause");
-    crate::shed::Shedder::default().shed();
+    let shed = crate::shed::Shedder::default();
     loop {
-        match all.wait() {
-            Ok(Signal::SIGTERM | Signal::SIGINT) => crate::sys::child_exit(0),
-            _ => {
-                while let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) =
-                    waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG))
-                {}
-            }
+        // Right before the wait, so only the wait's own pages come back.
+        shed.shed();
+        let mut sig: libc::c_int = 0;
+        // SAFETY: a valid signal set and a place for the signal's number.
+        if unsafe { libc::sigwait(all.as_ref(), &mut sig) } != 0 {
+            continue;
         }
+        if sig == libc::SIGTERM || sig == libc::SIGINT {
+            crate::sys::child_exit(0);
+        }
+        while let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) =
+            waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG))
+        {}
     }
 }
 

@@ -70,12 +70,10 @@ impl Shedder {
     /// Drops what the last burst of work faulted in (see [`Shedder`]).
     pub fn shed(&self) {
         let ranges = self.ranges.get_or_init(Ranges::read);
-        for &(a, b) in &ranges.files {
-            // SAFETY: a private file mapping of this process whose pages are all unmodified
-            // file pages: dropping them only unmaps them until the next access, which reads
-            // them back from the file.
-            unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) };
-        }
+        // The heap and the stack first, the binary's pages last: what runs after the last
+        // `madvise` (this function's return, the caller's wait) is all that faults back.
+        // SAFETY: malloc_trim only returns free heap memory to the kernel.
+        unsafe { libc::malloc_trim(0) };
         // The part of the stack deeper calls used (clap, SQLite and the runtime go deep):
         // unused until a deeper call faults fresh zero pages back in.
         let here = 0u8;
@@ -89,7 +87,11 @@ impl Shedder {
                 unsafe { libc::madvise(lo as *mut libc::c_void, keep_below - lo, libc::MADV_DONTNEED) };
             }
         }
-        // SAFETY: malloc_trim only returns free heap memory to the kernel.
-        unsafe { libc::malloc_trim(0) };
+        for &(a, b) in &ranges.files {
+            // SAFETY: a private file mapping of this process whose pages are all unmodified
+            // file pages: dropping them only unmaps them until the next access, which reads
+            // them back from the file.
+            unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) };
+        }
     }
 }
