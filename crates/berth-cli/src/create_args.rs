@@ -9,6 +9,69 @@ use clap::Args;
 
 use crate::containers::usage;
 
+/// The network flags of `run`, `create` and `pod create`.
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// Connect to a network (bridge, host, none, or a user network).
+    #[arg(long, alias = "net", default_value = "bridge")]
+    pub network: String,
+    /// Publish a port to the host ([ip:][hostPort:]containerPort[/proto]).
+    #[arg(short, long)]
+    pub publish: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip).
+    #[arg(long)]
+    pub add_host: Vec<String>,
+    /// Set custom DNS servers.
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains.
+    #[arg(long)]
+    pub dns_search: Vec<String>,
+    /// Set DNS options.
+    #[arg(long)]
+    pub dns_option: Vec<String>,
+    /// IPv4 address (on a user-defined network).
+    #[arg(long)]
+    pub ip: Option<String>,
+}
+
+impl NetArgs {
+    /// These flags in the engine's options.
+    pub(crate) fn apply(&self, o: &mut CreateOptions) -> anyhow::Result<()> {
+        o.network = berth_engine::options::NetworkMode::parse(&self.network);
+        o.publish = self
+            .publish
+            .iter()
+            .map(|p| berth_engine::options::PortSpec::parse(p))
+            .collect::<Result<_, _>>()
+            .map_err(|e| usage(e.to_string()))?;
+        o.add_hosts = self.add_host.clone();
+        o.dns = self.dns.clone();
+        o.dns_search = self.dns_search.clone();
+        o.dns_options = self.dns_option.clone();
+        o.ip = self.ip.clone();
+        Ok(())
+    }
+}
+
+/// `-m, --memory`'s value in bytes (0 when not given).
+pub(crate) fn memory_flag(m: Option<&str>) -> anyhow::Result<i64> {
+    m.map_or(Ok(0), |m| {
+        berth_engine::spec::parse_size(m)
+            .map_err(|e| usage(format!("invalid argument \"{m}\" for \"-m, --memory\" flag: {e}")))
+    })
+}
+
+/// `--cpus`'s value in billionths of a CPU (0 when not given).
+pub(crate) fn cpus_flag(c: Option<&str>) -> anyhow::Result<i64> {
+    c.map_or(Ok(0), |c| {
+        let n = berth_engine::spec::parse_cpus(c)
+            .map_err(|e| usage(format!("invalid argument \"{c}\" for \"--cpus\" flag: {e}")))?;
+        #[allow(clippy::cast_possible_truncation)]
+        Ok((n * 1e9).round() as i64)
+    })
+}
+
 /// `run` and `create` options.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
@@ -63,30 +126,12 @@ pub struct CreateArgs {
     /// Set metadata on a container.
     #[arg(short, long)]
     pub label: Vec<String>,
-    /// Connect a container to a network (bridge, host, none, or a user network).
-    #[arg(long, alias = "net", default_value = "bridge")]
-    pub network: String,
-    /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/proto]).
-    #[arg(short, long)]
-    pub publish: Vec<String>,
+    /// The network flags (shared with `pod create`).
+    #[command(flatten)]
+    pub net: NetArgs,
     /// Publish all exposed ports to random ports.
     #[arg(short = 'P', long)]
     pub publish_all: bool,
-    /// Add a custom host-to-IP mapping (host:ip).
-    #[arg(long)]
-    pub add_host: Vec<String>,
-    /// Set custom DNS servers.
-    #[arg(long)]
-    pub dns: Vec<String>,
-    /// Set custom DNS search domains.
-    #[arg(long)]
-    pub dns_search: Vec<String>,
-    /// Set DNS options.
-    #[arg(long)]
-    pub dns_option: Vec<String>,
-    /// IPv4 address (on a user-defined network).
-    #[arg(long)]
-    pub ip: Option<String>,
     /// Run in a pod (NAME or ID), or in a new one (`new:NAME`).
     #[arg(long)]
     pub pod: Option<String>,
@@ -218,11 +263,7 @@ pub(crate) fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
         labels.insert(k.to_string(), v.to_string());
     }
-    let memory = match &a.memory {
-        Some(m) => berth_engine::spec::parse_size(m)
-            .map_err(|e| usage(format!("invalid argument \"{m}\" for \"-m, --memory\" flag: {e}")))?,
-        None => 0,
-    };
+    let memory = memory_flag(a.memory.as_deref())?;
     if !["always", "missing", "never"].contains(&a.pull.as_str()) {
         return Err(usage(format!(
             "invalid pull option: '{}': must be one of \"always\", \"missing\" or \"never\"",
@@ -271,7 +312,7 @@ pub(crate) fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
             ))
         })
     };
-    Ok(CreateOptions {
+    let mut o = CreateOptions {
         infra: false,
         pod: a.pod.as_ref().map(|p| p.strip_prefix("new:").unwrap_or(p).to_string()),
         pid: ns("pid", &a.pid)?,
@@ -290,7 +331,6 @@ pub(crate) fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         hostname: a.hostname.clone(),
         labels,
         auto_remove: a.rm,
-        network: berth_engine::options::NetworkMode::parse(&a.network),
         memory,
         pids_limit: a.pids_limit.filter(|p| *p > 0).unwrap_or(0),
         devices: a
@@ -336,14 +376,7 @@ pub(crate) fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
                 .map_err(|e| usage(format!("invalid argument \"{m}\" for \"--memory-swap\" flag: {e}")))?,
             None => 0,
         },
-        nano_cpus: match &a.cpus {
-            #[allow(clippy::cast_possible_truncation)]
-            Some(c) => (berth_engine::spec::parse_cpus(c)
-                .map_err(|e| usage(format!("invalid argument \"{c}\" for \"--cpus\" flag: {e}")))?
-                * 1e9)
-                .round() as i64,
-            None => 0,
-        },
+        nano_cpus: cpus_flag(a.cpus.as_deref())?,
         cpu_shares: a.cpu_shares.unwrap_or(0),
         cpuset_cpus: a.cpuset_cpus.clone().unwrap_or_default(),
         log: berth_engine::options::LogConfig {
@@ -361,20 +394,12 @@ pub(crate) fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         stdin_once: a.interactive && !a.detach,
         init: a.init,
         runtime: a.runtime.clone().unwrap_or_default(),
-        publish: a
-            .publish
-            .iter()
-            .map(|p| berth_engine::options::PortSpec::parse(p))
-            .collect::<Result<_, _>>()
-            .map_err(flag)?,
         publish_all: a.publish_all,
-        add_hosts: a.add_host.clone(),
-        dns: a.dns.clone(),
-        dns_search: a.dns_search.clone(),
-        dns_options: a.dns_option.clone(),
-        ip: a.ip.clone(),
         aliases: a.network_alias.clone(),
-    })
+        ..Default::default()
+    };
+    a.net.apply(&mut o)?;
+    Ok(o)
 }
 
 /// `-e NAME` takes NAME's value from the caller's environment, as Docker does.

@@ -110,28 +110,10 @@ pub struct CreateArgs {
     /// Hostname of the pod (default: its name).
     #[arg(long)]
     pub hostname: Option<String>,
-    /// Publish a port of the pod to the host ([ip:][hostPort:]containerPort[/proto]).
-    #[arg(short, long)]
-    pub publish: Vec<String>,
-    /// The pod's network: bridge, a user network, host or none.
-    #[arg(long, default_value = "bridge")]
-    pub network: String,
-    /// IPv4 address on a user-defined network.
-    #[arg(long)]
-    pub ip: Option<String>,
-    /// Custom DNS servers.
-    #[arg(long)]
-    pub dns: Vec<String>,
-    /// Custom DNS search domains.
-    #[arg(long)]
-    pub dns_search: Vec<String>,
-    /// DNS options.
-    #[arg(long)]
-    pub dns_option: Vec<String>,
-    /// Custom host-to-IP mappings (host:ip).
-    #[arg(long)]
-    pub add_host: Vec<String>,
-    /// Namespaces the containers share: ipc, net, uts, pid, cgroup (default ipc,net,uts).
+    /// The pod's network flags.
+    #[command(flatten)]
+    pub net: crate::create_args::NetArgs,
+    /// Namespaces the containers share: ipc, net, uts, pid (default ipc,net,uts).
     #[arg(long, value_delimiter = ',')]
     pub share: Option<Vec<String>>,
     /// Metadata on the pod.
@@ -157,7 +139,6 @@ pub struct CreateArgs {
 impl CreateArgs {
     /// The engine's options for these flags.
     pub(crate) fn options(&self) -> anyhow::Result<PodOptions> {
-        let flag = |e: berth_engine::EngineError| usage(e.to_string());
         let mut labels = BTreeMap::new();
         for l in &self.label {
             let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
@@ -170,34 +151,15 @@ impl CreateArgs {
             share: self.share.clone(),
             exit_policy: self.exit_policy.clone(),
             cgroup_parent: self.cgroup_parent.clone(),
-            infra: berth_engine::ops::CreateOptions {
-                network: berth_engine::options::NetworkMode::parse(&self.network),
-                publish: self
-                    .publish
-                    .iter()
-                    .map(|p| berth_engine::options::PortSpec::parse(p))
-                    .collect::<Result<_, _>>()
-                    .map_err(flag)?,
-                ip: self.ip.clone(),
-                dns: self.dns.clone(),
-                dns_search: self.dns_search.clone(),
-                dns_options: self.dns_option.clone(),
-                add_hosts: self.add_host.clone(),
-                memory: match &self.memory {
-                    Some(m) => berth_engine::spec::parse_size(m)
-                        .map_err(|e| usage(format!("invalid argument \"{m}\" for \"-m, --memory\" flag: {e}")))?,
-                    None => 0,
-                },
-                nano_cpus: match &self.cpus {
-                    #[allow(clippy::cast_possible_truncation)]
-                    Some(c) => (berth_engine::spec::parse_cpus(c)
-                        .map_err(|e| usage(format!("invalid argument \"{c}\" for \"--cpus\" flag: {e}")))?
-                        * 1e9)
-                        .round() as i64,
-                    None => 0,
-                },
-                pids_limit: self.pids_limit.filter(|p| *p > 0).unwrap_or(0),
-                ..Default::default()
+            infra: {
+                let mut o = berth_engine::ops::CreateOptions {
+                    memory: crate::create_args::memory_flag(self.memory.as_deref())?,
+                    nano_cpus: crate::create_args::cpus_flag(self.cpus.as_deref())?,
+                    pids_limit: self.pids_limit.filter(|p| *p > 0).unwrap_or(0),
+                    ..Default::default()
+                };
+                self.net.apply(&mut o)?;
+                o
             },
         })
     }
