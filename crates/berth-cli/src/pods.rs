@@ -119,6 +119,16 @@ pub struct CreateArgs {
     /// Metadata on the pod.
     #[arg(short, long)]
     pub label: Vec<String>,
+    /// Restart policy of the pod's containers that set none: no, always,
+    /// on-failure[:max-retries], unless-stopped.
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// An image whose command the infra container runs instead of berth's pause.
+    #[arg(long)]
+    pub infra_image: Option<String>,
+    /// The infra container's command (with --infra-image).
+    #[arg(long)]
+    pub infra_command: Option<String>,
     /// What the pod does when its last container exits: continue or stop.
     #[arg(long)]
     pub exit_policy: Option<String>,
@@ -150,6 +160,15 @@ impl CreateArgs {
             labels,
             share: self.share.clone(),
             exit_policy: self.exit_policy.clone(),
+            restart: match &self.restart {
+                Some(r) => berth_engine::options::RestartPolicy::parse(r).map_err(|e| usage(e.to_string()))?,
+                None => berth_engine::options::RestartPolicy::No,
+            },
+            infra_image: self.infra_image.clone(),
+            infra_command: self
+                .infra_command
+                .as_ref()
+                .map(|c| c.split_whitespace().map(str::to_string).collect()),
             cgroup_parent: self.cgroup_parent.clone(),
             infra: {
                 let mut o = berth_engine::ops::CreateOptions {
@@ -197,7 +216,11 @@ fn each(names: &[String], op: &dyn Fn(&str) -> Result<Pod, berth_engine::EngineE
 pub fn pod(root: &Path, cmd: &PodCmd) -> anyhow::Result<()> {
     match cmd {
         PodCmd::Create(a) => {
-            let p = create_pod(root, &a.options()?)?;
+            let o = a.options()?;
+            if let Some(image) = &o.infra_image {
+                crate::create_args::ensure_image(root, image, "missing")?;
+            }
+            let p = create_pod(root, &o)?;
             println!("{}", p.id);
             Ok(())
         }

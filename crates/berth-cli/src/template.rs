@@ -25,8 +25,8 @@ enum Arg {
     Lit(Value),
     /// A function, by name.
     Func(String),
-    /// `( pipeline )`.
-    Sub(Pipeline),
+    /// `( pipeline )`, then a field of its value (`(index .X "k").Y`), if any.
+    Sub(Pipeline, Option<String>),
 }
 
 /// Commands joined by `|`: each one's value is the next one's last argument.
@@ -111,7 +111,7 @@ impl Template {
         fn first_field(p: &Pipeline) -> Option<&str> {
             p.iter().flatten().find_map(|a| match a {
                 Arg::Field(f) => Some(f.as_str()),
-                Arg::Sub(p) => first_field(p),
+                Arg::Sub(p, _) => first_field(p),
                 _ => None,
             })
         }
@@ -178,6 +178,10 @@ fn lex(s: &str) -> anyhow::Result<Vec<String>> {
             '(' | ')' | '|' => {
                 flush(&mut cur, &mut out);
                 out.push(c.to_string());
+                // `(...).Field`: the field is the parenthesized value's.
+                if c == ')' && chars.clone().next() == Some('.') {
+                    cur.push('@');
+                }
             }
             c if c.is_whitespace() => flush(&mut cur, &mut out),
             c => cur.push(c),
@@ -216,7 +220,11 @@ fn parse_pipe(toks: &[String], pos: &mut usize) -> anyhow::Result<Pipeline> {
                     anyhow::bail!("template: unclosed left paren in {:?}", toks.join(" "));
                 }
                 *pos += 1;
-                Arg::Sub(sub)
+                let field = toks.get(*pos).and_then(|t| t.strip_prefix('@')).map(str::to_string);
+                if field.is_some() {
+                    *pos += 1;
+                }
+                Arg::Sub(sub, field)
             }
             w if w.starts_with('.') => Arg::Field(w.to_string()),
             w if w.starts_with('"') => Arg::Lit(Value::String(w[1..w.len() - 1].to_string())),
@@ -373,7 +381,8 @@ fn operand(a: &Arg, dot: &Value) -> anyhow::Result<Value> {
     match a {
         Arg::Field(f) => Ok(lookup(dot, f)?.clone()),
         Arg::Lit(v) => Ok(v.clone()),
-        Arg::Sub(p) => eval(p, dot),
+        Arg::Sub(p, None) => eval(p, dot),
+        Arg::Sub(p, Some(field)) => Ok(lookup(&eval(p, dot)?, field)?.clone()),
         Arg::Func(f) => call(f, Vec::new()),
     }
 }
@@ -660,7 +669,7 @@ mod tests {
 
     #[test]
     fn comparisons_pipelines_and_docker_functions() {
-        let v = json!({"State": {"Status": "running", "Pid": 42}, "Name": "/web", "Tags": ["a", "b", "c"]});
+        let v = json!({"State": {"Status": "running", "Pid": 42}, "Name": "/web", "Tags": ["a", "b", "c"], "Nets": {"a": {"IP": "1.2.3.4", "Deep": {"X": "y"}}}});
         let t = |s: &str| Template::parse(s).unwrap().render(&v).unwrap();
         assert_eq!(t(r#"{{if eq .State.Status "running"}}up{{else}}down{{end}}"#), "up");
         assert_eq!(t(r#"{{if ne .State.Status "running"}}down{{end}}|"#), "|");
@@ -681,6 +690,10 @@ mod tests {
             "Hello World /w  x  ."
         );
         assert_eq!(t("{{slice .Name 1 3}}"), "we");
+        assert_eq!(
+            t(r#"{{(index .Nets "a").IP}} {{(index .Nets "a").Deep.X}}"#),
+            "1.2.3.4 y"
+        );
         assert_eq!(t(r#"{{print "a" 1}}"#), "a 1");
         Template::parse("{{eq .Name}}").unwrap().render(&v).unwrap_err();
         Template::parse("{{lt .Name 1}}").unwrap().render(&v).unwrap_err();

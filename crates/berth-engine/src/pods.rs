@@ -58,6 +58,10 @@ pub struct Pod {
     /// `--pids-limit` (0: none).
     #[serde(default)]
     pub pids_limit: i64,
+    /// `--restart`: the policy of its containers that set none (`no`, `always`,
+    /// `on-failure[:N]`, `unless-stopped`).
+    #[serde(default)]
+    pub restart: String,
 }
 
 impl Pod {
@@ -77,6 +81,12 @@ pub struct PodOptions {
     pub labels: BTreeMap<String, String>,
     /// `--share` (default `ipc,net,uts`).
     pub share: Option<Vec<String>>,
+    /// `--restart` for its containers.
+    pub restart: crate::options::RestartPolicy,
+    /// `--infra-image`: the infra runs this image's command instead of berth's pause.
+    pub infra_image: Option<String>,
+    /// `--infra-command` (with `--infra-image`).
+    pub infra_command: Option<Vec<String>>,
     /// `--exit-policy` (default `continue`).
     pub exit_policy: Option<String>,
     /// `--cgroup-parent` (default `/berth`, under which the pod's own cgroup is made).
@@ -246,21 +256,40 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &PodOptions) -> Resul
         memory: o.infra.memory,
         nano_cpus: o.infra.nano_cpus,
         pids_limit: o.infra.pids_limit,
+        restart: match o.restart {
+            crate::options::RestartPolicy::OnFailure(n) if n > 0 => format!("on-failure:{n}"),
+            p => p.name().to_string(),
+        },
     };
+    if o.infra_command.is_some() && o.infra_image.is_none() {
+        return Err(EngineError::Invalid(
+            "--infra-command needs --infra-image: berth's own infra runs no command".into(),
+        ));
+    }
     crate::create::check_limits(&o.infra)?;
     #[allow(clippy::cast_precision_loss)]
     crate::spec::check_cpus(pod.nano_cpus as f64 / 1e9)?;
-    ensure_pause_image(engine, images)?;
+    if o.infra_image.is_none() {
+        ensure_pause_image(engine, images)?;
+    }
     let mut infra = o.infra.clone();
     // The limits are the pod's cgroup's, not the infra's own.
     (infra.memory, infra.nano_cpus, infra.pids_limit) = (0, 0, 0);
-    infra.image = PAUSE_IMAGE.to_string();
     infra.name = Some(format!("{}-infra", &id[..12]));
     infra.hostname = Some(pod.hostname.clone());
-    infra.entrypoint = Some(Vec::new());
-    infra.cmd = vec!["/pause".into()];
-    infra.infra = true;
-    infra.runtime = String::new();
+    match &o.infra_image {
+        Some(image) => {
+            infra.image = image.clone();
+            infra.entrypoint = o.infra_command.clone();
+        }
+        None => {
+            infra.image = PAUSE_IMAGE.to_string();
+            infra.entrypoint = Some(Vec::new());
+            infra.cmd = vec!["/pause".into()];
+            infra.infra = true;
+            infra.runtime = String::new();
+        }
+    }
     infra.cgroup_parent = Some(pod.cgroup_parent.clone());
     infra.labels.insert("io.berth.pod".into(), pod.id.clone());
     if let NetworkMode::Named(_) = infra.network {
@@ -323,6 +352,9 @@ pub(crate) fn join(engine: &Engine, key: &str, o: &mut CreateOptions) -> Result<
     }
     if o.cgroup_parent.is_none() {
         o.cgroup_parent = Some(pod.cgroup_parent.clone());
+    }
+    if o.restart == crate::options::RestartPolicy::No && !o.auto_remove && !pod.restart.is_empty() {
+        o.restart = crate::options::RestartPolicy::parse(&pod.restart)?;
     }
     Ok(pod)
 }
@@ -548,6 +580,7 @@ pub fn inspect_json(engine: &Engine, pod: &Pod) -> Value {
         "CgroupParent": pod.cgroup_parent,
         "SharedNamespaces": pod.share,
         "ExitPolicy": pod.exit_policy,
+        "RestartPolicy": pod.restart,
         "Memory": pod.memory,
         "NanoCpus": pod.nano_cpus,
         "PidsLimit": pod.pids_limit,

@@ -475,3 +475,63 @@ fn a_pod_pauses_and_outlives_every_berth_process_that_keeps_it() {
     b.ok(&["pod", "rm", "-f", "pk"]);
     assert_eq!(b.ok(&["ps", "-aq"]), "");
 }
+
+#[test]
+fn a_pods_restart_policy_infra_image_and_dns_alias() {
+    require_root!();
+    let (b, _img) = with_busybox("pods-more");
+    // --restart is the policy of the pod's containers that set none.
+    b.ok(&["pod", "create", "--name", "prs", "--restart", "on-failure:2"]);
+    b.ok(&[
+        "run", "-d", "--pod", "prs", "--name", "prs-fail", "bb:1", "sh", "-c", "exit 3",
+    ]);
+    assert_eq!(
+        b.ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}",
+            "prs-fail"
+        ])
+        .trim(),
+        "on-failure:2"
+    );
+    eventually(|| (b.ok(&["inspect", "-f", "{{.RestartCount}}", "prs-fail"]).trim() == "2").then_some(()));
+    // --infra-image and --infra-command: the infra runs that instead of berth's pause.
+    b.ok(&[
+        "pod",
+        "create",
+        "--name",
+        "pimg",
+        "--infra-image",
+        "bb:1",
+        "--infra-command",
+        "sleep 600",
+    ]);
+    b.ok(&["run", "-d", "--pod", "pimg", "bb:1", "sleep", "600"]);
+    let infra = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerId}}", "pimg"]);
+    assert_eq!(
+        b.ok(&["inspect", "-f", "{{json .Config.Entrypoint}}", infra.trim()])
+            .trim(),
+        r#"["sleep","600"]"#
+    );
+    let e = b.fails(&["pod", "create", "--name", "pcmd", "--infra-command", "sleep 1"]);
+    assert!(e.contains("--infra-image"), "{e}");
+    // On a user network the pod's name is a DNS name of its address.
+    let net = format!("pnet{}", std::process::id());
+    b.ok(&["network", "create", &net]);
+    b.ok(&["pod", "create", "--name", "pdns", "--network", &net]);
+    b.ok(&["run", "-d", "--pod", "pdns", "bb:1", "sleep", "600"]);
+    let ip = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerId}}", "pdns"]);
+    let ip = b.ok(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"),
+        ip.trim(),
+    ]);
+    let seen = b.ok(&["run", "--rm", "--network", &net, "bb:1", "nslookup", "pdns"]);
+    assert!(seen.contains(ip.trim()), "{seen} / {ip}");
+    for p in ["prs", "pimg", "pdns"] {
+        b.ok(&["pod", "rm", "-f", p]);
+    }
+    b.ok(&["network", "rm", &net]);
+}
