@@ -93,6 +93,45 @@ pub enum PodCmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// The processes of a pod's containers, as the host's `ps` shows them.
+    Top {
+        /// POD
+        name: String,
+        /// [ps OPTIONS] (default `-ef`)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Resource use of a pod's containers.
+    Stats {
+        /// POD
+        name: String,
+        /// Print one sample and end.
+        #[arg(long)]
+        no_stream: bool,
+        /// Format output using a Go template, or `json`.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// The logs of a pod's containers, one after another (interleaved with `-f`).
+    Logs {
+        /// POD
+        name: String,
+        /// Follow log output.
+        #[arg(short, long)]
+        follow: bool,
+        /// Number of lines to show from the end of each container's log ("all").
+        #[arg(short = 'n', long, default_value = "all")]
+        tail: String,
+        /// Show timestamps.
+        #[arg(short, long)]
+        timestamps: bool,
+        /// Show logs since a time (RFC 3339) or a duration ago (42m).
+        #[arg(long)]
+        since: Option<String>,
+        /// Show logs before a time (RFC 3339) or a duration ago (42m).
+        #[arg(long)]
+        until: Option<String>,
+    },
     /// Remove every pod none of whose containers runs.
     Prune {
         /// Do not prompt for confirmation.
@@ -270,6 +309,80 @@ pub fn pod(root: &Path, cmd: &PodCmd) -> anyhow::Result<()> {
             let e = engine(root)?;
             each(names, &|n| pods::remove(&e, n, *force))
         }
+        PodCmd::Top { name, ps_args } => {
+            let e = engine(root)?;
+            let p = pods::get(&e, name).map_err(engine_exit)?;
+            let mut lines: Vec<Vec<String>> = Vec::new();
+            for id in running(&e, &p)? {
+                let (titles, rows) = berth_engine::inspect::top(&e, &id, &ps_args.join(" "))
+                    .map_err(|err| Exit(1, format!("Error: {err}")))?;
+                if lines.is_empty() {
+                    lines.push(titles);
+                }
+                lines.extend(rows);
+            }
+            print!("{}", table(&lines));
+            Ok(())
+        }
+        PodCmd::Stats {
+            name,
+            no_stream,
+            format,
+        } => {
+            let e = engine(root)?;
+            let p = pods::get(&e, name).map_err(engine_exit)?;
+            crate::views::stats(
+                root,
+                &crate::views::StatsArgs {
+                    containers: running(&e, &p)?,
+                    no_stream: *no_stream,
+                    format: format.clone(),
+                },
+            )
+        }
+        PodCmd::Logs {
+            name,
+            follow,
+            tail,
+            timestamps,
+            since,
+            until,
+        } => {
+            let e = engine(root)?;
+            let p = pods::get(&e, name).map_err(engine_exit)?;
+            let args = |id: String| crate::containers::LogsArgs {
+                container: id,
+                follow: *follow,
+                tail: tail.clone(),
+                timestamps: *timestamps,
+                since: since.clone(),
+                until: until.clone(),
+            };
+            let ids: Vec<String> = pods::members(&e, &p)
+                .map_err(engine_exit)?
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            if !follow {
+                for id in ids {
+                    crate::views::logs(root, &args(id))?;
+                }
+                return Ok(());
+            }
+            std::thread::scope(|s| {
+                let handles: Vec<_> = ids
+                    .into_iter()
+                    .map(|id| {
+                        let a = args(id);
+                        s.spawn(move || crate::views::logs(root, &a))
+                    })
+                    .collect();
+                for h in handles {
+                    h.join().map_err(|_| anyhow::anyhow!("a log follower panicked"))??;
+                }
+                Ok(())
+            })
+        }
         PodCmd::Prune { force } => {
             if !force {
                 return Err(usage(
@@ -286,6 +399,17 @@ pub fn pod(root: &Path, cmd: &PodCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The running containers of a pod, its infra first.
+fn running(e: &berth_engine::store::Engine, p: &Pod) -> anyhow::Result<Vec<String>> {
+    let mut ids = vec![p.infra_id.clone()];
+    ids.extend(pods::members(e, p).map_err(engine_exit)?.into_iter().map(|r| r.id));
+    ids.retain(|id| e.state(id).running());
+    if ids.is_empty() {
+        return Err(Exit(125, format!("Error: pod {} is not running", p.name)).into());
+    }
+    Ok(ids)
 }
 
 /// `pod ps`.

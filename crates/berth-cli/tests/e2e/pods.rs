@@ -535,3 +535,44 @@ fn a_pods_restart_policy_infra_image_and_dns_alias() {
     }
     b.ok(&["network", "rm", &net]);
 }
+
+#[test]
+fn pod_top_stats_and_logs_cover_every_container() {
+    require_root!();
+    let (b, _img) = with_busybox("pods-views");
+    b.ok(&["pod", "create", "--name", "pv"]);
+    for (name, word) in [("pv-a", "alpha"), ("pv-b", "beta")] {
+        b.ok(&[
+            "run",
+            "-d",
+            "--pod",
+            "pv",
+            "--name",
+            name,
+            "bb:1",
+            "sh",
+            "-c",
+            &format!("echo {word}; exec sleep 60{}", if name == "pv-a" { "1" } else { "2" }),
+        ]);
+    }
+    let logs = eventually(|| {
+        let l = b.ok(&["pod", "logs", "pv"]);
+        (l.contains("alpha") && l.contains("beta")).then_some(l)
+    });
+    assert_eq!(logs, "alpha\nbeta\n");
+    let top = b.ok(&["pod", "top", "pv"]);
+    assert!(
+        top.contains("sleep 601") && top.contains("sleep 602") && top.contains("PID"),
+        "{top}"
+    );
+    let stats = b.ok(&["pod", "stats", "--no-stream", "--format", "{{.Name}}", "pv"]);
+    let mut names: Vec<&str> = stats.lines().collect();
+    names.sort_unstable();
+    assert_eq!(names.len(), 3, "{stats}");
+    assert!(names.contains(&"pv-a") && names.contains(&"pv-b"), "{stats}");
+    b.ok(&["pod", "kill", "pv"]);
+    eventually(|| (b.ok(&["pod", "ps", "--format", "{{.Status}}"]).trim() == "Exited").then_some(()));
+    let e = b.fails(&["pod", "top", "pv"]);
+    assert!(e.contains("not running"), "{e}");
+    b.ok(&["pod", "rm", "pv"]);
+}
