@@ -152,7 +152,7 @@ pub struct CreateArgs {
     /// The pod's network flags.
     #[command(flatten)]
     pub net: crate::create_args::NetArgs,
-    /// Namespaces the containers share: ipc, net, uts, pid (default ipc,net,uts).
+    /// Namespaces the containers share: ipc, net, uts, pid, cgroup (default ipc,net,uts).
     #[arg(long, value_delimiter = ',')]
     pub share: Option<Vec<String>>,
     /// Metadata on the pod.

@@ -25,8 +25,9 @@ use crate::{EngineError, Result};
 /// the runtime looks up but never executes).
 pub const PAUSE_IMAGE: &str = "localhost/berth-pause:1";
 
-/// The namespaces a pod can share.
-const SHAREABLE: [&str; 4] = ["ipc", "net", "pid", "uts"];
+/// The namespaces a pod can share. berth's containers are in the host's cgroup namespace
+/// (as Docker's on cgroup v1), so `cgroup` is shared whether asked or not.
+const SHAREABLE: [&str; 5] = ["cgroup", "ipc", "net", "pid", "uts"];
 
 /// A pod as the database keeps it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -43,7 +44,8 @@ pub struct Pod {
     pub labels: BTreeMap<String, String>,
     /// The infra container's id.
     pub infra_id: String,
-    /// The namespaces its containers share with the infra (`net`, `ipc`, `uts`, `pid`).
+    /// The namespaces its containers share with the infra (`net`, `ipc`, `uts`, `pid`,
+    /// `cgroup`).
     pub share: Vec<String>,
     /// The cgroup its containers are made under.
     pub cgroup_parent: String,
@@ -221,7 +223,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &PodOptions) -> Resul
     for s in &share {
         if !SHAREABLE.contains(&s.as_str()) {
             return Err(EngineError::Invalid(format!(
-                "invalid kernel namespace to share: {s}: options are ipc, net, pid or uts"
+                "invalid kernel namespace to share: {s}: options are cgroup, ipc, net, pid or uts"
             )));
         }
     }

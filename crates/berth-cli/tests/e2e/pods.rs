@@ -266,6 +266,40 @@ fn a_pods_limits_hold_for_its_containers_together_and_pid_can_be_shared() {
     );
     b.ok(&["pod", "rm", "-f", "plim"]);
     assert!(!v1.exists() && !v2.exists(), "the pod's cgroup is left");
+    // CPUs and processes likewise.
+    let id = b.ok(&[
+        "pod",
+        "create",
+        "--name",
+        "plim2",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "50",
+        "--share",
+        "cgroup,net",
+    ]);
+    b.ok(&["run", "-d", "--pod", "plim2", "bb:1", "sleep", "300"]);
+    let dir = |v1: &str| {
+        let p = std::path::PathBuf::from(format!("/sys/fs/cgroup/{v1}/berth/pod-{}", &id.trim()[..12]));
+        if p.exists() {
+            p
+        } else {
+            std::path::PathBuf::from(format!("/sys/fs/cgroup/berth/pod-{}", &id.trim()[..12]))
+        }
+    };
+    let read = |v1: &str, file: &str| std::fs::read_to_string(dir(v1).join(file)).unwrap_or_default();
+    assert_eq!(read("pids", "pids.max").trim(), "50");
+    let quota = read("cpu", "cpu.cfs_quota_us");
+    let quota = if quota.is_empty() {
+        read("cpu", "cpu.max")
+    } else {
+        quota
+    };
+    assert!(quota.trim() == "50000" || quota.starts_with("50000 100000"), "{quota}");
+    let shared = b.ok(&["pod", "inspect", "-f", "{{json .SharedNamespaces}}", "plim2"]);
+    assert_eq!(shared.trim(), r#"["cgroup","net"]"#);
+    b.ok(&["pod", "rm", "-f", "plim2"]);
     assert_eq!(b.ok(&["ps", "-aq"]), "");
 }
 
