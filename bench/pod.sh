@@ -65,7 +65,7 @@ rss() { echo "$(awk '/^VmRSS/ {print $2}' "/proc/$1/status") KiB RSS, $(awk '/^P
 "$berth" pod create --name bt-rss --network none >/dev/null
 "$berth" run -d --pod bt-rss bt-bench:1 sleep 600 >/dev/null
 sleep 1
-infra=$("$berth" pod inspect -f '{{.InfraContainerId}}' bt-rss)
+infra=$("$berth" pod inspect -f '{{.InfraContainerID}}' bt-rss)
 echo "berth infra:  $(rss "$("$berth" inspect -f '{{.State.Pid}}' "$infra")")"
 "$berth" pod rm -f bt-rss >/dev/null
 if [ "$havepodman" = 1 ]; then

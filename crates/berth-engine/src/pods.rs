@@ -578,7 +578,7 @@ pub fn inspect_json(engine: &Engine, pod: &Pod) -> Value {
         "Hostname": pod.hostname,
         "Labels": pod.labels,
         "CreateInfra": true,
-        "InfraContainerId": pod.infra_id,
+        "InfraContainerID": pod.infra_id,
         "CgroupParent": pod.cgroup_parent,
         "SharedNamespaces": pod.share,
         "ExitPolicy": pod.exit_policy,

@@ -322,7 +322,7 @@ fn a_pod_starts_its_containers_in_order_and_stops_them_before_its_infra() {
     b.ok(&["pod", "start", "pord"]);
     eventually(|| (read().lines().count() == 2).then_some(()));
     assert_eq!(read(), "pord-a-start\npord-b-start\n");
-    let infra = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerId}}", "pord"]);
+    let infra = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerID}}", "pord"]);
     b.ok(&["pod", "stop", "pord"]);
     assert_eq!(read(), "pord-a-start\npord-b-start\npord-b-stop\npord-a-stop\n");
     assert_eq!(
@@ -355,7 +355,7 @@ fn pods_removed_in_a_loop_leave_nothing_behind() {
         let name = format!("pleak{i}");
         let id = b.ok(&["pod", "create", "--name", &name, "-p", &format!("127.0.0.1:{port}:80")]);
         b.ok(&["run", "-d", "--pod", &name, "bb:1", "sleep", "30"]);
-        let infra = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerId}}", &name]);
+        let infra = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerID}}", &name]);
         b.ok(&["pod", "rm", "-f", &name]);
         made.push((id.trim().to_string(), infra.trim().to_string()));
     }
@@ -424,7 +424,7 @@ fn an_infra_that_dies_takes_its_containers_and_exit_policy_stop_takes_the_infra(
         "-c",
         "trap 'exit 0' TERM; while :; do sleep 0.1; done",
     ]);
-    let infra = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerId}}", "pdie"]);
+    let infra = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerID}}", "pdie"]);
     b.ok(&["kill", infra.trim()]);
     eventually(|| (b.ok(&["inspect", "-f", "{{.State.Running}}", "pdie-a"]).trim() == "false").then_some(()));
     assert_eq!(status("pdie"), "Exited");
@@ -469,7 +469,7 @@ fn a_pod_pauses_and_outlives_every_berth_process_that_keeps_it() {
     assert_eq!(status(), "Running");
     // SIGKILL to every berth process that keeps the pod's containers: each monitor and the
     // keeper above it.
-    let infra = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerId}}", "pk"]);
+    let infra = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerID}}", "pk"]);
     for id in [infra.trim(), a.trim()] {
         let st: serde_json::Value = serde_json::from_slice(
             &std::fs::read(b.root.path().join("containers").join(id).join("state.json")).unwrap(),
@@ -542,7 +542,7 @@ fn a_pods_restart_policy_infra_image_and_dns_alias() {
         "sleep 600",
     ]);
     b.ok(&["run", "-d", "--pod", "pimg", "bb:1", "sleep", "600"]);
-    let infra = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerId}}", "pimg"]);
+    let infra = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerID}}", "pimg"]);
     assert_eq!(
         b.ok(&["inspect", "-f", "{{json .Config.Entrypoint}}", infra.trim()])
             .trim(),
@@ -555,7 +555,7 @@ fn a_pods_restart_policy_infra_image_and_dns_alias() {
     b.ok(&["network", "create", &net]);
     b.ok(&["pod", "create", "--name", "pdns", "--network", &net]);
     b.ok(&["run", "-d", "--pod", "pdns", "bb:1", "sleep", "600"]);
-    let ip = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerId}}", "pdns"]);
+    let ip = b.ok(&["pod", "inspect", "-f", "{{.InfraContainerID}}", "pdns"]);
     let ip = b.ok(&[
         "inspect",
         "-f",
