@@ -42,7 +42,7 @@ pub(crate) fn keep(root: &Path, id: &str, monitor: nix::unistd::Pid) -> ! {
         let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
         if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(2000u16)).unwrap_or(0) > 0 {
             // The monitor is done already: no need for a fresh image, nor to shed memory.
-            wait_and_adopt(root, id, monitor)
+            wait_and_adopt(root, id, monitor, None)
         }
     }
     // A fresh image of the binary (`berth _keep`), so the keeper does not hold the heap the
@@ -60,15 +60,18 @@ pub(crate) fn keep(root: &Path, id: &str, monitor: nix::unistd::Pid) -> ! {
 
 /// `berth _keep ROOT ID MONITOR_PID`: the keeper's loop (see [`keep`]).
 pub fn keeper(root: &Path, id: &str, monitor: i32) -> ! {
-    Shedder::default().shed();
-    wait_and_adopt(root, id, nix::unistd::Pid::from_raw(monitor))
+    wait_and_adopt(root, id, nix::unistd::Pid::from_raw(monitor), Some(Shedder::default()))
 }
 
-fn wait_and_adopt(root: &Path, id: &str, monitor: nix::unistd::Pid) -> ! {
+fn wait_and_adopt(root: &Path, id: &str, monitor: nix::unistd::Pid, shed: Option<Shedder>) -> ! {
     // Only a monitor killed by a signal can leave a run half made: one that returned (even
     // with an error, such as a second `start` racing the first) cleaned up after itself or
     // never touched the container.
     let killed = loop {
+        // Right before the wait, so only the wait's own pages come back.
+        if let Some(s) = &shed {
+            s.shed();
+        }
         match nix::sys::wait::waitpid(monitor, None) {
             Ok(WaitStatus::Exited(..)) => break false,
             Ok(WaitStatus::Signaled(..)) => break true,
