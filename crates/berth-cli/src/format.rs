@@ -6,6 +6,23 @@ use serde_json::Value;
 
 pub use crate::template::Template;
 
+/// The flags of a listing (`network ls`, `pod ps`).
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only display IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Do not truncate the output.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Format output using a Go template, or `json`.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Provide filter values (KEY=VALUE).
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+}
+
 /// A value as Go's template prints it: strings bare, lists as `[a b]`, maps as `map[k:v]`.
 pub fn plain(v: &Value) -> String {
     match v {

@@ -37,20 +37,7 @@ pub enum NetworkCmd {
     },
     /// List networks.
     #[command(visible_alias = "list")]
-    Ls {
-        /// Only display network IDs.
-        #[arg(short, long)]
-        quiet: bool,
-        /// Do not truncate the output.
-        #[arg(long)]
-        no_trunc: bool,
-        /// Format output using a Go template, or `json`.
-        #[arg(long)]
-        format: Option<String>,
-        /// Provide filter values (e.g. `driver=bridge`).
-        #[arg(short, long)]
-        filter: Vec<String>,
-    },
+    Ls(crate::format::ListArgs),
     /// Display detailed information on one or more networks.
     Inspect {
         /// NETWORK...
@@ -137,12 +124,12 @@ pub fn network(root: &Path, cmd: &NetworkCmd) -> anyhow::Result<()> {
             .map_err(engine_err)?;
             println!("{}", n.id);
         }
-        NetworkCmd::Ls {
+        NetworkCmd::Ls(crate::format::ListArgs {
             quiet,
             no_trunc,
             format,
             filter,
-        } => {
+        }) => {
             let mut filters: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
             for f in filter {
                 let (k, v) = f

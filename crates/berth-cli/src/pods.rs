@@ -19,20 +19,7 @@ pub enum PodCmd {
     Create(Box<CreateArgs>),
     /// List pods.
     #[command(visible_aliases = ["ls", "list"])]
-    Ps {
-        /// Print the pod IDs only.
-        #[arg(short, long)]
-        quiet: bool,
-        /// Do not truncate the output.
-        #[arg(long)]
-        no_trunc: bool,
-        /// Format output using a Go template, or `json`.
-        #[arg(long)]
-        format: Option<String>,
-        /// Filter output (`name=`, `id=`, `status=`, `label=`).
-        #[arg(short, long)]
-        filter: Vec<String>,
-    },
+    Ps(crate::format::ListArgs),
     /// Display information on one or more pods.
     Inspect {
         /// POD...
@@ -263,12 +250,7 @@ pub fn pod(root: &Path, cmd: &PodCmd) -> anyhow::Result<()> {
             println!("{}", p.id);
             Ok(())
         }
-        PodCmd::Ps {
-            quiet,
-            no_trunc,
-            format,
-            filter,
-        } => ps(root, *quiet, *no_trunc, format.as_deref(), filter),
+        PodCmd::Ps(l) => ps(root, l.quiet, l.no_trunc, l.format.as_deref(), &l.filter),
         PodCmd::Inspect { names, format } => {
             let e = engine(root)?;
             let mut out = Vec::new();
