@@ -551,6 +551,15 @@ pub fn remove(engine: &Engine, key: &str, force: bool) -> Result<Pod> {
         Err(e) => return Err(e),
     }
     if let Some(cg) = pod_cgroup(&pod) {
+        // A container cgroup a run nobody saw end left below it (empty once its
+        // processes are gone) would keep the pod's from going.
+        for dir in cg.dirs() {
+            for child in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if child.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = std::fs::remove_dir(child.path());
+                }
+            }
+        }
         let _ = cg.destroy();
     }
     engine.conn().execute("DELETE FROM pods WHERE id = ?1", [&pod.id])?;
