@@ -372,22 +372,17 @@ pub fn pod(root: &Path, cmd: &PodCmd) -> anyhow::Result<()> {
                 ));
             }
             let e = engine(root)?;
-            for p in pods::list(&e).map_err(engine_exit)? {
-                if matches!(pods::status(&e, &p), "Exited" | "Created") {
-                    pods::remove(&e, &p.id, false).map_err(engine_exit)?;
-                    println!("{}", p.id);
-                }
+            for p in pods::prune(&e).map_err(engine_exit)? {
+                println!("{}", p.id);
             }
             Ok(())
         }
     }
 }
 
-/// The running containers of a pod, its infra first.
+/// The running containers of a pod, its infra first; an error when none runs.
 fn running(e: &berth_engine::store::Engine, p: &Pod) -> anyhow::Result<Vec<String>> {
-    let mut ids = vec![p.infra_id.clone()];
-    ids.extend(pods::members(e, p).map_err(engine_exit)?.into_iter().map(|r| r.id));
-    ids.retain(|id| e.state(id).running());
+    let ids = pods::running(e, p).map_err(engine_exit)?;
     if ids.is_empty() {
         return Err(Exit(125, format!("Error: pod {} is not running", p.name)).into());
     }
@@ -398,47 +393,25 @@ fn running(e: &berth_engine::store::Engine, p: &Pod) -> anyhow::Result<Vec<Strin
 fn ps(root: &Path, quiet: bool, no_trunc: bool, format: Option<&str>, filters: &[String]) -> anyhow::Result<()> {
     let e = engine(root)?;
     let mut rows = Vec::new();
-    for p in pods::list(&e).map_err(engine_exit)? {
+    for p in pods::filtered(&e, filters).map_err(|err| usage(err.to_string()))? {
         let status = pods::status(&e, &p);
         let members = pods::members(&e, &p).map_err(engine_exit)?;
-        let keep = filters.iter().all(|f| {
-            let (k, v) = f.split_once('=').unwrap_or((f.as_str(), ""));
-            match k {
-                "name" => p.name.contains(v),
-                "id" => p.id.starts_with(v),
-                "status" => status.eq_ignore_ascii_case(v),
-                "label" => {
-                    let (lk, lv) = v.split_once('=').map_or((v, None), |(a, b)| (a, Some(b)));
-                    p.labels.get(lk).is_some_and(|x| lv.is_none_or(|lv| x == lv))
-                }
-                _ => false,
+        let short = |id: &str| {
+            if no_trunc {
+                id.to_string()
+            } else {
+                id[..12.min(id.len())].to_string()
             }
-        });
-        if let Some(bad) = filters
-            .iter()
-            .map(|f| f.split_once('=').map_or(f.as_str(), |(k, _)| k))
-            .find(|k| !["name", "id", "status", "label"].contains(k))
-        {
-            return Err(usage(format!("invalid filter {bad:?}")));
-        }
-        if keep {
-            let short = |id: &str| {
-                if no_trunc {
-                    id.to_string()
-                } else {
-                    id[..12.min(id.len())].to_string()
-                }
-            };
-            rows.push(json!({
-                "Id": short(&p.id),
-                "Name": p.name,
-                "Status": status,
-                "Created": p.created,
-                "InfraId": short(&p.infra_id),
-                "NumberOfContainers": members.len() + 1,
-                "Labels": p.labels,
-            }));
-        }
+        };
+        rows.push(json!({
+            "Id": short(&p.id),
+            "Name": p.name,
+            "Status": status,
+            "Created": p.created,
+            "InfraId": short(&p.infra_id),
+            "NumberOfContainers": members.len() + 1,
+            "Labels": p.labels,
+        }));
     }
     match format {
         Some("json") => println!("{}", serde_json::to_string_pretty(&rows)?),

@@ -136,6 +136,54 @@ pub fn list(engine: &Engine) -> Result<Vec<Pod>> {
     Ok(out)
 }
 
+/// The pods that pass `pod ps` filters (`KEY=VALUE`: `name` a substring, `id` a prefix,
+/// `status`, `label` `k` or `k=v`), all of them ANDed; an unknown key is an error.
+pub fn filtered(engine: &Engine, filters: &[String]) -> Result<Vec<Pod>> {
+    let split: Vec<(&str, &str)> = filters
+        .iter()
+        .map(|f| f.split_once('=').unwrap_or((f.as_str(), "")))
+        .collect();
+    if let Some((bad, _)) = split
+        .iter()
+        .find(|(k, _)| !["name", "id", "status", "label"].contains(k))
+    {
+        return Err(EngineError::Invalid(format!("invalid filter {bad:?}")));
+    }
+    Ok(list(engine)?
+        .into_iter()
+        .filter(|p| {
+            split.iter().all(|(k, v)| match *k {
+                "name" => p.name.contains(v),
+                "id" => p.id.starts_with(v),
+                "status" => status(engine, p).eq_ignore_ascii_case(v),
+                _ => {
+                    let (lk, lv) = v.split_once('=').map_or((*v, None), |(a, b)| (a, Some(b)));
+                    p.labels.get(lk).is_some_and(|x| lv.is_none_or(|lv| x == lv))
+                }
+            })
+        })
+        .collect())
+}
+
+/// `pod prune`: removes every pod none of whose containers runs; returns them.
+pub fn prune(engine: &Engine) -> Result<Vec<Pod>> {
+    let mut gone = Vec::new();
+    for p in list(engine)? {
+        if matches!(status(engine, &p), "Exited" | "Created") {
+            gone.push(remove(engine, &p.id, false)?);
+        }
+    }
+    Ok(gone)
+}
+
+/// The ids of a pod's running containers, its infra first.
+pub fn running(engine: &Engine, pod: &Pod) -> Result<Vec<String>> {
+    let mut ids = vec![pod.infra_id.clone()];
+    ids.extend(members(engine, pod)?.into_iter().map(|r| r.id));
+    ids.retain(|id| engine.state(id).running());
+    Ok(ids)
+}
+
 /// A pod by name, id or unique id prefix.
 pub fn get(engine: &Engine, key: &str) -> Result<Pod> {
     let all = list(engine)?;

@@ -454,7 +454,7 @@ fn a_killed_monitor_still_gets_the_real_exit_code_recorded() {
     b.ok(&["rm", &id]);
 }
 
-fn parent_of(pid: i64) -> i32 {
+pub(crate) fn parent_of(pid: i64) -> i32 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .unwrap()
         .rsplit(')')

@@ -476,20 +476,11 @@ fn a_pod_pauses_and_outlives_every_berth_process_that_keeps_it() {
         )
         .unwrap();
         let monitor = st["monitor_pid"].as_i64().unwrap();
-        let stat = std::fs::read_to_string(format!("/proc/{monitor}/stat")).unwrap();
-        let keeper: i64 = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
+        let keeper = crate::hardening::parent_of(monitor);
         let comm = std::fs::read_to_string(format!("/proc/{keeper}/comm")).unwrap_or_default();
         let mut victims = vec![monitor];
         if comm.starts_with("berth") {
-            victims.push(keeper);
+            victims.push(i64::from(keeper));
         }
         for pid in victims {
             std::process::Command::new("kill")
