@@ -111,8 +111,8 @@ impl Checker {
         let now = Instant::now();
         if let Some(r) = &self.running {
             if now >= r.started + self.cfg.timeout {
-                // SAFETY: kill by the pid of the probe this checker started.
-                unsafe { libc::kill(r.pid, libc::SIGKILL) };
+                // The probe this checker started (a pid it read as 0 is refused).
+                let _ = berth_runtime::kill(r.pid, libc::SIGKILL);
                 let r = self.running.take();
                 let start = r.map(|r| r.start).unwrap_or_default();
                 let timeout = self.cfg.timeout;

@@ -175,13 +175,13 @@ impl Drop for Guard<'_> {
             return;
         }
         for p in &self.pids {
-            let _ = nix::sys::signal::kill(Pid::from_raw(*p), Signal::SIGKILL);
+            let _ = crate::sys::kill(*p, libc::SIGKILL);
             let _ = nix::sys::wait::waitpid(Pid::from_raw(*p), Some(nix::sys::wait::WaitPidFlag::__WALL));
         }
         if let Some(cg) = self.cgroup {
             if let Ok(pids) = cg.pids() {
                 for p in pids {
-                    let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+                    let _ = crate::sys::kill(p, libc::SIGKILL);
                 }
             }
             let _ = cg.destroy();
@@ -507,7 +507,7 @@ impl Runtime {
         if all {
             signal_all(&st, sig)?;
         } else {
-            signal(st.pid, sig).map_err(sys_err(format!("sending signal {sig} to {}", st.pid)))?;
+            crate::sys::kill(st.pid, sig).map_err(sys_err(format!("sending signal {sig} to {}", st.pid)))?;
         }
         Ok(())
     }
@@ -702,18 +702,10 @@ pub fn observe(sd: &StateDir, st: &State) -> Status {
     Status::Running
 }
 
-fn signal(pid: i32, sig: i32) -> std::io::Result<()> {
-    // SAFETY: kill takes plain integers; sig was validated by parse_signal.
-    if unsafe { libc::kill(pid, sig) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 fn signal_all(st: &State, sig: i32) -> Result<(), ContainerError> {
     let frozen = st.cgroup.is_frozen();
     for p in st.cgroup.pids()? {
-        let _ = signal(p, sig);
+        let _ = crate::sys::kill(p, sig);
     }
     // A frozen process only acts on SIGKILL once thawed.
     if frozen && sig == libc::SIGKILL {
@@ -737,7 +729,7 @@ fn has_pidns(st: &State) -> bool {
 /// the init's death does not take the rest along) and waits until the init is gone.
 fn kill_and_wait(st: &State) -> Result<(), ContainerError> {
     if has_pidns(st) {
-        let _ = signal(st.pid, libc::SIGKILL);
+        let _ = crate::sys::kill(st.pid, libc::SIGKILL);
         if st.cgroup.is_frozen() {
             st.cgroup.freeze(false)?;
         }

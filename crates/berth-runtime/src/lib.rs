@@ -29,7 +29,7 @@ pub mod sync;
 mod sys;
 pub use sys::SysError;
 pub mod tty;
-pub use sys::reserve_fds;
+pub use sys::{kill, reserve_fds};
 
 pub use container::{parse_signal, ContainerError, CreateOpts, Created, ExecOpts, Runtime};
 pub use state::{Status, DEFAULT_ROOT};

@@ -136,8 +136,7 @@ fn supervise(child: i32) -> ! {
     loop {
         let sig = all.wait().unwrap_or(Signal::SIGCHLD);
         if sig != Signal::SIGCHLD {
-            // SAFETY: kill with plain integers.
-            unsafe { libc::kill(child, sig as i32) };
+            let _ = crate::sys::kill(child, sig as i32);
             continue;
         }
         loop {

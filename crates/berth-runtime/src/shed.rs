@@ -19,7 +19,10 @@ pub struct Shedder {
 /// What a [`Shedder`] drops.
 #[derive(Debug, Default)]
 struct Ranges {
-    /// Private file mappings of the binary with no modified page.
+    /// Private mappings of the binary's own file with no modified page. Only the binary's:
+    /// its mappings last as long as the process, while another file's (a library loaded and
+    /// unloaded, a file read through `mmap`) could be unmapped and its addresses reused by
+    /// the heap, whose live pages a later shed would then zero.
     files: Vec<(usize, usize)>,
     /// The main stack's mapping.
     stack: Option<(usize, usize)>,
@@ -32,6 +35,13 @@ impl Ranges {
         let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
             return me;
         };
+        // The binary's device ("maj:min" in hex, as smaps writes it) and inode.
+        let exe = std::fs::metadata("/proc/self/exe").ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            let dev = m.dev();
+            let (maj, min) = (libc::major(dev), libc::minor(dev));
+            (format!("{maj:02x}:{min:02x}"), m.ino().to_string())
+        });
         // (start, end, a clean read-only file mapping so far)
         let mut current: Option<(usize, usize, bool)> = None;
         let finish = |r: Option<(usize, usize, bool)>, files: &mut Vec<(usize, usize)>| {
@@ -48,11 +58,13 @@ impl Ranges {
                 };
                 finish(current.take(), &mut me.files);
                 let perms = f.next().unwrap_or("");
-                let path = f.nth(3).unwrap_or("");
+                let (_offset, dev, inode) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+                let path = f.next().unwrap_or("");
                 if path == "[stack]" {
                     me.stack = Some((a, b));
                 }
-                let candidate = (perms == "r-xp" || perms == "r--p") && path.starts_with('/');
+                let ours = exe.as_ref().is_some_and(|(d, i)| d == dev && i == inode);
+                let candidate = (perms == "r-xp" || perms == "r--p") && ours;
                 current = Some((a, b, candidate));
             } else if first == "Anonymous:" && f.next() != Some("0") {
                 // A page of it was written (relocated data): not the file's, keep it.
@@ -93,5 +105,27 @@ impl Shedder {
             // them back from the file.
             unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_binarys_own_clean_mappings_are_shed() {
+        let r = Ranges::read();
+        assert!(!r.files.is_empty(), "the test binary's text is found");
+        let smaps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        for (a, b) in &r.files {
+            let line = smaps.lines().find(|l| l.starts_with(&format!("{a:x}-{b:x} "))).unwrap();
+            assert!(line.ends_with(&*exe.to_string_lossy()), "{line}");
+            assert!(!line.split_whitespace().nth(1).unwrap().contains('w'), "{line}");
+        }
+        // A shed leaves the process working.
+        Shedder::default().shed();
+        let v: Vec<u64> = (0..1000).collect();
+        assert_eq!(v.iter().sum::<u64>(), 499_500);
     }
 }

@@ -124,8 +124,7 @@ pub fn supervise_stdin(pid: i32, signals: SigSet, pty: Option<OwnedFd>, forward_
                         copy_winsize(stdin.as_fd(), p.as_fd());
                     }
                 } else {
-                    // SAFETY: kill with plain integers.
-                    unsafe { libc::kill(pid, signo) };
+                    let _ = crate::sys::kill(pid, signo);
                 }
             }
         }

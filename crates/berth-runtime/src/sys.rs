@@ -180,6 +180,24 @@ pub fn fork_into_cgroup(cgroup: Option<std::os::fd::BorrowedFd<'_>>) -> io::Resu
     Ok((fork()?, false))
 }
 
+/// Sends `sig` to the one process `pid`. A pid that is not positive is refused: `kill(2)`
+/// reads 0 as the caller's process group and -1 as every process it may signal, so a pid
+/// read as 0 (an unset field, a cgroup listing a process of another pid namespace) must
+/// never reach it.
+pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    if pid <= 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to signal pid {pid}: not a single process"),
+        ));
+    }
+    // SAFETY: kill takes plain integers; pid names one process (checked above).
+    if unsafe { libc::kill(pid, sig) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Ends a forked child without running the parent's atexit handlers or destructors.
 pub fn child_exit(code: i32) -> ! {
     // SAFETY: _exit is always safe to call; it never returns.

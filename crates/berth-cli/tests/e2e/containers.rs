@@ -337,6 +337,8 @@ fn containers_outlive_killed_berth_processes() {
         )
         .unwrap();
         let m = st["monitor_pid"].as_i64().unwrap();
+        // 0 would be this test's own process group.
+        assert!(m > 1, "no monitor recorded: {st}");
         // SAFETY: kill by a pid this test's containers recorded.
         unsafe { libc::kill(i32::try_from(m).unwrap(), libc::SIGKILL) };
     }

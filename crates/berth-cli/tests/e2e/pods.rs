@@ -483,6 +483,8 @@ fn a_pod_pauses_and_outlives_every_berth_process_that_keeps_it() {
             victims.push(i64::from(keeper));
         }
         for pid in victims {
+            // 0 or -1 would be this test's process group, or everything.
+            assert!(pid > 1, "no such berth process: {pid}");
             std::process::Command::new("kill")
                 .args(["-9", &pid.to_string()])
                 .status()

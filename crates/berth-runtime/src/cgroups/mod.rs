@@ -350,7 +350,9 @@ impl CgroupConfig {
         }
     }
 
-    /// The pids in the container's cgroup.
+    /// The pids in the container's cgroup. cgroup v2 lists a process outside the reader's
+    /// pid namespace (or one already past its pid's release) as 0: such entries are
+    /// dropped, as is the caller itself.
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
         let dir = match self {
             CgroupConfig::V1 { paths } => paths
@@ -362,7 +364,12 @@ impl CgroupConfig {
         };
         let f = dir.join("cgroup.procs");
         let text = std::fs::read_to_string(&f).map_err(io_err("reading", &f))?;
-        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        let me = i32::try_from(std::process::id()).unwrap_or(0);
+        Ok(text
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .filter(|&p: &i32| p > 0 && p != me)
+            .collect())
     }
 
     /// Usage figures in runc's `events --stats` shape.

@@ -53,7 +53,7 @@ impl Runtime {
         drop(child);
         drop(joins);
         let kill = |p: i32| {
-            let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+            let _ = crate::sys::kill(p, libc::SIGKILL);
         };
         let failed = |message: String| ContainerError::init(id, 0, message);
         let refused = |code: u8, message: String| ContainerError::init(id, code, message);
