@@ -35,13 +35,16 @@ impl Ranges {
         let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
             return me;
         };
-        // The binary's device ("maj:min" in hex, as smaps writes it) and inode.
-        let exe = std::fs::metadata("/proc/self/exe").ok().map(|m| {
-            use std::os::unix::fs::MetadataExt;
-            let dev = m.dev();
-            let (maj, min) = (libc::major(dev), libc::minor(dev));
-            (format!("{maj:02x}:{min:02x}"), m.ino().to_string())
-        });
+        // The binary as its mappings name it: the path `/proc/self/exe` links to and its
+        // inode (the device column of smaps is the underlying file system's on overlayfs,
+        // not what `stat` reports, so it is not compared).
+        let exe = std::fs::read_link("/proc/self/exe")
+            .ok()
+            .zip(std::fs::metadata("/proc/self/exe").ok())
+            .map(|(path, m)| {
+                use std::os::unix::fs::MetadataExt;
+                (path.to_string_lossy().into_owned(), m.ino().to_string())
+            });
         // (start, end, a clean read-only file mapping so far)
         let mut current: Option<(usize, usize, bool)> = None;
         let finish = |r: Option<(usize, usize, bool)>, files: &mut Vec<(usize, usize)>| {
@@ -58,12 +61,12 @@ impl Ranges {
                 };
                 finish(current.take(), &mut me.files);
                 let perms = f.next().unwrap_or("");
-                let (_offset, dev, inode) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
-                let path = f.next().unwrap_or("");
+                let inode = f.nth(2).unwrap_or("");
+                let path = f.collect::<Vec<_>>().join(" ");
                 if path == "[stack]" {
                     me.stack = Some((a, b));
                 }
-                let ours = exe.as_ref().is_some_and(|(d, i)| d == dev && i == inode);
+                let ours = exe.as_ref().is_some_and(|(p, i)| *p == path && i == inode);
                 let candidate = (perms == "r-xp" || perms == "r--p") && ours;
                 current = Some((a, b, candidate));
             } else if first == "Anonymous:" && f.next() != Some("0") {
