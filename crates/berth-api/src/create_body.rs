@@ -88,6 +88,7 @@ struct Healthcheck {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct HostConfig {
+    annotations: Option<std::collections::BTreeMap<String, String>>,
     memory: Option<i64>,
     memory_swap: Option<i64>,
     memory_reservation: Option<i64>,
@@ -455,6 +456,7 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
         user: nonempty(b.user),
         hostname: nonempty(b.hostname),
         labels: b.labels.unwrap_or_default(),
+        annotations: hc.annotations.unwrap_or_default(),
         auto_remove: hc.auto_remove.unwrap_or(false),
         network,
         memory: hc.memory.unwrap_or(0),

@@ -184,6 +184,7 @@ impl CreateArgs {
             name: self.name.clone(),
             hostname: self.hostname.clone(),
             labels,
+            annotations: Default::default(),
             share: self.share.clone(),
             exit_policy: self.exit_policy.clone(),
             restart: match &self.restart {

@@ -35,6 +35,8 @@ pub struct CreateOptions {
     pub hostname: Option<String>,
     /// `--label`.
     pub labels: BTreeMap<String, String>,
+    /// `--annotation` (Docker's `HostConfig.Annotations`).
+    pub annotations: BTreeMap<String, String>,
     /// `--rm`.
     pub auto_remove: bool,
     /// `--network`.
@@ -502,6 +504,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             .unwrap_or_default(),
         hostname,
         labels,
+        annotations: o.annotations.clone(),
         stop_signal: o
             .stop_signal
             .clone()

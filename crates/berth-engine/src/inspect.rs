@@ -221,6 +221,9 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
         },
         "NetworkSettings": network_settings(e, r, &st),
     });
+    if !r.annotations.is_empty() {
+        v["HostConfig"]["Annotations"] = json!(r.annotations);
+    }
     // Docker's State.Health: present (from the start, as `starting`) only for a container
     // with a health check.
     if r.health.is_some() {

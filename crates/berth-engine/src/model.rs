@@ -267,6 +267,10 @@ pub struct Record {
     /// `--uts`: empty (its own namespace), `host`, or `container:ID`.
     #[serde(default)]
     pub uts_mode: String,
+    /// Annotations (Docker's `HostConfig.Annotations`, a CRI container's): written into the
+    /// OCI spec beside berth's own.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     /// `--cap-add` (`CAP_`-prefixed, or `ALL`).
     #[serde(default)]
     pub cap_add: Vec<String>,

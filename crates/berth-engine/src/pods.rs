@@ -42,6 +42,9 @@ pub struct Pod {
     pub hostname: String,
     /// `--label`.
     pub labels: BTreeMap<String, String>,
+    /// Annotations (a CRI sandbox's).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     /// The infra container's id.
     pub infra_id: String,
     /// The namespaces its containers share with the infra (`net`, `ipc`, `uts`, `pid`,
@@ -81,6 +84,8 @@ pub struct PodOptions {
     pub hostname: Option<String>,
     /// `--label`.
     pub labels: BTreeMap<String, String>,
+    /// Annotations (a CRI sandbox's).
+    pub annotations: BTreeMap<String, String>,
     /// `--share` (default `ipc,net,uts`).
     pub share: Option<Vec<String>>,
     /// `--restart` for its containers.
@@ -299,6 +304,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &PodOptions) -> Resul
         name,
         created: berth_image::store::now(),
         labels: o.labels.clone(),
+        annotations: o.annotations.clone(),
         infra_id: String::new(),
         share,
         cgroup_parent: format!("{parent}/pod-{}", &id[..12]),

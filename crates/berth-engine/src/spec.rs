@@ -587,11 +587,15 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
             .map(|(path, kind, major, minor, mode, _)| json!({"path": path, "type": kind.to_string(), "major": major, "minor": minor, "fileMode": mode, "uid": 0, "gid": 0}))
             .collect::<Vec<_>>());
     }
+    // The record's own first: berth's (`run.berth.*`) are set over them below.
+    if !r.annotations.is_empty() {
+        spec["annotations"] = json!(r.annotations);
+    }
     if r.infra {
-        spec["annotations"] = json!({ berth_runtime::minit::PAUSE_ANNOTATION: "true" });
+        spec["annotations"][berth_runtime::minit::PAUSE_ANNOTATION] = json!("true");
     } else if r.init {
         if r.runtime.is_empty() {
-            spec["annotations"] = json!({ berth_runtime::minit::ANNOTATION: "true" });
+            spec["annotations"][berth_runtime::minit::ANNOTATION] = json!("true");
         } else {
             // An external runtime runs this binary, mounted read-only, as PID 1.
             let exe = std::env::current_exe()
