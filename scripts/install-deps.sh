@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what berth's build and tests need on Debian (as root, non-interactive): the
-# busybox used for test images, the peers the tests and benchmarks drive (runc, crun,
+# busybox used for test images, protoc (the CRI crate compiles Kubernetes' protobuf
+# definitions), the CNI plugins, the peers the tests and benchmarks drive (runc, crun,
 # dockerd with containerd, podman with conmon) and small tools. Idempotent and quick when
 # everything is already there.
 set -euo pipefail
 
-pkgs=(busybox-static nftables iproute2 runc crun docker.io containerd podman conmon uidmap iptables tar procps python3 ca-certificates docker-registry skopeo apache2-utils zstd openssl bsdutils python3-cryptography python3-pip docker-compose)
+pkgs=(busybox-static nftables iproute2 runc crun docker.io containerd podman conmon uidmap iptables tar procps python3 ca-certificates docker-registry skopeo apache2-utils zstd openssl bsdutils python3-cryptography python3-pip docker-compose protobuf-compiler containernetworking-plugins)
 missing=()
 for p in "${pkgs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
