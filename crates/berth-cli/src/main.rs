@@ -168,6 +168,16 @@ enum Command {
         /// Path to the daemon's TLS key file.
         #[arg(long)]
         tlskey: Option<PathBuf>,
+        /// Also serve the Kubernetes CRI on this socket (unix://PATH), as `berth cri` does.
+        #[arg(long = "cri-listen")]
+        cri_listen: Option<String>,
+    },
+    /// Serve the Kubernetes Container Runtime Interface (RuntimeService and ImageService)
+    /// for a kubelet, crictl or critest.
+    Cri {
+        /// The socket to serve on.
+        #[arg(long, default_value = "unix:///run/berth/cri.sock")]
+        listen: String,
     },
     /// The per-container monitor (internal).
     #[command(name = "_monitor", hide = true)]
@@ -279,6 +289,7 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
             tlscacert,
             tlscert,
             tlskey,
+            cri_listen,
         } => {
             let tls = match (tlsverify, tlscacert, tlscert, tlskey) {
                 (true, Some(ca), Some(cert), Some(key)) => Some(berth_api::TlsFiles { ca, cert, key }),
@@ -290,10 +301,34 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
                 .map(|h| berth_api::parse_listen(h, tls.as_ref()))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow::anyhow!(e))?;
-            berth_api::serve(root, &listen).map_err(|e| anyhow::anyhow!(e))
+            // The CRI server runs beside the API's, on its own thread and runtime; both end
+            // on SIGTERM or SIGINT.
+            let cri = match cri_listen {
+                Some(l) => {
+                    let opts = cri_options(root)?;
+                    Some(std::thread::spawn(move || berth_cri::run(opts, &l)))
+                }
+                None => None,
+            };
+            berth_api::serve(root, &listen).map_err(|e| anyhow::anyhow!(e))?;
+            if let Some(t) = cri {
+                t.join()
+                    .map_err(|_| anyhow::anyhow!("the CRI server panicked"))?
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            }
+            Ok(())
         }
+        Command::Cri { listen } => berth_cri::run(cri_options(root)?, &listen).map_err(|e| anyhow::anyhow!(e)),
         Command::Builder { command } => build::builder(root, &command),
     }
+}
+
+/// The CRI server's options: the data root, and this binary for monitors and execs.
+fn cri_options(root: &std::path::Path) -> anyhow::Result<berth_cri::Options> {
+    Ok(berth_cri::Options {
+        root: root.to_path_buf(),
+        exe: std::env::current_exe().map_err(|e| anyhow::anyhow!("finding the berth binary: {e}"))?,
+    })
 }
 
 /// Whether this is the container monitor (`berth [--root R] _monitor ID`) or `berth exec`:

@@ -6,6 +6,7 @@
 mod api;
 mod build;
 mod containers;
+mod cri;
 mod escape;
 mod fronts;
 mod hardening;

@@ -1,0 +1,488 @@
+//! The CRI server (`berth cri`) driven by the project's own client (the k8s-cri crate's
+//! tonic clients), as a kubelet or crictl drives it: sandboxes, containers, exec, images.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use berth_cri::client::{connect, cri, Client};
+use berth_testutil::images::{Auth, Registry};
+use berth_testutil::{require_root, require_tool};
+
+use crate::containers::with_busybox;
+use crate::images::Berth;
+
+/// A `berth cri` server on a socket in the test's data root, SIGTERMed (by its pid) and
+/// reaped on drop.
+struct Server {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Server {
+    fn start(b: &Berth) -> Server {
+        let socket = b.root.path().join("cri.sock");
+        let child = b
+            .cmd(&["cri", "--listen", &format!("unix://{}", socket.display())])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "berth cri never listened on {}",
+                socket.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Server { child, socket, rt }
+    }
+
+    fn client(&self) -> Client {
+        self.rt.block_on(connect(&self.socket)).unwrap()
+    }
+
+    fn call<T>(&self, f: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>) -> T {
+        self.rt.block_on(f).unwrap().into_inner()
+    }
+
+    fn fail<T: std::fmt::Debug>(
+        &self,
+        f: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> tonic::Status {
+        self.rt.block_on(f).unwrap_err()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: a signal to the server this test started (a positive pid).
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn sandbox_config(name: &str, logs: &std::path::Path) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 1,
+        }),
+        hostname: name.into(),
+        log_directory: logs.display().to_string(),
+        labels: labels(&[("app", name), ("tier", "test")]),
+        annotations: labels(&[("note", "from the test")]),
+        ..Default::default()
+    }
+}
+
+fn container_config(name: &str, image: &str, args: &[&str]) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: vec!["sh".into(), "-c".into()],
+        args: args.iter().map(|s| s.to_string()).collect(),
+        envs: vec![cri::KeyValue {
+            key: "GREETING".into(),
+            value: "hello".into(),
+        }],
+        labels: labels(&[("role", name)]),
+        log_path: format!("{name}.log"),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_sandbox_and_its_container_live_and_go_through_the_cri() {
+    require_root!();
+    let (b, _img) = with_busybox("cri-life");
+    let srv = Server::start(&b);
+    let mut c = srv.client();
+    let logs = b.root.path().join("pod-logs");
+
+    let v = srv.call(c.runtime.version(cri::VersionRequest::default()));
+    assert_eq!(
+        (v.runtime_name.as_str(), v.runtime_api_version.as_str()),
+        ("berth", "v1")
+    );
+    let st = srv.call(c.runtime.status(cri::StatusRequest::default()));
+    let conds = st.status.unwrap().conditions;
+    assert!(conds.iter().all(|c| c.status), "{conds:?}");
+    assert_eq!(conds.len(), 2, "{conds:?}");
+    let rc = srv.call(c.runtime.runtime_config(cri::RuntimeConfigRequest::default()));
+    assert_eq!(rc.linux.unwrap().cgroup_driver, cri::CgroupDriver::Cgroupfs as i32);
+
+    // The image berth imported is the CRI's too.
+    let img = srv
+        .call(c.images.image_status(cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: "bb:1".into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        }))
+        .image
+        .unwrap();
+    assert!(img.id.starts_with("sha256:"), "{img:?}");
+    assert!(img.repo_tags.iter().any(|t| t.ends_with("bb:1")), "{img:?}");
+
+    // A sandbox: a berth pod whose infra runs.
+    let config = sandbox_config("web", &logs);
+    let sid = srv
+        .call(c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        }))
+        .pod_sandbox_id;
+    assert_eq!(sid.len(), 64);
+    let ps = srv
+        .call(c.runtime.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: sid.clone(),
+            verbose: false,
+        }))
+        .status
+        .unwrap();
+    assert_eq!(ps.state, cri::PodSandboxState::SandboxReady as i32);
+    assert_eq!(ps.metadata.as_ref().unwrap().name, "web");
+    assert_eq!(ps.labels, config.labels);
+    assert_eq!(ps.annotations, config.annotations);
+    let ip = ps.network.unwrap().ip;
+    assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "sandbox ip {ip:?}");
+    assert!(b.ok(&["pod", "ps", "-q", "--no-trunc"]).contains(&sid));
+    // Another sandbox, to filter against.
+    let other = srv
+        .call(c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(sandbox_config("db", &logs)),
+            runtime_handler: String::new(),
+        }))
+        .pod_sandbox_id;
+    let listed = |f: cri::PodSandboxFilter| -> Vec<String> {
+        let mut c = srv.client();
+        srv.call(
+            c.runtime
+                .list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(f) }),
+        )
+        .items
+        .into_iter()
+        .map(|p| p.id)
+        .collect()
+    };
+    assert_eq!(
+        listed(cri::PodSandboxFilter {
+            label_selector: labels(&[("app", "web")]),
+            ..Default::default()
+        }),
+        vec![sid.clone()]
+    );
+    assert_eq!(
+        listed(cri::PodSandboxFilter {
+            id: other[..12].to_string(),
+            ..Default::default()
+        }),
+        vec![other.clone()]
+    );
+
+    // A container in it: created, started, exec'd into, stopped.
+    let cid = srv
+        .call(c.runtime.create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sid.clone(),
+            config: Some(container_config(
+                "srv",
+                "bb:1",
+                &["echo $GREETING; trap 'exit 0' TERM; while :; do sleep 0.1; done"],
+            )),
+            sandbox_config: Some(config.clone()),
+        }))
+        .container_id;
+    let status = |c: &mut Client| {
+        srv.call(c.runtime.container_status(cri::ContainerStatusRequest {
+            container_id: cid.clone(),
+            verbose: false,
+        }))
+        .status
+        .unwrap()
+    };
+    let s = status(&mut c);
+    assert_eq!(s.state, cri::ContainerState::ContainerCreated as i32);
+    assert_eq!(s.metadata.as_ref().unwrap().name, "srv");
+    assert_eq!(s.labels, labels(&[("role", "srv")]));
+    assert_eq!(s.log_path, logs.join("srv.log").display().to_string());
+    srv.call(c.runtime.start_container(cri::StartContainerRequest {
+        container_id: cid.clone(),
+    }));
+    let s = status(&mut c);
+    assert_eq!(s.state, cri::ContainerState::ContainerRunning as i32);
+    assert!(
+        s.started_at > 0 && s.created_at > 0 && s.started_at >= s.created_at,
+        "{s:?}"
+    );
+    // A started container does not start again.
+    let e = srv.fail(c.runtime.start_container(cri::StartContainerRequest {
+        container_id: cid.clone(),
+    }));
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+
+    let x = srv.call(c.runtime.exec_sync(cri::ExecSyncRequest {
+        container_id: cid.clone(),
+        cmd: vec!["sh".into(), "-c".into(), "hostname; echo $GREETING >&2; exit 3".into()],
+        timeout: 10,
+    }));
+    assert_eq!(String::from_utf8_lossy(&x.stdout).trim(), "web");
+    assert_eq!(String::from_utf8_lossy(&x.stderr).trim(), "hello");
+    assert_eq!(x.exit_code, 3);
+    let e = srv.fail(c.runtime.exec_sync(cri::ExecSyncRequest {
+        container_id: cid.clone(),
+        cmd: vec!["sleep".into(), "5".into()],
+        timeout: 1,
+    }));
+    assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
+
+    let in_sandbox = |c: &mut Client, sandbox: &str| -> Vec<String> {
+        srv.call(c.runtime.list_containers(cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                pod_sandbox_id: sandbox.to_string(),
+                ..Default::default()
+            }),
+        }))
+        .containers
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+    };
+    assert_eq!(in_sandbox(&mut c, &sid), vec![cid.clone()]);
+    assert!(in_sandbox(&mut c, &other).is_empty());
+    // berth sees the CRI's container as one of its own.
+    assert!(b.ok(&["ps", "-q", "--no-trunc"]).contains(&cid));
+
+    srv.call(c.runtime.stop_container(cri::StopContainerRequest {
+        container_id: cid.clone(),
+        timeout: 10,
+    }));
+    let s = status(&mut c);
+    assert_eq!(s.state, cri::ContainerState::ContainerExited as i32);
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"), "{s:?}");
+    assert!(s.finished_at >= s.started_at, "{s:?}");
+
+    // The sandbox stopped, then removed with its container; both again are no errors.
+    for _ in 0..2 {
+        srv.call(c.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sid.clone(),
+        }));
+    }
+    let ps = srv
+        .call(c.runtime.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: sid.clone(),
+            verbose: false,
+        }))
+        .status
+        .unwrap();
+    assert_eq!(ps.state, cri::PodSandboxState::SandboxNotready as i32);
+    for id in [&sid, &sid, &other] {
+        srv.call(c.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        }));
+    }
+    assert!(listed(cri::PodSandboxFilter::default()).is_empty());
+    assert_eq!(b.ok(&["pod", "ps", "-q"]), "");
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn bad_cri_requests_get_errors_and_leave_nothing() {
+    require_root!();
+    let (b, _img) = with_busybox("cri-bad");
+    let srv = Server::start(&b);
+    let mut c = srv.client();
+    let logs = b.root.path().join("pod-logs");
+
+    // A sandbox without metadata, or with a part of it missing.
+    let e = srv.fail(c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest {
+        config: Some(cri::PodSandboxConfig::default()),
+        runtime_handler: String::new(),
+    }));
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    let mut config = sandbox_config("bad", &logs);
+    config.metadata.as_mut().unwrap().uid.clear();
+    let e = srv.fail(c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest {
+        config: Some(config),
+        runtime_handler: String::new(),
+    }));
+    assert!(
+        e.code() == tonic::Code::InvalidArgument && e.message().contains("uid"),
+        "{e:?}"
+    );
+    let e = srv.fail(c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest {
+        config: Some(sandbox_config("bad", &logs)),
+        runtime_handler: "kata".into(),
+    }));
+    assert!(e.message().contains("kata"), "{e:?}");
+    // The same sandbox twice.
+    let config = sandbox_config("ok", &logs);
+    let sid = srv
+        .call(c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        }))
+        .pod_sandbox_id;
+    let e = srv.fail(c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest {
+        config: Some(config.clone()),
+        runtime_handler: String::new(),
+    }));
+    assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e:?}");
+
+    // Containers: an unknown sandbox, no metadata, a missing image, a mount of a host path
+    // that is not there, an unknown seccomp profile.
+    let create = |c: &mut Client, sandbox: &str, cfg: cri::ContainerConfig| {
+        srv.fail(c.runtime.create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox.to_string(),
+            config: Some(cfg),
+            sandbox_config: Some(config.clone()),
+        }))
+    };
+    let good = container_config("c", "bb:1", &["true"]);
+    let e = create(&mut c, "0123456789ab", good.clone());
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    let mut cfg = good.clone();
+    cfg.metadata = None;
+    assert_eq!(create(&mut c, &sid, cfg).code(), tonic::Code::InvalidArgument);
+    let mut cfg = good.clone();
+    cfg.image = Some(cri::ImageSpec {
+        image: "no/such:image".into(),
+        ..Default::default()
+    });
+    assert_eq!(create(&mut c, &sid, cfg).code(), tonic::Code::NotFound);
+    let mut cfg = good.clone();
+    cfg.mounts = vec![cri::Mount {
+        container_path: "/data".into(),
+        host_path: "/no/such/dir".into(),
+        ..Default::default()
+    }];
+    let e = create(&mut c, &sid, cfg);
+    assert!(
+        e.code() == tonic::Code::InvalidArgument && e.message().contains("/no/such/dir"),
+        "{e:?}"
+    );
+    let mut cfg = good.clone();
+    cfg.linux = Some(cri::LinuxContainerConfig {
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            seccomp: Some(cri::SecurityProfile {
+                profile_type: cri::security_profile::ProfileType::Localhost as i32,
+                localhost_ref: "/no/such/profile.json".into(),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let e = create(&mut c, &sid, cfg);
+    assert!(
+        e.code() == tonic::Code::InvalidArgument && e.message().contains("profile"),
+        "{e:?}"
+    );
+    // Unknown ids: status is NotFound; stop and remove are done already.
+    let e = srv.fail(c.runtime.container_status(cri::ContainerStatusRequest {
+        container_id: "feedfacefeed".into(),
+        verbose: false,
+    }));
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    srv.call(c.runtime.stop_container(cri::StopContainerRequest {
+        container_id: "feedfacefeed".into(),
+        timeout: 1,
+    }));
+    srv.call(c.runtime.remove_container(cri::RemoveContainerRequest {
+        container_id: "feedfacefeed".into(),
+    }));
+    // An RPC berth does not serve says so.
+    let e = srv.fail(
+        c.runtime
+            .checkpoint_container(cri::CheckpointContainerRequest::default()),
+    );
+    assert_eq!(e.code(), tonic::Code::Unimplemented, "{e:?}");
+    // Nothing half made: the one sandbox and its infra, no container.
+    assert_eq!(b.ok(&["pod", "ps", "-q", "--no-trunc"]).trim(), sid);
+    assert_eq!(b.ok(&["ps", "-aq"]).lines().count(), 1, "only the infra");
+    srv.call(
+        c.runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sid }),
+    );
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn images_pulled_through_the_cri_are_berths() {
+    require_root!();
+    require_tool!("docker-registry");
+    let reg = Registry::start("cri-pull", Auth::Open);
+    let (b, _img) = with_busybox("cri-pull");
+    let name = format!("{}/test/bb:cri", reg.host);
+    b.ok(&["tag", "bb:1", &name]);
+    b.ok(&["push", &name]);
+    b.ok(&["rmi", &name]);
+    let srv = Server::start(&b);
+    let mut c = srv.client();
+    let spec = cri::ImageSpec {
+        image: name.clone(),
+        ..Default::default()
+    };
+    // Not there yet: no image, and no error.
+    let st = srv.call(c.images.image_status(cri::ImageStatusRequest {
+        image: Some(spec.clone()),
+        verbose: false,
+    }));
+    assert!(st.image.is_none());
+    let pulled = srv
+        .call(c.images.pull_image(cri::PullImageRequest {
+            image: Some(spec.clone()),
+            ..Default::default()
+        }))
+        .image_ref;
+    assert!(pulled.starts_with("sha256:"), "{pulled}");
+    assert!(b
+        .ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .contains(&format!("{}/test/bb:cri", reg.host)));
+    let listed = srv.call(c.images.list_images(cri::ListImagesRequest::default())).images;
+    assert!(listed.iter().any(|i| i.id == pulled), "{listed:?}");
+    let fs = srv.call(c.images.image_fs_info(cri::ImageFsInfoRequest::default()));
+    assert!(fs.image_filesystems[0].used_bytes.as_ref().unwrap().value > 0);
+    // A bad reference is refused; removing twice is fine.
+    let e = srv.fail(c.images.pull_image(cri::PullImageRequest {
+        image: Some(cri::ImageSpec {
+            image: "UPPER/case::bad".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }));
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    for _ in 0..2 {
+        srv.call(c.images.remove_image(cri::RemoveImageRequest {
+            image: Some(cri::ImageSpec {
+                image: pulled.clone(),
+                ..Default::default()
+            }),
+        }));
+    }
+    // As containerd's, a removal takes every name of the image (bb:1 is the same image).
+    assert!(!b.ok(&["images", "-q", "--no-trunc"]).contains(&pulled));
+    let st = srv.call(c.images.image_status(cri::ImageStatusRequest {
+        image: Some(spec),
+        verbose: false,
+    }));
+    assert!(st.image.is_none());
+}
