@@ -191,9 +191,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, req: cri::CreateContaine
         )));
     }
     let sandbox_config = req.sandbox_config.unwrap_or_else(|| sm.config.clone());
-    let o = create_options(&config, &pod, &sandbox_config, name)?;
-    let made = berth_engine::create::create(engine, images, &o).map_err(engine_status)?;
-    let id = made.record.id;
+    let mut o = create_options(&config, &pod, &sandbox_config, name)?;
     let log_path = if config.log_path.is_empty() || sm.config.log_directory.is_empty() {
         String::new()
     } else {
@@ -202,6 +200,9 @@ pub fn create(engine: &Engine, images: &mut ImageStore, req: cri::CreateContaine
             .display()
             .to_string()
     };
+    o.cri_log_path = Some(log_path.clone()).filter(|p| !p.is_empty());
+    let made = berth_engine::create::create(engine, images, &o).map_err(engine_status)?;
+    let id = made.record.id;
     let m = ContainerMeta {
         sandbox_id: pod.id.clone(),
         metadata: md,
@@ -359,6 +360,18 @@ pub fn list(engine: &Engine, f: Option<&cri::ContainerFilter>) -> Result<Vec<cri
         });
     }
     Ok(out)
+}
+
+/// `ReopenContainerLog`: the monitor opens the log at its path again.
+pub fn reopen_log(engine: &Engine, id: &str) -> Result<(), Status> {
+    let (r, _) = get(engine, id)?;
+    if !engine.state(&r.id).running() {
+        return Err(Status::failed_precondition(format!(
+            "container {} is not running",
+            r.id
+        )));
+    }
+    berth_engine::ops::reopen_cri_log(engine, &r.id).map_err(engine_status)
 }
 
 /// `UpdateContainerResources`: the limits the engine's `update` takes.

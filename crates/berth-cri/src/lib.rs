@@ -16,6 +16,7 @@ mod image;
 mod meta;
 mod sandbox;
 mod service;
+mod stats;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -9,7 +9,7 @@ use k8s_cri::v1::image_service_server::{ImageService, ImageServiceServer};
 use k8s_cri::v1::runtime_service_server::{RuntimeService, RuntimeServiceServer};
 use tonic::{Request, Response, Status};
 
-use crate::{container, image, sandbox, Cri};
+use crate::{container, image, sandbox, stats, Cri};
 
 /// The RuntimeService over a server's state.
 #[derive(Debug, Clone)]
@@ -190,9 +190,11 @@ impl RuntimeService for RuntimeServer {
 
     async fn reopen_container_log(
         &self,
-        _req: Request<cri::ReopenContainerLogRequest>,
+        req: Request<cri::ReopenContainerLogRequest>,
     ) -> Res<cri::ReopenContainerLogResponse> {
-        Err(not_yet("ReopenContainerLog"))
+        let id = req.into_inner().container_id;
+        self.0.run(move |_, e, _| container::reopen_log(e, &id)).await?;
+        Ok(Response::new(cri::ReopenContainerLogResponse {}))
     }
 
     async fn exec_sync(&self, req: Request<cri::ExecSyncRequest>) -> Res<cri::ExecSyncResponse> {
@@ -211,26 +213,34 @@ impl RuntimeService for RuntimeServer {
         Err(not_yet("PortForward (the streaming server)"))
     }
 
-    async fn container_stats(&self, _req: Request<cri::ContainerStatsRequest>) -> Res<cri::ContainerStatsResponse> {
-        Err(not_yet("ContainerStats"))
+    async fn container_stats(&self, req: Request<cri::ContainerStatsRequest>) -> Res<cri::ContainerStatsResponse> {
+        let id = req.into_inner().container_id;
+        let stats = self.0.run(move |_, e, _| stats::container(e, &id)).await?;
+        Ok(Response::new(cri::ContainerStatsResponse { stats: Some(stats) }))
     }
 
     async fn list_container_stats(
         &self,
-        _req: Request<cri::ListContainerStatsRequest>,
+        req: Request<cri::ListContainerStatsRequest>,
     ) -> Res<cri::ListContainerStatsResponse> {
-        Err(not_yet("ListContainerStats"))
+        let f = req.into_inner().filter;
+        let stats = self.0.run(move |_, e, _| stats::containers(e, f.as_ref())).await?;
+        Ok(Response::new(cri::ListContainerStatsResponse { stats }))
     }
 
-    async fn pod_sandbox_stats(&self, _req: Request<cri::PodSandboxStatsRequest>) -> Res<cri::PodSandboxStatsResponse> {
-        Err(not_yet("PodSandboxStats"))
+    async fn pod_sandbox_stats(&self, req: Request<cri::PodSandboxStatsRequest>) -> Res<cri::PodSandboxStatsResponse> {
+        let id = req.into_inner().pod_sandbox_id;
+        let stats = self.0.run(move |_, e, _| stats::sandbox(e, &id)).await?;
+        Ok(Response::new(cri::PodSandboxStatsResponse { stats: Some(stats) }))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _req: Request<cri::ListPodSandboxStatsRequest>,
+        req: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Res<cri::ListPodSandboxStatsResponse> {
-        Err(not_yet("ListPodSandboxStats"))
+        let f = req.into_inner().filter;
+        let stats = self.0.run(move |_, e, _| stats::sandboxes(e, f.as_ref())).await?;
+        Ok(Response::new(cri::ListPodSandboxStatsResponse { stats }))
     }
 
     async fn update_runtime_config(

@@ -37,6 +37,8 @@ pub struct CreateOptions {
     pub labels: BTreeMap<String, String>,
     /// `--annotation` (Docker's `HostConfig.Annotations`).
     pub annotations: BTreeMap<String, String>,
+    /// A log in the CRI's format beside the json-file one (a CRI container's log path).
+    pub cri_log_path: Option<String>,
     /// `--rm`.
     pub auto_remove: bool,
     /// `--network`.
@@ -578,6 +580,12 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         },
         log_max_size: parse_log_opts(&o.log)?.0,
         log_max_file: parse_log_opts(&o.log)?.1,
+        cri_log_path: match &o.cri_log_path {
+            Some(p) if !p.starts_with('/') => {
+                return Err(EngineError::Invalid(format!("log path {p:?} is not absolute")))
+            }
+            p => p.clone().unwrap_or_default(),
+        },
         tty: o.tty,
         console_size: o.console_size,
         devices: o

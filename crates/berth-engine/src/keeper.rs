@@ -64,6 +64,10 @@ pub fn keeper(root: &Path, id: &str, monitor: i32) -> ! {
 }
 
 fn wait_and_adopt(root: &Path, id: &str, monitor: nix::unistd::Pid, shed: Option<Shedder>) -> ! {
+    // A keeper that adopted the container is its monitor pid: a log reopen's SIGHUP must not
+    // end it (it writes no log).
+    // SAFETY: setting a signal's disposition to ignored.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
     // Only a monitor killed by a signal can leave a run half made: one that returned (even
     // with an error, such as a second `start` racing the first) cleaned up after itself or
     // never touched the container.

@@ -20,7 +20,8 @@ pub struct Entry {
     pub time: String,
 }
 
-/// Appends records, rotating at `max_size` bytes and keeping `max_files` files.
+/// Appends records, rotating at `max_size` bytes and keeping `max_files` files; and, for a
+/// CRI container, each record again in the CRI's format to the log the kubelet reads.
 #[derive(Debug)]
 pub struct Writer {
     path: PathBuf,
@@ -28,6 +29,15 @@ pub struct Writer {
     size: u64,
     max_size: u64,
     max_files: u32,
+    cri: Option<(PathBuf, File)>,
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(berth_image::perms::LOG)
+        .open(path)
 }
 
 impl Writer {
@@ -45,7 +55,25 @@ impl Writer {
             size,
             max_size,
             max_files: max_files.max(1),
+            cri: None,
         })
+    }
+
+    /// Also writes every record to `path` in the CRI's format (`TIME STREAM P|F LINE`).
+    pub fn with_cri(mut self, path: &Path) -> std::io::Result<Writer> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        self.cri = Some((path.to_path_buf(), open_append(path)?));
+        Ok(self)
+    }
+
+    /// Opens the CRI log again at its path (after the kubelet moved it away to rotate it).
+    pub fn reopen_cri(&mut self) -> std::io::Result<()> {
+        if let Some((path, file)) = &mut self.cri {
+            *file = open_append(path)?;
+        }
+        Ok(())
     }
 
     /// Writes one record.
@@ -57,9 +85,26 @@ impl Writer {
         escape_into(&mut buf, &String::from_utf8_lossy(line));
         buf.extend_from_slice(b"\",\"stream\":\"");
         buf.extend_from_slice(stream.as_bytes());
+        let now = berth_image::store::now();
         buf.extend_from_slice(b"\",\"time\":\"");
-        buf.extend_from_slice(berth_image::store::now().as_bytes());
+        buf.extend_from_slice(now.as_bytes());
         buf.extend_from_slice(b"\"}\n");
+        if let Some((_, file)) = &mut self.cri {
+            // A full line is tagged F and written without its newline; a piece of a longer
+            // one (or an unterminated end) is tagged P.
+            let (tag, body) = match line.strip_suffix(b"\n") {
+                Some(body) => (&b" F "[..], body),
+                None => (&b" P "[..], line),
+            };
+            let mut out = Vec::with_capacity(line.len() + 48);
+            out.extend_from_slice(now.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(stream.as_bytes());
+            out.extend_from_slice(tag);
+            out.extend_from_slice(body);
+            out.push(b'\n');
+            file.write_all(&out)?;
+        }
         if self.max_size == 1 {
             // The `none` driver: drained, not kept.
             return Ok(());

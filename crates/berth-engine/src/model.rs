@@ -313,6 +313,10 @@ pub struct Record {
     /// `--log-opt max-file` (0: the default, [`crate::monitor::LOG_MAX_FILES`]).
     #[serde(default)]
     pub log_max_file: u32,
+    /// A second log in the CRI's format (`TIME STREAM P|F LINE`) that the kubelet reads
+    /// and rotates, reopened when the monitor gets SIGHUP (empty: none).
+    #[serde(default)]
+    pub cri_log_path: String,
     /// `-t`: the container's stdio is a terminal.
     #[serde(default)]
     pub tty: bool,

@@ -295,6 +295,12 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
         };
         let mut log = crate::logs::Writer::open(&dir.join("json.log"), max, files)
             .map_err(crate::io_err("opening", dir.join("json.log")))?;
+        if !rec.cri_log_path.is_empty() {
+            log = log
+                .with_cri(Path::new(&rec.cri_log_path))
+                .map_err(crate::io_err("opening", &rec.cri_log_path))?;
+            reopen_on_sighup();
+        }
         // Idle, the monitor should cost almost nothing: the database closes now, and the
         // pump sheds the heap and code pages setup touched once it is quiet.
         drop(eng);
@@ -564,6 +570,9 @@ fn pump(
                 worked = Some(Instant::now());
             }
         }
+        if REOPEN.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let _ = log.reopen_cri();
+        }
         io.hub.service(io.stdin, io.console.map(|c| c.as_fd()));
         if let Some(r) = io.resolver.as_deref_mut() {
             r.service(io.root);
@@ -647,6 +656,26 @@ fn pump(
         flush_lines(&mut bufs[i], stream_name(*kind), log, true);
     }
     code.unwrap_or(255)
+}
+
+/// Set by SIGHUP: the CRI log is to be opened again (`ReopenContainerLog`).
+static REOPEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_sighup(_: libc::c_int) {
+    REOPEN.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// SIGHUP interrupts the monitor's poll (no SA_RESTART) and asks for the CRI log to be
+/// opened again.
+fn reopen_on_sighup() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe; the
+    // sigaction struct is zeroed, then filled.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sighup as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGHUP, &sa, std::ptr::null_mut());
+    }
 }
 
 /// Writes the complete lines of `buf` (and, at the end, what is left) as records. A line

@@ -435,6 +435,36 @@ pub fn prune_matching(engine: &Engine, selected: &dyn Fn(&Record) -> bool) -> Re
     Ok(out)
 }
 
+/// `ReopenContainerLog`: asks a running container's monitor to open its CRI log again
+/// (after the kubelet moved it away to rotate it), and waits until the file is there.
+pub fn reopen_cri_log(engine: &Engine, id: &str) -> Result<()> {
+    let r = engine.resolve(id)?;
+    if r.cri_log_path.is_empty() {
+        return Err(EngineError::Invalid(format!("container {} has no CRI log", r.id)));
+    }
+    let st = engine.state(&r.id);
+    if !st.running() {
+        return Err(EngineError::Conflict(format!("container {} is not running", r.id)));
+    }
+    berth_runtime::kill(st.monitor_pid, libc::SIGHUP).map_err(|e| EngineError::Io {
+        op: "signalling the monitor of",
+        path: r.id.clone().into(),
+        source: e,
+    })?;
+    let path = Path::new(&r.cri_log_path);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !path.exists() {
+        if std::time::Instant::now() > deadline {
+            return Err(EngineError::Conflict(format!(
+                "container {}: its log {} was not opened again (its monitor is gone)",
+                r.id, r.cri_log_path
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Ok(())
+}
+
 /// What `update` changes; `None` leaves a setting as it is.
 #[derive(Debug, Clone, Default)]
 pub struct Update {

@@ -207,7 +207,7 @@ fn a_sandbox_and_its_container_live_and_go_through_the_cri() {
             config: Some(container_config(
                 "srv",
                 "bb:1",
-                &["echo $GREETING; trap 'exit 0' TERM; while :; do sleep 0.1; done"],
+                &["echo $GREETING; trap 'exit 0' TERM; while :; do [ -f /tmp/say ] && { cat /tmp/say; rm /tmp/say; }; sleep 0.1; done"],
             )),
             sandbox_config: Some(config.clone()),
         }))
@@ -254,6 +254,60 @@ fn a_sandbox_and_its_container_live_and_go_through_the_cri() {
         timeout: 1,
     }));
     assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
+
+    // The container's log in the CRI's format, where the kubelet reads it; moved away (a
+    // rotation), then reopened at its path.
+    let log = logs.join("srv.log");
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    crate::pods::eventually(|| read_log().contains(" stdout F hello\n").then_some(()));
+    let first = read_log();
+    let line = first.lines().find(|l| l.ends_with(" stdout F hello")).unwrap();
+    let stamp = line.split(' ').next().unwrap();
+    assert!(
+        stamp.len() == 30 && stamp.ends_with('Z') && stamp.contains('T'),
+        "{line}"
+    );
+    std::fs::rename(&log, logs.join("srv.log.1")).unwrap();
+    srv.call(c.runtime.reopen_container_log(cri::ReopenContainerLogRequest {
+        container_id: cid.clone(),
+    }));
+    assert!(log.exists(), "reopened");
+    srv.call(c.runtime.exec_sync(cri::ExecSyncRequest {
+        container_id: cid.clone(),
+        cmd: vec!["sh".into(), "-c".into(), "echo again > /tmp/say".into()],
+        timeout: 10,
+    }));
+    crate::pods::eventually(|| read_log().contains(" stdout F again\n").then_some(()));
+    assert!(!read_log().contains("hello"), "the new file starts empty");
+
+    // Usage figures, for the container and its sandbox.
+    let cs = srv
+        .call(c.runtime.container_stats(cri::ContainerStatsRequest {
+            container_id: cid.clone(),
+        }))
+        .stats
+        .unwrap();
+    assert_eq!(cs.attributes.as_ref().unwrap().id, cid);
+    assert!(cs.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+    assert!(cs.memory.unwrap().working_set_bytes.unwrap().value > 0);
+    let all = srv
+        .call(c.runtime.list_container_stats(cri::ListContainerStatsRequest {
+            filter: Some(cri::ContainerStatsFilter {
+                pod_sandbox_id: sid.clone(),
+                ..Default::default()
+            }),
+        }))
+        .stats;
+    assert_eq!(all.len(), 1);
+    let ps = srv
+        .call(c.runtime.pod_sandbox_stats(cri::PodSandboxStatsRequest {
+            pod_sandbox_id: sid.clone(),
+        }))
+        .stats
+        .unwrap();
+    let linux = ps.linux.unwrap();
+    assert_eq!(linux.containers.len(), 1);
+    assert!(linux.process.unwrap().process_count.unwrap().value >= 2);
 
     let in_sandbox = |c: &mut Client, sandbox: &str| -> Vec<String> {
         srv.call(c.runtime.list_containers(cri::ListContainersRequest {

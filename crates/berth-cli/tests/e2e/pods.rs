@@ -84,7 +84,7 @@ fn free_port() -> u16 {
 }
 
 /// Retries `f` for a few seconds until it gives Some.
-fn eventually<T>(f: impl Fn() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(f: impl Fn() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         if let Some(v) = f() {
