@@ -178,6 +178,10 @@ enum Command {
         /// The socket to serve on.
         #[arg(long, default_value = "unix:///run/berth/cri.sock")]
         listen: String,
+        /// Per-registry mirrors and TLS settings, in containerd's certs.d layout
+        /// (HOST/hosts.toml).
+        #[arg(long = "registry-config-path", default_value = "/etc/berth/certs.d")]
+        registry_config: PathBuf,
     },
     /// The per-container monitor (internal).
     #[command(name = "_monitor", hide = true)]
@@ -305,7 +309,7 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
             // on SIGTERM or SIGINT.
             let cri = match cri_listen {
                 Some(l) => {
-                    let opts = cri_options(root)?;
+                    let opts = cri_options(root, registry_config_dir())?;
                     Some(std::thread::spawn(move || berth_cri::run(opts, &l)))
                 }
                 None => None,
@@ -318,17 +322,28 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Cri { listen } => berth_cri::run(cri_options(root)?, &listen).map_err(|e| anyhow::anyhow!(e)),
+        Command::Cri {
+            listen,
+            registry_config,
+        } => berth_cri::run(cri_options(root, registry_config)?, &listen).map_err(|e| anyhow::anyhow!(e)),
         Command::Builder { command } => build::builder(root, &command),
     }
 }
 
 /// The CRI server's options: the data root, and this binary for monitors and execs.
-fn cri_options(root: &std::path::Path) -> anyhow::Result<berth_cri::Options> {
+fn cri_options(root: &std::path::Path, registry_config: PathBuf) -> anyhow::Result<berth_cri::Options> {
     Ok(berth_cri::Options {
         root: root.to_path_buf(),
         exe: std::env::current_exe().map_err(|e| anyhow::anyhow!("finding the berth binary: {e}"))?,
+        registry_config,
     })
+}
+
+/// The certs.d directory `berth pull` reads (`BERTH_REGISTRY_CONFIG`, else the default).
+fn registry_config_dir() -> PathBuf {
+    std::env::var_os("BERTH_REGISTRY_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(berth_engine::images::DEFAULT_HOSTS_DIR))
 }
 
 /// Whether this is the container monitor (`berth [--root R] _monitor ID`) or `berth exec`:

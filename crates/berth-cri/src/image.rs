@@ -69,7 +69,11 @@ pub fn status(store: &ImageStore, spec: Option<&cri::ImageSpec>) -> Result<Optio
 }
 
 /// `PullImage`: returns the image's id.
-pub fn pull(store: &mut ImageStore, req: &cri::PullImageRequest) -> Result<String, Status> {
+pub fn pull(
+    store: &mut ImageStore,
+    req: &cri::PullImageRequest,
+    registry_config: &std::path::Path,
+) -> Result<String, Status> {
     let name = req
         .image
         .as_ref()
@@ -79,6 +83,7 @@ pub fn pull(store: &mut ImageStore, req: &cri::PullImageRequest) -> Result<Strin
     let r = berth_oci::Reference::parse(name)
         .map_err(|e| Status::invalid_argument(format!("image reference {name:?}: {e}")))?;
     let mut opts = PullOptions::default();
+    opts.registry.hosts_dir = Some(registry_config.to_path_buf());
     if let Some(a) = &req.auth {
         if !a.username.is_empty() {
             opts.registry.credentials = Some(Credentials {

@@ -41,6 +41,8 @@ pub struct Options {
     pub root: PathBuf,
     /// The berth binary: monitors and execs are started from it.
     pub exe: PathBuf,
+    /// containerd's `certs.d` directory of per-registry mirrors and TLS settings for pulls.
+    pub registry_config: PathBuf,
 }
 
 /// A server failed to start or stopped with an error.

@@ -324,7 +324,10 @@ impl ImageService for ImageServer {
 
     async fn pull_image(&self, req: Request<cri::PullImageRequest>) -> Res<cri::PullImageResponse> {
         let req = req.into_inner();
-        let image_ref = self.0.run(move |_, _, s| image::pull(s, &req)).await?;
+        let image_ref = self
+            .0
+            .run(move |c, _, s| image::pull(s, &req, &c.opts.registry_config))
+            .await?;
         Ok(Response::new(cri::PullImageResponse { image_ref }))
     }
 

@@ -6,7 +6,7 @@ pub use berth_image::archive::Format;
 pub use berth_image::auth::Credentials;
 pub use berth_image::pull::{Event as PullEvent, PullOptions, Pulled};
 pub use berth_image::push::PushEvent;
-pub use berth_image::registry::Options as RegistryOptions;
+pub use berth_image::registry::{Options as RegistryOptions, DEFAULT_HOSTS_DIR};
 pub use berth_image::store::{Image, ImageStore, Removed};
 pub use berth_image::unpack::decompress;
 pub use berth_image::ImageError;

@@ -16,6 +16,7 @@ pub mod content;
 pub mod db;
 pub mod diff;
 mod error;
+pub mod hosts;
 pub mod model;
 pub mod perms;
 pub mod pull;

@@ -87,14 +87,27 @@ pub fn pull(
     opts: &PullOptions,
     report: &(dyn Fn(Event) + Sync),
 ) -> Result<Pulled> {
-    let reg = Registry::new(reference.domain(), &opts.registry)?;
     let repo = reference.path();
     let wanted = match (reference.digest(), reference.tag()) {
         (Some(d), _) => d.to_string(),
         (None, Some(t)) => t.to_string(),
         (None, None) => "latest".to_string(),
     };
-    let top = reg.manifest(repo, &wanted)?;
+    // The configured mirrors in order, then the registry: the first that has the manifest
+    // serves the whole pull; the last one's error is the pull's.
+    let mut candidates = Registry::for_pull(reference.domain(), &opts.registry)?
+        .into_iter()
+        .peekable();
+    let (reg, top) = loop {
+        let Some(reg) = candidates.next() else {
+            return Err(ImageError::Invalid(format!("no registry endpoint for {reference}")));
+        };
+        match reg.manifest(repo, &wanted) {
+            Ok(top) => break (reg, top),
+            Err(e) if candidates.peek().is_none() => return Err(e),
+            Err(_) => {}
+        }
+    };
     let (manifest_bytes, media_type) = if model::is_index(&top.media_type) {
         let index: Index = model::parse("image index", &top.bytes)?;
         let desc = select(&index, &opts.platform)?;

@@ -32,7 +32,13 @@ pub struct Options {
     /// Credentials given with the request (the daemon's `X-Registry-Auth`, `/auth`); they
     /// take precedence over the config file.
     pub credentials: Option<crate::auth::Credentials>,
+    /// containerd's `certs.d` directory: `HOST/hosts.toml` names mirrors and TLS settings
+    /// per registry ([`crate::hosts`]).
+    pub hosts_dir: Option<std::path::PathBuf>,
 }
+
+/// Where per-registry settings are read from unless `BERTH_REGISTRY_CONFIG` says.
+pub const DEFAULT_HOSTS_DIR: &str = "/etc/berth/certs.d";
 
 impl Options {
     /// Options from the environment: `BERTH_INSECURE_REGISTRIES` (comma separated) and the
@@ -45,10 +51,14 @@ impl Options {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
+        let hosts_dir = std::env::var_os("BERTH_REGISTRY_CONFIG")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::PathBuf::from(DEFAULT_HOSTS_DIR));
         Options {
             insecure,
             auth_file: Some(crate::auth::config_path()),
             credentials: None,
+            hosts_dir: Some(hosts_dir),
         }
     }
 }
@@ -62,6 +72,8 @@ pub struct Registry {
     creds: Option<Credentials>,
     /// Authorization header values by scope.
     tokens: Mutex<HashMap<String, String>>,
+    /// `base` is the API root: paths are given without their `/v2`.
+    override_path: bool,
 }
 
 /// A fetched manifest or index.
@@ -120,7 +132,59 @@ impl Registry {
             base,
             creds,
             tokens: Mutex::new(HashMap::new()),
+            override_path: false,
         })
+    }
+
+    /// A client for `host` reached at a configured endpoint (a mirror, or the server a
+    /// `hosts.toml` names), with the endpoint's TLS settings.
+    pub fn at(host: &str, e: &crate::hosts::Endpoint, opts: &Options) -> Result<Registry> {
+        let mut b = Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .danger_accept_invalid_certs(e.skip_verify);
+        for ca in &e.ca {
+            let pem = std::fs::read(ca).map_err(|err| reg_err(host, format!("reading CA {}: {err}", ca.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|err| reg_err(host, format!("CA {}: {err}", ca.display())))?;
+            b = b.add_root_certificate(cert);
+        }
+        let http = b
+            .build()
+            .map_err(|err| reg_err(host, format!("creating HTTP client: {err}")))?;
+        let creds = match (&opts.credentials, &opts.auth_file) {
+            (Some(c), _) => Some(c.clone()),
+            (None, Some(p)) => crate::auth::lookup(p, host)?,
+            (None, None) => None,
+        };
+        Ok(Registry {
+            http,
+            host: host.to_string(),
+            base: e.base.clone(),
+            creds,
+            tokens: Mutex::new(HashMap::new()),
+            override_path: e.override_path,
+        })
+    }
+
+    /// The clients a pull of `host` tries in order: the endpoints its `hosts.toml` allows
+    /// to pull (mirrors first, then the file's server), then the registry itself unless the
+    /// file names a server.
+    pub fn for_pull(host: &str, opts: &Options) -> Result<Vec<Registry>> {
+        let configured = match &opts.hosts_dir {
+            Some(dir) => crate::hosts::endpoints(dir, host)?,
+            None => crate::hosts::Hosts::default(),
+        };
+        let mut out = configured
+            .endpoints
+            .iter()
+            .filter(|e| e.pull)
+            .map(|e| Registry::at(host, e, opts))
+            .collect::<Result<Vec<_>>>()?;
+        if !configured.has_server {
+            out.push(Registry::new(host, opts)?);
+        }
+        Ok(out)
     }
 
     /// The registry's host name as references spell it.
@@ -129,7 +193,10 @@ impl Registry {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
+        match path.strip_prefix("/v2").filter(|_| self.override_path) {
+            Some(rest) => format!("{}{rest}", self.base),
+            None => format!("{}{}", self.base, path),
+        }
     }
 
     /// Sends a request built by `build`, authenticating on a 401 and retrying once.

@@ -21,11 +21,15 @@ struct Server {
 
 impl Server {
     fn start(b: &Berth) -> Server {
+        Server::start_with(b, &[])
+    }
+
+    fn start_with(b: &Berth, extra: &[&str]) -> Server {
         let socket = b.root.path().join("cri.sock");
-        let child = b
-            .cmd(&["cri", "--listen", &format!("unix://{}", socket.display())])
-            .spawn()
-            .unwrap();
+        let listen = format!("unix://{}", socket.display());
+        let mut args = vec!["cri", "--listen", &listen];
+        args.extend_from_slice(extra);
+        let child = b.cmd(&args).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             assert!(
@@ -539,4 +543,78 @@ fn images_pulled_through_the_cri_are_berths() {
         verbose: false,
     }));
     assert!(st.image.is_none());
+}
+
+#[test]
+fn pulls_go_to_the_mirrors_hosts_toml_names_and_pass_over_one_that_fails() {
+    require_root!();
+    require_tool!("docker-registry");
+    let reg = Registry::start("cri-mirror", Auth::Open);
+    let (b, _img) = with_busybox("cri-mirror");
+    // The mirror holds registry.k8s.io/pause:3.9 under its path; a dead mirror comes first,
+    // and the server is a dead loopback port too, so nothing leaves the machine.
+    b.ok(&["tag", "bb:1", &format!("{}/pause:3.9", reg.host)]);
+    b.ok(&["push", &format!("{}/pause:3.9", reg.host)]);
+    b.ok(&["rmi", &format!("{}/pause:3.9", reg.host)]);
+    let certs = b.root.path().join("certs.d");
+    std::fs::create_dir_all(certs.join("registry.k8s.io")).unwrap();
+    std::fs::write(
+        certs.join("registry.k8s.io/hosts.toml"),
+        format!(
+            "server = \"http://127.0.0.1:1\"\n\n[host.\"http://127.0.0.1:1\"]\n  capabilities = [\"pull\", \"resolve\"]\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            reg.host
+        ),
+    )
+    .unwrap();
+    let srv = Server::start_with(&b, &["--registry-config-path", certs.to_str().unwrap()]);
+    let mut c = srv.client();
+    let id = srv
+        .call(c.images.pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: "registry.k8s.io/pause:3.9".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+        .image_ref;
+    let img = srv
+        .call(c.images.image_status(cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: "registry.k8s.io/pause:3.9".into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        }))
+        .image
+        .unwrap();
+    assert_eq!(img.id, id);
+    assert!(
+        img.repo_tags.contains(&"registry.k8s.io/pause:3.9".to_string()),
+        "{img:?}"
+    );
+    // `berth pull` reads the same files.
+    b.ok(&["rmi", "registry.k8s.io/pause:3.9"]);
+    let o = b
+        .cmd(&["pull", "registry.k8s.io/pause:3.9"])
+        .env("BERTH_REGISTRY_CONFIG", &certs)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(b
+        .ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .contains("registry.k8s.io/pause:3.9"));
+    // With every endpoint dead the pull fails, naming the last one tried.
+    std::fs::write(
+        certs.join("registry.k8s.io/hosts.toml"),
+        "server = \"http://127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let e = srv.fail(c.images.pull_image(cri::PullImageRequest {
+        image: Some(cri::ImageSpec {
+            image: "registry.k8s.io/pause:3.10".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }));
+    assert!(e.message().contains("registry.k8s.io"), "{e:?}");
 }
