@@ -17,7 +17,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 status=0
 BERTH_TEST_ROOT=1 setsid --wait cargo test --workspace --locked || status=$?
 if [ "$status" != 0 ]; then
-  echo "scripts/test.sh: cargo test ended with status $status; the kernel's last messages:" >&2
-  dmesg 2>/dev/null | tail -n 40 >&2 || true
+  echo "scripts/test.sh: cargo test ended with status $status; what the kernel said of killed processes:" >&2
+  dmesg 2>/dev/null | grep -iE "out of memory|killed process|oom-kill|segfault|traps:" | tail -n 20 >&2 || true
   exit "$status"
 fi

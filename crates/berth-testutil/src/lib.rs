@@ -297,9 +297,17 @@ mod tests {
             ],
         ),
         ("berth-api", &["berth-oci", "berth-engine"]),
+        ("berth-cri", &["berth-oci", "berth-engine"]),
         (
             "berth",
-            &["berth-oci", "berth-api", "berth-engine", "berth-runtime", "berth-image"],
+            &[
+                "berth-oci",
+                "berth-api",
+                "berth-cri",
+                "berth-engine",
+                "berth-runtime",
+                "berth-image",
+            ],
         ),
     ];
 
