@@ -87,6 +87,32 @@ pub struct Fetched {
     pub digest: Digest,
 }
 
+/// The HTTP client for a registry: optionally without certificate checks, or trusting extra
+/// CA certificates (PEM files).
+fn http_client(host: &str, skip_verify: bool, cas: &[std::path::PathBuf]) -> Result<Client> {
+    let mut b = Client::builder()
+        .connect_timeout(Duration::from_secs(30))
+        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        .danger_accept_invalid_certs(skip_verify);
+    for ca in cas {
+        let pem = std::fs::read(ca).map_err(|err| reg_err(host, format!("reading CA {}: {err}", ca.display())))?;
+        let cert =
+            reqwest::Certificate::from_pem(&pem).map_err(|err| reg_err(host, format!("CA {}: {err}", ca.display())))?;
+        b = b.add_root_certificate(cert);
+    }
+    b.build()
+        .map_err(|err| reg_err(host, format!("creating HTTP client: {err}")))
+}
+
+/// The credentials for `host`: the request's, else the config file's.
+fn credentials(host: &str, opts: &Options) -> Result<Option<Credentials>> {
+    match (&opts.credentials, &opts.auth_file) {
+        (Some(c), _) => Ok(Some(c.clone())),
+        (None, Some(p)) => crate::auth::lookup(p, host),
+        (None, None) => Ok(None),
+    }
+}
+
 fn is_loopback(host: &str) -> bool {
     let h = host
         .rsplit_once(':')
@@ -103,16 +129,8 @@ impl Registry {
         } else {
             host.to_string()
         };
-        let http = Client::builder()
-            .connect_timeout(Duration::from_secs(30))
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| reg_err(host, format!("creating HTTP client: {e}")))?;
-        let creds = match (&opts.credentials, &opts.auth_file) {
-            (Some(c), _) => Some(c.clone()),
-            (None, Some(p)) => crate::auth::lookup(p, host)?,
-            (None, None) => None,
-        };
+        let http = http_client(host, false, &[])?;
+        let creds = credentials(host, opts)?;
         let insecure = opts.insecure.iter().any(|i| i == host) || is_loopback(host);
         let base = if insecure {
             // Docker's rule for insecure registries: HTTPS if it answers, else plain HTTP.
@@ -139,24 +157,8 @@ impl Registry {
     /// A client for `host` reached at a configured endpoint (a mirror, or the server a
     /// `hosts.toml` names), with the endpoint's TLS settings.
     pub fn at(host: &str, e: &crate::hosts::Endpoint, opts: &Options) -> Result<Registry> {
-        let mut b = Client::builder()
-            .connect_timeout(Duration::from_secs(30))
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-            .danger_accept_invalid_certs(e.skip_verify);
-        for ca in &e.ca {
-            let pem = std::fs::read(ca).map_err(|err| reg_err(host, format!("reading CA {}: {err}", ca.display())))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|err| reg_err(host, format!("CA {}: {err}", ca.display())))?;
-            b = b.add_root_certificate(cert);
-        }
-        let http = b
-            .build()
-            .map_err(|err| reg_err(host, format!("creating HTTP client: {err}")))?;
-        let creds = match (&opts.credentials, &opts.auth_file) {
-            (Some(c), _) => Some(c.clone()),
-            (None, Some(p)) => crate::auth::lookup(p, host)?,
-            (None, None) => None,
-        };
+        let http = http_client(host, e.skip_verify, &e.ca)?;
+        let creds = credentials(host, opts)?;
         Ok(Registry {
             http,
             host: host.to_string(),

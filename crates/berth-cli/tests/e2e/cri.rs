@@ -54,6 +54,15 @@ impl Server {
         self.rt.block_on(f).unwrap().into_inner()
     }
 
+    /// The image a name or id is, as `ImageStatus` says (none: not in the store).
+    fn image(&self, c: &mut Client, name: &str) -> Option<cri::Image> {
+        self.call(c.images.image_status(cri::ImageStatusRequest {
+            image: Some(spec(name)),
+            verbose: false,
+        }))
+        .image
+    }
+
     fn fail<T: std::fmt::Debug>(
         &self,
         f: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -69,6 +78,13 @@ impl Drop for Server {
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }
         let _ = self.child.wait();
+    }
+}
+
+fn spec(image: &str) -> cri::ImageSpec {
+    cri::ImageSpec {
+        image: image.into(),
+        ..Default::default()
     }
 }
 
@@ -135,16 +151,7 @@ fn a_sandbox_and_its_container_live_and_go_through_the_cri() {
     assert_eq!(rc.linux.unwrap().cgroup_driver, cri::CgroupDriver::Cgroupfs as i32);
 
     // The image berth imported is the CRI's too.
-    let img = srv
-        .call(c.images.image_status(cri::ImageStatusRequest {
-            image: Some(cri::ImageSpec {
-                image: "bb:1".into(),
-                ..Default::default()
-            }),
-            verbose: false,
-        }))
-        .image
-        .unwrap();
+    let img = srv.image(&mut c, "bb:1").unwrap();
     assert!(img.id.starts_with("sha256:"), "{img:?}");
     assert!(img.repo_tags.iter().any(|t| t.ends_with("bb:1")), "{img:?}");
 
@@ -495,16 +502,9 @@ fn images_pulled_through_the_cri_are_berths() {
     b.ok(&["rmi", &name]);
     let srv = Server::start(&b);
     let mut c = srv.client();
-    let spec = cri::ImageSpec {
-        image: name.clone(),
-        ..Default::default()
-    };
+    let spec = spec(&name);
     // Not there yet: no image, and no error.
-    let st = srv.call(c.images.image_status(cri::ImageStatusRequest {
-        image: Some(spec.clone()),
-        verbose: false,
-    }));
-    assert!(st.image.is_none());
+    assert!(srv.image(&mut c, &name).is_none());
     let pulled = srv
         .call(c.images.pull_image(cri::PullImageRequest {
             image: Some(spec.clone()),
@@ -538,11 +538,7 @@ fn images_pulled_through_the_cri_are_berths() {
     }
     // As containerd's, a removal takes every name of the image (bb:1 is the same image).
     assert!(!b.ok(&["images", "-q", "--no-trunc"]).contains(&pulled));
-    let st = srv.call(c.images.image_status(cri::ImageStatusRequest {
-        image: Some(spec),
-        verbose: false,
-    }));
-    assert!(st.image.is_none());
+    assert!(srv.image(&mut c, &name).is_none());
 }
 
 #[test]
@@ -577,16 +573,7 @@ fn pulls_go_to_the_mirrors_hosts_toml_names_and_pass_over_one_that_fails() {
             ..Default::default()
         }))
         .image_ref;
-    let img = srv
-        .call(c.images.image_status(cri::ImageStatusRequest {
-            image: Some(cri::ImageSpec {
-                image: "registry.k8s.io/pause:3.9".into(),
-                ..Default::default()
-            }),
-            verbose: false,
-        }))
-        .image
-        .unwrap();
+    let img = srv.image(&mut c, "registry.k8s.io/pause:3.9").unwrap();
     assert_eq!(img.id, id);
     assert!(
         img.repo_tags.contains(&"registry.k8s.io/pause:3.9".to_string()),
