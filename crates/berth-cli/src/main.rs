@@ -305,22 +305,22 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
                 .map(|h| berth_api::parse_listen(h, tls.as_ref()))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow::anyhow!(e))?;
-            // The CRI server runs beside the API's, on its own thread and runtime; both end
-            // on SIGTERM or SIGINT.
+            // The CRI server runs beside the API's, on its own thread and runtime; the API
+            // server takes SIGTERM or SIGINT and the CRI's is stopped after it.
             let cri = match cri_listen {
                 Some(l) => {
+                    // The schema made once, before two servers open the database at once.
+                    berth_engine::store::Engine::open(root)?;
                     let opts = cri_options(root, registry_config_dir())?;
-                    Some(std::thread::spawn(move || berth_cri::run(opts, &l)))
+                    Some(berth_cri::Background::start(opts, &l).map_err(|e| anyhow::anyhow!(e))?)
                 }
                 None => None,
             };
-            berth_api::serve(root, &listen).map_err(|e| anyhow::anyhow!(e))?;
-            if let Some(t) = cri {
-                t.join()
-                    .map_err(|_| anyhow::anyhow!("the CRI server panicked"))?
-                    .map_err(|e| anyhow::anyhow!(e))?;
+            let served = berth_api::serve(root, &listen).map_err(|e| anyhow::anyhow!(e));
+            if let Some(c) = cri {
+                c.stop().map_err(|e| anyhow::anyhow!(e))?;
             }
-            Ok(())
+            served
         }
         Command::Cri {
             listen,

@@ -203,8 +203,58 @@ pub(crate) fn now_nanos() -> i64 {
     i64::try_from(berth_oci::time::now_nanos()).unwrap_or(0)
 }
 
-/// `berth cri`: serves on `path` (a path, or `unix://PATH`) until SIGTERM or SIGINT.
+/// `berth cri`: serves on `listen` (a path, or `unix://PATH`) until SIGTERM or SIGINT.
 pub fn run(opts: Options, listen: &str) -> Result<(), CriError> {
+    serve_blocking(opts, listen, None)
+}
+
+/// A server on a thread of its own, stopped by [`Background::stop`] (`berth daemon
+/// --cri-listen`: the daemon's API server owns the signals).
+#[derive(Debug)]
+pub struct Background {
+    stop: Arc<tokio::sync::Notify>,
+    thread: std::thread::JoinHandle<Result<(), CriError>>,
+}
+
+impl Background {
+    /// Starts serving on `listen` in a new thread; returns once the socket answers, or with
+    /// the server's error if it could not start.
+    pub fn start(opts: Options, listen: &str) -> Result<Background, CriError> {
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let s = stop.clone();
+        let path = PathBuf::from(listen.strip_prefix("unix://").unwrap_or(listen));
+        let listen = listen.to_string();
+        let thread = std::thread::spawn(move || serve_blocking(opts, &listen, Some(s)));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&path).is_err() {
+            if thread.is_finished() || std::time::Instant::now() > deadline {
+                return Background { stop, thread }.stop().and_then(|()| {
+                    Err(CriError::Listen {
+                        path,
+                        source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+                    })
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Ok(Background { stop, thread })
+    }
+
+    /// Stops the server and waits for it; its error, if it failed.
+    pub fn stop(self) -> Result<(), CriError> {
+        // A permit is kept if the server is not waiting yet: the stop is never lost.
+        self.stop.notify_one();
+        self.thread.join().unwrap_or_else(|_| {
+            Err(CriError::Listen {
+                path: PathBuf::new(),
+                source: std::io::Error::other("the CRI server's thread panicked"),
+            })
+        })
+    }
+}
+
+/// Serves until `stop` is notified, or (none given) until SIGTERM or SIGINT.
+fn serve_blocking(opts: Options, listen: &str, stop: Option<Arc<tokio::sync::Notify>>) -> Result<(), CriError> {
     let path = PathBuf::from(listen.strip_prefix("unix://").unwrap_or(listen));
     let io = |source| CriError::Listen {
         path: path.clone(),
@@ -219,6 +269,9 @@ pub fn run(opts: Options, listen: &str) -> Result<(), CriError> {
         .build()
         .map_err(io)?;
     rt.block_on(async {
+        if let Some(n) = stop {
+            return serve(opts, &path, async move { n.notified().await }).await;
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(io)?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(io)?;
         let stop = async move {

@@ -605,3 +605,59 @@ fn pulls_go_to_the_mirrors_hosts_toml_names_and_pass_over_one_that_fails() {
     }));
     assert!(e.message().contains("registry.k8s.io"), "{e:?}");
 }
+
+#[test]
+fn the_daemon_serves_the_cri_beside_the_docker_api_and_stops_both() {
+    require_root!();
+    let b = Berth::new("cri-daemon");
+    let api = b.root.path().join("api.sock");
+    let socket = b.root.path().join("cri.sock");
+    // Killed (by its pid) and reaped if the test fails before it stops.
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = b
+        .cmd(&[
+            "daemon",
+            "-H",
+            &format!("unix://{}", api.display()),
+            "--cri-listen",
+            &format!("unix://{}", socket.display()),
+        ])
+        .spawn()
+        .map(Reaped)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() || !api.exists() {
+        assert!(Instant::now() < deadline, "the daemon never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut c = rt.block_on(connect(&socket)).unwrap();
+    let v = rt
+        .block_on(c.runtime.version(cri::VersionRequest::default()))
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.runtime_name, "berth");
+    drop(c);
+    // SIGTERM ends both servers, their sockets gone.
+    // SAFETY: a signal to the daemon this test started (a positive pid).
+    unsafe { libc::kill(i32::try_from(child.0.id()).unwrap(), libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the daemon did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!socket.exists() && !api.exists());
+}
