@@ -89,6 +89,8 @@ struct Healthcheck {
 #[serde(rename_all = "PascalCase", default)]
 struct HostConfig {
     annotations: Option<std::collections::BTreeMap<String, String>>,
+    sysctls: Option<std::collections::BTreeMap<String, String>>,
+    oom_score_adj: Option<i32>,
     memory: Option<i64>,
     memory_swap: Option<i64>,
     memory_reservation: Option<i64>,
@@ -474,6 +476,8 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
         cap_drop: hc.cap_drop.unwrap_or_default(),
         privileged: hc.privileged.unwrap_or(false),
         security_opt: hc.security_opt.unwrap_or_default(),
+        sysctls: hc.sysctls.unwrap_or_default(),
+        oom_score_adj: hc.oom_score_adj.unwrap_or(0),
         ulimits: hc.ulimits.unwrap_or_default(),
         memory_reservation: hc.memory_reservation.unwrap_or(0),
         memory_swap: hc.memory_swap.unwrap_or(0),

@@ -228,6 +228,12 @@ pub struct CreateArgs {
     /// Ulimit options (name=soft[:hard]).
     #[arg(long)]
     pub ulimit: Vec<String>,
+    /// Sysctl options (name=value).
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// Tune the host's OOM preferences (-1000 to 1000).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub oom_score_adj: i32,
     /// Optional parent cgroup for the container.
     #[arg(long)]
     pub cgroup_parent: Option<String>,
@@ -356,6 +362,20 @@ pub(crate) fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
         security_opt: a.security_opt.clone(),
+        sysctls: a
+            .sysctl
+            .iter()
+            .map(|s| {
+                s.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .ok_or_else(|| {
+                        usage(format!(
+                            "invalid argument \"{s}\" for \"--sysctl\" flag: not name=value"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        oom_score_adj: a.oom_score_adj,
         ulimits: a
             .ulimit
             .iter()

@@ -101,6 +101,8 @@ fn apply_resources(o: &mut CreateOptions, r: &cri::LinuxContainerResources) -> R
         o.nano_cpus = r.cpu_quota.saturating_mul(1_000_000_000) / period;
     }
     o.cpuset_cpus = r.cpuset_cpus.clone();
+    o.oom_score_adj = i32::try_from(r.oom_score_adj)
+        .map_err(|_| Status::invalid_argument(format!("oom_score_adj {} is out of range", r.oom_score_adj)))?;
     if r.memory_swap_limit_in_bytes != 0 {
         o.memory_swap = r.memory_swap_limit_in_bytes;
     }
@@ -203,6 +205,9 @@ pub fn create(engine: &Engine, images: &mut ImageStore, req: cri::CreateContaine
     o.cri_log_path = Some(log_path.clone()).filter(|p| !p.is_empty());
     let made = berth_engine::create::create(engine, images, &o).map_err(engine_status)?;
     let id = made.record.id;
+    for w in &made.warnings {
+        eprintln!("berth cri: container {id}: {w}");
+    }
     let m = ContainerMeta {
         sandbox_id: pod.id.clone(),
         metadata: md,

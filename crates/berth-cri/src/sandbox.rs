@@ -11,6 +11,9 @@ use tonic::Status;
 use crate::meta::{self, SandboxMeta};
 use crate::{engine_status, nanos, Cri};
 
+/// The infra's OOM score, as containerd gives sandboxes: the last process to kill.
+const SANDBOX_OOM_SCORE_ADJ: i32 = -998;
+
 /// The pod's name: the sandbox's metadata, as the kubelet's names are unique by it.
 fn pod_name(m: &cri::PodSandboxMetadata) -> String {
     format!("k8s_{}_{}_{}_{}", m.name, m.namespace, m.uid, m.attempt)
@@ -81,6 +84,11 @@ fn pod_options(c: &cri::PodSandboxConfig, name: String) -> Result<PodOptions, St
     {
         o.cgroup_parent = Some(parent.to_string());
     }
+    // The pod's sysctls are set where its namespaces are made: in the infra.
+    if let Some(l) = &c.linux {
+        o.infra.sysctls = meta::tree(&l.sysctls);
+    }
+    o.infra.oom_score_adj = SANDBOX_OOM_SCORE_ADJ;
     Ok(o)
 }
 
@@ -155,6 +163,14 @@ pub fn run(
                 config.log_directory
             )))
         })?;
+    }
+    if let Ok(infra) = engine.resolve(&pod.infra_id) {
+        if infra.oom_score_adj != SANDBOX_OOM_SCORE_ADJ {
+            eprintln!(
+                "berth cri: sandbox {}: oom_score_adj {SANDBOX_OOM_SCORE_ADJ} needs CAP_SYS_RESOURCE: clamped to {}",
+                pod.id, infra.oom_score_adj
+            );
+        }
     }
     pods::start(engine, &pod.id, &cri.opts.exe).map_err(|e| undo(engine_status(e)))?;
     Ok(pod.id)

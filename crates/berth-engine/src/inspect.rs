@@ -131,7 +131,6 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "IpcMode": if r.ipc_mode.is_empty() { "private" } else { r.ipc_mode.as_str() },
             "Cgroup": "",
             "Links": null,
-            "OomScoreAdj": 0,
             "PidMode": r.pid_mode,
             "Privileged": r.privileged,
             "PublishAllPorts": false,
@@ -223,6 +222,10 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
     });
     if !r.annotations.is_empty() {
         v["HostConfig"]["Annotations"] = json!(r.annotations);
+    }
+    v["HostConfig"]["OomScoreAdj"] = json!(r.oom_score_adj);
+    if !r.sysctls.is_empty() {
+        v["HostConfig"]["Sysctls"] = json!(r.sysctls);
     }
     // Docker's State.Health: present (from the start, as `starting`) only for a container
     // with a health check.

@@ -283,6 +283,12 @@ pub struct Record {
     /// `--security-opt seccomp=`: `unconfined`, or a profile's JSON; empty for the default.
     #[serde(default)]
     pub seccomp: String,
+    /// `--sysctl`: namespaced kernel parameters set in the container.
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+    /// `--oom-score-adj` (clamped at create to berth's own where lowering is not allowed).
+    #[serde(default)]
+    pub oom_score_adj: i32,
     /// `--security-opt no-new-privileges`.
     #[serde(default)]
     pub no_new_privileges: bool,

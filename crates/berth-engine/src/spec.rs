@@ -550,7 +550,7 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
             "cwd": cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "noNewPrivileges": r.no_new_privileges,
-            "oomScoreAdj": 0
+            "oomScoreAdj": r.oom_score_adj
         },
         "root": {"path": rootfs.display().to_string(), "readonly": r.read_only},
         "hostname": if r.uts_mode.is_empty() { Some(&r.hostname) } else { None },
@@ -578,6 +578,9 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
     });
     if let Some(ms) = spec["mounts"].as_array_mut() {
         ms.extend(user_mounts);
+    }
+    if !r.sysctls.is_empty() {
+        spec["linux"]["sysctl"] = json!(r.sysctls);
     }
     // The nodes; their cgroup rules are in `resources`.
     let nodes = device_nodes(r)?;

@@ -104,6 +104,10 @@ fn sandbox_config(name: &str, logs: &std::path::Path) -> cri::PodSandboxConfig {
         log_directory: logs.display().to_string(),
         labels: labels(&[("app", name), ("tier", "test")]),
         annotations: labels(&[("note", "from the test")]),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            sysctls: labels(&[("kernel.shmmni", "1234"), ("net.ipv4.ping_group_range", "0 0")]),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -126,6 +130,13 @@ fn container_config(name: &str, image: &str, args: &[&str]) -> cri::ContainerCon
         }],
         labels: labels(&[("role", name)]),
         log_path: format!("{name}.log"),
+        linux: Some(cri::LinuxContainerConfig {
+            resources: Some(cri::LinuxContainerResources {
+                oom_score_adj: 500,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -259,6 +270,22 @@ fn a_sandbox_and_its_container_live_and_go_through_the_cri() {
     assert_eq!(String::from_utf8_lossy(&x.stdout).trim(), "web");
     assert_eq!(String::from_utf8_lossy(&x.stderr).trim(), "hello");
     assert_eq!(x.exit_code, 3);
+    // The pod's sysctls hold in its namespaces; the container's OOM score is its own.
+    let x = srv.call(c.runtime.exec_sync(cri::ExecSyncRequest {
+        container_id: cid.clone(),
+        cmd: vec![
+            "cat".into(),
+            "/proc/sys/kernel/shmmni".into(),
+            "/proc/sys/net/ipv4/ping_group_range".into(),
+        ],
+        timeout: 10,
+    }));
+    let out = String::from_utf8_lossy(&x.stdout);
+    let got: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(got, ["1234", "0", "0"], "{out}");
+    let pid = b.ok(&["inspect", "-f", "{{.State.Pid}}", &cid]);
+    let adj = std::fs::read_to_string(format!("/proc/{}/oom_score_adj", pid.trim())).unwrap();
+    assert_eq!(adj.trim(), "500");
     let e = srv.fail(c.runtime.exec_sync(cri::ExecSyncRequest {
         container_id: cid.clone(),
         cmd: vec!["sleep".into(), "5".into()],

@@ -560,3 +560,85 @@ fn a_late_keeper_leaves_a_later_run_to_its_own_monitor() {
     assert_eq!(b.ok(&["inspect", "-f", "{{.State.ExitCode}}", &id]).trim(), "137");
     b.ok(&["rm", &id]);
 }
+
+#[test]
+fn sysctls_and_the_oom_score_are_set_and_checked() {
+    require_root!();
+    let (b, _img) = with_busybox("sysctl");
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--sysctl",
+        "kernel.shmmni=1234",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "--oom-score-adj",
+        "300",
+        "bb:1",
+        "cat",
+        "/proc/sys/kernel/shmmni",
+        "/proc/sys/net/ipv4/ip_forward",
+        "/proc/self/oom_score_adj",
+    ]);
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["1234", "1", "300"]);
+    // The host's values are untouched.
+    let host = std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap();
+    assert_ne!(host.trim(), "1234");
+    let id = b.ok(&[
+        "create",
+        "--sysctl",
+        "kernel.sem=250 32000 32 128",
+        "--oom-score-adj",
+        "7",
+        "bb:1",
+    ]);
+    assert_eq!(
+        b.ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.OomScoreAdj}} {{index .HostConfig.Sysctls \"kernel.sem\"}}",
+            id.trim()
+        ])
+        .trim(),
+        "7 250 32000 32 128"
+    );
+    // Not namespaced, the host's namespace, or out of range: refused, nothing made.
+    let before = b.ok(&["ps", "-aq"]);
+    for args in [
+        &["--sysctl", "kernel.hostname=x"][..],
+        &["--sysctl", "vm.swappiness=1"],
+        &["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"],
+        &["--ipc", "host", "--sysctl", "kernel.shmmni=10"],
+        &["--sysctl", "noequals"],
+        &["--oom-score-adj", "1001"],
+    ] {
+        let mut full = vec!["create"];
+        full.extend_from_slice(args);
+        full.push("bb:1");
+        let o = b.out(&full);
+        assert_eq!(o.status.code(), Some(125), "{args:?}: {o:?}");
+        assert!(!o.stderr.is_empty(), "{args:?}");
+    }
+    assert_eq!(b.ok(&["ps", "-aq"]), before);
+    // Lower than berth's own without CAP_SYS_RESOURCE: clamped, with a warning.
+    let own: i32 = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let o = b.out(&[
+        "run",
+        "--rm",
+        "--oom-score-adj",
+        "-1000",
+        "bb:1",
+        "cat",
+        "/proc/self/oom_score_adj",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let got: i32 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+    assert!(
+        got == -1000 || (got == own && String::from_utf8_lossy(&o.stderr).contains("CAP_SYS_RESOURCE")),
+        "{o:?}"
+    );
+}
