@@ -12,6 +12,7 @@
 
 pub mod client;
 mod container;
+mod events;
 mod image;
 mod meta;
 mod sandbox;

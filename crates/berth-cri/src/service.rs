@@ -278,7 +278,7 @@ impl RuntimeService for RuntimeServer {
         Pin<Box<dyn tokio_stream::Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send + 'static>>;
 
     async fn get_container_events(&self, _req: Request<cri::GetEventsRequest>) -> Res<Self::GetContainerEventsStream> {
-        Err(not_yet("GetContainerEvents"))
+        Ok(Response::new(Box::pin(crate::events::subscribe(&self.0).await?)))
     }
 
     async fn list_metric_descriptors(

@@ -222,6 +222,8 @@ fn a_sandbox_and_its_container_live_and_go_through_the_cri() {
         vec![other.clone()]
     );
 
+    // Container events from here on, read at the end.
+    let mut events = srv.call(c.runtime.get_container_events(cri::GetEventsRequest::default()));
     // A container in it: created, started, exec'd into, stopped.
     let cid = srv
         .call(c.runtime.create_container(cri::CreateContainerRequest {
@@ -395,6 +397,33 @@ fn a_sandbox_and_its_container_live_and_go_through_the_cri() {
     assert!(listed(cri::PodSandboxFilter::default()).is_empty());
     assert_eq!(b.ok(&["pod", "ps", "-q"]), "");
     assert_eq!(b.ok(&["ps", "-aq"]), "");
+
+    // The container's life as events, in order, each with its sandbox (the infra's own
+    // are not the CRI's containers).
+    let mut seen = Vec::new();
+    while seen.last() != Some(&(cri::ContainerEventType::ContainerDeletedEvent as i32)) {
+        let next = srv
+            .rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), events.message()).await })
+            .expect("an event within 10 s")
+            .unwrap()
+            .expect("the stream goes on");
+        assert_eq!(next.container_id, cid, "{next:?}");
+        if next.container_event_type != cri::ContainerEventType::ContainerDeletedEvent as i32 {
+            assert_eq!(next.pod_sandbox_status.as_ref().unwrap().id, sid);
+            assert_eq!(next.containers_statuses.len(), 1);
+        }
+        seen.push(next.container_event_type);
+    }
+    assert_eq!(
+        seen,
+        [
+            cri::ContainerEventType::ContainerCreatedEvent as i32,
+            cri::ContainerEventType::ContainerStartedEvent as i32,
+            cri::ContainerEventType::ContainerStoppedEvent as i32,
+            cri::ContainerEventType::ContainerDeletedEvent as i32,
+        ]
+    );
 }
 
 #[test]
