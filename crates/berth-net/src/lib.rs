@@ -4,6 +4,7 @@
 //! into the bridge, an address from the network's subnet, a default route; outbound NAT,
 //! published ports and isolation between networks in berth's own nftables table.
 //!
+//! - [`cni`]: CNI configuration lists and their plugins (ADD, CHECK, DEL, cached results);
 //! - [`ipam`]: IPv4 subnets and address allocation (the leases themselves are stored by
 //!   the engine, in its database);
 //! - [`netns`]: persistent network namespaces, and running code inside one;
@@ -14,6 +15,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod cni;
 pub mod ipam;
 pub mod link;
 pub mod netns;
