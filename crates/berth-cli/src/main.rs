@@ -182,6 +182,13 @@ enum Command {
         /// (HOST/hosts.toml).
         #[arg(long = "registry-config-path", default_value = "/etc/berth/certs.d")]
         registry_config: PathBuf,
+        /// Where the CNI network configuration is (the first file by name is used; none:
+        /// sandboxes are on berth's default bridge).
+        #[arg(long = "cni-conf-dir", default_value = DEFAULT_CNI_CONF_DIR)]
+        cni_conf_dir: PathBuf,
+        /// Where CNI plugins are, comma separated, searched in order.
+        #[arg(long = "cni-bin-dir", default_value = DEFAULT_CNI_BIN_DIRS)]
+        cni_bin_dir: String,
     },
     /// The per-container monitor (internal).
     #[command(name = "_monitor", hide = true)]
@@ -311,7 +318,12 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
                 Some(l) => {
                     // The schema made once, before two servers open the database at once.
                     berth_engine::store::Engine::open(root)?;
-                    let opts = cri_options(root, registry_config_dir())?;
+                    let opts = cri_options(
+                        root,
+                        registry_config_dir(),
+                        PathBuf::from(DEFAULT_CNI_CONF_DIR),
+                        DEFAULT_CNI_BIN_DIRS,
+                    )?;
                     Some(berth_cri::Background::start(opts, &l).map_err(|e| anyhow::anyhow!(e))?)
                 }
                 None => None,
@@ -325,19 +337,40 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
         Command::Cri {
             listen,
             registry_config,
-        } => berth_cri::run(cri_options(root, registry_config)?, &listen).map_err(|e| anyhow::anyhow!(e)),
+            cni_conf_dir,
+            cni_bin_dir,
+        } => berth_cri::run(cri_options(root, registry_config, cni_conf_dir, &cni_bin_dir)?, &listen)
+            .map_err(|e| anyhow::anyhow!(e)),
         Command::Builder { command } => build::builder(root, &command),
     }
 }
 
 /// The CRI server's options: the data root, and this binary for monitors and execs.
-fn cri_options(root: &std::path::Path, registry_config: PathBuf) -> anyhow::Result<berth_cri::Options> {
+fn cri_options(
+    root: &std::path::Path,
+    registry_config: PathBuf,
+    cni_conf_dir: PathBuf,
+    cni_bin_dirs: &str,
+) -> anyhow::Result<berth_cri::Options> {
     Ok(berth_cri::Options {
         root: root.to_path_buf(),
         exe: std::env::current_exe().map_err(|e| anyhow::anyhow!("finding the berth binary: {e}"))?,
         registry_config,
+        cni: berth_engine::cni::CniOptions {
+            conf_dir: cni_conf_dir,
+            bin_dirs: cni_bin_dirs
+                .split(',')
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+        },
     })
 }
+
+/// The CNI configuration directory the kubelet's runtimes read.
+const DEFAULT_CNI_CONF_DIR: &str = "/etc/cni/net.d";
+/// Where CNI plugins are installed: the upstream place, then Debian's.
+const DEFAULT_CNI_BIN_DIRS: &str = "/opt/cni/bin,/usr/lib/cni";
 
 /// The certs.d directory `berth pull` reads (`BERTH_REGISTRY_CONFIG`, else the default).
 fn registry_config_dir() -> PathBuf {

@@ -44,6 +44,9 @@ pub struct Options {
     pub exe: PathBuf,
     /// containerd's `certs.d` directory of per-registry mirrors and TLS settings for pulls.
     pub registry_config: PathBuf,
+    /// Where sandboxes' networks come from: the first CNI configuration there (none: berth's
+    /// default bridge).
+    pub cni: berth_engine::cni::CniOptions,
 }
 
 /// A server failed to start or stopped with an error.

@@ -20,6 +20,12 @@ pub struct SandboxMeta {
     /// The runtime handler asked for.
     #[serde(default)]
     pub runtime_handler: String,
+    /// Its network from CNI plugins (none: berth's default bridge, or the node's).
+    #[serde(default)]
+    pub network: Option<berth_engine::cni::PodNetwork>,
+    /// The CNI network was torn down (the sandbox stopped).
+    #[serde(default)]
+    pub torn_down: bool,
 }
 
 /// A container's CRI side.

@@ -117,6 +117,39 @@ fn port_spec(p: &cri::PortMapping) -> Result<PortSpec, Status> {
     PortSpec::parse(&spec).map_err(engine_status)
 }
 
+/// The port mappings as the portmap plugin's `runtimeConfig` takes them.
+fn port_mappings(c: &cri::PodSandboxConfig) -> serde_json::Value {
+    serde_json::Value::Array(
+        c.port_mappings
+            .iter()
+            .filter(|p| p.host_port > 0)
+            .map(|p| {
+                let proto = if p.protocol == cri::Protocol::Udp as i32 {
+                    "udp"
+                } else {
+                    "tcp"
+                };
+                serde_json::json!({
+                    "hostPort": p.host_port,
+                    "containerPort": p.container_port,
+                    "protocol": proto,
+                    "hostIP": p.host_ip,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Tears the sandbox's CNI network down once (its DEL, its namespace), recording that.
+fn release_network(cri: &Cri, engine: &Engine, pod: &Pod, m: &mut SandboxMeta) -> Result<(), Status> {
+    if let (Some(n), false) = (&m.network, m.torn_down) {
+        berth_engine::cni::teardown(engine, &cri.opts.cni, n).map_err(engine_status)?;
+        m.torn_down = true;
+        meta::save_sandbox(engine, &pod.infra_id, m)?;
+    }
+    Ok(())
+}
+
 /// `RunPodSandbox`: the pod made and its infra started; nothing is left if either fails.
 pub fn run(
     cri: &Cri,
@@ -141,10 +174,39 @@ pub fn run(
             md.namespace, md.name, md.attempt
         )));
     }
-    let opts = pod_options(&config, name)?;
-    let pod = pods::create(engine, images, &opts).map_err(engine_status)?;
+    let mut opts = pod_options(&config, name.clone())?;
+    // A network from the CNI plugins, in a namespace the infra joins; the port mappings go
+    // to the plugins (portmap) instead of berth's own publishing.
+    let network = if ns_mode(namespace_options(&config).network) == cri::NamespaceMode::Node {
+        None
+    } else {
+        let args = [
+            ("K8S_POD_NAMESPACE", md.namespace.as_str()),
+            ("K8S_POD_NAME", md.name.as_str()),
+            ("K8S_POD_INFRA_CONTAINER_ID", name.as_str()),
+            ("K8S_POD_UID", md.uid.as_str()),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        berth_engine::cni::setup(engine, &cri.opts.cni, &name, &args, port_mappings(&config)).map_err(engine_status)?
+    };
+    if let Some(n) = &network {
+        opts.infra.network = NetworkMode::Path(n.netns.display().to_string());
+        opts.infra.publish.clear();
+    }
+    let pod = match pods::create(engine, images, &opts) {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(n) = &network {
+                let _ = berth_engine::cni::teardown(engine, &cri.opts.cni, n);
+            }
+            return Err(engine_status(e));
+        }
+    };
     let undo = |e: Status| {
         let _ = pods::remove(engine, &pod.id, true);
+        if let Some(n) = &network {
+            let _ = berth_engine::cni::teardown(engine, &cri.opts.cni, n);
+        }
         e
     };
     meta::save_sandbox(
@@ -153,6 +215,8 @@ pub fn run(
         &SandboxMeta {
             config: config.clone(),
             runtime_handler: req.runtime_handler.clone(),
+            network: network.clone(),
+            torn_down: false,
         },
     )
     .map_err(undo)?;
@@ -186,24 +250,27 @@ pub fn get(engine: &Engine, id: &str) -> Result<(Pod, SandboxMeta), Status> {
     Ok((pod, m))
 }
 
-/// `StopPodSandbox`: its containers and infra stopped (a sandbox already gone is stopped).
-pub fn stop(engine: &Engine, id: &str) -> Result<(), Status> {
-    let (pod, _) = match get(engine, id) {
+/// `StopPodSandbox`: its containers and infra stopped, its CNI network torn down (a
+/// sandbox already gone is stopped).
+pub fn stop(cri: &Cri, engine: &Engine, id: &str) -> Result<(), Status> {
+    let (pod, mut m) = match get(engine, id) {
         Ok(p) => p,
         Err(e) if e.code() == tonic::Code::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
     pods::stop(engine, &pod.id, Some(0)).map_err(engine_status)?;
-    Ok(())
+    release_network(cri, engine, &pod, &mut m)
 }
 
 /// `RemovePodSandbox`: the pod and its containers (a sandbox already gone is removed).
-pub fn remove(engine: &Engine, id: &str) -> Result<(), Status> {
-    let (pod, _) = match get(engine, id) {
+pub fn remove(cri: &Cri, engine: &Engine, id: &str) -> Result<(), Status> {
+    let (pod, mut m) = match get(engine, id) {
         Ok(p) => p,
         Err(e) if e.code() == tonic::Code::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
+    pods::stop(engine, &pod.id, Some(0)).map_err(engine_status)?;
+    release_network(cri, engine, &pod, &mut m)?;
     pods::remove(engine, &pod.id, true).map_err(engine_status)?;
     Ok(())
 }
@@ -221,16 +288,18 @@ pub fn status(engine: &Engine, id: &str) -> Result<cri::PodSandboxStatus, Status
     let (pod, m) = get(engine, id)?;
     let st = engine.state(&pod.infra_id);
     let nso = namespace_options(&m.config);
-    let ip = st.net.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
+    let ips = match &m.network {
+        Some(n) => n.ips.clone(),
+        None => st.net.as_ref().map(|n| vec![n.ip.clone()]).unwrap_or_default(),
+    };
+    let ip = ips.first().cloned().unwrap_or_default();
+    let additional_ips = ips.iter().skip(1).map(|ip| cri::PodIp { ip: ip.clone() }).collect();
     Ok(cri::PodSandboxStatus {
         id: pod.id.clone(),
         metadata: m.config.metadata.clone(),
         state: state(engine, &pod) as i32,
         created_at: nanos(&pod.created),
-        network: Some(cri::PodSandboxNetworkStatus {
-            ip,
-            additional_ips: Vec::new(),
-        }),
+        network: Some(cri::PodSandboxNetworkStatus { ip, additional_ips }),
         linux: Some(cri::LinuxPodSandboxStatus {
             namespaces: Some(cri::Namespace { options: Some(nso) }),
         }),

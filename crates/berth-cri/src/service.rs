@@ -106,7 +106,7 @@ impl RuntimeService for RuntimeServer {
 
     async fn stop_pod_sandbox(&self, req: Request<cri::StopPodSandboxRequest>) -> Res<cri::StopPodSandboxResponse> {
         let id = req.into_inner().pod_sandbox_id;
-        self.0.run(move |_, e, _| sandbox::stop(e, &id)).await?;
+        self.0.run(move |c, e, _| sandbox::stop(c, e, &id)).await?;
         Ok(Response::new(cri::StopPodSandboxResponse {}))
     }
 
@@ -115,7 +115,7 @@ impl RuntimeService for RuntimeServer {
         req: Request<cri::RemovePodSandboxRequest>,
     ) -> Res<cri::RemovePodSandboxResponse> {
         let id = req.into_inner().pod_sandbox_id;
-        self.0.run(move |_, e, _| sandbox::remove(e, &id)).await?;
+        self.0.run(move |c, e, _| sandbox::remove(c, e, &id)).await?;
         Ok(Response::new(cri::RemovePodSandboxResponse {}))
     }
 

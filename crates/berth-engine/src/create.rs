@@ -397,6 +397,19 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         NetworkMode::Host => "host".to_string(),
         NetworkMode::Container(c) => format!("container:{}", engine.resolve(c)?.id),
         NetworkMode::Named(n) => crate::networks::get(engine, n)?.name,
+        NetworkMode::Path(p) => {
+            // The file must be a namespace (nsfs) now (the runtime's setns checks its type);
+            // whoever made it keeps it.
+            let is_netns = std::fs::File::open(p).ok().is_some_and(|f| {
+                nix::sys::statfs::fstatfs(&f).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+            });
+            if !p.starts_with('/') || !is_netns {
+                return Err(EngineError::Invalid(format!(
+                    "invalid network mode ns:{p}: not a network namespace file"
+                )));
+            }
+            format!("ns:{p}")
+        }
     };
     let mode = NetworkMode::parse(&network);
     if let Some(ip) = &o.ip {
@@ -433,7 +446,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         extra_hosts.push((name.to_string(), ip.to_string()));
     }
     let publishes = !o.publish.is_empty() || o.publish_all;
-    if matches!(mode, NetworkMode::Container(_)) && publishes {
+    if matches!(mode, NetworkMode::Container(_) | NetworkMode::Path(_)) && publishes {
         return Err(EngineError::Invalid(
             "conflicting options: port publishing and the container type network mode".into(),
         ));

@@ -14,6 +14,7 @@
 
 pub mod attach;
 pub mod build;
+pub mod cni;
 pub mod commit;
 pub mod cp;
 pub mod create;

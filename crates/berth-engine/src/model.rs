@@ -22,6 +22,9 @@ pub enum NetworkMode {
     Container(String),
     /// A user-defined network, by name or id.
     Named(String),
+    /// A network namespace made by someone else, by its file (`ns:PATH`, Podman's syntax;
+    /// a CRI sandbox's, wired by CNI plugins).
+    Path(String),
 }
 
 impl NetworkMode {
@@ -31,9 +34,10 @@ impl NetworkMode {
             "" | "default" | "bridge" => NetworkMode::Bridge,
             "none" => NetworkMode::None,
             "host" => NetworkMode::Host,
-            s => match s.strip_prefix("container:") {
-                Some(c) => NetworkMode::Container(c.to_string()),
-                None => NetworkMode::Named(s.to_string()),
+            s => match (s.strip_prefix("container:"), s.strip_prefix("ns:")) {
+                (Some(c), _) => NetworkMode::Container(c.to_string()),
+                (None, Some(p)) => NetworkMode::Path(p.to_string()),
+                (None, None) => NetworkMode::Named(s.to_string()),
             },
         }
     }

@@ -507,6 +507,8 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
         // Another container's: its namespace file (bridge), or its init's; the monitor
         // points this at the right one when it starts the container.
         crate::model::NetworkMode::Container(_) => namespaces.push(json!({"type": "network", "path": ""})),
+        // A namespace someone else made and wired (a CRI sandbox's CNI plugins).
+        crate::model::NetworkMode::Path(p) => namespaces.push(json!({"type": "network", "path": p})),
         // A bridge network: the namespace the monitor made and wired before the start.
         _ => namespaces.push(json!({"type": "network", "path": crate::store::run_dir(data_root).join("netns").join(&r.id).display().to_string()})),
     }

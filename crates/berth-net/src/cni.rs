@@ -221,7 +221,15 @@ impl Cni {
         }
         let result = prev.unwrap_or(Value::Null);
         std::fs::create_dir_all(&self.cache_dir).map_err(io_err(format!("creating {}", self.cache_dir.display())))?;
-        let cached = json!({"result": result, "ifName": a.ifname, "networkName": conf.name});
+        // What DEL must give the plugins again (portmap removes nothing without the port
+        // mappings), even after a restart.
+        let cached = json!({
+            "result": result,
+            "ifName": a.ifname,
+            "networkName": conf.name,
+            "args": a.args,
+            "runtimeConfig": a.runtime_config,
+        });
         let file = self.cache_file(conf, a);
         std::fs::write(&file, cached.to_string()).map_err(io_err(format!("writing {}", file.display())))?;
         Ok(result)
@@ -250,9 +258,22 @@ impl Cni {
     }
 
     /// DEL: the list in reverse, every plugin even after one fails (the first error is
-    /// returned); the cache goes.
+    /// returned), with the arguments and runtime values ADD had where `a` gives none; the
+    /// cache goes.
     pub fn del(&self, conf: &Config, a: &Attachment) -> Result<()> {
-        let prev = self.cached(conf, a);
+        let cached: Value = std::fs::read(self.cache_file(conf, a))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        let prev = Some(cached["result"].clone()).filter(|r| !r.is_null());
+        let mut a = a.clone();
+        if a.args.is_empty() {
+            a.args = serde_json::from_value(cached["args"].clone()).unwrap_or_default();
+        }
+        if a.runtime_config.is_empty() {
+            a.runtime_config = cached["runtimeConfig"].as_object().cloned().unwrap_or_default();
+        }
+        let a = &a;
         let mut first = None;
         for p in conf.plugins.iter().rev() {
             if let Err(e) = self.exec("DEL", conf, p, a, prev.as_ref()) {

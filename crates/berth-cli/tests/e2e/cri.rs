@@ -2,6 +2,7 @@
 //! tonic clients), as a kubelet or crictl drives it: sandboxes, containers, exec, images.
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use berth_cri::client::{connect, cri, Client};
@@ -24,10 +25,18 @@ impl Server {
         Server::start_with(b, &[])
     }
 
+    /// A server with `extra` flags; without `--cni-conf-dir`, an empty one (the host's
+    /// `/etc/cni/net.d` may hold another tool's network): sandboxes on berth's bridge.
     fn start_with(b: &Berth, extra: &[&str]) -> Server {
         let socket = b.root.path().join("cri.sock");
         let listen = format!("unix://{}", socket.display());
+        let no_cni = b.root.path().join("no-cni");
+        std::fs::create_dir_all(&no_cni).unwrap();
+        let no_cni = no_cni.display().to_string();
         let mut args = vec!["cri", "--listen", &listen];
+        if !extra.contains(&"--cni-conf-dir") {
+            args.extend_from_slice(&["--cni-conf-dir", &no_cni]);
+        }
         args.extend_from_slice(extra);
         let child = b.cmd(&args).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -716,4 +725,171 @@ fn the_daemon_serves_the_cri_beside_the_docker_api_and_stops_both() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!socket.exists() && !api.exists());
+}
+
+/// Deletes a bridge a CNI plugin made (by name) when the test ends, even if it fails.
+struct BridgeGone(String);
+
+impl Drop for BridgeGone {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn sandboxes_on_a_cni_network_reach_each_other_and_a_host_port() {
+    require_root!();
+    let plugins = ["/usr/lib/cni", "/opt/cni/bin"];
+    if !plugins
+        .iter()
+        .any(|d| std::path::Path::new(d).join("portmap").is_file())
+        && berth_testutil::unmet("cri-cni", "needs the CNI plugins (containernetworking-plugins)")
+    {
+        return;
+    }
+    let (b, _img) = with_busybox("cri-cni");
+    let pid = std::process::id();
+    let bridge = format!("bcri{}", pid % 100_000);
+    let _gone = BridgeGone(bridge.clone());
+    let subnet = format!("10.198.{}.0/24", pid % 250);
+    let conf = b.root.path().join("net.d");
+    std::fs::create_dir_all(&conf).unwrap();
+    let list = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "berth-cri-test",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": bridge,
+                "isGateway": true,
+                "ipMasq": false,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": subnet}]],
+                    "dataDir": b.root.path().join("ipam").display().to_string(),
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
+        ],
+    });
+    std::fs::write(conf.join("10-test.conflist"), list.to_string()).unwrap();
+    let srv = Server::start_with(
+        &b,
+        &[
+            "--cni-conf-dir",
+            conf.to_str().unwrap(),
+            "--cni-bin-dir",
+            &plugins.join(","),
+        ],
+    );
+    let mut c = srv.client();
+    let logs = b.root.path().join("pod-logs");
+    let host_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut web = sandbox_config("cniweb", &logs);
+    web.port_mappings = vec![cri::PortMapping {
+        protocol: cri::Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port: i32::from(host_port),
+        host_ip: String::new(),
+    }];
+    let run = |c: &mut Client, config: &cri::PodSandboxConfig, args: &str| -> (String, String) {
+        let sid = srv
+            .call(c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            }))
+            .pod_sandbox_id;
+        let cid = srv
+            .call(c.runtime.create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sid.clone(),
+                config: Some(container_config("main", "bb:1", &[args])),
+                sandbox_config: Some(config.clone()),
+            }))
+            .container_id;
+        srv.call(c.runtime.start_container(cri::StartContainerRequest {
+            container_id: cid.clone(),
+        }));
+        (sid, cid)
+    };
+    let (web_sid, _) = run(
+        &mut c,
+        &web,
+        "mkdir -p /www && echo from-web > /www/index.html && exec httpd -f -p 8080 -h /www",
+    );
+    let (cli_sid, cli) = run(&mut c, &sandbox_config("cniclient", &logs), "exec sleep 300");
+    let ip_of = |c: &mut Client, sid: &str| {
+        srv.call(c.runtime.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: sid.to_string(),
+            verbose: false,
+        }))
+        .status
+        .unwrap()
+        .network
+        .unwrap()
+        .ip
+    };
+    let web_ip = ip_of(&mut c, &web_sid);
+    let prefix = subnet.trim_end_matches("0/24");
+    assert!(web_ip.starts_with(prefix), "{web_ip} not in {subnet}");
+    assert!(ip_of(&mut c, &cli_sid).starts_with(prefix));
+    // One sandbox reaches the other by its address.
+    let fetched = crate::pods::eventually(|| {
+        let x = srv.call(c.clone().runtime.exec_sync(cri::ExecSyncRequest {
+            container_id: cli.clone(),
+            cmd: vec!["wget".into(), "-qO-".into(), format!("http://{web_ip}:8080/")],
+            timeout: 5,
+        }));
+        (x.exit_code == 0).then(|| String::from_utf8_lossy(&x.stdout).to_string())
+    });
+    assert_eq!(fetched.trim(), "from-web");
+    // The host reaches it through its host port (the portmap plugin), at the bridge's
+    // gateway address.
+    let gateway = format!("{prefix}1");
+    let page = crate::pods::eventually(|| {
+        let mut s = std::net::TcpStream::connect((gateway.as_str(), host_port)).ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.contains("from-web").then_some(out)
+    });
+    assert!(page.contains("200"), "{page}");
+    // Removing the sandboxes runs the plugins' DEL: no namespace, cache or lease is left.
+    for sid in [&web_sid, &cli_sid] {
+        srv.call(c.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sid.clone(),
+        }));
+        srv.call(c.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sid.clone(),
+        }));
+    }
+    let left = |d: &str| {
+        std::fs::read_dir(b.root.path().join("run").join("cni").join(d))
+            .map(|r| r.count())
+            .unwrap_or(0)
+    };
+    assert_eq!((left("netns"), left("results")), (0, 0));
+    // The portmap plugin's DEL took its rule for the host port away.
+    if let Ok(o) = std::process::Command::new("iptables")
+        .args(["-t", "nat", "-S"])
+        .output()
+    {
+        let rules = String::from_utf8_lossy(&o.stdout);
+        assert!(!rules.contains(&format!("--dport {host_port} ")), "{rules}");
+    }
+    let leases = std::fs::read_dir(b.root.path().join("ipam/berth-cri-test"))
+        .map(|r| {
+            r.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("10."))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(leases, 0, "addresses still leased");
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
 }

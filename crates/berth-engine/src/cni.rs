@@ -1,0 +1,108 @@
+//! Pod networks from CNI plugins (a CRI sandbox's): a network namespace berth makes, wired
+//! by the plugins of the first configuration in the CNI directory, and joined by the pod's
+//! infra (`ns:PATH`). Teardown runs the plugins' DEL and removes the namespace.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::store::{run_dir, Engine};
+use crate::{EngineError, Result};
+
+/// Where the CNI configuration and plugins are.
+#[derive(Debug, Clone)]
+pub struct CniOptions {
+    /// The configuration directory (`/etc/cni/net.d`).
+    pub conf_dir: PathBuf,
+    /// The plugin directories, in order (`/opt/cni/bin`, `/usr/lib/cni`).
+    pub bin_dirs: Vec<PathBuf>,
+}
+
+/// A pod's network, as set up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodNetwork {
+    /// The attachment's key (the CNI container id).
+    pub key: String,
+    /// The network's name.
+    pub network: String,
+    /// The namespace's file.
+    pub netns: PathBuf,
+    /// The addresses the plugins gave, IPv4 first.
+    pub ips: Vec<String>,
+}
+
+fn net_err(e: berth_net::NetError) -> EngineError {
+    EngineError::Invalid(e.to_string())
+}
+
+fn runner(engine: &Engine, o: &CniOptions) -> berth_net::cni::Cni {
+    berth_net::cni::Cni {
+        bin_dirs: o.bin_dirs.clone(),
+        cache_dir: run_dir(&engine.root).join("cni").join("results"),
+    }
+}
+
+/// The configured network's name, if there is one.
+pub fn configured(o: &CniOptions) -> Result<Option<String>> {
+    Ok(berth_net::cni::Config::load(&o.conf_dir)
+        .map_err(net_err)?
+        .map(|c| c.name))
+}
+
+fn attachment(key: &str, netns: &Path, args: &[(String, String)], port_mappings: Value) -> berth_net::cni::Attachment {
+    let mut rc = serde_json::Map::new();
+    if port_mappings.as_array().is_some_and(|a| !a.is_empty()) {
+        rc.insert("portMappings".into(), port_mappings);
+    }
+    berth_net::cni::Attachment {
+        container_id: key.to_string(),
+        netns: netns.to_path_buf(),
+        ifname: "eth0".into(),
+        args: args.to_vec(),
+        runtime_config: rc,
+    }
+}
+
+/// Makes a namespace for `key` and runs the plugins' ADD on it (`args` as `CNI_ARGS`,
+/// `port_mappings` for a plugin with that capability); none when no network is
+/// configured. Nothing is left if it fails.
+pub fn setup(
+    engine: &Engine,
+    o: &CniOptions,
+    key: &str,
+    args: &[(String, String)],
+    port_mappings: Value,
+) -> Result<Option<PodNetwork>> {
+    let Some(conf) = berth_net::cni::Config::load(&o.conf_dir).map_err(net_err)? else {
+        return Ok(None);
+    };
+    let netns = run_dir(&engine.root).join("cni").join("netns").join(key);
+    berth_net::netns::create(&netns).map_err(net_err)?;
+    let a = attachment(key, &netns, args, port_mappings);
+    match runner(engine, o).add(&conf, &a) {
+        Ok(result) => Ok(Some(PodNetwork {
+            key: key.to_string(),
+            network: conf.name,
+            ips: berth_net::cni::ips(&result),
+            netns,
+        })),
+        Err(e) => {
+            berth_net::netns::remove(&netns);
+            Err(net_err(e))
+        }
+    }
+}
+
+/// Runs the plugins' DEL for a network [`setup`] made and removes its namespace (the
+/// namespace goes even if a plugin fails; the first failure is returned).
+pub fn teardown(engine: &Engine, o: &CniOptions, n: &PodNetwork) -> Result<()> {
+    let r = match berth_net::cni::Config::load(&o.conf_dir).map_err(net_err)? {
+        Some(conf) => runner(engine, o)
+            .del(&conf, &attachment(&n.key, &n.netns, &[], Value::Null))
+            .map_err(net_err),
+        None => Ok(()),
+    };
+    berth_net::netns::remove(&n.netns);
+    r
+}
