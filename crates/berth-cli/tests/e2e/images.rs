@@ -62,7 +62,12 @@ impl Berth {
         // Every test's networking apart: its own bridge names, subnets and nftables table.
         let n = self.net;
         c.env("BERTH_BRIDGE", format!("bt{}b{n}", std::process::id() % 10000))
-            .env("BERTH_BRIDGE_PREFIX", format!("bt{}n{n}-", std::process::id() % 10000))
+            // Hex keeps the prefix at 10 characters whatever the instance's number, so a
+            // bridge name (prefix and 5 more) stays within the kernel's 15.
+            .env(
+                "BERTH_BRIDGE_PREFIX",
+                format!("bt{}n{n:x}-", std::process::id() % 10000),
+            )
             .env("BERTH_NFT_TABLE", format!("bt{}_{n}", std::process::id()))
             .env(
                 "BERTH_BRIDGE_SUBNET",

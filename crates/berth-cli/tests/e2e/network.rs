@@ -57,7 +57,7 @@ fn footprint(b: &Berth, ids: &[String]) -> (Vec<String>, usize, bool) {
 
 fn footprint_now(b: &Berth, ids: &[String]) -> (Vec<String>, usize, bool) {
     let pid = std::process::id() % 10000;
-    let (bridge, user) = (format!("bt{pid}b{}", b.net), format!("bt{pid}n{}-", b.net));
+    let (bridge, user) = (format!("bt{pid}b{}", b.net), format!("bt{pid}n{:x}-", b.net));
     let links: Vec<String> = std::fs::read_dir("/sys/class/net")
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
