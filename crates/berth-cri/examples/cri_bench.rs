@@ -46,8 +46,31 @@ fn container(image: &str) -> cri::ContainerConfig {
     }
 }
 
+/// The time each step of a cycle took, in milliseconds, in the order of [`STEPS`].
+type Steps = Vec<f64>;
+
+/// The steps of one pod's cycle.
+const STEPS: [&str; 7] = [
+    "RunPodSandbox",
+    "CreateContainer",
+    "StartContainer",
+    "StopContainer",
+    "RemoveContainer",
+    "StopPodSandbox",
+    "RemovePodSandbox",
+];
+
 /// Brings one pod up; returns its sandbox and container ids.
 async fn up(c: &mut Client, name: &str, image: &str) -> (String, String) {
+    up_timed(c, name, image, &mut Vec::new()).await
+}
+
+async fn up_timed(c: &mut Client, name: &str, image: &str, steps: &mut Steps) -> (String, String) {
+    let mut t = Instant::now();
+    let mut lap = |steps: &mut Steps| {
+        steps.push(ms(t.elapsed()));
+        t = Instant::now();
+    };
     let config = sandbox(name);
     let sid = c
         .runtime
@@ -59,6 +82,7 @@ async fn up(c: &mut Client, name: &str, image: &str) -> (String, String) {
         .expect("RunPodSandbox")
         .into_inner()
         .pod_sandbox_id;
+    lap(steps);
     let cid = c
         .runtime
         .create_container(cri::CreateContainerRequest {
@@ -70,17 +94,28 @@ async fn up(c: &mut Client, name: &str, image: &str) -> (String, String) {
         .expect("CreateContainer")
         .into_inner()
         .container_id;
+    lap(steps);
     c.runtime
         .start_container(cri::StartContainerRequest {
             container_id: cid.clone(),
         })
         .await
         .expect("StartContainer");
+    lap(steps);
     (sid, cid)
 }
 
 /// Takes one pod down.
 async fn down(c: &mut Client, sid: String, cid: String) {
+    down_timed(c, sid, cid, &mut Vec::new()).await;
+}
+
+async fn down_timed(c: &mut Client, sid: String, cid: String, steps: &mut Steps) {
+    let mut t = Instant::now();
+    let mut lap = |steps: &mut Steps| {
+        steps.push(ms(t.elapsed()));
+        t = Instant::now();
+    };
     c.runtime
         .stop_container(cri::StopContainerRequest {
             container_id: cid.clone(),
@@ -88,20 +123,29 @@ async fn down(c: &mut Client, sid: String, cid: String) {
         })
         .await
         .expect("StopContainer");
+    lap(steps);
     c.runtime
         .remove_container(cri::RemoveContainerRequest { container_id: cid })
         .await
         .expect("RemoveContainer");
+    lap(steps);
     c.runtime
         .stop_pod_sandbox(cri::StopPodSandboxRequest {
             pod_sandbox_id: sid.clone(),
         })
         .await
         .expect("StopPodSandbox");
+    lap(steps);
     c.runtime
         .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sid })
         .await
         .expect("RemovePodSandbox");
+    lap(steps);
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -120,13 +164,24 @@ async fn main() {
     let client = connect(std::path::Path::new(endpoint)).await.expect("connecting");
 
     let mut times = Vec::new();
+    let mut per_step: Vec<Vec<f64>> = vec![Vec::new(); STEPS.len()];
     for i in 0..runs {
         let mut c = client.clone();
+        let mut steps = Vec::new();
         let t = Instant::now();
-        let (sid, cid) = up(&mut c, &format!("cycle-{i}"), image).await;
-        down(&mut c, sid, cid).await;
+        let (sid, cid) = up_timed(&mut c, &format!("cycle-{i}"), image, &mut steps).await;
+        down_timed(&mut c, sid, cid, &mut steps).await;
         times.push(ms(t.elapsed()));
+        for (k, v) in steps.into_iter().enumerate() {
+            per_step[k].push(v);
+        }
     }
+    let parts: Vec<String> = STEPS
+        .iter()
+        .zip(per_step.iter_mut())
+        .map(|(name, v)| format!("{name} {:.1}", median(v)))
+        .collect();
+    println!("cycle steps (medians, ms): {}", parts.join(", "));
     times.sort_by(f64::total_cmp);
     if let (Some(first), Some(last)) = (times.first(), times.last()) {
         println!(

@@ -696,12 +696,16 @@ fn flush_lines(buf: &mut Vec<u8>, stream: &str, log: &mut crate::logs::Writer, e
 /// The init is gone but the monitor may still be writing: waits for its final state.
 pub fn wait_exited(engine: &Engine, id: &str, timeout: Duration) -> State {
     let deadline = Instant::now() + timeout;
+    // The monitor records an exit within a few milliseconds: look often at first, then
+    // every 10 ms.
+    let mut nap = Duration::from_micros(250);
     loop {
         let st = engine.state(id);
         if !matches!(st.status, Status::Running | Status::Restarting) || Instant::now() > deadline {
             return st;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(10));
     }
 }
 
