@@ -5,6 +5,7 @@ use berth_engine::model::{NamespaceMode as Ns, NetworkMode};
 use berth_engine::options::PortSpec;
 use berth_engine::pods::{self, Pod, PodOptions};
 use berth_engine::store::Engine;
+use berth_engine::EngineError;
 use k8s_cri::v1 as cri;
 use tonic::Status;
 
@@ -140,10 +141,27 @@ fn port_mappings(c: &cri::PodSandboxConfig) -> serde_json::Value {
     )
 }
 
-/// Tears the sandbox's CNI network down once (its DEL, its namespace), recording that.
-fn release_network(cri: &Cri, engine: &Engine, pod: &Pod, m: &mut SandboxMeta) -> Result<(), Status> {
-    if let (Some(n), false) = (&m.network, m.torn_down) {
-        berth_engine::cni::teardown(engine, &cri.opts.cni, n).map_err(engine_status)?;
+/// Stops the sandbox's containers and infra while its CNI network is torn down (once: its
+/// DEL, its namespace), recording that.
+fn stop_all(cri: &Cri, engine: &Engine, pod: &Pod, m: &mut SandboxMeta) -> Result<(), Status> {
+    let root = &engine.root;
+    let cni = &cri.opts.cni;
+    let (stopped, deleted) = std::thread::scope(|s| {
+        let del = match (&m.network, m.torn_down) {
+            (Some(n), false) => Some(s.spawn(move || berth_engine::cni::teardown(root, cni, n))),
+            _ => None,
+        };
+        let stopped = pods::stop(engine, &pod.id, Some(0)).map_err(engine_status);
+        let deleted = del.map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(EngineError::Invalid("the CNI plugins' thread panicked".into())))
+                .map_err(engine_status)
+        });
+        (stopped, deleted)
+    });
+    stopped?;
+    if let Some(d) = deleted {
+        d?;
         m.torn_down = true;
         meta::save_sandbox(engine, &pod.infra_id, m)?;
     }
@@ -177,39 +195,62 @@ pub fn run(
     let mut opts = pod_options(&config, name.clone())?;
     // A network from the CNI plugins, in a namespace the infra joins; the port mappings go
     // to the plugins (portmap) instead of berth's own publishing.
-    let network = if ns_mode(namespace_options(&config).network) == cri::NamespaceMode::Node {
+    let prepared = if ns_mode(namespace_options(&config).network) == cri::NamespaceMode::Node {
         None
     } else {
-        let args = [
-            ("K8S_POD_NAMESPACE", md.namespace.as_str()),
-            ("K8S_POD_NAME", md.name.as_str()),
-            ("K8S_POD_INFRA_CONTAINER_ID", name.as_str()),
-            ("K8S_POD_UID", md.uid.as_str()),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string()));
-        berth_engine::cni::setup(engine, &cri.opts.cni, &name, &args, port_mappings(&config)).map_err(engine_status)?
+        berth_engine::cni::prepare(&engine.root, &cri.opts.cni, &name).map_err(engine_status)?
     };
-    if let Some(n) = &network {
-        opts.infra.network = NetworkMode::Path(n.netns.display().to_string());
+    if let Some(p) = &prepared {
+        opts.infra.network = NetworkMode::Path(p.netns.display().to_string());
         opts.infra.publish.clear();
     }
-    let pod = match pods::create(engine, images, &opts) {
-        Ok(p) => p,
-        Err(e) => {
-            if let Some(n) = &network {
-                let _ = berth_engine::cni::teardown(engine, &cri.opts.cni, n);
-            }
-            return Err(engine_status(e));
+    let args = [
+        ("K8S_POD_NAMESPACE", md.namespace.as_str()),
+        ("K8S_POD_NAME", md.name.as_str()),
+        ("K8S_POD_INFRA_CONTAINER_ID", name.as_str()),
+        ("K8S_POD_UID", md.uid.as_str()),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let (root, cni, mappings) = (&engine.root, &cri.opts.cni, port_mappings(&config));
+    // The plugins wire the namespace while the pod is made and its infra started: the
+    // infra only holds the namespace.
+    let (pod, started, network) = std::thread::scope(|s| {
+        let args = &args;
+        let wiring = prepared.map(|p| s.spawn(move || p.wire(root, cni, args, mappings)));
+        let pod = pods::create(engine, images, &opts).map_err(engine_status);
+        let started = match &pod {
+            Ok(p) => start_infra(cri, engine, &config, p),
+            Err(_) => Ok(()),
+        };
+        let network = wiring
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(EngineError::Invalid("the CNI plugins' thread panicked".into())))
+                    .map_err(engine_status)
+            })
+            .transpose();
+        (pod, started, network)
+    });
+    let undo = |pod: Option<&Pod>, network: Option<&berth_engine::cni::PodNetwork>| {
+        if let Some(p) = pod {
+            let _ = pods::remove(engine, &p.id, true);
+        }
+        if let Some(n) = network {
+            let _ = berth_engine::cni::teardown(root, cni, n);
         }
     };
-    let undo = |e: Status| {
-        let _ = pods::remove(engine, &pod.id, true);
-        if let Some(n) = &network {
-            let _ = berth_engine::cni::teardown(engine, &cri.opts.cni, n);
+    let (pod, network) = match (pod, started, network) {
+        (Ok(pod), Ok(()), Ok(network)) => (pod, network),
+        (pod, started, network) => {
+            undo(pod.as_ref().ok(), network.as_ref().ok().and_then(Option::as_ref));
+            return Err(pod
+                .err()
+                .or(started.err())
+                .or(network.err())
+                .unwrap_or_else(|| Status::internal("RunPodSandbox failed")));
         }
-        e
     };
-    meta::save_sandbox(
+    let saved = meta::save_sandbox(
         engine,
         &pod.infra_id,
         &SandboxMeta {
@@ -218,15 +259,20 @@ pub fn run(
             network: network.clone(),
             torn_down: false,
         },
-    )
-    .map_err(undo)?;
+    );
+    if let Err(e) = saved {
+        undo(Some(&pod), network.as_ref());
+        return Err(e);
+    }
+    Ok(pod.id)
+}
+
+/// Makes the sandbox's log directory and starts its infra (saying when its OOM score was
+/// clamped).
+fn start_infra(cri: &Cri, engine: &Engine, config: &cri::PodSandboxConfig, pod: &Pod) -> Result<(), Status> {
     if !config.log_directory.is_empty() {
-        std::fs::create_dir_all(&config.log_directory).map_err(|e| {
-            undo(Status::internal(format!(
-                "making log directory {}: {e}",
-                config.log_directory
-            )))
-        })?;
+        std::fs::create_dir_all(&config.log_directory)
+            .map_err(|e| Status::internal(format!("making log directory {}: {e}", config.log_directory)))?;
     }
     if let Ok(infra) = engine.resolve(&pod.infra_id) {
         if infra.oom_score_adj != SANDBOX_OOM_SCORE_ADJ {
@@ -236,8 +282,8 @@ pub fn run(
             );
         }
     }
-    pods::start(engine, &pod.id, &cri.opts.exe).map_err(|e| undo(engine_status(e)))?;
-    Ok(pod.id)
+    pods::start(engine, &pod.id, &cri.opts.exe).map_err(engine_status)?;
+    Ok(())
 }
 
 /// A sandbox by id or unique id prefix: one the CRI made.
@@ -258,8 +304,7 @@ pub fn stop(cri: &Cri, engine: &Engine, id: &str) -> Result<(), Status> {
         Err(e) if e.code() == tonic::Code::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    pods::stop(engine, &pod.id, Some(0)).map_err(engine_status)?;
-    release_network(cri, engine, &pod, &mut m)
+    stop_all(cri, engine, &pod, &mut m)
 }
 
 /// `RemovePodSandbox`: the pod and its containers (a sandbox already gone is removed).
@@ -269,8 +314,7 @@ pub fn remove(cri: &Cri, engine: &Engine, id: &str) -> Result<(), Status> {
         Err(e) if e.code() == tonic::Code::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    pods::stop(engine, &pod.id, Some(0)).map_err(engine_status)?;
-    release_network(cri, engine, &pod, &mut m)?;
+    stop_all(cri, engine, &pod, &mut m)?;
     pods::remove(engine, &pod.id, true).map_err(engine_status)?;
     Ok(())
 }

@@ -36,10 +36,10 @@ fn net_err(e: berth_net::NetError) -> EngineError {
     EngineError::Invalid(e.to_string())
 }
 
-fn runner(engine: &Engine, o: &CniOptions) -> berth_net::cni::Cni {
+fn runner(root: &Path, o: &CniOptions) -> berth_net::cni::Cni {
     berth_net::cni::Cni {
         bin_dirs: o.bin_dirs.clone(),
-        cache_dir: run_dir(&engine.root).join("cni").join("results"),
+        cache_dir: run_dir(root).join("cni").join("results"),
     }
 }
 
@@ -64,9 +64,59 @@ fn attachment(key: &str, netns: &Path, args: &[(String, String)], port_mappings:
     }
 }
 
-/// Makes a namespace for `key` and runs the plugins' ADD on it (`args` as `CNI_ARGS`,
-/// `port_mappings` for a plugin with that capability); none when no network is
-/// configured. Nothing is left if it fails.
+/// A pod network's namespace, made and not yet wired: the infra may join it while
+/// [`Prepared::wire`] runs the plugins.
+#[derive(Debug)]
+pub struct Prepared {
+    conf: berth_net::cni::Config,
+    key: String,
+    /// The namespace's file.
+    pub netns: PathBuf,
+}
+
+/// Makes the namespace for `key` under the data root `root`; none when no network is
+/// configured.
+pub fn prepare(root: &Path, o: &CniOptions, key: &str) -> Result<Option<Prepared>> {
+    let Some(conf) = berth_net::cni::Config::load(&o.conf_dir).map_err(net_err)? else {
+        return Ok(None);
+    };
+    let netns = run_dir(root).join("cni").join("netns").join(key);
+    berth_net::netns::create(&netns).map_err(net_err)?;
+    Ok(Some(Prepared {
+        conf,
+        key: key.to_string(),
+        netns,
+    }))
+}
+
+impl Prepared {
+    /// Runs the plugins' ADD on the namespace (`args` as `CNI_ARGS`, `port_mappings` for a
+    /// plugin with that capability). The namespace is removed if it fails.
+    pub fn wire(
+        self,
+        root: &Path,
+        o: &CniOptions,
+        args: &[(String, String)],
+        port_mappings: Value,
+    ) -> Result<PodNetwork> {
+        let a = attachment(&self.key, &self.netns, args, port_mappings);
+        match runner(root, o).add(&self.conf, &a) {
+            Ok(result) => Ok(PodNetwork {
+                key: self.key,
+                network: self.conf.name,
+                ips: berth_net::cni::ips(&result),
+                netns: self.netns,
+            }),
+            Err(e) => {
+                berth_net::netns::remove(&self.netns);
+                Err(net_err(e))
+            }
+        }
+    }
+}
+
+/// Makes a namespace for `key` and runs the plugins' ADD on it ([`prepare`], then
+/// [`Prepared::wire`]); none when no network is configured. Nothing is left if it fails.
 pub fn setup(
     engine: &Engine,
     o: &CniOptions,
@@ -74,31 +124,17 @@ pub fn setup(
     args: &[(String, String)],
     port_mappings: Value,
 ) -> Result<Option<PodNetwork>> {
-    let Some(conf) = berth_net::cni::Config::load(&o.conf_dir).map_err(net_err)? else {
-        return Ok(None);
-    };
-    let netns = run_dir(&engine.root).join("cni").join("netns").join(key);
-    berth_net::netns::create(&netns).map_err(net_err)?;
-    let a = attachment(key, &netns, args, port_mappings);
-    match runner(engine, o).add(&conf, &a) {
-        Ok(result) => Ok(Some(PodNetwork {
-            key: key.to_string(),
-            network: conf.name,
-            ips: berth_net::cni::ips(&result),
-            netns,
-        })),
-        Err(e) => {
-            berth_net::netns::remove(&netns);
-            Err(net_err(e))
-        }
+    match prepare(&engine.root, o, key)? {
+        Some(p) => p.wire(&engine.root, o, args, port_mappings).map(Some),
+        None => Ok(None),
     }
 }
 
 /// Runs the plugins' DEL for a network [`setup`] made and removes its namespace (the
 /// namespace goes even if a plugin fails; the first failure is returned).
-pub fn teardown(engine: &Engine, o: &CniOptions, n: &PodNetwork) -> Result<()> {
+pub fn teardown(root: &Path, o: &CniOptions, n: &PodNetwork) -> Result<()> {
     let r = match berth_net::cni::Config::load(&o.conf_dir).map_err(net_err)? {
-        Some(conf) => runner(engine, o)
+        Some(conf) => runner(root, o)
             .del(&conf, &attachment(&n.key, &n.netns, &[], Value::Null))
             .map_err(net_err),
         None => Ok(()),
