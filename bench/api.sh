@@ -19,7 +19,7 @@ cleanup() {
   DOCKER_HOST=unix://$work/berth.sock docker rm -f $(DOCKER_HOST=unix://$work/berth.sock docker ps -aq 2>/dev/null) >/dev/null 2>&1 || true
   docker rm -f $(docker ps -aq 2>/dev/null) >/dev/null 2>&1 || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  grep -o " $work[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done || true
+  unmount_under "$work" 2>/dev/null || true
   rm -rf "$work" 2>/dev/null || true
 }
 trap cleanup EXIT

@@ -34,7 +34,7 @@ cleanup() {
   done
   ip link del "btcri$$b" 2>/dev/null || true
   ip link del "btcri$$c" 2>/dev/null || true
-  grep -o " $work[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done || true
+  unmount_under "$work" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -55,3 +55,9 @@ podman_leftovers() {
     grep -qx "table $fam $name" <<<"$tables_before" || case $name in nat|filter) nft delete table "$fam" "$name" ;; esac
   done
 }
+
+# unmount_under DIR: lazily unmounts every mount below DIR, deepest first (a run's
+# leftovers, before its work directory goes).
+unmount_under() {
+  grep -o " $1[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done || true
+}

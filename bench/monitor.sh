@@ -31,7 +31,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
   sleep 3 # berth keeps an idle bridge for 2 s
   ip link del "$dkbr" 2>/dev/null
-  grep -o " $work[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+  unmount_under "$work" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -25,7 +25,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   sleep 3 # berth keeps an idle bridge for 2 s
   ip link del "$dkbr" 2>/dev/null || true
-  grep -o " $work[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done || true
+  unmount_under "$work" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -17,7 +17,7 @@ pflags=(--root "$work/podman" --runroot "$work/podman-run" --storage-driver over
 cleanup() {
   "$berth" pod rm -f bt-pod bt-rss >/dev/null 2>&1 || true
   if command -v podman >/dev/null; then podman "${pflags[@]}" pod rm -af -t 0 >/dev/null 2>&1 || true; fi
-  grep -o " $work[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done || true
+  unmount_under "$work" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT

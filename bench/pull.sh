@@ -14,11 +14,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 berth=${BERTH_BIN:-$("$top/scripts/build.sh")}
 work=$(mktemp -d /tmp/bt$$-pullbench-XXXX)
+. "$here/lib.sh"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   # dockerd's overlay2 and podman's overlay mounts, if any were left.
-  grep -o " $work[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done || true
+  unmount_under "$work" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
