@@ -63,6 +63,16 @@ impl Server {
         self.rt.block_on(f).unwrap().into_inner()
     }
 
+    /// A sandbox's status.
+    fn sandbox(&self, c: &mut Client, sid: &str) -> cri::PodSandboxStatus {
+        self.call(c.runtime.pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: sid.to_string(),
+            verbose: false,
+        }))
+        .status
+        .unwrap()
+    }
+
     /// The image a name or id is, as `ImageStatus` says (none: not in the store).
     fn image(&self, c: &mut Client, name: &str) -> Option<cri::Image> {
         self.call(c.images.image_status(cri::ImageStatusRequest {
@@ -184,13 +194,7 @@ fn a_sandbox_and_its_container_live_and_go_through_the_cri() {
         }))
         .pod_sandbox_id;
     assert_eq!(sid.len(), 64);
-    let ps = srv
-        .call(c.runtime.pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: sid.clone(),
-            verbose: false,
-        }))
-        .status
-        .unwrap();
+    let ps = srv.sandbox(&mut c, &sid);
     assert_eq!(ps.state, cri::PodSandboxState::SandboxReady as i32);
     assert_eq!(ps.metadata.as_ref().unwrap().name, "web");
     assert_eq!(ps.labels, config.labels);
@@ -390,13 +394,7 @@ fn a_sandbox_and_its_container_live_and_go_through_the_cri() {
             pod_sandbox_id: sid.clone(),
         }));
     }
-    let ps = srv
-        .call(c.runtime.pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: sid.clone(),
-            verbose: false,
-        }))
-        .status
-        .unwrap();
+    let ps = srv.sandbox(&mut c, &sid);
     assert_eq!(ps.state, cri::PodSandboxState::SandboxNotready as i32);
     for id in [&sid, &sid, &other] {
         srv.call(c.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest {
@@ -824,17 +822,7 @@ fn sandboxes_on_a_cni_network_reach_each_other_and_a_host_port() {
         "mkdir -p /www && echo from-web > /www/index.html && exec httpd -f -p 8080 -h /www",
     );
     let (cli_sid, cli) = run(&mut c, &sandbox_config("cniclient", &logs), "exec sleep 300");
-    let ip_of = |c: &mut Client, sid: &str| {
-        srv.call(c.runtime.pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: sid.to_string(),
-            verbose: false,
-        }))
-        .status
-        .unwrap()
-        .network
-        .unwrap()
-        .ip
-    };
+    let ip_of = |c: &mut Client, sid: &str| srv.sandbox(c, sid).network.unwrap().ip;
     let web_ip = ip_of(&mut c, &web_sid);
     let prefix = subnet.trim_end_matches("0/24");
     assert!(web_ip.starts_with(prefix), "{web_ip} not in {subnet}");
