@@ -114,13 +114,28 @@ impl ContentStore {
     /// A writer for the blob `d`, resuming a partial ingest left by an earlier attempt.
     pub fn writer(&self, d: &Digest, size: Option<u64>) -> Result<BlobWriter> {
         let path = self.root.join("ingest").join(format!("{}.partial", d.hex()));
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("opening", &path))?;
+        // One writer at a time per blob (two pulls of one image share its partial file): the
+        // second waits for the first's lock, and opens the file again if the first moved it
+        // into place meanwhile.
+        let mut file = loop {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(io_err("opening", &path))?;
+            let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| io_err("locking", &path)(e.into()))?;
+            use std::os::unix::fs::MetadataExt;
+            let same = match (file.metadata(), fs::metadata(&path)) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                _ => false,
+            };
+            if same {
+                break file;
+            }
+        };
         // Re-hash what an earlier attempt left, so the digest covers the whole blob.
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
@@ -175,7 +190,7 @@ impl ContentStore {
 #[derive(Debug)]
 pub struct BlobWriter {
     path: PathBuf,
-    file: File,
+    file: nix::fcntl::Flock<File>,
     hasher: Sha256,
     offset: u64,
     digest: Digest,
@@ -313,5 +328,29 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0);
         let (sd, n) = cs.put_stream(&mut &b"stream"[..]).unwrap();
         assert_eq!((sd, n), (sha256(b"stream"), 6));
+    }
+
+    #[test]
+    fn two_writers_of_one_blob_take_turns() {
+        let dir = berth_testutil::TempDir::new("content-race");
+        let cs = ContentStore::open(dir.path()).unwrap();
+        let data = b"abcdefgh".repeat(4096);
+        let want = sha256(&data);
+        let mut first = cs.writer(&want, Some(data.len() as u64)).unwrap();
+        first.write_all(&data[..1000]).unwrap();
+        std::thread::scope(|s| {
+            // The second waits for the first, which moves the partial file into place.
+            let second = s.spawn(|| {
+                let mut w = cs.writer(&want, Some(data.len() as u64)).unwrap();
+                assert_eq!(w.offset(), 0, "the first's file is not the second's");
+                w.write_all(&data).unwrap();
+                w.commit().unwrap()
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            first.write_all(&data[1000..]).unwrap();
+            assert_eq!(first.commit().unwrap(), want);
+            assert_eq!(second.join().unwrap(), want);
+        });
+        assert_eq!(cs.read(&want).unwrap(), data);
     }
 }
