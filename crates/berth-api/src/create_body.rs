@@ -91,6 +91,9 @@ struct HostConfig {
     annotations: Option<std::collections::BTreeMap<String, String>>,
     sysctls: Option<std::collections::BTreeMap<String, String>>,
     oom_score_adj: Option<i32>,
+    group_add: Option<Vec<String>>,
+    masked_paths: Option<Vec<String>>,
+    readonly_paths: Option<Vec<String>>,
     memory: Option<i64>,
     memory_swap: Option<i64>,
     memory_reservation: Option<i64>,
@@ -162,6 +165,13 @@ struct Mount {
     target: Option<String>,
     read_only: Option<bool>,
     tmpfs_options: Option<TmpfsOptions>,
+    bind_options: Option<BindOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct BindOptions {
+    propagation: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -336,6 +346,14 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
                 options.push(format!("mode={mode:o}"));
             }
         }
+        if let Some(p) = m.bind_options.and_then(|b| b.propagation).filter(|p| !p.is_empty()) {
+            if !berth_engine::volumes::PROPAGATIONS.contains(&p.as_str()) {
+                return Err(invalid(berth_engine::EngineError::Invalid(format!(
+                    "invalid propagation mode: {p}"
+                ))));
+            }
+            options.push(p);
+        }
         mounts.push(MountSpec {
             source: if kind == "tmpfs" {
                 String::new()
@@ -478,6 +496,10 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
         security_opt: hc.security_opt.unwrap_or_default(),
         sysctls: hc.sysctls.unwrap_or_default(),
         oom_score_adj: hc.oom_score_adj.unwrap_or(0),
+        group_add: hc.group_add.clone().unwrap_or_default(),
+        groups_strict: false,
+        masked_paths: hc.masked_paths.clone(),
+        readonly_paths: hc.readonly_paths.clone(),
         ulimits: hc.ulimits.unwrap_or_default(),
         memory_reservation: hc.memory_reservation.unwrap_or(0),
         memory_swap: hc.memory_swap.unwrap_or(0),

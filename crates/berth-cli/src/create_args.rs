@@ -234,6 +234,9 @@ pub struct CreateArgs {
     /// Tune the host's OOM preferences (-1000 to 1000).
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     pub oom_score_adj: i32,
+    /// Add additional groups to join.
+    #[arg(long)]
+    pub group_add: Vec<String>,
     /// Optional parent cgroup for the container.
     #[arg(long)]
     pub cgroup_parent: Option<String>,
@@ -376,6 +379,7 @@ pub(crate) fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
             })
             .collect::<Result<_, _>>()?,
         oom_score_adj: a.oom_score_adj,
+        group_add: a.group_add.clone(),
         ulimits: a
             .ulimit
             .iter()

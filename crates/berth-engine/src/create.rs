@@ -33,6 +33,10 @@ pub struct CreateOptions {
     pub user: Option<String>,
     /// `--hostname`.
     pub hostname: Option<String>,
+    /// `--group-add`.
+    pub group_add: Vec<String>,
+    /// Leave out the groups the image's group file gives the user (the CRI's Strict policy).
+    pub groups_strict: bool,
     /// `--label`.
     pub labels: BTreeMap<String, String>,
     /// `--annotation` (Docker's `HostConfig.Annotations`).
@@ -76,6 +80,12 @@ pub struct CreateOptions {
     pub sysctls: BTreeMap<String, String>,
     /// `--oom-score-adj`.
     pub oom_score_adj: i32,
+    /// Docker's `HostConfig.MaskedPaths`, the CRI's `masked_paths`: replace the default
+    /// masked paths (none: the defaults).
+    pub masked_paths: Option<Vec<String>>,
+    /// Docker's `HostConfig.ReadonlyPaths`, the CRI's `readonly_paths`: replace the default
+    /// read-only paths (none: the defaults).
+    pub readonly_paths: Option<Vec<String>>,
     /// `--ulimit`.
     pub ulimits: Vec<Ulimit>,
     /// `--memory-reservation` bytes.
@@ -183,6 +193,14 @@ pub(crate) fn resolv_conf(o: &CreateOptions, own_netns: bool) -> Result<String> 
         out.push_str(&format!("options {}\n", options.join(" ")));
     }
     Ok(out)
+}
+
+/// Masked or read-only paths: absolute, or an error naming the first that is not.
+fn check_paths(what: &str, paths: Option<&Vec<String>>) -> Result<Option<Vec<String>>> {
+    if let Some(bad) = paths.into_iter().flatten().find(|p| !p.starts_with('/')) {
+        return Err(EngineError::Invalid(format!("{what} path {bad:?} is not absolute")));
+    }
+    Ok(paths.cloned())
 }
 
 /// `--log-opt` for json-file: max-size and max-file, checked as Docker does.
@@ -593,6 +611,8 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             .clone()
             .or_else(|| c.get("User").and_then(|v| v.as_str()).map(str::to_string))
             .unwrap_or_default(),
+        group_add: o.group_add.clone(),
+        groups_strict: o.groups_strict,
         hostname,
         labels,
         annotations: o.annotations.clone(),
@@ -634,6 +654,8 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         },
         sysctls: check_sysctls(o)?,
         oom_score_adj: oom_score_adj(o.oom_score_adj, &mut warnings)?,
+        masked_paths: check_paths("masked", o.masked_paths.as_ref())?,
+        readonly_paths: check_paths("read-only", o.readonly_paths.as_ref())?,
         no_new_privileges: o
             .security_opt
             .iter()
@@ -741,7 +763,21 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         write_mode(&dir.join("json.log"), b"", berth_image::perms::LOG)?;
         write("hostname", format!("{}\n", r.hostname))?;
         write("hosts", crate::networks::hosts_file(&r, None))?;
-        write("resolv.conf", resolv_conf(o, r.network() != NetworkMode::Host)?)?;
+        // A container in another's network uses its resolver, as Docker's does (a pod's
+        // members: the DNS the sandbox was given).
+        let resolv = match r.network() {
+            NetworkMode::Container(other)
+                if o.dns.is_empty() && o.dns_search.is_empty() && o.dns_options.is_empty() =>
+            {
+                std::fs::read_to_string(engine.dir(&other).join("resolv.conf")).ok()
+            }
+            _ => None,
+        };
+        let resolv = match resolv {
+            Some(r) => r,
+            None => resolv_conf(o, r.network() != NetworkMode::Host)?,
+        };
+        write("resolv.conf", resolv)?;
         let lowers = images.lowers(&img)?;
         for m in &r.mounts {
             match m.kind.as_str() {

@@ -191,7 +191,7 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "Driver": if m.kind == "volume" { "local" } else { "" },
             "Mode": if m.read_only { "ro" } else { "" },
             "RW": !m.read_only,
-            "Propagation": if m.kind == "bind" { "rprivate" } else { "" },
+            "Propagation": if m.kind == "bind" { crate::volumes::propagation(m) } else { "" },
         })).collect::<Vec<_>>(),
         "Config": {
             "Hostname": r.hostname,
@@ -224,6 +224,13 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
         v["HostConfig"]["Annotations"] = json!(r.annotations);
     }
     v["HostConfig"]["OomScoreAdj"] = json!(r.oom_score_adj);
+    v["HostConfig"]["GroupAdd"] = if r.group_add.is_empty() {
+        Value::Null
+    } else {
+        json!(r.group_add)
+    };
+    v["HostConfig"]["MaskedPaths"] = json!(crate::spec::masked_paths(r));
+    v["HostConfig"]["ReadonlyPaths"] = json!(crate::spec::readonly_paths(r));
     if !r.sysctls.is_empty() {
         v["HostConfig"]["Sysctls"] = json!(r.sysctls);
     }

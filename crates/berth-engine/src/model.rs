@@ -100,7 +100,7 @@ pub struct MountSpec {
     pub destination: String,
     /// Read-only.
     pub read_only: bool,
-    /// tmpfs options (`size=...`, `mode=...`).
+    /// tmpfs options (`size=...`, `mode=...`); a bind's propagation (`rslave`, ...).
     #[serde(default)]
     pub options: Vec<String>,
 }
@@ -220,6 +220,13 @@ pub struct Record {
     pub working_dir: String,
     /// `uid[:gid]` or `name[:group]`, as given.
     pub user: String,
+    /// `--group-add`: more groups (names in the image's group file, or numbers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
+    /// The groups the image's group file gives the user are left out (the CRI's Strict
+    /// supplemental groups policy).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub groups_strict: bool,
     /// Hostname.
     pub hostname: String,
     /// Labels.
@@ -293,6 +300,12 @@ pub struct Record {
     /// `--oom-score-adj` (clamped at create to berth's own where lowering is not allowed).
     #[serde(default)]
     pub oom_score_adj: i32,
+    /// The masked paths that replace the defaults (none: the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masked_paths: Option<Vec<String>>,
+    /// The read-only paths that replace the defaults (none: the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly_paths: Option<Vec<String>>,
     /// `--security-opt no-new-privileges`.
     #[serde(default)]
     pub no_new_privileges: bool,

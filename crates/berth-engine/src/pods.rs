@@ -332,7 +332,8 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &PodOptions) -> Resul
     // The limits are the pod's cgroup's, not the infra's own.
     (infra.memory, infra.nano_cpus, infra.pids_limit) = (0, 0, 0);
     infra.name = Some(format!("{}-infra", &id[..12]));
-    infra.hostname = Some(pod.hostname.clone());
+    // An infra in the host's UTS namespace has the host's name, which it cannot set.
+    infra.hostname = Some(pod.hostname.clone()).filter(|_| infra.uts != NamespaceMode::Host);
     match &o.infra_image {
         Some(image) => {
             infra.image = image.clone();
@@ -395,8 +396,14 @@ pub(crate) fn join(engine: &Engine, key: &str, o: &mut CreateOptions) -> Result<
             NamespaceMode::Private
         }
     };
-    o.ipc = joined("ipc");
-    o.pid = joined("pid");
+    // A member that asks for a namespace of its own kind (the host's, another member's)
+    // keeps it; the rest join the infra's where the pod shares them.
+    if o.ipc == NamespaceMode::Private {
+        o.ipc = joined("ipc");
+    }
+    if o.pid == NamespaceMode::Private {
+        o.pid = joined("pid");
+    }
     if pod.shares("uts") {
         if o.hostname.as_deref().is_some_and(|h| !h.is_empty()) {
             return Err(EngineError::Invalid(

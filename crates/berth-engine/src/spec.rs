@@ -342,6 +342,36 @@ pub fn resolve_user(spec: &str, lowers: &[PathBuf]) -> Result<(u32, u32, Vec<u32
     Ok((uid, gid, extra))
 }
 
+/// A process's supplementary groups: its own group first (as containerd and runc give it),
+/// those the image's group file gives the user (none with `groups_strict`), then
+/// `--group-add`'s, each once.
+fn additional_groups(r: &Record, lowers: &[PathBuf], gid: u32, from_image: Vec<u32>) -> Result<Vec<u32>> {
+    if r.group_add.is_empty() && !r.groups_strict {
+        return Ok(from_image);
+    }
+    let mut all = vec![gid];
+    if !r.groups_strict {
+        all.extend(from_image);
+    }
+    let group = image_file(lowers, "etc/group").unwrap_or_default();
+    for g in &r.group_add {
+        let id = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => group
+                .lines()
+                .find(|l| l.split(':').next() == Some(g.as_str()))
+                .and_then(|l| l.split(':').nth(2)?.parse().ok())
+                .ok_or_else(|| {
+                    EngineError::Invalid(format!("unable to find group {g}: no matching entries in group file"))
+                })?,
+        };
+        all.push(id);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    all.retain(|g| seen.insert(*g));
+    Ok(all)
+}
+
 impl DeviceMapping {
     /// Parses `HOST[:CONTAINER[:PERMS]]` (Docker's `--device`; `HOST:PERMS` too).
     pub fn parse(spec: &str) -> Result<DeviceMapping> {
@@ -490,6 +520,7 @@ pub fn resources(r: &Record) -> Value {
 /// The bundle's `config.json` for a container whose rootfs is mounted at `rootfs`.
 pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_root: &Path) -> Result<Value> {
     let (uid, gid, extra) = resolve_user(&r.user, lowers)?;
+    let extra = additional_groups(r, lowers, gid, extra)?;
     let mut args = vec![r.path.clone()];
     args.extend(r.args.iter().cloned());
     let mut namespaces = vec![json!({"type": "mount"})];
@@ -536,7 +567,7 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
                 } else {
                     PathBuf::from(&m.source)
                 };
-                let mut opts = vec!["rbind", "rprivate"];
+                let mut opts = vec!["rbind", crate::volumes::propagation(m)];
                 opts.extend(ro);
                 user_mounts.push(json!({"destination": m.destination, "type": "bind", "source": src.display().to_string(), "options": opts}));
             }
@@ -572,14 +603,20 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
             "cgroupsPath": format!("{}/{}", if r.cgroup_parent.is_empty() { "/berth" } else { r.cgroup_parent.as_str() }, r.id),
             "resources": resources,
             "namespaces": namespaces,
-            "maskedPaths": ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
-                "/sys/devices/virtual/powercap"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+            "maskedPaths": masked_paths(r),
+            "readonlyPaths": readonly_paths(r)
         }
     });
     if let Some(ms) = spec["mounts"].as_array_mut() {
         ms.extend(user_mounts);
+    }
+    // A shared or slave bind needs the container's root to pass mounts on too (Docker's
+    // rule): shared if any is shared, else slave.
+    let props: Vec<&str> = r.mounts.iter().map(crate::volumes::propagation).collect();
+    if props.iter().any(|p| p.ends_with("shared")) {
+        spec["linux"]["rootfsPropagation"] = json!("rshared");
+    } else if props.iter().any(|p| p.ends_with("slave")) {
+        spec["linux"]["rootfsPropagation"] = json!("rslave");
     }
     if !r.sysctls.is_empty() {
         spec["linux"]["sysctl"] = json!(r.sysctls);
@@ -630,9 +667,7 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
     }
     if r.privileged {
         // Docker's --privileged: every capability, no seccomp, no masked or read-only
-        // /proc paths, every device allowed, /sys writable.
-        spec["linux"]["maskedPaths"] = json!([]);
-        spec["linux"]["readonlyPaths"] = json!([]);
+        // /proc paths (masked_paths), every device allowed, /sys writable.
         spec["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
         if let Some(ms) = spec["mounts"].as_array_mut() {
             for m in ms.iter_mut() {
@@ -649,6 +684,42 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
         spec["linux"]["seccomp"] = profile;
     }
     Ok(spec)
+}
+
+/// The paths masked by default, as Docker's.
+const DEFAULT_MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// The paths read-only by default, as Docker's.
+const DEFAULT_READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// A container's masked paths: its own, the defaults, or none when privileged.
+pub fn masked_paths(r: &Record) -> Vec<String> {
+    match &r.masked_paths {
+        Some(p) => p.clone(),
+        None if r.privileged => Vec::new(),
+        None => DEFAULT_MASKED_PATHS.iter().map(|p| (*p).to_string()).collect(),
+    }
+}
+
+/// A container's read-only paths: its own, the defaults, or none when privileged.
+pub fn readonly_paths(r: &Record) -> Vec<String> {
+    match &r.readonly_paths {
+        Some(p) => p.clone(),
+        None if r.privileged => Vec::new(),
+        None => DEFAULT_READONLY_PATHS.iter().map(|p| (*p).to_string()).collect(),
+    }
 }
 
 /// Whether an ELF binary needs no dynamic loader (no `PT_INTERP` program header).
@@ -754,6 +825,43 @@ mod tests {
         assert_eq!(full, v(&["sh"]));
         command(None, None, None, &[]).unwrap_err();
         assert_eq!(merge_env(&v(&["A=1", "B=2"]), &v(&["A=3"])), v(&["B=2", "A=3"]));
+    }
+
+    #[test]
+    fn groups_merge_the_images_and_the_added_unless_strict() {
+        let dir = berth_testutil::TempDir::new("groups");
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nu:x:1000:1000::/:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "u:x:1000:\nextra:x:50000:u\naudio:x:29:\n",
+        )
+        .unwrap();
+        let lowers = vec![dir.path().to_path_buf()];
+        let (uid, gid, from_image) = resolve_user("1000", &lowers).unwrap();
+        assert_eq!((uid, gid, from_image.clone()), (1000, 1000, vec![50000]));
+        let mut r = Record::default();
+        assert_eq!(
+            additional_groups(&r, &lowers, gid, from_image.clone()).unwrap(),
+            vec![50000]
+        );
+        r.group_add = vec!["1234".into(), "audio".into(), "1234".into()];
+        assert_eq!(
+            additional_groups(&r, &lowers, gid, from_image.clone()).unwrap(),
+            vec![1000, 50000, 1234, 29]
+        );
+        r.groups_strict = true;
+        assert_eq!(
+            additional_groups(&r, &lowers, gid, from_image.clone()).unwrap(),
+            vec![1000, 1234, 29]
+        );
+        r.group_add = vec!["nosuch".into()];
+        let e = additional_groups(&r, &lowers, gid, from_image).unwrap_err().to_string();
+        assert!(e.contains("unable to find group nosuch"), "{e}");
     }
 
     #[test]

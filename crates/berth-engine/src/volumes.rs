@@ -19,6 +19,22 @@ fn valid_volume_name(n: &str) -> bool {
         && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
+/// A bind mount's propagation modes (`-v SRC:DST:rslave`, `bind-propagation=`).
+pub const PROPAGATIONS: [&str; 6] = ["private", "rprivate", "shared", "rshared", "slave", "rslave"];
+
+/// A mount's propagation: a bind's own (default `rprivate`), none for the others.
+pub fn propagation(m: &MountSpec) -> &str {
+    match m.kind.as_str() {
+        "tmpfs" => "",
+        _ => m
+            .options
+            .iter()
+            .map(String::as_str)
+            .find(|o| PROPAGATIONS.contains(o))
+            .unwrap_or("rprivate"),
+    }
+}
+
 /// Parses `-v SRC:DST[:ro|rw]` (SRC a host path or a volume name) or `-v DST` (an anonymous
 /// volume: no source).
 pub fn parse_volume(spec: &str) -> Result<MountSpec> {
@@ -35,11 +51,15 @@ pub fn parse_volume(spec: &str) -> Result<MountSpec> {
             "invalid mount path: '{dst}' mount path must be absolute"
         )));
     }
-    let read_only = match mode {
-        "" | "rw" | "z" | "Z" => false,
-        "ro" => true,
-        _ => return Err(bad()),
-    };
+    let (mut read_only, mut options) = (false, Vec::new());
+    for m in mode.split(',').filter(|m| !m.is_empty()) {
+        match m {
+            "rw" | "z" | "Z" | "nocopy" => {}
+            "ro" => read_only = true,
+            p if PROPAGATIONS.contains(&p) && options.is_empty() => options.push(p.to_string()),
+            _ => return Err(bad()),
+        }
+    }
     let kind = if src.starts_with('/') {
         "bind"
     } else if src.is_empty() || valid_volume_name(src) {
@@ -47,12 +67,15 @@ pub fn parse_volume(spec: &str) -> Result<MountSpec> {
     } else {
         return Err(bad());
     };
+    if !options.is_empty() && kind != "bind" {
+        return Err(bad());
+    }
     let m = MountSpec {
         kind: kind.into(),
         source: src.to_string(),
         destination: dst.to_string(),
         read_only,
-        options: Vec::new(),
+        options,
     };
     check(&m, true).map_err(|e| EngineError::Invalid(format!("invalid volume specification: '{spec}': {e}")))?;
     Ok(m)
@@ -72,6 +95,12 @@ pub fn parse_mount(spec: &str) -> Result<MountSpec> {
             "readonly" | "ro" => ro = v.is_empty() || v == "true" || v == "1",
             "tmpfs-size" => opts.push(format!("size={v}")),
             "tmpfs-mode" => opts.push(format!("mode={v}")),
+            "bind-propagation" if PROPAGATIONS.contains(&v) => opts.push(v.to_string()),
+            "bind-propagation" => {
+                return Err(EngineError::Invalid(format!(
+                    "invalid bind propagation '{v}' in '{spec}'"
+                )))
+            }
             _ => return Err(EngineError::Invalid(format!("unexpected key '{k}' in '{spec}'"))),
         }
     }
@@ -139,6 +168,9 @@ pub fn check(m: &MountSpec, made_if_missing: bool) -> Result<()> {
             Err(EngineError::Invalid(format!("invalid volume name '{src}'")))
         }
         "tmpfs" if !src.is_empty() => Err(bad("source must not be specified".into())),
+        "volume" | "tmpfs" if m.options.iter().any(|o| PROPAGATIONS.contains(&o.as_str())) => {
+            Err(bad("bind propagation is only for bind mounts".into()))
+        }
         _ => Ok(()),
     }
 }
@@ -439,4 +471,26 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         let _ = std::os::unix::fs::lchown(&d, Some(m.uid()), Some(m.gid()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_take_a_propagation_mode() {
+        let m = parse_volume("/tmp:/x:ro,rslave").unwrap();
+        assert!(m.read_only);
+        assert_eq!(propagation(&m), "rslave");
+        assert_eq!(propagation(&parse_volume("/tmp:/x").unwrap()), "rprivate");
+        assert_eq!(propagation(&parse_volume("/tmp:/x:z").unwrap()), "rprivate");
+        parse_volume("/tmp:/x:rslave,rshared").unwrap_err();
+        parse_volume("vol:/x:rshared").unwrap_err();
+        parse_volume("/tmp:/x:bogus").unwrap_err();
+        let m = parse_mount("type=bind,source=/tmp,target=/x,bind-propagation=shared").unwrap();
+        assert_eq!(propagation(&m), "shared");
+        parse_mount("type=bind,source=/tmp,target=/x,bind-propagation=sideways").unwrap_err();
+        parse_mount("type=volume,target=/x,bind-propagation=shared").unwrap_err();
+        assert_eq!(propagation(&parse_tmpfs("/t").unwrap()), "");
+    }
 }
