@@ -81,14 +81,39 @@ fn create_options(
         if let Some(r) = &linux.resources {
             apply_resources(&mut o, r)?;
         }
-        if let Some(s) = &linux.security_context {
-            apply_security(&mut o, s)?;
-        }
     }
+    let none = cri::LinuxContainerSecurityContext::default();
+    let security = c
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .unwrap_or(&none);
+    apply_security(&mut o, security)?;
     // The sandbox's namespace options reach the container: the node's IPC or PID.
     let nso = sandbox::namespace_options(sandbox);
     if cri::NamespaceMode::try_from(nso.pid) == Ok(cri::NamespaceMode::Node) {
         o.pid = Ns::Host;
+    }
+    if cri::NamespaceMode::try_from(nso.ipc) == Ok(cri::NamespaceMode::Node) {
+        o.ipc = Ns::Host;
+    }
+    // The container's own: another container's PID namespace (an ephemeral debug
+    // container's TARGET).
+    let own = c
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_default();
+    match cri::NamespaceMode::try_from(own.pid) {
+        Ok(cri::NamespaceMode::Node) => o.pid = Ns::Host,
+        Ok(cri::NamespaceMode::Target) => {
+            if own.target_id.is_empty() {
+                return Err(Status::invalid_argument("pid namespace TARGET without a target_id"));
+            }
+            o.pid = Ns::Container(own.target_id.clone());
+        }
+        _ => {}
     }
     Ok(o)
 }
@@ -132,8 +157,11 @@ fn apply_security(o: &mut CreateOptions, s: &cri::LinuxContainerSecurityContext)
     if s.no_new_privs {
         o.security_opt.push("no-new-privileges".into());
     }
-    if let Some(p) = &s.seccomp {
-        match cri::security_profile::ProfileType::try_from(p.profile_type) {
+    // The CRI's unset profile is no profile (the kubelet sends RuntimeDefault when a pod
+    // asks for it), as with containerd and CRI-O.
+    match &s.seccomp {
+        None => o.security_opt.push("seccomp=unconfined".into()),
+        Some(p) => match cri::security_profile::ProfileType::try_from(p.profile_type) {
             Ok(cri::security_profile::ProfileType::RuntimeDefault) => {}
             Ok(cri::security_profile::ProfileType::Unconfined) => o.security_opt.push("seccomp=unconfined".into()),
             Ok(cri::security_profile::ProfileType::Localhost) => {
@@ -152,11 +180,22 @@ fn apply_security(o: &mut CreateOptions, s: &cri::LinuxContainerSecurityContext)
                     p.profile_type
                 )))
             }
-        }
+        },
     }
-    if !s.supplemental_groups.is_empty() {
-        return Err(Status::unimplemented("supplemental groups are not supported yet"));
+    // The kubelet sends the paths to mask and make read-only (its defaults): they replace
+    // berth's, as containerd's do. None sent (nothing on the wire tells that from an empty
+    // list) keeps the defaults.
+    if !s.privileged {
+        o.masked_paths = Some(s.masked_paths.clone()).filter(|p| !p.is_empty());
+        o.readonly_paths = Some(s.readonly_paths.clone()).filter(|p| !p.is_empty());
     }
+    o.group_add = s.supplemental_groups.iter().map(i64::to_string).collect();
+    if let Some(bad) = s.supplemental_groups.iter().find(|g| u32::try_from(**g).is_err()) {
+        return Err(Status::invalid_argument(format!(
+            "supplemental group {bad} is not a group id"
+        )));
+    }
+    o.groups_strict = s.supplemental_groups_policy == cri::SupplementalGroupsPolicy::Strict as i32;
     Ok(())
 }
 
@@ -325,7 +364,30 @@ pub fn status(engine: &Engine, id: &str) -> Result<cri::ContainerStatus, Status>
         mounts: m.mounts.clone(),
         log_path: m.log_path.clone(),
         resources: None,
-        user: None,
+        user: user(engine, &r.id),
+    })
+}
+
+/// The identity the container's first process has, from its bundle's `process.user`.
+fn user(engine: &Engine, id: &str) -> Option<cri::ContainerUser> {
+    let config = std::fs::read(engine.dir(id).join("config.json")).ok()?;
+    let spec: serde_json::Value = serde_json::from_slice(&config).ok()?;
+    let u = &spec["process"]["user"];
+    let gid = u["gid"].as_i64()?;
+    let mut groups: Vec<i64> = u["additionalGids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_i64).collect())
+        .unwrap_or_default();
+    // The kernel's view: the process's own group is one of its groups.
+    if !groups.contains(&gid) {
+        groups.insert(0, gid);
+    }
+    Some(cri::ContainerUser {
+        linux: Some(cri::LinuxContainerUser {
+            uid: u["uid"].as_i64()?,
+            gid,
+            supplemental_groups: groups,
+        }),
     })
 }
 

@@ -20,6 +20,14 @@ fn pod_name(m: &cri::PodSandboxMetadata) -> String {
     format!("k8s_{}_{}_{}_{}", m.name, m.namespace, m.uid, m.attempt)
 }
 
+/// This node's hostname.
+fn node_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
 /// Checks the metadata the kubelet must send.
 pub(crate) fn check_metadata(m: Option<&cri::PodSandboxMetadata>) -> Result<&cri::PodSandboxMetadata, Status> {
     let m = m.ok_or_else(|| Status::invalid_argument("sandbox config has no metadata"))?;
@@ -49,7 +57,11 @@ fn pod_options(c: &cri::PodSandboxConfig, name: String) -> Result<PodOptions, St
     let nso = namespace_options(c);
     let mut o = PodOptions {
         name: Some(name),
-        hostname: Some(c.hostname.clone()).filter(|h| !h.is_empty()),
+        // The kubelet names the sandbox's host; without one it is the node's, as with
+        // containerd (a pod's name is no hostname: the kubelet's are longer than 64 bytes).
+        hostname: Some(c.hostname.clone())
+            .filter(|h| !h.is_empty())
+            .or_else(node_hostname),
         labels: meta::tree(&c.labels),
         annotations: meta::tree(&c.annotations),
         ..PodOptions::default()
@@ -61,6 +73,7 @@ fn pod_options(c: &cri::PodSandboxConfig, name: String) -> Result<PodOptions, St
     o.share = Some(share);
     if ns_mode(nso.network) == cri::NamespaceMode::Node {
         o.infra.network = NetworkMode::Host;
+        o.infra.uts = Ns::Host;
     } else {
         for p in &c.port_mappings {
             o.infra.publish.push(port_spec(p)?);

@@ -64,16 +64,21 @@ async fn exec_sync(cri: &Arc<Cri>, req: cri::ExecSyncRequest) -> Result<cri::Exe
     let child = cmd
         .spawn()
         .map_err(|e| Status::internal(format!("starting exec in {id}: {e}")))?;
+    let pid = child.id();
     let out = child.wait_with_output();
     let out = if req.timeout > 0 {
         let limit = Duration::from_secs(u64::try_from(req.timeout).unwrap_or(0));
         match tokio::time::timeout(limit, out).await {
             Ok(o) => o,
             Err(_) => {
+                // The command in the container goes too, not only `berth exec`.
+                if let Some(pid) = pid {
+                    crate::proc::kill_tree(pid);
+                }
                 return Err(Status::deadline_exceeded(format!(
                     "command {:?} in {id} timed out after {}s",
                     req.cmd, req.timeout
-                )))
+                )));
             }
         }
     } else {
@@ -262,6 +267,16 @@ impl RuntimeService for RuntimeServer {
         Ok(Response::new(cri::StatusResponse {
             status: Some(cri::RuntimeStatus {
                 conditions: vec![condition("RuntimeReady"), condition("NetworkReady")],
+            }),
+            runtime_handlers: vec![cri::RuntimeHandler {
+                name: String::new(),
+                features: Some(cri::RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: false,
+                    user_namespaces: false,
+                }),
+            }],
+            features: Some(cri::RuntimeFeatures {
+                supplemental_groups_policy: true,
             }),
             ..Default::default()
         }))

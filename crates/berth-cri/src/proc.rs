@@ -1,0 +1,78 @@
+//! The processes a server started: a `berth exec` and what it runs in the container (its
+//! descendants: `berth exec` is their subreaper), killed together.
+
+/// The children of every thread of `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `pid` and its descendants, parents before children.
+pub(crate) fn tree(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while let Some(&p) = all.get(i) {
+        for c in children(p) {
+            if !all.contains(&c) {
+                all.push(c);
+            }
+        }
+        i += 1;
+    }
+    all
+}
+
+/// SIGKILLs `pid` and its descendants, children first, so that none is reparented away
+/// before its turn.
+pub(crate) fn kill_tree(pid: u32) {
+    for p in tree(pid).into_iter().rev() {
+        let Ok(p) = i32::try_from(p) else { continue };
+        if p > 1 {
+            // SAFETY: a signal to one process by a positive pid, one this server started or
+            // one of its descendants.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_is_killed_with_its_grandchildren() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 100 & sleep 100 & wait"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while tree(pid).len() < 3 {
+            assert!(std::time::Instant::now() < deadline, "the sleeps never started");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let all = tree(pid);
+        kill_tree(pid);
+        assert!(!child.wait().unwrap().success());
+        for p in &all[1..] {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            // A killed grandchild is reaped by init, or lingers as a zombie for a moment.
+            while std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+            {
+                assert!(std::time::Instant::now() < deadline, "{p} outlived kill_tree");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+}
