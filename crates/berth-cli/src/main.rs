@@ -189,6 +189,13 @@ enum Command {
         /// Where CNI plugins are, comma separated, searched in order.
         #[arg(long = "cni-bin-dir", default_value = DEFAULT_CNI_BIN_DIRS)]
         cni_bin_dir: String,
+        /// The address of the streaming server that exec, attach and port-forward URLs
+        /// point to.
+        #[arg(long = "stream-address", default_value = "127.0.0.1")]
+        stream_address: std::net::IpAddr,
+        /// The streaming server's port (0: any free one).
+        #[arg(long = "stream-port", default_value_t = 0)]
+        stream_port: u16,
     },
     /// The per-container monitor (internal).
     #[command(name = "_monitor", hide = true)]
@@ -323,6 +330,7 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
                         registry_config_dir(),
                         PathBuf::from(DEFAULT_CNI_CONF_DIR),
                         DEFAULT_CNI_BIN_DIRS,
+                        (std::net::Ipv4Addr::LOCALHOST.into(), 0),
                     )?;
                     Some(berth_cri::Background::start(opts, &l).map_err(|e| anyhow::anyhow!(e))?)
                 }
@@ -339,8 +347,19 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
             registry_config,
             cni_conf_dir,
             cni_bin_dir,
-        } => berth_cri::run(cri_options(root, registry_config, cni_conf_dir, &cni_bin_dir)?, &listen)
-            .map_err(|e| anyhow::anyhow!(e)),
+            stream_address,
+            stream_port,
+        } => berth_cri::run(
+            cri_options(
+                root,
+                registry_config,
+                cni_conf_dir,
+                &cni_bin_dir,
+                (stream_address, stream_port),
+            )?,
+            &listen,
+        )
+        .map_err(|e| anyhow::anyhow!(e)),
         Command::Builder { command } => build::builder(root, &command),
     }
 }
@@ -351,6 +370,7 @@ fn cri_options(
     registry_config: PathBuf,
     cni_conf_dir: PathBuf,
     cni_bin_dirs: &str,
+    (stream_address, stream_port): (std::net::IpAddr, u16),
 ) -> anyhow::Result<berth_cri::Options> {
     Ok(berth_cri::Options {
         root: root.to_path_buf(),
@@ -364,6 +384,8 @@ fn cri_options(
                 .map(PathBuf::from)
                 .collect(),
         },
+        stream_address,
+        stream_port,
     })
 }
 

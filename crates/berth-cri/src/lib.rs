@@ -19,6 +19,8 @@ mod proc;
 mod sandbox;
 mod service;
 mod stats;
+mod stream;
+mod streaming;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -48,6 +50,10 @@ pub struct Options {
     /// Where sandboxes' networks come from: the first CNI configuration there (none: berth's
     /// default bridge).
     pub cni: berth_engine::cni::CniOptions,
+    /// The streaming server's address (exec, attach and port-forward URLs point there).
+    pub stream_address: std::net::IpAddr,
+    /// Its port (0: one the kernel picks).
+    pub stream_port: u16,
 }
 
 /// A server failed to start or stopped with an error.
@@ -70,15 +76,17 @@ pub enum CriError {
 #[derive(Debug)]
 pub struct Cri {
     opts: Options,
+    stream: Arc<stream::StreamServer>,
     engines: Mutex<Vec<Engine>>,
     stores: Mutex<Vec<ImageStore>>,
 }
 
 impl Cri {
-    /// A server's state for `opts`.
-    pub fn new(opts: Options) -> Arc<Cri> {
+    /// A server's state for `opts`, its streaming server's URLs on `stream`.
+    fn new(opts: Options, stream: Arc<stream::StreamServer>) -> Arc<Cri> {
         Arc::new(Cri {
             opts,
+            stream,
             engines: Mutex::new(Vec::new()),
             stores: Mutex::new(Vec::new()),
         })
@@ -167,7 +175,19 @@ pub async fn serve(
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(listen_err)?;
     }
-    let cri = Cri::new(opts);
+    let (streams, stream_listener) = stream::StreamServer::bind(
+        opts.stream_address,
+        opts.stream_port,
+        opts.exe.clone(),
+        opts.root.clone(),
+    )
+    .await
+    .map_err(|source| CriError::Listen {
+        path: PathBuf::from(format!("{}:{}", opts.stream_address, opts.stream_port)),
+        source,
+    })?;
+    let streaming = tokio::spawn(streams.clone().serve(stream_listener));
+    let cri = Cri::new(opts, streams);
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     // On `shutdown` the server stops accepting and lets running calls finish, for at most
     // GRACE: a client that keeps its connection open (a kubelet does) does not hold it up.
@@ -187,6 +207,7 @@ pub async fn serve(
             tokio::time::sleep(GRACE).await;
         } => Ok(()),
     };
+    streaming.abort();
     let _ = std::fs::remove_file(path);
     Ok(r?)
 }

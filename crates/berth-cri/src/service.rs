@@ -206,16 +206,25 @@ impl RuntimeService for RuntimeServer {
         Ok(Response::new(exec_sync(&self.0, req.into_inner()).await?))
     }
 
-    async fn exec(&self, _req: Request<cri::ExecRequest>) -> Res<cri::ExecResponse> {
-        Err(not_yet("Exec (the streaming server)"))
+    async fn exec(&self, req: Request<cri::ExecRequest>) -> Res<cri::ExecResponse> {
+        let req = req.into_inner();
+        let url = self.0.run(move |c, e, _| crate::streaming::exec(c, e, req)).await?;
+        Ok(Response::new(cri::ExecResponse { url }))
     }
 
-    async fn attach(&self, _req: Request<cri::AttachRequest>) -> Res<cri::AttachResponse> {
-        Err(not_yet("Attach (the streaming server)"))
+    async fn attach(&self, req: Request<cri::AttachRequest>) -> Res<cri::AttachResponse> {
+        let req = req.into_inner();
+        let url = self.0.run(move |c, e, _| crate::streaming::attach(c, e, req)).await?;
+        Ok(Response::new(cri::AttachResponse { url }))
     }
 
-    async fn port_forward(&self, _req: Request<cri::PortForwardRequest>) -> Res<cri::PortForwardResponse> {
-        Err(not_yet("PortForward (the streaming server)"))
+    async fn port_forward(&self, req: Request<cri::PortForwardRequest>) -> Res<cri::PortForwardResponse> {
+        let req = req.into_inner();
+        let url = self
+            .0
+            .run(move |c, e, _| crate::streaming::port_forward(c, e, req))
+            .await?;
+        Ok(Response::new(cri::PortForwardResponse { url }))
     }
 
     async fn container_stats(&self, req: Request<cri::ContainerStatsRequest>) -> Res<cri::ContainerStatsResponse> {

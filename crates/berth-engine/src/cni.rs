@@ -100,7 +100,8 @@ impl Prepared {
         port_mappings: Value,
     ) -> Result<PodNetwork> {
         let a = attachment(&self.key, &self.netns, args, port_mappings);
-        match runner(root, o).add(&self.conf, &a) {
+        let added = berth_net::link::loopback_up(&self.netns).and_then(|()| runner(root, o).add(&self.conf, &a));
+        match added {
             Ok(result) => Ok(PodNetwork {
                 key: self.key,
                 network: self.conf.name,

@@ -249,6 +249,19 @@ pub fn add_veth(host: &str, bridge: &str, netns: &Path, ep: &Endpoint) -> Result
     })
 }
 
+/// Brings up the loopback interface of network namespace `netns` (what CNI's `loopback`
+/// plugin does for a runtime): a pod's containers talk to each other, and a port forward
+/// reaches them, over it.
+pub fn loopback_up(netns: &std::path::Path) -> Result<()> {
+    crate::netns::run_in(netns, || {
+        let mut nl = Netlink::open()?;
+        if let Some(lo) = nl.index("lo")? {
+            nl.set_up(lo, "lo")?;
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
