@@ -19,7 +19,7 @@ mod proc;
 mod sandbox;
 mod service;
 mod stats;
-mod stream;
+pub mod stream;
 mod streaming;
 
 use std::path::{Path, PathBuf};

@@ -881,3 +881,199 @@ fn sandboxes_on_a_cni_network_reach_each_other_and_a_host_port() {
     assert_eq!(leases, 0, "addresses still leased");
     assert_eq!(b.ok(&["ps", "-aq"]), "");
 }
+
+#[test]
+fn exec_attach_and_port_forward_stream_over_websocket_and_spdy() {
+    use berth_cri::client::streaming::{port_forward, spdy_exec, ws_exec};
+    require_root!();
+    let (b, _img) = with_busybox("cri-stream");
+    let srv = Server::start(&b);
+    let mut c = srv.client();
+    let logs = b.root.path().join("pod-logs");
+    let config = sandbox_config("stream", &logs);
+    let sid = srv
+        .call(c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        }))
+        .pod_sandbox_id;
+    let run = |c: &mut Client, cfg: cri::ContainerConfig| -> String {
+        let id = srv
+            .call(c.runtime.create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sid.clone(),
+                config: Some(cfg),
+                sandbox_config: Some(config.clone()),
+            }))
+            .container_id;
+        srv.call(c.runtime.start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        }));
+        id
+    };
+    let web = run(
+        &mut c,
+        container_config(
+            "web",
+            "bb:1",
+            &["echo hello-from-web > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"],
+        ),
+    );
+    let mut shell = container_config("shell", "bb:1", &["while read l; do echo got:$l; done; echo bye"]);
+    shell.stdin = true;
+    shell.stdin_once = true;
+    let shell = run(&mut c, shell);
+    let exec_url = |c: &mut Client, cmd: &[&str], tty: bool, stdin: bool| -> String {
+        srv.call(c.runtime.exec(cri::ExecRequest {
+            container_id: web.clone(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty,
+            stdin,
+            stdout: true,
+            stderr: !tty,
+        }))
+        .url
+    };
+
+    // Exec over a WebSocket (v5 channels): stdin in, both outputs and the exit code out.
+    let url = exec_url(&mut c, &["sh", "-c", "cat; echo err >&2; exit 3"], false, true);
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let out = srv.rt.block_on(ws_exec(&url, Some(b"in\n"), None)).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "in\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    assert_eq!(out.status["status"], "Failure", "{}", out.status);
+    assert_eq!(out.status["reason"], "NonZeroExitCode");
+    assert_eq!(out.status["details"]["causes"][0]["reason"], "ExitCode");
+    assert_eq!(out.status["details"]["causes"][0]["message"], "3");
+    // A URL is good once.
+    let again = srv.rt.block_on(ws_exec(&url, None, None));
+    assert!(again.is_err(), "{again:?}");
+
+    // Over SPDY (v4): the same, ending well.
+    let url = exec_url(&mut c, &["sh", "-c", "cat; echo out"], false, true);
+    let out = srv.rt.block_on(spdy_exec(&url, Some(b"spdy-in\n"))).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "spdy-in\nout\n");
+    assert!(out.stderr.is_empty(), "{:?}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status["status"], "Success", "{}", out.status);
+
+    // With a terminal: the client's size reaches the command's terminal.
+    let url = exec_url(
+        &mut c,
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do s=$(stty size); [ \"$s\" = '33 111' ] && break; sleep 0.2; done; echo size=$s; tty",
+        ],
+        true,
+        true,
+    );
+    let out = srv.rt.block_on(ws_exec(&url, None, Some((111, 33)))).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("size=33 111"), "{text:?}");
+    assert!(text.contains("/dev/pts/"), "{text:?}");
+    assert_eq!(out.status["status"], "Success", "{}", out.status);
+
+    // Attach to the shell: its stdin, and its output until it ends (stdin once: when the
+    // client's input ends, so does the container's).
+    let url = srv
+        .call(c.runtime.attach(cri::AttachRequest {
+            container_id: shell.clone(),
+            stdin: true,
+            tty: false,
+            stdout: true,
+            stderr: true,
+        }))
+        .url;
+    let out = srv.rt.block_on(ws_exec(&url, Some(b"one\ntwo\n"), None)).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got:one\ngot:two\nbye\n");
+    assert_eq!(out.status["status"], "Success", "{}", out.status);
+
+    // Port forwarding, over SPDY and over SPDY in a WebSocket, to the sandbox's loopback.
+    for ws in [false, true] {
+        let url = srv
+            .call(c.runtime.port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: sid.clone(),
+                port: vec![8080],
+            }))
+            .url;
+        let got = srv
+            .rt
+            .block_on(port_forward(&url, 8080, b"GET /index.html HTTP/1.0\r\n\r\n", ws))
+            .unwrap();
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with("HTTP/1.") && text.contains("hello-from-web"),
+            "ws {ws}: {text}"
+        );
+    }
+    // A port nothing listens on: the error stream says so.
+    let url = srv
+        .call(c.runtime.port_forward(cri::PortForwardRequest {
+            pod_sandbox_id: sid.clone(),
+            port: vec![9],
+        }))
+        .url;
+    let e = srv
+        .rt
+        .block_on(port_forward(&url, 9, b"x", false))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("error forwarding port 9"), "{e}");
+
+    // Requests that cannot be served are refused before any URL is made.
+    let bad = srv.fail(c.runtime.exec(cri::ExecRequest {
+        container_id: web.clone(),
+        cmd: vec![],
+        stdout: true,
+        ..Default::default()
+    }));
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    let bad = srv.fail(c.runtime.exec(cri::ExecRequest {
+        container_id: "nosuch".into(),
+        cmd: vec!["true".into()],
+        stdout: true,
+        ..Default::default()
+    }));
+    assert_eq!(bad.code(), tonic::Code::NotFound, "{bad:?}");
+    let bad = srv.fail(c.runtime.attach(cri::AttachRequest {
+        container_id: web.clone(),
+        stdin: true,
+        stdout: true,
+        ..Default::default()
+    }));
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    let bad = srv.fail(c.runtime.port_forward(cri::PortForwardRequest {
+        pod_sandbox_id: "nosuch".into(),
+        port: vec![80],
+    }));
+    assert_eq!(bad.code(), tonic::Code::NotFound, "{bad:?}");
+
+    // ExecSync's timeout takes the command with it.
+    let e = srv.fail(c.runtime.exec_sync(cri::ExecSyncRequest {
+        container_id: web.clone(),
+        cmd: vec!["sleep".into(), "77".into()],
+        timeout: 1,
+    }));
+    assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
+    let x = srv.call(c.runtime.exec_sync(cri::ExecSyncRequest {
+        container_id: web.clone(),
+        cmd: vec![
+            "sh".into(),
+            "-c".into(),
+            "ps | grep 'sleep 77' | grep -v grep || true".into(),
+        ],
+        timeout: 10,
+    }));
+    assert_eq!(
+        String::from_utf8_lossy(&x.stdout).trim(),
+        "",
+        "the timed-out command lives on"
+    );
+
+    srv.call(c.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: sid.clone(),
+    }));
+    srv.call(
+        c.runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sid }),
+    );
+}

@@ -8,7 +8,7 @@
 //! joins the container's monitor's attach socket; a port forward dials the port inside the
 //! sandbox's network namespace.
 
-pub(crate) mod spdy;
+pub mod spdy;
 mod ws;
 
 use std::collections::HashMap;
@@ -20,6 +20,14 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+
+/// A byte stream over a WebSocket's binary messages (SPDY inside a WebSocket).
+pub(crate) fn ws_bytes<S>(socket: tokio_tungstenite::WebSocketStream<S>) -> tokio::io::DuplexStream
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    ws::Bytes::new(socket)
+}
 
 /// How long a URL stays good.
 const TOKEN_TTL: Duration = Duration::from_secs(60);

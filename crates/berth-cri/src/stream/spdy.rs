@@ -1,4 +1,4 @@
-//! SPDY/3.1 as the kubelet's streaming clients use it (client-go's SPDY round tripper,
+//! SPDY/3.1 as the kubelet's streaming clients use it (and as the tests' client speaks it) (client-go's SPDY round tripper,
 //! moby/spdystream): the client opens streams with SYN_STREAM, each carrying its role in a
 //! header (`streamType`, and `port`/`requestID` for port forwarding); the server answers
 //! each with SYN_REPLY and then both sides send DATA frames, a FIN flag half-closing a
@@ -209,6 +209,25 @@ impl Writer {
         self.send(frame).await
     }
 
+    /// Opens stream `id` with `headers` (a client's SYN_STREAM; ids odd from 1).
+    pub async fn open(&self, id: u32, headers: &[(&str, &str)]) -> bool {
+        let frame = {
+            let Ok(mut z) = self.z.lock() else { return false };
+            let Some(block) = compress(&mut z, &header_block(headers)) else {
+                return false;
+            };
+            let mut body = (id & 0x7fff_ffff).to_be_bytes().to_vec();
+            body.extend_from_slice(&[0; 6]);
+            body.extend_from_slice(&block);
+            let frame = control(SYN_STREAM, 0, &body);
+            if self.tx.try_send(frame.clone()).is_ok() {
+                return true;
+            }
+            frame
+        };
+        self.send(frame).await
+    }
+
     /// Sends `data` on stream `id`, in frames of at most [`CHUNK`] bytes.
     pub async fn data(&self, id: u32, data: &[u8]) -> bool {
         for c in data.chunks(CHUNK) {
@@ -390,9 +409,9 @@ where
                         Vec::new()
                     }
                     GOAWAY => break,
-                    // HEADERS, SETTINGS, WINDOW_UPDATE, a SYN_REPLY: nothing to do. A
-                    // HEADERS frame's block still advances the shared compression stream.
-                    8 if body.len() >= 4 => {
+                    // HEADERS, SETTINGS, WINDOW_UPDATE, a SYN_REPLY (to a client): nothing
+                    // to do, but a header block still advances the shared compression stream.
+                    SYN_REPLY | 8 if body.len() >= 4 => {
                         if inflater.block(&body[4..]).is_err() {
                             break;
                         }
