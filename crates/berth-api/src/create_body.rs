@@ -172,6 +172,7 @@ struct Mount {
 #[serde(rename_all = "PascalCase", default)]
 struct BindOptions {
     propagation: Option<String>,
+    read_only_force_recursive: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -346,7 +347,16 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
                 options.push(format!("mode={mode:o}"));
             }
         }
-        if let Some(p) = m.bind_options.and_then(|b| b.propagation).filter(|p| !p.is_empty()) {
+        let bind = m.bind_options.unwrap_or_default();
+        if bind.read_only_force_recursive == Some(true) {
+            if m.read_only != Some(true) {
+                return Err(invalid(berth_engine::EngineError::Invalid(
+                    "ReadOnlyForceRecursive needs ReadOnly".into(),
+                )));
+            }
+            options.push("rro".to_string());
+        }
+        if let Some(p) = bind.propagation.filter(|p| !p.is_empty()) {
             if !berth_engine::volumes::PROPAGATIONS.contains(&p.as_str()) {
                 return Err(invalid(berth_engine::EngineError::Invalid(format!(
                     "invalid propagation mode: {p}"

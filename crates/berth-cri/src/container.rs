@@ -69,12 +69,29 @@ fn create_options(
                 m.container_path, m.host_path
             )));
         }
+        let mut options = vec![propagation(m.propagation).to_string()];
+        if m.recursive_read_only {
+            // As the kubelet asks: read-only, private, and the mounts below read-only too.
+            if !m.readonly {
+                return Err(Status::invalid_argument(format!(
+                    "mount {}: recursive read-only needs read-only",
+                    m.container_path
+                )));
+            }
+            if options[0] != "rprivate" {
+                return Err(Status::invalid_argument(format!(
+                    "mount {}: recursive read-only needs private propagation, not {}",
+                    m.container_path, options[0]
+                )));
+            }
+            options.push("rro".into());
+        }
         o.mounts.push(MountSpec {
             kind: "bind".into(),
             source: m.host_path.clone(),
             destination: m.container_path.clone(),
             read_only: m.readonly,
-            options: vec![propagation(m.propagation).to_string()],
+            options,
         });
     }
     if let Some(linux) = &c.linux {

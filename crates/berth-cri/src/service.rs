@@ -280,7 +280,7 @@ impl RuntimeService for RuntimeServer {
             runtime_handlers: vec![cri::RuntimeHandler {
                 name: String::new(),
                 features: Some(cri::RuntimeHandlerFeatures {
-                    recursive_read_only_mounts: false,
+                    recursive_read_only_mounts: true,
                     user_namespaces: false,
                 }),
             }],

@@ -568,7 +568,12 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
                     PathBuf::from(&m.source)
                 };
                 let mut opts = vec!["rbind", crate::volumes::propagation(m)];
-                opts.extend(ro);
+                // Recursive read-only (the kernel's mount_setattr) takes in the mounts below.
+                if m.read_only && m.options.iter().any(|o| o == "rro") {
+                    opts.push("rro");
+                } else {
+                    opts.extend(ro);
+                }
                 user_mounts.push(json!({"destination": m.destination, "type": "bind", "source": src.display().to_string(), "options": opts}));
             }
         }

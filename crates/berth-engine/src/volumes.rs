@@ -96,6 +96,13 @@ pub fn parse_mount(spec: &str) -> Result<MountSpec> {
             "tmpfs-size" => opts.push(format!("size={v}")),
             "tmpfs-mode" => opts.push(format!("mode={v}")),
             "bind-propagation" if PROPAGATIONS.contains(&v) => opts.push(v.to_string()),
+            "bind-recursive" if v == "readonly" => opts.push("rro".to_string()),
+            "bind-recursive" if v == "enabled" => {}
+            "bind-recursive" => {
+                return Err(EngineError::Invalid(format!(
+                    "bind-recursive={v} in '{spec}': berth takes enabled or readonly"
+                )))
+            }
             "bind-propagation" => {
                 return Err(EngineError::Invalid(format!(
                     "invalid bind propagation '{v}' in '{spec}'"
@@ -111,6 +118,11 @@ pub fn parse_mount(spec: &str) -> Result<MountSpec> {
     }
     if kind == "tmpfs" {
         src.clear();
+    }
+    if opts.iter().any(|o| o == "rro") && !ro {
+        return Err(EngineError::Invalid(format!(
+            "option 'bind-recursive=readonly' requires 'readonly' to be specified in conjunction: '{spec}'"
+        )));
     }
     let m = MountSpec {
         kind,
@@ -491,6 +503,9 @@ mod tests {
         assert_eq!(propagation(&m), "shared");
         parse_mount("type=bind,source=/tmp,target=/x,bind-propagation=sideways").unwrap_err();
         parse_mount("type=volume,target=/x,bind-propagation=shared").unwrap_err();
+        let m = parse_mount("type=bind,source=/tmp,target=/x,readonly,bind-recursive=readonly").unwrap();
+        assert!(m.read_only && m.options.contains(&"rro".to_string()));
+        parse_mount("type=bind,source=/tmp,target=/x,bind-recursive=readonly").unwrap_err();
         assert_eq!(propagation(&parse_tmpfs("/t").unwrap()), "");
     }
 }

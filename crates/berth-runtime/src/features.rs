@@ -18,7 +18,7 @@ pub fn features() -> serde_json::Value {
             "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "lazytime",
             "mand", "noatime", "nodev", "nodiratime", "noexec", "nolazytime", "nomand", "norelatime",
             "nostrictatime", "nosuid", "nosymfollow", "private", "rbind", "relatime", "remount", "ro",
-            "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "silent", "loud", "slave",
+            "rprivate", "rro", "rshared", "rslave", "runbindable", "rw", "shared", "silent", "loud", "slave",
             "strictatime", "suid", "sync", "unbindable"
         ],
         "linux": {

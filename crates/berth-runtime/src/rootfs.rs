@@ -75,6 +75,8 @@ pub struct Options {
     pub data: String,
     /// A bind mount (`bind` or `rbind`, or type `bind`).
     pub bind: bool,
+    /// `rro`: read-only with every mount below it.
+    pub recursive_ro: bool,
 }
 
 /// Splits mount options into flags, propagation and data (mount(8) option names).
@@ -84,12 +86,17 @@ pub fn parse_options(opts: &[String], dest: &Path) -> Result<Options, MountError
         propagation: Vec::new(),
         data: String::new(),
         bind: false,
+        recursive_ro: false,
     };
     let mut data = Vec::new();
     for opt in opts {
         let (set, clear) = match opt.as_str() {
             "defaults" => (MsFlags::empty(), MsFlags::empty()),
             "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rro" => {
+                o.recursive_ro = true;
+                (MsFlags::MS_RDONLY, MsFlags::empty())
+            }
             "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
             "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
             "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
@@ -330,6 +337,12 @@ fn mount_one(root: std::os::fd::BorrowedFd<'_>, m: &Mount, ctx: &RootfsCtx<'_>) 
         for p in &opts.propagation {
             mount(None::<&str>, &tp, None::<&str>, *p, None::<&str>).map_err(sys("setting propagation of", dest))?;
         }
+    }
+    if opts.recursive_ro {
+        let top = reresolve(root, dest)?;
+        crate::sys::make_readonly_recursive(top.as_fd()).map_err(|e| {
+            sys("making read-only recursively", dest)(nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+        })?;
     }
     Ok(())
 }
