@@ -15,6 +15,7 @@ mod container;
 mod events;
 mod image;
 mod meta;
+mod metrics;
 mod proc;
 mod sandbox;
 mod service;

@@ -29,10 +29,6 @@ pub(crate) fn image_server(cri: Arc<Cri>) -> ImageServiceServer<ImageServer> {
 
 type Res<T> = Result<Response<T>, Status>;
 
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not implemented by berth yet"))
-}
-
 /// What `ExecSync` ran: its output and exit code.
 async fn exec_sync(cri: &Arc<Cri>, req: cri::ExecSyncRequest) -> Result<cri::ExecSyncResponse, Status> {
     if req.cmd.is_empty() {
@@ -309,14 +305,17 @@ impl RuntimeService for RuntimeServer {
         &self,
         _req: Request<cri::ListMetricDescriptorsRequest>,
     ) -> Res<cri::ListMetricDescriptorsResponse> {
-        Err(not_yet("ListMetricDescriptors"))
+        Ok(Response::new(cri::ListMetricDescriptorsResponse {
+            descriptors: crate::metrics::descriptors(),
+        }))
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
         _req: Request<cri::ListPodSandboxMetricsRequest>,
     ) -> Res<cri::ListPodSandboxMetricsResponse> {
-        Err(not_yet("ListPodSandboxMetrics"))
+        let pod_metrics = self.0.run(|_, e, _| crate::metrics::sandboxes(e)).await?;
+        Ok(Response::new(cri::ListPodSandboxMetricsResponse { pod_metrics }))
     }
 
     async fn runtime_config(&self, _req: Request<cri::RuntimeConfigRequest>) -> Res<cri::RuntimeConfigResponse> {

@@ -616,11 +616,17 @@ pub fn volume_json(e: &Engine, name: &str) -> Value {
     })
 }
 
+/// A running container's cgroup figures, in runc's `events --stats` shape (`data`).
+pub fn cgroup_stats(e: &Engine, id: &str) -> Option<serde_json::Value> {
+    let r = e.resolve(id).ok()?;
+    let mut v = e.rt(&r).ok()?.stats(&r.id, &e.dir(&r.id)).ok()?;
+    Some(v["data"].take())
+}
+
 /// One sample of a container's usage: (cpu ns, memory bytes, memory limit, pids).
 pub fn sample(e: &Engine, id: &str) -> Option<(u64, u64, u64, u64)> {
-    let r = e.resolve(id).ok()?;
-    let v = e.rt(&r).ok()?.stats(&r.id, &e.dir(&r.id)).ok()?;
-    let d = &v["data"];
+    let v = cgroup_stats(e, id)?;
+    let d = &v;
     let limit = d["memory"]["usage"]["limit"].as_u64().unwrap_or(0);
     let host = host_memory();
     let limit = if limit == 0 || limit > host { host } else { limit };

@@ -1047,6 +1047,44 @@ fn exec_attach_and_port_forward_stream_over_websocket_and_spdy() {
     }));
     assert_eq!(bad.code(), tonic::Code::NotFound, "{bad:?}");
 
+    // Metrics: cAdvisor's names, each with as many labels as its descriptor says, the
+    // pod's network and its containers' processes among them.
+    let descs = srv
+        .call(c.runtime.list_metric_descriptors(cri::ListMetricDescriptorsRequest {}))
+        .descriptors;
+    let keys: HashMap<String, usize> = descs.iter().map(|d| (d.name.clone(), d.label_keys.len())).collect();
+    let all = srv
+        .call(c.runtime.list_pod_sandbox_metrics(cri::ListPodSandboxMetricsRequest {}))
+        .pod_metrics;
+    let pm = all
+        .iter()
+        .find(|m| m.pod_sandbox_id == sid)
+        .expect("the sandbox's metrics");
+    assert!(
+        pm.metrics
+            .iter()
+            .any(|m| m.name == "container_network_receive_bytes_total" && m.value.as_ref().unwrap().value > 0),
+        "{:?}",
+        pm.metrics
+    );
+    let webm = pm
+        .container_metrics
+        .iter()
+        .find(|m| m.container_id == web)
+        .expect("web's metrics");
+    let get = |name: &str| {
+        webm.metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value.as_ref().unwrap().value)
+    };
+    assert!(get("container_processes").unwrap() >= 1);
+    assert!(get("container_memory_usage_bytes").unwrap() > 0);
+    assert!(get("container_start_time_seconds").unwrap() > 1_700_000_000);
+    for m in pm.metrics.iter().chain(webm.metrics.iter()) {
+        assert_eq!(Some(&m.label_values.len()), keys.get(&m.name), "{}", m.name);
+    }
+
     // ExecSync's timeout takes the command with it.
     let e = srv.fail(c.runtime.exec_sync(cri::ExecSyncRequest {
         container_id: web.clone(),

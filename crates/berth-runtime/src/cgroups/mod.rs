@@ -372,12 +372,14 @@ impl CgroupConfig {
             .collect())
     }
 
-    /// Usage figures in runc's `events --stats` shape.
+    /// Usage figures in runc's `events --stats` shape; `memory.oomKills` is added: the OOM kills the memory controller counted.
     pub fn stats(&self) -> serde_json::Value {
-        match self {
+        let mut v = match self {
             CgroupConfig::V1 { paths } => v1::stats(paths),
             CgroupConfig::V2 { path } => v2::stats(path),
-        }
+        };
+        v["memory"]["oomKills"] = serde_json::json!(self.oom_kills());
+        v
     }
 
     /// Whether the memory controller recorded an OOM kill.
