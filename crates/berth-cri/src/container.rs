@@ -51,11 +51,28 @@ fn create_options(
     }
     o.cmd = c.args.clone();
     for m in &c.mounts {
-        if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
-            return Err(Status::unimplemented(format!(
-                "mount {}: image volumes are not supported yet",
-                m.container_path
-            )));
+        if let Some(image) = m.image.as_ref().filter(|i| !i.image.is_empty()) {
+            // An image volume (KEP-4639): the image's content, read-only.
+            if !m.readonly {
+                return Err(Status::invalid_argument(format!(
+                    "mount {}: an image volume must be read-only",
+                    m.container_path
+                )));
+            }
+            if !m.container_path.starts_with('/') {
+                return Err(Status::invalid_argument(format!(
+                    "mount {:?}: the container path must be absolute",
+                    m.container_path
+                )));
+            }
+            o.mounts.push(MountSpec {
+                kind: "image".into(),
+                source: image.image.clone(),
+                destination: m.container_path.clone(),
+                read_only: true,
+                options: Vec::new(),
+            });
+            continue;
         }
         if m.host_path.is_empty() || !m.container_path.starts_with('/') {
             return Err(Status::invalid_argument(format!(

@@ -494,6 +494,13 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         if m.kind == "volume" && m.source.is_empty() {
             m.source = anon();
         }
+        if m.kind == "image" {
+            // An image's layers, mounted read-only as an overlay with no upper layer.
+            let vol = images.resolve(&m.source)?;
+            let lowers: Vec<String> = images.lowers(&vol)?.iter().map(|l| l.display().to_string()).collect();
+            m.options = vec![format!("lowerdir={}", lowers.join(":"))];
+            m.source = vol.row.id.clone();
+        }
         mounts.push(m);
     }
     for vf in &o.volumes_from {
@@ -801,6 +808,10 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             berth_image::perms::PRIVATE,
         )?;
         images.set_user(&img.row.id, &id, true)?;
+        // An image mounted as a volume is in use as long as the container is.
+        for m in r.mounts.iter().filter(|m| m.kind == "image") {
+            images.set_user(&m.source, &id, true)?;
+        }
         engine.save_state(
             &id,
             &State {

@@ -68,6 +68,9 @@ pub fn remove_files(engine: &Engine, r: &Record) -> Result<()> {
     engine.delete_row(&r.id)?;
     let mut images = ImageStore::open(&engine.root)?;
     images.set_user(&r.image_id, &r.id, false)?;
+    for m in r.mounts.iter().filter(|m| m.kind == "image") {
+        images.set_user(&m.source, &r.id, false)?;
+    }
     Ok(())
 }
 

@@ -555,6 +555,21 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
     for m in &r.mounts {
         let ro = if m.read_only { vec!["ro"] } else { vec![] };
         match m.kind.as_str() {
+            // Resolved at create: its options hold the image's layers (`lowerdir=`).
+            "image" => {
+                let lowers = m.options.iter().find_map(|o| o.strip_prefix("lowerdir=")).unwrap_or("");
+                if lowers.contains(':') {
+                    let opts = ["ro", "nodev", "nosuid", &format!("lowerdir={lowers}")].map(str::to_string);
+                    user_mounts.push(
+                        json!({"destination": m.destination, "type": "overlay", "source": "overlay", "options": opts}),
+                    );
+                } else {
+                    // One layer: overlayfs wants two lower layers without an upper one; the
+                    // layer's directory, bound read-only, is the same.
+                    user_mounts.push(json!({"destination": m.destination, "type": "bind", "source": lowers,
+                        "options": ["rbind", "rprivate", "ro", "nodev", "nosuid"]}));
+                }
+            }
             "tmpfs" => {
                 let mut opts: Vec<String> = vec!["nosuid".into(), "nodev".into(), "noexec".into()];
                 opts.extend(m.options.iter().cloned());

@@ -25,7 +25,7 @@ pub const PROPAGATIONS: [&str; 6] = ["private", "rprivate", "shared", "rshared",
 /// A mount's propagation: a bind's own (default `rprivate`), none for the others.
 pub fn propagation(m: &MountSpec) -> &str {
     match m.kind.as_str() {
-        "tmpfs" => "",
+        "tmpfs" | "image" => "",
         _ => m
             .options
             .iter()
@@ -160,7 +160,7 @@ pub fn parse_tmpfs(spec: &str) -> Result<MountSpec> {
 pub fn check(m: &MountSpec, made_if_missing: bool) -> Result<()> {
     let kind = m.kind.as_str();
     let bad = |why: String| EngineError::Invalid(format!("invalid mount config for type \"{kind}\": {why}"));
-    if !["bind", "volume", "tmpfs"].contains(&kind) {
+    if !["bind", "volume", "tmpfs", "image"].contains(&kind) {
         return Err(EngineError::Invalid(format!("invalid mount type '{kind}'")));
     }
     let dst = &m.destination;
@@ -180,7 +180,9 @@ pub fn check(m: &MountSpec, made_if_missing: bool) -> Result<()> {
             Err(EngineError::Invalid(format!("invalid volume name '{src}'")))
         }
         "tmpfs" if !src.is_empty() => Err(bad("source must not be specified".into())),
-        "volume" | "tmpfs" if m.options.iter().any(|o| PROPAGATIONS.contains(&o.as_str())) => {
+        "image" if src.is_empty() => Err(bad("an image must be named".into())),
+        "image" if !m.read_only => Err(bad("an image is mounted read-only".into())),
+        "volume" | "tmpfs" | "image" if m.options.iter().any(|o| PROPAGATIONS.contains(&o.as_str())) => {
             Err(bad("bind propagation is only for bind mounts".into()))
         }
         _ => Ok(()),

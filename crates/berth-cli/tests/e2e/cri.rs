@@ -1047,6 +1047,38 @@ fn exec_attach_and_port_forward_stream_over_websocket_and_spdy() {
     }));
     assert_eq!(bad.code(), tonic::Code::NotFound, "{bad:?}");
 
+    // An image volume: the image's files, read-only, executable.
+    let mut with_image = container_config("imgvol", "bb:1", &["sleep 1000"]);
+    let img_mount = |readonly: bool| cri::Mount {
+        container_path: "/mnt/img".into(),
+        readonly,
+        image: Some(spec("bb:1")),
+        ..Default::default()
+    };
+    with_image.mounts = vec![img_mount(false)];
+    let bad = srv.fail(c.runtime.create_container(cri::CreateContainerRequest {
+        pod_sandbox_id: sid.clone(),
+        config: Some(with_image.clone()),
+        sandbox_config: Some(config.clone()),
+    }));
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    with_image.mounts = vec![img_mount(true)];
+    let imgvol = run(&mut c, with_image);
+    let x = srv.call(c.runtime.exec_sync(cri::ExecSyncRequest {
+        container_id: imgvol.clone(),
+        cmd: vec![
+            "sh".into(),
+            "-c".into(),
+            "/mnt/img/bin/busybox true && echo ran; touch /mnt/img/x 2>&1 || echo refused".into(),
+        ],
+        timeout: 10,
+    }));
+    let out = String::from_utf8_lossy(&x.stdout);
+    assert!(
+        out.contains("ran") && out.contains("Read-only file system") && out.contains("refused"),
+        "{out}"
+    );
+
     // Metrics: cAdvisor's names, each with as many labels as its descriptor says, the
     // pod's network and its containers' processes among them.
     let descs = srv
