@@ -331,6 +331,7 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
             resolver: resolver.as_mut(),
             root,
             shedder: &shedder,
+            shared_pidns: (!rec.pid_mode.is_empty()).then_some((&rt, rec.id.as_str())),
         };
         let status = pump(&mut io, pid, &mut log, probes.as_mut(), &mut st);
         drop(io);
@@ -470,6 +471,8 @@ struct Io<'a> {
     resolver: Option<&'a mut crate::dns::Resolver>,
     root: &'a Path,
     shedder: &'a Shedder,
+    /// The runtime and id of a container whose PID namespace is not its own.
+    shared_pidns: Option<(&'a crate::runtimes::Rt, &'a str)>,
 }
 
 /// How long the monitor waits without work before it sheds what the work faulted in: short
@@ -644,6 +647,11 @@ fn pump(
         }
         if code.is_some() && exited_at.is_none() {
             exited_at = Some(Instant::now());
+            // In a PID namespace it does not own (a pod's, the host's), the init's death
+            // does not take the rest along: they go now, as runc has them go.
+            if let Some((rt, id)) = io.shared_pidns {
+                let _ = rt.kill(id, libc::SIGKILL, true);
+            }
         }
         // A terminal's master reads EIO once the last process holding the slave is gone.
         let drained = open.iter().all(|o| !o);

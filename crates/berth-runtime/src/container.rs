@@ -497,7 +497,9 @@ impl Runtime {
     /// `kill`: sends `sig` to the init, or with `all` to every process of the container.
     pub fn kill(&self, id: &str, sig: i32, all: bool) -> Result<(), ContainerError> {
         let (_, st, status) = self.load(id)?;
-        if status == Status::Stopped {
+        // With `all`, a stopped container's leftovers (its init gone, others of a shared
+        // PID namespace still in its cgroup) can be signalled, as with runc.
+        if status == Status::Stopped && !all {
             return Err(ContainerError::WrongState {
                 id: id.into(),
                 status: "not running",
