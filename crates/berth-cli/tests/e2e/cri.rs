@@ -880,6 +880,15 @@ fn sandboxes_on_a_cni_network_reach_each_other_and_a_host_port() {
         .unwrap_or(0);
     assert_eq!(leases, 0, "addresses still leased");
     assert_eq!(b.ok(&["ps", "-aq"]), "");
+    // The kernel takes the sandboxes' veths off the bridge with their namespaces.
+    let on_bridge = || {
+        let o = std::process::Command::new("ip")
+            .args(["-o", "link", "show", "master", &bridge])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).lines().count()
+    };
+    crate::pods::eventually(|| (on_bridge() == 0).then_some(()));
 }
 
 #[test]
