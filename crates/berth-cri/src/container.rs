@@ -116,6 +116,18 @@ fn create_options(
             apply_resources(&mut o, r)?;
         }
     }
+    for d in &c.devices {
+        let m = berth_engine::model::DeviceMapping {
+            host: d.host_path.clone(),
+            container: d.container_path.clone(),
+            perms: d.permissions.clone(),
+        };
+        o.devices.push(
+            m.checked().map_err(|e| {
+                Status::invalid_argument(format!("device {} -> {}: {e}", d.host_path, d.container_path))
+            })?,
+        );
+    }
     let none = cri::LinuxContainerSecurityContext::default();
     let security = c
         .linux

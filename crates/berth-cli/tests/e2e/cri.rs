@@ -1072,13 +1072,19 @@ fn exec_attach_and_port_forward_stream_over_websocket_and_spdy() {
     }));
     assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
     with_image.mounts = vec![img_mount(true)];
+    // And a device, under another name.
+    with_image.devices = vec![cri::Device {
+        host_path: "/dev/zero".into(),
+        container_path: "/dev/xzero".into(),
+        permissions: "rw".into(),
+    }];
     let imgvol = run(&mut c, with_image);
     let x = srv.call(c.runtime.exec_sync(cri::ExecSyncRequest {
         container_id: imgvol.clone(),
         cmd: vec![
             "sh".into(),
             "-c".into(),
-            "/mnt/img/bin/busybox true && echo ran; touch /mnt/img/x 2>&1 || echo refused".into(),
+            "/mnt/img/bin/busybox true && echo ran; touch /mnt/img/x 2>&1 || echo refused; head -c 3 /dev/xzero | od -An -tx1".into(),
         ],
         timeout: 10,
     }));
@@ -1087,6 +1093,7 @@ fn exec_attach_and_port_forward_stream_over_websocket_and_spdy() {
         out.contains("ran") && out.contains("Read-only file system") && out.contains("refused"),
         "{out}"
     );
+    assert!(out.contains("00 00 00"), "{out}");
 
     // Metrics: cAdvisor's names, each with as many labels as its descriptor says, the
     // pod's network and its containers' processes among them.
