@@ -422,6 +422,12 @@ pub async fn update(d: &Arc<Daemon>, req: Request<Incoming>, id: String) -> Resu
             .as_str()
             .filter(|s| !s.is_empty())
             .map(str::to_string),
+        cpuset_mems: body["CpusetMems"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        hugepage_limits: None,
+        unified: None,
         // A pids limit of 0 or -1 lifts it.
         pids_limit: match body.get("PidsLimit") {
             None | Some(Value::Null) => None,

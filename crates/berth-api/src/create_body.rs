@@ -115,6 +115,7 @@ struct HostConfig {
     #[serde(rename = "UTSMode")]
     uts_mode: Option<String>,
     cpuset_cpus: Option<String>,
+    cpuset_mems: Option<String>,
     runtime: Option<String>,
     cgroup_parent: Option<String>,
     console_size: Option<[u64; 2]>,
@@ -516,6 +517,10 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
         nano_cpus,
         cpu_shares: u64::try_from(hc.cpu_shares.unwrap_or(0)).unwrap_or(0),
         cpuset_cpus: hc.cpuset_cpus.unwrap_or_default(),
+        cpuset_mems: hc.cpuset_mems.unwrap_or_default(),
+        // Docker's API has neither.
+        hugepage_limits: Default::default(),
+        unified: Default::default(),
         log,
         volumes_from: hc.volumes_from.unwrap_or_default(),
         tty: b.tty.unwrap_or(false),

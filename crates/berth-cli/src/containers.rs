@@ -636,6 +636,9 @@ pub struct UpdateArgs {
     /// CPUs in which to allow execution (0-3, 0,1).
     #[arg(long)]
     pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1).
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
     /// Restart policy to apply when a container exits.
     #[arg(long)]
     pub restart: Option<String>,
@@ -677,6 +680,9 @@ pub fn update(root: &Path, a: &UpdateArgs) -> anyhow::Result<()> {
         cpu_quota,
         cpu_shares: a.cpu_shares,
         cpuset_cpus: a.cpuset_cpus.clone(),
+        cpuset_mems: a.cpuset_mems.clone(),
+        hugepage_limits: None,
+        unified: None,
         pids_limit: a.pids_limit,
         restart,
     };

@@ -165,6 +165,9 @@ pub struct CreateArgs {
     /// CPUs in which to allow execution (0-3, 0,1).
     #[arg(long)]
     pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1).
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
     /// Logging driver for the container (json-file, none).
     #[arg(long, default_value = "json-file")]
     pub log_driver: String,
@@ -403,6 +406,7 @@ pub(crate) fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         nano_cpus: cpus_flag(a.cpus.as_deref())?,
         cpu_shares: a.cpu_shares.unwrap_or(0),
         cpuset_cpus: a.cpuset_cpus.clone().unwrap_or_default(),
+        cpuset_mems: a.cpuset_mems.clone().unwrap_or_default(),
         log: berth_engine::options::LogConfig {
             driver: a.log_driver.clone(),
             opts: berth_engine::options::LogConfig::parse_opts(&a.log_opt).map_err(flag)?,

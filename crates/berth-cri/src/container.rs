@@ -172,12 +172,34 @@ fn apply_resources(o: &mut CreateOptions, r: &cri::LinuxContainerResources) -> R
         o.nano_cpus = r.cpu_quota.saturating_mul(1_000_000_000) / period;
     }
     o.cpuset_cpus = r.cpuset_cpus.clone();
+    o.cpuset_mems = r.cpuset_mems.clone();
+    o.hugepage_limits = hugepages(&r.hugepage_limits)?;
+    o.unified = r.unified.clone().into_iter().collect();
     o.oom_score_adj = i32::try_from(r.oom_score_adj)
         .map_err(|_| Status::invalid_argument(format!("oom_score_adj {} is out of range", r.oom_score_adj)))?;
     if r.memory_swap_limit_in_bytes != 0 {
         o.memory_swap = r.memory_swap_limit_in_bytes;
     }
     Ok(())
+}
+
+/// Hugepage limits by page size (`2MB`, `1GB`: the cgroup files' names).
+fn hugepages(l: &[cri::HugepageLimit]) -> Result<std::collections::BTreeMap<String, u64>, Status> {
+    l.iter()
+        .map(|h| {
+            let ok = h.page_size.len() > 2
+                && h.page_size.ends_with('B')
+                && h.page_size[..h.page_size.len() - 2].bytes().all(|b| b.is_ascii_digit())
+                && matches!(h.page_size.as_bytes()[h.page_size.len() - 2], b'K' | b'M' | b'G');
+            if !ok {
+                return Err(Status::invalid_argument(format!(
+                    "hugepage size {:?}: a size like 2MB or 1GB",
+                    h.page_size
+                )));
+            }
+            Ok((h.page_size.clone(), h.limit))
+        })
+        .collect()
 }
 
 fn apply_security(o: &mut CreateOptions, s: &cri::LinuxContainerSecurityContext) -> Result<(), Status> {
@@ -502,7 +524,30 @@ pub fn update(engine: &Engine, req: &cri::UpdateContainerResourcesRequest) -> Re
         cpu_quota: quota,
         cpu_shares: u64::try_from(l.cpu_shares).ok().filter(|s| *s > 0),
         cpuset_cpus: Some(l.cpuset_cpus.clone()).filter(|c| !c.is_empty()),
+        cpuset_mems: Some(l.cpuset_mems.clone()).filter(|c| !c.is_empty()),
+        hugepage_limits: Some(hugepages(&l.hugepage_limits)?).filter(|h| !h.is_empty()),
+        unified: Some(l.unified.clone().into_iter().collect())
+            .filter(|u: &std::collections::BTreeMap<_, _>| !u.is_empty()),
         ..Default::default()
     };
     berth_engine::ops::update(engine, &r.id, &u).map_err(engine_status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hugepage_sizes_are_the_cgroup_files_names() {
+        let l = |s: &str| cri::HugepageLimit {
+            page_size: s.into(),
+            limit: 1 << 21,
+        };
+        let got = hugepages(&[l("2MB"), l("1GB")]).unwrap();
+        assert_eq!(got.get("2MB"), Some(&(1 << 21)));
+        assert_eq!(got.len(), 2);
+        for bad in ["2M", "MB", "2XB", "../2MB", ""] {
+            assert!(hugepages(&[l(bad)]).is_err(), "{bad}");
+        }
+    }
 }

@@ -98,6 +98,12 @@ pub struct CreateOptions {
     pub cpu_shares: u64,
     /// `--cpuset-cpus`.
     pub cpuset_cpus: String,
+    /// `--cpuset-mems`.
+    pub cpuset_mems: String,
+    /// Hugepage limits: bytes per page size (`2MB`, `1GB`).
+    pub hugepage_limits: BTreeMap<String, u64>,
+    /// cgroup v2 files to write (the OCI `unified` map).
+    pub unified: BTreeMap<String, String>,
     /// `--log-driver`, `--log-opt`.
     pub log: LogConfig,
     /// `--volumes-from CONTAINER[:ro|rw]`.
@@ -689,6 +695,9 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         },
         cpu_shares: o.cpu_shares,
         cpuset_cpus: o.cpuset_cpus.clone(),
+        cpuset_mems: o.cpuset_mems.clone(),
+        hugepage_limits: o.hugepage_limits.clone(),
+        unified: o.unified.clone(),
         log_driver: match o.log.driver.as_str() {
             "" | "json-file" | "local" => "json-file".into(),
             "none" => "none".into(),

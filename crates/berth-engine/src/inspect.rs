@@ -157,7 +157,7 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "CpuRealtimePeriod": 0,
             "CpuRealtimeRuntime": 0,
             "CpusetCpus": r.cpuset_cpus,
-            "CpusetMems": "",
+            "CpusetMems": r.cpuset_mems,
             "Devices": r.devices.iter().map(|d| json!({"PathOnHost": d.host, "PathInContainer": d.container, "CgroupPermissions": d.perms})).collect::<Vec<_>>(),
             "DeviceCgroupRules": null,
             "DeviceRequests": null,

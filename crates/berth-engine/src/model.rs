@@ -327,6 +327,15 @@ pub struct Record {
     /// `--cpuset-cpus`.
     #[serde(default)]
     pub cpuset_cpus: String,
+    /// `--cpuset-mems`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cpuset_mems: String,
+    /// Hugepage limits: bytes per page size.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hugepage_limits: BTreeMap<String, u64>,
+    /// cgroup v2 files to write (the OCI `unified` map).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unified: BTreeMap<String, String>,
     /// `--log-driver`: json-file or none.
     #[serde(default)]
     pub log_driver: String,

@@ -483,6 +483,12 @@ pub struct Update {
     pub cpu_shares: Option<u64>,
     /// CPUs the container may use (`0-1`).
     pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use (`0-1`).
+    pub cpuset_mems: Option<String>,
+    /// Hugepage limits, bytes per page size (replacing the container's).
+    pub hugepage_limits: Option<std::collections::BTreeMap<String, u64>>,
+    /// cgroup v2 files to write (replacing the container's).
+    pub unified: Option<std::collections::BTreeMap<String, String>>,
     /// Process limit (0 or less: none).
     pub pids_limit: Option<i64>,
     /// The restart policy.
@@ -534,6 +540,15 @@ pub fn update(engine: &Engine, id: &str, u: &Update) -> Result<()> {
     }
     if let Some(c) = &u.cpuset_cpus {
         r.cpuset_cpus = c.clone();
+    }
+    if let Some(m) = &u.cpuset_mems {
+        r.cpuset_mems = m.clone();
+    }
+    if let Some(h) = &u.hugepage_limits {
+        r.hugepage_limits = h.clone();
+    }
+    if let Some(x) = &u.unified {
+        r.unified = x.clone();
     }
     if let Some(p) = u.pids_limit {
         r.pids_limit = p.max(0);

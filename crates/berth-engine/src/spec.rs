@@ -511,6 +511,19 @@ pub fn resources(r: &Record) -> Value {
     if !r.cpuset_cpus.is_empty() {
         resources["cpu"]["cpus"] = json!(r.cpuset_cpus);
     }
+    if !r.cpuset_mems.is_empty() {
+        resources["cpu"]["mems"] = json!(r.cpuset_mems);
+    }
+    if !r.hugepage_limits.is_empty() {
+        resources["hugepageLimits"] = json!(r
+            .hugepage_limits
+            .iter()
+            .map(|(size, limit)| json!({"pageSize": size, "limit": limit}))
+            .collect::<Vec<_>>());
+    }
+    if !r.unified.is_empty() {
+        resources["unified"] = json!(r.unified);
+    }
     if r.pids_limit > 0 {
         resources["pids"] = json!({"limit": r.pids_limit});
     }

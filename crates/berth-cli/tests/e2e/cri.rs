@@ -919,14 +919,16 @@ fn exec_attach_and_port_forward_stream_over_websocket_and_spdy() {
         }));
         id
     };
-    let web = run(
-        &mut c,
-        container_config(
-            "web",
-            "bb:1",
-            &["echo hello-from-web > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"],
-        ),
+    let mut web = container_config(
+        "web",
+        "bb:1",
+        &["echo hello-from-web > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"],
     );
+    if let Some(r) = web.linux.as_mut().and_then(|l| l.resources.as_mut()) {
+        r.cpuset_mems = "0".into();
+    }
+    let web = run(&mut c, web);
+    assert_eq!(b.ok(&["inspect", "-f", "{{.HostConfig.CpusetMems}}", &web]).trim(), "0");
     let mut shell = container_config("shell", "bb:1", &["while read l; do echo got:$l; done; echo bye"]);
     shell.stdin = true;
     shell.stdin_once = true;

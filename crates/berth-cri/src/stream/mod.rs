@@ -179,21 +179,38 @@ impl StreamServer {
             return respond(&mut conn, "404 Not Found", "unknown or expired streaming URL").await;
         };
         let portforward = matches!(job, Job::PortForward { .. });
-        if upgrade.contains("spdy/3.1") {
-            let offered = all("x-stream-protocol-version");
-            let wanted: &[&str] = if portforward {
-                &["portforward.k8s.io"]
-            } else {
-                &["v5.channel.k8s.io", "v4.channel.k8s.io"]
-            };
-            let Some(proto) = wanted.iter().find(|w| offered.iter().any(|o| o == *w)) else {
-                return respond(
-                    &mut conn,
-                    "403 Forbidden",
-                    &format!("unable to upgrade: no common protocol: offered {offered:?}, served {wanted:?}"),
-                )
-                .await;
-            };
+        let spdy = upgrade.contains("spdy/3.1");
+        if !spdy && !upgrade.contains("websocket") {
+            return respond(
+                &mut conn,
+                "400 Bad Request",
+                "the connection must upgrade to SPDY/3.1 or a WebSocket",
+            )
+            .await;
+        }
+        // The subprotocol: SPDY's in X-Stream-Protocol-Version, a WebSocket's in
+        // Sec-WebSocket-Protocol.
+        let (offered, wanted): (_, &[&str]) = match (spdy, portforward) {
+            (true, true) => (all("x-stream-protocol-version"), &["portforward.k8s.io"]),
+            (true, false) => (
+                all("x-stream-protocol-version"),
+                &["v5.channel.k8s.io", "v4.channel.k8s.io"],
+            ),
+            (false, true) => (all("sec-websocket-protocol"), &["SPDY/3.1+portforward.k8s.io"]),
+            (false, false) => (
+                all("sec-websocket-protocol"),
+                &["v5.channel.k8s.io", "v4.channel.k8s.io"],
+            ),
+        };
+        let Some(proto) = wanted.iter().find(|w| offered.iter().any(|o| o == *w)) else {
+            return respond(
+                &mut conn,
+                "403 Forbidden",
+                &format!("unable to upgrade: no common protocol: offered {offered:?}, served {wanted:?}"),
+            )
+            .await;
+        };
+        if spdy {
             let resp = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {proto}\r\n\r\n"
             );
@@ -201,47 +218,25 @@ impl StreamServer {
             self.run_spdy(conn, job).await;
             return Ok(());
         }
-        if upgrade.contains("websocket") {
-            let key = all("sec-websocket-key").into_iter().next().unwrap_or_default();
-            let offered = all("sec-websocket-protocol");
-            let wanted: &[&str] = if portforward {
-                &["SPDY/3.1+portforward.k8s.io"]
-            } else {
-                &["v5.channel.k8s.io", "v4.channel.k8s.io"]
-            };
-            let Some(proto) = wanted.iter().find(|w| offered.iter().any(|o| o == *w)) else {
-                return respond(
-                    &mut conn,
-                    "400 Bad Request",
-                    &format!("no common WebSocket subprotocol: offered {offered:?}, served {wanted:?}"),
-                )
-                .await;
-            };
-            let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-            let resp = format!(
-                "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: {proto}\r\n\r\n"
-            );
-            conn.write_all(resp.as_bytes()).await.map_err(|e| e.to_string())?;
-            let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
-                conn,
-                tokio_tungstenite::tungstenite::protocol::Role::Server,
-                None,
-            )
-            .await;
-            if portforward {
-                self.run_spdy(ws::Bytes::new(socket), job).await;
-            } else {
-                let (input, out) = ws::channels(socket);
-                self.run_job(job, input, out).await;
-            }
-            return Ok(());
-        }
-        respond(
-            &mut conn,
-            "400 Bad Request",
-            "the connection must upgrade to SPDY/3.1 or a WebSocket",
+        let key = all("sec-websocket-key").into_iter().next().unwrap_or_default();
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let resp = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: {proto}\r\n\r\n"
+        );
+        conn.write_all(resp.as_bytes()).await.map_err(|e| e.to_string())?;
+        let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            conn,
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
         )
-        .await
+        .await;
+        if portforward {
+            self.run_spdy(ws::Bytes::new(socket), job).await;
+        } else {
+            let (input, out) = ws::channels(socket);
+            self.run_job(job, input, out).await;
+        }
+        Ok(())
     }
 
     /// A SPDY session: the streams gathered, then the job run over them.

@@ -7,7 +7,7 @@
 //! SETTINGS) is read and ignored: those clients neither send nor honour it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -150,7 +150,7 @@ pub enum Event {
 pub struct Writer {
     tx: mpsc::Sender<Vec<u8>>,
     // Header blocks share one compression stream: they are compressed and queued in order.
-    z: Arc<Mutex<Compress>>,
+    z: Arc<tokio::sync::Mutex<Compress>>,
 }
 
 fn control(kind: u16, flags: u8, body: &[u8]) -> Vec<u8> {
@@ -190,42 +190,31 @@ impl Writer {
         self.tx.send(frame).await.is_ok()
     }
 
-    /// Accepts stream `id`.
-    pub async fn reply(&self, id: u32) -> bool {
-        let frame = {
-            let Ok(mut z) = self.z.lock() else { return false };
-            let Some(block) = compress(&mut z, &header_block(&[])) else {
-                return false;
-            };
-            let mut body = (id & 0x7fff_ffff).to_be_bytes().to_vec();
-            body.extend_from_slice(&block);
-            let frame = control(SYN_REPLY, 0, &body);
-            // Queued under the lock: compressed blocks must reach the peer in order.
-            if self.tx.try_send(frame.clone()).is_ok() {
-                return true;
-            }
-            frame
+    /// Sends a frame carrying a header block after `prefix`, compressed onto the
+    /// connection's stream and queued with the compressor held: blocks must reach the peer
+    /// in the order they were compressed.
+    async fn send_headers(&self, kind: u16, prefix: &[u8], headers: &[(&str, &str)]) -> bool {
+        let mut z = self.z.lock().await;
+        let Some(block) = compress(&mut z, &header_block(headers)) else {
+            return false;
         };
-        self.send(frame).await
+        let mut body = prefix.to_vec();
+        body.extend_from_slice(&block);
+        self.tx.send(control(kind, 0, &body)).await.is_ok()
     }
 
-    /// Opens stream `id` with `headers` (a client's SYN_STREAM; ids odd from 1).
+    /// Accepts stream `id`.
+    pub async fn reply(&self, id: u32) -> bool {
+        self.send_headers(SYN_REPLY, &(id & 0x7fff_ffff).to_be_bytes(), &[])
+            .await
+    }
+
+    /// Opens stream `id` with `headers` (a client's SYN_STREAM; ids odd from 1): the id,
+    /// no associated stream, priority 0.
     pub async fn open(&self, id: u32, headers: &[(&str, &str)]) -> bool {
-        let frame = {
-            let Ok(mut z) = self.z.lock() else { return false };
-            let Some(block) = compress(&mut z, &header_block(headers)) else {
-                return false;
-            };
-            let mut body = (id & 0x7fff_ffff).to_be_bytes().to_vec();
-            body.extend_from_slice(&[0; 6]);
-            body.extend_from_slice(&block);
-            let frame = control(SYN_STREAM, 0, &body);
-            if self.tx.try_send(frame.clone()).is_ok() {
-                return true;
-            }
-            frame
-        };
-        self.send(frame).await
+        let mut prefix = (id & 0x7fff_ffff).to_be_bytes().to_vec();
+        prefix.extend_from_slice(&[0; 6]);
+        self.send_headers(SYN_STREAM, &prefix, headers).await
     }
 
     /// Sends `data` on stream `id`, in frames of at most [`CHUNK`] bytes.
@@ -344,13 +333,12 @@ where
 {
     let (mut rd, mut wr) = tokio::io::split(io);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+    let mut z = Compress::new(Compression::default(), true);
+    let _ = z.set_dictionary(dictionary());
     let writer = Writer {
         tx,
-        z: Arc::new(Mutex::new(Compress::new(Compression::default(), true))),
+        z: Arc::new(tokio::sync::Mutex::new(z)),
     };
-    if let Ok(mut z) = writer.z.lock() {
-        let _ = z.set_dictionary(dictionary());
-    }
     tokio::spawn(async move {
         while let Some(f) = rx.recv().await {
             if wr.write_all(&f).await.is_err() {
