@@ -175,6 +175,52 @@ pub mod streaming {
         Ok(out)
     }
 
+    /// Forwards `port` over the kubelet's WebSocket protocol (`portforward.k8s.io`): sends
+    /// `request` on its data channel and returns what comes back on it until nothing more
+    /// has come for 300 ms (or the error channel's message).
+    pub async fn ws_port_forward(url: &str, port: u16, request: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut req = format!("{}?port={port}", url.replacen("http://", "ws://", 1)).into_client_request()?;
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", "portforward.k8s.io".parse()?);
+        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+        let (mut tx, mut rx) = ws.split();
+        let mut m = vec![0u8];
+        m.extend_from_slice(request);
+        tx.send(Message::Binary(m.into())).await?;
+        // Each channel opens with the port, two bytes little-endian.
+        let (mut data, mut error) = (Vec::new(), Vec::new());
+        let (mut data_open, mut error_open) = (false, false);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let wait = if data.is_empty() && error.is_empty() {
+                deadline
+            } else {
+                (tokio::time::Instant::now() + std::time::Duration::from_millis(300)).min(deadline)
+            };
+            let Ok(Some(m)) = tokio::time::timeout_at(wait, rx.next()).await else {
+                break;
+            };
+            if let Message::Binary(b) = m? {
+                match b.split_first() {
+                    Some((0, d)) if !data_open => {
+                        data_open = true;
+                        if d != port.to_le_bytes() {
+                            return Err("the data channel did not open with the port".into());
+                        }
+                    }
+                    Some((1, _)) if !error_open => error_open = true,
+                    Some((0, d)) => data.extend_from_slice(d),
+                    Some((1, d)) => error.extend_from_slice(d),
+                    _ => {}
+                }
+            }
+        }
+        if !error.is_empty() {
+            return Err(String::from_utf8_lossy(&error).into_owned().into());
+        }
+        Ok(data)
+    }
+
     /// Forwards one connection to `port` through a port-forward URL (SPDY, or SPDY in a
     /// WebSocket with `ws`): sends `request`, half-closes, and returns what came back, or
     /// the error stream's message.

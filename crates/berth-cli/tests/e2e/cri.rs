@@ -1016,6 +1016,23 @@ fn exec_attach_and_port_forward_stream_over_websocket_and_spdy() {
             "ws {ws}: {text}"
         );
     }
+    // And over the kubelet's own WebSocket protocol.
+    let url = srv
+        .call(c.runtime.port_forward(cri::PortForwardRequest {
+            pod_sandbox_id: sid.clone(),
+            port: vec![8080],
+        }))
+        .url;
+    let got = srv
+        .rt
+        .block_on(berth_cri::client::streaming::ws_port_forward(
+            &url,
+            8080,
+            b"GET /index.html HTTP/1.0\r\n\r\n",
+        ))
+        .unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("hello-from-web"), "{text}");
     // A port nothing listens on: the error stream says so.
     let url = srv
         .call(c.runtime.port_forward(cri::PortForwardRequest {

@@ -196,7 +196,10 @@ impl StreamServer {
                 all("x-stream-protocol-version"),
                 &["v5.channel.k8s.io", "v4.channel.k8s.io"],
             ),
-            (false, true) => (all("sec-websocket-protocol"), &["SPDY/3.1+portforward.k8s.io"]),
+            (false, true) => (
+                all("sec-websocket-protocol"),
+                &["SPDY/3.1+portforward.k8s.io", "portforward.k8s.io"],
+            ),
             (false, false) => (
                 all("sec-websocket-protocol"),
                 &["v5.channel.k8s.io", "v4.channel.k8s.io"],
@@ -230,7 +233,20 @@ impl StreamServer {
             None,
         )
         .await;
-        if portforward {
+        if *proto == "portforward.k8s.io" {
+            // The kubelet's own WebSocket port forwarding: the ports are in the query.
+            let ports = path
+                .split_once('?')
+                .map(|(_, q)| {
+                    q.split('&')
+                        .filter_map(|kv| kv.strip_prefix("port=")?.parse::<u16>().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Job::PortForward { sandbox, netns } = job {
+                ws::port_forward(socket, ports, sandbox, netns).await;
+            }
+        } else if portforward {
             self.run_spdy(ws::Bytes::new(socket), job).await;
         } else {
             let (input, out) = ws::channels(socket);
@@ -775,7 +791,7 @@ async fn forward(
 
 /// A TCP connection to `port` on the loopback of network namespace `netns` (none: this
 /// one's), IPv4 first, then IPv6.
-async fn connect_in(netns: Option<PathBuf>, port: u16) -> std::io::Result<TcpStream> {
+pub(crate) async fn connect_in(netns: Option<PathBuf>, port: u16) -> std::io::Result<TcpStream> {
     let dial = move || -> std::io::Result<std::net::TcpStream> {
         if let Some(ns) = &netns {
             let f = std::fs::File::open(ns)?;
