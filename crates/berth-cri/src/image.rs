@@ -99,8 +99,12 @@ pub fn pull(
 /// `RemoveImage`: every tag of the image and the image (one already gone is removed).
 pub fn remove(engine: &Engine, store: &mut ImageStore, spec: Option<&cri::ImageSpec>) -> Result<(), Status> {
     let Some(img) = find(store, spec)? else { return Ok(()) };
-    berth_engine::images::remove(engine, store, &img.row.id, true).map_err(engine_status)?;
-    Ok(())
+    // Removed meanwhile by another call (the kubelet's image GC and a user's, say): gone is
+    // what was asked.
+    match berth_engine::images::remove(engine, store, &img.row.id, true) {
+        Err(e) if e.kind() == berth_oci::ErrorKind::NotFound => Ok(()),
+        r => r.map(|_| ()).map_err(engine_status),
+    }
 }
 
 /// `ImageFsInfo`: the store's file system, with what the images take.

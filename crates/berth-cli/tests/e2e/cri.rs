@@ -591,14 +591,45 @@ fn images_pulled_through_the_cri_are_berths() {
         ..Default::default()
     }));
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
-    for _ in 0..2 {
-        srv.call(c.images.remove_image(cri::RemoveImageRequest {
-            image: Some(cri::ImageSpec {
-                image: pulled.clone(),
-                ..Default::default()
-            }),
-        }));
+    // Five removals at once all succeed, and the image is gone when each returns.
+    let clients: Vec<Client> = (0..5).map(|_| srv.client()).collect();
+    let results = srv.rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for mut c in clients {
+            let id = pulled.clone();
+            set.spawn(async move {
+                c.images
+                    .remove_image(cri::RemoveImageRequest {
+                        image: Some(cri::ImageSpec {
+                            image: id.clone(),
+                            ..Default::default()
+                        }),
+                    })
+                    .await?;
+                let left = c
+                    .images
+                    .image_status(cri::ImageStatusRequest {
+                        image: Some(cri::ImageSpec {
+                            image: id,
+                            ..Default::default()
+                        }),
+                        verbose: false,
+                    })
+                    .await?;
+                Ok::<_, tonic::Status>(left.into_inner().image.is_none())
+            });
+        }
+        set.join_all().await
+    });
+    for r in results {
+        assert!(r.unwrap(), "the image outlived a removal that returned");
     }
+    srv.call(c.images.remove_image(cri::RemoveImageRequest {
+        image: Some(cri::ImageSpec {
+            image: pulled.clone(),
+            ..Default::default()
+        }),
+    }));
     // As containerd's, a removal takes every name of the image (bb:1 is the same image).
     assert!(!b.ok(&["images", "-q", "--no-trunc"]).contains(&pulled));
     assert!(srv.image(&mut c, &name).is_none());
