@@ -201,14 +201,6 @@ pub(crate) fn resolv_conf(o: &CreateOptions, own_netns: bool) -> Result<String> 
     Ok(out)
 }
 
-/// Masked or read-only paths: absolute, or an error naming the first that is not.
-fn check_paths(what: &str, paths: Option<&Vec<String>>) -> Result<Option<Vec<String>>> {
-    if let Some(bad) = paths.into_iter().flatten().find(|p| !p.starts_with('/')) {
-        return Err(EngineError::Invalid(format!("{what} path {bad:?} is not absolute")));
-    }
-    Ok(paths.cloned())
-}
-
 /// `--log-opt` for json-file: max-size and max-file, checked as Docker does.
 fn parse_log_opts(log: &LogConfig) -> Result<(u64, u32)> {
     let (mut size, mut files) = (0u64, 0u32);
@@ -298,78 +290,6 @@ fn health_config(image: Option<&serde_json::Value>, o: &CreateOptions) -> Result
 fn str_list(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
     v.and_then(|v| v.as_array())
         .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-}
-
-/// `--sysctl`: only kernel parameters a container's own namespaces hold, as Docker allows
-/// them (IPC ones not with the host's IPC, network ones not with the host's network).
-fn check_sysctls(o: &CreateOptions) -> Result<BTreeMap<String, String>> {
-    const IPC: [&str; 8] = [
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    ];
-    for k in o.sysctls.keys() {
-        let ipc = IPC.contains(&k.as_str()) || k.starts_with("fs.mqueue.");
-        let net = k.starts_with("net.");
-        if !ipc && !net {
-            return Err(EngineError::Invalid(format!(
-                "sysctl '{k}' is not allowed: only namespaced ones (kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*, net.*) are"
-            )));
-        }
-        if ipc && o.ipc == NamespaceMode::Host {
-            return Err(EngineError::Invalid(format!(
-                "sysctl '{k}' is not allowed with the host's IPC namespace"
-            )));
-        }
-        if net && o.network == NetworkMode::Host {
-            return Err(EngineError::Invalid(format!(
-                "sysctl '{k}' is not allowed with the host's network namespace"
-            )));
-        }
-        if k.contains('/') || k.contains("..") {
-            return Err(EngineError::Invalid(format!("sysctl '{k}': not a parameter name")));
-        }
-    }
-    Ok(o.sysctls.clone())
-}
-
-/// `--oom-score-adj`: in Docker's range; below berth's own value only where berth may lower
-/// it (CAP_SYS_RESOURCE), else raised to berth's own with a warning, as containerd's
-/// `restrict_oom_score_adj` does (a kubelet asks -998 for sandboxes).
-fn oom_score_adj(wanted: i32, warnings: &mut Vec<String>) -> Result<i32> {
-    if !(-1000..=1000).contains(&wanted) {
-        return Err(EngineError::Invalid(format!(
-            "Invalid value {wanted}, range for oom score adj is [-1000, 1000]"
-        )));
-    }
-    let own: i32 = std::fs::read_to_string("/proc/self/oom_score_adj")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
-    if wanted >= own || may_lower_oom_score() {
-        return Ok(wanted);
-    }
-    warnings.push(format!(
-        "oom_score_adj {wanted} is below berth's own ({own}) and berth lacks CAP_SYS_RESOURCE to lower it: {own} is used"
-    ));
-    Ok(own)
-}
-
-/// Whether this process has CAP_SYS_RESOURCE (bit 24) in its effective set.
-fn may_lower_oom_score() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .is_some_and(|caps| caps & (1 << 24) != 0)
 }
 
 /// The limits Docker refuses before it looks at anything else (so before the image).
@@ -665,10 +585,10 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             }
             p
         },
-        sysctls: check_sysctls(o)?,
-        oom_score_adj: oom_score_adj(o.oom_score_adj, &mut warnings)?,
-        masked_paths: check_paths("masked", o.masked_paths.as_ref())?,
-        readonly_paths: check_paths("read-only", o.readonly_paths.as_ref())?,
+        sysctls: crate::kernel::check_sysctls(o)?,
+        oom_score_adj: crate::kernel::oom_score_adj(o.oom_score_adj, &mut warnings)?,
+        masked_paths: crate::kernel::check_paths("masked", o.masked_paths.as_ref())?,
+        readonly_paths: crate::kernel::check_paths("read-only", o.readonly_paths.as_ref())?,
         no_new_privileges: o
             .security_opt
             .iter()

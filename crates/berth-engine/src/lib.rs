@@ -25,6 +25,7 @@ pub mod health;
 pub mod images;
 pub mod inspect;
 pub mod keeper;
+mod kernel;
 pub mod list;
 pub mod logs;
 pub mod model;
@@ -36,6 +37,7 @@ pub mod pods;
 pub mod runtimes;
 pub mod spec;
 pub mod store;
+pub mod users;
 pub mod volumes;
 
 use berth_oci::ErrorKind;

@@ -139,7 +139,7 @@ pub(crate) async fn port_forward<S>(
         for ch in [data, error] {
             let _ = out_tx.send(msg(ch, &port.to_le_bytes())).await;
         }
-        let conn = match super::connect_in(netns.clone(), *port).await {
+        let conn = match super::portforward::connect_in(netns.clone(), *port).await {
             Ok(c) => c,
             Err(e) => {
                 let text = format!("error forwarding port {port} to pod {sandbox}: {e}");
