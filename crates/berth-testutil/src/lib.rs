@@ -298,12 +298,14 @@ mod tests {
         ),
         ("berth-api", &["berth-oci", "berth-engine"]),
         ("berth-cri", &["berth-oci", "berth-engine"]),
+        ("berth-kube", &["berth-oci", "berth-engine"]),
         (
             "berth",
             &[
                 "berth-oci",
                 "berth-api",
                 "berth-cri",
+                "berth-kube",
                 "berth-engine",
                 "berth-runtime",
                 "berth-image",

@@ -12,6 +12,7 @@ mod fronts;
 mod hardening;
 mod images;
 mod interactive;
+mod kube;
 mod network;
 mod peers;
 mod pods;

@@ -1,0 +1,101 @@
+//! `berth kube play` and `kube down` of Pod YAML, driven as a user would.
+
+use berth_testutil::require_root;
+
+use crate::containers::with_busybox;
+use crate::pods::eventually;
+
+#[test]
+fn a_played_pods_containers_share_localhost_and_down_leaves_nothing() {
+    require_root!();
+    let (b, _img) = with_busybox("kube-play");
+    let yaml = b.root.path().join("pod.yaml");
+    std::fs::write(
+        &yaml,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: duo
+  labels:
+    app: duo
+spec:
+  restartPolicy: Never
+  containers:
+  - name: web
+    image: bb:1
+    command: ["sh", "-c"]
+    args: ["echo from-web > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"]
+  - name: client
+    image: bb:1
+    command: ["sh", "-c", "until wget -qO- http://127.0.0.1:8080/index.html > /tmp/got; do sleep 0.1; done; echo $GREETING; sleep 1000"]
+    env:
+    - name: GREETING
+      value: hello-kube
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: later
+"#,
+    )
+    .unwrap();
+    let yaml = yaml.display().to_string();
+    let o = b.out(&["kube", "play", &yaml]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("Pod:\n") && out.contains("Containers:\n"), "{out}");
+    // A kind not served is said, not dropped silently.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("kind Deployment is not served yet"), "{err}");
+    assert_eq!(
+        b.ok(&["pod", "ps", "--format", "{{.Name}} {{.Status}}"]).trim(),
+        "duo Running"
+    );
+    // The two containers, named as Podman names them, talk over the pod's localhost.
+    let got = eventually(|| {
+        let o = b.out(&["exec", "duo-client", "cat", "/tmp/got"]);
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    });
+    assert_eq!(got.trim(), "from-web");
+    eventually(|| b.ok(&["logs", "duo-client"]).contains("hello-kube").then_some(()));
+    // Playing it again is refused: the pod exists.
+    assert!(!b.out(&["kube", "play", &yaml]).status.success());
+    let o = b.out(&["kube", "down", &yaml]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(b.ok(&["pod", "ps", "-q"]).trim(), "");
+    assert_eq!(b.ok(&["ps", "-aq"]).trim(), "");
+    // Down again: nothing to remove, no error.
+    assert!(b.out(&["kube", "down", &yaml]).status.success());
+}
+
+#[test]
+fn bad_kube_yaml_is_refused_with_where_and_nothing_made() {
+    require_root!();
+    let (b, _img) = with_busybox("kube-bad");
+    let bad = b.root.path().join("bad.yaml");
+    for (text, want) in [
+        ("kind: Pod\nmetadata:\n  name: [\n", "line "),
+        ("kind: Pod\nspec:\n  containers: 3\n", "document 1 (Pod)"),
+        ("metadata: {}\n", "needs a kind"),
+        (
+            "kind: Pod\nmetadata:\n  name: x\nspec:\n  restartPolicy: Sometimes\n  containers:\n  - name: a\n    image: bb:1\n",
+            "restartPolicy",
+        ),
+        (
+            // A registry on loopback nothing listens on: the pull fails here, never outside.
+            "kind: Pod\nmetadata:\n  name: x\nspec:\n  containers:\n  - name: a\n    image: 127.0.0.1:9/no-such-image:1\n",
+            "no-such-image",
+        ),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let o = b.out(&["kube", "play", &bad.display().to_string()]);
+        assert_eq!(o.status.code(), Some(125), "{text}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{text}: {err}");
+        assert_eq!(b.ok(&["pod", "ps", "-q"]).trim(), "", "{text}");
+        assert_eq!(b.ok(&["ps", "-aq"]).trim(), "", "{text}");
+    }
+}

@@ -1,0 +1,314 @@
+//! `berth kube play` and `kube down`: Kubernetes YAML run on this machine as berth pods,
+//! without a cluster. Each Pod document becomes a berth pod (an infra holding the shared
+//! namespaces) with one berth container per container of its spec, named as Podman names
+//! them (`POD-CONTAINER`).
+//!
+//! This front end plans and calls the engine (`pods::create`, `create::create`,
+//! `pods::start`), as the CLI and the APIs do. Kinds other than Pod are reported as not
+//! served yet, never silently dropped.
+
+use berth_engine::create::CreateOptions;
+use berth_engine::images::ImageStore;
+use berth_engine::model::NetworkMode;
+use berth_engine::options::{PortSpec, RestartPolicy};
+use berth_engine::pods::{self, PodOptions};
+use berth_engine::store::Engine;
+use berth_engine::EngineError;
+use k8s_openapi::api::core::v1 as core;
+use serde::Deserialize;
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// The YAML could not be read.
+    #[error("{file}: {message}")]
+    Yaml {
+        /// The file.
+        file: String,
+        /// What and where (line and column).
+        message: String,
+    },
+    /// A document is not what its kind says.
+    #[error("{file}: document {doc} ({kind}): {message}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// The document's number, from 1.
+        doc: usize,
+        /// Its kind.
+        kind: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The engine refused.
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+}
+
+/// One document of a file.
+#[derive(Debug, Clone)]
+pub enum Doc {
+    /// A Pod.
+    Pod(Box<core::Pod>),
+    /// A kind not served yet: its name.
+    Other(String),
+}
+
+/// The documents of `text` (multi-document YAML), with `file` naming it in errors.
+pub fn parse(file: &str, text: &str) -> Result<Vec<Doc>, KubeError> {
+    let mut docs = Vec::new();
+    for (i, d) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let v = serde_yaml::Value::deserialize(d).map_err(|e| KubeError::Yaml {
+            file: file.to_string(),
+            message: yaml_error(&e),
+        })?;
+        if v.is_null() {
+            continue;
+        }
+        let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("").to_string();
+        let invalid = |message: String| KubeError::Invalid {
+            file: file.to_string(),
+            doc: i + 1,
+            kind: if kind.is_empty() {
+                "no kind".into()
+            } else {
+                kind.clone()
+            },
+            message,
+        };
+        match kind.as_str() {
+            "Pod" => {
+                let pod: core::Pod = serde_yaml::from_value(v).map_err(|e| invalid(yaml_error(&e)))?;
+                docs.push(Doc::Pod(Box::new(pod)));
+            }
+            "" => return Err(invalid("a document needs a kind".into())),
+            other => docs.push(Doc::Other(other.to_string())),
+        }
+    }
+    Ok(docs)
+}
+
+/// A YAML error with its line and column, when it has them.
+fn yaml_error(e: &serde_yaml::Error) -> String {
+    match e.location() {
+        Some(l) => format!("line {} column {}: {e}", l.line(), l.column()),
+        None => e.to_string(),
+    }
+}
+
+/// What `play` made.
+#[derive(Debug, Clone, Default)]
+pub struct Played {
+    /// Per pod: its id, and its containers' ids.
+    pub pods: Vec<(String, Vec<String>)>,
+    /// Warnings: kinds and fields not served.
+    pub warnings: Vec<String>,
+}
+
+/// The pod's name (metadata.name), required.
+fn pod_name(p: &core::Pod) -> Result<String, EngineError> {
+    p.metadata
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| EngineError::Invalid("a Pod needs metadata.name".into()))
+}
+
+/// The restart policy of a pod's containers.
+fn restart(spec: &core::PodSpec) -> Result<RestartPolicy, EngineError> {
+    match spec.restart_policy.as_deref().unwrap_or("Always") {
+        "Always" => Ok(RestartPolicy::Always),
+        "OnFailure" => Ok(RestartPolicy::OnFailure(0)),
+        "Never" => Ok(RestartPolicy::No),
+        p => Err(EngineError::Invalid(format!(
+            "restartPolicy {p:?}: Always, OnFailure or Never"
+        ))),
+    }
+}
+
+/// The pod's options: name, hostname, labels, its containers' host ports, host network.
+fn pod_options(p: &core::Pod, spec: &core::PodSpec) -> Result<PodOptions, EngineError> {
+    let name = pod_name(p)?;
+    let mut o = PodOptions {
+        name: Some(name),
+        hostname: spec.hostname.clone(),
+        labels: p.metadata.labels.clone().unwrap_or_default(),
+        restart: restart(spec)?,
+        ..PodOptions::default()
+    };
+    if spec.host_network == Some(true) {
+        o.infra.network = NetworkMode::Host;
+    }
+    for c in &spec.containers {
+        for port in c.ports.iter().flatten() {
+            let Some(host) = port.host_port.filter(|h| *h > 0) else {
+                continue;
+            };
+            let proto = port.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
+            let ip = port
+                .host_ip
+                .as_deref()
+                .filter(|i| !i.is_empty())
+                .map(|i| format!("{i}:"))
+                .unwrap_or_default();
+            o.infra
+                .publish
+                .push(PortSpec::parse(&format!("{ip}{host}:{}/{proto}", port.container_port))?);
+        }
+    }
+    Ok(o)
+}
+
+/// A container's options in `pod`.
+fn container_options(
+    pod: &pods::Pod,
+    c: &core::Container,
+    policy: RestartPolicy,
+) -> Result<CreateOptions, EngineError> {
+    let image = c
+        .image
+        .clone()
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| EngineError::Invalid(format!("container {}: no image", c.name)))?;
+    let mut env = Vec::new();
+    for e in c.env.iter().flatten() {
+        match (&e.value, &e.value_from) {
+            (_, Some(_)) => {
+                return Err(EngineError::Invalid(format!(
+                    "container {}: env {}: valueFrom is not served yet",
+                    c.name, e.name
+                )))
+            }
+            (v, None) => env.push(format!("{}={}", e.name, v.clone().unwrap_or_default())),
+        }
+    }
+    let mut o = CreateOptions {
+        image,
+        name: Some(format!("{}-{}", pod.name, c.name)),
+        pod: Some(pod.id.clone()),
+        env,
+        workdir: c.working_dir.clone().filter(|w| !w.is_empty()),
+        tty: c.tty == Some(true),
+        open_stdin: c.stdin == Some(true),
+        restart: policy,
+        ..CreateOptions::default()
+    };
+    // Kubernetes' rules: command replaces the entrypoint (and drops the image's cmd), args
+    // replace the cmd.
+    if let Some(cmd) = c.command.clone().filter(|c| !c.is_empty()) {
+        o.entrypoint = Some(cmd);
+    }
+    o.cmd = c.args.clone().unwrap_or_default();
+    Ok(o)
+}
+
+/// Pulls an image a container names if the store lacks it (the default policy for a
+/// tagged image, IfNotPresent).
+fn ensure_image(images: &mut ImageStore, image: &str) -> Result<(), EngineError> {
+    if images.resolve(image).is_ok() {
+        return Ok(());
+    }
+    let r = berth_oci::Reference::parse(image).map_err(|e| EngineError::Invalid(format!("image {image:?}: {e}")))?;
+    berth_engine::images::pull(images, &r, &berth_engine::images::PullOptions::default(), &|_| {})?;
+    Ok(())
+}
+
+/// Plays the documents: each Pod made and started; nothing is left of a pod that failed.
+pub fn play(
+    engine: &Engine,
+    images: &mut ImageStore,
+    docs: &[Doc],
+    exe: &std::path::Path,
+) -> Result<Played, KubeError> {
+    let mut out = Played::default();
+    for d in docs {
+        let p = match d {
+            Doc::Pod(p) => p,
+            Doc::Other(kind) => {
+                out.warnings.push(format!("kind {kind} is not served yet: skipped"));
+                continue;
+            }
+        };
+        let spec = p.spec.as_ref().ok_or_else(|| {
+            EngineError::Invalid(format!("pod {}: no spec", p.metadata.name.as_deref().unwrap_or("")))
+        })?;
+        if spec.containers.is_empty() {
+            return Err(EngineError::Invalid(format!("pod {}: no containers", pod_name(p)?)).into());
+        }
+        let opts = pod_options(p, spec)?;
+        for c in &spec.containers {
+            if let Some(i) = &c.image {
+                ensure_image(images, i)?;
+            }
+        }
+        let pod = pods::create(engine, images, &opts)?;
+        let made = (|| -> Result<Vec<String>, EngineError> {
+            let mut ids = Vec::new();
+            for c in &spec.containers {
+                let o = container_options(&pod, c, opts.restart)?;
+                ids.push(berth_engine::create::create(engine, images, &o)?.record.id);
+            }
+            pods::start(engine, &pod.id, exe)?;
+            Ok(ids)
+        })();
+        match made {
+            Ok(ids) => out.pods.push((pod.id.clone(), ids)),
+            Err(e) => {
+                let _ = pods::remove(engine, &pod.id, true);
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Removes the pods the documents name (a pod already gone is no error); their ids.
+pub fn down(engine: &Engine, docs: &[Doc]) -> Result<Vec<String>, KubeError> {
+    let mut gone = Vec::new();
+    for d in docs {
+        let Doc::Pod(p) = d else { continue };
+        let name = pod_name(p)?;
+        match pods::remove(engine, &name, true) {
+            Ok(pod) => gone.push(pod.id),
+            Err(e) if e.kind() == berth_oci::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(gone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_parse_and_errors_say_where() {
+        let docs = parse(
+            "f.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: a\n    image: bb:1\n---\nkind: Deployment\n",
+        )
+        .unwrap();
+        assert!(matches!(&docs[0], Doc::Pod(p) if p.metadata.name.as_deref() == Some("web")));
+        assert!(matches!(&docs[1], Doc::Other(k) if k == "Deployment"));
+        let e = parse("f.yaml", "kind: Pod\nmetadata:\n  name: [\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("f.yaml: ") && e.contains("line "), "{e}");
+        let e = parse("f.yaml", "kind: Pod\nspec:\n  containers: 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("document 1 (Pod)"), "{e}");
+        parse("f.yaml", "metadata: {}\n").unwrap_err();
+    }
+
+    #[test]
+    fn restart_policies_map_to_berths() {
+        let spec = |p: &str| core::PodSpec {
+            restart_policy: Some(p.into()),
+            ..Default::default()
+        };
+        assert_eq!(restart(&spec("Never")).unwrap(), RestartPolicy::No);
+        assert_eq!(restart(&spec("Always")).unwrap(), RestartPolicy::Always);
+        restart(&spec("Sometimes")).unwrap_err();
+    }
+}
