@@ -50,6 +50,10 @@ pub enum KubeError {
 pub enum Doc {
     /// A Pod.
     Pod(Box<core::Pod>),
+    /// A ConfigMap, for the pods of the same file.
+    ConfigMap(Box<core::ConfigMap>),
+    /// A Secret, for the pods of the same file.
+    Secret(Box<core::Secret>),
     /// A kind not served yet: its name.
     Other(String),
 }
@@ -80,6 +84,14 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Doc>, KubeError> {
             "Pod" => {
                 let pod: core::Pod = serde_yaml::from_value(v).map_err(|e| invalid(yaml_error(&e)))?;
                 docs.push(Doc::Pod(Box::new(pod)));
+            }
+            "ConfigMap" => {
+                let m: core::ConfigMap = serde_yaml::from_value(v).map_err(|e| invalid(yaml_error(&e)))?;
+                docs.push(Doc::ConfigMap(Box::new(m)));
+            }
+            "Secret" => {
+                let m: core::Secret = serde_yaml::from_value(v).map_err(|e| invalid(yaml_error(&e)))?;
+                docs.push(Doc::Secret(Box::new(m)));
             }
             "" => return Err(invalid("a document needs a kind".into())),
             other => docs.push(Doc::Other(other.to_string())),
@@ -162,6 +174,7 @@ fn pod_options(p: &core::Pod, spec: &core::PodSpec) -> Result<PodOptions, Engine
 /// A container's options in `pod`.
 fn container_options(
     pod: &pods::Pod,
+    data: &Data,
     c: &core::Container,
     policy: RestartPolicy,
 ) -> Result<CreateOptions, EngineError> {
@@ -170,18 +183,7 @@ fn container_options(
         .clone()
         .filter(|i| !i.is_empty())
         .ok_or_else(|| EngineError::Invalid(format!("container {}: no image", c.name)))?;
-    let mut env = Vec::new();
-    for e in c.env.iter().flatten() {
-        match (&e.value, &e.value_from) {
-            (_, Some(_)) => {
-                return Err(EngineError::Invalid(format!(
-                    "container {}: env {}: valueFrom is not served yet",
-                    c.name, e.name
-                )))
-            }
-            (v, None) => env.push(format!("{}={}", e.name, v.clone().unwrap_or_default())),
-        }
-    }
+    let env = environment(c, pod, data)?;
     let mut o = CreateOptions {
         image,
         name: Some(format!("{}-{}", pod.name, c.name)),
@@ -200,6 +202,122 @@ fn container_options(
     }
     o.cmd = c.args.clone().unwrap_or_default();
     Ok(o)
+}
+
+/// The ConfigMaps and Secrets of a file, by name, and the namespace of the pod being played.
+#[derive(Debug, Default)]
+struct Data {
+    config_maps: std::collections::HashMap<String, std::collections::BTreeMap<String, String>>,
+    secrets: std::collections::HashMap<String, std::collections::BTreeMap<String, String>>,
+    namespace: String,
+}
+
+impl Data {
+    fn of(docs: &[Doc]) -> Data {
+        let mut d = Data::default();
+        for doc in docs {
+            match doc {
+                Doc::ConfigMap(m) => {
+                    let name = m.metadata.name.clone().unwrap_or_default();
+                    d.config_maps.insert(name, m.data.clone().unwrap_or_default());
+                }
+                Doc::Secret(s) => {
+                    let name = s.metadata.name.clone().unwrap_or_default();
+                    // `data` is base64 in the YAML (the type decodes it), `stringData` plain.
+                    let mut v: std::collections::BTreeMap<String, String> = s
+                        .data
+                        .iter()
+                        .flatten()
+                        .map(|(k, b)| (k.clone(), String::from_utf8_lossy(&b.0).into_owned()))
+                        .collect();
+                    v.extend(s.string_data.clone().unwrap_or_default());
+                    d.secrets.insert(name, v);
+                }
+                _ => {}
+            }
+        }
+        d
+    }
+
+    /// A key of a ConfigMap (with `secret`, of a Secret); none where `optional` allows it.
+    fn key(&self, secret: bool, name: &str, key: &str, optional: bool) -> Result<Option<String>, EngineError> {
+        let (kind, all) = if secret {
+            ("secret", &self.secrets)
+        } else {
+            ("configmap", &self.config_maps)
+        };
+        match all.get(name).and_then(|m| m.get(key)) {
+            Some(v) => Ok(Some(v.clone())),
+            None if optional => Ok(None),
+            None => Err(EngineError::Invalid(format!(
+                "{kind} {name:?} has no key {key:?} (it must be in the same file)"
+            ))),
+        }
+    }
+}
+
+/// A container's environment: `envFrom` first, then `env` over it, each value plain or from
+/// a ConfigMap, a Secret or the pod's own fields.
+fn environment(c: &core::Container, pod: &pods::Pod, data: &Data) -> Result<Vec<String>, EngineError> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: String, v: String| {
+        env.retain(|(x, _)| *x != k);
+        env.push((k, v));
+    };
+    for from in c.env_from.iter().flatten() {
+        let prefix = from.prefix.clone().unwrap_or_default();
+        let (secret, name, optional) = match (&from.config_map_ref, &from.secret_ref) {
+            (Some(m), _) => (false, m.name.clone(), m.optional == Some(true)),
+            (None, Some(s)) => (true, s.name.clone(), s.optional == Some(true)),
+            (None, None) => continue,
+        };
+        let all = if secret { &data.secrets } else { &data.config_maps };
+        match all.get(&name) {
+            Some(m) => {
+                for (k, v) in m {
+                    set(format!("{prefix}{k}"), v.clone());
+                }
+            }
+            None if optional => {}
+            None => {
+                return Err(EngineError::Invalid(format!(
+                    "container {}: envFrom names {name:?}, which is not in the file",
+                    c.name
+                )))
+            }
+        }
+    }
+    for e in c.env.iter().flatten() {
+        let Some(from) = &e.value_from else {
+            set(e.name.clone(), e.value.clone().unwrap_or_default());
+            continue;
+        };
+        let v = if let Some(r) = &from.config_map_key_ref {
+            data.key(false, &r.name, &r.key, r.optional == Some(true))?
+        } else if let Some(r) = &from.secret_key_ref {
+            data.key(true, &r.name, &r.key, r.optional == Some(true))?
+        } else if let Some(f) = &from.field_ref {
+            match f.field_path.as_str() {
+                "metadata.name" => Some(pod.name.clone()),
+                "metadata.namespace" => Some(data.namespace.clone()),
+                other => {
+                    return Err(EngineError::Invalid(format!(
+                        "container {}: env {}: fieldRef {other} is not served yet (metadata.name and metadata.namespace are)",
+                        c.name, e.name
+                    )))
+                }
+            }
+        } else {
+            return Err(EngineError::Invalid(format!(
+                "container {}: env {}: this valueFrom is not served yet",
+                c.name, e.name
+            )));
+        };
+        if let Some(v) = v {
+            set(e.name.clone(), v);
+        }
+    }
+    Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
 }
 
 /// Pulls an image a container names if the store lacks it (the default policy for a
@@ -221,9 +339,11 @@ pub fn play(
     exe: &std::path::Path,
 ) -> Result<Played, KubeError> {
     let mut out = Played::default();
+    let mut data = Data::of(docs);
     for d in docs {
         let p = match d {
             Doc::Pod(p) => p,
+            Doc::ConfigMap(_) | Doc::Secret(_) => continue,
             Doc::Other(kind) => {
                 out.warnings.push(format!("kind {kind} is not served yet: skipped"));
                 continue;
@@ -236,6 +356,7 @@ pub fn play(
             return Err(EngineError::Invalid(format!("pod {}: no containers", pod_name(p)?)).into());
         }
         let opts = pod_options(p, spec)?;
+        data.namespace = p.metadata.namespace.clone().unwrap_or_else(|| "default".into());
         for c in &spec.containers {
             if let Some(i) = &c.image {
                 ensure_image(images, i)?;
@@ -245,7 +366,7 @@ pub fn play(
         let made = (|| -> Result<Vec<String>, EngineError> {
             let mut ids = Vec::new();
             for c in &spec.containers {
-                let o = container_options(&pod, c, opts.restart)?;
+                let o = container_options(&pod, &data, c, opts.restart)?;
                 ids.push(berth_engine::create::create(engine, images, &o)?.record.id);
             }
             pods::start(engine, &pod.id, exe)?;

@@ -99,3 +99,98 @@ fn bad_kube_yaml_is_refused_with_where_and_nothing_made() {
         assert_eq!(b.ok(&["ps", "-aq"]).trim(), "", "{text}");
     }
 }
+
+#[test]
+fn config_maps_secrets_and_the_pods_fields_become_environment() {
+    require_root!();
+    let (b, _img) = with_busybox("kube-env");
+    let yaml = b.root.path().join("env.yaml");
+    std::fs::write(
+        &yaml,
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  MODE: fast
+  LEVEL: "3"
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: creds
+data:
+  PASSWORD: czNjcjN0
+stringData:
+  USER: admin
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: envy
+  namespace: team
+spec:
+  containers:
+  - name: app
+    image: bb:1
+    command: ["sh", "-c", "env | sort > /tmp/env; sleep 1000"]
+    envFrom:
+    - configMapRef:
+        name: settings
+      prefix: CFG_
+    env:
+    - name: LEVEL
+      valueFrom:
+        configMapKeyRef: {name: settings, key: LEVEL}
+    - name: PASSWORD
+      valueFrom:
+        secretKeyRef: {name: creds, key: PASSWORD}
+    - name: USER
+      valueFrom:
+        secretKeyRef: {name: creds, key: USER}
+    - name: POD_NAME
+      valueFrom:
+        fieldRef: {fieldPath: metadata.name}
+    - name: POD_NAMESPACE
+      valueFrom:
+        fieldRef: {fieldPath: metadata.namespace}
+    - name: MAYBE
+      valueFrom:
+        configMapKeyRef: {name: settings, key: ABSENT, optional: true}
+"#,
+    )
+    .unwrap();
+    let yaml = yaml.display().to_string();
+    b.ok(&["kube", "play", &yaml]);
+    let env = eventually(|| {
+        let o = b.out(&["exec", "envy-app", "cat", "/tmp/env"]);
+        (o.status.success() && !o.stdout.is_empty()).then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    });
+    for want in [
+        "CFG_MODE=fast",
+        "CFG_LEVEL=3",
+        "LEVEL=3",
+        "PASSWORD=s3cr3t",
+        "USER=admin",
+        "POD_NAME=envy",
+        "POD_NAMESPACE=team",
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} not in {env}");
+    }
+    assert!(!env.contains("MAYBE="), "{env}");
+    b.ok(&["kube", "down", &yaml]);
+    // A key the file does not have: refused, nothing made.
+    let bad = b.root.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "kind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: a\n    image: bb:1\n    env:\n    - name: K\n      valueFrom:\n        configMapKeyRef: {name: nothere, key: K}\n",
+    )
+    .unwrap();
+    let o = b.out(&["kube", "play", &bad.display().to_string()]);
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("\"nothere\" has no key \"K\""), "{err}");
+    assert_eq!(b.ok(&["pod", "ps", "-q"]).trim(), "");
+    assert_eq!(b.ok(&["ps", "-aq"]).trim(), "");
+}
