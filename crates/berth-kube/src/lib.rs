@@ -54,9 +54,29 @@ pub enum Doc {
     ConfigMap(Box<core::ConfigMap>),
     /// A Secret, for the pods of the same file.
     Secret(Box<core::Secret>),
+    /// A Deployment, ReplicaSet or DaemonSet: pods from a template.
+    Workload(Box<Workload>),
     /// A kind not served yet: its name.
     Other(String),
 }
+
+/// Pods made from a template, as a controller would make them on one node.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// `Deployment`, `ReplicaSet` or `DaemonSet`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: Option<String>,
+    /// How many pods (a DaemonSet's: one, this being one node).
+    pub replicas: i32,
+    /// The pods' template.
+    pub template: core::PodTemplateSpec,
+}
+
+/// The label that marks the pods a workload made: `KIND/NAME`.
+pub const OWNER_LABEL: &str = "io.berth.kube.owner";
 
 /// The documents of `text` (multi-document YAML), with `file` naming it in errors.
 pub fn parse(file: &str, text: &str) -> Result<Vec<Doc>, KubeError> {
@@ -93,11 +113,103 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Doc>, KubeError> {
                 let m: core::Secret = serde_yaml::from_value(v).map_err(|e| invalid(yaml_error(&e)))?;
                 docs.push(Doc::Secret(Box::new(m)));
             }
+            "Deployment" | "ReplicaSet" | "DaemonSet" => {
+                let w = workload(&kind, v).map_err(invalid)?;
+                docs.push(Doc::Workload(Box::new(w)));
+            }
             "" => return Err(invalid("a document needs a kind".into())),
             other => docs.push(Doc::Other(other.to_string())),
         }
     }
     Ok(docs)
+}
+
+/// A Deployment, ReplicaSet or DaemonSet document's name, replicas and template.
+fn workload(kind: &str, v: serde_yaml::Value) -> Result<Workload, String> {
+    use k8s_openapi::api::apps::v1 as apps;
+    let (meta, replicas, template) = match kind {
+        "Deployment" => {
+            let d: apps::Deployment = serde_yaml::from_value(v).map_err(|e| yaml_error(&e))?;
+            let s = d.spec.ok_or("no spec")?;
+            (d.metadata, s.replicas.unwrap_or(1), s.template)
+        }
+        "ReplicaSet" => {
+            let d: apps::ReplicaSet = serde_yaml::from_value(v).map_err(|e| yaml_error(&e))?;
+            let s = d.spec.ok_or("no spec")?;
+            (d.metadata, s.replicas.unwrap_or(1), s.template.ok_or("no template")?)
+        }
+        _ => {
+            let d: apps::DaemonSet = serde_yaml::from_value(v).map_err(|e| yaml_error(&e))?;
+            let s = d.spec.ok_or("no spec")?;
+            (d.metadata, 1, s.template)
+        }
+    };
+    if !(0..=100).contains(&replicas) {
+        return Err(format!("replicas {replicas}: 0 to 100 on one machine"));
+    }
+    Ok(Workload {
+        kind: kind.to_string(),
+        name: meta.name.filter(|n| !n.is_empty()).ok_or("no metadata.name")?,
+        namespace: meta.namespace,
+        replicas,
+        template,
+    })
+}
+
+/// Characters of the names Kubernetes generates (no vowels, no look-alikes).
+const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// `n` characters of Kubernetes' generated-name alphabet from `seed`.
+fn name_chars(mut seed: u64, n: usize) -> String {
+    (0..n)
+        .map(|_| {
+            let c = NAME_CHARS[usize::try_from(seed % NAME_CHARS.len() as u64).unwrap_or(0)];
+            seed /= NAME_CHARS.len() as u64;
+            seed ^= seed.rotate_left(17).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            char::from(c)
+        })
+        .collect()
+}
+
+/// FNV-1a of `b`.
+fn fnv(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
+        (h ^ u64::from(*x)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// The pods a workload makes: named as its controller names them (a Deployment's
+/// `NAME-HASH-XXXXX`, the hash of its template; a ReplicaSet's and a DaemonSet's
+/// `NAME-XXXXX`), labelled with their owner.
+fn workload_pods(w: &Workload) -> Vec<core::Pod> {
+    let template = serde_json::to_vec(&w.template).unwrap_or_default();
+    let hash = fnv(&template);
+    let base = match w.kind.as_str() {
+        "Deployment" => format!("{}-{}", w.name, name_chars(hash, 10)),
+        _ => w.name.clone(),
+    };
+    let entropy = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()) ^ d.as_secs());
+    (0..w.replicas)
+        .map(|i| {
+            let mut meta = w.template.metadata.clone().unwrap_or_default();
+            let suffix = name_chars(
+                fnv(&[&hash.to_le_bytes()[..], &entropy.to_le_bytes(), &i.to_le_bytes()].concat()),
+                5,
+            );
+            meta.name = Some(format!("{base}-{suffix}"));
+            meta.namespace = w.namespace.clone();
+            let mut labels = meta.labels.unwrap_or_default();
+            labels.insert(OWNER_LABEL.into(), format!("{}/{}", w.kind, w.name));
+            meta.labels = Some(labels);
+            core::Pod {
+                metadata: meta,
+                spec: w.template.spec.clone(),
+                status: None,
+            }
+        })
+        .collect()
 }
 
 /// A YAML error with its line and column, when it has them.
@@ -344,49 +456,104 @@ pub fn play(
         let p = match d {
             Doc::Pod(p) => p,
             Doc::ConfigMap(_) | Doc::Secret(_) => continue,
+            Doc::Workload(w) => {
+                for p in workload_pods(w) {
+                    let made = play_pod(engine, images, &p, &mut data, exe);
+                    keep_or_undo(engine, &mut out, made)?;
+                }
+                continue;
+            }
             Doc::Other(kind) => {
                 out.warnings.push(format!("kind {kind} is not served yet: skipped"));
                 continue;
             }
         };
-        let spec = p.spec.as_ref().ok_or_else(|| {
-            EngineError::Invalid(format!("pod {}: no spec", p.metadata.name.as_deref().unwrap_or("")))
-        })?;
-        if spec.containers.is_empty() {
-            return Err(EngineError::Invalid(format!("pod {}: no containers", pod_name(p)?)).into());
-        }
-        let opts = pod_options(p, spec)?;
-        data.namespace = p.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-        for c in &spec.containers {
-            if let Some(i) = &c.image {
-                ensure_image(images, i)?;
-            }
-        }
-        let pod = pods::create(engine, images, &opts)?;
-        let made = (|| -> Result<Vec<String>, EngineError> {
-            let mut ids = Vec::new();
-            for c in &spec.containers {
-                let o = container_options(&pod, &data, c, opts.restart)?;
-                ids.push(berth_engine::create::create(engine, images, &o)?.record.id);
-            }
-            pods::start(engine, &pod.id, exe)?;
-            Ok(ids)
-        })();
-        match made {
-            Ok(ids) => out.pods.push((pod.id.clone(), ids)),
-            Err(e) => {
-                let _ = pods::remove(engine, &pod.id, true);
-                return Err(e.into());
-            }
-        }
+        let made = play_pod(engine, images, p, &mut data, exe);
+        keep_or_undo(engine, &mut out, made)?;
     }
     Ok(out)
+}
+
+/// Keeps a pod just made, or, if it failed, removes every pod this play made before it:
+/// a file plays whole or not at all.
+fn keep_or_undo(
+    engine: &Engine,
+    out: &mut Played,
+    made: Result<(String, Vec<String>), KubeError>,
+) -> Result<(), KubeError> {
+    match made {
+        Ok(p) => {
+            out.pods.push(p);
+            Ok(())
+        }
+        Err(e) => {
+            for (id, _) in out.pods.drain(..) {
+                let _ = pods::remove(engine, &id, true);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Makes and starts one pod; nothing is left of it if that fails. Its id and its
+/// containers'.
+fn play_pod(
+    engine: &Engine,
+    images: &mut ImageStore,
+    p: &core::Pod,
+    data: &mut Data,
+    exe: &std::path::Path,
+) -> Result<(String, Vec<String>), KubeError> {
+    let spec = p
+        .spec
+        .as_ref()
+        .ok_or_else(|| EngineError::Invalid(format!("pod {}: no spec", p.metadata.name.as_deref().unwrap_or(""))))?;
+    if spec.containers.is_empty() {
+        return Err(EngineError::Invalid(format!("pod {}: no containers", pod_name(p)?)).into());
+    }
+    let opts = pod_options(p, spec)?;
+    data.namespace = p.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    for c in &spec.containers {
+        if let Some(i) = &c.image {
+            ensure_image(images, i)?;
+        }
+    }
+    let pod = pods::create(engine, images, &opts)?;
+    let made = (|| -> Result<Vec<String>, EngineError> {
+        let mut ids = Vec::new();
+        for c in &spec.containers {
+            let o = container_options(&pod, data, c, opts.restart)?;
+            ids.push(berth_engine::create::create(engine, images, &o)?.record.id);
+        }
+        pods::start(engine, &pod.id, exe)?;
+        Ok(ids)
+    })();
+    match made {
+        Ok(ids) => Ok((pod.id.clone(), ids)),
+        Err(e) => {
+            let _ = pods::remove(engine, &pod.id, true);
+            Err(e.into())
+        }
+    }
 }
 
 /// Removes the pods the documents name (a pod already gone is no error); their ids.
 pub fn down(engine: &Engine, docs: &[Doc]) -> Result<Vec<String>, KubeError> {
     let mut gone = Vec::new();
     for d in docs {
+        if let Doc::Workload(w) = d {
+            let owner = format!("{}/{}", w.kind, w.name);
+            for pod in pods::list(engine)? {
+                if pod.labels.get(OWNER_LABEL) == Some(&owner) {
+                    match pods::remove(engine, &pod.id, true) {
+                        Ok(pod) => gone.push(pod.id),
+                        Err(e) if e.kind() == berth_oci::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            continue;
+        }
         let Doc::Pod(p) = d else { continue };
         let name = pod_name(p)?;
         match pods::remove(engine, &name, true) {
@@ -406,11 +573,11 @@ mod tests {
     fn documents_parse_and_errors_say_where() {
         let docs = parse(
             "f.yaml",
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: a\n    image: bb:1\n---\nkind: Deployment\n",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: a\n    image: bb:1\n---\nkind: Job\n",
         )
         .unwrap();
         assert!(matches!(&docs[0], Doc::Pod(p) if p.metadata.name.as_deref() == Some("web")));
-        assert!(matches!(&docs[1], Doc::Other(k) if k == "Deployment"));
+        assert!(matches!(&docs[1], Doc::Other(k) if k == "Job"));
         let e = parse("f.yaml", "kind: Pod\nmetadata:\n  name: [\n")
             .unwrap_err()
             .to_string();

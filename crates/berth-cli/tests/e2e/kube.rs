@@ -33,8 +33,8 @@ spec:
     - name: GREETING
       value: hello-kube
 ---
-apiVersion: apps/v1
-kind: Deployment
+apiVersion: batch/v1
+kind: Job
 metadata:
   name: later
 "#,
@@ -47,7 +47,7 @@ metadata:
     assert!(out.starts_with("Pod:\n") && out.contains("Containers:\n"), "{out}");
     // A kind not served is said, not dropped silently.
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("kind Deployment is not served yet"), "{err}");
+    assert!(err.contains("kind Job is not served yet"), "{err}");
     assert_eq!(
         b.ok(&["pod", "ps", "--format", "{{.Name}} {{.Status}}"]).trim(),
         "duo Running"
@@ -191,6 +191,94 @@ spec:
     assert_eq!(o.status.code(), Some(125));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("\"nothere\" has no key \"K\""), "{err}");
+    assert_eq!(b.ok(&["pod", "ps", "-q"]).trim(), "");
+    assert_eq!(b.ok(&["ps", "-aq"]).trim(), "");
+}
+
+#[test]
+fn a_deployments_replicas_are_pods_named_as_kubernetes_names_them() {
+    require_root!();
+    let (b, _img) = with_busybox("kube-deploy");
+    let yaml = b.root.path().join("deploy.yaml");
+    std::fs::write(
+        &yaml,
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: srv
+        image: bb:1
+        command: ["sleep", "1000"]
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agent
+spec:
+  selector:
+    matchLabels: {app: agent}
+  template:
+    metadata:
+      labels: {app: agent}
+    spec:
+      containers:
+      - name: a
+        image: bb:1
+        command: ["sleep", "1000"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: broken
+spec:
+  containers:
+  - name: a
+    image: bb:1
+    env:
+    - name: X
+      valueFrom:
+        configMapKeyRef: {name: missing, key: X}
+"#,
+    )
+    .unwrap();
+    let yaml_s = yaml.display().to_string();
+    // The last pod cannot be made: the whole file is undone, the replicas too.
+    let o = b.out(&["kube", "play", &yaml_s]);
+    assert_eq!(o.status.code(), Some(125), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(b.ok(&["pod", "ps", "-q"]).trim(), "");
+    assert_eq!(b.ok(&["ps", "-aq"]).trim(), "");
+    // Without it, three replicas and one daemon pod run.
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(&yaml, text.split("---\napiVersion: v1\nkind: Pod").next().unwrap()).unwrap();
+    b.ok(&["kube", "play", &yaml_s]);
+    let names = b.ok(&["pod", "ps", "--format", "{{.Name}} {{.Status}}"]);
+    let names: Vec<&str> = names.lines().collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    let web: Vec<&str> = names.iter().filter(|n| n.starts_with("web-")).copied().collect();
+    assert_eq!(web.len(), 3, "{names:?}");
+    for n in &web {
+        // web-HASH-XXXXX: one template hash for all, a suffix each.
+        let (name, status) = n.split_once(' ').unwrap();
+        let parts: Vec<&str> = name.split('-').collect();
+        assert_eq!(
+            (parts.len(), parts[1].len(), parts[2].len(), status),
+            (3, 10, 5, "Running"),
+            "{n}"
+        );
+        assert_eq!(parts[1], web[0].split('-').nth(1).unwrap());
+    }
+    assert_eq!(names.iter().filter(|n| n.starts_with("agent-")).count(), 1, "{names:?}");
+    b.ok(&["kube", "down", &yaml_s]);
     assert_eq!(b.ok(&["pod", "ps", "-q"]).trim(), "");
     assert_eq!(b.ok(&["ps", "-aq"]).trim(), "");
 }
