@@ -282,3 +282,90 @@ spec:
     assert_eq!(b.ok(&["pod", "ps", "-q"]).trim(), "");
     assert_eq!(b.ok(&["ps", "-aq"]).trim(), "");
 }
+
+#[test]
+fn volumes_empty_dirs_config_maps_secrets_and_host_paths() {
+    require_root!();
+    let (b, _img) = with_busybox("kube-vol");
+    let host = b.root.path().join("host-made");
+    let yaml = b.root.path().join("vol.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: site
+data:
+  index.html: from-configmap
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: keys
+stringData:
+  token: t0k3n
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: vols
+spec:
+  volumes:
+  - name: shared
+    emptyDir: {{}}
+  - name: fast
+    emptyDir: {{medium: Memory, sizeLimit: 8Mi}}
+  - name: site
+    configMap: {{name: site}}
+  - name: keys
+    secret: {{secretName: keys, items: [{{key: token, path: sub/token}}]}}
+  - name: host
+    hostPath: {{path: {host}, type: DirectoryOrCreate}}
+  containers:
+  - name: writer
+    image: bb:1
+    command: ["sh", "-c", "echo shared-data > /shared/f; echo host-data > /host/f; sleep 1000"]
+    volumeMounts:
+    - {{name: shared, mountPath: /shared}}
+    - {{name: host, mountPath: /host}}
+  - name: reader
+    image: bb:1
+    command: ["sleep", "1000"]
+    volumeMounts:
+    - {{name: shared, mountPath: /in, readOnly: true}}
+    - {{name: fast, mountPath: /fast}}
+    - {{name: site, mountPath: /site}}
+    - {{name: keys, mountPath: /keys}}
+"#,
+            host = host.display()
+        ),
+    )
+    .unwrap();
+    let yaml = yaml.display().to_string();
+    b.ok(&["kube", "play", &yaml]);
+    let sh = |c: &str, cmd: &str| {
+        let o = b.out(&["exec", c, "sh", "-c", cmd]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // What one container writes, the other reads (read-only there).
+    let got = eventually(|| Some(sh("vols-reader", "cat /in/f 2>/dev/null")).filter(|s| !s.is_empty()));
+    assert_eq!(got.trim(), "shared-data");
+    assert!(sh("vols-reader", "touch /in/x 2>&1").contains("Read-only"));
+    assert!(sh("vols-reader", "grep ' /fast ' /proc/mounts").starts_with("tmpfs "));
+    assert_eq!(sh("vols-reader", "cat /site/index.html"), "from-configmap");
+    assert_eq!(sh("vols-reader", "cat /keys/sub/token"), "t0k3n");
+    assert!(sh("vols-reader", "touch /site/x 2>&1").contains("Read-only"));
+    eventually(|| (std::fs::read_to_string(host.join("f")).ok()?.trim() == "host-data").then_some(()));
+    b.ok(&["kube", "down", &yaml]);
+    assert_eq!(b.ok(&["ps", "-aq"]).trim(), "");
+    assert!(
+        !b.root.path().join("kube").join("vols").exists(),
+        "the pod's volume files are left"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains("/kube/vols/"), "a tmpfs is left mounted");
+    // The host path is the host's: it stays.
+    assert!(host.join("f").exists());
+}
