@@ -7,6 +7,9 @@
 //! `pods::start`), as the CLI and the APIs do. Kinds other than Pod are reported as not
 //! served yet, never silently dropped.
 
+mod env;
+mod volumes;
+
 use berth_engine::create::CreateOptions;
 use berth_engine::images::ImageStore;
 use berth_engine::model::NetworkMode;
@@ -16,6 +19,9 @@ use berth_engine::store::Engine;
 use berth_engine::EngineError;
 use k8s_openapi::api::core::v1 as core;
 use serde::Deserialize;
+
+use crate::env::{environment, Data};
+use crate::volumes::{container_mounts, prepare_volumes, remove_volumes};
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -316,336 +322,6 @@ fn container_options(
     Ok(o)
 }
 
-/// The ConfigMaps and Secrets of a file, by name, and the namespace of the pod being played.
-#[derive(Debug, Default)]
-struct Data {
-    config_maps: std::collections::HashMap<String, std::collections::BTreeMap<String, String>>,
-    secrets: std::collections::HashMap<String, std::collections::BTreeMap<String, String>>,
-    namespace: String,
-}
-
-impl Data {
-    fn of(docs: &[Doc]) -> Data {
-        let mut d = Data::default();
-        for doc in docs {
-            match doc {
-                Doc::ConfigMap(m) => {
-                    let name = m.metadata.name.clone().unwrap_or_default();
-                    d.config_maps.insert(name, m.data.clone().unwrap_or_default());
-                }
-                Doc::Secret(s) => {
-                    let name = s.metadata.name.clone().unwrap_or_default();
-                    // `data` is base64 in the YAML (the type decodes it), `stringData` plain.
-                    let mut v: std::collections::BTreeMap<String, String> = s
-                        .data
-                        .iter()
-                        .flatten()
-                        .map(|(k, b)| (k.clone(), String::from_utf8_lossy(&b.0).into_owned()))
-                        .collect();
-                    v.extend(s.string_data.clone().unwrap_or_default());
-                    d.secrets.insert(name, v);
-                }
-                _ => {}
-            }
-        }
-        d
-    }
-
-    /// A key of a ConfigMap (with `secret`, of a Secret); none where `optional` allows it.
-    fn key(&self, secret: bool, name: &str, key: &str, optional: bool) -> Result<Option<String>, EngineError> {
-        let (kind, all) = if secret {
-            ("secret", &self.secrets)
-        } else {
-            ("configmap", &self.config_maps)
-        };
-        match all.get(name).and_then(|m| m.get(key)) {
-            Some(v) => Ok(Some(v.clone())),
-            None if optional => Ok(None),
-            None => Err(EngineError::Invalid(format!(
-                "{kind} {name:?} has no key {key:?} (it must be in the same file)"
-            ))),
-        }
-    }
-}
-
-/// A container's environment: `envFrom` first, then `env` over it, each value plain or from
-/// a ConfigMap, a Secret or the pod's own fields.
-fn environment(c: &core::Container, pod: &pods::Pod, data: &Data) -> Result<Vec<String>, EngineError> {
-    let mut env: Vec<(String, String)> = Vec::new();
-    let mut set = |k: String, v: String| {
-        env.retain(|(x, _)| *x != k);
-        env.push((k, v));
-    };
-    for from in c.env_from.iter().flatten() {
-        let prefix = from.prefix.clone().unwrap_or_default();
-        let (secret, name, optional) = match (&from.config_map_ref, &from.secret_ref) {
-            (Some(m), _) => (false, m.name.clone(), m.optional == Some(true)),
-            (None, Some(s)) => (true, s.name.clone(), s.optional == Some(true)),
-            (None, None) => continue,
-        };
-        let all = if secret { &data.secrets } else { &data.config_maps };
-        match all.get(&name) {
-            Some(m) => {
-                for (k, v) in m {
-                    set(format!("{prefix}{k}"), v.clone());
-                }
-            }
-            None if optional => {}
-            None => {
-                return Err(EngineError::Invalid(format!(
-                    "container {}: envFrom names {name:?}, which is not in the file",
-                    c.name
-                )))
-            }
-        }
-    }
-    for e in c.env.iter().flatten() {
-        let Some(from) = &e.value_from else {
-            set(e.name.clone(), e.value.clone().unwrap_or_default());
-            continue;
-        };
-        let v = if let Some(r) = &from.config_map_key_ref {
-            data.key(false, &r.name, &r.key, r.optional == Some(true))?
-        } else if let Some(r) = &from.secret_key_ref {
-            data.key(true, &r.name, &r.key, r.optional == Some(true))?
-        } else if let Some(f) = &from.field_ref {
-            match f.field_path.as_str() {
-                "metadata.name" => Some(pod.name.clone()),
-                "metadata.namespace" => Some(data.namespace.clone()),
-                other => {
-                    return Err(EngineError::Invalid(format!(
-                        "container {}: env {}: fieldRef {other} is not served yet (metadata.name and metadata.namespace are)",
-                        c.name, e.name
-                    )))
-                }
-            }
-        } else {
-            return Err(EngineError::Invalid(format!(
-                "container {}: env {}: this valueFrom is not served yet",
-                c.name, e.name
-            )));
-        };
-        if let Some(v) = v {
-            set(e.name.clone(), v);
-        }
-    }
-    Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
-}
-
-/// Where a pod's emptyDirs and ConfigMap/Secret files live: `ROOT/kube/POD`.
-fn pod_dir(engine: &Engine, pod: &str) -> std::path::PathBuf {
-    engine.root.join("kube").join(pod)
-}
-
-/// The mounts of a container: its volumeMounts, each resolved against the pod's volumes.
-/// emptyDirs are directories of the pod's (tmpfs with medium Memory), shared by its
-/// containers; ConfigMaps and Secrets are files written there; a PVC is the named volume its
-/// claim names; a hostPath is bound after its type is checked.
-fn container_mounts(
-    engine: &Engine,
-    pod: &str,
-    spec: &core::PodSpec,
-    c: &core::Container,
-) -> Result<Vec<berth_engine::model::MountSpec>, EngineError> {
-    use berth_engine::model::MountSpec;
-    let mut out = Vec::new();
-    for m in c.volume_mounts.iter().flatten() {
-        if m.sub_path.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(EngineError::Invalid(format!(
-                "container {}: volumeMount {}: subPath is not served yet",
-                c.name, m.name
-            )));
-        }
-        let v = spec
-            .volumes
-            .iter()
-            .flatten()
-            .find(|v| v.name == m.name)
-            .ok_or_else(|| EngineError::Invalid(format!("container {}: no volume named {:?}", c.name, m.name)))?;
-        let ro = m.read_only == Some(true);
-        let bind = |source: String, ro: bool| MountSpec {
-            kind: "bind".into(),
-            source,
-            destination: m.mount_path.clone(),
-            read_only: ro,
-            options: Vec::new(),
-        };
-        let dir = pod_dir(engine, pod).join(&v.name);
-        let spec = if v.empty_dir.is_some() {
-            bind(dir.display().to_string(), ro)
-        } else if v.config_map.is_some() || v.secret.is_some() {
-            bind(dir.display().to_string(), true)
-        } else if let Some(h) = &v.host_path {
-            bind(h.path.clone(), ro)
-        } else if let Some(p) = &v.persistent_volume_claim {
-            MountSpec {
-                kind: "volume".into(),
-                source: p.claim_name.clone(),
-                destination: m.mount_path.clone(),
-                read_only: ro || p.read_only == Some(true),
-                options: Vec::new(),
-            }
-        } else {
-            return Err(EngineError::Invalid(format!(
-                "volume {}: only emptyDir, hostPath, configMap, secret and persistentVolumeClaim are served",
-                v.name
-            )));
-        };
-        out.push(spec);
-    }
-    Ok(out)
-}
-
-/// Makes what a pod's volumes need on the host before its containers are made.
-fn prepare_volumes(engine: &Engine, pod: &str, spec: &core::PodSpec, data: &Data) -> Result<(), EngineError> {
-    let io = |what: &str, p: &std::path::Path| {
-        let p = p.display().to_string();
-        let what = what.to_string();
-        move |e: std::io::Error| EngineError::Invalid(format!("{what} {p}: {e}"))
-    };
-    for v in spec.volumes.iter().flatten() {
-        let dir = pod_dir(engine, pod).join(&v.name);
-        if let Some(e) = &v.empty_dir {
-            std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
-            if e.medium.as_deref() == Some("Memory") {
-                // sizeLimit is a Kubernetes quantity (`64Mi`); tmpfs takes k, m and g.
-                let size = match e.size_limit.as_ref() {
-                    Some(q) => format!(
-                        ",size={}",
-                        tmpfs_size(&q.0).ok_or_else(|| {
-                            EngineError::Invalid(format!("volume {}: sizeLimit {:?} is not a size", v.name, q.0))
-                        })?
-                    ),
-                    None => String::new(),
-                };
-                nix::mount::mount(
-                    Some("tmpfs"),
-                    &dir,
-                    Some("tmpfs"),
-                    nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-                    Some(format!("mode=0777{size}").as_str()),
-                )
-                .map_err(|e| {
-                    EngineError::Invalid(format!("volume {}: mounting a tmpfs on {}: {e}", v.name, dir.display()))
-                })?;
-            }
-        } else if v.config_map.is_some() || v.secret.is_some() {
-            let (secret, name, items, optional) = match (&v.config_map, &v.secret) {
-                (Some(c), _) => (false, c.name.clone(), c.items.clone(), c.optional == Some(true)),
-                (None, Some(s)) => (
-                    true,
-                    s.secret_name.clone().unwrap_or_default(),
-                    s.items.clone(),
-                    s.optional == Some(true),
-                ),
-                (None, None) => continue,
-            };
-            let all = if secret { &data.secrets } else { &data.config_maps };
-            let Some(kv) = all.get(&name) else {
-                if optional {
-                    std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
-                    continue;
-                }
-                return Err(EngineError::Invalid(format!(
-                    "volume {}: {} {name:?} is not in the file",
-                    v.name,
-                    if secret { "secret" } else { "configmap" }
-                )));
-            };
-            std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
-            let files: Vec<(String, String)> = match items {
-                Some(items) => items.iter().map(|i| (i.key.clone(), i.path.clone())).collect(),
-                None => kv.keys().map(|k| (k.clone(), k.clone())).collect(),
-            };
-            for (key, path) in files {
-                let value = kv
-                    .get(&key)
-                    .ok_or_else(|| EngineError::Invalid(format!("volume {}: no key {key:?} in {name:?}", v.name)))?;
-                if path.starts_with('/') || path.split('/').any(|c| c == ".." || c.is_empty()) {
-                    return Err(EngineError::Invalid(format!(
-                        "volume {}: item path {path:?} is not relative",
-                        v.name
-                    )));
-                }
-                let f = dir.join(&path);
-                if let Some(parent) = f.parent() {
-                    std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
-                }
-                std::fs::write(&f, value).map_err(io("writing", &f))?;
-            }
-        } else if let Some(h) = &v.host_path {
-            host_path(&v.name, h)?;
-        }
-    }
-    Ok(())
-}
-
-/// A hostPath checked against its type (made where the type says to).
-fn host_path(name: &str, h: &core::HostPathVolumeSource) -> Result<(), EngineError> {
-    use std::os::unix::fs::FileTypeExt;
-    let p = std::path::Path::new(&h.path);
-    if !p.is_absolute() {
-        return Err(EngineError::Invalid(format!(
-            "volume {name}: hostPath {:?} is not absolute",
-            h.path
-        )));
-    }
-    let meta = std::fs::metadata(p);
-    let is = |f: fn(&std::fs::FileType) -> bool| meta.as_ref().is_ok_and(|m| f(&m.file_type()));
-    let ok = match h.type_.as_deref().unwrap_or("") {
-        "" => true,
-        "DirectoryOrCreate" => is(std::fs::FileType::is_dir) || std::fs::create_dir_all(p).is_ok(),
-        "Directory" => is(std::fs::FileType::is_dir),
-        "FileOrCreate" => is(std::fs::FileType::is_file) || std::fs::write(p, b"").is_ok(),
-        "File" => is(std::fs::FileType::is_file),
-        "Socket" => is(std::fs::FileType::is_socket),
-        "CharDevice" => is(std::fs::FileType::is_char_device),
-        "BlockDevice" => is(std::fs::FileType::is_block_device),
-        t => {
-            return Err(EngineError::Invalid(format!(
-                "volume {name}: hostPath type {t:?} is not known"
-            )))
-        }
-    };
-    if !ok {
-        return Err(EngineError::Invalid(format!(
-            "volume {name}: hostPath {} is not a {}",
-            h.path,
-            h.type_.as_deref().unwrap_or("")
-        )));
-    }
-    Ok(())
-}
-
-/// Removes what a pod's volumes made on the host (unmounting a Memory emptyDir).
-fn remove_volumes(engine: &Engine, pod: &str) {
-    let dir = pod_dir(engine, pod);
-    if let Ok(rd) = std::fs::read_dir(&dir) {
-        for e in rd.flatten() {
-            // A Memory emptyDir's tmpfs (an error where nothing is mounted: ignored).
-            let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
-        }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A Kubernetes quantity (`64Mi`, `1G`, `1000`) as bytes for tmpfs's `size=`.
-fn tmpfs_size(q: &str) -> Option<u64> {
-    let digits = q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len());
-    let n: u64 = q[..digits].parse().ok()?;
-    let mult: u64 = match &q[digits..] {
-        "" => 1,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "k" => 1000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
 /// Pulls an image a container names if the store lacks it (the default policy for a
 /// tagged image, IfNotPresent).
 fn ensure_image(images: &mut ImageStore, image: &str) -> Result<(), EngineError> {
@@ -815,20 +491,20 @@ mod tests {
 
     #[test]
     fn quantities_and_host_path_types() {
-        assert_eq!(tmpfs_size("8Mi"), Some(8 << 20));
-        assert_eq!(tmpfs_size("1000"), Some(1000));
-        assert_eq!(tmpfs_size("2G"), Some(2_000_000_000));
-        assert_eq!(tmpfs_size("lots"), None);
-        assert_eq!(tmpfs_size("1Xi"), None);
+        assert_eq!(volumes::tmpfs_size("8Mi"), Some(8 << 20));
+        assert_eq!(volumes::tmpfs_size("1000"), Some(1000));
+        assert_eq!(volumes::tmpfs_size("2G"), Some(2_000_000_000));
+        assert_eq!(volumes::tmpfs_size("lots"), None);
+        assert_eq!(volumes::tmpfs_size("1Xi"), None);
         let hp = |path: &str, t: &str| core::HostPathVolumeSource {
             path: path.into(),
             type_: Some(t.into()),
         };
-        host_path("v", &hp("/", "Directory")).unwrap();
-        host_path("v", &hp("/", "File")).unwrap_err();
-        host_path("v", &hp("/dev/null", "CharDevice")).unwrap();
-        host_path("v", &hp("relative", "")).unwrap_err();
-        host_path("v", &hp("/", "Sideways")).unwrap_err();
+        volumes::host_path("v", &hp("/", "Directory")).unwrap();
+        volumes::host_path("v", &hp("/", "File")).unwrap_err();
+        volumes::host_path("v", &hp("/dev/null", "CharDevice")).unwrap();
+        volumes::host_path("v", &hp("relative", "")).unwrap_err();
+        volumes::host_path("v", &hp("/", "Sideways")).unwrap_err();
     }
 
     #[test]
