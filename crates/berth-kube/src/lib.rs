@@ -185,8 +185,8 @@ fn fnv(b: &[u8]) -> u64 {
 }
 
 /// The pods a workload makes: named as its controller names them (a Deployment's
-/// `NAME-HASH-XXXXX`, the hash of its template; a ReplicaSet's and a DaemonSet's
-/// `NAME-XXXXX`), labelled with their owner.
+/// `NAME-HASH-SUFFIX`, the hash of its template; a ReplicaSet's and a DaemonSet's
+/// `NAME-SUFFIX`), labelled with their owner.
 fn workload_pods(w: &Workload) -> Vec<core::Pod> {
     let template = serde_json::to_vec(&w.template).unwrap_or_default();
     let hash = fnv(&template);

@@ -267,7 +267,7 @@ spec:
     let web: Vec<&str> = names.iter().filter(|n| n.starts_with("web-")).copied().collect();
     assert_eq!(web.len(), 3, "{names:?}");
     for n in &web {
-        // web-HASH-XXXXX: one template hash for all, a suffix each.
+        // web-HASH-SUFFIX: one template hash for all, a suffix each.
         let (name, status) = n.split_once(' ').unwrap();
         let parts: Vec<&str> = name.split('-').collect();
         assert_eq!(
