@@ -339,28 +339,6 @@ fn proc_counts(pids: &[i32]) -> (u64, u64, u64) {
     (fds, socks, threads)
 }
 
-/// Bytes and inodes a directory tree uses (not following links, not leaving its filesystem).
-fn tree_usage(dir: &std::path::Path) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(top) = std::fs::symlink_metadata(dir) else {
-        return (0, 0);
-    };
-    let (mut bytes, mut inodes) = (0u64, 0u64);
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            bytes += m.blocks() * 512;
-            inodes += 1;
-            if m.is_dir() && m.dev() == top.dev() {
-                stack.push(e.path());
-            }
-        }
-    }
-    (bytes, inodes)
-}
-
 /// One container's metrics.
 fn container_metrics(engine: &Engine, id: &str, base: Vec<String>, ts: i64) -> Vec<cri::Metric> {
     let mut o = Out {
@@ -454,7 +432,7 @@ fn container_metrics(engine: &Engine, id: &str, base: Vec<String>, ts: i64) -> V
     o.add("container_sockets", &[], socks);
     // The writable layer, on the filesystem holding the container's directory.
     let dir = engine.dir(&r.id);
-    let (used, _) = tree_usage(&dir.join("fs").join("upper"));
+    let used = berth_engine::inspect::dir_size(&dir.join("fs").join("upper"));
     let device = dir.display().to_string();
     o.add("container_fs_usage_bytes", &[&device], used);
     if let Ok(fs) = nix::sys::statvfs::statvfs(&dir) {

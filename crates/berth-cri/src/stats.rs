@@ -56,7 +56,10 @@ pub fn container(engine: &Engine, id: &str) -> Result<cri::ContainerStats, Statu
             fs_id: Some(cri::FilesystemIdentifier {
                 mountpoint: engine.dir(&r.id).display().to_string(),
             }),
-            used_bytes: value(0),
+            // The writable layer, as `berth ps --size` counts it; inodes are not counted.
+            used_bytes: value(berth_engine::inspect::dir_size(
+                &engine.dir(&r.id).join("fs").join("upper"),
+            )),
             inodes_used: value(0),
         }),
         swap: None,

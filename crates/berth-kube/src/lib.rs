@@ -416,7 +416,7 @@ fn play_pod(
         let mut ids = Vec::new();
         for c in &spec.containers {
             let mut o = container_options(&pod, data, c, opts.restart)?;
-            o.mounts = container_mounts(engine, &pod.name, spec, c)?;
+            o.mounts = container_mounts(&pod.name, spec, c)?;
             ids.push(berth_engine::create::create(engine, images, &o)?.record.id);
         }
         pods::start(engine, &pod.id, exe)?;

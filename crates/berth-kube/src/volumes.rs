@@ -1,6 +1,8 @@
-//! A pod's volumes on the host: emptyDirs (tmpfs with medium Memory) and ConfigMap and
-//! Secret files under `ROOT/kube/POD/`, hostPaths checked against their type, PVCs as named
-//! volumes; and each container's mounts of them.
+//! A pod's volumes: emptyDirs and ConfigMap/Secret files are engine volumes named
+//! `POD_VOLUME` and labelled with the pod (an emptyDir with medium Memory is a tmpfs through
+//! the local driver's options, as `volume create --opt type=tmpfs` makes one); hostPaths are
+//! checked against their type; a PVC is the named volume its claim names. The engine mounts
+//! and removes them.
 
 use berth_engine::store::Engine;
 use berth_engine::EngineError;
@@ -8,9 +10,12 @@ use k8s_openapi::api::core::v1 as core;
 
 use crate::env::Data;
 
-/// Where a pod's emptyDirs and ConfigMap/Secret files live: `ROOT/kube/POD`.
-fn pod_dir(engine: &Engine, pod: &str) -> std::path::PathBuf {
-    engine.root.join("kube").join(pod)
+/// The label that marks the volumes a pod's emptyDirs, ConfigMaps and Secrets made.
+const POD_LABEL: &str = "io.berth.kube.pod";
+
+/// The engine volume holding pod `pod`'s volume `vol`.
+fn volume_name(pod: &str, vol: &str) -> String {
+    format!("{pod}_{vol}")
 }
 
 /// The mounts of a container: its volumeMounts, each resolved against the pod's volumes.
@@ -18,7 +23,6 @@ fn pod_dir(engine: &Engine, pod: &str) -> std::path::PathBuf {
 /// containers; ConfigMaps and Secrets are files written there; a PVC is the named volume its
 /// claim names; a hostPath is bound after its type is checked.
 pub(crate) fn container_mounts(
-    engine: &Engine,
     pod: &str,
     spec: &core::PodSpec,
     c: &core::Container,
@@ -46,11 +50,17 @@ pub(crate) fn container_mounts(
             read_only: ro,
             options: Vec::new(),
         };
-        let dir = pod_dir(engine, pod).join(&v.name);
+        let named = |ro: bool| MountSpec {
+            kind: "volume".into(),
+            source: volume_name(pod, &v.name),
+            destination: m.mount_path.clone(),
+            read_only: ro,
+            options: Vec::new(),
+        };
         let spec = if v.empty_dir.is_some() {
-            bind(dir.display().to_string(), ro)
+            named(ro)
         } else if v.config_map.is_some() || v.secret.is_some() {
-            bind(dir.display().to_string(), true)
+            named(true)
         } else if let Some(h) = &v.host_path {
             bind(h.path.clone(), ro)
         } else if let Some(p) = &v.persistent_volume_claim {
@@ -72,46 +82,36 @@ pub(crate) fn container_mounts(
     Ok(out)
 }
 
-/// Makes what a pod's volumes need on the host before its containers are made.
+/// Makes what a pod's volumes need before its containers are made: its engine volumes
+/// (ConfigMap and Secret files written into theirs), its hostPaths checked.
 pub(crate) fn prepare_volumes(
     engine: &Engine,
     pod: &str,
     spec: &core::PodSpec,
     data: &Data,
 ) -> Result<(), EngineError> {
-    let io = |what: &str, p: &std::path::Path| {
-        let p = p.display().to_string();
-        let what = what.to_string();
-        move |e: std::io::Error| EngineError::Invalid(format!("{what} {p}: {e}"))
-    };
     for v in spec.volumes.iter().flatten() {
-        let dir = pod_dir(engine, pod).join(&v.name);
+        let mut meta = berth_engine::volumes::VolumeMeta::default();
+        meta.labels.insert(POD_LABEL.into(), pod.to_string());
+        let name = volume_name(pod, &v.name);
         if let Some(e) = &v.empty_dir {
-            std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
             if e.medium.as_deref() == Some("Memory") {
-                // sizeLimit is a Kubernetes quantity (`64Mi`); tmpfs takes k, m and g.
-                let size = match e.size_limit.as_ref() {
-                    Some(q) => format!(
-                        ",size={}",
-                        tmpfs_size(&q.0).ok_or_else(|| {
-                            EngineError::Invalid(format!("volume {}: sizeLimit {:?} is not a size", v.name, q.0))
-                        })?
-                    ),
-                    None => String::new(),
-                };
-                nix::mount::mount(
-                    Some("tmpfs"),
-                    &dir,
-                    Some("tmpfs"),
-                    nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-                    Some(format!("mode=0777{size}").as_str()),
-                )
-                .map_err(|e| {
-                    EngineError::Invalid(format!("volume {}: mounting a tmpfs on {}: {e}", v.name, dir.display()))
-                })?;
+                // sizeLimit is a Kubernetes quantity (`64Mi`); tmpfs takes bytes.
+                let mut o = "mode=1777".to_string();
+                if let Some(q) = &e.size_limit {
+                    let n = tmpfs_size(&q.0).ok_or_else(|| {
+                        EngineError::Invalid(format!("volume {}: sizeLimit {:?} is not a size", v.name, q.0))
+                    })?;
+                    o.push_str(&format!(",size={n}"));
+                }
+                meta.options = [("type", "tmpfs"), ("device", "tmpfs"), ("o", o.as_str())]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
             }
+            berth_engine::volumes::create_volume(engine, Some(&name), "local", &meta)?;
         } else if v.config_map.is_some() || v.secret.is_some() {
-            let (secret, name, items, optional) = match (&v.config_map, &v.secret) {
+            let (secret, source, items, optional) = match (&v.config_map, &v.secret) {
                 (Some(c), _) => (false, c.name.clone(), c.items.clone(), c.optional == Some(true)),
                 (None, Some(s)) => (
                     true,
@@ -122,26 +122,27 @@ pub(crate) fn prepare_volumes(
                 (None, None) => continue,
             };
             let all = if secret { &data.secrets } else { &data.config_maps };
-            let Some(kv) = all.get(&name) else {
-                if optional {
-                    std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
-                    continue;
+            let kv = match all.get(&source) {
+                Some(kv) => kv.clone(),
+                None if optional => Default::default(),
+                None => {
+                    return Err(EngineError::Invalid(format!(
+                        "volume {}: {} {source:?} is not in the file",
+                        v.name,
+                        if secret { "secret" } else { "configmap" }
+                    )))
                 }
-                return Err(EngineError::Invalid(format!(
-                    "volume {}: {} {name:?} is not in the file",
-                    v.name,
-                    if secret { "secret" } else { "configmap" }
-                )));
             };
-            std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
             let files: Vec<(String, String)> = match items {
                 Some(items) => items.iter().map(|i| (i.key.clone(), i.path.clone())).collect(),
                 None => kv.keys().map(|k| (k.clone(), k.clone())).collect(),
             };
+            berth_engine::volumes::create_volume(engine, Some(&name), "local", &meta)?;
+            let dir = berth_engine::volumes::data_dir(engine, &name);
             for (key, path) in files {
                 let value = kv
                     .get(&key)
-                    .ok_or_else(|| EngineError::Invalid(format!("volume {}: no key {key:?} in {name:?}", v.name)))?;
+                    .ok_or_else(|| EngineError::Invalid(format!("volume {}: no key {key:?} in {source:?}", v.name)))?;
                 if path.starts_with('/') || path.split('/').any(|c| c == ".." || c.is_empty()) {
                     return Err(EngineError::Invalid(format!(
                         "volume {}: item path {path:?} is not relative",
@@ -149,10 +150,13 @@ pub(crate) fn prepare_volumes(
                     )));
                 }
                 let f = dir.join(&path);
+                let io = |what: &str, p: &std::path::Path, e: std::io::Error| {
+                    EngineError::Invalid(format!("volume {}: {what} {}: {e}", v.name, p.display()))
+                };
                 if let Some(parent) = f.parent() {
-                    std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+                    std::fs::create_dir_all(parent).map_err(|e| io("creating", parent, e))?;
                 }
-                std::fs::write(&f, value).map_err(io("writing", &f))?;
+                std::fs::write(&f, value).map_err(|e| io("writing", &f, e))?;
             }
         } else if let Some(h) = &v.host_path {
             host_path(&v.name, h)?;
@@ -198,16 +202,19 @@ pub(crate) fn host_path(name: &str, h: &core::HostPathVolumeSource) -> Result<()
     Ok(())
 }
 
-/// Removes what a pod's volumes made on the host (unmounting a Memory emptyDir).
+/// Removes the engine volumes a pod's emptyDirs, ConfigMaps and Secrets made (their
+/// containers gone first: a volume in use stays).
 pub(crate) fn remove_volumes(engine: &Engine, pod: &str) {
-    let dir = pod_dir(engine, pod);
-    if let Ok(rd) = std::fs::read_dir(&dir) {
-        for e in rd.flatten() {
-            // A Memory emptyDir's tmpfs (an error where nothing is mounted: ignored).
-            let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+    for name in berth_engine::volumes::list(engine).unwrap_or_default() {
+        if berth_engine::volumes::meta(engine, &name)
+            .labels
+            .get(POD_LABEL)
+            .map(String::as_str)
+            == Some(pod)
+        {
+            let _ = berth_engine::volumes::remove(engine, &name);
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A Kubernetes quantity (`64Mi`, `1G`, `1000`) as bytes for tmpfs's `size=`.
