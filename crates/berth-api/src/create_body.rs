@@ -475,6 +475,7 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
     Ok(CreateOptions {
         pod: None,
         infra: false,
+        kube: None,
         pid: ns("PidMode", hc.pid_mode)?,
         ipc: ns("IpcMode", hc.ipc_mode)?,
         uts: ns("UTSMode", hc.uts_mode)?,

@@ -14,6 +14,7 @@ mod exec;
 mod exit;
 mod format;
 mod images;
+mod kube;
 mod networks;
 mod pods;
 mod registry;
@@ -175,7 +176,7 @@ enum Command {
     /// Play Kubernetes YAML as berth pods.
     Kube {
         #[command(subcommand)]
-        command: KubeCmd,
+        command: kube::KubeCmd,
     },
     /// Serve the Kubernetes Container Runtime Interface (RuntimeService and ImageService)
     /// for a kubelet, crictl or critest.
@@ -347,7 +348,7 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
             }
             served
         }
-        Command::Kube { command } => kube(root, &command),
+        Command::Kube { command } => kube::kube(root, &command),
         Command::Cri {
             listen,
             registry_config,
@@ -368,64 +369,6 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!(e)),
         Command::Builder { command } => build::builder(root, &command),
     }
-}
-
-/// `kube`'s subcommands.
-#[derive(Debug, Subcommand)]
-enum KubeCmd {
-    /// Create pods from Kubernetes YAML (Pod documents; other kinds are reported and skipped).
-    Play {
-        /// The YAML file, or - for standard input.
-        file: String,
-    },
-    /// Remove the pods a Kubernetes YAML file made.
-    Down {
-        /// The YAML file, or - for standard input.
-        file: String,
-    },
-}
-
-/// `kube play` and `kube down`.
-fn kube(root: &std::path::Path, c: &KubeCmd) -> anyhow::Result<()> {
-    let (KubeCmd::Play { file } | KubeCmd::Down { file }) = c;
-    let text = if file == "-" {
-        let mut t = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)?;
-        t
-    } else {
-        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("reading {file}: {e}"))?
-    };
-    let docs = berth_kube::parse(file, &text).map_err(|e| containers::Exit(125, e.to_string()))?;
-    let e = containers::engine(root)?;
-    match c {
-        KubeCmd::Play { .. } => {
-            let mut images = images::open(root)?;
-            let exe = std::env::current_exe()?;
-            let played = berth_kube::play(&e, &mut images, &docs, &exe);
-            let played = played.map_err(|err| containers::Exit(125, err.to_string()))?;
-            for w in &played.warnings {
-                eprintln!("WARNING: {w}");
-            }
-            for (pod, ctrs) in &played.pods {
-                println!("Pod:\n{pod}\nContainers:");
-                for id in ctrs {
-                    println!("{id}");
-                }
-            }
-        }
-        KubeCmd::Down { .. } => {
-            let gone = berth_kube::down(&e, &docs).map_err(|err| containers::Exit(125, err.to_string()))?;
-            println!("Pods stopped:");
-            for id in &gone {
-                println!("{id}");
-            }
-            println!("Pods removed:");
-            for id in &gone {
-                println!("{id}");
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The CRI server's options: the data root, and this binary for monitors and execs.

@@ -148,6 +148,8 @@ pub struct CreateOptions {
     pub pod: Option<String>,
     /// A pod's infra (made by `pods::create`): the process is the runtime's pause.
     pub infra: bool,
+    /// The kubelet's semantics (`kube play`): probes, hooks, back-off.
+    pub kube: Option<crate::model::KubeConfig>,
 }
 
 /// A namespace mode as a record keeps it: another container's by id (which must exist).
@@ -656,6 +658,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         extra_hosts,
         ip: o.ip.clone().unwrap_or_default(),
         aliases: o.aliases.clone(),
+        kube: o.kube.clone(),
         image_volumes: c
             .get("Volumes")
             .and_then(|v| v.as_object())

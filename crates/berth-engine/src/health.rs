@@ -23,7 +23,7 @@ impl HealthConfig {
 
 /// Why a probe could not be started.
 #[derive(Debug, thiserror::Error)]
-enum ProbeError {
+pub(crate) enum ProbeError {
     /// A system call in the monitor.
     #[error("{op}: {errno}")]
     Sys { op: &'static str, errno: nix::errno::Errno },
@@ -140,61 +140,8 @@ impl Checker {
         }
     }
 
-    /// Starts the probe from a forked helper, so that the runtime's exec path (the spec,
-    /// the seccomp filter's compilation, the namespaces) never runs in the monitor's own
-    /// memory: the helper reports the probe's pid on a pipe and exits, and the probe, an
-    /// orphan then, is the monitor's to reap (it is the subreaper).
     fn spawn(&self, rt: &crate::runtimes::Rt, id: &str, dir: &std::path::Path) -> Result<(i32, OwnedFd), ProbeError> {
-        let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
-        let sys = |op| move |e| ProbeError::Sys { op, errno: e };
-        let (out_r, out_w) = nix::unistd::pipe2(cloexec).map_err(sys("pipe"))?;
-        let (rep_r, rep_w) = nix::unistd::pipe2(cloexec).map_err(sys("pipe"))?;
-        // SAFETY: the monitor is single-threaded; the child only runs the exec and _exits.
-        let helper = match unsafe { nix::unistd::fork() } {
-            Ok(nix::unistd::ForkResult::Child) => {
-                drop(out_r);
-                drop(rep_r);
-                // The probe inherits stdout/stderr: its output goes to the pipe.
-                // SAFETY: dup2 between descriptors this process owns.
-                unsafe {
-                    libc::dup2(out_w.as_raw_fd(), 1);
-                    libc::dup2(out_w.as_raw_fd(), 2);
-                }
-                let report = match self.exec(rt, id, dir) {
-                    Ok(pid) => pid.to_string(),
-                    Err(e) => format!("!{e}"),
-                };
-                let _ = nix::unistd::write(&rep_w, report.as_bytes());
-                // SAFETY: _exit ends the forked helper without the monitor's destructors.
-                unsafe { libc::_exit(0) }
-            }
-            Ok(nix::unistd::ForkResult::Parent { child }) => child,
-            Err(e) => return Err(sys("fork")(e)),
-        };
-        drop(out_w);
-        drop(rep_w);
-        let mut report = String::new();
-        let _ = std::fs::File::from(rep_r).read_to_string(&mut report);
-        while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitpid(helper, None) {}
-        match report.strip_prefix('!') {
-            Some(e) => Err(ProbeError::Exec(e.to_string())),
-            None => {
-                let pid = report.parse().map_err(|_| ProbeError::HelperDied)?;
-                let _ = nix::fcntl::fcntl(&out_r, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
-                Ok((pid, out_r))
-            }
-        }
-    }
-
-    /// In the helper: the probe's process (the container's, with the probe's argv) exec'd
-    /// into the container; returns its pid.
-    fn exec(&self, rt: &crate::runtimes::Rt, id: &str, dir: &std::path::Path) -> crate::Result<i32> {
-        let mut p = self.process.clone();
-        p["args"] = serde_json::json!(self.argv);
-        p["terminal"] = serde_json::json!(false);
-        let process: berth_oci::oci_spec::runtime::Process =
-            serde_json::from_value(p).map_err(|e| crate::EngineError::Invalid(format!("the probe's process: {e}")))?;
-        rt.exec_detached(id, &process, dir)
+        spawn_exec(rt, id, dir, &self.process, &self.argv)
     }
 
     /// A reaped child: if it is the probe, records it; returns whether the health changed.
@@ -203,10 +150,7 @@ impl Checker {
             return false;
         }
         let Some(r) = self.running.take() else { return false };
-        let mut out = Vec::new();
-        let mut f = std::fs::File::from(r.out);
-        let _ = (&mut f).take(4096).read_to_end(&mut out);
-        self.record(r.start, code, String::from_utf8_lossy(&out).into_owned())
+        self.record(r.start, code, read_output(r.out))
     }
 
     fn record(&mut self, start: String, code: i32, output: String) -> bool {
@@ -231,6 +175,83 @@ impl Checker {
         }
         self.health != before
     }
+}
+
+/// Starts a probe exec'd into the container (`process`, its spec's process, with `argv`)
+/// from a forked helper, so that the runtime's exec path (the spec, the seccomp filter's
+/// compilation, the namespaces) never runs in the monitor's own memory: the helper reports
+/// the probe's pid on a pipe and exits, and the probe, an orphan then, is the monitor's to
+/// reap (it is the subreaper). Returns its pid and the read end of its output.
+pub(crate) fn spawn_exec(
+    rt: &crate::runtimes::Rt,
+    id: &str,
+    dir: &std::path::Path,
+    process: &serde_json::Value,
+    argv: &[String],
+) -> Result<(i32, OwnedFd), ProbeError> {
+    let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+    let sys = |op| move |e| ProbeError::Sys { op, errno: e };
+    let (out_r, out_w) = nix::unistd::pipe2(cloexec).map_err(sys("pipe"))?;
+    let (rep_r, rep_w) = nix::unistd::pipe2(cloexec).map_err(sys("pipe"))?;
+    // SAFETY: the monitor is single-threaded; the child only runs the exec and _exits.
+    let helper = match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(out_r);
+            drop(rep_r);
+            // The probe inherits stdout/stderr: its output goes to the pipe.
+            // SAFETY: dup2 between descriptors this process owns.
+            unsafe {
+                libc::dup2(out_w.as_raw_fd(), 1);
+                libc::dup2(out_w.as_raw_fd(), 2);
+            }
+            let report = match exec_in(rt, id, dir, process, argv) {
+                Ok(pid) => pid.to_string(),
+                Err(e) => format!("!{e}"),
+            };
+            let _ = nix::unistd::write(&rep_w, report.as_bytes());
+            // SAFETY: _exit ends the forked helper without the monitor's destructors.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => child,
+        Err(e) => return Err(sys("fork")(e)),
+    };
+    drop(out_w);
+    drop(rep_w);
+    let mut report = String::new();
+    let _ = std::fs::File::from(rep_r).read_to_string(&mut report);
+    while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitpid(helper, None) {}
+    match report.strip_prefix('!') {
+        Some(e) => Err(ProbeError::Exec(e.to_string())),
+        None => {
+            let pid = report.parse().map_err(|_| ProbeError::HelperDied)?;
+            let _ = nix::fcntl::fcntl(&out_r, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+            Ok((pid, out_r))
+        }
+    }
+}
+
+/// In the helper: the container's process with `argv`, exec'd into the container; its pid.
+fn exec_in(
+    rt: &crate::runtimes::Rt,
+    id: &str,
+    dir: &std::path::Path,
+    process: &serde_json::Value,
+    argv: &[String],
+) -> crate::Result<i32> {
+    let mut p = process.clone();
+    p["args"] = serde_json::json!(argv);
+    p["terminal"] = serde_json::json!(false);
+    let process: berth_oci::oci_spec::runtime::Process =
+        serde_json::from_value(p).map_err(|e| crate::EngineError::Invalid(format!("the probe's process: {e}")))?;
+    rt.exec_detached(id, &process, dir)
+}
+
+/// Reads what a finished probe wrote (at most 4 KiB).
+pub(crate) fn read_output(out: OwnedFd) -> String {
+    let mut buf = Vec::new();
+    let mut f = std::fs::File::from(out);
+    let _ = (&mut f).take(4096).read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 pub use berth_oci::time::parse_go_duration as parse_duration;

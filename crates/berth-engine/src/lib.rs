@@ -26,6 +26,8 @@ pub mod images;
 pub mod inspect;
 pub mod keeper;
 mod kernel;
+pub mod kprobe;
+pub mod kstatus;
 pub mod list;
 pub mod logs;
 pub mod model;

@@ -155,6 +155,127 @@ pub struct Health {
     pub log: Vec<Probe>,
 }
 
+/// What a Kubernetes probe runs (its handler).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ProbeHandler {
+    /// A command exec'd in the container: exit 0 is success.
+    Exec {
+        /// Its argv.
+        command: Vec<String>,
+    },
+    /// An HTTP GET from the container's network namespace: 200 to 399 is success.
+    HttpGet {
+        /// The host to connect to (empty: the pod's address).
+        host: String,
+        /// The port.
+        port: u16,
+        /// The path, with its query.
+        path: String,
+        /// Headers sent beside berth's own.
+        headers: Vec<(String, String)>,
+    },
+    /// A TCP connection: one made is success.
+    TcpSocket {
+        /// The host (empty: the pod's address).
+        host: String,
+        /// The port.
+        port: u16,
+    },
+    /// The gRPC health-checking protocol: `SERVING` is success.
+    Grpc {
+        /// The port.
+        port: u16,
+        /// The service asked about (empty: the server as a whole).
+        service: String,
+    },
+}
+
+/// A Kubernetes probe: its handler and timing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KubeProbe {
+    /// What it runs.
+    pub handler: ProbeHandler,
+    /// Seconds after the start before the first probe.
+    pub initial_delay: u32,
+    /// Seconds between probes (at least 1).
+    pub period: u32,
+    /// Seconds a probe may take (at least 1).
+    pub timeout: u32,
+    /// Consecutive successes that make it succeed (at least 1).
+    pub success_threshold: u32,
+    /// Consecutive failures that make it fail (at least 1).
+    pub failure_threshold: u32,
+    /// Seconds a container this probe kills gets before SIGKILL (none: the container's).
+    #[serde(default)]
+    pub termination_grace: Option<u64>,
+}
+
+/// A container run with the kubelet's semantics (`kube play`): its probes and hooks, and
+/// the kubelet's restart back-off instead of Docker's.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KubeConfig {
+    /// Restarts the container when it fails.
+    #[serde(default)]
+    pub liveness: Option<KubeProbe>,
+    /// Says whether the container is ready.
+    #[serde(default)]
+    pub readiness: Option<KubeProbe>,
+    /// Holds the others back until it succeeds; restarts the container when it fails.
+    #[serde(default)]
+    pub startup: Option<KubeProbe>,
+    /// `lifecycle.postStart.exec`: run once the container started.
+    #[serde(default)]
+    pub post_start: Option<Vec<String>>,
+    /// `lifecycle.preStop.exec`: run before the container is stopped.
+    #[serde(default)]
+    pub pre_stop: Option<Vec<String>>,
+}
+
+/// How a container's last run ended (the kubelet's `lastState.terminated`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Terminated {
+    /// Its exit code.
+    pub exit_code: i32,
+    /// `Completed` (exit 0), `OOMKilled` or `Error`.
+    pub reason: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339.
+    pub finished_at: String,
+}
+
+/// A probe's last result.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProbeResult {
+    /// `Success` or `Failure`.
+    pub result: String,
+    /// Why it failed (output, status code, error).
+    pub message: String,
+    /// When, RFC 3339.
+    pub time: String,
+    /// Consecutive results like this one.
+    pub streak: u32,
+}
+
+/// What the kubelet would report of a container (`kube play`'s containers).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KubeState {
+    /// Its readiness: the readiness probe's verdict, or running and started without one.
+    pub ready: bool,
+    /// Its startup probe succeeded (or it has none) in this run.
+    pub started: bool,
+    /// Why it waits to run again (`CrashLoopBackOff`), or empty.
+    #[serde(default)]
+    pub waiting: String,
+    /// How its previous run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<Terminated>,
+    /// The probes' last results, by kind (`liveness`, `readiness`, `startup`).
+    #[serde(default)]
+    pub probes: BTreeMap<String, ProbeResult>,
+}
+
 /// A published port as it was made.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Published {
@@ -392,6 +513,9 @@ pub struct Record {
     /// `--network-alias`: more names on a user network's DNS.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Run with the kubelet's semantics (`kube play`): probes, hooks, back-off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube: Option<KubeConfig>,
 }
 
 impl Record {
@@ -486,6 +610,9 @@ pub struct State {
     /// Its place on a bridge network while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<Attachment>,
+    /// What the kubelet would report (a `kube play` container's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube: Option<KubeState>,
 }
 
 /// Docker's zero time.

@@ -172,6 +172,8 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
     }
     let mut engine = Some(engine);
     let mut delay = Duration::ZERO;
+    // The kubelet's back-off, for a `kube play` container: the last delay.
+    let mut kube_delay = None;
     loop {
         let eng = match engine.take() {
             Some(e) => e,
@@ -304,20 +306,38 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
         // Idle, the monitor should cost almost nothing: the database closes now, and the
         // pump sheds the heap and code pages setup touched once it is quiet.
         drop(eng);
-        let mut checker = rec.health.as_ref().and_then(|h| {
-            let spec: serde_json::Value = std::fs::read(dir.join("config.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())?;
-            crate::health::Checker::new(h, spec["process"].clone())
-        });
+        let process = (rec.health.is_some() || rec.kube.is_some())
+            .then(|| {
+                let spec: serde_json::Value = std::fs::read(dir.join("config.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())?;
+                Some(spec["process"].clone())
+            })
+            .flatten();
+        let mut checker = rec
+            .health
+            .as_ref()
+            .zip(process.clone())
+            .and_then(|(h, p)| crate::health::Checker::new(h, p));
         if let Some(c) = &checker {
             st.health = Some(c.health.clone());
+        }
+        let mut prober = rec
+            .kube
+            .as_ref()
+            .map(|k| crate::kprobe::Prober::new(k, process.clone().unwrap_or_default(), pid, st.kube.take()));
+        if let Some(p) = &prober {
+            st.kube = Some(p.state.clone());
+        }
+        if checker.is_some() || prober.is_some() {
             let _ = crate::store::write_state(&dir, &st);
         }
         let shedder = Shedder::default();
-        let mut probes = checker.as_mut().map(|c| Probes {
-            reported: c.health.status.clone(),
-            checker: c,
+        let mut probes = (checker.is_some() || prober.is_some()).then(|| Probes {
+            reported: checker.as_ref().map(|c| c.health.status.clone()).unwrap_or_default(),
+            checker: checker.as_mut(),
+            kube: prober.as_mut(),
+            killing: None,
             runtime: rt.clone(),
             id: rec.id.clone(),
             dir: dir.clone(),
@@ -334,6 +354,7 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
             shared_pidns: (!rec.pid_mode.is_empty()).then_some((&rt, rec.id.as_str())),
         };
         let status = pump(&mut io, pid, &mut log, probes.as_mut(), &mut st);
+        drop(probes);
         drop(io);
         drop(console);
         drop(stdin);
@@ -346,17 +367,38 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
             .resolve(&rec.id)
             .map(|f| (f.restart, f.restart_max))
             .unwrap_or_else(|_| (rec.restart.clone(), rec.restart_max));
+        if let Some(k) = st.kube.as_mut() {
+            k.ready = false;
+            k.started = false;
+            k.last = Some(crate::model::Terminated {
+                exit_code: status,
+                reason: crate::kprobe::reason(status, st.oom_killed).into(),
+                started_at: st.started_at.clone(),
+                finished_at: st.finished_at.clone(),
+            });
+        }
         if dir.exists() && !rec.auto_remove && should_restart(&restart, restart_max, st.restart_count, status, by_user)
         {
-            delay = backoff(delay, began.elapsed());
+            if rec.kube.is_some() {
+                let d = crate::kprobe::backoff(kube_delay, began.elapsed());
+                kube_delay = Some(d);
+                delay = d;
+                if let Some(k) = st.kube.as_mut().filter(|_| !d.is_zero()) {
+                    k.waiting = "CrashLoopBackOff".into();
+                }
+            } else {
+                delay = backoff(delay, began.elapsed());
+            }
             st.status = Status::Restarting;
             eng.save_state(&rec.id, &st)?;
             // Attached clients follow one run of the container, as Docker's do.
             hub.finish(status);
             // Wait out the backoff, unless the user stops or removes the container meanwhile.
             let until = Instant::now() + delay;
+            // The kubelet's waits are long (up to 5 min): looked at less often.
+            let nap = Duration::from_millis(if delay > Duration::from_secs(2) { 100 } else { 20 });
             while Instant::now() < until && !stopped_flag.exists() && dir.exists() {
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(nap);
             }
             if !dir.exists() {
                 return Ok(());
@@ -411,9 +453,12 @@ pub(crate) fn exited(eng: &Engine, rec: &Record, st: &mut State) -> Result<Vec<S
     Ok(idle_networks)
 }
 
-/// What the pump needs to run health probes.
+/// What the pump needs to run health checks and Kubernetes probes.
 struct Probes<'a> {
-    checker: &'a mut crate::health::Checker,
+    checker: Option<&'a mut crate::health::Checker>,
+    kube: Option<&'a mut crate::kprobe::Prober>,
+    /// A kill a failed probe asked for, under way.
+    killing: Option<Killing>,
     runtime: crate::runtimes::Rt,
     id: String,
     dir: std::path::PathBuf,
@@ -428,11 +473,17 @@ impl Probes<'_> {
     /// and opening the database run ~1.7 MiB of the binary's code, which would otherwise be
     /// faulted into the monitor after every probe (until its next shed).
     fn save(&mut self, st: &mut State) {
-        st.health = Some(self.checker.health.clone());
-        let now = &self.checker.health.status;
-        let event = (*now != self.reported && now != "starting").then(|| format!("health_status: {now}"));
-        if event.is_some() {
-            self.reported.clone_from(now);
+        let mut event = None;
+        if let Some(c) = self.checker.as_deref() {
+            st.health = Some(c.health.clone());
+            let now = &c.health.status;
+            event = (*now != self.reported && now != "starting").then(|| format!("health_status: {now}"));
+            if event.is_some() {
+                self.reported.clone_from(now);
+            }
+        }
+        if let Some(k) = self.kube.as_deref() {
+            st.kube = Some(k.state.clone());
         }
         let write = || {
             let _ = crate::store::write_state(&self.dir, st);
@@ -458,6 +509,96 @@ impl Probes<'_> {
             Err(_) => write(),
         }
     }
+
+    /// How long until a probe or a kill is due.
+    fn wait(&self) -> Option<Duration> {
+        let a = self.checker.as_deref().map(crate::health::Checker::wait);
+        let b = self.kube.as_deref().and_then(crate::kprobe::Prober::wait);
+        let c = self
+            .killing
+            .as_ref()
+            .map(|k| k.deadline.saturating_duration_since(Instant::now()));
+        [a, b, c].into_iter().flatten().min()
+    }
+
+    /// A reaped child: a probe's or the pre-stop hook's; returns whether it was one.
+    fn reaped(&mut self, pid: i32, code: i32, st: &mut State) -> bool {
+        if let Some(k) = self.killing.as_mut().filter(|k| k.hook == Some(pid)) {
+            k.hook = None;
+            return true;
+        }
+        let health = self.checker.as_deref_mut().is_some_and(|c| c.reaped(pid, code));
+        let kube = self.kube.as_deref_mut().and_then(|k| k.reaped(pid, code));
+        if health || kube == Some(true) {
+            self.save(st);
+        }
+        health || kube.is_some()
+    }
+
+    /// Starts what is due; a failed liveness or startup probe begins the container's kill
+    /// (its pre-stop hook, its stop signal, SIGKILL when the grace is over).
+    fn tick(&mut self, st: &mut State) {
+        let mut changed = false;
+        if let Some(c) = self.checker.as_deref_mut() {
+            changed |= c.tick(&self.runtime, &self.id, &self.dir);
+        }
+        if let Some(k) = self.kube.as_deref_mut() {
+            changed |= k.tick(&self.runtime, &self.id, &self.dir);
+            if let Some(grace) = k.take_kill() {
+                let grace = Duration::from_secs(grace.unwrap_or(self.rec.stop_timeout));
+                let hook = self
+                    .rec
+                    .kube
+                    .as_ref()
+                    .and_then(|c| c.pre_stop.as_ref())
+                    .and_then(|argv| {
+                        let process = self.process();
+                        crate::health::spawn_exec(&self.runtime, &self.id, &self.dir, &process, argv)
+                            .ok()
+                            .map(|(pid, _)| pid)
+                    });
+                self.killing = Some(Killing {
+                    hook,
+                    signalled: false,
+                    deadline: Instant::now() + grace,
+                });
+            }
+        }
+        if let Some(k) = self.killing.as_mut() {
+            if !k.signalled && (k.hook.is_none() || Instant::now() >= k.deadline) {
+                let sig = berth_runtime::container::parse_signal(&self.rec.stop_signal).unwrap_or(libc::SIGTERM);
+                let _ = self.runtime.kill(&self.id, sig, false);
+                k.signalled = true;
+            }
+            if Instant::now() >= k.deadline {
+                let _ = self.runtime.kill(&self.id, libc::SIGKILL, true);
+                // Once: the init's exit ends the pump.
+                k.deadline = Instant::now() + Duration::from_secs(3600);
+            }
+        }
+        if changed {
+            self.save(st);
+        }
+    }
+
+    /// The container's spec's process (for hooks).
+    fn process(&self) -> serde_json::Value {
+        std::fs::read(self.dir.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(|v| v["process"].clone())
+            .unwrap_or_default()
+    }
+}
+
+/// A container being killed because a probe failed.
+struct Killing {
+    /// The pre-stop hook's pid while it runs.
+    hook: Option<i32>,
+    /// The stop signal went out.
+    signalled: bool,
+    /// SIGKILL then.
+    deadline: Instant,
 }
 
 /// The container's stdio as the monitor sees it.
@@ -510,11 +651,9 @@ fn pump(
         } else {
             Some(Duration::from_millis(200))
         };
-        if let Some(p) = &probes {
-            if code.is_none() {
-                let w = p.checker.wait().max(Duration::from_millis(1));
-                wait = Some(wait.map_or(w, |x| x.min(w)));
-            }
+        if let Some(w) = probes.as_ref().filter(|_| code.is_none()).and_then(|p| p.wait()) {
+            let w = w.max(Duration::from_millis(1));
+            wait = Some(wait.map_or(w, |x| x.min(w)));
         }
         if let Some(w) = io.resolver.as_ref().and_then(|r| r.wait()) {
             wait = Some(wait.map_or(w, |x| x.min(w)).max(Duration::from_millis(1)));
@@ -553,8 +692,13 @@ fn pump(
             if let (Some(p), None) = (&pidfd, code) {
                 pfds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
             }
-            if let Some(fd) = probes.as_ref().and_then(|p| p.checker.probe_fd()) {
-                pfds.push(PollFd::new(fd, PollFlags::POLLIN));
+            if let Some(p) = &probes {
+                if let Some(fd) = p.checker.as_deref().and_then(|c| c.probe_fd()) {
+                    pfds.push(PollFd::new(fd, PollFlags::POLLIN));
+                }
+                if let Some(k) = p.kube.as_deref() {
+                    pfds.extend(k.fds().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+                }
             }
             pfds.extend(io.hub.fds());
             if let Some(r) = &io.resolver {
@@ -615,18 +759,12 @@ fn pump(
                 Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == init => code = Some(128 + s as i32),
                 Ok(WaitStatus::Exited(p, c)) => {
                     if let Some(pr) = probes.as_deref_mut() {
-                        if pr.checker.reaped(p.as_raw(), c) {
-                            pr.save(st);
-                            probed = true;
-                        }
+                        probed |= pr.reaped(p.as_raw(), c, st);
                     }
                 }
                 Ok(WaitStatus::Signaled(p, s, _)) => {
                     if let Some(pr) = probes.as_deref_mut() {
-                        if pr.checker.reaped(p.as_raw(), 128 + s as i32) {
-                            pr.save(st);
-                            probed = true;
-                        }
+                        probed |= pr.reaped(p.as_raw(), 128 + s as i32, st);
                     }
                 }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
@@ -640,9 +778,7 @@ fn pump(
         }
         if code.is_none() {
             if let Some(pr) = probes.as_deref_mut() {
-                if pr.checker.tick(&pr.runtime, &pr.id, &pr.dir) {
-                    pr.save(st);
-                }
+                pr.tick(st);
             }
         }
         if code.is_some() && exited_at.is_none() {

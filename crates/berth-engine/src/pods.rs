@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use berth_image::store::ImageStore;
 use rusqlite::params;
@@ -505,19 +506,66 @@ fn ensure_cgroup(pod: &Pod) -> Result<()> {
 
 /// `pod start`: the infra first, then the containers in the order they were made.
 pub fn start(engine: &Engine, key: &str, exe: &Path) -> Result<Pod> {
-    let pod = get(engine, key)?;
-    if !engine.state(&pod.infra_id).running() {
-        ensure_cgroup(&pod)?;
-        crate::ops::start(engine, &pod.infra_id, exe)?;
-    }
-    write_hosts(engine, &pod)?;
+    let (pod, fresh) = start_infra(engine, key, exe)?;
     for r in members(engine, &pod)? {
+        // Init containers (`kube play`'s) run in order, each to success before the next;
+        // again only when the pod itself starts afresh.
+        if r.labels.contains_key(crate::kstatus::INIT_LABEL) {
+            let st = engine.state(&r.id);
+            if !fresh && st.status == crate::model::Status::Exited && st.exit_code == 0 {
+                continue;
+            }
+            if !st.running() {
+                crate::ops::start(engine, &r.id, exe)?;
+            }
+            let st = wait_done(engine, &r.id);
+            if st.status != crate::model::Status::Exited || st.exit_code != 0 {
+                return Err(EngineError::Start {
+                    code: st.exit_code,
+                    message: format!("init container {} failed (exit code {})", r.name, st.exit_code),
+                });
+            }
+            continue;
+        }
         if !engine.state(&r.id).running() {
             crate::ops::start(engine, &r.id, exe)?;
         }
     }
     crate::events::record(engine, "pod", "start", &pod.id, json!({"name": pod.name}));
     Ok(pod)
+}
+
+/// Starts a pod's infra if it is not running (the pod's cgroup and hosts file made);
+/// returns the pod and whether the infra was started now.
+pub fn start_infra(engine: &Engine, key: &str, exe: &Path) -> Result<(Pod, bool)> {
+    let pod = get(engine, key)?;
+    let fresh = !engine.state(&pod.infra_id).running();
+    if fresh {
+        ensure_cgroup(&pod)?;
+        crate::ops::start(engine, &pod.infra_id, exe)?;
+    }
+    write_hosts(engine, &pod)?;
+    Ok((pod, fresh))
+}
+
+/// Waits until a container ran for good (exited, and no restart policy brings it back),
+/// or is gone; its last state.
+fn wait_done(engine: &Engine, id: &str) -> crate::model::State {
+    let mut nap = Duration::from_millis(1);
+    loop {
+        let st = engine.state(id);
+        let gone = !engine.dir(id).exists();
+        if gone
+            || !matches!(
+                st.status,
+                crate::model::Status::Running | crate::model::Status::Restarting
+            )
+        {
+            return st;
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(100));
+    }
 }
 
 /// After a container of a pod stopped for good (its monitor calls this): the infra gone
@@ -638,8 +686,16 @@ pub fn inspect_json(engine: &Engine, pod: &Pod) -> Value {
         containers.push(json!({"Id": i.id, "Name": i.name, "State": state(&i.id)}));
     }
     for r in &members {
-        containers.push(json!({"Id": r.id, "Name": r.name, "State": state(&r.id)}));
+        // A `kube play` container: what the kubelet would report of it, too.
+        containers.push(match &r.kube {
+            Some(_) => crate::kstatus::container(engine, r),
+            None => json!({"Id": r.id, "Name": r.name, "State": state(&r.id)}),
+        });
     }
+    let kube = members.iter().any(|r| r.kube.is_some()).then(|| {
+        let s = crate::kstatus::summary(engine, pod);
+        json!({"Ready": format!("{}/{}", s.ready, s.total), "Status": s.status, "Restarts": s.restarts})
+    });
     json!({
         "Id": pod.id,
         "Name": pod.name,
@@ -658,6 +714,7 @@ pub fn inspect_json(engine: &Engine, pod: &Pod) -> Value {
         "PidsLimit": pod.pids_limit,
         "NumContainers": containers.len(),
         "Containers": containers,
+        "Kube": kube,
         "InfraConfig": infra.as_ref().map(|i| json!({
             "PortBindings": crate::inspect::port_bindings(i),
             "NetworkMode": i.network_mode,

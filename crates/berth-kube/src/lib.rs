@@ -7,11 +7,12 @@
 //! `pods::start`), as the CLI and the APIs do. Kinds other than Pod are reported as not
 //! served yet, never silently dropped.
 
+mod container;
 mod env;
 mod volumes;
 
-use berth_engine::create::CreateOptions;
 use berth_engine::images::ImageStore;
+use berth_engine::kstatus::INIT_LABEL;
 use berth_engine::model::NetworkMode;
 use berth_engine::options::{PortSpec, RestartPolicy};
 use berth_engine::pods::{self, PodOptions};
@@ -20,7 +21,8 @@ use berth_engine::EngineError;
 use k8s_openapi::api::core::v1 as core;
 use serde::Deserialize;
 
-use crate::env::{environment, Data};
+use crate::container::container_options;
+use crate::env::Data;
 use crate::volumes::{container_mounts, prepare_volumes, remove_volumes};
 
 /// What went wrong.
@@ -62,8 +64,12 @@ pub enum Doc {
     Secret(Box<core::Secret>),
     /// A Deployment, ReplicaSet or DaemonSet: pods from a template.
     Workload(Box<Workload>),
+    /// A PersistentVolumeClaim: a named volume (its name).
+    Claim(String),
     /// A kind not served yet: its name.
     Other(String),
+    /// Something read but not served (an unknown field, an ignored one): a warning.
+    Note(String),
 }
 
 /// Pods made from a template, as a controller would make them on one node.
@@ -79,6 +85,19 @@ pub struct Workload {
     pub replicas: i32,
     /// The pods' template.
     pub template: core::PodTemplateSpec,
+    /// A Job's completions and limits.
+    pub job: Option<JobSpec>,
+}
+
+/// What a Job asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobSpec {
+    /// Pods that must succeed.
+    pub completions: i32,
+    /// Pods run at once.
+    pub parallelism: i32,
+    /// Failures (pod failures, container restarts) before the Job fails.
+    pub backoff_limit: i32,
 }
 
 /// The label that marks the pods a workload made: `KIND/NAME`.
@@ -106,60 +125,193 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Doc>, KubeError> {
             },
             message,
         };
-        match kind.as_str() {
-            "Pod" => {
-                let pod: core::Pod = serde_yaml::from_value(v).map_err(|e| invalid(yaml_error(&e)))?;
-                docs.push(Doc::Pod(Box::new(pod)));
-            }
-            "ConfigMap" => {
-                let m: core::ConfigMap = serde_yaml::from_value(v).map_err(|e| invalid(yaml_error(&e)))?;
-                docs.push(Doc::ConfigMap(Box::new(m)));
-            }
-            "Secret" => {
-                let m: core::Secret = serde_yaml::from_value(v).map_err(|e| invalid(yaml_error(&e)))?;
-                docs.push(Doc::Secret(Box::new(m)));
-            }
-            "Deployment" | "ReplicaSet" | "DaemonSet" => {
-                let w = workload(&kind, v).map_err(invalid)?;
-                docs.push(Doc::Workload(Box::new(w)));
+        let name = v
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+            .unwrap_or("")
+            .to_string();
+        let input = serde_json::to_value(&v).unwrap_or_default();
+        fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
+            v: serde_yaml::Value,
+        ) -> Result<(T, serde_json::Value), String> {
+            let t: T = serde_yaml::from_value(v).map_err(|e| yaml_error(&e))?;
+            let back = serde_json::to_value(&t).unwrap_or_default();
+            Ok((t, back))
+        }
+        let (doc, back) = match kind.as_str() {
+            "Pod" => typed::<core::Pod>(v).map(|(p, b)| (Doc::Pod(Box::new(p)), b)),
+            "ConfigMap" => typed::<core::ConfigMap>(v).map(|(m, b)| (Doc::ConfigMap(Box::new(m)), b)),
+            "Secret" => typed::<core::Secret>(v).map(|(m, b)| (Doc::Secret(Box::new(m)), b)),
+            "PersistentVolumeClaim" => typed::<core::PersistentVolumeClaim>(v).and_then(|(c, b)| {
+                let n = c.metadata.name.filter(|n| !n.is_empty()).ok_or("no metadata.name")?;
+                Ok((Doc::Claim(n), b))
+            }),
+            "Deployment" | "ReplicaSet" | "DaemonSet" | "Job" => {
+                workload(&kind, v).map(|(w, b)| (Doc::Workload(Box::new(w)), b))
             }
             "" => return Err(invalid("a document needs a kind".into())),
-            other => docs.push(Doc::Other(other.to_string())),
+            other => Ok((Doc::Other(other.to_string()), input.clone())),
+        }
+        .map_err(invalid)?;
+        let mut unknown = Vec::new();
+        unknown_fields(&input, &back, "", &mut unknown);
+        docs.push(doc);
+        for f in unknown {
+            docs.push(Doc::Note(format!("{kind} {name:?}: unknown field {f}: ignored")));
+        }
+        for f in ignored_fields(&input) {
+            docs.push(Doc::Note(format!(
+                "{kind} {name:?}: field {f} is not served on one machine: ignored"
+            )));
         }
     }
     Ok(docs)
 }
 
-/// A Deployment, ReplicaSet or DaemonSet document's name, replicas and template.
-fn workload(kind: &str, v: serde_yaml::Value) -> Result<Workload, String> {
+/// The fields of `input` that its typed reading `typed` dropped: ones the kind does not
+/// have (a typo, a newer API), as dotted paths.
+fn unknown_fields(input: &serde_json::Value, typed: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (input, typed) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match b.get(k) {
+                    Some(t) => unknown_fields(v, t, &p, out),
+                    None if !v.is_null() => out.push(p),
+                    None => {}
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (v, t)) in a.iter().zip(b).enumerate() {
+                unknown_fields(v, t, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Pod spec fields that only mean something to a cluster (scheduling, service accounts):
+/// read, not served.
+const IGNORED_SPEC_FIELDS: &[&str] = &[
+    "affinity",
+    "nodeSelector",
+    "nodeName",
+    "tolerations",
+    "topologySpreadConstraints",
+    "priorityClassName",
+    "priority",
+    "schedulerName",
+    "serviceAccountName",
+    "serviceAccount",
+    "imagePullSecrets",
+    "readinessGates",
+    "runtimeClassName",
+    "preemptionPolicy",
+    "overhead",
+];
+
+/// The cluster-only fields a Pod (or a workload's template) sets.
+fn ignored_fields(doc: &serde_json::Value) -> Vec<String> {
+    let (spec, at) = match doc["spec"].get("template") {
+        Some(t) => (&t["spec"], "spec.template.spec"),
+        None => (&doc["spec"], "spec"),
+    };
+    IGNORED_SPEC_FIELDS
+        .iter()
+        .filter(|f| spec.get(**f).is_some_and(|v| !v.is_null()))
+        .map(|f| format!("{at}.{f}"))
+        .collect()
+}
+
+/// Warnings about the documents: kinds not served, fields unknown or ignored.
+pub fn warnings(docs: &[Doc]) -> Vec<String> {
+    docs.iter()
+        .filter_map(|d| match d {
+            Doc::Other(kind) => Some(format!("kind {kind} is not served yet: skipped")),
+            Doc::Note(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A Deployment, ReplicaSet, DaemonSet or Job document's name, replicas and template; and
+/// the document as read back (for unknown fields).
+fn workload(kind: &str, v: serde_yaml::Value) -> Result<(Workload, serde_json::Value), String> {
     use k8s_openapi::api::apps::v1 as apps;
-    let (meta, replicas, template) = match kind {
+    use k8s_openapi::api::batch::v1 as batch;
+    let mut job = None;
+    let (meta, replicas, template, back) = match kind {
         "Deployment" => {
             let d: apps::Deployment = serde_yaml::from_value(v).map_err(|e| yaml_error(&e))?;
+            let back = serde_json::to_value(&d).unwrap_or_default();
             let s = d.spec.ok_or("no spec")?;
-            (d.metadata, s.replicas.unwrap_or(1), s.template)
+            (d.metadata, s.replicas.unwrap_or(1), s.template, back)
         }
         "ReplicaSet" => {
             let d: apps::ReplicaSet = serde_yaml::from_value(v).map_err(|e| yaml_error(&e))?;
+            let back = serde_json::to_value(&d).unwrap_or_default();
             let s = d.spec.ok_or("no spec")?;
-            (d.metadata, s.replicas.unwrap_or(1), s.template.ok_or("no template")?)
+            (
+                d.metadata,
+                s.replicas.unwrap_or(1),
+                s.template.ok_or("no template")?,
+                back,
+            )
+        }
+        "Job" => {
+            let d: batch::Job = serde_yaml::from_value(v).map_err(|e| yaml_error(&e))?;
+            let back = serde_json::to_value(&d).unwrap_or_default();
+            let s = d.spec.ok_or("no spec")?;
+            let completions = s.completions.unwrap_or(1);
+            let parallelism = s.parallelism.unwrap_or(1);
+            let backoff_limit = s.backoff_limit.unwrap_or(6);
+            if completions < 1 || parallelism < 1 || backoff_limit < 0 {
+                return Err(format!(
+                    "completions {completions}, parallelism {parallelism}, backoffLimit {backoff_limit}: completions and parallelism at least 1, backoffLimit at least 0"
+                ));
+            }
+            match s.template.spec.as_ref().and_then(|p| p.restart_policy.as_deref()) {
+                Some("OnFailure" | "Never") => {}
+                p => {
+                    return Err(format!(
+                        "template.spec.restartPolicy {:?}: a Job's pods take OnFailure or Never",
+                        p.unwrap_or("")
+                    ))
+                }
+            }
+            job = Some(JobSpec {
+                completions,
+                parallelism,
+                backoff_limit,
+            });
+            (d.metadata, completions.min(parallelism), s.template, back)
         }
         _ => {
             let d: apps::DaemonSet = serde_yaml::from_value(v).map_err(|e| yaml_error(&e))?;
+            let back = serde_json::to_value(&d).unwrap_or_default();
             let s = d.spec.ok_or("no spec")?;
-            (d.metadata, 1, s.template)
+            (d.metadata, 1, s.template, back)
         }
     };
     if !(0..=100).contains(&replicas) {
         return Err(format!("replicas {replicas}: 0 to 100 on one machine"));
     }
-    Ok(Workload {
+    let w = Workload {
         kind: kind.to_string(),
         name: meta.name.filter(|n| !n.is_empty()).ok_or("no metadata.name")?,
         namespace: meta.namespace,
         replicas,
         template,
-    })
+        job,
+    };
+    Ok((w, back))
 }
 
 /// Characters of the names Kubernetes generates (no vowels, no look-alikes).
@@ -289,48 +441,73 @@ fn pod_options(p: &core::Pod, spec: &core::PodSpec) -> Result<PodOptions, Engine
     Ok(o)
 }
 
-/// A container's options in `pod`.
-fn container_options(
-    pod: &pods::Pod,
-    data: &Data,
-    c: &core::Container,
-    policy: RestartPolicy,
-) -> Result<CreateOptions, EngineError> {
-    let image = c
-        .image
-        .clone()
-        .filter(|i| !i.is_empty())
-        .ok_or_else(|| EngineError::Invalid(format!("container {}: no image", c.name)))?;
-    let env = environment(c, pod, data)?;
-    let mut o = CreateOptions {
-        image,
-        name: Some(format!("{}-{}", pod.name, c.name)),
-        pod: Some(pod.id.clone()),
-        env,
-        workdir: c.working_dir.clone().filter(|w| !w.is_empty()),
-        tty: c.tty == Some(true),
-        open_stdin: c.stdin == Some(true),
-        restart: policy,
-        ..CreateOptions::default()
-    };
-    // Kubernetes' rules: command replaces the entrypoint (and drops the image's cmd), args
-    // replace the cmd.
-    if let Some(cmd) = c.command.clone().filter(|c| !c.is_empty()) {
-        o.entrypoint = Some(cmd);
+/// A container's `imagePullPolicy`, or the default: `Always` for `:latest` or no tag (and
+/// no digest), else `IfNotPresent`.
+fn pull_policy(c: &core::Container, image: &str) -> Result<&'static str, EngineError> {
+    match c.image_pull_policy.as_deref() {
+        Some("Always") => Ok("Always"),
+        Some("IfNotPresent") => Ok("IfNotPresent"),
+        Some("Never") => Ok("Never"),
+        Some(p) => Err(EngineError::Invalid(format!(
+            "container {}: imagePullPolicy {p:?}: Always, IfNotPresent or Never",
+            c.name
+        ))),
+        None => {
+            let r = berth_oci::Reference::parse(image)
+                .map_err(|e| EngineError::Invalid(format!("container {}: image {image:?}: {e}", c.name)))?;
+            let latest = r.digest().is_none() && r.tag().is_none_or(|t| t == "latest");
+            Ok(if latest { "Always" } else { "IfNotPresent" })
+        }
     }
-    o.cmd = c.args.clone().unwrap_or_default();
-    Ok(o)
 }
 
-/// Pulls an image a container names if the store lacks it (the default policy for a
-/// tagged image, IfNotPresent).
-fn ensure_image(images: &mut ImageStore, image: &str) -> Result<(), EngineError> {
-    if images.resolve(image).is_ok() {
-        return Ok(());
+/// Makes a container's image present as its pull policy says; returns the user its
+/// config names. `Always` pulls; when that fails and a copy is here, the copy is used
+/// with a warning (this machine may have no way to the registry).
+fn ensure_image(
+    images: &mut ImageStore,
+    c: &core::Container,
+    warnings: &mut Vec<String>,
+) -> Result<String, EngineError> {
+    let image = c.image.clone().unwrap_or_default();
+    if image.is_empty() {
+        return Err(EngineError::Invalid(format!("container {}: no image", c.name)));
     }
-    let r = berth_oci::Reference::parse(image).map_err(|e| EngineError::Invalid(format!("image {image:?}: {e}")))?;
-    berth_engine::images::pull(images, &r, &berth_engine::images::PullOptions::default(), &|_| {})?;
-    Ok(())
+    let policy = pull_policy(c, &image)?;
+    let here = images.resolve(&image).is_ok();
+    let pull = |images: &mut ImageStore| -> Result<(), EngineError> {
+        let r = berth_oci::Reference::parse(&image)
+            .map_err(|e| EngineError::Invalid(format!("container {}: image {image:?}: {e}", c.name)))?;
+        berth_engine::images::pull(images, &r, &berth_engine::images::PullOptions::default(), &|_| {})?;
+        Ok(())
+    };
+    match (policy, here) {
+        ("Never", false) => {
+            return Err(EngineError::Invalid(format!(
+                "container {}: ErrImageNeverPull: container image \"{image}\" is not present with pull policy of Never",
+                c.name
+            )))
+        }
+        ("Always", true) => {
+            if let Err(e) = pull(images) {
+                warnings.push(format!(
+                    "container {}: pulling {image} (imagePullPolicy Always) failed, using the local image: {e}",
+                    c.name
+                ));
+            }
+        }
+        ("Always", false) | ("IfNotPresent", false) => pull(images)
+            .map_err(|e| EngineError::Invalid(format!("container {}: ErrImagePull: {image}: {e}", c.name)))?,
+        _ => {}
+    }
+    let img = images.resolve(&image)?;
+    let cfg = images.config(&img).ok().and_then(|cfg| cfg.config);
+    Ok(cfg
+        .as_ref()
+        .and_then(|c| c.get("User"))
+        .and_then(|u| u.as_str())
+        .unwrap_or_default()
+        .to_string())
 }
 
 /// Plays the documents: each Pod made and started; nothing is left of a pod that failed.
@@ -346,22 +523,32 @@ pub fn play(
         let p = match d {
             Doc::Pod(p) => p,
             Doc::ConfigMap(_) | Doc::Secret(_) => continue,
+            Doc::Claim(name) => {
+                claim(engine, name)?;
+                continue;
+            }
             Doc::Workload(w) => {
                 for p in workload_pods(w) {
-                    let made = play_pod(engine, images, &p, &mut data, exe);
+                    let made = play_pod(engine, images, &p, &mut data, exe, &mut out.warnings);
                     keep_or_undo(engine, &mut out, made)?;
                 }
                 continue;
             }
-            Doc::Other(kind) => {
-                out.warnings.push(format!("kind {kind} is not served yet: skipped"));
-                continue;
-            }
+            Doc::Other(_) | Doc::Note(_) => continue,
         };
-        let made = play_pod(engine, images, p, &mut data, exe);
+        let made = play_pod(engine, images, p, &mut data, exe, &mut out.warnings);
         keep_or_undo(engine, &mut out, made)?;
     }
     Ok(out)
+}
+
+/// The named volume a PersistentVolumeClaim stands for, made if missing (and kept by
+/// `kube down`, as a claim's data outlives its pods).
+fn claim(engine: &Engine, name: &str) -> Result<(), KubeError> {
+    let mut meta = berth_engine::volumes::VolumeMeta::default();
+    meta.labels.insert("io.berth.kube.claim".into(), name.to_string());
+    berth_engine::volumes::create_with(engine, name, &meta)?;
+    Ok(())
 }
 
 /// Keeps a pod just made, or, if it failed, removes every pod this play made before it:
@@ -395,6 +582,7 @@ fn play_pod(
     p: &core::Pod,
     data: &mut Data,
     exe: &std::path::Path,
+    warnings: &mut Vec<String>,
 ) -> Result<(String, Vec<String>), KubeError> {
     let spec = p
         .spec
@@ -405,21 +593,39 @@ fn play_pod(
     }
     let opts = pod_options(p, spec)?;
     data.namespace = p.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-    for c in &spec.containers {
-        if let Some(i) = &c.image {
-            ensure_image(images, i)?;
-        }
+    let inits = spec.init_containers.clone().unwrap_or_default();
+    let mut users = Vec::new();
+    for c in inits.iter().chain(&spec.containers) {
+        users.push(ensure_image(images, c, warnings)?);
     }
     let pod = pods::create(engine, images, &opts)?;
     let made = (|| -> Result<Vec<String>, EngineError> {
         prepare_volumes(engine, &pod.name, spec, data)?;
         let mut ids = Vec::new();
-        for c in &spec.containers {
-            let mut o = container_options(&pod, data, c, opts.restart)?;
+        // Init containers are restarted on failure unless the pod's policy is Never.
+        let init_policy = match opts.restart {
+            RestartPolicy::No => RestartPolicy::No,
+            _ => RestartPolicy::OnFailure(0),
+        };
+        for (i, (c, user)) in inits.iter().chain(&spec.containers).zip(&users).enumerate() {
+            let init = i < inits.len();
+            let policy = if init { init_policy } else { opts.restart };
+            let mut o = container_options(&pod, spec, data, c, policy, user)?;
+            if init {
+                o.labels.insert(INIT_LABEL.into(), i.to_string());
+            }
             o.mounts = container_mounts(&pod.name, spec, c)?;
             ids.push(berth_engine::create::create(engine, images, &o)?.record.id);
         }
-        pods::start(engine, &pod.id, exe)?;
+        if inits.is_empty() {
+            pods::start(engine, &pod.id, exe)?;
+        } else {
+            // The init containers run in order, each to success, before the app
+            // containers: that may take long (or, failing, forever), so a detached
+            // `pod start` sees to it and this returns, as the kubelet's API does.
+            pods::start_infra(engine, &pod.id, exe)?;
+            start_detached(engine, &pod.id, exe)?;
+        }
         Ok(ids)
     })();
     match made {
@@ -430,6 +636,31 @@ fn play_pod(
             Err(e.into())
         }
     }
+}
+
+/// `berth pod start POD`, detached (its own session, no stdio), not waited for.
+fn start_detached(engine: &Engine, pod: &str, exe: &std::path::Path) -> Result<(), EngineError> {
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--root").arg(&engine.root).args(["pod", "start", pod]);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: between fork and exec only setsid, which is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| EngineError::Invalid(format!("starting {}: {e}", exe.display())))?;
+    // Reaped by a thread of its own so it leaves no zombie while this process lives.
+    std::thread::spawn(move || {
+        let mut child = child;
+        let _ = child.wait();
+    });
+    Ok(())
 }
 
 /// Removes the pods the documents name (a pod already gone is no error); their ids.

@@ -33,8 +33,8 @@ spec:
     - name: GREETING
       value: hello-kube
 ---
-apiVersion: batch/v1
-kind: Job
+apiVersion: v1
+kind: Service
 metadata:
   name: later
 "#,
@@ -47,7 +47,7 @@ metadata:
     assert!(out.starts_with("Pod:\n") && out.contains("Containers:\n"), "{out}");
     // A kind not served is said, not dropped silently.
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("kind Job is not served yet"), "{err}");
+    assert!(err.contains("kind Service is not served yet"), "{err}");
     assert_eq!(
         b.ok(&["pod", "ps", "--format", "{{.Name}} {{.Status}}"]).trim(),
         "duo Running"

@@ -1,0 +1,331 @@
+//! `kube play` with the kubelet's semantics: probes, restart policies and back-off, init
+//! containers, pull policies; each a YAML file played and watched as a user would, through
+//! `kube ps` and `pod inspect`.
+
+use std::time::{Duration, Instant};
+
+use berth_testutil::require_root;
+use serde_json::Value;
+
+use crate::containers::with_busybox;
+use crate::images::Berth;
+
+/// Polls `f` until it gives a value, for at most `secs` seconds.
+fn within<T>(secs: u64, what: &str, f: impl Fn() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Plays `yaml` (written into the test's root), which must succeed; the file's path.
+fn play(b: &Berth, name: &str, yaml: &str) -> String {
+    let path = b.root.path().join(name);
+    std::fs::write(&path, yaml).unwrap();
+    let path = path.display().to_string();
+    let o = b.out(&["kube", "play", &path]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    path
+}
+
+/// `kube ps` as `NAME READY STATUS RESTARTS` of pod `name`.
+fn kps(b: &Berth, name: &str) -> String {
+    b.ok(&[
+        "kube",
+        "ps",
+        "--format",
+        "{{.Name}} {{.Ready}} {{.Status}} {{.Restarts}}",
+    ])
+    .lines()
+    .find(|l| l.split(' ').next() == Some(name))
+    .unwrap_or("")
+    .to_string()
+}
+
+/// The kubelet's view of container `ctr` of pod `pod` (from `pod inspect`).
+fn container(b: &Berth, pod: &str, ctr: &str) -> Value {
+    let v: Value = serde_json::from_str(&b.ok(&["pod", "inspect", pod])).unwrap();
+    let v = if v.is_array() { v[0].clone() } else { v };
+    v["Containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["Name"] == format!("{pod}-{ctr}"))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Removes what a file made and checks nothing is left.
+fn down(b: &Berth, path: &str) {
+    let o = b.out(&["kube", "down", path]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(b.ok(&["pod", "ps", "-q"]).trim(), "");
+    assert_eq!(b.ok(&["ps", "-aq"]).trim(), "");
+}
+
+#[test]
+fn a_failing_liveness_probe_restarts_the_container_with_the_kubelets_back_off() {
+    require_root!();
+    let (b, _img) = with_busybox("kube-live");
+    let path = play(
+        &b,
+        "live.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: live
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: bb:1
+    command: ["sh", "-c", "touch /tmp/healthy; sleep 2; rm /tmp/healthy; sleep 1000"]
+    livenessProbe:
+      exec:
+        command: ["cat", "/tmp/healthy"]
+      periodSeconds: 1
+      failureThreshold: 1
+"#,
+    );
+    assert_eq!(kps(&b, "live"), "live 1/1 Running 0");
+    // The probe fails after 2 s: the container is killed (SIGTERM ignored by the shell as
+    // PID 1, SIGKILL after the 1 s grace) and restarted at once, the first time.
+    let c = within(15, "the first restart", || {
+        let c = container(&b, "live", "app");
+        (c["RestartCount"] == 1).then_some(c)
+    });
+    assert_eq!(c["LastState"]["terminated"]["exitCode"], 137, "{c}");
+    assert_eq!(c["LastState"]["terminated"]["reason"], "Error", "{c}");
+    // The second failure waits out the back-off (10 s): CrashLoopBackOff meanwhile.
+    within(15, "CrashLoopBackOff", || {
+        (kps(&b, "live") == "live 0/1 CrashLoopBackOff 1").then_some(())
+    });
+    let c = container(&b, "live", "app");
+    assert_eq!(c["ContainerState"]["waiting"]["reason"], "CrashLoopBackOff", "{c}");
+    assert_eq!(c["Probes"]["liveness"]["result"], "Failure", "{c}");
+    let waited = Instant::now();
+    within(20, "the second restart", || {
+        (kps(&b, "live") == "live 1/1 Running 2").then_some(())
+    });
+    assert!(
+        waited.elapsed() > Duration::from_secs(5),
+        "no back-off: {:?}",
+        waited.elapsed()
+    );
+    down(&b, &path);
+}
+
+#[test]
+fn readiness_flips_ready_and_a_startup_probe_holds_liveness_back() {
+    require_root!();
+    let (b, _img) = with_busybox("kube-ready");
+    let path = play(
+        &b,
+        "ready.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: ready
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: bb:1
+    command: ["sleep", "1000"]
+    readinessProbe:
+      exec: {command: ["cat", "/tmp/ready"]}
+      periodSeconds: 1
+      failureThreshold: 1
+  - name: slow
+    image: bb:1
+    command: ["sleep", "1000"]
+    startupProbe:
+      exec: {command: ["cat", "/tmp/started"]}
+      periodSeconds: 1
+      failureThreshold: 60
+    livenessProbe:
+      exec: {command: ["cat", "/tmp/alive"]}
+      periodSeconds: 1
+      failureThreshold: 1
+"#,
+    );
+    // Neither is ready: app's probe fails, slow has not started.
+    within(10, "a failed readiness probe", || {
+        (container(&b, "ready", "app")["Probes"]["readiness"]["result"] == "Failure").then_some(())
+    });
+    assert_eq!(kps(&b, "ready"), "ready 0/2 Running 0");
+    b.ok(&["exec", "ready-app", "touch", "/tmp/ready"]);
+    within(10, "ready", || {
+        (kps(&b, "ready") == "ready 1/2 Running 0").then_some(())
+    });
+    b.ok(&["exec", "ready-app", "rm", "/tmp/ready"]);
+    within(10, "unready", || {
+        (kps(&b, "ready") == "ready 0/2 Running 0").then_some(())
+    });
+    // While the startup probe fails, the liveness probe (which would fail) does not run.
+    std::thread::sleep(Duration::from_secs(2));
+    let slow = container(&b, "ready", "slow");
+    assert_eq!(slow["RestartCount"], 0, "{slow}");
+    assert_eq!(slow["Started"], false, "{slow}");
+    assert!(slow["Probes"].get("liveness").is_none(), "{slow}");
+    // Once it succeeds, liveness runs, fails, and the container restarts.
+    b.ok(&["exec", "ready-slow", "touch", "/tmp/started"]);
+    within(15, "the liveness restart", || {
+        (container(&b, "ready", "slow")["RestartCount"] == 1).then_some(())
+    });
+    down(&b, &path);
+}
+
+#[test]
+fn http_get_and_tcp_socket_probes_reach_the_pods_network() {
+    require_root!();
+    let (b, _img) = with_busybox("kube-http");
+    let path = play(
+        &b,
+        "http.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  containers:
+  - name: srv
+    image: bb:1
+    command: ["sh", "-c", "mkdir -p /www; echo ok > /www/healthz; exec httpd -f -p 8080 -h /www"]
+    ports:
+    - {name: http, containerPort: 8080}
+    readinessProbe:
+      httpGet: {path: /healthz, port: http, httpHeaders: [{name: X-Probe, value: "1"}]}
+      periodSeconds: 1
+    livenessProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 1
+      failureThreshold: 1
+  - name: side
+    image: bb:1
+    command: ["sleep", "1000"]
+    readinessProbe:
+      httpGet: {path: /missing, port: 8080}
+      periodSeconds: 1
+      failureThreshold: 1
+    livenessProbe:
+      tcpSocket: {port: 9}
+      initialDelaySeconds: 600
+"#,
+    );
+    within(10, "srv ready", || {
+        (container(&b, "web", "srv")["Ready"] == true).then_some(())
+    });
+    let side = within(10, "side's verdict", || {
+        let c = container(&b, "web", "side");
+        (c["Probes"]["readiness"]["result"] == "Failure").then_some(c)
+    });
+    let msg = side["Probes"]["readiness"]["message"].as_str().unwrap_or("");
+    assert_eq!(msg, "HTTP probe failed with statuscode: 404", "{side}");
+    // The tcpSocket liveness probe passes: no restarts.
+    std::thread::sleep(Duration::from_secs(2));
+    let srv = container(&b, "web", "srv");
+    assert_eq!(srv["Probes"]["liveness"]["result"], "Success", "{srv}");
+    assert_eq!(kps(&b, "web"), "web 1/2 Running 0");
+    down(&b, &path);
+}
+
+#[test]
+fn restart_policies_on_exit_codes_zero_and_one() {
+    require_root!();
+    let (b, _img) = with_busybox("kube-policy");
+    let mut yaml = String::new();
+    for policy in ["Never", "OnFailure", "Always"] {
+        for code in [0, 1] {
+            yaml.push_str(&format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {}-{code}\nspec:\n  restartPolicy: {policy}\n  containers:\n  - name: c\n    image: bb:1\n    command: [\"sh\", \"-c\", \"exit {code}\"]\n",
+                policy.to_lowercase()
+            ));
+        }
+    }
+    let path = play(&b, "policy.yaml", &yaml);
+    // One restart at once where the policy wants it, then the back-off holds the next.
+    let want = [
+        ("never-0", "0/1 Completed 0"),
+        ("never-1", "0/1 Error 0"),
+        ("onfailure-0", "0/1 Completed 0"),
+        ("onfailure-1", "0/1 CrashLoopBackOff 1"),
+        ("always-0", "0/1 CrashLoopBackOff 1"),
+        ("always-1", "0/1 CrashLoopBackOff 1"),
+    ];
+    for (pod, status) in want {
+        within(10, pod, || (kps(&b, pod) == format!("{pod} {status}")).then_some(()));
+    }
+    let c = container(&b, "never-1", "c");
+    assert_eq!(c["ContainerState"]["terminated"]["exitCode"], 1, "{c}");
+    let c = container(&b, "always-0", "c");
+    assert_eq!(c["LastState"]["terminated"]["reason"], "Completed", "{c}");
+    down(&b, &path);
+}
+
+#[test]
+fn init_containers_run_first_and_pull_policy_never_refuses_a_missing_image() {
+    require_root!();
+    let (b, _img) = with_busybox("kube-init");
+    let path = play(
+        &b,
+        "init.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: boot
+spec:
+  volumes:
+  - name: work
+    emptyDir: {}
+  initContainers:
+  - name: first
+    image: bb:1
+    command: ["sh", "-c", "sleep 1; echo one > /work/f"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  - name: second
+    image: bb:1
+    command: ["sh", "-c", "echo two >> /work/f"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: app
+    image: bb:1
+    imagePullPolicy: Never
+    command: ["sh", "-c", "cat /work/f; sleep 1000"]
+    volumeMounts: [{name: work, mountPath: /work}]
+"#,
+    );
+    // kube play returns while the first init container runs.
+    let early = kps(&b, "boot");
+    assert!(early.starts_with("boot 0/1 Init:"), "{early}");
+    within(15, "the app", || {
+        (kps(&b, "boot") == "boot 1/1 Running 0").then_some(())
+    });
+    within(5, "the app's output", || {
+        b.ok(&["logs", "boot-app"]).contains("one\ntwo").then_some(())
+    });
+    let first = container(&b, "boot", "first");
+    assert_eq!(first["Init"], true, "{first}");
+    assert_eq!(first["ContainerState"]["terminated"]["reason"], "Completed", "{first}");
+    down(&b, &path);
+    // imagePullPolicy Never and an image that is not here: refused, nothing made.
+    let bad = b.root.path().join("never.yaml");
+    std::fs::write(
+        &bad,
+        "kind: Pod\nmetadata:\n  name: nope\nspec:\n  containers:\n  - name: a\n    image: 127.0.0.1:9/absent:1\n    imagePullPolicy: Never\n",
+    )
+    .unwrap();
+    let o = b.out(&["kube", "play", &bad.display().to_string()]);
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("ErrImageNeverPull"), "{err}");
+    assert_eq!(b.ok(&["pod", "ps", "-q"]).trim(), "");
+}
