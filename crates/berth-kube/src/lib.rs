@@ -704,11 +704,19 @@ mod tests {
     fn documents_parse_and_errors_say_where() {
         let docs = parse(
             "f.yaml",
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: a\n    image: bb:1\n---\nkind: Job\n",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: a\n    image: bb:1\n    imagePolicy: x\n  nodeSelector: {a: b}\n---\nkind: Service\n",
         )
         .unwrap();
         assert!(matches!(&docs[0], Doc::Pod(p) if p.metadata.name.as_deref() == Some("web")));
-        assert!(matches!(&docs[1], Doc::Other(k) if k == "Job"));
+        let w = warnings(&docs);
+        assert_eq!(
+            w,
+            [
+                "Pod \"web\": unknown field spec.containers[0].imagePolicy: ignored",
+                "Pod \"web\": field spec.nodeSelector is not served on one machine: ignored",
+                "kind Service is not served yet: skipped"
+            ]
+        );
         let e = parse("f.yaml", "kind: Pod\nmetadata:\n  name: [\n")
             .unwrap_err()
             .to_string();
