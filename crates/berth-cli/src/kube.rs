@@ -24,6 +24,14 @@ pub enum KubeCmd {
         /// The YAML file, or - for standard input.
         file: String,
     },
+    /// List the Jobs `kube play` started, as `kubectl get jobs` does.
+    Jobs,
+    /// A Job's driver (started by `kube play`).
+    #[command(hide = true)]
+    Job {
+        /// The Job's name.
+        name: String,
+    },
     /// List the pods `kube play` made, as `kubectl get pods` does.
     Ps {
         /// Format output using a Go template, or `json`.
@@ -83,6 +91,33 @@ pub fn kube(root: &std::path::Path, c: &KubeCmd) -> anyhow::Result<()> {
             }
         }
         KubeCmd::Ps { format } => ps(&e, format.as_deref())?,
+        KubeCmd::Jobs => {
+            let mut lines = vec![vec![
+                "NAME".to_string(),
+                "STATUS".into(),
+                "COMPLETIONS".into(),
+                "FAILED".into(),
+            ]];
+            for (name, st, completions) in berth_kube::job::list(&e) {
+                let status = if st.reason.is_empty() {
+                    st.status
+                } else {
+                    format!("{} ({})", st.status, st.reason)
+                };
+                lines.push(vec![
+                    name,
+                    status,
+                    format!("{}/{completions}", st.succeeded),
+                    st.failed.to_string(),
+                ]);
+            }
+            print!("{}", table(&lines));
+        }
+        KubeCmd::Job { name } => {
+            let mut images = crate::images::open(root)?;
+            let exe = std::env::current_exe()?;
+            berth_kube::job::drive(&e, &mut images, name, &exe).map_err(|err| Exit(1, err.to_string()))?;
+        }
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1 as core;
 use crate::Doc;
 
 /// The ConfigMaps and Secrets of a file, by name, and the namespace of the pod being played.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Data {
     pub(crate) config_maps: std::collections::HashMap<String, std::collections::BTreeMap<String, String>>,
     pub(crate) secrets: std::collections::HashMap<String, std::collections::BTreeMap<String, String>>,

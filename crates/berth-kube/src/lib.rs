@@ -9,6 +9,7 @@
 
 mod container;
 mod env;
+pub mod job;
 mod volumes;
 
 use berth_engine::images::ImageStore;
@@ -73,7 +74,7 @@ pub enum Doc {
 }
 
 /// Pods made from a template, as a controller would make them on one node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
 pub struct Workload {
     /// `Deployment`, `ReplicaSet` or `DaemonSet`.
     pub kind: String,
@@ -90,7 +91,7 @@ pub struct Workload {
 }
 
 /// What a Job asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct JobSpec {
     /// Pods that must succeed.
     pub completions: i32,
@@ -340,6 +341,12 @@ fn fnv(b: &[u8]) -> u64 {
 /// `NAME-HASH-SUFFIX`, the hash of its template; a ReplicaSet's and a DaemonSet's
 /// `NAME-SUFFIX`), labelled with their owner.
 fn workload_pods(w: &Workload) -> Vec<core::Pod> {
+    (0..w.replicas).map(|i| workload_pod(w, i)).collect()
+}
+
+/// The `i`th pod of a workload (its suffix drawn from the clock as well, so that pods
+/// made later have names of their own).
+pub(crate) fn workload_pod(w: &Workload, i: i32) -> core::Pod {
     let template = serde_json::to_vec(&w.template).unwrap_or_default();
     let hash = fnv(&template);
     let base = match w.kind.as_str() {
@@ -349,25 +356,24 @@ fn workload_pods(w: &Workload) -> Vec<core::Pod> {
     let entropy = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::from(d.subsec_nanos()) ^ d.as_secs());
-    (0..w.replicas)
-        .map(|i| {
-            let mut meta = w.template.metadata.clone().unwrap_or_default();
-            let suffix = name_chars(
-                fnv(&[&hash.to_le_bytes()[..], &entropy.to_le_bytes(), &i.to_le_bytes()].concat()),
-                5,
-            );
-            meta.name = Some(format!("{base}-{suffix}"));
-            meta.namespace = w.namespace.clone();
-            let mut labels = meta.labels.unwrap_or_default();
-            labels.insert(OWNER_LABEL.into(), format!("{}/{}", w.kind, w.name));
-            meta.labels = Some(labels);
-            core::Pod {
-                metadata: meta,
-                spec: w.template.spec.clone(),
-                status: None,
-            }
-        })
-        .collect()
+    let mut meta = w.template.metadata.clone().unwrap_or_default();
+    let suffix = name_chars(
+        fnv(&[&hash.to_le_bytes()[..], &entropy.to_le_bytes(), &i.to_le_bytes()].concat()),
+        5,
+    );
+    meta.name = Some(format!("{base}-{suffix}"));
+    meta.namespace = w.namespace.clone();
+    let mut labels = meta.labels.unwrap_or_default();
+    labels.insert(OWNER_LABEL.into(), format!("{}/{}", w.kind, w.name));
+    if w.kind == "Job" {
+        labels.insert("job-name".into(), w.name.clone());
+    }
+    meta.labels = Some(labels);
+    core::Pod {
+        metadata: meta,
+        spec: w.template.spec.clone(),
+        status: None,
+    }
 }
 
 /// A YAML error with its line and column, when it has them.
@@ -385,6 +391,8 @@ pub struct Played {
     pub pods: Vec<(String, Vec<String>)>,
     /// Warnings: kinds and fields not served.
     pub warnings: Vec<String>,
+    /// The Jobs started (their names).
+    pub jobs: Vec<String>,
 }
 
 /// The pod's name (metadata.name), required.
@@ -527,6 +535,18 @@ pub fn play(
                 claim(engine, name)?;
                 continue;
             }
+            Doc::Workload(w) if w.job.is_some() => {
+                match job::start(engine, images, w, &mut data, exe, &mut out.warnings) {
+                    Ok(made) => {
+                        out.jobs.push(w.name.clone());
+                        out.pods.extend(made);
+                    }
+                    Err(e) => {
+                        keep_or_undo(engine, &mut out, Err(e))?;
+                    }
+                }
+                continue;
+            }
             Doc::Workload(w) => {
                 for p in workload_pods(w) {
                     let made = play_pod(engine, images, &p, &mut data, exe, &mut out.warnings);
@@ -564,6 +584,9 @@ fn keep_or_undo(
             Ok(())
         }
         Err(e) => {
+            for name in out.jobs.drain(..) {
+                job::remove(engine, &name);
+            }
             for (id, _) in out.pods.drain(..) {
                 if let Ok(p) = pods::remove(engine, &id, true) {
                     remove_volumes(engine, &p.name);
@@ -576,7 +599,7 @@ fn keep_or_undo(
 
 /// Makes and starts one pod; nothing is left of it if that fails. Its id and its
 /// containers'.
-fn play_pod(
+pub(crate) fn play_pod(
     engine: &Engine,
     images: &mut ImageStore,
     p: &core::Pod,
@@ -624,7 +647,7 @@ fn play_pod(
             // containers: that may take long (or, failing, forever), so a detached
             // `pod start` sees to it and this returns, as the kubelet's API does.
             pods::start_infra(engine, &pod.id, exe)?;
-            start_detached(engine, &pod.id, exe)?;
+            spawn_detached(engine, exe, &["pod", "start", &pod.id])?;
         }
         Ok(ids)
     })();
@@ -638,10 +661,11 @@ fn play_pod(
     }
 }
 
-/// `berth pod start POD`, detached (its own session, no stdio), not waited for.
-fn start_detached(engine: &Engine, pod: &str, exe: &std::path::Path) -> Result<(), EngineError> {
+/// `berth ARGS...` over this engine's root, detached (its own session, no stdio), not
+/// waited for.
+pub(crate) fn spawn_detached(engine: &Engine, exe: &std::path::Path, args: &[&str]) -> Result<(), EngineError> {
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--root").arg(&engine.root).args(["pod", "start", pod]);
+    cmd.arg("--root").arg(&engine.root).args(args);
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
@@ -668,6 +692,9 @@ pub fn down(engine: &Engine, docs: &[Doc]) -> Result<Vec<String>, KubeError> {
     let mut gone = Vec::new();
     for d in docs {
         if let Doc::Workload(w) = d {
+            if w.job.is_some() {
+                job::remove(engine, &w.name);
+            }
             let owner = format!("{}/{}", w.kind, w.name);
             for pod in pods::list(engine)? {
                 if pod.labels.get(OWNER_LABEL) == Some(&owner) {

@@ -329,3 +329,67 @@ spec:
     assert!(err.contains("ErrImageNeverPull"), "{err}");
     assert_eq!(b.ok(&["pod", "ps", "-q"]).trim(), "");
 }
+
+/// `kube jobs`' line for Job `name`, its columns joined by single spaces.
+fn job(b: &Berth, name: &str) -> String {
+    b.ok(&["kube", "jobs"])
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_job_runs_its_completions_and_fails_past_its_back_off_limit() {
+    require_root!();
+    let (b, _img) = with_busybox("kube-job");
+    let path = play(
+        &b,
+        "job.yaml",
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: batch
+spec:
+  completions: 2
+  parallelism: 1
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: bb:1
+        command: ["sh", "-c", "sleep 0.5; echo worked"]
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: doomed
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: bb:1
+        command: ["sh", "-c", "exit 3"]
+"#,
+    );
+    // One pod at a time, until two succeeded.
+    within(20, "the job's completion", || {
+        (job(&b, "batch") == "batch Complete 2/2 0").then_some(())
+    });
+    let pods = b.ok(&["kube", "ps", "--format", "{{.Name}} {{.Status}}"]);
+    let batch: Vec<&str> = pods.lines().filter(|l| l.starts_with("batch-")).collect();
+    assert_eq!(batch.len(), 2, "{pods}");
+    assert!(batch.iter().all(|l| l.ends_with(" Completed")), "{pods}");
+    // One failure is past a limit of none: the Job failed, its pod kept to look at.
+    within(10, "the job's failure", || {
+        (job(&b, "doomed") == "doomed Failed (BackoffLimitExceeded) 0/1 1").then_some(())
+    });
+    assert!(pods.lines().any(|l| l.starts_with("doomed-")) || b.ok(&["kube", "ps"]).contains("doomed-"));
+    down(&b, &path);
+    assert_eq!(b.ok(&["kube", "jobs"]).lines().count(), 1, "only the heading is left");
+}
