@@ -63,6 +63,10 @@ pub struct Prober {
     kill: Option<Option<u64>>,
     /// The kill was asked for: no more probes in this run.
     killing: bool,
+    /// The postStart hook, until it is started.
+    post_start: Option<Vec<String>>,
+    /// The postStart hook while it runs: no probe runs before it is over.
+    hook: Option<Running>,
 }
 
 /// `liveness`, `readiness`, `startup`.
@@ -105,18 +109,27 @@ impl Prober {
             state,
             kill: None,
             killing: false,
+            post_start: cfg.post_start.clone(),
+            hook: None,
         }
     }
 
     /// Whether a probe of this kind runs now: a startup probe until it succeeds, the
     /// others after; none once the container is being killed.
     fn active(&self, kind: &str) -> bool {
-        self.kill.is_none() && !self.killing && ((kind == STARTUP) != self.state.started)
+        self.kill.is_none()
+            && !self.killing
+            && self.post_start.is_none()
+            && self.hook.is_none()
+            && ((kind == STARTUP) != self.state.started)
     }
 
     /// How long until something is due (None: nothing ever is).
     pub fn wait(&self) -> Option<Duration> {
         let now = Instant::now();
+        if self.post_start.is_some() {
+            return Some(Duration::ZERO);
+        }
         self.workers
             .iter()
             .filter(|w| w.running.is_some() || self.active(w.kind))
@@ -131,7 +144,9 @@ impl Prober {
     pub fn fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
         self.workers
             .iter()
-            .filter_map(|w| w.running.as_ref().and_then(|r| r.pidfd.as_ref()).map(AsFd::as_fd))
+            .filter_map(|w| w.running.as_ref())
+            .chain(self.hook.as_ref())
+            .filter_map(|r| r.pidfd.as_ref().map(AsFd::as_fd))
     }
 
     /// The kill a failed probe asked for, once: `Some(grace)` (the probe's
@@ -147,6 +162,20 @@ impl Prober {
     pub fn tick(&mut self, rt: &crate::runtimes::Rt, id: &str, dir: &std::path::Path) -> bool {
         let now = Instant::now();
         let mut changed = false;
+        if let Some(argv) = self.post_start.take() {
+            match crate::health::spawn_exec(rt, id, dir, &self.process, &argv) {
+                Ok((pid, out)) => {
+                    self.hook = Some(Running {
+                        pid,
+                        pidfd: crate::health::pidfd_open(pid),
+                        started: now,
+                        out,
+                    });
+                }
+                Err(e) => return self.hook_failed(e.to_string()),
+            }
+            return false;
+        }
         for i in 0..self.workers.len() {
             let w = &self.workers[i];
             if let Some(r) = &w.running {
@@ -189,6 +218,14 @@ impl Prober {
     /// A reaped child: if it is a probe, records it; returns whether the state changed
     /// (None: not a probe).
     pub fn reaped(&mut self, pid: i32, code: i32) -> Option<bool> {
+        if self.hook.as_ref().is_some_and(|h| h.pid == pid) {
+            let h = self.hook.take()?;
+            let out = crate::health::read_output(h.out);
+            if code == 0 {
+                return Some(false);
+            }
+            return Some(self.hook_failed(format!("exited with {code}: {}", out.trim_end())));
+        }
         let i = self
             .workers
             .iter()
@@ -201,6 +238,21 @@ impl Prober {
             format!("command exited with code {code}")
         };
         Some(self.record(i, code == 0, message))
+    }
+
+    /// The postStart hook failed: the container is killed, as the kubelet kills it.
+    fn hook_failed(&mut self, message: String) -> bool {
+        self.state.probes.insert(
+            "postStart".into(),
+            ProbeResult {
+                result: "Failure".into(),
+                message: format!("FailedPostStartHook: {message}"),
+                time: berth_image::store::now(),
+                streak: 1,
+            },
+        );
+        self.kill = Some(None);
+        true
     }
 
     /// One probe's result, with the thresholds applied.

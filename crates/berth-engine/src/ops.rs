@@ -307,7 +307,13 @@ pub fn stop(engine: &Engine, id: &str, timeout: Option<u64>, signal: Option<&str
     if !st.running() {
         return Ok(());
     }
-    let t = timeout.unwrap_or(r.stop_timeout);
+    let mut t = timeout.unwrap_or(r.stop_timeout);
+    // A `kube play` container's preStop hook runs first, within the grace period.
+    if let Some(argv) = r.kube.as_ref().and_then(|k| k.pre_stop.as_ref()) {
+        let began = Instant::now();
+        run_hook(engine, &r, argv, Duration::from_secs(t));
+        t = t.saturating_sub(began.elapsed().as_secs());
+    }
     let _ = kill(engine, &r.id, signal.unwrap_or(&r.stop_signal));
     let st = wait_exited(engine, &r.id, Duration::from_secs(t));
     if st.running() {
@@ -315,6 +321,38 @@ pub fn stop(engine: &Engine, id: &str, timeout: Option<u64>, signal: Option<&str
         wait_exited(engine, &r.id, Duration::from_secs(30));
     }
     Ok(())
+}
+
+/// Runs `argv` in the running container `r` and waits for it, at most `limit` (then it is
+/// killed).
+fn run_hook(engine: &Engine, r: &Record, argv: &[String], limit: Duration) {
+    let cfg = crate::exec::ExecConfig {
+        args: argv.to_vec(),
+        ..crate::exec::ExecConfig::default()
+    };
+    let Ok(process) = crate::exec::process(engine, r, &cfg) else {
+        return;
+    };
+    let Ok(rt) = engine.rt(r) else { return };
+    let Ok(pid) = rt.exec_detached(&r.id, &process, &engine.dir(&r.id)) else {
+        return;
+    };
+    if let Some(fd) = crate::health::pidfd_open(pid) {
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&fd),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let timeout = nix::poll::PollTimeout::try_from(limit).unwrap_or(nix::poll::PollTimeout::MAX);
+        if nix::poll::poll(&mut fds, timeout).unwrap_or(0) == 0 {
+            // The hook this call started.
+            let _ = berth_runtime::kill(pid, libc::SIGKILL);
+        }
+    }
+    // Reaped if it is this process's child (the built-in runtime's exec is).
+    let _ = nix::sys::wait::waitpid(
+        nix::unistd::Pid::from_raw(pid),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    );
 }
 
 /// Removes a container; a running one only with `force` (killed first); with `volumes`

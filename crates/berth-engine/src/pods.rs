@@ -593,11 +593,33 @@ pub(crate) fn after_exit(engine: &Engine, r: &Record) {
 /// `timeout`), then the infra.
 pub fn stop(engine: &Engine, key: &str, timeout: Option<u64>) -> Result<Pod> {
     let pod = get(engine, key)?;
-    for r in members(engine, &pod)?.iter().rev() {
-        if engine.state(&r.id).running() {
-            crate::ops::stop(engine, &r.id, timeout, None)?;
-        }
-    }
+    // The containers stop together, as the kubelet stops them: one grace period for all.
+    let ids: Vec<String> = members(engine, &pod)?
+        .into_iter()
+        .rev()
+        .filter(|r| {
+            matches!(
+                engine.state(&r.id).status,
+                crate::model::Status::Running | crate::model::Status::Restarting
+            )
+        })
+        .map(|r| r.id)
+        .collect();
+    let root = engine.root.clone();
+    let stopped: Vec<Result<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = ids
+            .iter()
+            .map(|id| s.spawn(|| Engine::open(&root).and_then(|e| crate::ops::stop(&e, id, timeout, None))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(EngineError::Invalid("stopping a container panicked".into())))
+            })
+            .collect()
+    });
+    stopped.into_iter().collect::<Result<Vec<()>>>()?;
     if engine.state(&pod.infra_id).running() {
         crate::ops::stop(engine, &pod.infra_id, timeout, None)?;
     }

@@ -429,6 +429,24 @@ fn pod_options(p: &core::Pod, spec: &core::PodSpec) -> Result<PodOptions, Engine
     if spec.host_network == Some(true) {
         o.infra.network = NetworkMode::Host;
     }
+    // dnsConfig: there is no cluster DNS to put first, so its servers, searches and
+    // options are the pod's (as --dns, --dns-search, --dns-option).
+    if let Some(d) = &spec.dns_config {
+        o.infra.dns = d.nameservers.clone().unwrap_or_default();
+        o.infra.dns_search = d.searches.clone().unwrap_or_default();
+        o.infra.dns_options = d
+            .options
+            .iter()
+            .flatten()
+            .filter_map(|opt| {
+                let name = opt.name.as_deref()?;
+                Some(match &opt.value {
+                    Some(v) => format!("{name}:{v}"),
+                    None => name.to_string(),
+                })
+            })
+            .collect();
+    }
     for c in &spec.containers {
         for port in c.ports.iter().flatten() {
             let Some(host) = port.host_port.filter(|h| *h > 0) else {
@@ -698,6 +716,9 @@ pub fn down(engine: &Engine, docs: &[Doc]) -> Result<Vec<String>, KubeError> {
             let owner = format!("{}/{}", w.kind, w.name);
             for pod in pods::list(engine)? {
                 if pod.labels.get(OWNER_LABEL) == Some(&owner) {
+                    // Stopped first, as the kubelet deletes a pod: preStop hooks, the
+                    // stop signal, SIGKILL after the grace period.
+                    let _ = pods::stop(engine, &pod.id, None);
                     match pods::remove(engine, &pod.id, true) {
                         Ok(pod) => {
                             remove_volumes(engine, &pod.name);
@@ -712,6 +733,7 @@ pub fn down(engine: &Engine, docs: &[Doc]) -> Result<Vec<String>, KubeError> {
         }
         let Doc::Pod(p) = d else { continue };
         let name = pod_name(p)?;
+        let _ = pods::stop(engine, &name, None);
         let removed = pods::remove(engine, &name, true);
         remove_volumes(engine, &name);
         match removed {

@@ -20,6 +20,7 @@ metadata:
   labels:
     app: duo
 spec:
+  terminationGracePeriodSeconds: 1
   restartPolicy: Never
   containers:
   - name: web
@@ -131,6 +132,7 @@ metadata:
   name: envy
   namespace: team
 spec:
+  terminationGracePeriodSeconds: 1
   containers:
   - name: app
     image: bb:1
@@ -215,6 +217,7 @@ spec:
     metadata:
       labels: {app: web}
     spec:
+      terminationGracePeriodSeconds: 1
       containers:
       - name: srv
         image: bb:1
@@ -231,6 +234,7 @@ spec:
     metadata:
       labels: {app: agent}
     spec:
+      terminationGracePeriodSeconds: 1
       containers:
       - name: a
         image: bb:1
@@ -241,6 +245,7 @@ kind: Pod
 metadata:
   name: broken
 spec:
+  terminationGracePeriodSeconds: 1
   containers:
   - name: a
     image: bb:1
@@ -312,6 +317,7 @@ kind: Pod
 metadata:
   name: vols
 spec:
+  terminationGracePeriodSeconds: 1
   volumes:
   - name: shared
     emptyDir: {{}}

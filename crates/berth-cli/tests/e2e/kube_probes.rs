@@ -195,6 +195,7 @@ kind: Pod
 metadata:
   name: web
 spec:
+  terminationGracePeriodSeconds: 1
   containers:
   - name: srv
     image: bb:1
@@ -283,6 +284,7 @@ kind: Pod
 metadata:
   name: boot
 spec:
+  terminationGracePeriodSeconds: 1
   volumes:
   - name: work
     emptyDir: {}
@@ -356,6 +358,7 @@ spec:
   parallelism: 1
   template:
     spec:
+      terminationGracePeriodSeconds: 1
       restartPolicy: Never
       containers:
       - name: work
@@ -370,6 +373,7 @@ spec:
   backoffLimit: 0
   template:
     spec:
+      terminationGracePeriodSeconds: 1
       restartPolicy: Never
       containers:
       - name: work
@@ -392,4 +396,96 @@ spec:
     assert!(pods.lines().any(|l| l.starts_with("doomed-")) || b.ok(&["kube", "ps"]).contains("doomed-"));
     down(&b, &path);
     assert_eq!(b.ok(&["kube", "jobs"]).lines().count(), 1, "only the heading is left");
+}
+
+#[test]
+fn hooks_dns_resources_and_the_security_context_apply() {
+    require_root!();
+    let (b, _img) = with_busybox("kube-hooks");
+    let out = b.root.path().join("hook-out");
+    let path = play(
+        &b,
+        "hooks.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hooks
+spec:
+  terminationGracePeriodSeconds: 20
+  hostname: myhost
+  dnsConfig:
+    nameservers: [192.0.2.53]
+    searches: [example.test]
+    options: [{{name: ndots, value: "2"}}]
+  securityContext:
+    runAsUser: 1000
+    runAsGroup: 1000
+  volumes:
+  - name: out
+    hostPath: {{path: {out}, type: DirectoryOrCreate}}
+  containers:
+  - name: app
+    image: bb:1
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+    resources:
+      requests: {{cpu: 250m}}
+      limits: {{cpu: 500m, memory: 64Mi}}
+    securityContext:
+      readOnlyRootFilesystem: true
+      allowPrivilegeEscalation: false
+      capabilities: {{drop: [ALL], add: [NET_BIND_SERVICE]}}
+    lifecycle:
+      postStart:
+        exec: {{command: ["sh", "-c", "echo started > /out/post"]}}
+      preStop:
+        exec: {{command: ["sh", "-c", "echo stopping > /out/pre"]}}
+"#,
+            out = out.display()
+        ),
+    );
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    within(10, "the postStart hook", || {
+        std::fs::read_to_string(out.join("post")).ok()
+    });
+    let sh = |cmd: &str| b.ok(&["exec", "hooks-app", "sh", "-c", cmd]);
+    assert_eq!(
+        sh("id -u; id -g").split_whitespace().collect::<Vec<_>>(),
+        ["1000", "1000"]
+    );
+    assert_eq!(sh("hostname").trim(), "myhost");
+    let resolv = sh("cat /etc/resolv.conf");
+    for want in ["nameserver 192.0.2.53", "search example.test", "ndots:2"] {
+        assert!(resolv.contains(want), "{want} not in {resolv}");
+    }
+    assert!(sh("touch /x 2>&1 || true").contains("Read-only"));
+    let status = sh("grep -E '^(CapBnd|NoNewPrivs)' /proc/self/status");
+    assert!(status.contains("CapBnd:\t0000000000000400"), "{status}");
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    let v: Value = serde_json::from_str(&b.ok(&["inspect", "hooks-app"])).unwrap();
+    let hc = &v[0]["HostConfig"];
+    assert_eq!(
+        (hc["Memory"].as_i64(), hc["NanoCpus"].as_i64(), hc["CpuShares"].as_i64()),
+        (Some(64 << 20), Some(500_000_000), Some(256)),
+        "{hc}"
+    );
+    // Down runs the preStop hook, then the stop signal ends it well within the grace.
+    let began = Instant::now();
+    down(&b, &path);
+    assert!(began.elapsed() < Duration::from_secs(10), "{:?}", began.elapsed());
+    assert_eq!(std::fs::read_to_string(out.join("pre")).unwrap().trim(), "stopping");
+    // runAsNonRoot over an image that runs as root: refused before anything is made.
+    let bad = b.root.path().join("root.yaml");
+    std::fs::write(
+        &bad,
+        "kind: Pod\nmetadata:\n  name: nonroot\nspec:\n  securityContext: {runAsNonRoot: true}\n  containers:\n  - name: a\n    image: bb:1\n",
+    )
+    .unwrap();
+    let o = b.out(&["kube", "play", &bad.display().to_string()]);
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("runAsNonRoot and image will run as root"), "{err}");
+    assert_eq!(b.ok(&["pod", "ps", "-q"]).trim(), "");
 }
