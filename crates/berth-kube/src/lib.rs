@@ -655,7 +655,7 @@ pub(crate) fn play_pod(
             if init {
                 o.labels.insert(INIT_LABEL.into(), i.to_string());
             }
-            o.mounts = container_mounts(&pod.name, spec, c)?;
+            o.mounts = container_mounts(engine, &pod.name, spec, c)?;
             ids.push(berth_engine::create::create(engine, images, &o)?.record.id);
         }
         if inits.is_empty() {

@@ -23,6 +23,7 @@ fn volume_name(pod: &str, vol: &str) -> String {
 /// containers; ConfigMaps and Secrets are files written there; a PVC is the named volume its
 /// claim names; a hostPath is bound after its type is checked.
 pub(crate) fn container_mounts(
+    engine: &Engine,
     pod: &str,
     spec: &core::PodSpec,
     c: &core::Container,
@@ -30,12 +31,6 @@ pub(crate) fn container_mounts(
     use berth_engine::model::MountSpec;
     let mut out = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
-        if m.sub_path.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(EngineError::Invalid(format!(
-                "container {}: volumeMount {}: subPath is not served yet",
-                c.name, m.name
-            )));
-        }
         let v = spec
             .volumes
             .iter()
@@ -77,9 +72,49 @@ pub(crate) fn container_mounts(
                 v.name
             )));
         };
+        let spec = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            Some(sub) => {
+                let what = format!("container {}: volumeMount {} subPath {sub:?}", c.name, m.name);
+                let base = if spec.kind == "volume" {
+                    berth_engine::volumes::ensure_mounted(engine, &spec.source)?;
+                    berth_engine::volumes::data_dir(engine, &spec.source)
+                } else {
+                    std::path::PathBuf::from(&spec.source)
+                };
+                MountSpec {
+                    kind: "bind".into(),
+                    source: sub_path(&base, sub).map_err(|e| EngineError::Invalid(format!("{what}: {e}")))?,
+                    ..spec
+                }
+            }
+            None => spec,
+        };
         out.push(spec);
     }
     Ok(out)
+}
+
+/// The host path of `sub` inside the volume at `base`: resolved inside it (a symlink there
+/// is followed as if `base` were the root, so none leads out), made as a directory when
+/// missing, as the kubelet makes it. The path is checked to be inside `base`.
+fn sub_path(base: &std::path::Path, sub: &str) -> Result<String, String> {
+    if sub.starts_with('/') || sub.split('/').any(|c| c == "..") {
+        return Err("must be a relative path without '..'".into());
+    }
+    let root = berth_safepath::open_root(base).map_err(|e| format!("{}: {e}", base.display()))?;
+    let fd = berth_safepath::create_all(
+        std::os::fd::AsFd::as_fd(&root),
+        std::path::Path::new(sub),
+        berth_safepath::Leaf::Dir,
+    )
+    .map_err(|e| e.to_string())?;
+    let real =
+        std::fs::read_link(berth_safepath::proc_fd_path(std::os::fd::AsFd::as_fd(&fd))).map_err(|e| e.to_string())?;
+    let base_real = std::fs::canonicalize(base).map_err(|e| e.to_string())?;
+    if !real.starts_with(&base_real) {
+        return Err("resolves outside its volume".into());
+    }
+    Ok(real.display().to_string())
 }
 
 /// Makes what a pod's volumes need before its containers are made: its engine volumes

@@ -489,3 +489,79 @@ spec:
     assert!(err.contains("runAsNonRoot and image will run as root"), "{err}");
     assert_eq!(b.ok(&["pod", "ps", "-q"]).trim(), "");
 }
+
+#[test]
+fn sub_paths_mount_inside_their_volume_and_never_out_of_it() {
+    require_root!();
+    let (b, _img) = with_busybox("kube-subpath");
+    // A claim's volume holding a symlink to the host's root, as a container could leave.
+    b.ok(&["volume", "create", "claim"]);
+    let v: Value = serde_json::from_str(&b.ok(&["volume", "inspect", "claim"])).unwrap();
+    let data = std::path::PathBuf::from(v[0]["Mountpoint"].as_str().unwrap());
+    std::os::unix::fs::symlink("/", data.join("evil")).unwrap();
+    std::fs::write(data.join("marker"), "in-the-volume").unwrap();
+    let path = play(
+        &b,
+        "sub.yaml",
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: conf
+data:
+  app.conf: setting=1
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: claim
+spec:
+  accessModes: [ReadWriteOnce]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sub
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: conf
+    configMap: {name: conf}
+  - name: claim
+    persistentVolumeClaim: {claimName: claim}
+  - name: scratch
+    emptyDir: {}
+  containers:
+  - name: app
+    image: bb:1
+    command: ["sleep", "1000"]
+    volumeMounts:
+    - {name: conf, mountPath: /etc/app.conf, subPath: app.conf}
+    - {name: claim, mountPath: /evil, subPath: evil}
+    - {name: scratch, mountPath: /deep, subPath: a/b}
+"#,
+    );
+    let sh = |cmd: &str| b.ok(&["exec", "sub-app", "sh", "-c", cmd]);
+    assert_eq!(sh("cat /etc/app.conf"), "setting=1");
+    // The symlink resolved inside the volume: its root, not the host's.
+    assert_eq!(sh("cat /evil/marker"), "in-the-volume");
+    assert!(!sh("ls /evil").contains("proc"), "{}", sh("ls /evil"));
+    sh("echo x > /deep/f");
+    down(&b, &path);
+    // A claim's data outlives the pods.
+    assert!(data.join("marker").exists());
+    b.ok(&["volume", "rm", "claim"]);
+    // A subPath out of its volume is refused.
+    let bad = b.root.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "kind: Pod\nmetadata:\n  name: bad\nspec:\n  volumes:\n  - {name: s, emptyDir: {}}\n  containers:\n  - name: a\n    image: bb:1\n    volumeMounts: [{name: s, mountPath: /x, subPath: ../../etc}]\n",
+    )
+    .unwrap();
+    let o = b.out(&["kube", "play", &bad.display().to_string()]);
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("without '..'"), "{err}");
+    assert_eq!(b.ok(&["pod", "ps", "-q"]).trim(), "");
+    assert_eq!(b.ok(&["volume", "ls", "-q"]).trim(), "");
+}
