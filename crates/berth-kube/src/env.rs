@@ -13,6 +13,12 @@ pub(crate) struct Data {
     pub(crate) config_maps: std::collections::HashMap<String, std::collections::BTreeMap<String, String>>,
     pub(crate) secrets: std::collections::HashMap<String, std::collections::BTreeMap<String, String>>,
     pub(crate) namespace: String,
+    /// The address of the pod being played (its infra's; the host's on its network).
+    #[serde(skip)]
+    pub(crate) pod_ip: String,
+    /// The host's address (`status.hostIP`).
+    #[serde(skip)]
+    pub(crate) host_ip: String,
 }
 
 impl Data {
@@ -40,6 +46,19 @@ impl Data {
             }
         }
         d
+    }
+
+    /// The host's first IPv4 address that is not loopback (`status.hostIP`).
+    pub(crate) fn host_ip() -> String {
+        nix::ifaddrs::getifaddrs()
+            .ok()
+            .and_then(|mut all| {
+                all.find_map(|a| {
+                    let ip = a.address?.as_sockaddr_in()?.ip();
+                    (!ip.is_loopback()).then(|| ip.to_string())
+                })
+            })
+            .unwrap_or_else(|| "127.0.0.1".into())
     }
 
     /// A key of a ConfigMap (with `secret`, of a Secret); none where `optional` allows it.
@@ -100,12 +119,28 @@ pub(crate) fn environment(c: &core::Container, pod: &pods::Pod, data: &Data) -> 
         } else if let Some(r) = &from.secret_key_ref {
             data.key(true, &r.name, &r.key, r.optional == Some(true))?
         } else if let Some(f) = &from.field_ref {
+            let key = |p: &str, prefix: &str| {
+                p.strip_prefix(prefix)
+                    .and_then(|k| k.strip_prefix("['"))
+                    .and_then(|k| k.strip_suffix("']"))
+                    .map(str::to_string)
+            };
             match f.field_path.as_str() {
                 "metadata.name" => Some(pod.name.clone()),
                 "metadata.namespace" => Some(data.namespace.clone()),
+                "metadata.uid" => Some(pod.id.clone()),
+                "spec.nodeName" => nix::unistd::gethostname().ok().map(|h| h.to_string_lossy().into_owned()),
+                "status.podIP" | "status.podIPs" => Some(data.pod_ip.clone()),
+                "status.hostIP" | "status.hostIPs" => Some(data.host_ip.clone()),
+                p if key(p, "metadata.labels").is_some() => {
+                    key(p, "metadata.labels").and_then(|k| pod.labels.get(&k).cloned())
+                }
+                p if key(p, "metadata.annotations").is_some() => {
+                    key(p, "metadata.annotations").and_then(|k| pod.annotations.get(&k).cloned())
+                }
                 other => {
                     return Err(EngineError::Invalid(format!(
-                        "container {}: env {}: fieldRef {other} is not served yet (metadata.name and metadata.namespace are)",
+                        "container {}: env {}: fieldRef {other} is not served (metadata.name, namespace, uid, labels['K'], annotations['K'], spec.nodeName, status.podIP, status.hostIP are)",
                         c.name, e.name
                     )))
                 }

@@ -641,6 +641,21 @@ pub(crate) fn play_pod(
     }
     let pod = pods::create(engine, images, &opts)?;
     let made = (|| -> Result<Vec<String>, EngineError> {
+        // The infra first: its address is the pod's (`status.podIP`).
+        pods::start_infra(engine, &pod.id, exe)?;
+        data.host_ip = Data::host_ip();
+        data.pod_ip = engine
+            .state(&pod.infra_id)
+            .net
+            .map(|n| n.ip)
+            .filter(|ip| !ip.is_empty())
+            .unwrap_or_else(|| {
+                if spec.host_network == Some(true) {
+                    data.host_ip.clone()
+                } else {
+                    String::new()
+                }
+            });
         prepare_volumes(engine, &pod.name, spec, data)?;
         let mut ids = Vec::new();
         // Init containers are restarted on failure unless the pod's policy is Never.
@@ -664,7 +679,6 @@ pub(crate) fn play_pod(
             // The init containers run in order, each to success, before the app
             // containers: that may take long (or, failing, forever), so a detached
             // `pod start` sees to it and this returns, as the kubelet's API does.
-            pods::start_infra(engine, &pod.id, exe)?;
             spawn_detached(engine, exe, &["pod", "start", &pod.id])?;
         }
         Ok(ids)

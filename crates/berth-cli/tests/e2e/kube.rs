@@ -131,6 +131,7 @@ kind: Pod
 metadata:
   name: envy
   namespace: team
+  labels: {app: envy-app}
 spec:
   terminationGracePeriodSeconds: 1
   containers:
@@ -157,6 +158,12 @@ spec:
     - name: POD_NAMESPACE
       valueFrom:
         fieldRef: {fieldPath: metadata.namespace}
+    - name: POD_IP
+      valueFrom:
+        fieldRef: {fieldPath: status.podIP}
+    - name: APP_LABEL
+      valueFrom:
+        fieldRef: {fieldPath: "metadata.labels['app']"}
     - name: MAYBE
       valueFrom:
         configMapKeyRef: {name: settings, key: ABSENT, optional: true}
@@ -181,6 +188,11 @@ spec:
         assert!(env.lines().any(|l| l == want), "{want} not in {env}");
     }
     assert!(!env.contains("MAYBE="), "{env}");
+    assert!(env.lines().any(|l| l == "APP_LABEL=envy-app"), "{env}");
+    let ip = env.lines().find_map(|l| l.strip_prefix("POD_IP=")).unwrap_or("");
+    assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{env}");
+    let addrs = b.ok(&["exec", "envy-app", "ip", "-4", "-o", "addr"]);
+    assert!(addrs.contains(&format!("inet {ip}/")), "{ip} not in {addrs}");
     b.ok(&["kube", "down", &yaml]);
     // A key the file does not have: refused, nothing made.
     let bad = b.root.path().join("bad.yaml");
