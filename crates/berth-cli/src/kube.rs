@@ -24,6 +24,11 @@ pub enum KubeCmd {
         /// The YAML file, or - for standard input.
         file: String,
     },
+    /// Write Kubernetes YAML (a Pod) for a pod or a container, which `kube play` accepts.
+    Generate {
+        /// The pod or container.
+        name: String,
+    },
     /// List the Jobs `kube play` started, as `kubectl get jobs` does.
     Jobs,
     /// A Job's driver (started by `kube play`).
@@ -91,6 +96,11 @@ pub fn kube(root: &std::path::Path, c: &KubeCmd) -> anyhow::Result<()> {
             }
         }
         KubeCmd::Ps { format } => ps(&e, format.as_deref())?,
+        KubeCmd::Generate { name } => {
+            let images = crate::images::open(root)?;
+            let yaml = berth_kube::generate::generate(&e, &images, name).map_err(|err| Exit(125, err.to_string()))?;
+            print!("{yaml}");
+        }
         KubeCmd::Jobs => {
             let mut lines = vec![vec![
                 "NAME".to_string(),

@@ -9,6 +9,7 @@
 
 mod container;
 mod env;
+pub mod generate;
 pub mod job;
 mod volumes;
 

@@ -565,3 +565,71 @@ spec:
     assert_eq!(b.ok(&["pod", "ps", "-q"]).trim(), "");
     assert_eq!(b.ok(&["volume", "ls", "-q"]).trim(), "");
 }
+
+#[test]
+fn kube_generate_writes_yaml_that_plays_back() {
+    require_root!();
+    let (b, _img) = with_busybox("kube-gen");
+    let port = crate::pods::free_port();
+    b.ok(&[
+        "pod",
+        "create",
+        "--name",
+        "gen",
+        "-p",
+        &format!("127.0.0.1:{port}:8080"),
+    ]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--pod",
+        "gen",
+        "--name",
+        "gen-web",
+        "-e",
+        "GREETING=hi",
+        "--memory",
+        "64m",
+        "--read-only",
+        "--stop-timeout",
+        "1",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo $GREETING; exec httpd -f -p 8080 -h /",
+    ]);
+    let yaml = b.ok(&["kube", "generate", "gen"]);
+    let doc: Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(doc["kind"], "Pod", "{yaml}");
+    let c = &doc["spec"]["containers"][0];
+    assert_eq!(c["name"], "web", "{yaml}");
+    assert_eq!(c["env"][0]["name"], "GREETING", "{yaml}");
+    assert_eq!(c["ports"][0]["hostPort"], port, "{yaml}");
+    assert_eq!(c["resources"]["limits"]["memory"], "67108864", "{yaml}");
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true, "{yaml}");
+    b.ok(&["pod", "rm", "-f", "gen"]);
+    let path = play(&b, "gen.yaml", &yaml);
+    within(10, "the played-back pod", || {
+        (kps(&b, "gen") == "gen 1/1 Running 0").then_some(())
+    });
+    within(5, "its output", || {
+        b.ok(&["logs", "gen-web"]).contains("hi").then_some(())
+    });
+    let got = b.ok(&["exec", "gen-web", "wget", "-qO-", "http://127.0.0.1:8080/etc/hostname"]);
+    assert_eq!(got.trim(), "gen");
+    down(&b, &path);
+    // A container outside a pod: a Pod of its own, NAME-pod.
+    b.ok(&["run", "-d", "--name", "solo", "bb:1", "sleep", "1000"]);
+    let yaml = b.ok(&["kube", "generate", "solo"]);
+    let doc: Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(doc["metadata"]["name"], "solo-pod", "{yaml}");
+    // No entrypoint in the image: the command is the container's args.
+    assert_eq!(
+        doc["spec"]["containers"][0]["args"],
+        serde_json::json!(["sleep", "1000"]),
+        "{yaml}"
+    );
+    b.ok(&["rm", "-f", "solo"]);
+    let missing = b.out(&["kube", "generate", "nothing-here"]);
+    assert_eq!(missing.status.code(), Some(125));
+}

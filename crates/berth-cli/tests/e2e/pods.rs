@@ -76,7 +76,7 @@ fn pid_ipc_and_uts_namespaces_are_joined_from_another_container_or_the_host() {
 }
 
 /// A port no one listens on now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
