@@ -13,6 +13,7 @@ mod hardening;
 mod images;
 mod interactive;
 mod kube;
+mod kube_peer;
 mod kube_probes;
 mod network;
 mod peers;
