@@ -248,7 +248,6 @@ impl Prober {
                 result: "Failure".into(),
                 message: format!("FailedPostStartHook: {message}"),
                 time: berth_image::store::now(),
-                streak: 1,
             },
         );
         self.kill = Some(None);
@@ -271,16 +270,25 @@ impl Prober {
         let failed = failures >= w.probe.failure_threshold.max(1);
         let grace = w.probe.termination_grace;
         let result = if success { "Success" } else { "Failure" };
-        let flipped = self.state.probes.get(kind).is_none_or(|p| p.result != result);
-        self.state.probes.insert(
-            kind.to_string(),
-            ProbeResult {
-                result: result.into(),
-                message: if success { String::new() } else { message },
-                time: berth_image::store::now(),
-                streak: successes.max(failures),
-            },
-        );
+        let message = if success { String::new() } else { message };
+        let prev = self.state.probes.get(kind);
+        let flipped = prev.is_none_or(|p| p.result != result);
+        // A failure for another reason is written down too, keeping its time.
+        let reworded = prev.is_some_and(|p| p.message != message);
+        if flipped || reworded {
+            let time = match prev.filter(|_| !flipped) {
+                Some(p) => p.time.clone(),
+                None => berth_image::store::now(),
+            };
+            self.state.probes.insert(
+                kind.to_string(),
+                ProbeResult {
+                    result: result.into(),
+                    message,
+                    time,
+                },
+            );
+        }
         match kind {
             STARTUP if passed => {
                 self.state.started = true;
@@ -298,7 +306,7 @@ impl Prober {
             READINESS if failed => self.state.ready = false,
             _ => {}
         }
-        flipped || before != (self.state.ready, self.state.started, self.kill.is_some())
+        flipped || reworded || before != (self.state.ready, self.state.started, self.kill.is_some())
     }
 }
 

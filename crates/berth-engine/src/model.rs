@@ -252,10 +252,9 @@ pub struct ProbeResult {
     pub result: String,
     /// Why it failed (output, status code, error).
     pub message: String,
-    /// When, RFC 3339.
+    /// Since when (RFC 3339): the probe that turned the result to this one. Later probes
+    /// with the same result are not written down (no state file write per probe).
     pub time: String,
-    /// Consecutive results like this one.
-    pub streak: u32,
 }
 
 /// What the kubelet would report of a container (`kube play`'s containers).

@@ -62,8 +62,14 @@ metadata:
     });
     assert_eq!(got.trim(), "from-web");
     eventually(|| b.ok(&["logs", "duo-client"]).contains("hello-kube").then_some(()));
-    // Playing it again is refused: the pod exists.
+    // Playing it again is refused: the pod exists. With --replace, it is made anew.
     assert!(!b.out(&["kube", "play", &yaml]).status.success());
+    let before = b.ok(&["pod", "inspect", "--format", "{{.Id}}", "duo"]);
+    let o = b.out(&["kube", "play", "--replace", &yaml]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let after = b.ok(&["pod", "inspect", "--format", "{{.Id}}", "duo"]);
+    assert_ne!(before.trim(), after.trim());
+    assert_eq!(b.ok(&["pod", "ps", "-q"]).lines().count(), 1);
     let o = b.out(&["kube", "down", &yaml]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(b.ok(&["pod", "ps", "-q"]).trim(), "");

@@ -84,9 +84,19 @@ fn the_same_yaml_under_podman_kube_play_ends_the_same() {
     let rootfs = d.join("img");
     busybox_rootfs(&rootfs).unwrap();
     let tar = d.join("img.tar");
-    let o = Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".").output().unwrap();
+    let o = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .unwrap();
     assert!(o.status.success());
-    let o = podman(d, &["import", "--change", "ENV PATH=/bin", tar.to_str().unwrap(), "bb:1"]);
+    let o = podman(
+        d,
+        &["import", "--change", "ENV PATH=/bin", tar.to_str().unwrap(), "bb:1"],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let file = d.join("pods.yaml");
     std::fs::write(&file, yaml()).unwrap();
@@ -98,7 +108,15 @@ fn the_same_yaml_under_podman_kube_play_ends_the_same() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     std::thread::sleep(Duration::from_secs(3));
 
-    let pods = ["never-0", "never-1", "onfailure-0", "onfailure-1", "always-0", "always-1", "steady"];
+    let pods = [
+        "never-0",
+        "never-1",
+        "onfailure-0",
+        "onfailure-1",
+        "always-0",
+        "always-1",
+        "steady",
+    ];
     for pod in pods {
         let name = format!("{pod}-c");
         let p: Value = serde_json::from_slice(&podman(d, &["inspect", &name]).stdout).unwrap();
