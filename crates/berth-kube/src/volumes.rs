@@ -254,17 +254,5 @@ pub(crate) fn remove_volumes(engine: &Engine, pod: &str) {
 
 /// A Kubernetes quantity (`64Mi`, `1G`, `1000`) as bytes for tmpfs's `size=`.
 pub(crate) fn tmpfs_size(q: &str) -> Option<u64> {
-    let digits = q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len());
-    let n: u64 = q[..digits].parse().ok()?;
-    let mult: u64 = match &q[digits..] {
-        "" => 1,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "k" => 1000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        _ => return None,
-    };
-    n.checked_mul(mult)
+    crate::container::bytes(q)
 }
