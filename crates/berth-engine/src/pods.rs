@@ -593,8 +593,11 @@ pub(crate) fn after_exit(engine: &Engine, r: &Record) {
 /// `timeout`), then the infra.
 pub fn stop(engine: &Engine, key: &str, timeout: Option<u64>) -> Result<Pod> {
     let pod = get(engine, key)?;
-    // The containers stop together, as the kubelet stops them: one grace period for all.
-    let ids: Vec<String> = members(engine, &pod)?
+    let all = members(engine, &pod)?;
+    // A `kube play` pod's containers stop together, as the kubelet stops them (one grace
+    // period for all); others one after another, newest first, as Podman's.
+    let together = all.iter().any(|r| r.kube.is_some());
+    let ids: Vec<String> = all
         .into_iter()
         .rev()
         .filter(|r| {
@@ -605,6 +608,12 @@ pub fn stop(engine: &Engine, key: &str, timeout: Option<u64>) -> Result<Pod> {
         })
         .map(|r| r.id)
         .collect();
+    if !together {
+        for id in &ids {
+            crate::ops::stop(engine, id, timeout, None)?;
+        }
+    }
+    let ids = if together { ids } else { Vec::new() };
     let root = engine.root.clone();
     let stopped: Vec<Result<()>> = std::thread::scope(|s| {
         let handles: Vec<_> = ids

@@ -353,6 +353,7 @@ impl Runtime {
         let refused = |code: u8, message: String| ContainerError::init(id, code, message);
         parent.send(&Msg::Go).map_err(sys_err("starting stage 1"))?;
         let mut init_pid = 0;
+        let mut ready = false;
         let mut console = None;
         let mut state = State {
             id: id.to_string(),
@@ -394,6 +395,9 @@ impl Runtime {
                     guard.pids.retain(|x| *x != stage1.as_raw());
                     state.pid = p;
                     state.pid_start = state::proc_stat(p).map(|s| s.0).unwrap_or(0);
+                    if ready {
+                        break;
+                    }
                 }
                 Msg::CreateRuntime => {
                     let st = state::oci_state_json(&state, Status::Creating);
@@ -414,6 +418,10 @@ impl Runtime {
                         None => console = Some(master),
                     }
                 }
+                // Stage 1 reports the init's pid after its fork while the init (stage 2)
+                // already runs on: on a busy machine the init's Ready can come first, and
+                // the pid is still to be read.
+                Msg::Ready if init_pid == 0 => ready = true,
                 Msg::Ready => break,
                 Msg::Error { code, message } => return Err(refused(code, message)),
                 m => return Err(failed(format!("unexpected message {m:?}"))),
