@@ -189,6 +189,29 @@ pub fn check(m: &MountSpec, made_if_missing: bool) -> Result<()> {
     }
 }
 
+/// The host path of `sub` inside the volume at `base`: resolved inside it (a symlink there
+/// is followed as if `base` were the root, so none leads out), made as a directory when
+/// missing, as the kubelet makes it. The path is checked to be inside `base`.
+pub fn sub_path(base: &std::path::Path, sub: &str) -> std::result::Result<String, String> {
+    if sub.starts_with('/') || sub.split('/').any(|c| c == "..") {
+        return Err("must be a relative path without '..'".into());
+    }
+    let root = berth_safepath::open_root(base).map_err(|e| format!("{}: {e}", base.display()))?;
+    let fd = berth_safepath::create_all(
+        std::os::fd::AsFd::as_fd(&root),
+        std::path::Path::new(sub),
+        berth_safepath::Leaf::Dir,
+    )
+    .map_err(|e| e.to_string())?;
+    let real =
+        std::fs::read_link(berth_safepath::proc_fd_path(std::os::fd::AsFd::as_fd(&fd))).map_err(|e| e.to_string())?;
+    let base_real = std::fs::canonicalize(base).map_err(|e| e.to_string())?;
+    if !real.starts_with(&base_real) {
+        return Err("resolves outside its volume".into());
+    }
+    Ok(real.display().to_string())
+}
+
 /// A volume's directory.
 pub fn data_dir(engine: &Engine, name: &str) -> PathBuf {
     engine.root.join("volumes").join(name).join("_data")

@@ -83,7 +83,8 @@ pub(crate) fn container_mounts(
                 };
                 MountSpec {
                     kind: "bind".into(),
-                    source: sub_path(&base, sub).map_err(|e| EngineError::Invalid(format!("{what}: {e}")))?,
+                    source: berth_engine::volumes::sub_path(&base, sub)
+                        .map_err(|e| EngineError::Invalid(format!("{what}: {e}")))?,
                     ..spec
                 }
             }
@@ -92,29 +93,6 @@ pub(crate) fn container_mounts(
         out.push(spec);
     }
     Ok(out)
-}
-
-/// The host path of `sub` inside the volume at `base`: resolved inside it (a symlink there
-/// is followed as if `base` were the root, so none leads out), made as a directory when
-/// missing, as the kubelet makes it. The path is checked to be inside `base`.
-fn sub_path(base: &std::path::Path, sub: &str) -> Result<String, String> {
-    if sub.starts_with('/') || sub.split('/').any(|c| c == "..") {
-        return Err("must be a relative path without '..'".into());
-    }
-    let root = berth_safepath::open_root(base).map_err(|e| format!("{}: {e}", base.display()))?;
-    let fd = berth_safepath::create_all(
-        std::os::fd::AsFd::as_fd(&root),
-        std::path::Path::new(sub),
-        berth_safepath::Leaf::Dir,
-    )
-    .map_err(|e| e.to_string())?;
-    let real =
-        std::fs::read_link(berth_safepath::proc_fd_path(std::os::fd::AsFd::as_fd(&fd))).map_err(|e| e.to_string())?;
-    let base_real = std::fs::canonicalize(base).map_err(|e| e.to_string())?;
-    if !real.starts_with(&base_real) {
-        return Err("resolves outside its volume".into());
-    }
-    Ok(real.display().to_string())
 }
 
 /// Makes what a pod's volumes need before its containers are made: its engine volumes
