@@ -724,6 +724,55 @@ mod tests {
         http_get(free, "/", &bad, t).unwrap_err();
     }
 
+    /// A gRPC health server on loopback written with the `h2` crate (a full HTTP/2:
+    /// HPACK with Huffman, flow control, trailers), answering `status` to every Check.
+    fn h2_health_server(status: u8) -> (SocketAddr, std::thread::JoinHandle<String>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        l.set_nonblocking(true).unwrap();
+        let h = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(l).unwrap();
+                let (sock, _) = l.accept().await.unwrap();
+                let mut conn = h2::server::handshake(sock).await.unwrap();
+                let (req, mut respond) = conn.accept().await.unwrap().unwrap();
+                let path = req.uri().path().to_string();
+                let mut body = req.into_body();
+                tokio::spawn(async move { while conn.accept().await.is_some() {} });
+                while let Some(chunk) = body.data().await {
+                    let _ = body.flow_control().release_capacity(chunk.unwrap().len());
+                }
+                let resp = http::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .body(())
+                    .unwrap();
+                let mut send = respond.send_response(resp, false).unwrap();
+                send.send_data(bytes::Bytes::from(vec![0, 0, 0, 0, 2, 0x08, status]), false)
+                    .unwrap();
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", "0".parse().unwrap());
+                send.send_trailers(trailers).unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                path
+            })
+        });
+        (a, h)
+    }
+
+    #[test]
+    fn grpc_speaks_to_a_real_http2_server() {
+        let (a, h) = h2_health_server(1);
+        grpc_check(a, "", Duration::from_secs(5)).unwrap();
+        assert_eq!(h.join().unwrap(), "/grpc.health.v1.Health/Check");
+        let (a, _h) = h2_health_server(2);
+        let e = grpc_check(a, "db", Duration::from_secs(5)).unwrap_err();
+        assert!(e.contains("NOT_SERVING"), "{e}");
+    }
+
     #[test]
     fn grpc_reads_the_serving_status() {
         // A server's SETTINGS, then DATA with HealthCheckResponse{status: SERVING}.
