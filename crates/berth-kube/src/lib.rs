@@ -139,9 +139,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Doc>, KubeError> {
             docs.push(Doc::Note(format!("{kind} {name:?}: unknown field {f}: ignored")));
         }
         for f in ignored_fields(&input) {
-            docs.push(Doc::Note(format!(
-                "{kind} {name:?}: field {f} is not served on one machine: ignored"
-            )));
+            docs.push(Doc::Note(format!("{kind} {name:?}: field {f} is not served: ignored")));
         }
     }
     Ok(docs)
@@ -175,9 +173,9 @@ fn unknown_fields(input: &serde_json::Value, typed: &serde_json::Value, path: &s
     }
 }
 
-/// Pod spec fields that only mean something to a cluster (scheduling, service accounts):
-/// read, not served.
-const IGNORED_SPEC_FIELDS: &[&str] = &[
+/// Pod spec fields berth reads but does not serve: those that only mean something to a
+/// cluster (scheduling, service accounts), and some it has no counterpart for yet.
+const UNSERVED_POD_FIELDS: &[&str] = &[
     "affinity",
     "nodeSelector",
     "nodeName",
@@ -186,26 +184,93 @@ const IGNORED_SPEC_FIELDS: &[&str] = &[
     "priorityClassName",
     "priority",
     "schedulerName",
+    "schedulingGates",
     "serviceAccountName",
     "serviceAccount",
+    "automountServiceAccountToken",
     "imagePullSecrets",
     "readinessGates",
     "runtimeClassName",
     "preemptionPolicy",
     "overhead",
+    "resourceClaims",
+    "activeDeadlineSeconds",
+    "shareProcessNamespace",
+    "hostPID",
+    "hostIPC",
+    "hostUsers",
+    "hostAliases",
+    "subdomain",
+    "setHostnameAsFQDN",
+    "ephemeralContainers",
+    "os",
+    "securityContext.fsGroup",
+    "securityContext.fsGroupChangePolicy",
+    "securityContext.sysctls",
+    "securityContext.seccompProfile",
+    "securityContext.seLinuxOptions",
+    "securityContext.appArmorProfile",
+    "securityContext.windowsOptions",
 ];
 
-/// The cluster-only fields a Pod (or a workload's template) sets.
-fn ignored_fields(doc: &serde_json::Value) -> Vec<String> {
-    let (spec, at) = match doc["spec"].get("template") {
-        Some(t) => (&t["spec"], "spec.template.spec"),
-        None => (&doc["spec"], "spec"),
-    };
-    IGNORED_SPEC_FIELDS
+/// A container's fields berth reads but does not serve.
+const UNSERVED_CONTAINER_FIELDS: &[&str] = &[
+    "volumeDevices",
+    "resizePolicy",
+    "restartPolicy",
+    "stdinOnce",
+    "resources.claims",
+    "securityContext.seccompProfile",
+    "securityContext.seLinuxOptions",
+    "securityContext.procMount",
+    "securityContext.appArmorProfile",
+    "securityContext.windowsOptions",
+];
+
+/// A Job spec's fields berth reads but does not serve.
+const UNSERVED_JOB_FIELDS: &[&str] = &[
+    "activeDeadlineSeconds",
+    "ttlSecondsAfterFinished",
+    "completionMode",
+    "suspend",
+    "podFailurePolicy",
+    "backoffLimitPerIndex",
+    "maxFailedIndexes",
+    "successPolicy",
+    "podReplacementPolicy",
+];
+
+/// The fields of `v` (dotted paths) in `names` that are set (not null, not empty).
+fn set_fields(v: &serde_json::Value, at: &str, names: &[&str]) -> Vec<String> {
+    names
         .iter()
-        .filter(|f| spec.get(**f).is_some_and(|v| !v.is_null()))
+        .filter(|f| {
+            let got = f.split('.').try_fold(v, |v, k| v.get(k));
+            got.is_some_and(|g| !g.is_null() && g.as_object().is_none_or(|o| !o.is_empty()))
+        })
         .map(|f| format!("{at}.{f}"))
         .collect()
+}
+
+/// The fields a document sets that berth does not serve.
+fn ignored_fields(doc: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let (spec, at) = match doc["spec"].get("template") {
+        Some(t) => {
+            if doc["kind"] == "Job" {
+                out.extend(set_fields(&doc["spec"], "spec", UNSERVED_JOB_FIELDS));
+            }
+            (&t["spec"], "spec.template.spec")
+        }
+        None => (&doc["spec"], "spec"),
+    };
+    out.extend(set_fields(spec, at, UNSERVED_POD_FIELDS));
+    for list in ["initContainers", "containers"] {
+        for (i, c) in spec[list].as_array().into_iter().flatten().enumerate() {
+            out.extend(set_fields(c, &format!("{at}.{list}[{i}]"), UNSERVED_CONTAINER_FIELDS));
+        }
+    }
+    out
 }
 
 /// Warnings about the documents: kinds not served, fields unknown or ignored.
@@ -610,7 +675,7 @@ mod tests {
     fn documents_parse_and_errors_say_where() {
         let docs = parse(
             "f.yaml",
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: a\n    image: bb:1\n    imagePolicy: x\n  nodeSelector: {a: b}\n---\nkind: Service\n",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: a\n    image: bb:1\n    imagePolicy: x\n    securityContext: {seccompProfile: {type: Localhost}}\n  nodeSelector: {a: b}\n  securityContext: {}\n---\nkind: Job\nmetadata: {name: j}\nspec:\n  ttlSecondsAfterFinished: 5\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: a, image: bb:1}]\n---\nkind: Service\n",
         )
         .unwrap();
         assert!(matches!(&docs[0], Doc::Pod(p) if p.metadata.name.as_deref() == Some("web")));
@@ -619,7 +684,9 @@ mod tests {
             w,
             [
                 "Pod \"web\": unknown field spec.containers[0].imagePolicy: ignored",
-                "Pod \"web\": field spec.nodeSelector is not served on one machine: ignored",
+                "Pod \"web\": field spec.nodeSelector is not served: ignored",
+                "Pod \"web\": field spec.containers[0].securityContext.seccompProfile is not served: ignored",
+                "Job \"j\": field spec.ttlSecondsAfterFinished is not served: ignored",
                 "kind Service is not served yet: skipped"
             ]
         );

@@ -151,6 +151,8 @@ fn the_same_yaml_under_podman_kube_play_ends_the_same() {
         }
     }
     b.ok(&["kube", "down", file]);
-    let o = podman(d, &["kube", "down", file]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(b.ok(&["ps", "-aq"]).trim(), "");
+    // podman's own teardown races its restart loop now and then ("device or resource busy"
+    // on a container's shm): it is cleanup here, finished by the store's drop.
+    let _ = podman(d, &["kube", "down", file]);
 }
