@@ -195,11 +195,9 @@ const UNSERVED_POD_FIELDS: &[&str] = &[
     "overhead",
     "resourceClaims",
     "activeDeadlineSeconds",
-    "shareProcessNamespace",
     "hostPID",
     "hostIPC",
     "hostUsers",
-    "hostAliases",
     "subdomain",
     "setHostnameAsFQDN",
     "ephemeralContainers",
@@ -336,6 +334,15 @@ fn pod_options(p: &core::Pod, spec: &core::PodSpec) -> Result<PodOptions, Engine
     };
     if spec.host_network == Some(true) {
         o.infra.network = NetworkMode::Host;
+    }
+    for a in spec.host_aliases.iter().flatten() {
+        for h in a.hostnames.iter().flatten() {
+            o.infra.add_hosts.push(format!("{h}:{}", a.ip));
+        }
+    }
+    // One PID namespace for the pod's containers, the infra's pause as its PID 1.
+    if spec.share_process_namespace == Some(true) {
+        o.share = Some(["ipc", "net", "uts", "pid"].map(String::from).to_vec());
     }
     // dnsConfig: there is no cluster DNS to put first, so its servers, searches and
     // options are the pod's (as --dns, --dns-search, --dns-option).

@@ -415,6 +415,10 @@ metadata:
 spec:
   terminationGracePeriodSeconds: 20
   hostname: myhost
+  shareProcessNamespace: true
+  hostAliases:
+  - ip: 192.0.2.10
+    hostnames: [alias.test, other.test]
   dnsConfig:
     nameservers: [192.0.2.53]
     searches: [example.test]
@@ -456,6 +460,19 @@ spec:
         ["1000", "1000"]
     );
     assert_eq!(sh("hostname").trim(), "myhost");
+    let hosts = sh("cat /etc/hosts");
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.starts_with("192.0.2.10") && l.contains("alias.test")),
+        "{hosts}"
+    );
+    // One PID namespace: the infra's pause is PID 1 here.
+    assert!(
+        sh("cat /proc/1/cmdline").contains("pause"),
+        "{}",
+        sh("cat /proc/1/cmdline")
+    );
     let resolv = sh("cat /etc/resolv.conf");
     for want in ["nameserver 192.0.2.53", "search example.test", "ndots:2"] {
         assert!(resolv.contains(want), "{want} not in {resolv}");
