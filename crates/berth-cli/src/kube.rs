@@ -76,11 +76,18 @@ pub fn kube(root: &std::path::Path, c: &KubeCmd) -> anyhow::Result<()> {
             for w in &played.warnings {
                 eprintln!("WARNING: {w}");
             }
+            // Podman's words: "Container:" for one, "Containers:" for more.
             for (pod, ctrs) in &played.pods {
-                println!("Pod:\n{pod}\nContainers:");
+                println!("Pod:\n{pod}");
+                match ctrs.len() {
+                    0 => {}
+                    1 => println!("Container:"),
+                    _ => println!("Containers:"),
+                }
                 for id in ctrs {
                     println!("{id}");
                 }
+                println!();
             }
         }
         KubeCmd::Down { file } => {
