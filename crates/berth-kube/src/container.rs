@@ -53,6 +53,18 @@ pub(crate) fn container_options(
     o.cmd = c.args.clone().unwrap_or_default();
     resources(&mut o, c)?;
     security(&mut o, spec.security_context.as_ref(), c, image_user)?;
+    // The host's PID and IPC namespaces, where the pod asks for them.
+    if spec.host_pid == Some(true) {
+        if spec.share_process_namespace == Some(true) {
+            return Err(EngineError::Invalid(
+                "hostPID and shareProcessNamespace cannot both be set".into(),
+            ));
+        }
+        o.pid = berth_engine::model::NamespaceMode::Host;
+    }
+    if spec.host_ipc == Some(true) {
+        o.ipc = berth_engine::model::NamespaceMode::Host;
+    }
     Ok(o)
 }
 

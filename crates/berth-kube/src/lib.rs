@@ -195,8 +195,6 @@ const UNSERVED_POD_FIELDS: &[&str] = &[
     "overhead",
     "resourceClaims",
     "activeDeadlineSeconds",
-    "hostPID",
-    "hostIPC",
     "hostUsers",
     "subdomain",
     "setHostnameAsFQDN",

@@ -650,3 +650,33 @@ fn kube_generate_writes_yaml_that_plays_back() {
     let missing = b.out(&["kube", "generate", "nothing-here"]);
     assert_eq!(missing.status.code(), Some(125));
 }
+
+#[test]
+fn host_pid_and_ipc_are_the_hosts() {
+    require_root!();
+    let (b, _img) = with_busybox("kube-hostns");
+    let path = play(
+        &b,
+        "hostns.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hostns
+spec:
+  terminationGracePeriodSeconds: 1
+  hostPID: true
+  hostIPC: true
+  containers:
+  - name: c
+    image: bb:1
+    command: ["sleep", "1000"]
+"#,
+    );
+    for ns in ["pid", "ipc"] {
+        let inside = b.ok(&["exec", "hostns-c", "readlink", &format!("/proc/self/ns/{ns}")]);
+        let host = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        assert_eq!(inside.trim(), host.display().to_string(), "{ns}");
+    }
+    down(&b, &path);
+}
