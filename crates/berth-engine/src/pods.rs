@@ -518,7 +518,8 @@ pub fn start(engine: &Engine, key: &str, exe: &Path) -> Result<Pod> {
             if !st.running() {
                 crate::ops::start(engine, &r.id, exe)?;
             }
-            let st = wait_done(engine, &r.id);
+            // Until it ran for good (no restart brings it back), or is gone.
+            let st = crate::monitor::wait_exited(engine, &r.id, Duration::from_secs(365 * 24 * 3600));
             if st.status != crate::model::Status::Exited || st.exit_code != 0 {
                 return Err(EngineError::Start {
                     code: st.exit_code,
@@ -546,26 +547,6 @@ pub fn start_infra(engine: &Engine, key: &str, exe: &Path) -> Result<(Pod, bool)
     }
     write_hosts(engine, &pod)?;
     Ok((pod, fresh))
-}
-
-/// Waits until a container ran for good (exited, and no restart policy brings it back),
-/// or is gone; its last state.
-fn wait_done(engine: &Engine, id: &str) -> crate::model::State {
-    let mut nap = Duration::from_millis(1);
-    loop {
-        let st = engine.state(id);
-        let gone = !engine.dir(id).exists();
-        if gone
-            || !matches!(
-                st.status,
-                crate::model::Status::Running | crate::model::Status::Restarting
-            )
-        {
-            return st;
-        }
-        std::thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(100));
-    }
 }
 
 /// After a container of a pod stopped for good (its monitor calls this): the infra gone
