@@ -3,50 +3,14 @@
 //! the exit code of the last run, whether the restart policy restarted it, and whether it
 //! runs (is ready) now.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use berth_testutil::{busybox_rootfs, require_root, require_tool, TempDir};
+use berth_testutil::{busybox_rootfs, require_root, require_tool};
 use serde_json::Value;
 
 use crate::containers::with_busybox;
-
-/// podman with a private store under `dir`, runc as its runtime.
-fn podman(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new("podman")
-        .env("CONTAINERS_CONF", dir.join("containers.conf"))
-        .arg("--root")
-        .arg(dir.join("storage"))
-        .arg("--runroot")
-        .arg(dir.join("run"))
-        .arg("--tmpdir")
-        .arg(dir.join("tmp"))
-        .args([
-            "--runtime",
-            "runc",
-            "--storage-driver",
-            "vfs",
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running podman")
-}
-
-/// Its store, removed (with what runs from it) when dropped.
-struct Store(TempDir);
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        let _ = podman(self.0.path(), &["pod", "rm", "-af", "-t", "0"]);
-        let _ = podman(self.0.path(), &["system", "reset", "-f"]);
-        crate::peers::dockerd::unmount_below(self.0.path());
-    }
-}
+use crate::peers::podman::Podman;
 
 /// The pods: each restart policy on exit codes 0 and 1, and one that keeps running.
 fn yaml() -> String {
@@ -74,13 +38,8 @@ fn the_same_yaml_under_podman_kube_play_ends_the_same() {
     require_tool!("conmon");
     require_tool!("catatonit");
     let (b, _img) = with_busybox("kube-peer");
-    let store = Store(TempDir::new("kube-peer-podman"));
-    let d = store.0.path();
-    std::fs::write(
-        d.join("containers.conf"),
-        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n[engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n",
-    )
-    .unwrap();
+    let p = Podman::with_runc("kube-peer-podman");
+    let d = p.dir.path();
     let rootfs = d.join("img");
     busybox_rootfs(&rootfs).unwrap();
     let tar = d.join("img.tar");
@@ -93,16 +52,13 @@ fn the_same_yaml_under_podman_kube_play_ends_the_same() {
         .output()
         .unwrap();
     assert!(o.status.success());
-    let o = podman(
-        d,
-        &["import", "--change", "ENV PATH=/bin", tar.to_str().unwrap(), "bb:1"],
-    );
+    let o = p.podman(&["import", "--change", "ENV PATH=/bin", tar.to_str().unwrap(), "bb:1"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let file = d.join("pods.yaml");
     std::fs::write(&file, yaml()).unwrap();
     let file = file.to_str().unwrap();
 
-    let o = podman(d, &["kube", "play", "--network", "none", file]);
+    let o = p.podman(&["kube", "play", "--network", "none", file]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = b.out(&["kube", "play", file]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -119,12 +75,12 @@ fn the_same_yaml_under_podman_kube_play_ends_the_same() {
     ];
     for pod in pods {
         let name = format!("{pod}-c");
-        let p: Value = serde_json::from_slice(&podman(d, &["inspect", &name]).stdout).unwrap();
-        let p = &p[0];
+        let seen: Value = serde_json::from_slice(&p.podman(&["inspect", &name]).stdout).unwrap();
+        let seen = &seen[0];
         let theirs: Outcome = (
-            p["State"]["ExitCode"].as_i64().unwrap_or(-1),
-            p["RestartCount"].as_i64().unwrap_or(0) > 0,
-            p["State"]["Status"] == "running",
+            seen["State"]["ExitCode"].as_i64().unwrap_or(-1),
+            seen["RestartCount"].as_i64().unwrap_or(0) > 0,
+            seen["State"]["Status"] == "running",
         );
         let v: Value = serde_json::from_str(&b.ok(&["pod", "inspect", pod])).unwrap();
         let v = if v.is_array() { v[0].clone() } else { v };
@@ -154,5 +110,5 @@ fn the_same_yaml_under_podman_kube_play_ends_the_same() {
     assert_eq!(b.ok(&["ps", "-aq"]).trim(), "");
     // podman's own teardown races its restart loop now and then ("device or resource busy"
     // on a container's shm): it is cleanup here, finished by the store's drop.
-    let _ = podman(d, &["kube", "down", file]);
+    let _ = p.podman(&["kube", "down", file]);
 }

@@ -3,4 +3,4 @@
 //! it afterwards.
 
 pub mod dockerd;
-mod podman;
+pub mod podman;

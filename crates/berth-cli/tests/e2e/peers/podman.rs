@@ -6,12 +6,28 @@ use std::process::{Command, Stdio};
 use berth_testutil::{busybox_rootfs, require_root, require_tool, TempDir};
 
 /// A podman invocation with a private store, run root and tmpdir under one test directory.
-struct Podman {
-    dir: TempDir,
+pub(crate) struct Podman {
+    pub(crate) dir: TempDir,
     runtime: PathBuf,
 }
 
 impl Podman {
+    /// podman with runc as its runtime (a peer of berth, not a client), the host's hard
+    /// limits as its containers' default rlimits.
+    pub(crate) fn with_runc(test: &str) -> Podman {
+        let dir = TempDir::new(test);
+        std::fs::write(
+            dir.path().join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n[engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n",
+        )
+        .unwrap();
+        Podman {
+            dir,
+            runtime: PathBuf::from("runc"),
+        }
+    }
+
+    /// podman with berth-runtime as its OCI runtime.
     fn new(test: &str) -> Podman {
         let dir = TempDir::new(test);
         let runtime = dir.path().join("berth-runtime");
@@ -24,7 +40,7 @@ impl Podman {
         Podman { dir, runtime }
     }
 
-    fn podman(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn podman(&self, args: &[&str]) -> std::process::Output {
         let d = self.dir.path();
         Command::new("podman")
             .env("CONTAINERS_CONF", d.join("containers.conf"))
@@ -63,6 +79,7 @@ impl Podman {
 
 impl Drop for Podman {
     fn drop(&mut self) {
+        let _ = self.podman(&["pod", "rm", "-af", "-t", "0"]);
         let _ = self.podman(&["rm", "-af", "-t", "0"]);
         let _ = self.podman(&["system", "reset", "-f"]);
         super::dockerd::unmount_below(self.dir.path());
