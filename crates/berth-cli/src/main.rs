@@ -33,8 +33,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about, propagate_version = true)]
 struct Cli {
-    /// Root of berth's persistent state (images, containers, volumes).
-    #[arg(long, env = "BERTH_ROOT", default_value = "/var/lib/berth")]
+    /// Root of berth's persistent state (images, containers, volumes); rootless:
+    /// $XDG_DATA_HOME/berth.
+    #[arg(long, env = "BERTH_ROOT", default_value_os_t = berth_engine::rootless::default_root())]
     root: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -154,8 +155,9 @@ enum Command {
     /// Serve the Docker Engine API (the docker CLI, docker-compose and the SDKs drive berth
     /// through it).
     Daemon {
-        /// Where to listen (repeatable): unix:///path, or tcp://HOST:PORT with --tlsverify.
-        #[arg(short = 'H', long = "host", default_value = "unix:///run/berth/berth.sock")]
+        /// Where to listen (repeatable): unix:///path, or tcp://HOST:PORT with --tlsverify
+        /// (default: /run/berth/berth.sock; rootless: $XDG_RUNTIME_DIR/berth.sock).
+        #[arg(short = 'H', long = "host")]
         host: Vec<String>,
         /// Use TLS and verify clients' certificates (required for tcp://).
         #[arg(long)]
@@ -223,6 +225,13 @@ enum Command {
     Login(images::LoginArgs),
     /// Log out from a registry.
     Logout(images::LogoutArgs),
+    /// Run a command in the rootless user's namespace, as its root (e.g. to clean files
+    /// the containers made in the store).
+    Unshare {
+        /// The command (default: $SHELL).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Manage berth.
     System {
         #[command(subcommand)]
@@ -320,6 +329,11 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
                 (false, None, None, None) => None,
                 _ => anyhow::bail!("TLS needs all of --tlsverify, --tlscacert, --tlscert and --tlskey"),
             };
+            let host = if host.is_empty() {
+                vec![format!("unix://{}", berth_engine::rootless::default_socket().display())]
+            } else {
+                host
+            };
             let listen = host
                 .iter()
                 .map(|h| berth_api::parse_listen(h, tls.as_ref()))
@@ -368,6 +382,10 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow::anyhow!(e)),
         Command::Builder { command } => build::builder(root, &command),
+        Command::Unshare { command } => match berth_engine::rootless::unshare_exec(&command) {
+            Ok(never) => match never {},
+            Err(e) => Err(containers::Exit(125, e.to_string()).into()),
+        },
     }
 }
 
@@ -424,6 +442,22 @@ fn is_monitor(mut args: impl Iterator<Item = String>) -> bool {
     false
 }
 
+/// Whether the command line is `berth [--root R] runtime ...` (or help and version, which
+/// need no namespace).
+fn is_runtime_command(mut args: impl Iterator<Item = String>) -> bool {
+    while let Some(a) = args.next() {
+        if a == "--root" {
+            args.next();
+            continue;
+        }
+        if a.starts_with("--root=") {
+            continue;
+        }
+        return matches!(a.as_str(), "runtime" | "help" | "--help" | "-h" | "--version" | "-V");
+    }
+    true
+}
+
 fn main() -> ExitCode {
     // A pod's infra, re-executed by the runtime's pause: nothing else.
     if std::env::args_os().next().is_some_and(|a| a == "berth-pause") {
@@ -469,6 +503,15 @@ fn main() -> ExitCode {
     if as_runtime {
         let cli = runtime::RuntimeCli::parse();
         return runtime::main(cli);
+    }
+    // A rootless user's commands run in the user's namespace (the runtime front excepted:
+    // run as a user it is a rootless runtime of its own, as runc is). First, before any
+    // thread exists.
+    if !is_runtime_command(std::env::args().skip(1)) {
+        if let Err(e) = berth_engine::rootless::enter() {
+            eprintln!("Error: {e}");
+            return ExitCode::from(125);
+        }
     }
     let cli = Cli::parse();
     match cli.command {

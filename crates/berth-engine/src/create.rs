@@ -679,6 +679,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
     };
     berth_runtime::container::parse_signal(&r.stop_signal)
         .map_err(|e| EngineError::Invalid(format!("invalid stop signal: {e}")))?;
+    crate::rootless::check_limits(&r)?;
     let mut r = r;
     match engine.insert(&r) {
         // A generated name taken between the check and the insert (a concurrent create):

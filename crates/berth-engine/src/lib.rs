@@ -36,6 +36,7 @@ pub mod networks;
 pub mod ops;
 pub mod options;
 pub mod pods;
+pub mod rootless;
 pub mod runtimes;
 pub mod spec;
 pub mod store;

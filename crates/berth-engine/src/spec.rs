@@ -477,7 +477,12 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
             "image" => {
                 let lowers = m.options.iter().find_map(|o| o.strip_prefix("lowerdir=")).unwrap_or("");
                 if lowers.contains(':') {
-                    let opts = ["ro", "nodev", "nosuid", &format!("lowerdir={lowers}")].map(str::to_string);
+                    let mut opts = ["ro", "nodev", "nosuid", &format!("lowerdir={lowers}")]
+                        .map(str::to_string)
+                        .to_vec();
+                    if berth_safepath::userns::in_user_namespace() {
+                        opts.push("userxattr".into());
+                    }
                     user_mounts.push(
                         json!({"destination": m.destination, "type": "overlay", "source": "overlay", "options": opts}),
                     );
@@ -538,7 +543,7 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
             bind(dir.join("hosts"), "/etc/hosts")
         ],
         "linux": {
-            "cgroupsPath": format!("{}/{}", if r.cgroup_parent.is_empty() { "/berth" } else { r.cgroup_parent.as_str() }, r.id),
+            "cgroupsPath": crate::rootless::cgroups_path(r),
             "resources": resources,
             "namespaces": namespaces,
             "maskedPaths": masked_paths(r),

@@ -82,7 +82,9 @@ impl Engine {
         std::fs::create_dir_all(&run).map_err(io_err("creating", &run))?;
         // The run directory may hold the API socket (`/run/berth/berth.sock`), which the
         // `berth` group reaches: others may traverse it, not list it; what it holds is 0700.
-        perms::set(&run, 0o711).map_err(io_err("securing", &run))?;
+        // A rootless user's runtime directory is the user's alone.
+        let mode = if crate::rootless::is_rootless() { 0o700 } else { 0o711 };
+        perms::set(&run, mode).map_err(io_err("securing", &run))?;
         for d in ["runtime", "runtimes", "netns"] {
             perms::set(&run.join(d), perms::DIR).map_err(io_err("securing", run.join(d)))?;
         }
@@ -250,10 +252,13 @@ impl Engine {
 }
 
 /// Where runtime state lives for a data root: `/run/berth` for the default root (tmpfs, gone
-/// after a reboot), `<root>/run` for any other.
+/// after a reboot), the user's runtime directory for a rootless user's default root,
+/// `<root>/run` for any other.
 pub fn run_dir(root: &Path) -> PathBuf {
     if root == Path::new("/var/lib/berth") {
         PathBuf::from("/run/berth")
+    } else if crate::rootless::is_rootless() && root == crate::rootless::default_root() {
+        crate::rootless::run_root()
     } else {
         root.join("run")
     }

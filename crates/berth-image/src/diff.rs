@@ -95,7 +95,7 @@ fn walk(
         if !xattrs.is_empty() {
             let recs: Vec<(String, Vec<u8>)> = xattrs
                 .iter()
-                .filter(|(k, _)| !k.starts_with("trusted.overlay."))
+                .filter(|(k, _)| !k.starts_with("trusted.overlay.") && !k.starts_with("user.overlay."))
                 .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.clone()))
                 .collect();
             if !recs.is_empty() {
@@ -107,10 +107,9 @@ fn walk(
             h.set_entry_type(tar::EntryType::Directory);
             h.set_size(0);
             b.append_data(&mut h, &r, std::io::empty()).map_err(tar_err(&r))?;
-            if xattrs
-                .iter()
-                .any(|(k, v)| k == "trusted.overlay.opaque" && v.as_slice() == b"y")
-            {
+            if xattrs.iter().any(|(k, v)| {
+                k.strip_prefix(berth_safepath::userns::overlay_xattr_prefix()) == Some("opaque") && v.as_slice() == b"y"
+            }) {
                 let opq = r.join(".wh..wh..opq");
                 let mut h = tar::Header::new_gnu();
                 h.set_entry_type(tar::EntryType::Regular);

@@ -120,6 +120,9 @@ pub fn mount_overlay(target: &Path, lowers: &[PathBuf], upper: Option<(&Path, &P
         .collect::<Vec<_>>()
         .join(":");
     let mut opts = format!("lowerdir={lower}");
+    if berth_safepath::userns::in_user_namespace() {
+        opts.push_str(",userxattr");
+    }
     if let Some((u, w)) = upper {
         opts.push_str(&format!(",upperdir={},workdir={}", u.display(), w.display()));
     }
@@ -157,6 +160,9 @@ fn mount_overlay_fsconfig(target: &Path, lowers: &[PathBuf], upper: Option<(&Pat
     // Bottom layer last in the classic string is first here: lowerdir+ appends below.
     for l in lowers {
         mount::set_string(&fs, "lowerdir+", &l.to_string_lossy())?;
+    }
+    if berth_safepath::userns::in_user_namespace() {
+        mount::set_flag(&fs, "userxattr")?;
     }
     if let Some((u, w)) = upper {
         mount::set_string(&fs, "upperdir", &u.to_string_lossy())?;

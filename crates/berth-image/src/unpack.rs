@@ -152,8 +152,12 @@ pub fn unpack(name: &str, r: impl Read, dest: &Path) -> Result<Unpacked> {
             // Whiteouts.
             if let Some(hidden) = fname.as_bytes().strip_prefix(b".wh.") {
                 if hidden == b".wh..opq" {
-                    set_xattr(pdir.as_fd(), "trusted.overlay.opaque", b"y")
-                        .map_err(|e| bad(&shown, format!("marking opaque: {e}")))?;
+                    set_xattr(
+                        pdir.as_fd(),
+                        &format!("{}opaque", safepath::userns::overlay_xattr_prefix()),
+                        b"y",
+                    )
+                    .map_err(|e| bad(&shown, format!("marking opaque: {e}")))?;
                 } else if hidden.starts_with(b".wh.") {
                     // AUFS metadata (.wh..wh.plnk...): not content.
                 } else {
@@ -374,7 +378,7 @@ fn xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(String, Vec<u8>)> {
                 if let Some(name) = k.strip_prefix("SCHILY.xattr.") {
                     // overlayfs reads trusted.overlay.* as instructions (redirects,
                     // metacopy, opacity): a layer may not smuggle them in.
-                    if !name.starts_with("trusted.overlay.") && !name.is_empty() {
+                    if !name.starts_with("trusted.overlay.") && !name.starts_with("user.overlay.") && !name.is_empty() {
                         v.push((name.to_string(), ext.value_bytes().to_vec()));
                     }
                 }
@@ -542,13 +546,7 @@ fn copy_sparse(r: &mut dyn Read, f: &mut File) -> std::io::Result<u64> {
 /// Whether this process may create device nodes (CAP_MKNOD in the initial user namespace
 /// is what counts for usable devices; a user namespace's root gets EPERM).
 fn caps_allow_mknod() -> bool {
-    let uid_map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
-    let initial = uid_map
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .get(..3)
-        .is_some_and(|f| f == ["0", "0", "4294967295"]);
-    initial && nix::unistd::geteuid().is_root()
+    !safepath::userns::in_user_namespace() && nix::unistd::geteuid().is_root()
 }
 
 #[cfg(test)]

@@ -190,22 +190,37 @@ impl Drop for Guard<'_> {
     }
 }
 
+/// Creates the container's cgroup. In a user namespace (a rootless engine) where the host
+/// has not delegated the hierarchy, the container runs without one, as runc's rootless mode
+/// does, unless the spec asks for limits that only a cgroup can apply: that is refused.
+fn rootless_cgroup(cgroup: CgroupConfig, res: Option<&LinuxResources>) -> Result<CgroupConfig, ContainerError> {
+    match cgroup.create() {
+        Ok(()) => Ok(cgroup),
+        Err(CgroupError::Io { source, path, .. })
+            if berth_safepath::userns::in_user_namespace()
+                && matches!(source.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS)) =>
+        {
+            if let Some(what) = res.and_then(cgroups::limit_named) {
+                return Err(CgroupError::Invalid {
+                    what,
+                    reason: format!(
+                        "resource limits need a cgroup, and this user may not create one ({} is not writable): \
+                         rootless containers get limits only on a cgroup v2 host that delegates a subtree to the user",
+                        path.display()
+                    ),
+                }
+                .into());
+            }
+            Ok(CgroupConfig::none())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The caller's user name from /etc/passwd (no NSS: the binary is static), else the uid.
 fn owner() -> String {
     let uid = nix::unistd::getuid().as_raw();
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|text| passwd_name(&text, uid))
-        .unwrap_or_else(|| uid.to_string())
-}
-
-fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
-    passwd.lines().find_map(|line| {
-        let mut f = line.split(':');
-        let name = f.next()?;
-        let id: u32 = f.nth(1)?.parse().ok()?;
-        (id == uid && !name.is_empty()).then(|| name.to_string())
-    })
+    crate::idmap::user_name(uid).unwrap_or_else(|| uid.to_string())
 }
 
 fn write_id_map(
@@ -280,6 +295,7 @@ impl Runtime {
         };
         let namespaces = linux.namespaces().clone().unwrap_or_default();
         let plan = namespaces::plan(&namespaces)?;
+        let cgroup = rootless_cgroup(cgroup, linux.resources().as_ref())?;
         sd.create()?;
         let mut guard = Guard {
             sd: &sd,
@@ -310,9 +326,8 @@ impl Runtime {
             nix::sys::stat::Mode::empty(),
         )
         .map_err(sys_err(format!("opening {}", fifo.display())))?;
-        cgroup.create()?;
         guard.cgroup = Some(&cgroup);
-        if let Some(res) = linux.resources() {
+        if let Some(res) = linux.resources().as_ref().filter(|_| !cgroup.is_none()) {
             cgroup.set(&with_default_devices(res, linux.devices().as_deref().unwrap_or(&[])))?;
         }
         if opts.subreaper {
@@ -622,7 +637,7 @@ impl Runtime {
     /// `ps`: the container's pids.
     pub fn pids(&self, id: &str) -> Result<Vec<i32>, ContainerError> {
         let (_, st, _) = self.load(id)?;
-        Ok(st.cgroup.pids()?)
+        pids_of(&st)
     }
 
     /// One `events --stats` record.
@@ -712,9 +727,45 @@ pub fn observe(sd: &StateDir, st: &State) -> Status {
     Status::Running
 }
 
+/// The container's processes: its cgroup's, or without one (rootless, undelegated) those in
+/// its init's pid namespace, or with the host's pid namespace the init and its descendants.
+fn pids_of(st: &State) -> Result<Vec<i32>, ContainerError> {
+    if !st.cgroup.is_none() {
+        return Ok(st.cgroup.pids()?);
+    }
+    let ns_of = |p: i32| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+    let init_ns = ns_of(st.pid);
+    if st.pid <= 0 || init_ns.is_none() {
+        return Ok(Vec::new());
+    }
+    let all: Vec<(i32, i32)> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter_map(|p| {
+                    let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+                    let ppid = stat[stat.rfind(')')? + 2..].split_whitespace().nth(1)?.parse().ok()?;
+                    Some((p, ppid))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if has_pidns(st) {
+        return Ok(all.iter().map(|(p, _)| *p).filter(|p| ns_of(*p) == init_ns).collect());
+    }
+    let mut found = vec![st.pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(all.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    Ok(found)
+}
+
 fn signal_all(st: &State, sig: i32) -> Result<(), ContainerError> {
     let frozen = st.cgroup.is_frozen();
-    for p in st.cgroup.pids()? {
+    for p in pids_of(st)? {
         let _ = crate::sys::kill(p, sig);
     }
     // A frozen process only acts on SIGKILL once thawed.
@@ -800,9 +851,9 @@ mod tests {
     #[test]
     fn owner_names_come_from_passwd() {
         let pw = "root:x:0:0:root:/root:/bin/bash\n# junk\nbad\ndaemon:x:1:1::/:/bin/false\n";
-        assert_eq!(passwd_name(pw, 0).as_deref(), Some("root"));
-        assert_eq!(passwd_name(pw, 1).as_deref(), Some("daemon"));
-        assert_eq!(passwd_name(pw, 7), None);
+        assert_eq!(crate::idmap::passwd_field(pw, 0, 0).as_deref(), Some("root"));
+        assert_eq!(crate::idmap::passwd_field(pw, 1, 0).as_deref(), Some("daemon"));
+        assert_eq!(crate::idmap::passwd_field(pw, 7, 0), None);
     }
 
     #[test]

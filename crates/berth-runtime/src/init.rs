@@ -250,7 +250,7 @@ fn init(chan: &Chan, a: &InitArgs<'_>, new_mntns: bool) -> Result<Never, Fail> {
             rootfs: a.rootfs,
             cgroup: a.cgroup,
             cgroupns: has(LinuxNamespaceType::Cgroup),
-            userns: has(LinuxNamespaceType::User),
+            userns: has(LinuxNamespaceType::User) || berth_safepath::userns::in_user_namespace(),
         };
         rootfs::prepare(spec, &ctx).map_err(chain)?;
     }

@@ -12,6 +12,7 @@ pub mod cgroups;
 pub mod container;
 pub mod features;
 pub mod hooks;
+pub mod idmap;
 mod init;
 pub mod minit;
 pub mod namespaces;

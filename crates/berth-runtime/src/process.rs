@@ -203,7 +203,13 @@ pub fn finalize(p: &Process, seccomp: Option<(&[libc::sock_filter], u32)>) -> Re
         }
     }
     if let Some(adj) = p.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(step("setting oom_score_adj"))?;
+        match std::fs::write("/proc/self/oom_score_adj", adj.to_string()) {
+            // A rootless process may raise its score, never lower it (that takes
+            // CAP_SYS_RESOURCE on the host): it keeps the one it has, as Podman's do.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::PermissionDenied && berth_safepath::userns::in_user_namespace() => {}
+            r => r.map_err(step("setting oom_score_adj"))?,
+        }
     }
     let umask = p.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));

@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod mount;
+pub mod userns;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};

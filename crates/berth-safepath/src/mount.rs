@@ -54,6 +54,22 @@ pub fn set_string(fs: &OwnedFd, key: &str, value: &str) -> io::Result<()> {
     })
 }
 
+/// `fsconfig(FSCONFIG_SET_FLAG)`: the boolean option `key` is on.
+pub fn set_flag(fs: &OwnedFd, key: &str) -> io::Result<()> {
+    let k = CString::new(key)?;
+    // SAFETY: k is a valid NUL-terminated string; SET_FLAG takes no value.
+    ok(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            libc::FSCONFIG_SET_FLAG,
+            k.as_ptr(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    })
+}
+
 /// `fsconfig(FSCONFIG_CMD_CREATE)`: the filesystem is made from the options set.
 pub fn create(fs: &OwnedFd) -> io::Result<()> {
     // SAFETY: CMD_CREATE takes no pointers.

@@ -244,7 +244,52 @@ pub fn normalize(cgroups_path: Option<&Path>, id: &str, systemd: bool) -> Result
     Ok(path)
 }
 
+/// The first resource limit `res` sets (its spec name), if any: what only a cgroup applies.
+/// Device rules are not limits: without a cgroup, a user namespace already keeps device
+/// nodes out of reach.
+pub fn limit_named(res: &LinuxResources) -> Option<String> {
+    let mem = res.memory().as_ref();
+    let cpu = res.cpu().as_ref();
+    let checks: [(&str, bool); 9] = [
+        (
+            "memory",
+            mem.is_some_and(|m| m.limit().is_some() || m.reservation().is_some() || m.swap().is_some()),
+        ),
+        ("cpu.shares", cpu.is_some_and(|c| c.shares().is_some())),
+        ("cpu.quota", cpu.is_some_and(|c| c.quota().is_some())),
+        (
+            "cpu.cpus",
+            cpu.is_some_and(|c| c.cpus().as_ref().is_some_and(|s| !s.is_empty())),
+        ),
+        (
+            "cpu.mems",
+            cpu.is_some_and(|c| c.mems().as_ref().is_some_and(|s| !s.is_empty())),
+        ),
+        ("pids.limit", res.pids().as_ref().is_some_and(|p| p.limit() > 0)),
+        ("blockIO", res.block_io().is_some()),
+        (
+            "hugepageLimits",
+            res.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()),
+        ),
+        ("unified", res.unified().as_ref().is_some_and(|u| !u.is_empty())),
+    ];
+    checks
+        .iter()
+        .find(|(_, set)| *set)
+        .map(|(n, _)| format!("linux.resources.{n}"))
+}
+
 impl CgroupConfig {
+    /// No cgroup at all: a rootless container on a host that delegates none.
+    pub fn none() -> CgroupConfig {
+        CgroupConfig::V1 { paths: BTreeMap::new() }
+    }
+
+    /// Whether this is [`CgroupConfig::none`].
+    pub fn is_none(&self) -> bool {
+        matches!(self, CgroupConfig::V1 { paths } if paths.is_empty())
+    }
+
     /// Works out the directories for `path` (from [`normalize`]) on `layout`. A relative path
     /// is below the runtime's own cgroup, as runc does.
     pub fn resolve(layout: &Layout, path: &Path, own: &BTreeMap<String, String>) -> CgroupConfig {
