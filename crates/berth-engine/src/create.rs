@@ -338,7 +338,14 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         &o.cmd,
     )?;
     let network = match &o.network {
+        // A rootless user's default (and `bridge`): the user-mode stack, as Podman's
+        // (pasta); bridges are the user's own networks, made with `network create`.
+        NetworkMode::Bridge if crate::rootless::is_rootless() => "pasta".to_string(),
         NetworkMode::Bridge => crate::networks::DEFAULT.to_string(),
+        m @ (NetworkMode::Pasta(_) | NetworkMode::Slirp4netns(_)) => {
+            crate::networks::usermode::check(m)?;
+            m.user_mode_string().unwrap_or_default()
+        }
         NetworkMode::None => "none".to_string(),
         NetworkMode::Host => "host".to_string(),
         NetworkMode::Container(c) => format!("container:{}", engine.resolve(c)?.id),

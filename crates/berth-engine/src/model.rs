@@ -25,6 +25,11 @@ pub enum NetworkMode {
     /// A network namespace made by someone else, by its file (`ns:PATH`, Podman's syntax;
     /// a CRI sandbox's, wired by CNI plugins).
     Path(String),
+    /// User-mode networking by `pasta` (the rootless default) with its extra arguments
+    /// (`pasta:ARG,ARG`).
+    Pasta(Vec<String>),
+    /// User-mode networking by `slirp4netns` with its options (`slirp4netns:OPT=V,...`).
+    Slirp4netns(Vec<String>),
 }
 
 impl NetworkMode {
@@ -34,6 +39,17 @@ impl NetworkMode {
             "" | "default" | "bridge" => NetworkMode::Bridge,
             "none" => NetworkMode::None,
             "host" => NetworkMode::Host,
+            "pasta" => NetworkMode::Pasta(Vec::new()),
+            "slirp4netns" => NetworkMode::Slirp4netns(Vec::new()),
+            s if s.starts_with("pasta:") || s.starts_with("slirp4netns:") => {
+                let (kind, opts) = s.split_once(':').unwrap_or((s, ""));
+                let opts: Vec<String> = opts.split(',').filter(|o| !o.is_empty()).map(str::to_string).collect();
+                if kind == "pasta" {
+                    NetworkMode::Pasta(opts)
+                } else {
+                    NetworkMode::Slirp4netns(opts)
+                }
+            }
             s => match (s.strip_prefix("container:"), s.strip_prefix("ns:")) {
                 (Some(c), _) => NetworkMode::Container(c.to_string()),
                 (None, Some(p)) => NetworkMode::Path(p.to_string()),
@@ -46,6 +62,25 @@ impl NetworkMode {
     /// (`none`, `host`, `container:`).
     pub fn is_private(&self) -> bool {
         !matches!(self, NetworkMode::Bridge | NetworkMode::Named(_))
+    }
+
+    /// pasta or slirp4netns: a namespace of its own, wired by a user-mode network stack.
+    pub fn is_user_mode(&self) -> bool {
+        matches!(self, NetworkMode::Pasta(_) | NetworkMode::Slirp4netns(_))
+    }
+
+    /// The record's form of a user-mode mode (`pasta:ARG,...`).
+    pub fn user_mode_string(&self) -> Option<String> {
+        let (kind, opts) = match self {
+            NetworkMode::Pasta(o) => ("pasta", o),
+            NetworkMode::Slirp4netns(o) => ("slirp4netns", o),
+            _ => return None,
+        };
+        Some(if opts.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}:{}", opts.join(","))
+        })
     }
 
     /// A user-defined network (where fixed addresses and aliases are allowed).

@@ -22,6 +22,7 @@ use crate::{EngineError, Result};
 
 mod endpoints;
 pub use endpoints::*;
+pub mod usermode;
 
 /// The default network's name.
 pub const DEFAULT: &str = "bridge";

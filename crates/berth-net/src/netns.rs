@@ -31,14 +31,38 @@ impl Drop for Return {
     }
 }
 
+/// Whether a thread that leaves the host's network namespace may come back: not in a user
+/// namespace (a rootless engine), whose root has no say over the host's namespace. There
+/// the work runs on a thread of its own that ends with it.
+fn can_return() -> bool {
+    static INITIAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *INITIAL.get_or_init(|| {
+        let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+        map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
+    })
+}
+
+/// Runs `f` with the calling thread free to change its network namespace: on this thread
+/// (returned to its namespace afterwards) or, where it could not return, on a scoped one.
+fn isolated<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    if can_return() {
+        let _back = Return::here()?;
+        return f();
+    }
+    std::thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|_| Err(io_err("a network namespace thread")(std::io::Error::other("panicked"))))
+    })
+}
+
 /// Makes a new network namespace and bind-mounts it on `path` (created empty).
 pub fn create(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
     }
     std::fs::File::create(path).map_err(io_err(format!("creating {}", path.display())))?;
-    let made = (|| {
-        let _back = Return::here()?;
+    let made = isolated(|| {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
             .map_err(|e| io_err("unshare(CLONE_NEWNET)")(e.into()))?;
         nix::mount::mount(
@@ -49,7 +73,7 @@ pub fn create(path: &Path) -> Result<()> {
             None::<&str>,
         )
         .map_err(|e| io_err(format!("bind-mounting the namespace on {}", path.display()))(e.into()))
-    })();
+    });
     if made.is_err() {
         let _ = std::fs::remove_file(path);
     }
@@ -64,10 +88,11 @@ pub fn remove(path: &Path) {
 
 /// Runs `f` inside the namespace at `path` (on the calling thread, which returns to its own
 /// namespace afterwards); returns its result.
-pub fn run_in<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub fn run_in<T: Send>(path: &Path, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     let ns = std::fs::File::open(path).map_err(io_err(format!("opening {}", path.display())))?;
-    let _back = Return::here()?;
-    nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| io_err("entering the network namespace")(e.into()))?;
-    f()
+    isolated(move || {
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| io_err("entering the network namespace")(e.into()))?;
+        f()
+    })
 }

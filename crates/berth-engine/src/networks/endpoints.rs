@@ -74,7 +74,7 @@ pub fn netns_path(engine: &Engine, id: &str) -> PathBuf {
 }
 
 /// A free host port (the kernel's choice), for `-P` and `-p CONTAINERPORT`.
-fn free_port(proto: Proto) -> Result<u16> {
+pub(crate) fn free_port(proto: Proto) -> Result<u16> {
     let port = match proto {
         Proto::Tcp => std::net::TcpListener::bind("0.0.0.0:0").and_then(|l| l.local_addr()),
         Proto::Udp => std::net::UdpSocket::bind("0.0.0.0:0").and_then(|l| l.local_addr()),
@@ -82,6 +82,27 @@ fn free_port(proto: Proto) -> Result<u16> {
     .map_err(crate::io_err("finding a free port", "0.0.0.0:0"))?
     .port();
     Ok(port)
+}
+
+/// The ports a container publishes: its `-p`s, and with `-P` its exposed ports not among
+/// them.
+pub(crate) fn wanted_ports(r: &Record) -> Result<Vec<Wanted>> {
+    let mut wanted = Vec::new();
+    for spec in &r.publish {
+        wanted.extend(parse_publish(spec)?);
+    }
+    if r.publish_all {
+        for p in &r.exposed_ports {
+            let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+            if let Ok(port) = port.parse::<u16>() {
+                let proto = if proto == "udp" { Proto::Udp } else { Proto::Tcp };
+                if !wanted.iter().any(|w| w.2 == port && w.3 == proto) {
+                    wanted.push((None, None, port, proto));
+                }
+            }
+        }
+    }
+    Ok(wanted)
 }
 
 /// Takes an address on network `n` for `container`: `want` if given (and free), else the
@@ -386,6 +407,9 @@ pub fn disconnect(engine: &Engine, network: &str, container: &str) -> Result<()>
 /// (127.0.0.11:53 inside) and a `resolv.conf` pointing at it. `None` for `none`, `host`
 /// and `container:X`.
 pub fn attach(engine: &Engine, r: &Record) -> Result<Option<(Attachment, Option<std::net::UdpSocket>)>> {
+    if r.network().is_user_mode() {
+        return super::usermode::attach(engine, r).map(|a| Some((a, None)));
+    }
     if r.network().is_private() {
         return Ok(None);
     }
@@ -423,23 +447,8 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<(Attachment, Option<
         berth_net::link::add_veth(&veth, &n.bridge, &ns, &ep).map_err(net_err)?;
         let mut att = Attachment::new(&n, ip, subnet.prefix, gateway, &mac, &veth);
         let t = table(engine)?;
-        let mut wanted = Vec::new();
-        for spec in &r.publish {
-            wanted.extend(parse_publish(spec)?);
-        }
-        if r.publish_all {
-            for p in &r.exposed_ports {
-                let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
-                if let Ok(port) = port.parse::<u16>() {
-                    let proto = if proto == "udp" { Proto::Udp } else { Proto::Tcp };
-                    if !wanted.iter().any(|w| w.2 == port && w.3 == proto) {
-                        wanted.push((None, None, port, proto));
-                    }
-                }
-            }
-        }
         let mut batch = t.batch();
-        for (host_ip, host_port, port, proto) in wanted {
+        for (host_ip, host_port, port, proto) in wanted_ports(r)? {
             let host_port = match host_port {
                 Some(h) => h,
                 None => free_port(proto)?,
@@ -518,7 +527,7 @@ pub fn hosts_file(r: &Record, ip: Option<(Ipv4Addr, Ipv4Addr)>) -> String {
     text
 }
 
-fn write_hosts(engine: &Engine, r: &Record, ip: Ipv4Addr, gateway: Ipv4Addr) -> Result<()> {
+pub(crate) fn write_hosts(engine: &Engine, r: &Record, ip: Ipv4Addr, gateway: Ipv4Addr) -> Result<()> {
     let p = engine.dir(&r.id).join("hosts");
     // Written in place: the file is bind-mounted into the container.
     std::fs::write(&p, hosts_file(r, Some((ip, gateway)))).map_err(crate::io_err("writing", &p))?;
@@ -544,6 +553,10 @@ pub fn detach(engine: &Engine, r: &Record, att: Option<&Attachment>) {
 /// monitor leaves it (to [`remove_netns`]) until its client has its answer. Returns the
 /// networks the container left without users.
 pub fn release(engine: &Engine, r: &Record, att: Option<&Attachment>, unmount: bool) -> Vec<String> {
+    if r.network().is_user_mode() {
+        super::usermode::release(engine, r);
+        return Vec::new();
+    }
     let Ok(_guard) = lock(engine) else { return Vec::new() };
     if let (Some(a), Ok(t)) = (att, table(engine)) {
         let mut b = t.batch();
