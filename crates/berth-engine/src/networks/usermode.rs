@@ -348,8 +348,8 @@ mod tests {
         );
         let a = slirp_options(&["mtu=1500".into(), "allow_host_loopback=true".into()]).unwrap();
         assert_eq!(a, vec!["--mtu=1500"]);
-        assert!(slirp_options(&["port_handler=rootlesskit".into()]).is_err());
-        assert!(slirp_options(&["mtu=big".into()]).is_err());
+        slirp_options(&["port_handler=rootlesskit".into()]).unwrap_err();
+        slirp_options(&["mtu=big".into()]).unwrap_err();
     }
 
     #[test]
