@@ -475,6 +475,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if std::env::args().nth(1).as_deref() == Some("_forward") {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        return ExitCode::from(u8::try_from(berth_engine::forward::main(&args)).unwrap_or(1));
+    }
     let argv0 = std::env::args_os().next().unwrap_or_default();
     let name = Path::new(&argv0)
         .file_name()

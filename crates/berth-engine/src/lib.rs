@@ -21,6 +21,7 @@ pub mod create;
 pub mod dns;
 pub mod events;
 pub mod exec;
+pub mod forward;
 pub mod health;
 pub mod images;
 pub mod inspect;

@@ -381,9 +381,13 @@ fn lock(engine: &Engine) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
         .write(true)
         .open(&p)
         .map_err(crate::io_err("opening", &p))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map(Some)
-        .map_err(|(_, e)| EngineError::Invalid(format!("locking {}: {e}", p.display())))
+    let guard = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| EngineError::Invalid(format!("locking {}: {e}", p.display())))?;
+    // A rootless engine's bridges are in its own network namespace.
+    if crate::rootless::is_rootless() {
+        crate::rootless::network_home(&engine.run)?;
+    }
+    Ok(Some(guard))
 }
 
 fn sysctl(path: &str, value: &str) {

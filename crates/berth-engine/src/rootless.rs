@@ -379,3 +379,67 @@ pub fn cgroups_path(r: &crate::model::Record) -> Option<String> {
     let d = delegated_cgroup()?;
     Some(format!("{}/berth/{}", d.display(), r.id))
 }
+
+/// The network namespace a rootless user's bridges (user-defined networks) live in, as
+/// Podman's "rootless netns": made on first use under the runtime directory, with pasta
+/// giving it (and so the containers behind its bridges) a way out through the host's
+/// sockets. Every later link and nftables change of this process goes there.
+pub fn network_home(run: &Path) -> crate::Result<()> {
+    let ns = network_home_path(run);
+    let is_ns = std::fs::File::open(&ns).ok().is_some_and(|f| {
+        nix::sys::statfs::fstatfs(&f).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+    });
+    let err = |e: berth_net::NetError| crate::EngineError::Invalid(format!("the rootless network namespace: {e}"));
+    if !is_ns {
+        let _ = std::fs::remove_file(&ns);
+        berth_net::netns::create(&ns).map_err(err)?;
+        berth_net::link::loopback_up(&ns).map_err(err)?;
+        berth_net::netns::run_in(&ns, || {
+            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| berth_net::NetError::Io {
+                op: "enabling forwarding".into(),
+                source: e,
+            })
+        })
+        .map_err(err)?;
+        start_home_pasta(run, &ns);
+    }
+    berth_net::netns::set_home(&ns).map_err(err)
+}
+
+/// pasta on the rootless network namespace, for the way out. Without pasta the user's
+/// networks still connect their containers, only not to the outside.
+fn start_home_pasta(run: &Path, ns: &Path) {
+    let Some(exe) = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("pasta"))
+        .find(|p| p.is_file())
+    else {
+        return;
+    };
+    let _ = std::process::Command::new(exe)
+        .args([
+            "--config-net",
+            "--quiet",
+            "--no-map-gw",
+            "-t",
+            "none",
+            "-u",
+            "none",
+            "-T",
+            "none",
+            "-U",
+            "none",
+        ])
+        .arg("--netns")
+        .arg(ns)
+        .arg("--pid")
+        .arg(run.join("netns").join("rootless.pid"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// Where [`network_home`] keeps the namespace.
+pub fn network_home_path(run: &Path) -> PathBuf {
+    run.join("netns").join("rootless")
+}

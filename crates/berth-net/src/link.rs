@@ -27,7 +27,14 @@ struct Netlink {
 struct Refused(i32);
 
 impl Netlink {
+    /// A socket on the home namespace (see `netns::set_home`): the host's, or a rootless
+    /// engine's own.
     fn open() -> Result<Netlink> {
+        crate::netns::in_home(Netlink::open_here)
+    }
+
+    /// A socket on the calling thread's namespace.
+    fn open_here() -> Result<Netlink> {
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(io_err("opening a netlink socket"))?;
         socket.bind_auto().map_err(io_err("binding a netlink socket"))?;
         socket
@@ -224,7 +231,7 @@ pub fn add_veth(host: &str, bridge: &str, netns: &Path, ep: &Endpoint) -> Result
     )?;
     drop(nl);
     crate::netns::run_in(netns, || {
-        let mut nl = Netlink::open()?;
+        let mut nl = Netlink::open_here()?;
         let pi = nl
             .index(&ep.ifname)?
             .ok_or_else(|| NetError::Invalid(format!("{} is not in the namespace", ep.ifname)))?;
@@ -254,7 +261,7 @@ pub fn add_veth(host: &str, bridge: &str, netns: &Path, ep: &Endpoint) -> Result
 /// reaches them, over it.
 pub fn loopback_up(netns: &std::path::Path) -> Result<()> {
     crate::netns::run_in(netns, || {
-        let mut nl = Netlink::open()?;
+        let mut nl = Netlink::open_here()?;
         if let Some(lo) = nl.index("lo")? {
             nl.set_up(lo, "lo")?;
         }

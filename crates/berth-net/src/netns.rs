@@ -56,6 +56,37 @@ fn isolated<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     })
 }
 
+/// The namespace berth's bridges, veths and nftables table live in, when not the
+/// process's own: a rootless engine's, which may not change the host's.
+static HOME: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+
+/// Makes the namespace at `path` the home of every later link and nftables change of this
+/// process (once; a second call changes nothing).
+pub fn set_home(path: &Path) -> Result<()> {
+    if HOME.get().is_none() {
+        let f = std::fs::File::open(path).map_err(io_err(format!("opening {}", path.display())))?;
+        let _ = HOME.set(f);
+    }
+    Ok(())
+}
+
+/// The home namespace set by [`set_home`], if any.
+pub(crate) fn home() -> Option<&'static std::fs::File> {
+    HOME.get()
+}
+
+/// Runs `f` in the home namespace (on a thread of its own), or here without one.
+pub(crate) fn in_home<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    match home() {
+        None => f(),
+        Some(h) => isolated(move || {
+            nix::sched::setns(h.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| io_err("entering the home network namespace")(e.into()))?;
+            f()
+        }),
+    }
+}
+
 /// Makes a new network namespace and bind-mounts it on `path` (created empty).
 pub fn create(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {

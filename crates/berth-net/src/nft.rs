@@ -51,7 +51,13 @@ fn definition(table: &str) -> String {
     )
 }
 
+/// Runs an nft script in the home namespace (see `netns::set_home`): a child spawned from
+/// a thread inherits that thread's namespace.
 fn run(script: &str) -> Result<()> {
+    crate::netns::in_home(|| run_here(script))
+}
+
+fn run_here(script: &str) -> Result<()> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -138,12 +144,15 @@ impl Table {
 
     /// Whether the table exists.
     pub fn exists(&self) -> bool {
-        Command::new("nft")
-            .args(["list", "table", "ip", &self.name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        crate::netns::in_home(|| {
+            Ok(Command::new("nft")
+                .args(["list", "table", "ip", &self.name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()))
+        })
+        .unwrap_or(false)
     }
 
     /// A batch of changes to this table, applied in one `nft` run (one transaction).

@@ -430,8 +430,8 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<(Attachment, Option<
     }
     // The previous run's pair may still be there (the kernel destroys a namespace, and the
     // veths in it, in the background).
-    let _ = berth_net::link::delete(&veth);
     let _guard = lock(engine)?;
+    let _ = berth_net::link::delete(&veth);
     let ip = lease(engine, &n, &r.ip, &r.id)?;
     let made = (|| -> Result<(Attachment, Option<std::net::UdpSocket>)> {
         bring_up(engine, &n)?;
@@ -448,11 +448,13 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<(Attachment, Option<
         let mut att = Attachment::new(&n, ip, subnet.prefix, gateway, &mac, &veth);
         let t = table(engine)?;
         let mut batch = t.batch();
+        let floor = super::usermode::unprivileged_port_start();
         for (host_ip, host_port, port, proto) in wanted_ports(r)? {
             let host_port = match host_port {
                 Some(h) => h,
                 None => free_port(proto)?,
             };
+            super::usermode::check_host_port(host_port, floor)?;
             batch.add_port(&PortMap {
                 host_ip,
                 host_port,
@@ -481,6 +483,11 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<(Attachment, Option<
             }
             e => net_err(e),
         })?;
+        // Rootless, the bridge is out of the host's reach: a forwarder carries the ports.
+        if crate::rootless::is_rootless() {
+            let home = crate::rootless::network_home_path(&engine.run);
+            crate::forward::spawn(engine, &r.id, &home, ip, &att.ports)?;
+        }
         write_hosts(engine, r, ip, gateway)?;
         // Every bridged container gets the resolver socket: one on the default bridge uses
         // it once it is connected to a user network (its resolv.conf is rewritten then).
@@ -557,6 +564,7 @@ pub fn release(engine: &Engine, r: &Record, att: Option<&Attachment>, unmount: b
         super::usermode::release(engine, r);
         return Vec::new();
     }
+    crate::forward::stop(engine, &r.id);
     let Ok(_guard) = lock(engine) else { return Vec::new() };
     if let (Some(a), Ok(t)) = (att, table(engine)) {
         let mut b = t.batch();

@@ -80,7 +80,7 @@ fn slirp_options(opts: &[String]) -> Result<Vec<String>> {
 }
 
 /// The lowest port an unprivileged process may bind on the host.
-fn unprivileged_port_start() -> u16 {
+pub(crate) fn unprivileged_port_start() -> u16 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -89,6 +89,17 @@ fn unprivileged_port_start() -> u16 {
 
 fn pid_file(engine: &Engine, id: &str) -> PathBuf {
     engine.dir(id).join("netns-helper.pid")
+}
+
+/// Rootless, a host port below `floor` (the sysctl's) is refused.
+pub(crate) fn check_host_port(host_port: u16, floor: u16) -> Result<()> {
+    if crate::rootless::is_rootless() && host_port < floor {
+        return Err(EngineError::Invalid(format!(
+            "rootless containers cannot publish host port {host_port}: ports below {floor} are privileged \
+             (net.ipv4.ip_unprivileged_port_start); publish a port >= {floor}, or have root lower that sysctl"
+        )));
+    }
+    Ok(())
 }
 
 /// The ports to publish, host ports chosen; rootless, a privileged host port is refused.
@@ -100,12 +111,7 @@ fn ports(r: &Record) -> Result<Vec<Published>> {
             Some(h) => h,
             None => free_port(proto)?,
         };
-        if crate::rootless::is_rootless() && host_port < floor {
-            return Err(EngineError::Invalid(format!(
-                "rootless containers cannot publish host port {host_port}: ports below {floor} are privileged \
-                 (net.ipv4.ip_unprivileged_port_start); publish a port >= {floor}, or have root lower that sysctl"
-            )));
-        }
+        check_host_port(host_port, floor)?;
         out.push(Published {
             host_ip: host_ip.map_or("0.0.0.0".to_string(), |i| i.to_string()),
             host_port,
