@@ -185,28 +185,29 @@ fn serve_udp(s: &UdpSocket, target: SocketAddr) {
     let mut buf = vec![0u8; 65536];
     loop {
         let Ok((n, from)) = s.recv_from(&mut buf) else { continue };
-        if !peers.contains_key(&from) {
-            let Ok(up) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else {
-                continue;
-            };
-            if up.connect(target).is_err() {
-                continue;
-            }
-            let (Ok(back), Ok(reply)) = (s.try_clone(), up.try_clone()) else {
-                continue;
-            };
-            std::thread::spawn(move || {
-                let mut b = vec![0u8; 65536];
-                let _ = reply.set_read_timeout(Some(Duration::from_secs(180)));
-                while let Ok(n) = (&reply).recv(&mut b) {
-                    let _ = back.send_to(&b[..n], from);
+        let up = match peers.entry(from) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let Ok(up) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else {
+                    continue;
+                };
+                if up.connect(target).is_err() {
+                    continue;
                 }
-            });
-            peers.insert(from, up);
-        }
-        if let Some(up) = peers.get(&from) {
-            let _ = up.send(&buf[..n]);
-        }
+                let (Ok(back), Ok(reply)) = (s.try_clone(), up.try_clone()) else {
+                    continue;
+                };
+                std::thread::spawn(move || {
+                    let mut b = vec![0u8; 65536];
+                    let _ = reply.set_read_timeout(Some(Duration::from_secs(180)));
+                    while let Ok(n) = reply.recv(&mut b) {
+                        let _ = back.send_to(&b[..n], from);
+                    }
+                });
+                v.insert(up)
+            }
+        };
+        let _ = up.send(&buf[..n]);
     }
 }
 
