@@ -144,6 +144,17 @@ pub struct CreateArgs {
     /// UTS namespace to use (host).
     #[arg(long)]
     pub uts: Option<String>,
+    /// User namespace to use: host, auto[:size=N] (a free range of the "containers"
+    /// subordinate ids; root), keep-id (the user's own uid inside; rootless).
+    #[arg(long)]
+    pub userns: Option<String>,
+    /// Run the container in a user namespace with this uid map, CONTAINER_ID:HOST_ID:SIZE
+    /// (repeatable).
+    #[arg(long)]
+    pub uidmap: Vec<String>,
+    /// Its gid map (default: the uid map).
+    #[arg(long)]
+    pub gidmap: Vec<String>,
     /// Add a network-scoped alias for the container.
     #[arg(long, alias = "net-alias")]
     pub network_alias: Vec<String>,
@@ -330,6 +341,9 @@ pub(crate) fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         pid: ns("pid", &a.pid)?,
         ipc: ns("ipc", &a.ipc)?,
         uts: ns("uts", &a.uts)?,
+        userns: a.userns.clone().unwrap_or_default(),
+        uid_maps: a.uidmap.clone(),
+        gid_maps: a.gidmap.clone(),
         image: a.image_and_args[0].clone(),
         name: a.name.clone(),
         cmd: a.image_and_args[1..].to_vec(),

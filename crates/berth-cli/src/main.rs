@@ -37,6 +37,10 @@ struct Cli {
     /// $XDG_DATA_HOME/berth.
     #[arg(long, env = "BERTH_ROOT", default_value_os_t = berth_engine::rootless::default_root())]
     root: PathBuf,
+    /// Run every container in a user namespace of USER's subordinate ids (/etc/subuid), as
+    /// dockerd's --userns-remap (root).
+    #[arg(long = "userns-remap", env = "BERTH_USERNS_REMAP", global = true)]
+    userns_remap: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -518,6 +522,11 @@ fn main() -> ExitCode {
         }
     }
     let cli = Cli::parse();
+    if let Some(u) = &cli.userns_remap {
+        // The engine (and the monitors and daemon it starts) read it from there. Still
+        // single-threaded here.
+        std::env::set_var(berth_engine::userns::REMAP_ENV, u);
+    }
     match cli.command {
         Command::Runtime(r) => runtime::main(*r),
         Command::Monitor { id, attach, ready_fd } => {

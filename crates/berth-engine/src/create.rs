@@ -144,6 +144,12 @@ pub struct CreateOptions {
     pub ipc: NamespaceMode,
     /// `--uts`.
     pub uts: NamespaceMode,
+    /// `--userns`: empty, `host`, `auto[:size=N]`, `keep-id` (rootless).
+    pub userns: String,
+    /// `--uidmap` (`CONTAINER:HOST:SIZE`).
+    pub uid_maps: Vec<String>,
+    /// `--gidmap`.
+    pub gid_maps: Vec<String>,
     /// `--pod`: the pod to join (name or id).
     pub pod: Option<String>,
     /// A pod's infra (made by `pods::create`): the process is the runtime's pause.
@@ -532,6 +538,13 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         .and_then(|l| serde_json::from_value(l.clone()).ok())
         .unwrap_or_default();
     labels.extend(o.labels.clone());
+    // An `auto` range is free until the container holding it is recorded.
+    let _userns_lock = if o.userns.starts_with("auto") {
+        Some(crate::userns::lock(engine)?)
+    } else {
+        None
+    };
+    let userns = crate::userns::plan(engine, &o.userns, &o.uid_maps, &o.gid_maps)?;
     let r = Record {
         id: id.clone(),
         name,
@@ -551,7 +564,13 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         user: o
             .user
             .clone()
-            .or_else(|| c.get("User").and_then(|v| v.as_str()).map(str::to_string))
+            .or_else(|| {
+                c.get("User")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+                    .filter(|u| !u.is_empty())
+            })
+            .or_else(|| userns.default_user.clone())
             .unwrap_or_default(),
         group_add: o.group_add.clone(),
         groups_strict: o.groups_strict,
@@ -683,6 +702,9 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
         pid_mode: namespace_mode(engine, &o.pid)?,
         ipc_mode: namespace_mode(engine, &o.ipc)?,
         uts_mode: namespace_mode(engine, &o.uts)?,
+        userns_mode: userns.mode.clone(),
+        uid_map: userns.uid.clone(),
+        gid_map: userns.gid.clone(),
     };
     berth_runtime::container::parse_signal(&r.stop_signal)
         .map_err(|e| EngineError::Invalid(format!("invalid stop signal: {e}")))?;

@@ -138,7 +138,7 @@ pub fn inspect_json(e: &Engine, r: &Record) -> Value {
             "SecurityOpt": security_opt,
             "Tmpfs": tmpfs,
             "UTSMode": r.uts_mode,
-            "UsernsMode": "",
+            "UsernsMode": r.userns_mode,
             "ShmSize": 67_108_864,
             "Runtime": if r.runtime.is_empty() { "berth" } else { r.runtime.as_str() },
             "Isolation": "",

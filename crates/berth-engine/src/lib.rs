@@ -41,6 +41,7 @@ pub mod rootless;
 pub mod runtimes;
 pub mod spec;
 pub mod store;
+pub mod userns;
 pub mod users;
 pub mod volumes;
 

@@ -433,6 +433,15 @@ pub struct Record {
     /// `--uts`: empty (its own namespace), `host`, or `container:ID`.
     #[serde(default)]
     pub uts_mode: String,
+    /// `--userns` as inspect shows it (`UsernsMode`).
+    #[serde(default)]
+    pub userns_mode: String,
+    /// The user namespace's uid map (empty: none of its own).
+    #[serde(default)]
+    pub uid_map: Vec<crate::userns::IdMap>,
+    /// Its gid map.
+    #[serde(default)]
+    pub gid_map: Vec<crate::userns::IdMap>,
     /// Annotations (Docker's `HostConfig.Annotations`, a CRI container's): written into the
     /// OCI spec beside berth's own.
     #[serde(default)]

@@ -26,6 +26,9 @@ pub fn mount_rootfs(engine: &Engine, r: &Record) -> Result<()> {
     let lowers = images.lowers(&img)?;
     let dir = engine.dir(&r.id);
     unmount_rootfs(engine, &r.id);
+    if !r.uid_map.is_empty() {
+        return crate::userns::mount_rootfs(r, &dir, &lowers);
+    }
     berth_image::snapshot::mount_overlay(
         &dir.join("rootfs"),
         &lowers,

@@ -442,6 +442,9 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
     let mut args = vec![r.path.clone()];
     args.extend(r.args.iter().cloned());
     let mut namespaces = vec![json!({"type": "mount"})];
+    if !r.uid_map.is_empty() {
+        namespaces.push(json!({"type": "user"}));
+    }
     // Another container's namespace is pointed at when the monitor starts this one.
     for (ty, mode) in [("pid", &r.pid_mode), ("ipc", &r.ipc_mode), ("uts", &r.uts_mode)] {
         match mode.as_str() {
@@ -552,6 +555,10 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
     });
     if let Some(ms) = spec["mounts"].as_array_mut() {
         ms.extend(user_mounts);
+    }
+    if !r.uid_map.is_empty() {
+        spec["linux"]["uidMappings"] = crate::userns::spec_json(&r.uid_map);
+        spec["linux"]["gidMappings"] = crate::userns::spec_json(&r.gid_map);
     }
     // A shared or slave bind needs the container's root to pass mounts on too (Docker's
     // rule): shared if any is shared, else slave.

@@ -140,6 +140,62 @@ pub fn mount_overlay(target: &Path, lowers: &[PathBuf], upper: Option<(&Path, &P
     .map_err(|e| io_err("mounting overlay on", target)(e.into()))
 }
 
+/// Mounts an overlay at `target` with fuse-overlayfs, presenting owners through the maps
+/// (`uidmapping`/`gidmapping`, `C:H:S` triples joined by `:`): for a rootless container
+/// whose user namespace has maps of its own, where the kernel will not idmap the host's
+/// filesystem. fuse-overlayfs runs on as the mount's daemon until it is unmounted.
+pub fn mount_fuse_overlay(
+    target: &Path,
+    lowers: &[PathBuf],
+    (upper, work): (&Path, &Path),
+    uidmap: &str,
+    gidmap: &str,
+) -> Result<()> {
+    let exe = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("fuse-overlayfs"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            ImageError::Invalid(
+                "fuse-overlayfs was not found in PATH: a rootless container with its own id map needs it \
+                 (apt-get install fuse-overlayfs)"
+                    .into(),
+            )
+        })?;
+    let esc = |p: &Path| p.to_string_lossy().replace(',', "\\,").replace(':', "\\:");
+    let lower: Vec<String> = lowers.iter().map(|p| esc(p)).collect();
+    let mut opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        esc(upper),
+        esc(work)
+    );
+    if !uidmap.is_empty() {
+        opts.push_str(&format!(",uidmapping={uidmap},gidmapping={gidmap}"));
+    }
+    let out = std::process::Command::new(exe)
+        .arg("-o")
+        .arg(&opts)
+        .arg(target)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(io_err("running fuse-overlayfs on", target))?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let hint = if msg.contains("/dev/fuse") {
+            " (it needs /dev/fuse readable and writable by users, mode 0666 as udev makes it)"
+        } else {
+            ""
+        };
+        return Err(ImageError::Invalid(format!(
+            "fuse-overlayfs on {}: {msg}{hint}",
+            target.display()
+        )));
+    }
+    Ok(())
+}
+
 fn bind_readonly(src: &Path, target: &Path) -> Result<()> {
     use nix::mount::MsFlags;
     nix::mount::mount(Some(src), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)

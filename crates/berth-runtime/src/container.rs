@@ -190,6 +190,30 @@ impl Drop for Guard<'_> {
     }
 }
 
+/// Detached copies (`open_tree(OPEN_TREE_CLONE)`) of the spec's bind mount sources, by
+/// mount index, made with the runtime's own credentials: a container in a user namespace
+/// of its own attaches them (`move_mount`), as its root may not search the directories
+/// above them (a data root is 0700). One that cannot be made is left to fail by its path,
+/// with its own error.
+fn bind_sources(spec: &Spec) -> Vec<(usize, OwnedFd)> {
+    spec.mounts()
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let opts = m.options().clone().unwrap_or_default();
+            let bind = m.typ().as_deref() == Some("bind") || opts.iter().any(|o| o == "bind" || o == "rbind");
+            if !bind {
+                return None;
+            }
+            let rec = opts.iter().any(|o| o == "rbind");
+            let src = m.source().clone()?;
+            let fd = berth_safepath::mount::clone_tree(&src, rec).ok()?;
+            Some((i, fd))
+        })
+        .collect()
+}
+
 /// Creates the container's cgroup. In a user namespace (a rootless engine) where the host
 /// has not delegated the hierarchy, the container runs without one, as runc's rootless mode
 /// does, unless the spec asks for limits that only a cgroup can apply: that is refused.
@@ -336,6 +360,7 @@ impl Runtime {
         let (parent, child) = sync::pair().map_err(sys_err("creating sync socket"))?;
         let offsets = time_offsets(&spec);
         let joins = cgroup.open_v1_tasks()?;
+        let sources = if plan.new_user { bind_sources(&spec) } else { Vec::new() };
         let (forked, placed) = fork_stage1(&cgroup)?;
         let stage1 = match forked {
             None => {
@@ -355,6 +380,7 @@ impl Runtime {
                         no_pivot: opts.no_pivot,
                         preserve_fds: opts.preserve_fds,
                         seccomp,
+                        sources: &sources,
                     }),
                 )
             }

@@ -40,6 +40,9 @@ pub struct InitArgs<'a> {
     pub preserve_fds: u32,
     /// Compiled seccomp filter and flags.
     pub seccomp: Option<(&'a [libc::sock_filter], u32)>,
+    /// Bind mount sources, opened by the runtime before the container's user namespace
+    /// (whose root may not search the directories above them).
+    pub sources: &'a [(usize, OwnedFd)],
 }
 
 /// What an exec'd process needs.
@@ -77,6 +80,11 @@ pub fn stage1(chan: &Chan, joins: &[SelfJoin], plan: Plan, time_offsets: Option<
             .map_err(|e| format!("waiting for the runtime: {e}"))?;
         namespaces::join(&plan).map_err(chain)?;
         if plan.new_user {
+            // Into the rootfs while still the runtime's own user: the container's root may
+            // not search the directories above it. Stage 2 works from "." then.
+            if let Stage2::Init(a) = &next {
+                nix::unistd::chdir(a.rootfs).map_err(|e| format!("entering {}: {e}", a.rootfs.display()))?;
+            }
             nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| format!("creating user namespace: {e}"))?;
             chan.send(&Msg::MapIds).map_err(|e| e.to_string())?;
             chan.expect(&Msg::Go)
@@ -236,6 +244,14 @@ fn settle_fds(preserve: u32) -> Result<(), sys::SysError> {
 
 enum Never {}
 
+/// Whether the spec asks for a new namespace of type `t` (one not joined by path).
+fn has_new(spec: &Spec, t: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|v| v.iter().any(|n| n.typ() == t && n.path().is_none()))
+}
+
 fn init(chan: &Chan, a: &InitArgs<'_>, new_mntns: bool) -> Result<Never, Fail> {
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
     let spec = a.spec;
@@ -245,12 +261,18 @@ fn init(chan: &Chan, a: &InitArgs<'_>, new_mntns: bool) -> Result<Never, Fail> {
             .and_then(|l| l.namespaces().as_ref())
             .is_some_and(|v| v.iter().any(|n| n.typ() == t))
     };
+    // A new user namespace with a rootfs that is a mount of its own (the engine's overlay):
+    // the rootfs is reached as the working directory stage 1 entered, never by its path.
+    let at_cwd = has_new(spec, LinuxNamespaceType::User) && rootfs::cwd_is_mount_root();
+    let rootfs_path = if at_cwd { Path::new(".") } else { a.rootfs };
     if new_mntns {
         let ctx = RootfsCtx {
-            rootfs: a.rootfs,
+            rootfs: rootfs_path,
+            host_rootfs: a.rootfs,
             cgroup: a.cgroup,
             cgroupns: has(LinuxNamespaceType::Cgroup),
             userns: has(LinuxNamespaceType::User) || berth_safepath::userns::in_user_namespace(),
+            sources: a.sources,
         };
         rootfs::prepare(spec, &ctx).map_err(chain)?;
     }
@@ -269,10 +291,10 @@ fn init(chan: &Chan, a: &InitArgs<'_>, new_mntns: bool) -> Result<Never, Fail> {
         hooks::run("createContainer", h, state_json.as_bytes()).map_err(chain)?;
     }
     if new_mntns {
-        rootfs::pivot(a.rootfs, a.no_pivot).map_err(chain)?;
+        rootfs::pivot(rootfs_path, a.no_pivot).map_err(chain)?;
         rootfs::finish(spec).map_err(chain)?;
     } else {
-        nix::unistd::chroot(a.rootfs).map_err(|e| format!("chroot {}: {e}", a.rootfs.display()))?;
+        nix::unistd::chroot(rootfs_path).map_err(|e| format!("chroot {}: {e}", a.rootfs.display()))?;
         nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
         rootfs::sysctl(spec).map_err(chain)?;
     }

@@ -91,7 +91,15 @@ pub fn plan(namespaces: &[LinuxNamespace]) -> Result<Plan, NamespaceError> {
             None => p.new |= flag(ns.typ()),
         }
     }
-    join.sort_by_key(|(t, _)| *t != LinuxNamespaceType::User);
+    // A user namespace is joined first by an unprivileged runtime (its capabilities there
+    // are what let it join the rest), last by root: once in a container's user namespace,
+    // root could no longer join namespaces owned by its own (the network namespace an
+    // engine made for the container).
+    if nix::unistd::geteuid().is_root() {
+        join.sort_by_key(|(t, _)| *t == LinuxNamespaceType::User);
+    } else {
+        join.sort_by_key(|(t, _)| *t != LinuxNamespaceType::User);
+    }
     p.join = join;
     Ok(p)
 }
@@ -141,7 +149,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn user_namespace_is_joined_first() {
+    fn user_namespace_is_joined_last_by_root() {
         let mk = |t, p: Option<&str>| {
             let mut n = LinuxNamespace::default();
             n.set_typ(t);
@@ -156,7 +164,8 @@ mod tests {
             mk(LinuxNamespaceType::Time, None),
         ])
         .unwrap();
-        assert_eq!(p.join[0].0, LinuxNamespaceType::User);
+        let user_at = if nix::unistd::geteuid().is_root() { 1 } else { 0 };
+        assert_eq!(p.join[user_at].0, LinuxNamespaceType::User);
         assert!(p.new.contains(CloneFlags::CLONE_NEWPID));
         assert!(!p.new_user);
         let err = plan(&[mk(LinuxNamespaceType::Network, Some("/nonexistent/ns"))]).unwrap_err();

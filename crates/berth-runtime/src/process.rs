@@ -204,10 +204,11 @@ pub fn finalize(p: &Process, seccomp: Option<(&[libc::sock_filter], u32)>) -> Re
     }
     if let Some(adj) = p.oom_score_adj() {
         match std::fs::write("/proc/self/oom_score_adj", adj.to_string()) {
-            // A rootless process may raise its score, never lower it (that takes
+            // A process in a user namespace may raise its score, never lower it (that takes
             // CAP_SYS_RESOURCE on the host): it keeps the one it has, as Podman's do.
             Err(e)
-                if e.kind() == std::io::ErrorKind::PermissionDenied && berth_safepath::userns::in_user_namespace() => {}
+                if e.kind() == std::io::ErrorKind::PermissionDenied
+                    && berth_safepath::userns::in_user_namespace_now() => {}
             r => r.map_err(step("setting oom_score_adj"))?,
         }
     }

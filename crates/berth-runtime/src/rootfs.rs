@@ -197,8 +197,13 @@ fn locked_flags(path: &Path) -> MsFlags {
 /// What rootfs setup needs beyond the spec.
 #[derive(Debug)]
 pub struct RootfsCtx<'a> {
-    /// The host path of the rootfs.
+    /// The path of the rootfs to work with: its host path, or "." when stage 1 entered it.
     pub rootfs: &'a Path,
+    /// Its host path (for reading mountinfo).
+    pub host_rootfs: &'a Path,
+    /// Bind sources cloned before the user namespace, by mount index (attached, not
+    /// bound by path).
+    pub sources: &'a [(usize, OwnedFd)],
     /// The container's cgroups, for `cgroup` mounts.
     pub cgroup: &'a CgroupConfig,
     /// Whether the container has its own cgroup namespace.
@@ -230,27 +235,40 @@ pub fn prepare(spec: &Spec, ctx: &RootfsCtx<'_>) -> Result<(), MountError> {
     if root_prop.contains(MsFlags::MS_SHARED) {
         let info = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(sys("reading", Path::new("/proc/self/mountinfo")))?;
-        if let Some(parent) = shared_parent_mount(&info, ctx.rootfs) {
+        if let Some(parent) = shared_parent_mount(&info, ctx.host_rootfs) {
             mount(None::<&str>, &parent, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
                 .map_err(sys("making the rootfs's parent mount private", &parent))?;
         }
     }
-    // pivot_root needs the new root to be a mount point.
-    mount(
-        Some(ctx.rootfs),
-        ctx.rootfs,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(sys("bind-mounting rootfs", ctx.rootfs))?;
+    // pivot_root needs the new root to be a mount point, and one made in this namespace
+    // (those copied from the host's into a user namespace's are locked). Entered as ".",
+    // the rootfs gets a fresh copy of its mount put on it, which becomes the working
+    // directory.
+    if ctx.rootfs == Path::new(".") {
+        let copy = safepath::mount::clone_tree(Path::new("."), true)
+            .map_err(sys("copying the rootfs mount", ctx.host_rootfs))?;
+        let here = nix::fcntl::open(".", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(sys("opening rootfs", ctx.host_rootfs))?;
+        safepath::mount::attach_on(&copy, &here).map_err(sys("attaching the rootfs copy on", ctx.host_rootfs))?;
+        nix::unistd::fchdir(&copy).map_err(sys("entering rootfs", ctx.host_rootfs))?;
+    } else {
+        mount(
+            Some(ctx.rootfs),
+            ctx.rootfs,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(sys("bind-mounting rootfs", ctx.rootfs))?;
+    }
     let root = safepath::open_root(ctx.rootfs).map_err(sys("opening rootfs", ctx.rootfs))?;
     let mut dev_is_bind = false;
-    for m in spec.mounts().iter().flatten() {
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if m.destination() == Path::new("/dev") && is_bind(m) {
             dev_is_bind = true;
         }
-        mount_one(root.as_fd(), m, ctx)?;
+        let cloned = ctx.sources.iter().find(|(n, _)| *n == i).map(|(_, fd)| fd);
+        mount_one(root.as_fd(), m, ctx, cloned)?;
     }
     if !dev_is_bind {
         create_devices(
@@ -276,7 +294,12 @@ fn is_bind(m: &Mount) -> bool {
 }
 
 /// Mounts one entry of `mounts`.
-fn mount_one(root: std::os::fd::BorrowedFd<'_>, m: &Mount, ctx: &RootfsCtx<'_>) -> Result<(), MountError> {
+fn mount_one(
+    root: std::os::fd::BorrowedFd<'_>,
+    m: &Mount,
+    ctx: &RootfsCtx<'_>,
+    cloned: Option<&OwnedFd>,
+) -> Result<(), MountError> {
     let dest = m.destination();
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]), dest)?;
     let typ = m.typ().as_deref().unwrap_or("");
@@ -285,23 +308,26 @@ fn mount_one(root: std::os::fd::BorrowedFd<'_>, m: &Mount, ctx: &RootfsCtx<'_>) 
     }
     let bind = opts.bind || typ == "bind";
     let source = m.source().clone().unwrap_or_default();
-    let leaf = if bind && !source.is_dir() {
-        Leaf::File
-    } else {
-        Leaf::Dir
+    let is_dir = match cloned {
+        Some(fd) => nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR),
+        None => source.is_dir(),
     };
+    let leaf = if bind && !is_dir { Leaf::File } else { Leaf::Dir };
     let target = safepath::create_all(root, dest, leaf).map_err(sys("creating mount point", dest))?;
     let tpath = safepath::proc_fd_path(target.as_fd());
     if bind {
         let rec = opts.flags & MsFlags::MS_REC;
-        mount(
-            Some(&source),
-            &tpath,
-            None::<&str>,
-            MsFlags::MS_BIND | rec,
-            None::<&str>,
-        )
-        .map_err(sys("bind-mounting", dest))?;
+        match cloned {
+            Some(fd) => safepath::mount::attach_on(fd, &target).map_err(sys("attaching the bind of", dest))?,
+            None => mount(
+                Some(&source),
+                &tpath,
+                None::<&str>,
+                MsFlags::MS_BIND | rec,
+                None::<&str>,
+            )
+            .map_err(sys("bind-mounting", dest))?,
+        }
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() {
             let top = reresolve(root, dest)?;
@@ -588,6 +614,16 @@ fn dev_symlinks(root: std::os::fd::BorrowedFd<'_>) -> Result<(), MountError> {
         }
     }
     Ok(())
+}
+
+/// Whether the working directory is the root of a mount (its device differs from its
+/// parent's: the engine's overlay rootfs).
+pub fn cwd_is_mount_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata("."), std::fs::metadata("..")) {
+        (Ok(a), Ok(b)) => a.dev() != b.dev(),
+        _ => false,
+    }
 }
 
 /// Makes `rootfs` the root: pivot_root, or with `no_pivot` a move mount and chroot (for

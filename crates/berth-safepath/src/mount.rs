@@ -108,3 +108,63 @@ pub fn attach(mnt: &OwnedFd, target: &Path) -> io::Result<()> {
         )
     })
 }
+
+/// `move_mount(2)`: attaches the detached mount `mnt` on the file or directory `target`
+/// (an `O_PATH` descriptor), found by no path.
+pub fn attach_on(mnt: &OwnedFd, target: &impl AsRawFd) -> io::Result<()> {
+    let empty = CString::new("")?;
+    // SAFETY: two open descriptors and empty paths with F_EMPTY_PATH and T_EMPTY_PATH.
+    ok(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            empty.as_ptr(),
+            target.as_raw_fd(),
+            empty.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    })
+}
+
+/// `open_tree(OPEN_TREE_CLONE)`: a detached copy of the mount at `path` (with its submounts
+/// when `recursive`), which may be changed and attached elsewhere, in another mount
+/// namespace too.
+pub fn clone_tree(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = CString::new(path.as_os_str().as_bytes())?;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    // SAFETY: p is a valid NUL-terminated path for the duration of the call.
+    fd_of(unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 },
+        )
+    })
+}
+
+/// `mount_setattr(MOUNT_ATTR_IDMAP)`: the detached mount `mnt` shows its files' owners
+/// through the id mapping of user namespace `userns` (a file of uid N on disk appears as
+/// the namespace's N mapped outward). Linux 5.12, for the filesystem's owner namespace's
+/// root only.
+pub fn set_idmap(mnt: &OwnedFd, userns: &impl AsRawFd) -> io::Result<()> {
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    let fd = u64::try_from(userns.as_raw_fd()).map_err(|_| io::Error::other("bad descriptor"))?;
+    // struct mount_attr, version 0: attr_set, attr_clr, propagation, userns_fd.
+    let attr: [u64; 4] = [MOUNT_ATTR_IDMAP, 0, 0, fd];
+    let empty = CString::new("")?;
+    // SAFETY: a 32-byte mount_attr from a valid pointer, a NUL-terminated (empty) path, and
+    // descriptors open for the call's duration.
+    ok(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mnt.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    })
+}

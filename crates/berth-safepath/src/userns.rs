@@ -56,6 +56,12 @@ pub fn in_user_namespace() -> bool {
     !m.is_empty() && !is_initial(m)
 }
 
+/// [`in_user_namespace`] read afresh (for a process that has entered one since).
+pub fn in_user_namespace_now() -> bool {
+    let m = parse_map(&std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default());
+    !m.is_empty() && !is_initial(&m)
+}
+
 /// The xattr prefix overlayfs uses for its whiteout and opaque markers here: `user.overlay.`
 /// in a user namespace (where `trusted.*` is out of reach and mounts take `userxattr`),
 /// `trusted.overlay.` otherwise.
