@@ -257,6 +257,9 @@ pub fn lock(engine: &Engine) -> Result<nix::fcntl::Flock<std::fs::File>> {
         .map_err(|(_, e)| EngineError::Invalid(format!("locking {}: {e}", p.display())))
 }
 
+/// The uid and gid maps a container holds.
+type Held = (Vec<IdMap>, Vec<IdMap>);
+
 /// The subordinate user whose ranges `auto` hands out (Podman's too).
 const AUTO_USER: &str = "containers";
 
@@ -280,11 +283,8 @@ fn auto(engine: &Engine, opts: &str) -> Result<Plan> {
             }
         }
     }
-    let held: Vec<(Vec<IdMap>, Vec<IdMap>)> = engine.all()?.into_iter().map(|r| (r.uid_map, r.gid_map)).collect();
-    let pick = |kind: &'static str,
-                file: &str,
-                maps: &dyn Fn(&(Vec<IdMap>, Vec<IdMap>)) -> Vec<IdMap>|
-     -> Result<u32> {
+    let held: Vec<Held> = engine.all()?.into_iter().map(|r| (r.uid_map, r.gid_map)).collect();
+    let pick = |kind: &'static str, file: &str, maps: &dyn Fn(&Held) -> Vec<IdMap>| -> Result<u32> {
         let ranges = berth_runtime::idmap::ranges(kind, Path::new(file), AUTO_USER, u32::MAX).map_err(|e| {
             EngineError::Invalid(format!(
                 "--userns=auto hands out the subordinate ids of user \"{AUTO_USER}\": {e}"
