@@ -48,10 +48,27 @@ pub fn info(root: &Path, format: Option<&str>) -> anyhow::Result<()> {
     println!(" Server Version: berth {}", env!("CARGO_PKG_VERSION"));
     println!(" Storage Driver: overlay2");
     println!(" Logging Driver: json-file");
-    println!(" Cgroup Driver: cgroupfs");
+    println!(" Cgroup Driver: {}", v["CgroupManager"].as_str().unwrap_or("cgroupfs"));
     println!(" Cgroup Version: {cgv}");
     println!(" Default Runtime: berth-runtime");
     println!(" Security Options:\n  seccomp\n   Profile: builtin");
+    let rootless = v["Rootless"].as_bool().unwrap_or(false);
+    if rootless {
+        println!("  rootless");
+    }
+    println!(" Rootless: {rootless}");
+    for (name, key) in [("UID", "UIDMap"), ("GID", "GIDMap")] {
+        let maps: Vec<String> = v["IDMappings"][key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| format!("{}:{}:{}", m["container_id"], m["host_id"], m["size"]))
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!(" {name} Mappings: {}", maps.join(" "));
+    }
+    println!(" Network Backend: {}", v["NetworkBackend"].as_str().unwrap_or(""));
     println!(" Kernel Version: {kernel}");
     println!(" Operating System: {os}");
     println!(" OSType: linux");

@@ -437,7 +437,7 @@ pub fn info_json(e: &Engine, images: &ImageStore, root: &std::path::Path) -> cra
         "NGoroutines": 0,
         "SystemTime": now,
         "LoggingDriver": "json-file",
-        "CgroupDriver": "cgroupfs",
+        "CgroupDriver": if crate::rootless::why_no_limits().is_some() { "none" } else { "cgroupfs" },
         "CgroupVersion": cgv,
         "NEventsListener": 0,
         "KernelVersion": kernel,
@@ -468,10 +468,45 @@ pub fn info_json(e: &Engine, images: &ImageStore, root: &std::path::Path) -> cra
         "ContainerdCommit": {"ID": ""},
         "RuncCommit": {"ID": ""},
         "InitCommit": {"ID": ""},
-        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "SecurityOptions": security_options(),
+        "Rootless": crate::rootless::is_rootless(),
+        "IDMappings": id_mappings(),
+        "NetworkBackend": if crate::rootless::is_rootless() { "pasta" } else { "bridge" },
+        "CgroupManager": cgroup_manager(),
         "CDISpecDirs": [],
         "Warnings": []
     }))
+}
+
+/// Docker's security options: seccomp, and `rootless` or `userns` as dockerd says them.
+fn security_options() -> Vec<String> {
+    let mut v = vec!["name=seccomp,profile=builtin".to_string()];
+    if crate::rootless::is_rootless() {
+        v.push("name=rootless".into());
+    } else if std::env::var(crate::userns::REMAP_ENV).is_ok_and(|u| !u.is_empty()) {
+        v.push("name=userns".into());
+    }
+    v
+}
+
+/// The engine's own user namespace maps (Podman's `idMappings`): identity for root.
+fn id_mappings() -> Value {
+    let (u, g) = crate::rootless::id_mappings();
+    let list = |m: Vec<berth_safepath::userns::IdRange>| -> Vec<Value> {
+        m.iter()
+            .map(|r| json!({"container_id": r.inside, "host_id": r.outside, "size": r.count}))
+            .collect()
+    };
+    json!({"UIDMap": list(u), "GIDMap": list(g)})
+}
+
+/// Who manages the containers' cgroups: berth itself (`cgroupfs`), or nobody for a
+/// rootless engine the host delegates none to.
+fn cgroup_manager() -> String {
+    match crate::rootless::why_no_limits() {
+        None => "cgroupfs".into(),
+        Some(why) => format!("none ({why})"),
+    }
 }
 
 /// The `docker image inspect` JSON of an image.
