@@ -6,7 +6,7 @@
 # everything is already there.
 set -euo pipefail
 
-pkgs=(busybox-static nftables iproute2 runc crun docker.io containerd podman conmon catatonit uidmap iptables tar procps python3 ca-certificates docker-registry skopeo apache2-utils zstd openssl bsdutils python3-cryptography python3-pip docker-compose protobuf-compiler containernetworking-plugins)
+pkgs=(busybox-static nftables iproute2 runc crun docker.io containerd podman conmon catatonit uidmap passt slirp4netns fuse-overlayfs iptables tar procps python3 ca-certificates docker-registry skopeo apache2-utils zstd openssl bsdutils python3-cryptography python3-pip docker-compose protobuf-compiler containernetworking-plugins)
 missing=()
 for p in "${pkgs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -22,6 +22,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# Rootless containers reach the network and mount fuse-overlayfs through these, which udev
+# makes world read-writable on a booted Debian; a machine without udev (a container, a
+# microVM) has them root's only.
+for dev in /dev/net/tun /dev/fuse; do
+  if [ -c "$dev" ]; then chmod 0666 "$dev"; fi
+done
 # The Python Docker SDK, as its users install it (pip), for the API tests.
 if ! python3 -c 'import docker' >/dev/null 2>&1; then
   python3 -m pip install -q docker >/dev/null 2>&1 || python3 -m pip install -q --break-system-packages docker >/dev/null

@@ -18,6 +18,7 @@ mod kube_probes;
 mod network;
 mod peers;
 mod pods;
+mod rootless;
 mod runtime;
 
 use std::path::{Path, PathBuf};
