@@ -109,9 +109,24 @@ pub fn mount_overlay(target: &Path, lowers: &[PathBuf], upper: Option<(&Path, &P
     if lowers.is_empty() {
         return Err(ImageError::Invalid("an overlay needs at least one lower layer".into()));
     }
+    // In a user namespace (rootless) the kernel's overlayfs is used from Linux 5.11 on;
+    // where it refuses, fuse-overlayfs does the same job (also when BERTH_FUSE_OVERLAY=1).
+    let rootless = berth_safepath::userns::in_user_namespace();
+    if let (true, Some(u)) = (rootless, upper) {
+        if std::env::var("BERTH_FUSE_OVERLAY").is_ok_and(|v| v == "1") {
+            return mount_fuse_overlay(target, lowers, u, "", "");
+        }
+    }
+    let refused = |e: &std::io::Error| rootless && matches!(e.raw_os_error(), Some(libc::EPERM));
     match mount_overlay_fsconfig(target, lowers, upper) {
         Ok(()) => return Ok(()),
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EINVAL)) => {}
+        Err(e) if refused(&e) => {
+            return match upper {
+                Some(u) => mount_fuse_overlay(target, lowers, u, "", ""),
+                None => Err(io_err("mounting overlay on", target)(e)),
+            }
+        }
         Err(e) => return Err(io_err("mounting overlay on", target)(e)),
     }
     let lower = lowers

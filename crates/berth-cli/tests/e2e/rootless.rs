@@ -459,6 +459,23 @@ fn rootless_pull_build_run_map_the_user() {
             .trim(),
         "1000:1000"
     );
+    // fuse-overlayfs, the fallback where the kernel refuses overlayfs in a user namespace
+    // (forced here), gives the same container.
+    let o = u
+        .berth(&[
+            "run",
+            "--rm",
+            &name,
+            "sh",
+            "-c",
+            "echo fused > /f; cat /f; grep -c fuse /proc/mounts",
+        ])
+        .env("BERTH_FUSE_OVERLAY", "1")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.starts_with("fused\n") && !out.ends_with("0\n"), "{out}");
     // berth unshare: the store's files as the namespace sees them.
     let out = u.ok(&["unshare", "cat", "/proc/self/uid_map"]);
     assert!(out.contains(&u.uid.to_string()), "{out}");
