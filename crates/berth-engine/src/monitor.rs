@@ -150,6 +150,7 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
     }
     // The network outlives restarts: attached once, before the first start.
     let mut resolver = None;
+    crate::networks::usermode::defer_setup();
     let attached = match crate::networks::attach(&engine, &rec) {
         Ok(Some((att, dns))) => {
             resolver = dns.map(|s| crate::dns::Resolver::new(s, &rec.id, &att.dns_upstream));
@@ -223,6 +224,7 @@ fn monitor(root: &Path, id: &str, wait_attach: bool, ready: Option<Ready>) -> Re
                 if let (Some(c), Some((rows, cols))) = (&created.console, hub.size.or(wanted)) {
                     attach::apply_size(Some(c.as_fd()), rows, cols);
                 }
+                crate::networks::usermode::await_setup()?;
                 rt.start(&rec.id)?;
                 Ok(created)
             });

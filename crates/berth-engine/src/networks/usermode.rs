@@ -212,31 +212,77 @@ fn start_pasta(engine: &Engine, r: &Record, ns: &Path, extra: &[String], ports: 
     // Nothing from the namespace to the host's own ports: a container reaches the host as
     // any other machine would.
     cmd.args(["-T", "none", "-U", "none"]);
-    cmd.args(extra);
+    // IPv4 only, as Docker's default bridge, unless the options choose: IPv6's set-up
+    // costs pasta half again its start.
+    let ip_choice = ["-4", "-6", "--ipv4-only", "--ipv6-only", "--ipv6"];
+    if !extra.iter().any(|a| ip_choice.contains(&a.as_str())) {
+        cmd.arg("--ipv4-only");
+    }
+    cmd.args(extra.iter().filter(|a| a.as_str() != "--ipv6"));
     // pasta configures the namespace, then forks into the background and its first
     // process exits: its status says whether the set-up worked. Its messages go to a file
     // (a pipe would stay open in the background process).
     let log_path = engine.dir(&r.id).join("pasta.log");
     let log = std::fs::File::create(&log_path).map_err(crate::io_err("creating", &log_path))?;
-    let status = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
-        .status()
+        .spawn()
         .map_err(crate::io_err("running", "pasta"))?;
-    if !status.success() {
-        let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let pending = Pending { child, log: log_path };
+    if DEFER.load(std::sync::atomic::Ordering::Relaxed) {
+        // The monitor creates the container meanwhile and waits before it starts it.
+        PENDING.with(|p| *p.borrow_mut() = Some(pending));
+        return Ok(());
+    }
+    pending.wait()
+}
+
+/// A pasta whose set-up is still running.
+struct Pending {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+thread_local! {
+    static PENDING: std::cell::RefCell<Option<Pending>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Set by the monitor: pasta's set-up (some 20 ms: a TAP device, addresses, routes) runs
+/// while the container is created, and [`await_setup`] waits for it before the start.
+static DEFER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Lets [`attach`] return before pasta has configured the namespace (see [`await_setup`]).
+pub fn defer_setup() {
+    DEFER.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Waits for a deferred pasta set-up; its failure is the container's start failure.
+pub fn await_setup() -> Result<()> {
+    match PENDING.with(|p| p.borrow_mut().take()) {
+        Some(p) => p.wait(),
+        None => Ok(()),
+    }
+}
+
+impl Pending {
+    fn wait(mut self) -> Result<()> {
+        let status = self.child.wait().map_err(crate::io_err("waiting for", "pasta"))?;
+        if status.success() {
+            return Ok(());
+        }
+        let said = std::fs::read_to_string(&self.log).unwrap_or_default();
         let msg = said
             .lines()
             .filter(|l| !l.starts_with("Failed to send") && !l.trim().is_empty())
             .collect::<Vec<_>>()
             .join("; ");
-        return Err(EngineError::Invalid(format!(
+        Err(EngineError::Invalid(format!(
             "pasta failed to set up the network: {}",
             explain(&msg)
-        )));
+        )))
     }
-    Ok(())
 }
 
 /// Adds the likely fix to a helper's complaint.
