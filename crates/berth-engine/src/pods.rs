@@ -9,7 +9,7 @@
 //! starts. Pods are rows of the metadata database beside the containers.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_image::store::ImageStore;
@@ -324,6 +324,13 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &PodOptions) -> Resul
         ));
     }
     crate::create::check_limits(&o.infra)?;
+    if pod.memory > 0 || pod.nano_cpus > 0 || pod.pids_limit > 0 {
+        if let Some(why) = crate::rootless::why_no_limits() {
+            return Err(EngineError::Invalid(format!(
+                "rootless pods cannot have resource limits here: {why}"
+            )));
+        }
+    }
     #[allow(clippy::cast_precision_loss)]
     crate::spec::check_cpus(pod.nano_cpus as f64 / 1e9)?;
     if o.infra_image.is_none() {
@@ -474,11 +481,18 @@ pub(crate) fn start_infra_of(engine: &Engine, r: &Record, exe: &Path) -> Result<
 }
 
 /// The pod's cgroup (its containers' parent) on this host's hierarchies.
+/// Rootless, it is below the user's delegated subtree, or there is none.
 fn pod_cgroup(pod: &Pod) -> Option<berth_runtime::cgroups::CgroupConfig> {
     let layout = berth_runtime::cgroups::host_layout().ok()?;
+    let path = if crate::rootless::is_rootless() {
+        let base = crate::rootless::delegated_cgroup()?;
+        base.join(pod.cgroup_parent.trim_start_matches('/'))
+    } else {
+        PathBuf::from(&pod.cgroup_parent)
+    };
     Some(berth_runtime::cgroups::CgroupConfig::resolve(
         &layout,
-        Path::new(&pod.cgroup_parent),
+        &path,
         &BTreeMap::new(),
     ))
 }

@@ -377,7 +377,11 @@ pub fn cgroups_path(r: &crate::model::Record) -> Option<String> {
         return Some(format!("{parent}/{}", r.id));
     }
     let d = delegated_cgroup()?;
-    Some(format!("{}/berth/{}", d.display(), r.id))
+    Some(format!(
+        "{}{parent}/{}",
+        d.display().to_string().trim_end_matches('/'),
+        r.id
+    ))
 }
 
 /// The network namespace a rootless user's bridges (user-defined networks) live in, as

@@ -579,6 +579,39 @@ fn rootless_networking_pasta_slirp4netns_and_user_networks() {
     assert!(u.run.join("berth/netns/rootless").exists());
     u.ok(&["rm", "-f", "a1"]);
     u.ok(&["network", "rm", "rlnet"]);
+    // A pod: its infra holds the pasta namespace and the port, its containers share them;
+    // a pod cannot have limits where nothing is delegated.
+    let port4 = port_or_free(0);
+    let publish = format!("{port4}:80");
+    u.ok(&["pod", "create", "--name", "rlpod", "-p", &publish]);
+    u.ok_detached(&[
+        "run",
+        "-d",
+        "--pod",
+        "rlpod",
+        "--name",
+        "pweb",
+        "busybox:rl",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    assert!(http_get(port4, "/index.html").contains("served rootless"));
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--pod",
+        "rlpod",
+        "busybox:rl",
+        "wget",
+        "-qO-",
+        "http://127.0.0.1/index.html",
+    ]);
+    assert_eq!(out.trim(), "served rootless");
+    u.ok(&["pod", "rm", "-f", "rlpod"]);
     // Privileged ports are the host's: refused, saying why.
     let e = u.fails(&["run", "--rm", "-p", "80:80", "busybox:rl", "true"]);
     assert!(e.contains("ip_unprivileged_port_start"), "{e}");
