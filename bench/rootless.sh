@@ -96,34 +96,7 @@ printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory:
 docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$port))" 2>/dev/null && break; sleep 0.1; done
-python3 - "$work/layout" "$mb" <<'PY'
-import gzip, hashlib, io, json, os, sys, tarfile
-out, mb = sys.argv[1], int(sys.argv[2])
-os.makedirs(f"{out}/blobs/sha256", exist_ok=True)
-def blob(data, mt):
-    d = hashlib.sha256(data).hexdigest()
-    open(f"{out}/blobs/sha256/{d}", "wb").write(data)
-    return {"mediaType": mt, "digest": f"sha256:{d}", "size": len(data)}
-layers, diffs = [], []
-for i in range(3):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        for j in range(40):
-            data = os.urandom(mb * 1024 * 1024 // 120)
-            ti = tarfile.TarInfo(f"layer{i}/file{j}"); ti.size = len(data); ti.uid = ti.gid = 1000 * (j % 3)
-            t.addfile(ti, io.BytesIO(data))
-    raw = buf.getvalue()
-    diffs.append("sha256:" + hashlib.sha256(raw).hexdigest())
-    layers.append(blob(gzip.compress(raw, 1), "application/vnd.oci.image.layer.v1.tar+gzip"))
-cfg = blob(json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
-                       "rootfs": {"type": "layers", "diff_ids": diffs}}).encode(),
-           "application/vnd.oci.image.config.v1+json")
-man = blob(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                       "config": cfg, "layers": layers}).encode(), "application/vnd.oci.image.manifest.v1+json")
-man["annotations"] = {"org.opencontainers.image.ref.name": "v1"}
-json.dump({"schemaVersion": 2, "manifests": [man]}, open(f"{out}/index.json", "w"))
-open(f"{out}/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
-PY
+python3 "$here/layout.py" "$work/layout" "$mb" 40 1
 image=$host/bench/rl:v1
 skopeo copy -q --dest-tls-verify=false "oci:$work/layout:v1" "docker://$image"
 pulls=$(( n / 4 > 3 ? n / 4 : 3 ))

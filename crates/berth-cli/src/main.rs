@@ -430,36 +430,32 @@ fn registry_config_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(berth_engine::images::DEFAULT_HOSTS_DIR))
 }
 
-/// Whether this is the container monitor (`berth [--root R] _monitor ID`) or `berth exec`:
-/// both fork processes into containers, so they run sealed like the runtime.
-fn is_monitor(mut args: impl Iterator<Item = String>) -> bool {
+/// The subcommand of a command line: its first word after the global options that take a
+/// value (`--root`, `--userns-remap`).
+fn subcommand(mut args: impl Iterator<Item = String>) -> Option<String> {
     while let Some(a) = args.next() {
-        if a == "--root" {
+        if a == "--root" || a == "--userns-remap" {
             args.next();
             continue;
         }
-        if a.starts_with("--root=") {
+        if a.starts_with("--root=") || a.starts_with("--userns-remap=") {
             continue;
         }
-        return a == "_monitor" || a == "exec";
+        return Some(a);
     }
-    false
+    None
+}
+
+/// Whether this is the container monitor (`berth [--root R] _monitor ID`) or `berth exec`:
+/// both fork processes into containers, so they run sealed like the runtime.
+fn is_monitor(args: impl Iterator<Item = String>) -> bool {
+    subcommand(args).is_some_and(|a| a == "_monitor" || a == "exec")
 }
 
 /// Whether the command line is `berth [--root R] runtime ...` (or help and version, which
 /// need no namespace).
-fn is_runtime_command(mut args: impl Iterator<Item = String>) -> bool {
-    while let Some(a) = args.next() {
-        if a == "--root" {
-            args.next();
-            continue;
-        }
-        if a.starts_with("--root=") {
-            continue;
-        }
-        return matches!(a.as_str(), "runtime" | "help" | "--help" | "-h" | "--version" | "-V");
-    }
-    true
+fn is_runtime_command(args: impl Iterator<Item = String>) -> bool {
+    subcommand(args).is_none_or(|a| matches!(a.as_str(), "runtime" | "help" | "--help" | "-h" | "--version" | "-V"))
 }
 
 fn main() -> ExitCode {

@@ -375,14 +375,7 @@ fn lock(engine: &Engine) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
     if let Some(d) = p.parent() {
         std::fs::create_dir_all(d).map_err(crate::io_err("creating", d))?;
     }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .map_err(crate::io_err("opening", &p))?;
-    let guard = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| EngineError::Invalid(format!("locking {}: {e}", p.display())))?;
+    let guard = crate::store::lock_file(&p)?;
     // A rootless engine's bridges are in its own network namespace.
     if crate::rootless::is_rootless() {
         crate::rootless::network_home(&engine.run)?;

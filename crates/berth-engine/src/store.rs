@@ -264,6 +264,19 @@ pub fn run_dir(root: &Path) -> PathBuf {
     }
 }
 
+/// Takes an exclusive `flock` on the file at `p` (made if missing), held until the guard
+/// drops.
+pub(crate) fn lock_file(p: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(p)
+        .map_err(io_err("opening", p))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| EngineError::Invalid(format!("locking {}: {e}", p.display())))
+}
+
 /// Writes a container directory's `state.json` atomically.
 pub fn write_state(dir: &Path, st: &State) -> Result<()> {
     let tmp = dir.join("state.json.tmp");

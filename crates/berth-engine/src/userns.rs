@@ -246,15 +246,7 @@ fn user_id(user: &str) -> Result<(String, u32)> {
 
 /// Serializes `auto` allocations among berth processes until the container is recorded.
 pub fn lock(engine: &Engine) -> Result<nix::fcntl::Flock<std::fs::File>> {
-    let p = engine.root.join("userns.lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .map_err(crate::io_err("opening", &p))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| EngineError::Invalid(format!("locking {}: {e}", p.display())))
+    crate::store::lock_file(&engine.root.join("userns.lock"))
 }
 
 /// The uid and gid maps a container holds.

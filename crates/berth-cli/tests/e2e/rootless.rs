@@ -341,6 +341,15 @@ fn http_get(port: u16, path: &str) -> String {
     }
 }
 
+/// Starts busybox httpd serving /www on port 80 in a container `name`, with `opts` (network,
+/// ports, pod) before the image.
+fn httpd(u: &User, name: &str, opts: &[&str]) {
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&["busybox:rl", "httpd", "-f", "-p", "80", "-h", "/www"]);
+    u.ok_detached(&args);
+}
+
 /// A free TCP port on the host: `want` if it is free, else the kernel's pick.
 fn port_or_free(want: u16) -> u16 {
     if want != 0 && std::net::TcpListener::bind(("0.0.0.0", want)).is_ok() {
@@ -491,21 +500,7 @@ fn rootless_networking_pasta_slirp4netns_and_user_networks() {
     // -p on the default network (pasta): busybox httpd answers on the host's loopback.
     let port = port_or_free(8080);
     let publish = format!("{port}:80");
-    u.ok_detached(&[
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "-p",
-        &publish,
-        "busybox:rl",
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
+    httpd(&u, "web", &["-p", &publish]);
     assert!(http_get(port, "/index.html").contains("served rootless"));
     let out = u.ok(&["port", "web"]);
     assert!(out.contains(&format!("0.0.0.0:{port}")), "{out}");
@@ -515,46 +510,14 @@ fn rootless_networking_pasta_slirp4netns_and_user_networks() {
     // slirp4netns, the alternative.
     let port2 = port_or_free(0);
     let publish = format!("{port2}:80");
-    u.ok_detached(&[
-        "run",
-        "-d",
-        "--name",
-        "web2",
-        "--network",
-        "slirp4netns",
-        "-p",
-        &publish,
-        "busybox:rl",
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
+    httpd(&u, "web2", &["--network", "slirp4netns", "-p", &publish]);
     assert!(http_get(port2, "/index.html").contains("served rootless"));
     u.ok(&["rm", "-f", "web2"]);
     // A user network: containers resolve and reach each other; a port is published too.
     u.ok(&["network", "create", "rlnet"]);
     let port3 = port_or_free(0);
     let publish = format!("{port3}:80");
-    u.ok_detached(&[
-        "run",
-        "-d",
-        "--name",
-        "a1",
-        "--network",
-        "rlnet",
-        "-p",
-        &publish,
-        "busybox:rl",
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
+    httpd(&u, "a1", &["--network", "rlnet", "-p", &publish]);
     let out = u.ok(&[
         "run",
         "--rm",
@@ -579,26 +542,11 @@ fn rootless_networking_pasta_slirp4netns_and_user_networks() {
     assert!(u.run.join("berth/netns/rootless").exists());
     u.ok(&["rm", "-f", "a1"]);
     u.ok(&["network", "rm", "rlnet"]);
-    // A pod: its infra holds the pasta namespace and the port, its containers share them;
-    // a pod cannot have limits where nothing is delegated.
+    // A pod: its infra holds the pasta namespace and the port, its containers share them.
     let port4 = port_or_free(0);
     let publish = format!("{port4}:80");
     u.ok(&["pod", "create", "--name", "rlpod", "-p", &publish]);
-    u.ok_detached(&[
-        "run",
-        "-d",
-        "--pod",
-        "rlpod",
-        "--name",
-        "pweb",
-        "busybox:rl",
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
+    httpd(&u, "pweb", &["--pod", "rlpod"]);
     assert!(http_get(port4, "/index.html").contains("served rootless"));
     let out = u.ok(&[
         "run",
