@@ -312,10 +312,17 @@ pub fn delegated_cgroup() -> Option<PathBuf> {
         return None;
     };
     let own = berth_runtime::cgroups::own_cgroups(&std::fs::read_to_string("/proc/self/cgroup").ok()?);
-    let mut rel = PathBuf::from(own.get("unified")?.trim_start_matches('/'));
     let me = nix::unistd::geteuid().as_raw();
-    let owned = |r: &Path| std::fs::metadata(mount.join(r)).is_ok_and(|m| m.uid() == me);
-    if !owned(&rel) {
+    delegated_from(own.get("unified")?, |r| {
+        std::fs::metadata(mount.join(r)).is_ok_and(|m| m.uid() == me)
+    })
+}
+
+/// The highest ancestor of cgroup `own` (itself included) that `owned` says is the user's,
+/// if `own` is.
+fn delegated_from(own: &str, owned: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    let mut rel = PathBuf::from(own.trim_start_matches('/'));
+    if rel.as_os_str().is_empty() || !owned(&rel) {
         return None;
     }
     while let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty() && owned(p)) {
@@ -446,4 +453,45 @@ fn start_home_pasta(run: &Path, ns: &Path) {
 /// Where [`network_home`] keeps the namespace.
 pub fn network_home_path(run: &Path) -> PathBuf {
     run.join("netns").join("rootless")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delegated_subtree_is_the_highest_one_owned() {
+        // systemd's layout: user@1000.service and below are the user's.
+        let mine = [
+            "user.slice/user-1000.slice/user@1000.service",
+            "user.slice/user-1000.slice/user@1000.service/app.slice",
+            "user.slice/user-1000.slice/user@1000.service/app.slice/x.scope",
+        ];
+        let owned = |p: &Path| mine.iter().any(|m| Path::new(m) == p);
+        assert_eq!(
+            delegated_from("/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope", owned),
+            Some(PathBuf::from("/user.slice/user-1000.slice/user@1000.service"))
+        );
+        // A session scope root owns: nothing delegated.
+        assert_eq!(
+            delegated_from("/user.slice/user-1000.slice/session-3.scope", owned),
+            None
+        );
+        assert_eq!(delegated_from("/", owned), None);
+    }
+
+    #[test]
+    fn limits_are_named_by_their_flag() {
+        let r = crate::model::Record {
+            memory: 64 << 20,
+            ..Default::default()
+        };
+        match why_no_limits() {
+            Some(_) => {
+                let e = check_limits(&r).unwrap_err().to_string();
+                assert!(e.contains("--memory"), "{e}");
+            }
+            None => check_limits(&r).unwrap(),
+        }
+    }
 }
