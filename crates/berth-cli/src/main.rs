@@ -452,10 +452,15 @@ fn is_monitor(args: impl Iterator<Item = String>) -> bool {
     subcommand(args).is_some_and(|a| a == "_monitor" || a == "exec")
 }
 
-/// Whether the command line is `berth [--root R] runtime ...` (or help and version, which
-/// need no namespace).
+/// Whether the command line is `berth [--root R] runtime ...`, or one that touches no
+/// store (help, version, lint), which a user may run without a namespace.
 fn is_runtime_command(args: impl Iterator<Item = String>) -> bool {
-    subcommand(args).is_none_or(|a| matches!(a.as_str(), "runtime" | "help" | "--help" | "-h" | "--version" | "-V"))
+    subcommand(args).is_none_or(|a| {
+        matches!(
+            a.as_str(),
+            "runtime" | "help" | "--help" | "-h" | "--version" | "-V" | "version" | "lint"
+        )
+    })
 }
 
 fn main() -> ExitCode {

@@ -653,6 +653,8 @@ fn rootless_bad_input_says_what_to_fix() {
     let u = User::new("rl-nosub", false);
     let e = u.fails(&["images"]);
     assert!(e.contains("/etc/subuid") && e.contains("usermod --add-subuids"), "{e}");
+    // What touches no store still works.
+    assert!(u.ok(&["version"]).contains("berth version"));
     // No newuidmap on PATH: the error says which package to install.
     let v = User::new("rl-nohelper", true);
     let empty = v.home.path().join("empty");
