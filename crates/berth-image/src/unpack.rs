@@ -226,7 +226,7 @@ pub fn unpack(name: &str, r: impl Read, dest: &Path) -> Result<Unpacked> {
                         Some(Gid::from_raw(gid)),
                         AtFlags::AT_SYMLINK_NOFOLLOW,
                     )
-                    .map_err(|e| bad(&shown, format!("chown: {e}")))?;
+                    .map_err(|e| bad(&shown, chown_err(uid, gid)(e).to_string()))?;
                 }
                 T::Link => {
                     let target = entry
@@ -403,6 +403,31 @@ enum EntryError {
     /// A uid or gid out of range or not a number.
     #[error("bad {what} {value:?}")]
     Id { what: &'static str, value: String },
+    /// An owner this (rootless) user namespace does not map.
+    #[error(
+        "owned by {uid}:{gid}, beyond the {mapped} ids this user's namespace maps: a rootless user needs \
+         subordinate ranges of at least {need} ids in /etc/subuid and /etc/subgid (usermod --add-subuids / --add-subgids)"
+    )]
+    Unmapped { uid: u32, gid: u32, mapped: u64, need: u64 },
+}
+
+/// A failed chown: in a user namespace, EINVAL means the owner is not mapped.
+fn chown_err(uid: u32, gid: u32) -> impl Fn(Errno) -> EntryError {
+    move |e| {
+        if e == Errno::EINVAL && safepath::userns::in_user_namespace() {
+            let mapped: u64 = safepath::userns::own_uid_map().iter().map(|r| u64::from(r.count)).sum();
+            return EntryError::Unmapped {
+                uid,
+                gid,
+                mapped,
+                need: u64::from(uid.max(gid)) + 1,
+            };
+        }
+        EntryError::Sys {
+            op: "chown",
+            source: e.into(),
+        }
+    }
 }
 
 fn sys(op: &'static str) -> impl Fn(Errno) -> EntryError {
@@ -452,7 +477,7 @@ fn finish_fd(
     mode: u32,
     xattrs: &[(String, Vec<u8>)],
 ) -> std::result::Result<(), EntryError> {
-    nix::unistd::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(sys("chown"))?;
+    nix::unistd::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(chown_err(uid, gid))?;
     nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(mode)).map_err(sys("chmod"))?;
     for (k, v) in xattrs {
         set_xattr(fd, k, v).map_err(sys_io("setting an xattr"))?;
@@ -470,7 +495,8 @@ fn finish_path_fd(
     xattrs: &[(String, Vec<u8>)],
 ) -> std::result::Result<(), EntryError> {
     let p = safepath::proc_fd_path(fd);
-    std::os::unix::fs::chown(&p, Some(uid), Some(gid)).map_err(sys_io("chown"))?;
+    std::os::unix::fs::chown(&p, Some(uid), Some(gid))
+        .map_err(|e| chown_err(uid, gid)(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
     std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(sys_io("chmod"))?;
     for (k, v) in xattrs {
         let path = CString::new(p.as_os_str().as_bytes()).map_err(|e| sys_io("setting an xattr")(e.into()))?;

@@ -20,6 +20,8 @@ pub enum Entry {
     Lying(String, u64),
     /// A file with PAX extended attributes (`SCHILY.xattr.*`).
     FileXattr(String, Vec<u8>, Vec<(String, Vec<u8>)>),
+    /// A regular file (mode 0644) owned by `uid:gid`.
+    Owned(String, u32, u32, Vec<u8>),
 }
 
 fn octal(field: &mut [u8], v: u64) {
@@ -86,6 +88,17 @@ pub fn build(entries: &[Entry]) -> Vec<u8> {
                 out.extend(h);
             }
             Entry::Fifo(n) => out.extend(header(n, b'6', 0o644, 0, "")),
+            Entry::Owned(n, uid, gid, data) => {
+                let mut h = header(n, b'0', 0o644, data.len() as u64, "");
+                octal(&mut h[108..116], u64::from(*uid));
+                octal(&mut h[116..124], u64::from(*gid));
+                h[148..156].copy_from_slice(b"        ");
+                let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+                h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+                out.extend(h);
+                out.extend(data);
+                pad(&mut out);
+            }
             Entry::Lying(n, size) => {
                 out.extend(header(n, b'0', 0o644, *size, ""));
                 out.extend([0u8; 512]);

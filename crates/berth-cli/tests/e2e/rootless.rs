@@ -672,6 +672,22 @@ fn rootless_bad_input_says_what_to_fix() {
         assert!(e.contains("--memory") && e.contains("rootless"), "{e}");
         assert!(!v.ok(&["ps", "-a"]).contains("busybox"), "a refused container was left");
     }
+    // A layer owned beyond the user's ranges: the unpack says which owner and what to add,
+    // and leaves no image behind.
+    let dir = TempDir::new("rl-unmapped");
+    let mut l = Layout::new(&dir.path().join("l"));
+    let tar = build(&[
+        E::Dir("etc/".into(), 0o755),
+        E::Owned("etc/far".into(), 70_000, 70_000, b"x".to_vec()),
+    ]);
+    let m = l.image("amd64", &[Layer::gzip(&tar)], &["sh"]);
+    l.tag(m, "far");
+    let ar = v.home.path().join("far.tar");
+    l.archive(&ar);
+    std::os::unix::fs::chown(&ar, Some(v.uid), Some(v.gid)).unwrap();
+    let e = v.fails(&["load", "-i", ar.to_str().unwrap()]);
+    assert!(e.contains("70000") && e.contains("/etc/subuid"), "{e}");
+    assert_eq!(v.ok(&["images", "-q"]).lines().count(), 1, "only busybox:rl");
     // Root's options are refused rootless, and keep-id as root.
     let e = v.fails(&["run", "--rm", "--userns=auto", "busybox:rl", "true"]);
     assert!(e.contains("needs root"), "{e}");
