@@ -403,6 +403,10 @@ fn hooks_dns_resources_and_the_security_context_apply() {
     require_root!();
     let (b, _img) = with_busybox("kube-hooks");
     let out = b.root.path().join("hook-out");
+    // Writable by the pod's user before the pod exists: its postStart hook may run before
+    // `play` returns.
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let path = play(
         &b,
         "hooks.yaml",
@@ -450,7 +454,6 @@ spec:
             out = out.display()
         ),
     );
-    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     within(10, "the postStart hook", || {
         std::fs::read_to_string(out.join("post")).ok()
     });
