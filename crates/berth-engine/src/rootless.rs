@@ -420,10 +420,7 @@ pub fn network_home(run: &Path) -> crate::Result<()> {
 /// pasta on the rootless network namespace, for the way out. Without pasta the user's
 /// networks still connect their containers, only not to the outside.
 fn start_home_pasta(run: &Path, ns: &Path) {
-    let Some(exe) = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|d| d.join("pasta"))
-        .find(|p| p.is_file())
-    else {
+    let Ok(exe) = crate::networks::usermode::helper("pasta") else {
         return;
     };
     let _ = std::process::Command::new(exe)

@@ -25,7 +25,7 @@ use crate::{EngineError, Result};
 const SLIRP_IP: &str = "10.0.2.100";
 const SLIRP_GATEWAY: &str = "10.0.2.2";
 
-fn helper(name: &'static str) -> Result<PathBuf> {
+pub(crate) fn helper(name: &'static str) -> Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|d| d.join(name))
