@@ -299,6 +299,7 @@ mod tests {
         ("berth-api", &["berth-oci", "berth-engine"]),
         ("berth-cri", &["berth-oci", "berth-engine"]),
         ("berth-kube", &["berth-oci", "berth-engine"]),
+        ("berth-compose", &["berth-oci", "berth-engine"]),
         (
             "berth",
             &[
@@ -306,6 +307,7 @@ mod tests {
                 "berth-api",
                 "berth-cri",
                 "berth-kube",
+                "berth-compose",
                 "berth-engine",
                 "berth-runtime",
                 "berth-image",
