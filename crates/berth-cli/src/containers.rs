@@ -242,6 +242,25 @@ pub fn run(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
     finish_session(&e, &r, stream, &session)
 }
 
+/// Starts a container just made and, unless `detach`, stays attached and exits with its
+/// code (`compose run`).
+pub(crate) fn run_record(root: &Path, e: &Engine, r: &Record, detach: bool, interactive: bool) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding the berth binary")?;
+    if detach {
+        ops::start(e, &r.id, &exe).map_err(engine_exit)?;
+        println!("{}", r.id);
+        return Ok(());
+    }
+    let hello = crate::attach::hello(interactive, r.tty);
+    let stream = match ops::start_attached(e, &r.id, &exe, Some(&hello)) {
+        Ok(Some(s)) => s,
+        Ok(None) => bail!("container {} was already running", r.id),
+        Err(err) => return Err(engine_exit(err)),
+    };
+    let session = session(root, r, interactive, true, "ctrl-p,ctrl-q")?;
+    finish_session(e, r, stream, &session)
+}
+
 /// The attach session for container `r`: detach keys apply only with a terminal, as in
 /// Docker.
 fn session(

@@ -8,6 +8,8 @@
 
 mod attach;
 mod build;
+mod compose;
+mod compose_views;
 mod containers;
 mod create_args;
 mod exec;
@@ -179,6 +181,8 @@ enum Command {
         #[arg(long = "cri-listen")]
         cri_listen: Option<String>,
     },
+    /// Define and run multi-container applications (the Compose Specification).
+    Compose(compose::ComposeArgs),
     /// Play Kubernetes YAML as berth pods.
     Kube {
         #[command(subcommand)]
@@ -367,6 +371,7 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
             served
         }
         Command::Kube { command } => kube::kube(root, &command),
+        Command::Compose(a) => compose::compose(root, &a),
         Command::Cri {
             listen,
             registry_config,

@@ -444,6 +444,26 @@ pub struct FileSource {
     pub external: bool,
 }
 
+impl Project {
+    /// A project known only by its name (its containers, networks and volumes are found
+    /// by their labels): what `down -p NAME` acts on without the files.
+    pub fn named(name: &str) -> Project {
+        Project {
+            name: name.to_string(),
+            working_dir: std::path::PathBuf::new(),
+            config_files: Vec::new(),
+            services: BTreeMap::new(),
+            all_services: Vec::new(),
+            networks: BTreeMap::new(),
+            volumes: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            configs: BTreeMap::new(),
+            normalized: serde_yaml::Value::Null,
+            warnings: Vec::new(),
+        }
+    }
+}
+
 impl Service {
     /// How many containers: `--scale`, else `deploy.replicas`, else `scale`, else 1.
     pub fn replicas(&self) -> u32 {

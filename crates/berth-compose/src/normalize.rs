@@ -513,10 +513,10 @@ fn service(name: &str, s: &Mapping, vars: &Vars, warnings: &mut Vec<String>) -> 
         };
         out.insert(k.to_string(), value);
     }
-    out.insert(
-        "environment".into(),
-        environment(s, vars).map_err(|e| format!("services.{name}: {e}"))?,
-    );
+    let env = environment(s, vars).map_err(|e| format!("services.{name}: {e}"))?;
+    if env.as_mapping().is_some_and(|m| !m.is_empty()) {
+        out.insert("environment".into(), env);
+    }
     if !out.contains_key("network_mode") && !out.contains_key("networks") {
         let mut m = Mapping::new();
         m.insert(key("default"), Value::Null);

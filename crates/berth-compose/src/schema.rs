@@ -282,7 +282,11 @@ pub(crate) fn check(text: &str, node: Node) -> Result<(), String> {
         })
         .deserialize(doc)
         {
-            let msg = e.to_string();
+            let mut msg = e.to_string();
+            // The parser puts the key's path first; the message says it already.
+            if let Some(i) = msg.find("unknown key `") {
+                msg = msg[i..].to_string();
+            }
             if msg.contains(" at line ") {
                 return Err(msg);
             }

@@ -525,14 +525,14 @@ pub fn up(ctx: &mut Ctx<'_>, p: &Project, o: &UpOptions) -> Result<(), ComposeEr
                     continue;
                 }
                 let met = condition(ctx, p, &dep, &cond)?;
-                let first = waiting.insert((name.clone(), dep.clone()));
+                let first = waiting.insert((String::new(), dep.clone()));
                 for r in containers_of(ctx.engine, &p.name, Some(&dep), false)? {
                     if first {
                         (ctx.progress)("Container", &r.name, "Waiting");
                     }
                     if met {
                         let word = if cond == "service_healthy" { "Healthy" } else { "Exited" };
-                        if waiting.insert((format!("{name}!done"), dep.clone())) {
+                        if waiting.insert(("done".into(), dep.clone())) {
                             (ctx.progress)("Container", &r.name, word);
                         }
                     }
