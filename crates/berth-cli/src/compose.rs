@@ -444,7 +444,8 @@ fn builder(root: &Path) -> impl Fn(&str, &[String]) -> Result<(), ComposeError> 
     move |service: &str, args: &[String]| {
         let a: crate::build::BuildArgs =
             parsed(args).map_err(|e| ComposeError::Project(format!("service {service}: build: {e}")))?;
-        crate::build::build(root, &a).map_err(|e| ComposeError::Project(format!("service {service}: build failed: {e}")))
+        crate::build::build(root, &a)
+            .map_err(|e| ComposeError::Project(format!("service {service}: build failed: {e}")))
     }
 }
 
@@ -490,13 +491,30 @@ pub fn compose(root: &Path, a: &ComposeArgs) -> anyhow::Result<()> {
         ComposeCmd::Ls(l) => crate::compose_views::ls(root, l.all, l.quiet, &l.format),
         ComposeCmd::Ps(ps) => {
             let p = project_or_name(a, &[])?;
-            crate::compose_views::ps(root, &p, ps.all, ps.quiet, ps.services, ps.format.as_deref(), &ps.status, &ps.service)
+            crate::compose_views::ps(
+                root,
+                &p,
+                ps.all,
+                ps.quiet,
+                ps.services,
+                ps.format.as_deref(),
+                &ps.status,
+                &ps.service,
+            )
         }
         ComposeCmd::Logs(l) => {
             let p = project_or_name(a, &[])?;
             let e = engine(root)?;
             let ctrs = selected(&e, &p, &l.services)?;
-            crate::compose_views::logs(&e, &ctrs, l.follow, l.timestamps, &l.tail, !l.no_log_prefix, color(l.no_color))
+            crate::compose_views::logs(
+                &e,
+                &ctrs,
+                l.follow,
+                l.timestamps,
+                &l.tail,
+                !l.no_log_prefix,
+                color(l.no_color),
+            )
         }
         ComposeCmd::Exec(x) => exec(root, a, x),
         ComposeCmd::Run(r) => run(root, a, r),
@@ -612,14 +630,20 @@ pub fn compose(root: &Path, a: &ComposeArgs) -> anyhow::Result<()> {
                 .find(|r| up::number(r) == pa.index)
                 .ok_or_else(|| Exit(1, format!("service {:?} has no container {}", pa.service, pa.index)))?;
             let st = e.state(&r.id);
-            let found = st
-                .net
-                .as_ref()
-                .and_then(|n| n.ports.iter().find(|x| x.port == pa.private_port && x.proto.to_string() == pa.protocol).cloned());
+            let found = st.net.as_ref().and_then(|n| {
+                n.ports
+                    .iter()
+                    .find(|x| x.port == pa.private_port && x.proto == pa.protocol)
+                    .cloned()
+            });
             match found {
                 Some(x) => println!("{}:{}", x.host_ip, x.host_port),
                 None => {
-                    return Err(Exit(1, format!("no port {}/{} for container {}", pa.private_port, pa.protocol, r.name)).into())
+                    return Err(Exit(
+                        1,
+                        format!("no port {}/{} for container {}", pa.private_port, pa.protocol, r.name),
+                    )
+                    .into())
                 }
             }
             Ok(())
@@ -638,7 +662,10 @@ fn color(no_color: bool) -> bool {
 }
 
 /// The services named (all when none), each with its model.
-fn services_of<'p>(p: &'p Project, names: &[String]) -> anyhow::Result<Vec<(String, &'p berth_compose::model::Service)>> {
+fn services_of<'p>(
+    p: &'p Project,
+    names: &[String],
+) -> anyhow::Result<Vec<(String, &'p berth_compose::model::Service)>> {
     if names.is_empty() {
         return Ok(p.services.iter().map(|(n, s)| (n.clone(), s)).collect());
     }
@@ -728,7 +755,11 @@ fn up_cmd(root: &Path, a: &ComposeArgs, u: &UpArgs, create_only: bool) -> anyhow
         }
         scale.insert(name, n);
     }
-    if let Some(pl) = u.pull.as_deref().filter(|x| !["always", "missing", "never"].contains(x)) {
+    if let Some(pl) = u
+        .pull
+        .as_deref()
+        .filter(|x| !["always", "missing", "never"].contains(x))
+    {
         return Err(Exit(1, format!("invalid --pull {pl:?}: always, missing or never")).into());
     }
     let o = UpOptions {
@@ -852,7 +883,11 @@ fn run(root: &Path, a: &ComposeArgs, x: &RunArgs) -> anyhow::Result<()> {
     svc.container_name = None;
     let mut o = berth_compose::create_options(&e, &p, &service, &svc, 1, true).map_err(compose_exit)?;
     let suffix: String = berth_engine::store::new_id().map_err(engine_exit)?[..12].to_string();
-    o.name = Some(x.name.clone().unwrap_or_else(|| format!("{}-{service}-run-{suffix}", p.name)));
+    o.name = Some(
+        x.name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{service}-run-{suffix}", p.name)),
+    );
     o.auto_remove = x.rm;
     // SAFETY: isatty only reads the descriptor's state.
     let stdin_tty = unsafe { libc::isatty(0) } == 1;
@@ -869,10 +904,12 @@ fn run(root: &Path, a: &ComposeArgs, x: &RunArgs) -> anyhow::Result<()> {
         o.workdir = Some(w.clone());
     }
     for pb in &x.publish {
-        o.publish.push(berth_engine::options::PortSpec::parse(pb).map_err(|e| Exit(1, e.to_string()))?);
+        o.publish
+            .push(berth_engine::options::PortSpec::parse(pb).map_err(|e| Exit(1, e.to_string()))?);
     }
     for v in &x.volume {
-        o.binds.push(berth_engine::volumes::parse_volume(v).map_err(|e| Exit(1, e.to_string()))?);
+        o.binds
+            .push(berth_engine::volumes::parse_volume(v).map_err(|e| Exit(1, e.to_string()))?);
     }
     for l in &x.label {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));

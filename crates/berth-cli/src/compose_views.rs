@@ -35,7 +35,8 @@ pub(crate) fn ps(
         .filter(|r| only.is_empty() || only.contains(r.labels.get(plan::SERVICE).unwrap_or(&String::new())))
         .filter(|r| {
             let st = e.state(&r.id).status;
-            (all || st == Status::Running || !status.is_empty()) && (status.is_empty() || status.contains(&st.to_string()))
+            (all || st == Status::Running || !status.is_empty())
+                && (status.is_empty() || status.contains(&st.to_string()))
         })
         .collect();
     if services {
@@ -125,7 +126,9 @@ pub(crate) fn ls(root: &Path, all: bool, quiet: bool, format: &str) -> anyhow::R
 pub(crate) fn images(root: &Path, p: &Project, services: &[String], quiet: bool) -> anyhow::Result<()> {
     let e = engine(root)?;
     let store = crate::images::open(root)?;
-    let mut lines = vec![["CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE"].map(str::to_string).to_vec()];
+    let mut lines = vec![["CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE"]
+        .map(str::to_string)
+        .to_vec()];
     for r in containers_of(&e, &p.name, None, false).map_err(|err| Exit(1, err.to_string()))? {
         if !services.is_empty() && !services.contains(r.labels.get(plan::SERVICE).unwrap_or(&String::new())) {
             continue;
@@ -135,7 +138,11 @@ pub(crate) fn images(root: &Path, p: &Project, services: &[String], quiet: bool)
             println!("{id}");
             continue;
         }
-        let (repo, tag) = match r.image_name.rsplit_once(':').filter(|(a, _)| !a.is_empty() && !r.image_name.contains('@')) {
+        let (repo, tag) = match r
+            .image_name
+            .rsplit_once(':')
+            .filter(|(a, _)| !a.is_empty() && !r.image_name.contains('@'))
+        {
             Some((a, t)) if !t.contains('/') => (a.to_string(), t.to_string()),
             _ => (r.image_name.clone(), "latest".into()),
         };
@@ -222,7 +229,10 @@ pub(crate) fn logs(
     let tail = if tail == "all" {
         None
     } else {
-        Some(tail.parse::<usize>().map_err(|_| Exit(1, format!("invalid --tail {tail:?}")))?)
+        Some(
+            tail.parse::<usize>()
+                .map_err(|_| Exit(1, format!("invalid --tail {tail:?}")))?,
+        )
     };
     let mut srcs = sources(e, ctrs, tail, prefix, color);
     for s in &mut srcs {
@@ -283,14 +293,26 @@ extern "C" fn on_interrupt(_: libc::c_int) {
 
 /// `up` attached: the containers' output until they all stop; Ctrl-C (or, with
 /// `--abort-on-container-exit`, one container stopping) stops them all.
-pub(crate) fn attach(e: &Engine, ctrs: &[Record], color: bool, abort_on_exit: bool, timeout: Option<u64>) -> anyhow::Result<()> {
+pub(crate) fn attach(
+    e: &Engine,
+    ctrs: &[Record],
+    color: bool,
+    abort_on_exit: bool,
+    timeout: Option<u64>,
+) -> anyhow::Result<()> {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_interrupt as *const () as libc::sighandler_t);
     }
     let mut srcs = sources(e, ctrs, None, true, color);
-    let stop_all = pump(e, &mut srcs, false, &|| INTERRUPTED.load(Ordering::SeqCst), abort_on_exit);
+    let stop_all = pump(
+        e,
+        &mut srcs,
+        false,
+        &|| INTERRUPTED.load(Ordering::SeqCst),
+        abort_on_exit,
+    );
     if stop_all {
         eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
         for r in ctrs {

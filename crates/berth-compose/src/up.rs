@@ -367,12 +367,21 @@ fn converge(ctx: &mut Ctx<'_>, p: &Project, name: &str, o: &UpOptions) -> Result
     let image_id = ctx.images.resolve(&s.image_name(&p.name, name)).ok().map(|i| i.row.id);
     let existing = containers_of(ctx.engine, &p.name, Some(name), false)?;
     let mut have = BTreeSet::new();
-    for r in &existing {
+    let (keep, extra): (Vec<&Record>, Vec<&Record>) = existing.iter().partition(|r| {
         let n = number(r);
-        if n > want || n == 0 || !have.insert(n) {
-            remove_container(ctx, r, None, false)?;
-            continue;
+        n > 0 && n <= want && have.insert(n)
+    });
+    // Scaling down: the extra containers are all signalled first, so they stop together.
+    for r in &extra {
+        if ctx.engine.state(&r.id).running() {
+            let _ = berth_engine::ops::kill(ctx.engine, &r.id, &r.stop_signal);
         }
+    }
+    for r in extra {
+        remove_container(ctx, r, None, false)?;
+    }
+    for r in keep {
+        let n = number(r);
         let stale =
             r.labels.get(plan::CONFIG_HASH) != Some(&hash) || image_id.as_ref().is_some_and(|i| *i != r.image_id);
         let r = if o.force_recreate || (stale && !o.no_recreate) {

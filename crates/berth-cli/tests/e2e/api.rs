@@ -12,8 +12,8 @@ use crate::images::Berth;
 /// A berth daemon on a socket of its own; killed by pid on drop.
 pub(crate) struct Daemon {
     child: Option<Child>,
-    sock: PathBuf,
-    cfg: TempDir,
+    pub(crate) sock: PathBuf,
+    pub(crate) cfg: TempDir,
     _dir: TempDir,
 }
 

@@ -5,6 +5,7 @@
 
 mod api;
 mod build;
+mod compose;
 mod containers;
 mod cri;
 mod escape;

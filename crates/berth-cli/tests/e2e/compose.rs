@@ -1,0 +1,447 @@
+//! `berth compose`: a web + db + migration + worker project brought up daemonless, its
+//! conditions timed, converged again, scaled, profiled and taken down; the same project
+//! under docker-compose 1.29 against `berth daemon`; errors named with file and line.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use berth_testutil::{require_root, require_tool, TempDir};
+
+use crate::api::Daemon;
+use crate::containers::with_busybox;
+use crate::images::Berth;
+
+const PROJECT_YAML: &str = r#"
+services:
+  db:
+    image: bb:1
+    init: true
+    # Healthy only after 2 s: the check looks for a file the command makes then.
+    command: sh -c 'sleep 2; mkdir -p /www; echo db-says-hi > /www/index.html; touch /tmp/ready; httpd -f -p 5432 -h /www'
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 300ms
+      retries: 50
+    volumes:
+      - dbdata:/data
+    networks:
+      back:
+        aliases: [database]
+  migrate:
+    image: bb:1
+    command: ["sh", "-c", "sleep 1; echo migrated"]
+    depends_on:
+      db:
+        condition: service_healthy
+    networks: [back]
+  web:
+    image: bb:1
+    init: true
+    command: >-
+      sh -c 'echo "via-name:$$(wget -q -O - http://db:5432/)";
+      echo "via-alias:$$(wget -q -O - http://database:5432/)";
+      echo "greeting=$$GREETING"; exec sleep 1000'
+    environment:
+      GREETING: ${GREETING:-unset}
+    depends_on:
+      db:
+        condition: service_healthy
+      migrate:
+        condition: service_completed_successfully
+    networks: [back, front]
+  worker:
+    image: bb:1
+    init: true
+    command: ["sleep", "1000"]
+    profiles: [workers]
+    depends_on: [web]
+    networks: [back]
+networks:
+  back: {}
+  front: {}
+volumes:
+  dbdata: {}
+"#;
+
+/// Takes the project down (volumes too) when the test ends, however it ends, so no
+/// bridge or volume outlives it.
+struct Down<'a> {
+    b: &'a Berth,
+    dir: &'a Path,
+    project: String,
+}
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = compose_out(self.b, self.dir, &["-p", &self.project, "down", "-v", "-t", "1"], &[]);
+    }
+}
+
+fn compose_out(b: &Berth, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = b.cmd(&[]);
+    c.arg("compose").args(args).current_dir(dir);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// Runs `berth compose ARGS` in `dir`; must succeed. Stdout and stderr.
+fn compose(b: &Berth, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (String, String) {
+    let o = compose_out(b, dir, args, env);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert!(o.status.success(), "berth compose {args:?}: {out}{err}");
+    (out, err)
+}
+
+/// Seconds since midnight of an RFC 3339 UTC time (`...T20:59:09.652984544Z`).
+fn seconds(t: &str) -> f64 {
+    let time = t.split('T').nth(1).unwrap().trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next().unwrap().parse().unwrap();
+    let m: f64 = parts.next().unwrap().parse().unwrap();
+    let s: f64 = parts.next().unwrap().parse().unwrap();
+    h * 3600.0 + m * 60.0 + s
+}
+
+fn state(b: &Berth, name: &str, field: &str) -> String {
+    b.ok(&["inspect", "--format", &format!("{{{{.State.{field}}}}}"), name])
+        .trim()
+        .to_string()
+}
+
+/// The project's containers: name -> id.
+fn ids(b: &Berth, project: &str) -> std::collections::BTreeMap<String, String> {
+    b.ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+        "--format",
+        "{{.Names}} {{.ID}}",
+    ])
+    .lines()
+    .filter_map(|l| l.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())))
+    .collect()
+}
+
+/// Where `needle` first appears in `hay` (it must).
+fn at(hay: &str, needle: &str) -> usize {
+    hay.find(needle).unwrap_or_else(|| panic!("{needle:?} not in:\n{hay}"))
+}
+
+#[test]
+fn compose_web_db_migration_and_workers_follow_their_conditions() {
+    require_root!();
+    let (b, _img) = with_busybox("compose-app");
+    let dir = TempDir::new("compose-app-dir");
+    let d = dir.path();
+    std::fs::write(d.join("compose.yaml"), PROJECT_YAML).unwrap();
+    std::fs::write(d.join(".env"), "GREETING=from-dotenv\n").unwrap();
+    let p = format!("capp{}", b.net);
+    let _down = Down {
+        b: &b,
+        dir: d,
+        project: p.clone(),
+    };
+    let (_, err) = compose(&b, d, &["-p", &p, "up", "-d"], &[]);
+    // The order the conditions impose, as reported...
+    assert!(
+        at(&err, &format!("{p}-db-1  Healthy")) < at(&err, &format!("{p}-migrate-1  Started")),
+        "{err}"
+    );
+    assert!(
+        at(&err, &format!("{p}-migrate-1  Exited")) < at(&err, &format!("{p}-web-1  Started")),
+        "{err}"
+    );
+    // ...and as timed: migrate starts once db is healthy (2 s after it started), web once
+    // migrate finished.
+    let db_started = seconds(&state(&b, &format!("{p}-db-1"), "StartedAt"));
+    let mig_started = seconds(&state(&b, &format!("{p}-migrate-1"), "StartedAt"));
+    let mig_finished = seconds(&state(&b, &format!("{p}-migrate-1"), "FinishedAt"));
+    let web_started = seconds(&state(&b, &format!("{p}-web-1"), "StartedAt"));
+    assert!(
+        mig_started - db_started >= 2.0,
+        "migrate started {:.2}s after db",
+        mig_started - db_started
+    );
+    assert!(web_started >= mig_finished, "web started before migrate finished");
+    assert_eq!(state(&b, &format!("{p}-migrate-1"), "ExitCode"), "0");
+    // The worker's profile is not active: no worker.
+    assert!(!ids(&b, &p).keys().any(|n| n.contains("worker")));
+    // web reached db by its service name and by its alias; .env filled ${GREETING}.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let logs = loop {
+        let (out, _) = compose(&b, d, &["-p", &p, "logs", "web"], &[]);
+        if out.contains("greeting=") || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(logs.contains("web-1  | via-name:db-says-hi"), "{logs}");
+    assert!(logs.contains("via-alias:db-says-hi"), "{logs}");
+    assert!(logs.contains("greeting=from-dotenv"), "{logs}");
+    let (ps, _) = compose(&b, d, &["-p", &p, "ps"], &[]);
+    assert!(ps.contains("(healthy)") && ps.contains(&format!("{p}-web-1")), "{ps}");
+
+    // Up again: nothing is recreated.
+    let before = ids(&b, &p);
+    let (_, err) = compose(&b, d, &["-p", &p, "up", "-d"], &[]);
+    assert!(!err.contains("Recreate") && !err.contains("Creating"), "{err}");
+    assert_eq!(ids(&b, &p), before);
+
+    // A changed variable recreates only the service that uses it.
+    let (_, err) = compose(&b, d, &["-p", &p, "up", "-d"], &[("GREETING", "changed")]);
+    assert!(err.contains(&format!("{p}-web-1  Recreate")), "{err}");
+    assert!(!err.contains(&format!("{p}-db-1  Recreate")), "{err}");
+    let after = ids(&b, &p);
+    assert_ne!(after[&format!("{p}-web-1")], before[&format!("{p}-web-1")]);
+    assert_eq!(after[&format!("{p}-db-1")], before[&format!("{p}-db-1")]);
+    let env = b.ok(&["inspect", "--format", "{{json .Config.Env}}", &format!("{p}-web-1")]);
+    assert!(env.contains("GREETING=changed"), "{env}");
+
+    // A profile turns the worker on; --scale makes three of it, then one.
+    compose(
+        &b,
+        d,
+        &["-p", &p, "--profile", "workers", "up", "-d", "--scale", "worker=3"],
+        &[("GREETING", "changed")],
+    );
+    let workers: Vec<String> = ids(&b, &p).into_keys().filter(|n| n.contains("worker")).collect();
+    assert_eq!(workers, [1, 2, 3].map(|i| format!("{p}-worker-{i}")));
+    for w in &workers {
+        assert_eq!(state(&b, w, "Status"), "running");
+    }
+    compose(
+        &b,
+        d,
+        &["-p", &p, "--profile", "workers", "up", "-d", "--scale", "worker=1"],
+        &[("GREETING", "changed")],
+    );
+    let workers: Vec<String> = ids(&b, &p).into_keys().filter(|n| n.contains("worker")).collect();
+    assert_eq!(workers, [format!("{p}-worker-1")]);
+
+    // exec and a one-off run on the project's network.
+    let (out, _) = compose(
+        &b,
+        d,
+        &["-p", &p, "exec", "-T", "web", "sh", "-c", "echo $GREETING"],
+        &[],
+    );
+    assert_eq!(out.trim(), "changed");
+    let (out, _) = compose(
+        &b,
+        d,
+        &[
+            "-p",
+            &p,
+            "run",
+            "--rm",
+            "-T",
+            "--no-deps",
+            "migrate",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://database:5432/",
+        ],
+        &[],
+    );
+    assert!(out.contains("db-says-hi"), "{out}");
+
+    // down -v: no container, network or volume of the project is left.
+    let (_, err) = compose(&b, d, &["-p", &p, "down", "-v"], &[]);
+    // Reverse order: web stops before db.
+    assert!(
+        at(&err, &format!("{p}-web-1  Removed")) < at(&err, &format!("{p}-db-1  Removed")),
+        "{err}"
+    );
+    assert!(ids(&b, &p).is_empty());
+    assert!(!b.ok(&["network", "ls", "--format", "{{.Name}}"]).contains(&p));
+    assert!(!b.ok(&["volume", "ls", "-q"]).contains(&p));
+}
+
+#[test]
+fn compose_config_merges_files_and_errors_name_file_line_and_key() {
+    require_root!();
+    let b = Berth::new("compose-config");
+    let dir = TempDir::new("compose-config-dir");
+    let d = dir.path();
+    std::fs::write(d.join("compose.yaml"), PROJECT_YAML).unwrap();
+    std::fs::write(
+        d.join("override.yaml"),
+        "services:\n  web:\n    command: [sleep, '5']\n    environment:\n      EXTRA: ${EXTRA:-x}\n    ports: ['8080:80', '127.0.0.1:9090:90/udp']\n  db:\n    extends:\n      file: base.yaml\n      service: common\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("base.yaml"),
+        "services:\n  common:\n    image: base:1\n    labels: [tier=data]\n    stop_grace_period: 3s\n",
+    )
+    .unwrap();
+    let (out, _) = compose(
+        &b,
+        d,
+        &["-f", "compose.yaml", "-f", "override.yaml", "-p", "cfg", "config"],
+        &[("GREETING", "hi")],
+    );
+    let v: serde_yaml::Value = serde_yaml::from_str(&out).unwrap();
+    let web = &v["services"]["web"];
+    assert_eq!(v["name"], "cfg");
+    assert_eq!(
+        web["command"],
+        serde_yaml::from_str::<serde_yaml::Value>("[sleep, '5']").unwrap()
+    );
+    assert_eq!(web["environment"]["GREETING"], "hi");
+    assert_eq!(web["environment"]["EXTRA"], "x");
+    assert_eq!(web["ports"][0]["published"], "8080");
+    assert_eq!(web["ports"][1]["protocol"], "udp");
+    assert_eq!(web["ports"][1]["host_ip"], "127.0.0.1");
+    assert_eq!(web["depends_on"]["db"]["condition"], "service_healthy");
+    // db: the override's extends adds what base.yaml's service has; db's own keys stay.
+    let db = &v["services"]["db"];
+    assert_eq!(db["image"], "base:1");
+    assert_eq!(db["labels"]["tier"], "data");
+    assert_eq!(db["stop_grace_period"], "3s");
+    assert_eq!(db["volumes"][0]["type"], "volume");
+    assert_eq!(db["volumes"][0]["source"], "dbdata");
+    assert_eq!(v["networks"]["back"]["name"], "cfg_back");
+    assert_eq!(v["volumes"]["dbdata"]["name"], "cfg_dbdata");
+    assert!(
+        v["services"].get("worker").is_none(),
+        "a disabled profile's service is left out"
+    );
+    let (out, _) = compose(&b, d, &["--profile", "workers", "config", "--services"], &[]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["db", "migrate", "web", "worker"]);
+
+    let fails = |file: &str, text: &str| {
+        std::fs::write(d.join(file), text).unwrap();
+        let o = compose_out(&b, d, &["-f", file, "config"], &[]);
+        assert!(!o.status.success(), "{file} should be refused");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let e = fails("unknown.yaml", "services:\n  a:\n    image: bb:1\n    comand: [x]\n");
+    assert!(
+        e.contains("unknown.yaml") && e.contains("`comand`") && e.contains("line 4"),
+        "{e}"
+    );
+    let e = fails("broken.yaml", "services:\n  a:\n    image: [bb\n");
+    assert!(e.contains("broken.yaml") && e.contains("line "), "{e}");
+    let e = fails(
+        "missing.yaml",
+        "services:\n  a:\n    image: bb:${TAG:?TAG must be set}\n",
+    );
+    assert!(
+        e.contains("required variable TAG is missing a value: TAG must be set"),
+        "{e}"
+    );
+    let e = fails(
+        "cycle.yaml",
+        "services:\n  a: {image: bb:1, depends_on: [b]}\n  b: {image: bb:1, depends_on: [c]}\n  c: {image: bb:1, depends_on: [a]}\n",
+    );
+    assert!(e.contains("dependency cycle detected: a -> b -> c -> a"), "{e}");
+    let e = fails("undefined.yaml", "services:\n  a: {image: bb:1, networks: [nope]}\n");
+    assert!(e.contains("undefined network nope"), "{e}");
+}
+
+/// Each container's (service, number, one-off) and the label keys the project's
+/// containers carry.
+fn shape(b: &Berth, project: &str) -> (BTreeSet<(String, String, String)>, BTreeSet<String>) {
+    let mut rows = BTreeSet::new();
+    let mut keys = BTreeSet::new();
+    for id in ids(b, project).into_values() {
+        let v: serde_json::Value =
+            serde_json::from_str(&b.ok(&["inspect", "--format", "{{json .Config.Labels}}", &id])).unwrap();
+        let l = v.as_object().unwrap();
+        let get = |k: &str| l.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+        rows.insert((
+            get("com.docker.compose.service"),
+            get("com.docker.compose.container-number"),
+            get("com.docker.compose.oneoff"),
+        ));
+        keys.extend(l.keys().filter(|k| k.starts_with("com.docker.compose.")).cloned());
+    }
+    (rows, keys)
+}
+
+#[test]
+fn compose_projects_pass_between_berth_and_docker_compose() {
+    require_root!();
+    require_tool!("docker-compose");
+    let (b, _img) = with_busybox("compose-peer");
+    let daemon = Daemon::start(&b, TempDir::new("compose-peer-sock"));
+    let dir = TempDir::new("compose-peer-dir");
+    let d = dir.path();
+    std::fs::write(d.join("compose.yaml"), PROJECT_YAML).unwrap();
+    let p = format!("cpeer{}", b.net);
+    let _down = Down {
+        b: &b,
+        dir: d,
+        project: p.clone(),
+    };
+    let docker_compose = |args: &[&str]| {
+        let o = Command::new("docker-compose")
+            .env("DOCKER_HOST", format!("unix://{}", daemon.sock.display()))
+            .env("DOCKER_CONFIG", daemon.cfg.path())
+            .current_dir(d)
+            .arg("-p")
+            .arg(&p)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "docker-compose {args:?}: {text}");
+        text
+    };
+    let base = [
+        "com.docker.compose.project",
+        "com.docker.compose.service",
+        "com.docker.compose.container-number",
+        "com.docker.compose.oneoff",
+        "com.docker.compose.config-hash",
+        "com.docker.compose.version",
+    ];
+    // docker-compose brings it up; berth sees it and takes it down.
+    docker_compose(&["up", "-d"]);
+    let (theirs, their_keys) = shape(&b, &p);
+    let (ps, _) = compose(&b, d, &["-p", &p, "ps", "-a", "--services"], &[]);
+    assert_eq!(
+        ps.lines().collect::<BTreeSet<_>>(),
+        ["db", "migrate", "web"].into_iter().collect()
+    );
+    compose(&b, d, &["-p", &p, "down", "-v"], &[]);
+    assert!(ids(&b, &p).is_empty());
+    assert!(!b.ok(&["network", "ls", "--format", "{{.Name}}"]).contains(&p));
+    assert!(!b.ok(&["volume", "ls", "-q"]).contains(&p));
+    // berth brings it up: the same containers and labels; docker-compose takes it down.
+    compose(&b, d, &["-p", &p, "up", "-d"], &[]);
+    let (ours, our_keys) = shape(&b, &p);
+    assert_eq!(ours, theirs);
+    for k in base {
+        assert!(
+            their_keys.contains(k) && our_keys.contains(k),
+            "{k}: {their_keys:?} / {our_keys:?}"
+        );
+    }
+    let ps = docker_compose(&["ps"]);
+    for svc in ["db", "web"] {
+        assert!(
+            ps.lines()
+                .any(|l| l.contains(&format!("{p}-{svc}-1")) && l.contains("Up")),
+            "{ps}"
+        );
+    }
+    docker_compose(&["down", "-v"]);
+    assert!(ids(&b, &p).is_empty());
+    assert!(!b.ok(&["network", "ls", "--format", "{{.Name}}"]).contains(&p));
+    assert!(!b.ok(&["volume", "ls", "-q"]).contains(&p));
+}
