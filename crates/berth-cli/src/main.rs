@@ -9,6 +9,7 @@
 mod attach;
 mod build;
 mod compose;
+mod compose_args;
 mod compose_views;
 mod containers;
 mod create_args;

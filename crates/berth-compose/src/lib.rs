@@ -176,3 +176,77 @@ pub fn load(o: &LoadOptions) -> Result<Project, ComposeError> {
 pub fn config_yaml(p: &Project) -> Result<String, ComposeError> {
     serde_yaml::to_string(&p.normalized).map_err(|e| ComposeError::Project(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory of its own under the system's temporary directory, removed on drop.
+    struct Dir(PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn dir(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("berth-compose-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        Dir(d)
+    }
+
+    #[test]
+    fn anchors_include_env_files_and_profiles_load() {
+        let d = dir("load");
+        let main = d.0.join("compose.yaml");
+        std::fs::write(
+            &main,
+            "name: My_App\ninclude:\n  - sub/compose.yaml\nx-common: &common\n  image: bb:${TAG}\n  restart: always\nservices:\n  web:\n    <<: *common\n    env_file: web.env\n    environment: [B=2]\n    depends_on:\n      cache: {condition: service_started, required: false}\n  tools:\n    <<: *common\n    profiles: [debug]\n",
+        )
+        .unwrap();
+        std::fs::write(d.0.join(".env"), "TAG=7\n").unwrap();
+        std::fs::write(d.0.join("web.env"), "A=1\nB=1\n").unwrap();
+        std::fs::write(
+            d.0.join("sub/compose.yaml"),
+            "services:\n  db:\n    image: db:1\n    volumes: ['./data:/d']\n",
+        )
+        .unwrap();
+        let o = LoadOptions {
+            files: vec![main.clone()],
+            ..LoadOptions::default()
+        };
+        let p = load(&o).unwrap();
+        assert_eq!(p.name, "my_app");
+        assert_eq!(p.services.keys().collect::<Vec<_>>(), ["db", "web"]);
+        let web = &p.services["web"];
+        assert_eq!(web.image.as_deref(), Some("bb:7"));
+        assert_eq!(web.restart.as_deref(), Some("always"));
+        assert_eq!(web.environment["A"].as_deref(), Some("1"));
+        assert_eq!(web.environment["B"].as_deref(), Some("2"));
+        assert!(
+            p.warnings.iter().any(|w| w.contains("optional dependency cache")),
+            "{:?}",
+            p.warnings
+        );
+        // The included file's paths are its own directory's.
+        let db = &p.services["db"];
+        assert_eq!(
+            db.volumes[0].source.as_deref(),
+            Some(d.0.join("sub/data").to_str().unwrap())
+        );
+        let o = LoadOptions {
+            files: vec![main],
+            project_name: Some("x".into()),
+            selection: Selection {
+                profiles: vec!["debug".into()],
+                services: Vec::new(),
+            },
+            ..LoadOptions::default()
+        };
+        let p = load(&o).unwrap();
+        assert!(p.services.contains_key("tools"));
+        assert_eq!(p.networks["default"].name, "x_default");
+    }
+}

@@ -27,6 +27,8 @@ pub(crate) fn read_file(path: &Path, base: &Path, vars: &Vars, depth: usize) -> 
     if v.is_null() {
         v = Value::Mapping(Mapping::new());
     }
+    // YAML merge keys (`<<: *anchor`), as Compose files use them for shared settings.
+    v.apply_merge().map_err(|e| ComposeError::at(&file, e.to_string()))?;
     if !v.is_mapping() {
         return Err(ComposeError::at(&file, "the top level is not a mapping"));
     }

@@ -417,7 +417,8 @@ impl<'de> DeserializeSeed<'de> for KeyCheck<'_> {
 impl KeyCheck<'_> {
     fn check<E: de::Error>(&self, name: String) -> Result<String, E> {
         if let Keys(keys) = self.node {
-            if !name.starts_with("x-") && !keys.iter().any(|(k, _)| *k == name) {
+            // `<<` merges an anchored mapping in (checked where it is defined).
+            if !name.starts_with("x-") && name != "<<" && !keys.iter().any(|(k, _)| *k == name) {
                 let at = if self.path.is_empty() {
                     "at the top level".to_string()
                 } else {
@@ -482,6 +483,11 @@ mod tests {
         );
         let e = check("servces: {}\n", FILE).unwrap_err().to_string();
         assert!(e.contains("`servces` at the top level") && e.contains("line 1"), "{e}");
+        check(
+            "x-svc: &svc\n  image: a\nservices:\n  a:\n    <<: *svc\n    init: true\n",
+            FILE,
+        )
+        .unwrap();
         check(
             "services:\n  a:\n    depends_on: [b]\n    networks: [n]\n    build: .\n  b:\n    depends_on:\n      a: {condition: service_healthy}\n",
             FILE,
