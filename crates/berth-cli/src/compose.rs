@@ -74,6 +74,22 @@ fn project_or_name(a: &ComposeArgs, services: &[String]) -> anyhow::Result<Proje
     }
 }
 
+/// Runs `f` with the engine, the image store, progress on standard error and the CLI's
+/// builder.
+fn with_ctx<T>(root: &Path, e: &Engine, f: impl FnOnce(&mut Ctx<'_>) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let mut images = crate::images::open(root)?;
+    let exe = std::env::current_exe().context("finding the berth binary")?;
+    let build = builder(root);
+    let mut ctx = Ctx {
+        engine: e,
+        images: &mut images,
+        exe: &exe,
+        progress: &progress,
+        build: &build,
+    };
+    f(&mut ctx)
+}
+
 /// Builds a service's image with the CLI's `build`.
 fn builder(root: &Path) -> impl Fn(&str, &[String]) -> Result<(), ComposeError> + '_ {
     move |service: &str, args: &[String]| {
@@ -100,17 +116,6 @@ pub fn compose(root: &Path, a: &ComposeArgs) -> anyhow::Result<()> {
         ComposeCmd::Create(u) => up_cmd(root, a, u, true),
         ComposeCmd::Down(d) => {
             let p = project_or_name(a, &[])?;
-            let e = engine(root)?;
-            let mut images = crate::images::open(root)?;
-            let exe = std::env::current_exe()?;
-            let build = builder(root);
-            let mut ctx = Ctx {
-                engine: &e,
-                images: &mut images,
-                exe: &exe,
-                progress: &progress,
-                build: &build,
-            };
             if let Some(r) = d.rmi.as_deref().filter(|r| !["local", "all"].contains(r)) {
                 return Err(Exit(1, format!("invalid --rmi {r:?}: local or all")).into());
             }
@@ -120,7 +125,8 @@ pub fn compose(root: &Path, a: &ComposeArgs) -> anyhow::Result<()> {
                 timeout: d.timeout,
                 remove_orphans: d.remove_orphans,
             };
-            up::down(&mut ctx, &p, &o).map_err(compose_exit)
+            let e = engine(root)?;
+            with_ctx(root, &e, |ctx| up::down(ctx, &p, &o).map_err(compose_exit))
         }
         ComposeCmd::Config(c) => config(a, c),
         ComposeCmd::Ls(l) => crate::compose_views::ls(root, l.all, l.quiet, &l.format),
@@ -412,17 +418,7 @@ fn up_cmd(root: &Path, a: &ComposeArgs, u: &UpArgs, create_only: bool) -> anyhow
         wait_timeout: u.wait_timeout.map(Duration::from_secs),
     };
     let e = engine(root)?;
-    let mut images = crate::images::open(root)?;
-    let exe = std::env::current_exe().context("finding the berth binary")?;
-    let build = builder(root);
-    let mut ctx = Ctx {
-        engine: &e,
-        images: &mut images,
-        exe: &exe,
-        progress: &progress,
-        build: &build,
-    };
-    up::up(&mut ctx, &p, &o).map_err(compose_exit)?;
+    with_ctx(root, &e, |ctx| up::up(ctx, &p, &o).map_err(compose_exit))?;
     if u.detach || u.wait || o.no_start {
         return Ok(());
     }
@@ -478,28 +474,19 @@ fn run(root: &Path, a: &ComposeArgs, x: &RunArgs) -> anyhow::Result<()> {
         .ok_or_else(|| Exit(1, format!("no such service: {service}")))?
         .clone();
     let e = engine(root)?;
-    let mut images = crate::images::open(root)?;
-    let exe = std::env::current_exe()?;
-    let build = builder(root);
-    let quiet = |_: &str, _: &str, _: &str| {};
-    let mut ctx = Ctx {
-        engine: &e,
-        images: &mut images,
-        exe: &exe,
-        progress: &progress,
-        build: &build,
-    };
     // Its dependencies come up first (not the service itself).
     let deps: Vec<String> = plan::dependencies(&p, &s).into_iter().map(|(d, _)| d).collect();
-    if !x.no_deps && !deps.is_empty() {
-        let o = UpOptions {
-            services: deps,
-            ..UpOptions::default()
-        };
-        up::up(&mut ctx, &p, &o).map_err(compose_exit)?;
-    }
-    ctx.progress = &quiet;
-    up::ensure_image(&mut ctx, &p, &service, &s, &UpOptions::default()).map_err(compose_exit)?;
+    with_ctx(root, &e, |ctx| {
+        if !x.no_deps && !deps.is_empty() {
+            let o = UpOptions {
+                services: deps.clone(),
+                ..UpOptions::default()
+            };
+            up::up(ctx, &p, &o).map_err(compose_exit)?;
+        }
+        up::ensure_image(ctx, &p, &service, &s, &UpOptions::default()).map_err(compose_exit)
+    })?;
+    let mut images = crate::images::open(root)?;
     let mut svc = s.clone();
     if x.service_and_command.len() > 1 {
         svc.command = Some(x.service_and_command[1..].to_vec());
@@ -554,7 +541,7 @@ fn run(root: &Path, a: &ComposeArgs, x: &RunArgs) -> anyhow::Result<()> {
     for w in &made.warnings {
         eprintln!("WARNING: {w}");
     }
-    crate::containers::run_record(root, &e, &made.record, x.detach, o.open_stdin)
+    crate::containers::run_record(root, &e, &made.record, x.detach, o.open_stdin, true, "ctrl-p,ctrl-q")
 }
 
 /// A project's status for `ls`: `running(2), exited(1)`.
@@ -578,17 +565,7 @@ pub(crate) fn created(r: &Record) -> String {
 /// One container as `ps --format json` prints it.
 pub(crate) fn ps_json(e: &Engine, r: &Record) -> serde_json::Value {
     let st = e.state(&r.id);
-    let ports = st
-        .net
-        .as_ref()
-        .map(|n| {
-            n.ports
-                .iter()
-                .map(|p| format!("{}:{}->{}/{}", p.host_ip, p.host_port, p.port, p.proto))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
+    let ports = crate::views::ports_text(&st);
     let command = std::iter::once(r.path.clone())
         .chain(r.args.iter().cloned())
         .collect::<Vec<_>>()

@@ -175,6 +175,8 @@ struct Source {
     record: Record,
     reader: Reader,
     prefix: String,
+    /// Its exit was reported.
+    exited: bool,
 }
 
 fn sources(e: &Engine, ctrs: &[Record], tail: Option<usize>, prefix: bool, color: bool) -> Vec<Source> {
@@ -198,6 +200,7 @@ fn sources(e: &Engine, ctrs: &[Record], tail: Option<usize>, prefix: bool, color
                     },
                 ),
                 prefix,
+                exited: false,
             }
         })
         .collect()
@@ -240,6 +243,10 @@ pub(crate) fn logs(
         print_entries(s, &got, timestamps);
     }
     if follow {
+        // `logs` reports no exits (`up` does).
+        for s in &mut srcs {
+            s.exited = true;
+        }
         pump(e, &mut srcs, timestamps, &|| false, false);
     }
     Ok(())
@@ -261,7 +268,13 @@ fn pump(e: &Engine, srcs: &mut [Source], timestamps: bool, stop: &dyn Fn() -> bo
             let alive = matches!(st.status, Status::Running | Status::Restarting) && e.dir(&s.record.id).exists();
             if alive {
                 running += 1;
-            } else if abort_on_exit {
+            } else if !s.exited {
+                s.exited = true;
+                let more = s.reader.more();
+                print_entries(s, &more, timestamps);
+                println!("{} exited with code {}", prefix_name(&s.record), st.exit_code);
+            }
+            if !alive && abort_on_exit {
                 for s in srcs.iter_mut() {
                     let got = s.reader.more();
                     print_entries(s, &got, timestamps);

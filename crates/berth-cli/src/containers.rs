@@ -226,25 +226,20 @@ pub fn run(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
     }
     crate::attach::parse_detach_keys(&a.detach_keys).map_err(|e| usage(e.to_string()))?;
     let (e, r) = do_create(root, a)?;
-    let exe = std::env::current_exe().context("finding the berth binary")?;
-    if a.detach {
-        ops::start(&e, &r.id, &exe).map_err(engine_exit)?;
-        println!("{}", r.id);
-        return Ok(());
-    }
-    let hello = crate::attach::hello(a.interactive, a.tty);
-    let stream = match ops::start_attached(&e, &r.id, &exe, Some(&hello)) {
-        Ok(Some(s)) => s,
-        Ok(None) => bail!("container {} was already running", r.id),
-        Err(err) => return Err(engine_exit(err)),
-    };
-    let session = session(root, &r, a.interactive, a.sig_proxy, &a.detach_keys)?;
-    finish_session(&e, &r, stream, &session)
+    run_record(root, &e, &r, a.detach, a.interactive, a.sig_proxy, &a.detach_keys)
 }
 
 /// Starts a container just made and, unless `detach`, stays attached and exits with its
-/// code (`compose run`).
-pub(crate) fn run_record(root: &Path, e: &Engine, r: &Record, detach: bool, interactive: bool) -> anyhow::Result<()> {
+/// code (`run`, `compose run`).
+pub(crate) fn run_record(
+    root: &Path,
+    e: &Engine,
+    r: &Record,
+    detach: bool,
+    interactive: bool,
+    sig_proxy: bool,
+    detach_keys: &str,
+) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the berth binary")?;
     if detach {
         ops::start(e, &r.id, &exe).map_err(engine_exit)?;
@@ -257,7 +252,7 @@ pub(crate) fn run_record(root: &Path, e: &Engine, r: &Record, detach: bool, inte
         Ok(None) => bail!("container {} was already running", r.id),
         Err(err) => return Err(engine_exit(err)),
     };
-    let session = session(root, r, interactive, true, "ctrl-p,ctrl-q")?;
+    let session = session(root, r, interactive, sig_proxy, detach_keys)?;
     finish_session(e, r, stream, &session)
 }
 

@@ -368,7 +368,7 @@ pub fn port(root: &Path, a: &PortArgs) -> anyhow::Result<()> {
 }
 
 /// Docker's `PORTS` column: `0.0.0.0:8080->80/tcp, 127.0.0.1:32768->81/tcp`.
-fn ports_text(st: &State) -> String {
+pub(crate) fn ports_text(st: &State) -> String {
     st.net
         .as_ref()
         .map(|n| {

@@ -552,7 +552,7 @@ fn enabled(name: &str, s: &Mapping, profiles: &[String], named: &[String]) -> bo
 fn section<T: serde::Serialize + serde::de::DeserializeOwned>(
     raw: &Value,
     name: &str,
-    f: impl Fn(&str, Mapping) -> Mapping,
+    f: &dyn Fn(&str, Mapping) -> Mapping,
 ) -> Result<(BTreeMap<String, T>, Mapping), String> {
     let mut typed = BTreeMap::new();
     let mut out = Mapping::new();
@@ -659,7 +659,8 @@ pub(crate) fn project(
         used_networks.extend(s.networks.keys().cloned());
     }
     let project = name.to_string();
-    let (networks, mut net_out) = section::<Network>(raw, "networks", |k, mut d| {
+    // A network's or volume's engine name: `PROJECT_KEY`, or the key for an external one.
+    let named = |k: &str, mut d: Mapping| {
         let external = d.get("external").and_then(boolean) == Some(true);
         if !d.contains_key("name") {
             let n = if external {
@@ -670,8 +671,8 @@ pub(crate) fn project(
             d.insert(key("name"), Value::String(n));
         }
         d
-    })
-    .map_err(bad)?;
+    };
+    let (networks, mut net_out) = section::<Network>(raw, "networks", &named).map_err(bad)?;
     let mut networks = networks;
     if used_networks.contains("default") && !networks.contains_key("default") {
         let mut d = Mapping::new();
@@ -685,26 +686,14 @@ pub(crate) fn project(
             },
         );
     }
-    let (volumes, vol_out) = section::<Volume>(raw, "volumes", |k, mut d| {
-        let external = d.get("external").and_then(boolean) == Some(true);
-        if !d.contains_key("name") {
-            let n = if external {
-                k.to_string()
-            } else {
-                format!("{project}_{k}")
-            };
-            d.insert(key("name"), Value::String(n));
-        }
-        d
-    })
-    .map_err(bad)?;
-    let (secrets, sec_out) = section::<FileSource>(raw, "secrets", |k, mut d| {
+    let (volumes, vol_out) = section::<Volume>(raw, "volumes", &named).map_err(bad)?;
+    let (secrets, sec_out) = section::<FileSource>(raw, "secrets", &|k, mut d| {
         d.entry(key("name"))
             .or_insert_with(|| Value::String(format!("{project}_{k}")));
         d
     })
     .map_err(bad)?;
-    let (configs, cfg_out) = section::<FileSource>(raw, "configs", |k, mut d| {
+    let (configs, cfg_out) = section::<FileSource>(raw, "configs", &|k, mut d| {
         d.entry(key("name"))
             .or_insert_with(|| Value::String(format!("{project}_{k}")));
         d

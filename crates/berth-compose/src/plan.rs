@@ -213,19 +213,9 @@ mod tests {
             }
             services.insert(name.to_string(), s);
         }
-        Project {
-            name: "p".into(),
-            working_dir: "/".into(),
-            config_files: Vec::new(),
-            services,
-            all_services: Vec::new(),
-            networks: BTreeMap::new(),
-            volumes: BTreeMap::new(),
-            secrets: BTreeMap::new(),
-            configs: BTreeMap::new(),
-            normalized: serde_yaml::Value::Null,
-            warnings: Vec::new(),
-        }
+        let mut p = Project::named("p");
+        p.services = services;
+        p
     }
 
     #[test]

@@ -12,12 +12,34 @@ use crate::images::Berth;
 /// A berth daemon on a socket of its own; killed by pid on drop.
 pub(crate) struct Daemon {
     child: Option<Child>,
-    pub(crate) sock: PathBuf,
-    pub(crate) cfg: TempDir,
+    sock: PathBuf,
+    cfg: TempDir,
     _dir: TempDir,
 }
 
 impl Daemon {
+    /// Runs docker-compose against this daemon in `dir` for `project`; must succeed.
+    /// Its stdout and stderr.
+    pub(crate) fn docker_compose(&self, dir: &std::path::Path, project: &str, args: &[&str]) -> String {
+        let o = Command::new("docker-compose")
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.cfg.path())
+            .current_dir(dir)
+            .arg("-p")
+            .arg(project)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "docker-compose {args:?}: {text}");
+        text
+    }
+
     pub(crate) fn start(b: &Berth, dir: TempDir) -> Daemon {
         let sock = dir.path().join("berth.sock");
         let mut d = Daemon {
@@ -777,25 +799,7 @@ networks:
     )
     .unwrap();
     let project = format!("bcomp{}", b.net);
-    let compose = |args: &[&str]| {
-        let o = Command::new("docker-compose")
-            .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
-            .env("DOCKER_CONFIG", d.cfg.path())
-            .current_dir(dir.path())
-            .arg("-p")
-            .arg(&project)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(o.status.success(), "docker-compose {args:?}: {text}");
-        text
-    };
+    let compose = |args: &[&str]| d.docker_compose(dir.path(), &project, args);
     compose(&["up", "-d"]);
     let ps = compose(&["ps"]);
     for svc in ["web", "client", "idle"] {

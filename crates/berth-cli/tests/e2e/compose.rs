@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use berth_testutil::{require_root, require_tool, TempDir};
 
@@ -383,25 +383,7 @@ fn compose_projects_pass_between_berth_and_docker_compose() {
         dir: d,
         project: p.clone(),
     };
-    let docker_compose = |args: &[&str]| {
-        let o = Command::new("docker-compose")
-            .env("DOCKER_HOST", format!("unix://{}", daemon.sock.display()))
-            .env("DOCKER_CONFIG", daemon.cfg.path())
-            .current_dir(d)
-            .arg("-p")
-            .arg(&p)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(o.status.success(), "docker-compose {args:?}: {text}");
-        text
-    };
+    let docker_compose = |args: &[&str]| daemon.docker_compose(d, &p, args);
     let base = [
         "com.docker.compose.project",
         "com.docker.compose.service",
