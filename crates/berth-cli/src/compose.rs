@@ -129,6 +129,18 @@ pub fn compose(root: &Path, a: &ComposeArgs) -> anyhow::Result<()> {
             with_ctx(root, &e, |ctx| up::down(ctx, &p, &o).map_err(compose_exit))
         }
         ComposeCmd::Config(c) => config(a, c),
+        ComposeCmd::Version { short } => {
+            let v = env!("CARGO_PKG_VERSION");
+            if *short {
+                println!("{v}");
+            } else {
+                println!(
+                    "berth compose version {v} (the Compose Specification; labels as Docker Compose {})",
+                    plan::COMPOSE_VERSION
+                );
+            }
+            Ok(())
+        }
         ComposeCmd::Ls(l) => crate::compose_views::ls(root, l.all, l.quiet, &l.format),
         ComposeCmd::Ps(ps) => {
             let p = project_or_name(a, &[])?;

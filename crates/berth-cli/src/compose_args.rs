@@ -70,6 +70,12 @@ pub enum ComposeCmd {
     Images(ServicesArgs),
     /// List running compose projects.
     Ls(LsArgs),
+    /// Show the version information.
+    Version {
+        /// Shows only the version number.
+        #[arg(long)]
+        short: bool,
+    },
 }
 
 /// `up`.

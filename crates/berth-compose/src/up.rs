@@ -352,7 +352,15 @@ pub fn create_container(
 
 /// Brings a service's containers to the model: the right number, each made from the
 /// current config (recreated when its hash or image changed), started unless `no_start`.
-fn converge(ctx: &mut Ctx<'_>, p: &Project, name: &str, o: &UpOptions) -> Result<(), ComposeError> {
+/// Whether any container was made or recreated: the dependents that asked for it
+/// (`depends_on: {restart: true}`) restart.
+fn converge(
+    ctx: &mut Ctx<'_>,
+    p: &Project,
+    name: &str,
+    o: &UpOptions,
+    deps_changed: bool,
+) -> Result<bool, ComposeError> {
     let s = p
         .services
         .get(name)
@@ -366,6 +374,7 @@ fn converge(ctx: &mut Ctx<'_>, p: &Project, name: &str, o: &UpOptions) -> Result
     let hash = plan::config_hash(s);
     let image_id = ctx.images.resolve(&s.image_name(&p.name, name)).ok().map(|i| i.row.id);
     let existing = containers_of(ctx.engine, &p.name, Some(name), false)?;
+    let mut changed = false;
     let mut have = BTreeSet::new();
     let (keep, extra): (Vec<&Record>, Vec<&Record>) = existing.iter().partition(|r| {
         let n = number(r);
@@ -385,6 +394,7 @@ fn converge(ctx: &mut Ctx<'_>, p: &Project, name: &str, o: &UpOptions) -> Result
         let stale =
             r.labels.get(plan::CONFIG_HASH) != Some(&hash) || image_id.as_ref().is_some_and(|i| *i != r.image_id);
         let r = if o.force_recreate || (stale && !o.no_recreate) {
+            changed = true;
             (ctx.progress)("Container", &r.name, "Recreate");
             remove_container(ctx, r, None, false)?;
             let made = create_container(ctx, p, name, s, n, false)?;
@@ -396,7 +406,13 @@ fn converge(ctx: &mut Ctx<'_>, p: &Project, name: &str, o: &UpOptions) -> Result
         if o.no_start {
             continue;
         }
-        if ctx.engine.state(&r.id).running() {
+        let running = ctx.engine.state(&r.id).running();
+        if running && deps_changed {
+            (ctx.progress)("Container", &r.name, "Restarting");
+            berth_engine::ops::stop(ctx.engine, &r.id, None, None)?;
+            berth_engine::ops::start(ctx.engine, &r.id, ctx.exe)?;
+            (ctx.progress)("Container", &r.name, "Started");
+        } else if running {
             (ctx.progress)("Container", &r.name, "Running");
         } else {
             (ctx.progress)("Container", &r.name, "Starting");
@@ -409,13 +425,14 @@ fn converge(ctx: &mut Ctx<'_>, p: &Project, name: &str, o: &UpOptions) -> Result
             continue;
         }
         let r = create_container(ctx, p, name, s, n, false)?;
+        changed = true;
         if !o.no_start {
             (ctx.progress)("Container", &r.name, "Starting");
             berth_engine::ops::start(ctx.engine, &r.id, ctx.exe)?;
             (ctx.progress)("Container", &r.name, "Started");
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// Where a dependency stands for a condition: met, not yet, or never.
@@ -514,6 +531,7 @@ pub fn up(ctx: &mut Ctx<'_>, p: &Project, o: &UpOptions) -> Result<(), ComposeEr
     }
     let mut pending: Vec<String> = waves.into_iter().flatten().collect();
     let mut started: BTreeSet<String> = BTreeSet::new();
+    let mut changed: BTreeSet<String> = BTreeSet::new();
     let mut waiting: BTreeSet<(String, String)> = BTreeSet::new();
     while !pending.is_empty() {
         let mut progressed = false;
@@ -552,7 +570,10 @@ pub fn up(ctx: &mut Ctx<'_>, p: &Project, o: &UpOptions) -> Result<(), ComposeEr
                 }
             }
             if ready {
-                converge(ctx, p, &name, o)?;
+                let deps_changed = svc.depends_on.iter().any(|(d, c)| c.restart && changed.contains(d));
+                if converge(ctx, p, &name, o, deps_changed)? {
+                    changed.insert(name.clone());
+                }
                 started.insert(name);
                 pending.remove(i);
                 progressed = true;

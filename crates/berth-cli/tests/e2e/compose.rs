@@ -55,7 +55,8 @@ services:
     init: true
     command: ["sleep", "1000"]
     profiles: [workers]
-    depends_on: [web]
+    depends_on:
+      web: {condition: service_started, restart: true}
     networks: [back]
 networks:
   back: {}
@@ -224,6 +225,28 @@ fn compose_web_db_migration_and_workers_follow_their_conditions() {
     );
     let workers: Vec<String> = ids(&b, &p).into_keys().filter(|n| n.contains("worker")).collect();
     assert_eq!(workers, [format!("{p}-worker-1")]);
+    // web recreated: the worker, which asked for it (`restart: true`), restarts in place.
+    let worker = format!("{p}-worker-1");
+    let started = state(&b, &worker, "StartedAt");
+    let worker_id = ids(&b, &p)[&worker].clone();
+    let (_, err) = compose(
+        &b,
+        d,
+        &["-p", &p, "--profile", "workers", "up", "-d"],
+        &[("GREETING", "again")],
+    );
+    assert!(
+        err.contains(&format!("{p}-web-1  Recreate")) && err.contains(&format!("{worker}  Restarting")),
+        "{err}"
+    );
+    assert_eq!(ids(&b, &p)[&worker], worker_id);
+    assert_ne!(state(&b, &worker, "StartedAt"), started);
+    compose(
+        &b,
+        d,
+        &["-p", &p, "--profile", "workers", "up", "-d"],
+        &[("GREETING", "changed")],
+    );
 
     // exec and a one-off run on the project's network.
     let (out, _) = compose(
@@ -376,7 +399,8 @@ fn compose_projects_pass_between_berth_and_docker_compose() {
     let daemon = Daemon::start(&b, TempDir::new("compose-peer-sock"));
     let dir = TempDir::new("compose-peer-dir");
     let d = dir.path();
-    std::fs::write(d.join("compose.yaml"), PROJECT_YAML).unwrap();
+    // docker-compose 1.29 predates `depends_on`'s `restart`.
+    std::fs::write(d.join("compose.yaml"), PROJECT_YAML.replace(", restart: true", "")).unwrap();
     let p = format!("cpeer{}", b.net);
     let _down = Down {
         b: &b,
@@ -426,4 +450,64 @@ fn compose_projects_pass_between_berth_and_docker_compose() {
     assert!(ids(&b, &p).is_empty());
     assert!(!b.ok(&["network", "ls", "--format", "{{.Name}}"]).contains(&p));
     assert!(!b.ok(&["volume", "ls", "-q"]).contains(&p));
+}
+
+#[test]
+fn compose_builds_images_mounts_secrets_and_runs_one_offs() {
+    require_root!();
+    let (b, _img) = with_busybox("compose-build");
+    let dir = TempDir::new("compose-build-dir");
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("app")).unwrap();
+    std::fs::write(
+        d.join("app/Dockerfile"),
+        "FROM bb:1\nARG FLAVOUR=plain\nRUN echo \"built-$FLAVOUR\" > /flavour\nCMD [\"sh\", \"-c\", \"cat /flavour /run/secrets/token /settings.conf; exec sleep 1000\"]\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("token.txt"), "s3cret\n").unwrap();
+    std::fs::write(
+        d.join("compose.yaml"),
+        "services:\n  app:\n    build:\n      context: ./app\n      args: {FLAVOUR: spicy}\n    init: true\n    secrets: [token]\n    configs:\n      - source: settings\n        target: /settings.conf\nsecrets:\n  token: {file: ./token.txt}\nconfigs:\n  settings: {content: \"mode=fast\\n\"}\n",
+    )
+    .unwrap();
+    let p = format!("cbuild{}", b.net);
+    let _down = Down {
+        b: &b,
+        dir: d,
+        project: p.clone(),
+    };
+    let (_, err) = compose(&b, d, &["-p", &p, "up", "-d", "--wait"], &[]);
+    assert!(err.contains(&format!("Image {p}-app  Built")), "{err}");
+    // The image is the project's, built with the argument; the secret and the config are
+    // mounted where the specification puts them.
+    b.ok(&["image", "inspect", &format!("{p}-app")]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let logs = loop {
+        let (out, _) = compose(&b, d, &["-p", &p, "logs", "--no-log-prefix", "app"], &[]);
+        if out.contains("mode=fast") || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        logs.lines().collect::<Vec<_>>(),
+        ["built-spicy", "s3cret", "mode=fast"],
+        "{logs}"
+    );
+    // Up again builds nothing (the image is here); --build builds again.
+    let (_, err) = compose(&b, d, &["-p", &p, "up", "-d"], &[]);
+    assert!(!err.contains("Building"), "{err}");
+    let (_, err) = compose(&b, d, &["-p", &p, "up", "-d", "--build"], &[]);
+    assert!(err.contains(&format!("Image {p}-app  Built")), "{err}");
+    // A one-off container: labelled as one, removed after with --rm.
+    let (out, _) = compose(&b, d, &["-p", &p, "run", "--rm", "-T", "app", "cat", "/flavour"], &[]);
+    assert_eq!(out.trim(), "built-spicy");
+    let (out, _) = compose(&b, d, &["-p", &p, "run", "-d", "app", "sleep", "100"], &[]);
+    let id = out.trim().to_string();
+    let labels = b.ok(&["inspect", "--format", "{{json .Config.Labels}}", &id]);
+    assert!(labels.contains("\"com.docker.compose.oneoff\":\"True\""), "{labels}");
+    // down --rmi local removes the built image (and the one-off container).
+    compose(&b, d, &["-p", &p, "down", "--rmi", "local", "-t", "1"], &[]);
+    assert!(ids(&b, &p).is_empty());
+    assert!(!b.out(&["image", "inspect", &format!("{p}-app")]).status.success());
 }
