@@ -738,6 +738,16 @@ pub(crate) fn project(
             }
         }
     }
+    for (k, n) in &networks {
+        if !n.driver_opts.is_empty() {
+            warnings.push(format!(
+                "network {k}: driver_opts are not served (berth's bridge takes none): ignored"
+            ));
+        }
+        if n.enable_ipv6 == Some(true) {
+            warnings.push(format!("network {k}: enable_ipv6 is not served (IPv4 only): ignored"));
+        }
+    }
     for (k, src) in secrets.iter().chain(configs.iter()) {
         if src.external {
             warnings.push(format!(

@@ -17,7 +17,7 @@ use crate::plan::{self, dependencies, order, with_dependencies};
 use crate::ComposeError;
 
 /// Where `up` and `down` report their steps (` Container NAME  Started`).
-pub type Progress<'a> = &'a dyn Fn(&str, &str, &str);
+pub type Progress<'a> = &'a (dyn Fn(&str, &str, &str) + Sync);
 
 /// A service's image to build: `docker build` arguments.
 pub type Builder<'a> = &'a dyn Fn(&str, &[String]) -> Result<(), ComposeError>;
@@ -297,19 +297,55 @@ pub fn ensure_image(
 
 /// Stops and removes one container.
 pub fn remove_container(ctx: &Ctx<'_>, r: &Record, timeout: Option<u64>, volumes: bool) -> Result<(), ComposeError> {
-    if ctx.engine.state(&r.id).running() {
-        (ctx.progress)("Container", &r.name, "Stopping");
-        berth_engine::ops::stop(ctx.engine, &r.id, timeout, None)?;
-        (ctx.progress)("Container", &r.name, "Stopped");
+    stop_and_remove(ctx.engine, ctx.progress, r, timeout, volumes)
+}
+
+fn stop_and_remove(
+    engine: &Engine,
+    progress: Progress<'_>,
+    r: &Record,
+    timeout: Option<u64>,
+    volumes: bool,
+) -> Result<(), ComposeError> {
+    if engine.state(&r.id).running() {
+        progress("Container", &r.name, "Stopping");
+        berth_engine::ops::stop(engine, &r.id, timeout, None)?;
+        progress("Container", &r.name, "Stopped");
     }
-    (ctx.progress)("Container", &r.name, "Removing");
-    match berth_engine::ops::remove(ctx.engine, &r.id, true, volumes) {
+    progress("Container", &r.name, "Removing");
+    match berth_engine::ops::remove(engine, &r.id, true, volumes) {
         Ok(_) => {}
         Err(e) if e.kind() == berth_oci::ErrorKind::NotFound => {}
         Err(e) => return Err(e.into()),
     }
-    (ctx.progress)("Container", &r.name, "Removed");
+    progress("Container", &r.name, "Removed");
     Ok(())
+}
+
+/// Stops and removes containers together, each on a thread with an engine handle of its
+/// own (the waits for their exits and the teardowns overlap).
+fn remove_together(ctx: &Ctx<'_>, rs: &[Record], timeout: Option<u64>, volumes: bool) -> Result<(), ComposeError> {
+    if rs.len() < 2 {
+        return rs.iter().try_for_each(|r| remove_container(ctx, r, timeout, volumes));
+    }
+    let root = ctx.engine.root.clone();
+    let progress = ctx.progress;
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = rs
+            .iter()
+            .map(|r| {
+                let root = root.clone();
+                sc.spawn(move || -> Result<(), ComposeError> {
+                    let engine = Engine::open(&root)?;
+                    stop_and_remove(&engine, progress, r, timeout, volumes)
+                })
+            })
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(ComposeError::Project("a removal thread panicked".into())))
+        })
+    })
 }
 
 /// Makes container `n` of a service (and connects its other networks).
@@ -386,9 +422,8 @@ fn converge(
             let _ = berth_engine::ops::kill(ctx.engine, &r.id, &r.stop_signal);
         }
     }
-    for r in extra {
-        remove_container(ctx, r, None, false)?;
-    }
+    let extra: Vec<Record> = extra.into_iter().cloned().collect();
+    remove_together(ctx, &extra, None, false)?;
     for r in keep {
         let n = number(r);
         let stale =
@@ -698,9 +733,7 @@ pub fn down(ctx: &mut Ctx<'_>, p: &Project, o: &DownOptions) -> Result<(), Compo
                 let _ = berth_engine::ops::kill(ctx.engine, &r.id, &sig);
             }
         }
-        for r in g {
-            remove_container(ctx, r, o.timeout, o.volumes)?;
-        }
+        remove_together(ctx, g, o.timeout, o.volumes)?;
     }
     // Networks: the project's by label, and those the files name (not external).
     let mut nets: BTreeSet<String> = berth_engine::networks::list(ctx.engine)?
@@ -709,33 +742,35 @@ pub fn down(ctx: &mut Ctx<'_>, p: &Project, o: &DownOptions) -> Result<(), Compo
         .map(|n| n.name)
         .collect();
     nets.extend(p.networks.values().filter(|n| !n.external).map(|n| n.name.clone()));
-    for n in nets {
-        if berth_engine::networks::get(ctx.engine, &n).is_err() {
-            continue;
-        }
-        (ctx.progress)("Network", &n, "Removing");
-        berth_engine::networks::remove(ctx.engine, &n)?;
-        (ctx.progress)("Network", &n, "Removed");
-    }
-    if o.volumes {
-        let present = berth_engine::volumes::list(ctx.engine)?;
-        let mut vols: BTreeSet<String> = present
+    let nets: Vec<String> = nets
+        .into_iter()
+        .filter(|n| berth_engine::networks::get(ctx.engine, n).is_ok())
+        .collect();
+    // A bridge's removal waits on the kernel (tens of milliseconds): the networks go on
+    // threads of their own while the volumes are removed here.
+    let root = ctx.engine.root.clone();
+    let progress = ctx.progress;
+    std::thread::scope(|sc| -> Result<(), ComposeError> {
+        let handles: Vec<_> = nets
             .iter()
-            .filter(|v| berth_engine::volumes::meta(ctx.engine, v).labels.get(plan::PROJECT) == Some(&p.name))
-            .cloned()
+            .map(|n| {
+                let root = root.clone();
+                sc.spawn(move || -> Result<(), ComposeError> {
+                    let engine = Engine::open(&root)?;
+                    progress("Network", n, "Removing");
+                    berth_engine::networks::remove(&engine, n)?;
+                    progress("Network", n, "Removed");
+                    Ok(())
+                })
+            })
             .collect();
-        vols.extend(
-            p.volumes
-                .values()
-                .filter(|v| !v.external && present.contains(&v.name))
-                .map(|v| v.name.clone()),
-        );
-        for v in vols {
-            (ctx.progress)("Volume", &v, "Removing");
-            berth_engine::volumes::remove(ctx.engine, &v)?;
-            (ctx.progress)("Volume", &v, "Removed");
+        let vols = if o.volumes { remove_volumes(ctx, p) } else { Ok(()) };
+        for h in handles {
+            h.join()
+                .unwrap_or_else(|_| Err(ComposeError::Project("a removal thread panicked".into())))?;
         }
-    }
+        vols
+    })?;
     if let Some(rmi) = &o.rmi {
         let mut imgs = BTreeSet::new();
         for (name, s) in &p.services {
@@ -751,6 +786,28 @@ pub fn down(ctx: &mut Ctx<'_>, p: &Project, o: &DownOptions) -> Result<(), Compo
             berth_engine::images::remove(ctx.engine, ctx.images, &img, false)?;
             (ctx.progress)("Image", &img, "Removed");
         }
+    }
+    Ok(())
+}
+
+/// `down -v`'s volumes: the project's by label, and those the files name (not external).
+fn remove_volumes(ctx: &Ctx<'_>, p: &Project) -> Result<(), ComposeError> {
+    let present = berth_engine::volumes::list(ctx.engine)?;
+    let mut vols: BTreeSet<String> = present
+        .iter()
+        .filter(|v| berth_engine::volumes::meta(ctx.engine, v).labels.get(plan::PROJECT) == Some(&p.name))
+        .cloned()
+        .collect();
+    vols.extend(
+        p.volumes
+            .values()
+            .filter(|v| !v.external && present.contains(&v.name))
+            .map(|v| v.name.clone()),
+    );
+    for v in vols {
+        (ctx.progress)("Volume", &v, "Removing");
+        berth_engine::volumes::remove(ctx.engine, &v)?;
+        (ctx.progress)("Volume", &v, "Removed");
     }
     Ok(())
 }
