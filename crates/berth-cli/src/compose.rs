@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use berth_compose::up::{self, containers_of, Ctx, DownOptions, UpOptions};
+use berth_compose::down::{self, DownOptions};
+use berth_compose::up::{self, containers_of, Ctx, UpOptions};
 use berth_compose::{plan, ComposeError, LoadOptions, Project, Selection};
 use berth_engine::store::{Engine, Record};
 use clap::{Args, Parser};
@@ -126,7 +127,7 @@ pub fn compose(root: &Path, a: &ComposeArgs) -> anyhow::Result<()> {
                 remove_orphans: d.remove_orphans,
             };
             let e = engine(root)?;
-            with_ctx(root, &e, |ctx| up::down(ctx, &p, &o).map_err(compose_exit))
+            with_ctx(root, &e, |ctx| down::down(ctx, &p, &o).map_err(compose_exit))
         }
         ComposeCmd::Config(c) => config(a, c),
         ComposeCmd::Version { short } => {

@@ -7,6 +7,7 @@
 //! containers, networks, volumes, labels and config hashes. Running (`up`) calls the
 //! engine, as the CLI and the APIs do.
 
+pub mod down;
 pub mod interp;
 mod load;
 pub mod model;
