@@ -253,7 +253,17 @@ pub fn compose(root: &Path, a: &ComposeArgs) -> anyhow::Result<()> {
                 eprintln!("No stopped containers");
                 return Ok(());
             }
-            let _ = rm.force;
+            // Asked first, as docker compose asks, when someone is there to answer.
+            // SAFETY: isatty only reads the descriptor's state.
+            if !rm.force && unsafe { libc::isatty(0) } == 1 {
+                let names: Vec<&str> = gone.iter().map(|r| r.name.as_str()).collect();
+                eprint!("Going to remove {}\n? Are you sure? (y/N) ", names.join(", "));
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    return Ok(());
+                }
+            }
             for r in gone {
                 progress("Container", &r.name, "Removing");
                 berth_engine::ops::remove(&e, &r.id, true, rm.volumes).map_err(engine_exit)?;
@@ -472,7 +482,13 @@ fn exec(root: &Path, a: &ComposeArgs, x: &ExecArgs) -> anyhow::Result<()> {
     if let Some(w) = &x.workdir {
         args.extend(["-w".into(), w.clone()]);
     }
-    let _ = x.privileged;
+    if x.privileged {
+        return Err(Exit(
+            1,
+            "exec --privileged is not served: the process gets the container's own privileges".into(),
+        )
+        .into());
+    }
     args.push(r.name.clone());
     args.extend(x.service_and_command[1..].iter().cloned());
     crate::exec::exec(root, &parsed(&args)?)

@@ -511,3 +511,64 @@ fn compose_builds_images_mounts_secrets_and_runs_one_offs() {
     assert!(ids(&b, &p).is_empty());
     assert!(!b.out(&["image", "inspect", &format!("{p}-app")]).status.success());
 }
+
+#[test]
+fn compose_lifecycle_commands_act_on_the_projects_containers() {
+    require_root!();
+    let (b, _img) = with_busybox("compose-life");
+    let dir = TempDir::new("compose-life-dir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("compose.yaml"),
+        "services:\n  web:\n    image: bb:1\n    init: true\n    command: [sleep, '1000']\n    ports: ['80']\n  side:\n    image: bb:1\n    init: true\n    command: [sleep, '1001']\n",
+    )
+    .unwrap();
+    let p = format!("clife{}", b.net);
+    let _down = Down {
+        b: &b,
+        dir: d,
+        project: p.clone(),
+    };
+    let c = |args: &[&str]| {
+        let mut all = vec!["-p", p.as_str()];
+        all.extend_from_slice(args);
+        compose(&b, d, &all, &[]).0
+    };
+    c(&["up", "-d"]);
+    let ls = compose(&b, d, &["ls"], &[]).0;
+    assert!(
+        ls.lines().any(|l| l.starts_with(&p) && l.contains("running(2)")),
+        "{ls}"
+    );
+    // A published port the engine chose, as `port` reports it.
+    let port = c(&["port", "web", "80"]);
+    let host_port: u16 = port.trim().rsplit(':').next().unwrap().parse().unwrap();
+    assert!(host_port > 0, "{port}");
+    assert!(c(&["top", "side"]).contains("sleep 1001"));
+    assert!(c(&["images"])
+        .lines()
+        .any(|l| l.starts_with(&format!("{p}-web-1")) && l.contains("bb")));
+    assert_eq!(c(&["ps", "-q"]).lines().count(), 2);
+    // stop, then start; restart a service; kill one.
+    c(&["stop", "-t", "1"]);
+    assert_eq!(state(&b, &format!("{p}-web-1"), "Status"), "exited");
+    assert!(!compose(&b, d, &["ls"], &[]).0.contains(&p));
+    assert!(compose(&b, d, &["ls", "-a"], &[]).0.contains("exited(2)"));
+    c(&["start"]);
+    assert_eq!(state(&b, &format!("{p}-side-1"), "Status"), "running");
+    let before = state(&b, &format!("{p}-side-1"), "StartedAt");
+    c(&["restart", "-t", "1", "side"]);
+    assert_ne!(state(&b, &format!("{p}-side-1"), "StartedAt"), before);
+    c(&["kill", "web"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while state(&b, &format!("{p}-web-1"), "Status") == "running" && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(state(&b, &format!("{p}-web-1"), "ExitCode"), "137");
+    // rm: stopped containers only, unless -s.
+    c(&["rm", "-f"]);
+    let left: Vec<String> = ids(&b, &p).into_keys().collect();
+    assert_eq!(left, [format!("{p}-side-1")]);
+    c(&["rm", "-f", "-s"]);
+    assert!(ids(&b, &p).is_empty());
+}
