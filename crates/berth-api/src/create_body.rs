@@ -136,6 +136,18 @@ struct HostConfig {
     mounts: Option<Vec<Mount>>,
     ulimits: Option<Vec<Ulimit>>,
     devices: Option<Vec<Device>>,
+    device_requests: Option<Vec<DeviceRequestBody>>,
+}
+
+/// One of `HostConfig.DeviceRequests` (`docker run --gpus`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct DeviceRequestBody {
+    driver: Option<String>,
+    count: Option<i64>,
+    #[serde(rename = "DeviceIDs")]
+    device_ids: Option<Vec<String>>,
+    capabilities: Option<Vec<Vec<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -441,9 +453,14 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
         },
         None => LogConfig::default(),
     };
-    let devices = hc
+    // A device named the CDI way (`vendor.com/class=name`) is a CDI device, as dockerd
+    // 25 reads it.
+    let (cdi_named, devices): (Vec<Device>, Vec<Device>) = hc
         .devices
         .unwrap_or_default()
+        .into_iter()
+        .partition(|d| berth_engine::cdi::is_name(d.path_on_host.as_deref().unwrap_or_default()));
+    let devices = devices
         .into_iter()
         .map(|d| DeviceMapping {
             host: d.path_on_host.unwrap_or_default(),
@@ -451,6 +468,19 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
             perms: d.cgroup_permissions.unwrap_or_default(),
         })
         .collect();
+    let requests: Vec<berth_engine::cdi::DeviceRequest> = hc
+        .device_requests
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| berth_engine::cdi::DeviceRequest {
+            driver: r.driver.unwrap_or_default(),
+            count: r.count.unwrap_or(0),
+            device_ids: r.device_ids.unwrap_or_default(),
+            capabilities: r.capabilities.unwrap_or_default(),
+        })
+        .collect();
+    let mut cdi_devices: Vec<String> = cdi_named.into_iter().filter_map(|d| d.path_on_host).collect();
+    cdi_devices.extend(berth_engine::cdi::devices_for(&requests)?);
     let (ip, aliases) = {
         let eps = b.networking_config.and_then(|n| n.endpoints_config).unwrap_or_default();
         let wanted = match &network {
@@ -530,6 +560,7 @@ pub fn options_from(body: &Value, name: Option<String>) -> Result<CreateOptions,
         volumes_from: hc.volumes_from.unwrap_or_default(),
         tty: b.tty.unwrap_or(false),
         devices,
+        cdi_devices,
         console_size: hc.console_size.map_or((0, 0), |[h, w]| {
             (u16::try_from(h).unwrap_or(0), u16::try_from(w).unwrap_or(0))
         }),

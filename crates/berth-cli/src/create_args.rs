@@ -188,6 +188,9 @@ pub struct CreateArgs {
     /// Add a host device to the container (HOST[:CONTAINER[:PERMS]]).
     #[arg(long)]
     pub device: Vec<String>,
+    /// GPU devices to add to the container ('all' to pass all GPUs), through CDI.
+    #[arg(long)]
+    pub gpus: Vec<String>,
     /// Mount the container's root filesystem as read only.
     #[arg(long)]
     pub read_only: bool,
@@ -362,9 +365,27 @@ pub(crate) fn create_options(a: &CreateArgs) -> anyhow::Result<CreateOptions> {
         devices: a
             .device
             .iter()
+            .filter(|d| !berth_engine::cdi::is_name(d))
             .map(|d| berth_engine::spec::DeviceMapping::parse(d))
             .collect::<Result<_, _>>()
             .map_err(flag)?,
+        cdi_devices: {
+            // `--device vendor.com/class=name` is a CDI device; `--gpus` asks for them too.
+            let mut cdi: Vec<String> = a
+                .device
+                .iter()
+                .filter(|d| berth_engine::cdi::is_name(d))
+                .cloned()
+                .collect();
+            let requests = a
+                .gpus
+                .iter()
+                .map(|g| berth_engine::cdi::DeviceRequest::parse_gpus(g))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(flag)?;
+            cdi.extend(berth_engine::cdi::devices_for(&requests).map_err(flag)?);
+            cdi
+        },
         read_only: a.read_only,
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,

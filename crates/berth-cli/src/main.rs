@@ -8,6 +8,7 @@
 
 mod attach;
 mod build;
+mod cdi;
 mod compose;
 mod compose_args;
 mod compose_views;
@@ -181,6 +182,11 @@ enum Command {
         /// Also serve the Kubernetes CRI on this socket (unix://PATH), as `berth cri` does.
         #[arg(long = "cri-listen")]
         cri_listen: Option<String>,
+    },
+    /// Container Device Interface devices: list them, generate a vendor's spec.
+    Cdi {
+        #[command(subcommand)]
+        command: cdi::CdiCmd,
     },
     /// Define and run multi-container applications (the Compose Specification).
     Compose(compose::ComposeArgs),
@@ -373,6 +379,7 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
         }
         Command::Kube { command } => kube::kube(root, &command),
         Command::Compose(a) => compose::compose(root, &a),
+        Command::Cdi { command } => cdi::cdi(&command),
         Command::Cri {
             listen,
             registry_config,
@@ -464,7 +471,7 @@ fn is_runtime_command(args: impl Iterator<Item = String>) -> bool {
     subcommand(args).is_none_or(|a| {
         matches!(
             a.as_str(),
-            "runtime" | "help" | "--help" | "-h" | "--version" | "-V" | "version" | "lint"
+            "runtime" | "help" | "--help" | "-h" | "--version" | "-V" | "version" | "lint" | "cdi"
         )
     })
 }

@@ -116,6 +116,18 @@ fn create_options(
             apply_resources(&mut o, r)?;
         }
     }
+    // CDI devices named in `cdi.k8s.io/*` annotations (comma separated), as containerd
+    // and CRI-O read them (this CRI's types predate the CDIDevices field).
+    for (k, v) in &c.annotations {
+        if k.starts_with("cdi.k8s.io/") {
+            o.cdi_devices.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_string),
+            );
+        }
+    }
     for d in &c.devices {
         let m = berth_engine::model::DeviceMapping {
             host: d.host_path.clone(),

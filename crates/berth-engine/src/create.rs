@@ -112,6 +112,9 @@ pub struct CreateOptions {
     pub tty: bool,
     /// `--device`.
     pub devices: Vec<DeviceMapping>,
+    /// CDI devices (`--device vendor.com/class=name`, `--gpus`, Docker's DeviceRequests,
+    /// the CRI's CDI devices).
+    pub cdi_devices: Vec<String>,
     /// The terminal's initial size (rows, columns; 0: unknown), Docker's `ConsoleSize`.
     pub console_size: (u16, u16),
     /// `-i`.
@@ -670,6 +673,13 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             .iter()
             .map(DeviceMapping::checked)
             .collect::<Result<Vec<_>>>()?,
+        cdi_devices: {
+            // Every name must resolve now: an unknown device is refused at create.
+            if !o.cdi_devices.is_empty() {
+                crate::cdi::Registry::load().check_names(&o.cdi_devices)?;
+            }
+            o.cdi_devices.clone()
+        },
         open_stdin: o.open_stdin,
         stdin_once: o.open_stdin && o.stdin_once,
         init: o.init,

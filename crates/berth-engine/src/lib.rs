@@ -14,6 +14,7 @@
 
 pub mod attach;
 pub mod build;
+pub mod cdi;
 pub mod cni;
 pub mod commit;
 pub mod cp;

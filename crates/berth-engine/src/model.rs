@@ -520,6 +520,9 @@ pub struct Record {
     /// the container and allowed by its device cgroup.
     #[serde(default)]
     pub devices: Vec<DeviceMapping>,
+    /// CDI devices (`vendor.com/class=name`), applied to the spec from the registry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cdi_devices: Vec<String>,
     /// `-t`: the terminal's initial size (rows, columns; 0: unknown).
     #[serde(default)]
     pub console_size: (u16, u16),

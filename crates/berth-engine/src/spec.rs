@@ -579,6 +579,10 @@ pub fn oci_spec(r: &Record, rootfs: &Path, dir: &Path, lowers: &[PathBuf], data_
             .map(|(path, kind, major, minor, mode, _)| json!({"path": path, "type": kind.to_string(), "major": major, "minor": minor, "fileMode": mode, "uid": 0, "gid": 0}))
             .collect::<Vec<_>>());
     }
+    // CDI devices: their nodes, cgroup rules, mounts, env and hooks.
+    if !r.cdi_devices.is_empty() {
+        crate::cdi::Registry::load().apply(&mut spec, &r.cdi_devices)?;
+    }
     // The record's own first: berth's (`run.berth.*`) are set over them below.
     if !r.annotations.is_empty() {
         spec["annotations"] = json!(r.annotations);

@@ -5,6 +5,7 @@
 
 mod api;
 mod build;
+mod cdi;
 mod compose;
 mod containers;
 mod cri;
