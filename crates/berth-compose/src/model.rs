@@ -144,6 +144,8 @@ pub struct Service {
     pub platform: Option<String>,
     /// `scale` (the old spelling of `deploy.replicas`).
     pub scale: Option<u32>,
+    /// `gpus`: `all`, or device requests (`driver`, `count`, `device_ids`, `capabilities`).
+    pub gpus: Option<serde_yaml::Value>,
 }
 
 /// `build`.
@@ -323,6 +325,9 @@ pub struct Limits {
     pub memory: Option<String>,
     /// Processes.
     pub pids: Option<i64>,
+    /// Device requests (reservations: `capabilities: [gpu]`, `count`, `device_ids`,
+    /// `driver`).
+    pub devices: Vec<serde_yaml::Value>,
 }
 
 /// `deploy.restart_policy`.

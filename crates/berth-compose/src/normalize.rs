@@ -30,7 +30,6 @@ const NOT_SERVED: &[&str] = &[
     "device_cgroup_rules",
     "domainname",
     "external_links",
-    "gpus",
     "isolation",
     "label_file",
     "links",

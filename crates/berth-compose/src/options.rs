@@ -146,6 +146,63 @@ fn file_source(engine: &Engine, p: &Project, service: &str, kind: &str, key: &st
     Ok(path.display().to_string())
 }
 
+/// One device request of `gpus` or `deploy.resources.reservations.devices`.
+fn device_request(service: &str, v: &serde_yaml::Value) -> Result<berth_engine::cdi::DeviceRequest, ComposeError> {
+    let strings = |k: &str| -> Vec<String> {
+        match v.get(k) {
+            Some(serde_yaml::Value::Sequence(items)) => items.iter().filter_map(crate::normalize::scalar).collect(),
+            Some(other) => crate::normalize::scalar(other).into_iter().collect(),
+            None => Vec::new(),
+        }
+    };
+    let count = match v.get("count") {
+        None if strings("device_ids").is_empty() => -1,
+        None => 0,
+        Some(c) if crate::normalize::scalar(c).as_deref() == Some("all") => -1,
+        Some(c) => crate::normalize::scalar(c)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| invalid(service, "a device request's count must be a number or all"))?,
+    };
+    let mut caps = strings("capabilities");
+    if caps.is_empty() {
+        caps.push("gpu".into());
+    }
+    Ok(berth_engine::cdi::DeviceRequest {
+        driver: v.get("driver").and_then(crate::normalize::scalar).unwrap_or_default(),
+        count,
+        device_ids: strings("device_ids"),
+        capabilities: vec![caps],
+    })
+}
+
+/// The service's device requests: `gpus` and `deploy.resources.reservations.devices`.
+fn device_requests(service: &str, s: &Service) -> Result<Vec<berth_engine::cdi::DeviceRequest>, ComposeError> {
+    let mut out = Vec::new();
+    match &s.gpus {
+        None => {}
+        Some(g) if crate::normalize::scalar(g).as_deref() == Some("all") => {
+            out.push(berth_engine::cdi::DeviceRequest::parse_gpus("all").map_err(|e| invalid(service, e))?);
+        }
+        Some(serde_yaml::Value::Sequence(items)) => {
+            for it in items {
+                out.push(device_request(service, it)?);
+            }
+        }
+        Some(_) => return Err(invalid(service, "gpus: all, or a list of device requests")),
+    }
+    let reserved = s
+        .deploy
+        .as_ref()
+        .and_then(|d| d.resources.as_ref())
+        .and_then(|r| r.reservations.as_ref())
+        .map(|r| r.devices.clone())
+        .unwrap_or_default();
+    for d in &reserved {
+        out.push(device_request(service, d)?);
+    }
+    Ok(out)
+}
+
 /// The first container of a service (for `network_mode: service:X`, `volumes_from`).
 fn first_container(engine: &Engine, p: &Project, service: &str) -> Result<String, ComposeError> {
     crate::up::containers_of(engine, &p.name, Some(service), false)?
@@ -277,9 +334,16 @@ pub fn create_options(
         });
     }
     for d in &s.devices {
-        o.devices
-            .push(berth_engine::spec::DeviceMapping::parse(d).map_err(bad)?);
+        if berth_engine::cdi::is_name(d) {
+            o.cdi_devices.push(d.clone());
+        } else {
+            o.devices
+                .push(berth_engine::spec::DeviceMapping::parse(d).map_err(bad)?);
+        }
     }
+    let requests = device_requests(service, s)?;
+    o.cdi_devices
+        .extend(berth_engine::cdi::devices_for(&requests).map_err(bad)?);
     if let Some(l) = &s.logging {
         o.log = LogConfig {
             driver: l.driver.clone().unwrap_or_default(),

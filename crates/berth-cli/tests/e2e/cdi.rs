@@ -121,6 +121,35 @@ fn cdi_devices_bring_their_nodes_mounts_env_and_hooks() {
         assert_eq!(o.status.code(), Some(125), "{dev}: {err}");
         assert!(err.contains(want), "{dev}: {err}");
     }
+    // Compose: a CDI name under `devices`, and `gpus` refused without GPUs.
+    std::fs::write(
+        d.join("compose.yaml"),
+        "services:\n  app:\n    image: bb:1\n    network_mode: none\n    devices: [example.test/accel=accel0]\n    command: [sh, -c, 'exec 3<>/dev/accel0 && echo \"compose-opened $$VENDOR\"']\n  gpu:\n    image: bb:1\n    network_mode: none\n    profiles: [gpu]\n    deploy:\n      resources:\n        reservations:\n          devices: [{capabilities: [gpu], count: 1}]\n",
+    )
+    .unwrap();
+    let compose = |args: &[&str]| {
+        let mut c = b.cmd(&[]);
+        c.arg("compose")
+            .args(args)
+            .current_dir(d)
+            .env("BERTH_CDI_SPEC_DIRS", &dirs);
+        c.output().unwrap()
+    };
+    let o = compose(&["-p", "cdiproj", "run", "--rm", "-T", "app"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.contains("compose-opened example"),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = compose(&["-p", "cdiproj", "--profile", "gpu", "up", "-d", "gpu"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        !o.status.success() && err.contains("could not select device driver"),
+        "{err}"
+    );
+    let o = compose(&["-p", "cdiproj", "down"]);
+    assert!(o.status.success());
     assert_eq!(b.ok(&["ps", "-aq"]), "");
 }
 
