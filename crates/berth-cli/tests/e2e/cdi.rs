@@ -19,12 +19,11 @@ fn mknod(path: &Path, major: u32, minor: u32) {
     assert!(st.success(), "mknod {}", path.display());
 }
 
-#[test]
-fn cdi_devices_bring_their_nodes_mounts_env_and_hooks() {
-    require_root!();
-    let (b, _img) = with_busybox("cdi-dev");
-    let dir = TempDir::new("cdi-dev-dir");
-    let d = dir.path();
+/// A fake vendor under `d`: `example.test/accel=accel0` (a node with /dev/fuse's numbers,
+/// 10:229, which the default device cgroup does not allow), a mount, env, hooks leaving
+/// markers in `d`; a shadowed copy in a lower directory and a broken spec beside it. The
+/// value for `BERTH_CDI_SPEC_DIRS`.
+pub(crate) fn fake_vendor(d: &Path) -> String {
     for sub in ["low", "high", "nodes", "vendor"] {
         std::fs::create_dir_all(d.join(sub)).unwrap();
     }
@@ -50,7 +49,16 @@ fn cdi_devices_bring_their_nodes_mounts_env_and_hooks() {
         r#"{"cdiVersion": "0.6.0", "kind": "example.test/broken", "devices": [{"name": "x", "containerEdits": {"deviceNode": []}}]}"#,
     )
     .unwrap();
-    let dirs = format!("{}:{}", d.join("low").display(), d.join("high").display());
+    format!("{}:{}", d.join("low").display(), d.join("high").display())
+}
+
+#[test]
+fn cdi_devices_bring_their_nodes_mounts_env_and_hooks() {
+    require_root!();
+    let (b, _img) = with_busybox("cdi-dev");
+    let dir = TempDir::new("cdi-dev-dir");
+    let d = dir.path();
+    let dirs = fake_vendor(d);
     let berth = |args: &[&str]| {
         let mut c = b.cmd(args);
         c.env("BERTH_CDI_SPEC_DIRS", &dirs);

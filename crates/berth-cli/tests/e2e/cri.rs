@@ -28,6 +28,11 @@ impl Server {
     /// A server with `extra` flags; without `--cni-conf-dir`, an empty one (the host's
     /// `/etc/cni/net.d` may hold another tool's network): sandboxes on berth's bridge.
     fn start_with(b: &Berth, extra: &[&str]) -> Server {
+        Server::start_env(b, extra, &[])
+    }
+
+    /// `start_with`, the server's environment added to.
+    fn start_env(b: &Berth, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let socket = b.root.path().join("cri.sock");
         let listen = format!("unix://{}", socket.display());
         let no_cni = b.root.path().join("no-cni");
@@ -38,7 +43,7 @@ impl Server {
             args.extend_from_slice(&["--cni-conf-dir", &no_cni]);
         }
         args.extend_from_slice(extra);
-        let child = b.cmd(&args).spawn().unwrap();
+        let child = b.cmd(&args).envs(env.iter().copied()).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             assert!(
@@ -1212,4 +1217,61 @@ fn exec_attach_and_port_forward_stream_over_websocket_and_spdy() {
         c.runtime
             .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sid }),
     );
+}
+
+#[test]
+fn cdi_annotations_bring_their_devices_into_a_cri_container() {
+    require_root!();
+    let (b, _img) = with_busybox("cri-cdi");
+    let vendor = berth_testutil::TempDir::new("cri-cdi-vendor");
+    let dirs = crate::cdi::fake_vendor(vendor.path());
+    let srv = Server::start_env(&b, &[], &[("BERTH_CDI_SPEC_DIRS", &dirs)]);
+    let mut c = srv.client();
+    let logs = b.root.path().join("pod-logs");
+    let config = sandbox_config("gpu", &logs);
+    let sid = srv
+        .call(c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        }))
+        .pod_sandbox_id;
+    let mut cc = container_config("accel", "bb:1", &["sleep 100"]);
+    cc.annotations = labels(&[("cdi.k8s.io/accel", "example.test/accel=accel0")]);
+    let cid = srv
+        .call(c.runtime.create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sid.clone(),
+            config: Some(cc),
+            sandbox_config: Some(config.clone()),
+        }))
+        .container_id;
+    srv.call(c.runtime.start_container(cri::StartContainerRequest {
+        container_id: cid.clone(),
+    }));
+    let x = srv.call(c.runtime.exec_sync(cri::ExecSyncRequest {
+        container_id: cid.clone(),
+        cmd: vec![
+            "sh".into(),
+            "-c".into(),
+            "exec 3<>/dev/accel0 && echo \"opened $VENDOR\"".into(),
+        ],
+        timeout: 10,
+    }));
+    assert_eq!(String::from_utf8_lossy(&x.stdout).trim(), "opened example", "{x:?}");
+    // An unknown device is refused at create.
+    let mut cc = container_config("nope", "bb:1", &["true"]);
+    cc.annotations = labels(&[("cdi.k8s.io/x", "example.test/accel=accel9")]);
+    let e = srv.fail(c.runtime.create_container(cri::CreateContainerRequest {
+        pod_sandbox_id: sid.clone(),
+        config: Some(cc),
+        sandbox_config: Some(config),
+    }));
+    assert!(e.message().contains("unresolvable CDI devices"), "{e:?}");
+    srv.call(c.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: sid.clone(),
+    }));
+    srv.call(
+        c.runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sid }),
+    );
+    assert_eq!(b.ok(&["pod", "ps", "-q"]), "");
 }
