@@ -673,13 +673,7 @@ pub fn create(engine: &Engine, images: &mut ImageStore, o: &CreateOptions) -> Re
             .iter()
             .map(DeviceMapping::checked)
             .collect::<Result<Vec<_>>>()?,
-        cdi_devices: {
-            // Every name must resolve now: an unknown device is refused at create.
-            if !o.cdi_devices.is_empty() {
-                crate::cdi::Registry::load().check_names(&o.cdi_devices)?;
-            }
-            o.cdi_devices.clone()
-        },
+        cdi_devices: crate::cdi::checked(&o.cdi_devices)?,
         open_stdin: o.open_stdin,
         stdin_once: o.open_stdin && o.stdin_once,
         init: o.init,

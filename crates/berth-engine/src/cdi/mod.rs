@@ -309,6 +309,15 @@ impl Spec {
     }
 }
 
+/// A container's CDI device names, each checked to resolve now: an unknown device is
+/// refused when the container is created.
+pub fn checked(names: &[String]) -> Result<Vec<String>> {
+    if !names.is_empty() {
+        Registry::load().check_names(names)?;
+    }
+    Ok(names.to_vec())
+}
+
 /// Every spec here, by kind; later directories win for the same device.
 #[derive(Debug, Default)]
 pub struct Registry {
