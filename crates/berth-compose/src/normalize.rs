@@ -611,7 +611,9 @@ pub(crate) fn project(
     let bad = |e: String| ComposeError::at(file, e);
     let mut warnings = Vec::new();
     if raw.get("version").is_some() {
-        warnings.push(format!("{file}: the attribute `version` is obsolete, it will be ignored"));
+        warnings.push(format!(
+            "{file}: the attribute `version` is obsolete, it will be ignored"
+        ));
     }
     let mut services = BTreeMap::new();
     let mut normalized_services = Mapping::new();

@@ -20,6 +20,7 @@ pub mod ipam;
 pub mod link;
 pub mod netns;
 pub mod nft;
+pub mod vxlan;
 
 /// Everything that can go wrong in networking.
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,7 @@ use crate::{io_err, NetError, Result};
 
 /// A netlink socket to the kernel's routing subsystem, in the calling thread's network
 /// namespace.
-struct Netlink {
+pub(crate) struct Netlink {
     socket: Socket,
     seq: u32,
 }
@@ -29,12 +29,12 @@ struct Refused(i32);
 impl Netlink {
     /// A socket on the home namespace (see `netns::set_home`): the host's, or a rootless
     /// engine's own.
-    fn open() -> Result<Netlink> {
+    pub(crate) fn open() -> Result<Netlink> {
         crate::netns::in_home(Netlink::open_here)
     }
 
     /// A socket on the calling thread's namespace.
-    fn open_here() -> Result<Netlink> {
+    pub(crate) fn open_here() -> Result<Netlink> {
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(io_err("opening a netlink socket"))?;
         socket.bind_auto().map_err(io_err("binding a netlink socket"))?;
         socket
@@ -99,7 +99,7 @@ impl Netlink {
 
     /// Sends `msg`: Ok once acknowledged; `what` names it in an error. A refusal with
     /// `-tolerated` (EEXIST, ENODEV...) counts as done.
-    fn call(&mut self, what: &str, msg: RouteNetlinkMessage, flags: u16, tolerated: i32) -> Result<()> {
+    pub(crate) fn call(&mut self, what: &str, msg: RouteNetlinkMessage, flags: u16, tolerated: i32) -> Result<()> {
         match self.request(msg, flags) {
             Ok(_) => Ok(()),
             Err(Ok(Refused(code))) if tolerated != 0 && code == -tolerated => Ok(()),
@@ -112,7 +112,7 @@ impl Netlink {
     }
 
     /// The index of link `name`, if it exists.
-    fn index(&mut self, name: &str) -> Result<Option<u32>> {
+    pub(crate) fn index(&mut self, name: &str) -> Result<Option<u32>> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
         match self.request(RouteNetlinkMessage::GetLink(m), 0) {
