@@ -6,7 +6,7 @@
 # everything is already there.
 set -euo pipefail
 
-pkgs=(busybox-static nftables iproute2 runc crun docker.io containerd podman conmon catatonit uidmap passt slirp4netns fuse-overlayfs iptables tar procps python3 ca-certificates docker-registry skopeo apache2-utils zstd openssl bsdutils python3-cryptography python3-pip docker-compose protobuf-compiler containernetworking-plugins)
+pkgs=(busybox-static nftables iproute2 runc crun docker.io containerd podman conmon catatonit uidmap passt slirp4netns fuse-overlayfs iptables tar procps python3 ca-certificates docker-registry skopeo apache2-utils zstd openssl bsdutils python3-cryptography python3-pip docker-compose protobuf-compiler containernetworking-plugins etcd-server)
 missing=()
 for p in "${pkgs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -15,6 +15,7 @@
 pub mod attach;
 pub mod build;
 pub mod cdi;
+pub mod cluster;
 pub mod cni;
 pub mod commit;
 pub mod cp;

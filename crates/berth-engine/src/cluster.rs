@@ -1,0 +1,322 @@
+//! The cluster store overlay networks are coordinated through (issue #21): a small
+//! key-value trait with compare-and-swap creation and leases, and its etcd implementation.
+//!
+//! The etcd client speaks etcd's v3 API through its JSON gateway (`/v3/kv/range`,
+//! `/v3/kv/txn`, `/v3/lease/grant`, ...) over plain HTTP/1.1 with a socket per call:
+//! synchronous, so the engine and the monitor stay without an async runtime (the gRPC
+//! client, `etcd-client`, needs tokio; ARCHITECTURE.md says why this departs from it).
+//!
+//! On it: hosts register with their VTEP under a lease (a dead host's entry goes when the
+//! lease does), and addresses are allocated by creating their key only if absent, so two
+//! hosts racing for one address cannot both get it.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::{EngineError, Result};
+
+/// One key's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: Vec<u8>,
+}
+
+/// What overlay networks need of a cluster store.
+pub trait Store {
+    /// The entries whose keys start with `prefix`, sorted by key.
+    fn list(&self, prefix: &str) -> Result<Vec<Entry>>;
+    /// Creates `key` only if it does not exist (atomically); whether it did. `lease` 0: none.
+    fn create(&self, key: &str, value: &[u8], lease: i64) -> Result<bool>;
+    /// Sets `key`.
+    fn put(&self, key: &str, value: &[u8], lease: i64) -> Result<()>;
+    /// Removes `key` (a missing one is no error).
+    fn delete(&self, key: &str) -> Result<()>;
+    /// A lease of `ttl` seconds; its id.
+    fn grant(&self, ttl: i64) -> Result<i64>;
+    /// Renews a lease.
+    fn keep_alive(&self, lease: i64) -> Result<()>;
+}
+
+/// etcd, at one or more `host:port` endpoints (tried in order).
+#[derive(Debug, Clone)]
+pub struct Etcd {
+    /// The endpoints.
+    pub endpoints: Vec<String>,
+    /// Each call's limit.
+    pub timeout: Duration,
+}
+
+fn b64(s: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn unb64(v: &Value) -> Vec<u8> {
+    v.as_str()
+        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        .unwrap_or_default()
+}
+
+/// The end of a prefix's key range: the prefix with its last byte incremented.
+fn range_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// A JSON number that etcd's gateway writes as a string (int64).
+fn int(v: &Value) -> i64 {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_i64())
+        .unwrap_or(0)
+}
+
+impl Etcd {
+    /// `etcd://HOST:PORT[,HOST:PORT...]`.
+    pub fn parse(url: &str) -> Result<Etcd> {
+        let rest = url
+            .strip_prefix("etcd://")
+            .ok_or_else(|| EngineError::Invalid(format!("cluster store {url:?}: etcd://HOST:PORT[,HOST:PORT...]")))?;
+        let endpoints: Vec<String> = rest
+            .split(',')
+            .map(|e| e.trim().trim_end_matches('/').to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if endpoints.is_empty() || endpoints.iter().any(|e| !e.contains(':')) {
+            return Err(EngineError::Invalid(format!(
+                "cluster store {url:?}: each endpoint is HOST:PORT"
+            )));
+        }
+        Ok(Etcd {
+            endpoints,
+            timeout: Duration::from_secs(3),
+        })
+    }
+
+    /// POSTs `body` to `path` on the first endpoint that answers; the answer's JSON.
+    fn call(&self, path: &str, body: &Value) -> Result<Value> {
+        let mut errors = Vec::new();
+        for ep in &self.endpoints {
+            match self.call_one(ep, path, body) {
+                Ok(v) => return Ok(v),
+                Err(e) => errors.push(format!("{ep}: {e}")),
+            }
+        }
+        Err(EngineError::Invalid(format!(
+            "the cluster store is unreachable ({})",
+            errors.join("; ")
+        )))
+    }
+
+    fn call_one(&self, ep: &str, path: &str, body: &Value) -> std::result::Result<Value, String> {
+        let addr = ep
+            .to_socket_addrs()
+            .map_err(|e| e.to_string())?
+            .next()
+            .ok_or_else(|| "no address".to_string())?;
+        let mut s = TcpStream::connect_timeout(&addr, self.timeout).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(self.timeout)).map_err(|e| e.to_string())?;
+        s.set_write_timeout(Some(self.timeout)).map_err(|e| e.to_string())?;
+        let payload = body.to_string();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {ep}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+            payload.len()
+        );
+        s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+        let mut raw = Vec::new();
+        // A streaming answer (keep-alive) stays open: its first message is enough.
+        let mut buf = [0u8; 8192];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if !raw.is_empty()
+                        && matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                {
+                    break
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+            if path.ends_with("keepalive") && raw.windows(4).any(|w| w == b"\r\n\r\n") && raw.ends_with(b"\n") {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&raw);
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| "a malformed answer".to_string())?;
+        let status = head.split_whitespace().nth(1).unwrap_or("");
+        // A chunked body: the JSON is the first line that parses.
+        let json = body
+            .lines()
+            .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+            .ok_or_else(|| format!("HTTP {status}: no JSON in the answer"))?;
+        if status != "200" {
+            return Err(format!(
+                "HTTP {status}: {}",
+                json["error"].as_str().or(json["message"].as_str()).unwrap_or("")
+            ));
+        }
+        Ok(json.get("result").cloned().unwrap_or(json))
+    }
+}
+
+impl Store for Etcd {
+    fn list(&self, prefix: &str) -> Result<Vec<Entry>> {
+        let v = self.call(
+            "/v3/kv/range",
+            &json!({"key": b64(prefix.as_bytes()), "range_end": b64(&range_end(prefix))}),
+        )?;
+        let mut out: Vec<Entry> = v["kvs"]
+            .as_array()
+            .map(|kvs| {
+                kvs.iter()
+                    .map(|kv| Entry {
+                        key: String::from_utf8_lossy(&unb64(&kv["key"])).into_owned(),
+                        value: unb64(&kv["value"]),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn create(&self, key: &str, value: &[u8], lease: i64) -> Result<bool> {
+        let v = self.call(
+            "/v3/kv/txn",
+            &json!({
+                "compare": [{"key": b64(key.as_bytes()), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+                "success": [{"request_put": {"key": b64(key.as_bytes()), "value": b64(value), "lease": lease.to_string()}}],
+            }),
+        )?;
+        Ok(v["succeeded"].as_bool().unwrap_or(false))
+    }
+
+    fn put(&self, key: &str, value: &[u8], lease: i64) -> Result<()> {
+        self.call(
+            "/v3/kv/put",
+            &json!({"key": b64(key.as_bytes()), "value": b64(value), "lease": lease.to_string()}),
+        )?;
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        self.call("/v3/kv/deleterange", &json!({"key": b64(key.as_bytes())}))?;
+        Ok(())
+    }
+
+    fn grant(&self, ttl: i64) -> Result<i64> {
+        let v = self.call("/v3/lease/grant", &json!({"TTL": ttl.to_string()}))?;
+        let id = int(&v["ID"]);
+        if id == 0 {
+            return Err(EngineError::Invalid(format!("the cluster store granted no lease: {v}")));
+        }
+        Ok(id)
+    }
+
+    fn keep_alive(&self, lease: i64) -> Result<()> {
+        let v = self.call("/v3/lease/keepalive", &json!({"ID": lease.to_string()}))?;
+        if int(&v["TTL"]) <= 0 {
+            return Err(EngineError::Invalid(format!("lease {lease} has expired")));
+        }
+        Ok(())
+    }
+}
+
+/// Where a cluster's keys live.
+pub const PREFIX: &str = "/berth/";
+
+/// Registers this host and its VTEP under a lease of `ttl` seconds (renew it with
+/// `keep_alive`): when the host stops renewing, its entry goes. The lease.
+pub fn register_host(store: &dyn Store, host: &str, vtep: Ipv4Addr, ttl: i64) -> Result<i64> {
+    let lease = store.grant(ttl)?;
+    let value = json!({"vtep": vtep.to_string()}).to_string();
+    store.put(&format!("{PREFIX}hosts/{host}"), value.as_bytes(), lease)?;
+    Ok(lease)
+}
+
+/// The hosts registered now: (name, VTEP).
+pub fn hosts(store: &dyn Store) -> Result<Vec<(String, Ipv4Addr)>> {
+    let prefix = format!("{PREFIX}hosts/");
+    Ok(store
+        .list(&prefix)?
+        .into_iter()
+        .filter_map(|e| {
+            let v: Value = serde_json::from_slice(&e.value).ok()?;
+            Some((e.key[prefix.len()..].to_string(), v["vtep"].as_str()?.parse().ok()?))
+        })
+        .collect())
+}
+
+/// Allocates an address of `network`'s `subnet` for `owner`, across hosts: the first one
+/// no host holds, claimed by creating its key only if absent (a lost race moves on to the
+/// next). The gateway (the subnet's first host) is never handed out.
+pub fn allocate_ip(
+    store: &dyn Store,
+    network: &str,
+    subnet: &berth_net::ipam::Subnet,
+    owner: &str,
+) -> Result<Ipv4Addr> {
+    let prefix = format!("{PREFIX}networks/{network}/ips/");
+    let mut taken: BTreeSet<Ipv4Addr> = store
+        .list(&prefix)?
+        .iter()
+        .filter_map(|e| e.key[prefix.len()..].parse().ok())
+        .collect();
+    taken.insert(subnet.first_host());
+    loop {
+        let ip = subnet
+            .allocate(&taken, network)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        if store.create(&format!("{prefix}{ip}"), owner.as_bytes(), 0)? {
+            return Ok(ip);
+        }
+        taken.insert(ip);
+    }
+}
+
+/// Gives an address back.
+pub fn release_ip(store: &dyn Store, network: &str, ip: Ipv4Addr) -> Result<()> {
+    store.delete(&format!("{PREFIX}networks/{network}/ips/{ip}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_ranges() {
+        let e = Etcd::parse("etcd://127.0.0.1:2379,10.0.0.2:2379").unwrap();
+        assert_eq!(e.endpoints, ["127.0.0.1:2379", "10.0.0.2:2379"]);
+        Etcd::parse("http://x:1").unwrap_err();
+        Etcd::parse("etcd://nohost").unwrap_err();
+        assert_eq!(range_end("/berth/"), b"/berth0".to_vec());
+        assert_eq!(int(&json!("42")), 42);
+    }
+
+    #[test]
+    fn an_unreachable_store_is_named() {
+        let mut e = Etcd::parse("etcd://127.0.0.1:1").unwrap();
+        e.timeout = Duration::from_millis(200);
+        let err = e.list("/x").unwrap_err().to_string();
+        assert!(
+            err.contains("the cluster store is unreachable") && err.contains("127.0.0.1:1"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! The cluster store against a real etcd (started here on loopback, stopped by pid):
+//! addresses claimed by racing hosts are never handed out twice, a host's registration
+//! lasts while its lease is renewed and goes after, a key is created only once.
+#![allow(clippy::unwrap_used, clippy::tests_outside_test_module)]
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_engine::cluster::{self, Etcd, Store};
+use berth_testutil::{require_tool, TempDir};
+
+/// An etcd of the test's own, killed by pid when dropped.
+struct EtcdServer {
+    child: Child,
+    url: String,
+    _dir: TempDir,
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn etcd() -> EtcdServer {
+    let dir = TempDir::new("etcd");
+    let (client, peer) = (free_port(), free_port());
+    let c = format!("http://127.0.0.1:{client}");
+    let p = format!("http://127.0.0.1:{peer}");
+    let child = Command::new("etcd")
+        .args(["--name", "t", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
+        .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
+        .args(["--initial-cluster", &format!("t={p}")])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("etcd.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let server = EtcdServer {
+        child,
+        url: format!("etcd://127.0.0.1:{client}"),
+        _dir: dir,
+    };
+    let store = Etcd::parse(&server.url).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.list("/").is_err() {
+        assert!(Instant::now() < deadline, "etcd never answered on {}", server.url);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+#[test]
+fn racing_hosts_never_get_the_same_address_and_leases_end_registrations() {
+    require_tool!("etcd");
+    let server = etcd();
+    let subnet = berth_net::ipam::Subnet::parse("10.98.0.0/26").unwrap();
+    // Two "hosts" allocating at once, 30 addresses each.
+    let got: Vec<Vec<std::net::Ipv4Addr>> = std::thread::scope(|s| {
+        let hs: Vec<_> = ["host-a", "host-b"]
+            .into_iter()
+            .map(|h| {
+                let store = Etcd::parse(&server.url).unwrap();
+                s.spawn(move || {
+                    (0..30)
+                        .map(|i| cluster::allocate_ip(&store, "ov", &subnet, &format!("{h}/{i}")).unwrap())
+                        .collect()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let all: BTreeSet<_> = got.iter().flatten().copied().collect();
+    assert_eq!(all.len(), 60, "an address was handed out twice: {got:?}");
+    assert!(!all.contains(&subnet.first_host()), "the gateway was handed out");
+    let store = Etcd::parse(&server.url).unwrap();
+    // 62 hosts in a /26, less the gateway: one left, then none.
+    let last = cluster::allocate_ip(&store, "ov", &subnet, "host-a/last").unwrap();
+    assert!(!all.contains(&last));
+    let e = cluster::allocate_ip(&store, "ov", &subnet, "host-a/more")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ov"), "{e}");
+    // Released, an address is handed out again.
+    cluster::release_ip(&store, "ov", last).unwrap();
+    assert_eq!(
+        cluster::allocate_ip(&store, "ov", &subnet, "host-b/again").unwrap(),
+        last
+    );
+
+    // A key is created once.
+    assert!(store.create("/berth/x", b"1", 0).unwrap());
+    assert!(!store.create("/berth/x", b"2", 0).unwrap());
+    assert_eq!(store.list("/berth/x").unwrap()[0].value, b"1");
+
+    // A registration lasts while its lease is renewed, and goes after.
+    let lease = cluster::register_host(&store, "host-a", "192.168.250.1".parse().unwrap(), 2).unwrap();
+    assert_eq!(
+        cluster::hosts(&store).unwrap(),
+        [("host-a".to_string(), "192.168.250.1".parse().unwrap())]
+    );
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1000));
+        store.keep_alive(lease).unwrap();
+    }
+    assert_eq!(cluster::hosts(&store).unwrap().len(), 1, "renewed, the host stays");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cluster::hosts(&store).unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the lease never ended the registration");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    store.keep_alive(lease).unwrap_err();
+}
