@@ -92,6 +92,12 @@ fn cdi_devices_bring_their_nodes_mounts_env_and_hooks() {
     // Another device is not allowed: the cgroup refuses it before any driver is asked.
     assert!(lines[3].contains("Operation not permitted"), "{out}");
     assert_eq!(std::fs::read_to_string(d.join("created")).unwrap(), "created\n");
+    // poststop runs as the container is deleted, which `--rm` may finish after `run`
+    // returned.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !d.join("stopped").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert_eq!(std::fs::read_to_string(d.join("stopped")).unwrap(), "stopped\n");
 
     // The spec the runtime got: the node, and one cgroup rule for it beyond the defaults.
