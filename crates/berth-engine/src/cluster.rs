@@ -241,24 +241,40 @@ impl Store for Etcd {
 /// Where a cluster's keys live.
 pub const PREFIX: &str = "/berth/";
 
-/// Registers this host and its VTEP under a lease of `ttl` seconds (renew it with
-/// `keep_alive`): when the host stops renewing, its entry goes. The lease.
+/// Registers this host (keyed by its VTEP, unique in the cluster) under a lease of `ttl`
+/// seconds: when the host stops renewing it, its entry goes. The lease.
 pub fn register_host(store: &dyn Store, host: &str, vtep: Ipv4Addr, ttl: i64) -> Result<i64> {
     let lease = store.grant(ttl)?;
-    let value = json!({"vtep": vtep.to_string()}).to_string();
-    store.put(&format!("{PREFIX}hosts/{host}"), value.as_bytes(), lease)?;
+    let value = json!({"name": host, "vtep": vtep.to_string()}).to_string();
+    store.put(&format!("{PREFIX}hosts/{vtep}"), value.as_bytes(), lease)?;
     Ok(lease)
+}
+
+/// Keeps this host registered, on a thread of its own: the lease is renewed every third
+/// of `ttl`; while the store is away the host keeps trying, and registers again (a new
+/// lease) once it is back.
+pub fn keep_registered(store: Etcd, host: String, vtep: Ipv4Addr, ttl: i64, lease: i64) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut lease = Some(lease);
+        let every = Duration::from_millis(u64::try_from(ttl.max(1) * 1000 / 3).unwrap_or(1000));
+        loop {
+            std::thread::sleep(every);
+            lease = match lease {
+                Some(l) if store.keep_alive(l).is_ok() => Some(l),
+                _ => register_host(&store, &host, vtep, ttl).ok(),
+            };
+        }
+    })
 }
 
 /// The hosts registered now: (name, VTEP).
 pub fn hosts(store: &dyn Store) -> Result<Vec<(String, Ipv4Addr)>> {
-    let prefix = format!("{PREFIX}hosts/");
     Ok(store
-        .list(&prefix)?
+        .list(&format!("{PREFIX}hosts/"))?
         .into_iter()
         .filter_map(|e| {
             let v: Value = serde_json::from_slice(&e.value).ok()?;
-            Some((e.key[prefix.len()..].to_string(), v["vtep"].as_str()?.parse().ok()?))
+            Some((v["name"].as_str()?.to_string(), v["vtep"].as_str()?.parse().ok()?))
         })
         .collect())
 }

@@ -4,67 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::tests_outside_test_module)]
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_engine::cluster::{self, Etcd, Store};
-use berth_testutil::{require_tool, TempDir};
-
-/// An etcd of the test's own, killed by pid when dropped.
-struct EtcdServer {
-    child: Child,
-    url: String,
-    _dir: TempDir,
-}
-
-impl Drop for EtcdServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn etcd() -> EtcdServer {
-    let dir = TempDir::new("etcd");
-    let (client, peer) = (free_port(), free_port());
-    let c = format!("http://127.0.0.1:{client}");
-    let p = format!("http://127.0.0.1:{peer}");
-    let child = Command::new("etcd")
-        .args(["--name", "t", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
-        .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
-        .args(["--initial-cluster", &format!("t={p}")])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("etcd.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let server = EtcdServer {
-        child,
-        url: format!("etcd://127.0.0.1:{client}"),
-        _dir: dir,
-    };
-    let store = Etcd::parse(&server.url).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while store.list("/").is_err() {
-        assert!(Instant::now() < deadline, "etcd never answered on {}", server.url);
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
-}
+use berth_testutil::require_tool;
 
 #[test]
 fn racing_hosts_never_get_the_same_address_and_leases_end_registrations() {
     require_tool!("etcd");
-    let server = etcd();
+    let server = berth_testutil::etcd::Etcd::start("cluster");
     let subnet = berth_net::ipam::Subnet::parse("10.98.0.0/26").unwrap();
     // Two "hosts" allocating at once, 30 addresses each.
     let got: Vec<Vec<std::net::Ipv4Addr>> = std::thread::scope(|s| {

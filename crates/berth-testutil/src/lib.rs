@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Where the host's static busybox lives (Debian's busybox-static).
 pub const BUSYBOX: &str = "/bin/busybox";
 
+pub mod etcd;
 pub mod images;
 pub mod tars;
 

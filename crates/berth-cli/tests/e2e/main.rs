@@ -6,6 +6,7 @@
 mod api;
 mod build;
 mod cdi;
+mod cluster;
 mod compose;
 mod containers;
 mod cri;
