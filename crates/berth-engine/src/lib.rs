@@ -38,6 +38,7 @@ pub mod monitor;
 pub mod networks;
 pub mod ops;
 pub mod options;
+pub mod overlay;
 pub mod pods;
 pub mod rootless;
 pub mod runtimes;

@@ -12,6 +12,7 @@ pub const BUSYBOX: &str = "/bin/busybox";
 
 pub mod etcd;
 pub mod images;
+pub mod netlab;
 pub mod tars;
 
 /// True when `BERTH_TEST_ROOT=1`: every gate must pass or the test fails.

@@ -1,0 +1,85 @@
+//! An overlay network's endpoints as the cluster store keeps them, and a host's VxLAN
+//! device kept in step with them (issue #21): every endpoint on another host programmed
+//! (its MAC to its host's VTEP, its address to its MAC), every one that went removed.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use berth_net::vxlan::{self, Remote};
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{Store, PREFIX};
+use crate::{EngineError, Result};
+
+/// One endpoint: a container on an overlay network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The container's id.
+    pub container: String,
+    /// Its address on the network (its MAC is derived from it).
+    pub ip: Ipv4Addr,
+    /// The VTEP of the host it runs on.
+    pub vtep: Ipv4Addr,
+    /// Its names and aliases (for DNS across hosts).
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+fn key(network: &str, container: &str) -> String {
+    format!("{PREFIX}networks/{network}/endpoints/{container}")
+}
+
+/// Publishes an endpoint, for every host of the cluster.
+pub fn publish(store: &dyn Store, network: &str, ep: &Endpoint) -> Result<()> {
+    let v = serde_json::to_vec(ep).map_err(|e| EngineError::Invalid(format!("an endpoint: {e}")))?;
+    store.put(&key(network, &ep.container), &v, 0)
+}
+
+/// Withdraws a container's endpoint.
+pub fn withdraw(store: &dyn Store, network: &str, container: &str) -> Result<()> {
+    store.delete(&key(network, container))
+}
+
+/// The network's endpoints.
+pub fn endpoints(store: &dyn Store, network: &str) -> Result<Vec<Endpoint>> {
+    Ok(store
+        .list(&format!("{PREFIX}networks/{network}/endpoints/"))?
+        .iter()
+        .filter_map(|e| serde_json::from_slice(&e.value).ok())
+        .collect())
+}
+
+fn remote(ep: &Endpoint) -> Remote {
+    let o = ep.ip.octets();
+    Remote {
+        ip: ep.ip,
+        mac: [0x02, 0x42, o[0], o[1], o[2], o[3]],
+        host: ep.vtep,
+    }
+}
+
+/// Brings the VxLAN device `dev` in `netns` in step with the store: the endpoints on other
+/// hosts than `local` programmed, those in `programmed` that are gone removed.
+/// `programmed` is what this host has programmed (kept by the caller between calls).
+pub fn sync(
+    store: &dyn Store,
+    network: &str,
+    local: Ipv4Addr,
+    netns: &Path,
+    dev: &str,
+    programmed: &mut Vec<Remote>,
+) -> Result<()> {
+    let wanted: Vec<Remote> = endpoints(store, network)?
+        .iter()
+        .filter(|e| e.vtep != local)
+        .map(remote)
+        .collect();
+    for gone in programmed.iter().filter(|r| !wanted.contains(r)) {
+        vxlan::remove_remote(netns, dev, gone).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    }
+    for r in wanted.iter().filter(|r| !programmed.contains(r)) {
+        vxlan::add_remote(netns, dev, r).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    }
+    *programmed = wanted;
+    Ok(())
+}
