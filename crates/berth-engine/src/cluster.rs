@@ -238,6 +238,75 @@ impl Store for Etcd {
     }
 }
 
+/// One change under a watched prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A key set (made or changed).
+    Put(Entry),
+    /// A key removed.
+    Delete(String),
+}
+
+impl Etcd {
+    /// Watches `prefix`: `on_change` gets each change as etcd streams it, until it returns
+    /// false. The stream is read from etcd's JSON gateway (`/v3/watch`, one JSON message
+    /// per chunk); a broken stream is an error (the caller resyncs and watches again).
+    pub fn watch(&self, prefix: &str, on_change: &mut dyn FnMut(Change) -> bool) -> Result<()> {
+        let ep = self
+            .endpoints
+            .first()
+            .ok_or_else(|| EngineError::Invalid("no cluster store endpoint".into()))?;
+        let bad = |e: std::io::Error| EngineError::Invalid(format!("watching {prefix} on {ep}: {e}"));
+        let addr = ep
+            .to_socket_addrs()
+            .map_err(bad)?
+            .next()
+            .ok_or_else(|| EngineError::Invalid(format!("{ep}: no address")))?;
+        let mut s = TcpStream::connect_timeout(&addr, self.timeout).map_err(bad)?;
+        let body = json!({"create_request": {"key": b64(prefix.as_bytes()), "range_end": b64(&range_end(prefix))}})
+            .to_string();
+        let req = format!(
+            "POST /v3/watch HTTP/1.1\r\nHost: {ep}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).map_err(bad)?;
+        let mut pending = Vec::new();
+        let mut buf = [0u8; 16384];
+        loop {
+            let n = s.read(&mut buf).map_err(bad)?;
+            if n == 0 {
+                return Err(EngineError::Invalid(format!(
+                    "watching {prefix} on {ep}: the stream ended"
+                )));
+            }
+            pending.extend_from_slice(&buf[..n]);
+            // Each message is a JSON object on a line of its own (between chunk sizes).
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let Ok(v) = serde_json::from_slice::<Value>(line.trim_ascii()) else {
+                    continue;
+                };
+                let result = v.get("result").unwrap_or(&v);
+                for ev in result["events"].as_array().into_iter().flatten() {
+                    let kv = &ev["kv"];
+                    let key = String::from_utf8_lossy(&unb64(&kv["key"])).into_owned();
+                    let change = if ev["type"].as_str() == Some("DELETE") {
+                        Change::Delete(key)
+                    } else {
+                        Change::Put(Entry {
+                            key,
+                            value: unb64(&kv["value"]),
+                        })
+                    };
+                    if !on_change(change) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Where a cluster's keys live.
 pub const PREFIX: &str = "/berth/";
 

@@ -70,3 +70,68 @@ fn racing_hosts_never_get_the_same_address_and_leases_end_registrations() {
     }
     store.keep_alive(lease).unwrap_err();
 }
+
+#[test]
+fn a_watch_streams_puts_and_deletes_as_they_happen() {
+    require_tool!("etcd");
+    let server = berth_testutil::etcd::Etcd::start("watch");
+    let store = Etcd::parse(&server.url).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let watcher = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store
+                .watch("/berth/w/", &mut |c| {
+                    let last = c == cluster::Change::Delete("/berth/w/a".into());
+                    tx.send((c, Instant::now())).unwrap();
+                    !last
+                })
+                .unwrap();
+        })
+    };
+    // Once a sentinel written here comes back, the watch is in place.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        store.put("/berth/w/ready", b"1", 0).unwrap();
+        if rx.recv_timeout(Duration::from_millis(200)).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the watch never saw anything");
+    }
+    while rx.try_recv().is_ok() {}
+    // Keys outside the prefix are not seen.
+    store.put("/berth/other", b"x", 0).unwrap();
+    let put_at = Instant::now();
+    store.put("/berth/w/a", b"1", 0).unwrap();
+    store.put("/berth/w/b", b"2", 0).unwrap();
+    store.delete("/berth/w/a").unwrap();
+    let mut got: Vec<(cluster::Change, Instant)> = Vec::new();
+    while got.len() < 3 {
+        let (c, at) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        if !matches!(&c, cluster::Change::Put(e) if e.key == "/berth/w/ready") {
+            got.push((c, at));
+        }
+    }
+    watcher.join().unwrap();
+    let changes: Vec<cluster::Change> = got.iter().map(|(c, _)| c.clone()).collect();
+    assert_eq!(
+        changes,
+        [
+            cluster::Change::Put(cluster::Entry {
+                key: "/berth/w/a".into(),
+                value: b"1".to_vec()
+            }),
+            cluster::Change::Put(cluster::Entry {
+                key: "/berth/w/b".into(),
+                value: b"2".to_vec()
+            }),
+            cluster::Change::Delete("/berth/w/a".into()),
+        ]
+    );
+    // A change reaches a watcher well within a second.
+    assert!(
+        got[0].1.duration_since(put_at) < Duration::from_secs(1),
+        "{:?}",
+        got[0].1.duration_since(put_at)
+    );
+}
