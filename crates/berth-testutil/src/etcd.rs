@@ -25,11 +25,13 @@ impl Drop for Etcd {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+/// Two free ports, different: both held until both are known (a port let go at once may
+/// come back from the next bind).
+fn free_ports() -> (u16, u16) {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let (a, b) = (bind(), bind());
+    let port = |l: &std::net::TcpListener| l.local_addr().map(|a| a.port()).unwrap_or(0);
+    (port(&a), port(&b))
 }
 
 /// Whether etcd answers `GET /health` on `endpoint`.
@@ -51,7 +53,7 @@ impl Etcd {
     /// Starts etcd and waits until it answers (panics after 20 s, with its log).
     pub fn start(test: &str) -> Etcd {
         let dir = TempDir::new(&format!("{test}-etcd"));
-        let (client, peer) = (free_port(), free_port());
+        let (client, peer) = free_ports();
         let c = format!("http://127.0.0.1:{client}");
         let p = format!("http://127.0.0.1:{peer}");
         let log = std::fs::File::create(dir.path().join("etcd.log")).expect("the etcd log");
