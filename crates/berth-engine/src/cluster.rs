@@ -248,10 +248,11 @@ pub enum Change {
 }
 
 impl Etcd {
-    /// Watches `prefix`: `on_change` gets each change as etcd streams it, until it returns
-    /// false. The stream is read from etcd's JSON gateway (`/v3/watch`, one JSON message
-    /// per chunk); a broken stream is an error (the caller resyncs and watches again).
-    pub fn watch(&self, prefix: &str, on_change: &mut dyn FnMut(Change) -> bool) -> Result<()> {
+    /// Watches `prefix`: `on_change` gets each change as etcd streams it (and `None` after
+    /// half a second without one, so a caller can stop), until it returns false. The
+    /// stream is read from etcd's JSON gateway (`/v3/watch`, one JSON message per chunk);
+    /// a broken stream is an error (the caller resyncs and watches again).
+    pub fn watch(&self, prefix: &str, on_change: &mut dyn FnMut(Option<Change>) -> bool) -> Result<()> {
         let ep = self
             .endpoints
             .first()
@@ -270,10 +271,20 @@ impl Etcd {
             body.len()
         );
         s.write_all(req.as_bytes()).map_err(bad)?;
+        s.set_read_timeout(Some(Duration::from_millis(500))).map_err(bad)?;
         let mut pending = Vec::new();
         let mut buf = [0u8; 16384];
         loop {
-            let n = s.read(&mut buf).map_err(bad)?;
+            let n = match s.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    if !on_change(None) {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Err(e) => return Err(bad(e)),
+            };
             if n == 0 {
                 return Err(EngineError::Invalid(format!(
                     "watching {prefix} on {ep}: the stream ended"
@@ -298,7 +309,7 @@ impl Etcd {
                             value: unb64(&kv["value"]),
                         })
                     };
-                    if !on_change(change) {
+                    if !on_change(Some(change)) {
                         return Ok(());
                     }
                 }

@@ -83,3 +83,39 @@ pub fn sync(
     *programmed = wanted;
     Ok(())
 }
+
+/// Keeps a host's VxLAN device in step with the store until `stop` is set: a full sync,
+/// then a watch of the network's endpoints with a sync on every change. When the store
+/// goes away the host keeps what it has programmed (its containers keep talking) and,
+/// once the store is back, syncs again and watches on: it catches up.
+pub fn follow(
+    store: &crate::cluster::Etcd,
+    network: &str,
+    local: Ipv4Addr,
+    netns: &Path,
+    dev: &str,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering;
+    let prefix = format!("{PREFIX}networks/{network}/endpoints/");
+    let mut programmed = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        if sync(store, network, local, netns, dev, &mut programmed).is_err() {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            continue;
+        }
+        // Each change is synced; a failed sync or a broken stream starts over.
+        let mut failed = None;
+        let watched = store.watch(&prefix, &mut |change| {
+            if change.is_some() {
+                if let Err(e) = sync(store, network, local, netns, dev, &mut programmed) {
+                    failed = Some(e);
+                }
+            }
+            !stop.load(Ordering::SeqCst) && failed.is_none()
+        });
+        if watched.is_err() || failed.is_some() {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}

@@ -83,3 +83,95 @@ fn hosts_program_each_others_endpoints_from_the_store() {
     .unwrap();
     assert!(!reached, "reached a withdrawn endpoint");
 }
+
+/// Whether container A reaches `port` on container B within `wait`.
+fn reaches(lab: &TwoHosts, port: u16, wait: Duration) -> bool {
+    let to: SocketAddr = format!("{}:{port}", lab.ips[1]).parse().unwrap();
+    netns::run_in(&lab.path(2), || Ok(TcpStream::connect_timeout(&to, wait).is_ok())).unwrap()
+}
+
+#[test]
+fn followers_program_endpoints_as_they_come_and_go_and_survive_the_store() {
+    require_root!();
+    require_tool!("etcd");
+    let mut etcd = Some(berth_testutil::etcd::Etcd::start("follow"));
+    let url = etcd.as_ref().unwrap().url.clone();
+    let store = Etcd::parse(&url).unwrap();
+    let lab = TwoHosts::new("fo");
+    for h in 0..2 {
+        let hp = lab.path(h);
+        netns::run_in(&hp, || {
+            vxlan::ensure(
+                &hp,
+                &Vxlan {
+                    name: "vx9".into(),
+                    vni: 9,
+                    local: lab.vteps[h],
+                    bridge: "br0".into(),
+                },
+            )
+        })
+        .unwrap();
+    }
+    let _listener = netns::run_in(&lab.path(3), || Ok(TcpListener::bind("10.99.0.3:7101").unwrap())).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for h in 0..2 {
+            let (store, lab, stop) = (store.clone(), &lab, &stop);
+            s.spawn(move || overlay::follow(&store, "ov9", lab.vteps[h], &lab.path(h), "vx9", stop));
+        }
+        // The endpoints appear after the followers started: reachable within a second or so.
+        let published = std::time::Instant::now();
+        for (i, c) in ["ctr-a", "ctr-b"].into_iter().enumerate() {
+            let ep = Endpoint {
+                container: c.into(),
+                ip: lab.ips[i],
+                vtep: lab.vteps[i],
+                names: Vec::new(),
+            };
+            overlay::publish(&store, "ov9", &ep).unwrap();
+        }
+        while !reaches(&lab, 7101, Duration::from_millis(100)) {
+            assert!(published.elapsed() < Duration::from_secs(3), "B never became reachable");
+        }
+        eprintln!("B reachable {:?} after its endpoint was published", published.elapsed());
+        // The store goes: what was programmed stays, and traffic flows.
+        drop(etcd.take());
+        assert!(
+            reaches(&lab, 7101, Duration::from_secs(2)),
+            "traffic stopped with the store"
+        );
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    // Back with a store: a withdrawn endpoint is unprogrammed by a follower.
+    let etcd = berth_testutil::etcd::Etcd::start("follow2");
+    let store = Etcd::parse(&etcd.url).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let (st, lab2, stop2) = (store.clone(), &lab, &stop);
+        s.spawn(move || overlay::follow(&st, "ov9", lab2.vteps[0], &lab2.path(0), "vx9", stop2));
+        // B's entries are still on host A from before; published and withdrawn here, the
+        // follower removes them.
+        let ep = Endpoint {
+            container: "ctr-b".into(),
+            ip: lab.ips[1],
+            vtep: lab.vteps[1],
+            names: Vec::new(),
+        };
+        overlay::publish(&store, "ov9", &ep).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        overlay::withdraw(&store, "ov9", "ctr-b").unwrap();
+        let withdrawn = std::time::Instant::now();
+        loop {
+            lab.flush_neighbours(0);
+            if !reaches(&lab, 7101, Duration::from_millis(200)) {
+                break;
+            }
+            assert!(
+                withdrawn.elapsed() < Duration::from_secs(3),
+                "a withdrawn endpoint stayed reachable"
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+}
