@@ -348,7 +348,7 @@ fn engine_main(root: &Path, command: Command) -> anyhow::Result<()> {
             cluster_store,
             cluster_advertise,
         } => {
-            join_cluster(cluster_store.as_deref(), cluster_advertise.as_deref())?;
+            berth_engine::cluster::join(cluster_store.as_deref(), cluster_advertise.as_deref())?;
             let tls = match (tlsverify, tlscacert, tlscert, tlskey) {
                 (true, Some(ca), Some(cert), Some(key)) => Some(berth_api::TlsFiles { ca, cert, key }),
                 (false, None, None, None) => None,
@@ -477,35 +477,6 @@ fn is_monitor(args: impl Iterator<Item = String>) -> bool {
 
 /// Whether the command line is `berth [--root R] runtime ...`, or one that touches no
 /// store (help, version, lint), which a user may run without a namespace.
-/// `daemon --cluster-store --cluster-advertise`: this host registered with its VTEP (an
-/// unreachable store is an error here, before anything is served), and kept registered
-/// by a thread while the daemon runs.
-fn join_cluster(store: Option<&str>, advertise: Option<&str>) -> anyhow::Result<()> {
-    let (url, adv) = match (store, advertise) {
-        (None, None) => return Ok(()),
-        (Some(u), Some(a)) => (u, a),
-        (Some(_), None) => anyhow::bail!("--cluster-store needs --cluster-advertise (this host's underlay address)"),
-        (None, Some(_)) => anyhow::bail!("--cluster-advertise needs --cluster-store"),
-    };
-    let ip = adv.rsplit_once(':').map_or(adv, |(ip, _)| ip);
-    let vtep: std::net::Ipv4Addr = ip
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--cluster-advertise {adv:?}: an IPv4 address (optionally with :PORT)"))?;
-    let etcd = berth_engine::cluster::Etcd::parse(url)?;
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| vtep.to_string());
-    // The lease's length: BERTH_CLUSTER_TTL (seconds) for tests, else 15.
-    let ttl = std::env::var("BERTH_CLUSTER_TTL")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(15);
-    let lease = berth_engine::cluster::register_host(&etcd, &host, vtep, ttl)
-        .map_err(|e| anyhow::anyhow!("cluster store {url}: {e}"))?;
-    berth_engine::cluster::keep_registered(etcd, host, vtep, ttl, lease);
-    Ok(())
-}
-
 fn is_runtime_command(args: impl Iterator<Item = String>) -> bool {
     subcommand(args).is_none_or(|a| {
         matches!(

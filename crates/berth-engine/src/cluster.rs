@@ -347,6 +347,41 @@ pub fn keep_registered(store: Etcd, host: String, vtep: Ipv4Addr, ttl: i64, leas
     })
 }
 
+/// `daemon --cluster-store URL --cluster-advertise IP[:PORT]`: this host registered with
+/// its VTEP (an unreachable store is an error here, before anything is served) and kept
+/// registered by a thread while the process runs. Neither flag: nothing to do.
+pub fn join(store: Option<&str>, advertise: Option<&str>) -> Result<()> {
+    let (url, adv) = match (store, advertise) {
+        (None, None) => return Ok(()),
+        (Some(u), Some(a)) => (u, a),
+        (Some(_), None) => {
+            return Err(EngineError::Invalid(
+                "--cluster-store needs --cluster-advertise (this host's underlay address)".into(),
+            ))
+        }
+        (None, Some(_)) => return Err(EngineError::Invalid("--cluster-advertise needs --cluster-store".into())),
+    };
+    let ip = adv.rsplit_once(':').map_or(adv, |(ip, _)| ip);
+    let vtep: Ipv4Addr = ip.parse().map_err(|_| {
+        EngineError::Invalid(format!(
+            "--cluster-advertise {adv:?}: an IPv4 address (optionally with :PORT)"
+        ))
+    })?;
+    let etcd = Etcd::parse(url)?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| vtep.to_string());
+    // The lease's length: BERTH_CLUSTER_TTL (seconds) for tests, else 15.
+    let ttl = std::env::var("BERTH_CLUSTER_TTL")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(15);
+    let lease = register_host(&etcd, &host, vtep, ttl)
+        .map_err(|e| EngineError::Invalid(format!("cluster store {url}: {e}")))?;
+    keep_registered(etcd, host, vtep, ttl, lease);
+    Ok(())
+}
+
 /// The hosts registered now: (name, VTEP).
 pub fn hosts(store: &dyn Store) -> Result<Vec<(String, Ipv4Addr)>> {
     Ok(store

@@ -3,8 +3,6 @@
 //! endpoint is unprogrammed on the other host.
 #![allow(clippy::unwrap_used, clippy::tests_outside_test_module)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use berth_engine::cluster::Etcd;
@@ -14,21 +12,16 @@ use berth_net::vxlan::{self, Vxlan};
 use berth_testutil::netlab::TwoHosts;
 use berth_testutil::{require_root, require_tool};
 
-#[test]
-fn hosts_program_each_others_endpoints_from_the_store() {
-    require_root!();
-    require_tool!("etcd");
-    let etcd = berth_testutil::etcd::Etcd::start("overlay");
-    let store = Etcd::parse(&etcd.url).unwrap();
-    let lab = TwoHosts::new("ov");
+/// A VxLAN device `name` for `vni` on each host's bridge, made from inside the host.
+fn devices(lab: &TwoHosts, name: &str, vni: u32) {
     for h in 0..2 {
         let hp = lab.path(h);
         netns::run_in(&hp, || {
             vxlan::ensure(
                 &hp,
                 &Vxlan {
-                    name: "vx7".into(),
-                    vni: 7,
+                    name: name.into(),
+                    vni,
                     local: lab.vteps[h],
                     bridge: "br0".into(),
                 },
@@ -36,6 +29,16 @@ fn hosts_program_each_others_endpoints_from_the_store() {
         })
         .unwrap();
     }
+}
+
+#[test]
+fn hosts_program_each_others_endpoints_from_the_store() {
+    require_root!();
+    require_tool!("etcd");
+    let etcd = berth_testutil::etcd::Etcd::start("overlay");
+    let store = Etcd::parse(&etcd.url).unwrap();
+    let lab = TwoHosts::new("ov");
+    devices(&lab, "vx7", 7);
     // Each host publishes its container.
     for (i, c) in ["ctr-a", "ctr-b"].into_iter().enumerate() {
         let ep = Endpoint {
@@ -54,20 +57,8 @@ fn hosts_program_each_others_endpoints_from_the_store() {
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].ip, lab.ips[1 - h]);
     }
-    let listener = netns::run_in(&lab.path(3), || Ok(TcpListener::bind("10.99.0.3:7001").unwrap())).unwrap();
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut got = String::new();
-        s.read_to_string(&mut got).unwrap();
-        got
-    });
-    let to: SocketAddr = "10.99.0.3:7001".parse().unwrap();
-    netns::run_in(&lab.path(2), || {
-        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
-        s.write_all(b"programmed-from-etcd").unwrap();
-        Ok(())
-    })
-    .unwrap();
+    let server = lab.serve_once(7001);
+    lab.send(7001, "programmed-from-etcd");
     assert_eq!(server.join().unwrap(), "programmed-from-etcd");
 
     // B's container goes: host A's sync removes it, and A reaches B no more.
@@ -75,19 +66,9 @@ fn hosts_program_each_others_endpoints_from_the_store() {
     overlay::sync(&store, "ov7", lab.vteps[0], &lab.path(0), "vx7", &mut programmed[0]).unwrap();
     assert!(programmed[0].is_empty());
     lab.flush_neighbours(0);
-    let _l = netns::run_in(&lab.path(3), || Ok(TcpListener::bind("10.99.0.3:7002").unwrap())).unwrap();
-    let to: SocketAddr = "10.99.0.3:7002".parse().unwrap();
-    let reached = netns::run_in(&lab.path(2), || {
-        Ok(TcpStream::connect_timeout(&to, Duration::from_millis(800)).is_ok())
-    })
-    .unwrap();
+    let _l = lab.listen(7002);
+    let reached = lab.reaches(7002, Duration::from_millis(800));
     assert!(!reached, "reached a withdrawn endpoint");
-}
-
-/// Whether container A reaches `port` on container B within `wait`.
-fn reaches(lab: &TwoHosts, port: u16, wait: Duration) -> bool {
-    let to: SocketAddr = format!("{}:{port}", lab.ips[1]).parse().unwrap();
-    netns::run_in(&lab.path(2), || Ok(TcpStream::connect_timeout(&to, wait).is_ok())).unwrap()
 }
 
 #[test]
@@ -98,22 +79,8 @@ fn followers_program_endpoints_as_they_come_and_go_and_survive_the_store() {
     let url = etcd.as_ref().unwrap().url.clone();
     let store = Etcd::parse(&url).unwrap();
     let lab = TwoHosts::new("fo");
-    for h in 0..2 {
-        let hp = lab.path(h);
-        netns::run_in(&hp, || {
-            vxlan::ensure(
-                &hp,
-                &Vxlan {
-                    name: "vx9".into(),
-                    vni: 9,
-                    local: lab.vteps[h],
-                    bridge: "br0".into(),
-                },
-            )
-        })
-        .unwrap();
-    }
-    let _listener = netns::run_in(&lab.path(3), || Ok(TcpListener::bind("10.99.0.3:7101").unwrap())).unwrap();
+    devices(&lab, "vx9", 9);
+    let _listener = lab.listen(7101);
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         for h in 0..2 {
@@ -131,14 +98,14 @@ fn followers_program_endpoints_as_they_come_and_go_and_survive_the_store() {
             };
             overlay::publish(&store, "ov9", &ep).unwrap();
         }
-        while !reaches(&lab, 7101, Duration::from_millis(100)) {
+        while !lab.reaches(7101, Duration::from_millis(100)) {
             assert!(published.elapsed() < Duration::from_secs(3), "B never became reachable");
         }
         eprintln!("B reachable {:?} after its endpoint was published", published.elapsed());
         // The store goes: what was programmed stays, and traffic flows.
         drop(etcd.take());
         assert!(
-            reaches(&lab, 7101, Duration::from_secs(2)),
+            lab.reaches(7101, Duration::from_secs(2)),
             "traffic stopped with the store"
         );
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -164,7 +131,7 @@ fn followers_program_endpoints_as_they_come_and_go_and_survive_the_store() {
         let withdrawn = std::time::Instant::now();
         loop {
             lab.flush_neighbours(0);
-            if !reaches(&lab, 7101, Duration::from_millis(200)) {
+            if !lab.reaches(7101, Duration::from_millis(200)) {
                 break;
             }
             assert!(

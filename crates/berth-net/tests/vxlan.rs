@@ -4,8 +4,6 @@
 //! entries), TCP crosses the tunnel; with it removed, nothing does.
 #![allow(clippy::unwrap_used, clippy::tests_outside_test_module)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
@@ -54,20 +52,8 @@ fn two_hosts_reach_each_other_over_a_vxlan_programmed_by_hand() {
     );
 
     // TCP from container A to container B, across the tunnel.
-    let listener = netns::run_in(&lab.path(3), || Ok(TcpListener::bind("10.99.0.3:7777").unwrap())).unwrap();
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut got = String::new();
-        s.read_to_string(&mut got).unwrap();
-        got
-    });
-    let to: SocketAddr = "10.99.0.3:7777".parse().unwrap();
-    netns::run_in(&lab.path(2), || {
-        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
-        s.write_all(b"over-the-overlay").unwrap();
-        Ok(())
-    })
-    .unwrap();
+    let server = lab.serve_once(7777);
+    lab.send(7777, "over-the-overlay");
     assert_eq!(server.join().unwrap(), "over-the-overlay");
 
     // Removed, the remote is unreachable (nothing learns it back); removing again is no
@@ -75,11 +61,9 @@ fn two_hosts_reach_each_other_over_a_vxlan_programmed_by_hand() {
     vxlan::remove_remote(&lab.path(0), "vx42", &remote(1)).unwrap();
     vxlan::remove_remote(&lab.path(0), "vx42", &remote(1)).unwrap();
     lab.flush_neighbours(0);
-    let _listener = netns::run_in(&lab.path(3), || Ok(TcpListener::bind("10.99.0.3:7778").unwrap())).unwrap();
-    let to: SocketAddr = "10.99.0.3:7778".parse().unwrap();
-    let reached = netns::run_in(&lab.path(2), || {
-        Ok(TcpStream::connect_timeout(&to, Duration::from_millis(800)).is_ok())
-    })
-    .unwrap();
-    assert!(!reached, "reached B with its entries removed");
+    let _listener = lab.listen(7778);
+    assert!(
+        !lab.reaches(7778, Duration::from_millis(800)),
+        "reached B with its entries removed"
+    );
 }

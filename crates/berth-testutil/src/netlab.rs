@@ -4,9 +4,12 @@
 //! derives them, MTU 1450). Made with `ip`; every namespace (and so every link) is
 //! deleted on drop, even when the test fails.
 
-use std::net::Ipv4Addr;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 /// The lab.
 #[derive(Debug)]
@@ -86,5 +89,53 @@ impl TwoHosts {
     /// Flushes container `i`'s neighbour cache (so a removed remote is looked up again).
     pub fn flush_neighbours(&self, i: usize) {
         ip(&["-n", &self.names[2 + i], "neigh", "flush", "dev", "eth0"]);
+    }
+
+    /// Runs `f` on a thread of its own inside container `i`'s network namespace.
+    pub fn in_container<T: Send>(&self, i: usize, f: impl FnOnce() -> T + Send) -> T {
+        let path = self.path(2 + i);
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let ns = std::fs::File::open(&path).expect("the container's namespace");
+                // SAFETY: setns moves only this thread, with a descriptor it holds open.
+                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "entering {}", path.display());
+                f()
+            })
+            .join()
+            .expect("a thread in the container's namespace")
+        })
+    }
+
+    /// Container B listening on `port`.
+    pub fn listen(&self, port: u16) -> TcpListener {
+        let at = SocketAddr::from((self.ips[1], port));
+        self.in_container(1, || TcpListener::bind(at).expect("listening in container B"))
+    }
+
+    /// Container B listening on `port`; the text of its first connection, from a thread.
+    pub fn serve_once(&self, port: u16) -> std::thread::JoinHandle<String> {
+        let l = self.listen(port);
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().expect("a connection");
+            let mut got = String::new();
+            s.read_to_string(&mut got).expect("its text");
+            got
+        })
+    }
+
+    /// Whether container A reaches B's `port` within `wait`.
+    pub fn reaches(&self, port: u16, wait: Duration) -> bool {
+        let to = SocketAddr::from((self.ips[1], port));
+        self.in_container(0, || TcpStream::connect_timeout(&to, wait).is_ok())
+    }
+
+    /// Container A sends `text` to B's `port` (it must connect within 5 s).
+    pub fn send(&self, port: u16, text: &str) {
+        let to = SocketAddr::from((self.ips[1], port));
+        self.in_container(0, || {
+            let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).expect("reaching container B");
+            s.write_all(text.as_bytes()).expect("sending");
+        });
     }
 }
