@@ -177,23 +177,7 @@ impl Etcd {
 
 impl Store for Etcd {
     fn list(&self, prefix: &str) -> Result<Vec<Entry>> {
-        let v = self.call(
-            "/v3/kv/range",
-            &json!({"key": b64(prefix.as_bytes()), "range_end": b64(&range_end(prefix))}),
-        )?;
-        let mut out: Vec<Entry> = v["kvs"]
-            .as_array()
-            .map(|kvs| {
-                kvs.iter()
-                    .map(|kv| Entry {
-                        key: String::from_utf8_lossy(&unb64(&kv["key"])).into_owned(),
-                        value: unb64(&kv["value"]),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+        Ok(self.list_at(prefix)?.0)
     }
 
     fn create(&self, key: &str, value: &[u8], lease: i64) -> Result<bool> {
@@ -248,11 +232,34 @@ pub enum Change {
 }
 
 impl Etcd {
-    /// Watches `prefix`: `on_change` gets each change as etcd streams it (and `None` after
-    /// half a second without one, so a caller can stop), until it returns false. The
-    /// stream is read from etcd's JSON gateway (`/v3/watch`, one JSON message per chunk);
-    /// a broken stream is an error (the caller resyncs and watches again).
-    pub fn watch(&self, prefix: &str, on_change: &mut dyn FnMut(Option<Change>) -> bool) -> Result<()> {
+    /// The entries under `prefix` and the store's revision they were read at (a watch from
+    /// the next revision misses nothing that came after).
+    pub fn list_at(&self, prefix: &str) -> Result<(Vec<Entry>, i64)> {
+        let v = self.call(
+            "/v3/kv/range",
+            &json!({"key": b64(prefix.as_bytes()), "range_end": b64(&range_end(prefix))}),
+        )?;
+        let mut out: Vec<Entry> = v["kvs"]
+            .as_array()
+            .map(|kvs| {
+                kvs.iter()
+                    .map(|kv| Entry {
+                        key: String::from_utf8_lossy(&unb64(&kv["key"])).into_owned(),
+                        value: unb64(&kv["value"]),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok((out, int(&v["header"]["revision"])))
+    }
+
+    /// Watches `prefix` from revision `from` (0: from now): `on_change` gets each change as
+    /// etcd streams it (and `None` after half a second without one, so a caller can stop),
+    /// until it returns false. The stream is read from etcd's JSON gateway (`/v3/watch`,
+    /// one JSON message per chunk); a broken stream is an error (the caller resyncs and
+    /// watches again).
+    pub fn watch(&self, prefix: &str, from: i64, on_change: &mut dyn FnMut(Option<Change>) -> bool) -> Result<()> {
         let ep = self
             .endpoints
             .first()
@@ -264,8 +271,11 @@ impl Etcd {
             .next()
             .ok_or_else(|| EngineError::Invalid(format!("{ep}: no address")))?;
         let mut s = TcpStream::connect_timeout(&addr, self.timeout).map_err(bad)?;
-        let body = json!({"create_request": {"key": b64(prefix.as_bytes()), "range_end": b64(&range_end(prefix))}})
-            .to_string();
+        let mut create = json!({"key": b64(prefix.as_bytes()), "range_end": b64(&range_end(prefix))});
+        if from > 0 {
+            create["start_revision"] = json!(from.to_string());
+        }
+        let body = json!({ "create_request": create }).to_string();
         let req = format!(
             "POST /v3/watch HTTP/1.1\r\nHost: {ep}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()

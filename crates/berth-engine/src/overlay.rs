@@ -69,11 +69,12 @@ pub fn sync(
     dev: &str,
     programmed: &mut Vec<Remote>,
 ) -> Result<()> {
-    let wanted: Vec<Remote> = endpoints(store, network)?
-        .iter()
-        .filter(|e| e.vtep != local)
-        .map(remote)
-        .collect();
+    apply(&endpoints(store, network)?, local, netns, dev, programmed)
+}
+
+/// `sync` of endpoints already read.
+fn apply(eps: &[Endpoint], local: Ipv4Addr, netns: &Path, dev: &str, programmed: &mut Vec<Remote>) -> Result<()> {
+    let wanted: Vec<Remote> = eps.iter().filter(|e| e.vtep != local).map(remote).collect();
     for gone in programmed.iter().filter(|r| !wanted.contains(r)) {
         vxlan::remove_remote(netns, dev, gone).map_err(|e| EngineError::Invalid(e.to_string()))?;
     }
@@ -99,14 +100,24 @@ pub fn follow(
     use std::sync::atomic::Ordering;
     let prefix = format!("{PREFIX}networks/{network}/endpoints/");
     let mut programmed = Vec::new();
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(200));
     while !stop.load(Ordering::SeqCst) {
-        if sync(store, network, local, netns, dev, &mut programmed).is_err() {
-            std::thread::sleep(std::time::Duration::from_millis(200));
+        // Read at a revision, then watched from the next one: nothing falls between.
+        let Ok((entries, rev)) = store.list_at(&prefix) else {
+            pause();
+            continue;
+        };
+        let eps: Vec<Endpoint> = entries
+            .iter()
+            .filter_map(|e| serde_json::from_slice(&e.value).ok())
+            .collect();
+        if apply(&eps, local, netns, dev, &mut programmed).is_err() {
+            pause();
             continue;
         }
         // Each change is synced; a failed sync or a broken stream starts over.
         let mut failed = None;
-        let watched = store.watch(&prefix, &mut |change| {
+        let watched = store.watch(&prefix, rev + 1, &mut |change| {
             if change.is_some() {
                 if let Err(e) = sync(store, network, local, netns, dev, &mut programmed) {
                     failed = Some(e);
@@ -115,7 +126,7 @@ pub fn follow(
             !stop.load(Ordering::SeqCst) && failed.is_none()
         });
         if watched.is_err() || failed.is_some() {
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            pause();
         }
     }
 }

@@ -81,7 +81,7 @@ fn a_watch_streams_puts_and_deletes_as_they_happen() {
         let store = store.clone();
         std::thread::spawn(move || {
             store
-                .watch("/berth/w/", &mut |c| {
+                .watch("/berth/w/", 0, &mut |c| {
                     let Some(c) = c else { return true };
                     let last = c == cluster::Change::Delete("/berth/w/a".into());
                     tx.send((c, Instant::now())).unwrap();

@@ -71,6 +71,16 @@ fn hosts_program_each_others_endpoints_from_the_store() {
     assert!(!reached, "reached a withdrawn endpoint");
 }
 
+/// Stops the followers when dropped: a failed assertion inside a scope must not leave the
+/// scope waiting on them forever.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 #[test]
 fn followers_program_endpoints_as_they_come_and_go_and_survive_the_store() {
     require_root!();
@@ -83,6 +93,7 @@ fn followers_program_endpoints_as_they_come_and_go_and_survive_the_store() {
     let _listener = lab.listen(7101);
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         for h in 0..2 {
             let (store, lab, stop) = (store.clone(), &lab, &stop);
             s.spawn(move || overlay::follow(&store, "ov9", lab.vteps[h], &lab.path(h), "vx9", stop));
@@ -115,6 +126,7 @@ fn followers_program_endpoints_as_they_come_and_go_and_survive_the_store() {
     let store = Etcd::parse(&etcd.url).unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         let (st, lab2, stop2) = (store.clone(), &lab, &stop);
         s.spawn(move || overlay::follow(&st, "ov9", lab2.vteps[0], &lab2.path(0), "vx9", stop2));
         // B's entries are still on host A from before; published and withdrawn here, the
