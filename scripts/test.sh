@@ -10,6 +10,8 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 scripts/install-deps.sh
+# One clean build: incremental caches would only double the target directory here.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The tests run in a session of their own: a signal sent to a process group by mistake

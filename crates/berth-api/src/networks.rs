@@ -40,12 +40,14 @@ pub async fn network_create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<R
     if name.is_empty() {
         return Err(ApiError::bad("network name is required"));
     }
-    let driver = body["Driver"].as_str().unwrap_or("bridge");
-    if !driver.is_empty() && driver != "bridge" {
-        return Err(ApiError::bad(format!(
-            "network driver {driver:?} is not supported (bridge only)"
-        )));
-    }
+    let driver = body["Driver"].as_str().unwrap_or("bridge").to_string();
+    let opts: Vec<String> = body["Options"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    let encrypted = berth_engine::networks::encrypted_option(&driver, opts.iter().map(String::as_str))?;
     let ipam = body["IPAM"]["Config"]
         .as_array()
         .and_then(|a| a.first().cloned())
@@ -55,6 +57,8 @@ pub async fn network_create(d: &Arc<Daemon>, req: Request<Incoming>) -> Result<R
         subnet: ipam["Subnet"].as_str().filter(|s| !s.is_empty()).map(str::to_string),
         gateway: ipam["Gateway"].as_str().filter(|s| !s.is_empty()).map(str::to_string),
         internal: body["Internal"].as_bool().unwrap_or(false),
+        driver,
+        encrypted,
         ..Default::default()
     };
     for (k, v) in body["Labels"].as_object().into_iter().flatten() {

@@ -503,6 +503,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if std::env::args().nth(1).as_deref() == Some("_overlay") {
+        let root = std::env::args_os().nth(2).unwrap_or_default();
+        return ExitCode::from(u8::try_from(berth_engine::networks::agent::main(Path::new(&root))).unwrap_or(1));
+    }
     if std::env::args().nth(1).as_deref() == Some("_forward") {
         let args: Vec<String> = std::env::args().skip(2).collect();
         return ExitCode::from(u8::try_from(berth_engine::forward::main(&args)).unwrap_or(1));

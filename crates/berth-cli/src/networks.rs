@@ -19,9 +19,12 @@ pub enum NetworkCmd {
     Create {
         /// NETWORK name.
         name: String,
-        /// Driver to manage the network (bridge).
+        /// Driver to manage the network (bridge, overlay).
         #[arg(short, long, default_value = "bridge")]
         driver: String,
+        /// Set driver specific options (overlay: encrypted).
+        #[arg(short, long = "opt")]
+        opt: Vec<String>,
         /// Subnet in CIDR format.
         #[arg(long)]
         subnet: Option<String>,
@@ -96,14 +99,13 @@ pub fn network(root: &Path, cmd: &NetworkCmd) -> anyhow::Result<()> {
         NetworkCmd::Create {
             name,
             driver,
+            opt,
             subnet,
             gateway,
             internal,
             label,
         } => {
-            if driver != "bridge" {
-                return Err(Exit(1, format!("Error response from daemon: plugin \"{driver}\" not found")).into());
-            }
+            let encrypted = networks::encrypted_option(driver, opt.iter().map(String::as_str)).map_err(engine_err)?;
             let labels: BTreeMap<String, String> = label
                 .iter()
                 .map(|l| {
@@ -119,6 +121,8 @@ pub fn network(root: &Path, cmd: &NetworkCmd) -> anyhow::Result<()> {
                     gateway: gateway.clone(),
                     internal: *internal,
                     labels,
+                    driver: driver.clone(),
+                    encrypted,
                 },
             )
             .map_err(engine_err)?;
@@ -151,7 +155,7 @@ pub fn network(root: &Path, cmd: &NetworkCmd) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            let row = |n: &Network| json!({"ID": id(n), "Name": n.name, "Driver": n.driver, "Scope": "local", "Internal": n.internal.to_string(), "IPv6": "false", "CreatedAt": n.created, "Labels": n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")});
+            let row = |n: &Network| json!({"ID": id(n), "Name": n.name, "Driver": n.driver, "Scope": n.scope(), "Internal": n.internal.to_string(), "IPv6": "false", "CreatedAt": n.created, "Labels": n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")});
             if let Some(f) = format {
                 if f == "json" {
                     for n in &all {
@@ -167,7 +171,7 @@ pub fn network(root: &Path, cmd: &NetworkCmd) -> anyhow::Result<()> {
             }
             let mut lines = vec![["NETWORK ID", "NAME", "DRIVER", "SCOPE"].map(str::to_string).to_vec()];
             for n in &all {
-                lines.push(vec![id(n), n.name.clone(), n.driver.clone(), "local".into()]);
+                lines.push(vec![id(n), n.name.clone(), n.driver.clone(), n.scope().into()]);
             }
             print!("{}", table(&lines));
         }

@@ -112,9 +112,9 @@ fn ensure_networks(ctx: &Ctx<'_>, p: &Project, services: &BTreeSet<String>) -> R
         if exists {
             continue;
         }
-        if let Some(d) = n.driver.as_deref().filter(|d| *d != "bridge") {
+        if let Some(d) = n.driver.as_deref().filter(|d| !["bridge", "overlay"].contains(d)) {
             return Err(ComposeError::Project(format!(
-                "network {key}: driver {d:?} is not served (bridge)"
+                "network {key}: driver {d:?} is not served (bridge, overlay)"
             )));
         }
         let pool = n
@@ -132,6 +132,8 @@ fn ensure_networks(ctx: &Ctx<'_>, p: &Project, services: &BTreeSet<String>) -> R
                 gateway: pool.gateway,
                 internal: n.internal,
                 labels: plan::resource_labels(p, plan::NETWORK, key, &n.labels),
+                driver: n.driver.clone().unwrap_or_default(),
+                encrypted: n.driver_opts.contains_key("encrypted"),
             },
         )?;
         (ctx.progress)("Network", &n.name, "Created");

@@ -340,55 +340,167 @@ pub fn register_host(store: &dyn Store, host: &str, vtep: Ipv4Addr, ttl: i64) ->
     Ok(lease)
 }
 
-/// Keeps this host registered, on a thread of its own: the lease is renewed every third
-/// of `ttl`; while the store is away the host keeps trying, and registers again (a new
-/// lease) once it is back.
-pub fn keep_registered(store: Etcd, host: String, vtep: Ipv4Addr, ttl: i64, lease: i64) -> std::thread::JoinHandle<()> {
+/// Keeps this host registered, on a thread of its own: every third of `ttl` the lease is
+/// renewed and the entry written again (the daemon and the overlay agent may both register
+/// a host: the entry lasts while either lives); while the store is away the host keeps
+/// trying, and registers again (a new lease) once it is back. `lease`: the one
+/// [`register_host`] gave, if it could.
+pub fn keep_registered(
+    store: Etcd,
+    host: String,
+    vtep: Ipv4Addr,
+    ttl: i64,
+    lease: Option<i64>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut lease = Some(lease);
+        let mut lease = lease;
         let every = Duration::from_millis(u64::try_from(ttl.max(1) * 1000 / 3).unwrap_or(1000));
+        let value = json!({"name": host, "vtep": vtep.to_string()}).to_string();
         loop {
             std::thread::sleep(every);
             lease = match lease {
-                Some(l) if store.keep_alive(l).is_ok() => Some(l),
+                Some(l)
+                    if store.keep_alive(l).is_ok()
+                        && store.put(&format!("{PREFIX}hosts/{vtep}"), value.as_bytes(), l).is_ok() =>
+                {
+                    Some(l)
+                }
                 _ => register_host(&store, &host, vtep, ttl).ok(),
             };
         }
     })
 }
 
-/// `daemon --cluster-store URL --cluster-advertise IP[:PORT]`: this host registered with
-/// its VTEP (an unreachable store is an error here, before anything is served) and kept
-/// registered by a thread while the process runs. Neither flag: nothing to do.
-pub fn join(store: Option<&str>, advertise: Option<&str>) -> Result<()> {
-    let (url, adv) = match (store, advertise) {
-        (None, None) => return Ok(()),
-        (Some(u), Some(a)) => (u, a),
-        (Some(_), None) => {
-            return Err(EngineError::Invalid(
-                "--cluster-store needs --cluster-advertise (this host's underlay address)".into(),
-            ))
-        }
-        (None, Some(_)) => return Err(EngineError::Invalid("--cluster-advertise needs --cluster-store".into())),
-    };
+/// This host's cluster settings: the store and the address other hosts reach it at (its
+/// VTEP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `etcd://HOST:PORT[,...]`.
+    pub store: String,
+    /// The VTEP.
+    pub advertise: Ipv4Addr,
+}
+
+impl Config {
+    /// The store's client.
+    pub fn etcd(&self) -> Result<Etcd> {
+        Etcd::parse(&self.store)
+    }
+}
+
+/// The daemon's flags, passed on to the monitors and agents it starts.
+pub const STORE_ENV: &str = "BERTH_CLUSTER_STORE";
+/// See [`STORE_ENV`].
+pub const ADVERTISE_ENV: &str = "BERTH_CLUSTER_ADVERTISE";
+
+/// berth's configuration file: `BERTH_CONFIG`, else `/etc/berth/berth.toml`.
+pub fn config_path() -> std::path::PathBuf {
+    std::env::var_os("BERTH_CONFIG").map_or_else(|| "/etc/berth/berth.toml".into(), Into::into)
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    cluster: Option<FileCluster>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCluster {
+    store: String,
+    advertise: String,
+}
+
+/// `IP` or `IP:PORT` (the port is VxLAN's own, 4789): the address. `what` names the
+/// setting in errors.
+fn parse_advertise(adv: &str, what: &str) -> Result<Ipv4Addr> {
     let ip = adv.rsplit_once(':').map_or(adv, |(ip, _)| ip);
-    let vtep: Ipv4Addr = ip.parse().map_err(|_| {
-        EngineError::Invalid(format!(
-            "--cluster-advertise {adv:?}: an IPv4 address (optionally with :PORT)"
-        ))
-    })?;
-    let etcd = Etcd::parse(url)?;
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| vtep.to_string());
-    // The lease's length: BERTH_CLUSTER_TTL (seconds) for tests, else 15.
-    let ttl = std::env::var("BERTH_CLUSTER_TTL")
+    ip.parse()
+        .map_err(|_| EngineError::Invalid(format!("{what} {adv:?}: an IPv4 address (optionally with :PORT)")))
+}
+
+/// Checks a store and advertise pair given as `what_store` and `what_adv` (flag or file
+/// key names for errors). Neither: no cluster.
+fn pair(store: Option<&str>, advertise: Option<&str>, what_store: &str, what_adv: &str) -> Result<Option<Config>> {
+    match (store, advertise) {
+        (None, None) => Ok(None),
+        (Some(u), Some(a)) => {
+            Etcd::parse(u)?;
+            Ok(Some(Config {
+                store: u.to_string(),
+                advertise: parse_advertise(a, what_adv)?,
+            }))
+        }
+        (Some(_), None) => Err(EngineError::Invalid(format!(
+            "{what_store} needs {what_adv} (this host's underlay address)"
+        ))),
+        (None, Some(_)) => Err(EngineError::Invalid(format!("{what_adv} needs {what_store}"))),
+    }
+}
+
+/// This host's cluster settings: the daemon's (its flags, in [`STORE_ENV`] and
+/// [`ADVERTISE_ENV`]), else the `[cluster]` table of berth's configuration file
+/// (`store = "etcd://..."`, `advertise = "IP"`). None: this host is in no cluster.
+pub fn config() -> Result<Option<Config>> {
+    let (s, a) = (std::env::var(STORE_ENV).ok(), std::env::var(ADVERTISE_ENV).ok());
+    if s.is_some() || a.is_some() {
+        return pair(s.as_deref(), a.as_deref(), STORE_ENV, ADVERTISE_ENV);
+    }
+    let path = config_path();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(crate::io_err("reading", &path)(e)),
+    };
+    let file: File =
+        toml::from_str(&text).map_err(|e| EngineError::Invalid(format!("{}: {}", path.display(), e.message())))?;
+    match file.cluster {
+        None => Ok(None),
+        Some(c) => pair(Some(&c.store), Some(&c.advertise), "cluster.store", "cluster.advertise")
+            .map_err(|e| EngineError::Invalid(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// The lease of a host's registration: `BERTH_CLUSTER_TTL` seconds (for tests), else 15.
+pub fn ttl() -> i64 {
+    std::env::var("BERTH_CLUSTER_TTL")
         .ok()
         .and_then(|t| t.parse().ok())
-        .unwrap_or(15);
+        .unwrap_or(15)
+}
+
+/// This host's name, for its registration.
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+}
+
+/// `daemon --cluster-store URL --cluster-advertise IP[:PORT]` (else the configuration
+/// file's settings): this host registered with its VTEP (an unreachable store is an error
+/// here, before anything is served) and kept registered by a thread while the process runs.
+/// The settings go into the environment of what the daemon starts (monitors, the overlay
+/// agent). Called while the process has one thread. No cluster: nothing to do.
+pub fn join(store: Option<&str>, advertise: Option<&str>) -> Result<()> {
+    let cfg = match pair(store, advertise, "--cluster-store", "--cluster-advertise")? {
+        Some(c) => {
+            std::env::set_var(STORE_ENV, &c.store);
+            std::env::set_var(ADVERTISE_ENV, c.advertise.to_string());
+            c
+        }
+        None => match config()? {
+            Some(c) => c,
+            None => return Ok(()),
+        },
+    };
+    let (url, vtep) = (cfg.store.as_str(), cfg.advertise);
+    let etcd = cfg.etcd()?;
+    let host = hostname().unwrap_or_else(|| vtep.to_string());
+    let ttl = ttl();
     let lease = register_host(&etcd, &host, vtep, ttl)
         .map_err(|e| EngineError::Invalid(format!("cluster store {url}: {e}")))?;
-    keep_registered(etcd, host, vtep, ttl, lease);
+    keep_registered(etcd, host, vtep, ttl, Some(lease));
     Ok(())
 }
 

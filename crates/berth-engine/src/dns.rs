@@ -193,5 +193,25 @@ fn lookup(root: &Path, me: &str, name: &str) -> Option<Ipv4Addr> {
             }
         }
     }
+    // Containers on other hosts of an overlay network this one is on: the endpoints this
+    // host last synced (kept while the cluster store is away).
+    for net in &mine {
+        let Ok(n) = crate::networks::get(&engine, net) else {
+            continue;
+        };
+        if n.driver != crate::networks::overlay::DRIVER {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(crate::networks::overlay::mirror_path(&engine, &n)) else {
+            continue;
+        };
+        let eps: Vec<crate::overlay::Endpoint> = serde_json::from_slice(&raw).unwrap_or_default();
+        let found = eps.iter().find(|e| {
+            e.names.iter().any(|x| x.eq_ignore_ascii_case(name)) || (name.len() >= 12 && e.container.starts_with(name))
+        });
+        if let Some(e) = found {
+            return Some(e.ip);
+        }
+    }
     None
 }

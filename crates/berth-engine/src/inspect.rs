@@ -598,7 +598,7 @@ pub fn network_json(e: &Engine, n: &crate::networks::Network) -> Value {
         "Name": n.name,
         "Id": n.id,
         "Created": n.created,
-        "Scope": "local",
+        "Scope": n.scope(),
         "Driver": n.driver,
         "EnableIPv4": true,
         "EnableIPv6": false,
@@ -624,6 +624,12 @@ pub fn network_json(e: &Engine, n: &crate::networks::Network) -> Value {
                 "com.docker.network.bridge.name": n.bridge,
                 "com.docker.network.driver.mtu": "1500",
             })
+        } else if n.driver == crate::networks::overlay::DRIVER {
+            let mut o = json!({"com.docker.network.driver.overlay.vxlanid_list": n.vni.to_string()});
+            if n.encrypted {
+                o["encrypted"] = json!("");
+            }
+            o
         } else {
             json!({})
         },

@@ -345,6 +345,10 @@ pub struct Attachment {
     /// On a user network: the resolvers the embedded DNS relays other names to.
     #[serde(default)]
     pub dns_upstream: Vec<String>,
+    /// On an overlay network: the container's address on the default bridge, its way out
+    /// to the world and where its published ports lead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<String>,
 }
 
 /// What a container runs and how (Docker's `Config` and the parts of `HostConfig` berth

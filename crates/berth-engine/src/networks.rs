@@ -20,8 +20,10 @@ pub use crate::model::{Attachment, Published};
 use crate::store::{Engine, Record};
 use crate::{EngineError, Result};
 
+pub mod agent;
 mod endpoints;
 pub use endpoints::*;
+pub mod overlay;
 pub mod usermode;
 
 /// The default network's name.
@@ -48,9 +50,24 @@ pub struct Network {
     pub labels: BTreeMap<String, String>,
     /// RFC 3339.
     pub created: String,
+    /// An overlay's VxLAN network identifier (0: a bridge).
+    #[serde(default)]
+    pub vni: u32,
+    /// An overlay's `--opt encrypted`.
+    #[serde(default)]
+    pub encrypted: bool,
 }
 
 impl Network {
+    /// Docker's scope: `global` for an overlay (the cluster's), else `local`.
+    pub fn scope(&self) -> &'static str {
+        if self.driver == overlay::DRIVER {
+            "global"
+        } else {
+            "local"
+        }
+    }
+
     fn subnet(&self) -> Result<Subnet> {
         Subnet::parse(&self.subnet).map_err(net_err)
     }
@@ -74,6 +91,7 @@ impl Attachment {
             veth: veth.to_string(),
             ports: Vec::new(),
             dns_upstream: Vec::new(),
+            egress: None,
         }
     }
 }
@@ -145,7 +163,7 @@ pub fn get(engine: &Engine, name: &str) -> Result<Network> {
         .collect();
     match by_prefix.as_slice() {
         [n] => Ok((*n).clone()),
-        [] => Err(EngineError::NoSuchNetwork(name.to_string())),
+        [] => overlay::import(engine, name).ok_or_else(|| EngineError::NoSuchNetwork(name.to_string())),
         _ => Err(EngineError::Invalid(format!(
             "network {name} is ambiguous ({} matches found)",
             by_prefix.len()
@@ -203,6 +221,8 @@ pub fn ensure_default(engine: &Engine) -> Result<()> {
         internal: false,
         labels: BTreeMap::new(),
         created: berth_oci::time::now(),
+        vni: 0,
+        encrypted: false,
     };
     match insert(engine, &n) {
         Ok(()) | Err(EngineError::Conflict(_)) => Ok(()),
@@ -223,12 +243,53 @@ pub struct CreateOptions {
     pub internal: bool,
     /// `--label`.
     pub labels: BTreeMap<String, String>,
+    /// `-d`: `bridge` (also when empty) or `overlay`.
+    pub driver: String,
+    /// `--opt encrypted` (overlay).
+    pub encrypted: bool,
 }
 
-/// `network create`: a user-defined bridge network.
+/// A network's driver options (`-o K[=V]`, the API's `Options`): whether an overlay asks
+/// for encryption (`encrypted`). A bridge's options are accepted and not used; an overlay
+/// knows no other.
+pub fn encrypted_option<'a>(driver: &str, opts: impl IntoIterator<Item = &'a str>) -> Result<bool> {
+    let mut encrypted = false;
+    for o in opts {
+        let (k, v) = o.split_once('=').unwrap_or((o, ""));
+        match (driver, k) {
+            (overlay::DRIVER, "encrypted") => encrypted = !matches!(v, "false" | "0"),
+            (overlay::DRIVER, _) => {
+                return Err(EngineError::Invalid(format!(
+                    "unknown overlay network option {k:?} (known: encrypted)"
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(encrypted)
+}
+
+/// `network create`: a user-defined bridge network, or an overlay network of the cluster.
 pub fn create(engine: &Engine, o: &CreateOptions) -> Result<Network> {
     if o.name.is_empty() || !o.name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
         return Err(EngineError::Invalid(format!("invalid network name {:?}", o.name)));
+    }
+    let overlay = match o.driver.as_str() {
+        "" | "bridge" => None,
+        overlay::DRIVER => {
+            if crate::rootless::is_rootless() {
+                return Err(EngineError::Invalid(
+                    "overlay networks need root (their VxLAN devices are the host's)".into(),
+                ));
+            }
+            Some(overlay::cluster()?.1)
+        }
+        d => return Err(EngineError::NotFound(format!("plugin \"{d}\" not found"))),
+    };
+    if o.encrypted && overlay.is_none() {
+        return Err(EngineError::Invalid(
+            "--opt encrypted is an overlay network's option".into(),
+        ));
     }
     let existing = list(engine)?;
     if existing.iter().any(|n| n.name == o.name) {
@@ -237,22 +298,35 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<Network> {
             o.name
         )));
     }
-    let taken: Vec<Subnet> = existing.iter().filter_map(|n| n.subnet().ok()).collect();
+    // The address space a new network must stay out of: this host's networks and, for an
+    // overlay, every overlay network of the cluster.
+    let mut named: Vec<(String, Subnet)> = existing
+        .iter()
+        .filter_map(|n| n.subnet().ok().map(|s| (n.name.clone(), s)))
+        .collect();
+    if let Some(store) = &overlay {
+        named.extend(overlay::cluster_subnets(store)?);
+    }
+    let taken: Vec<Subnet> = named.iter().map(|(_, s)| *s).collect();
     let subnet = match &o.subnet {
         Some(s) => {
             let s = Subnet::parse(s).map_err(net_err)?;
-            if let Some(n) = existing.iter().find(|n| n.subnet().is_ok_and(|t| t.overlaps(&s))) {
+            if let Some((name, _)) = named.iter().find(|(_, t)| t.overlaps(&s)) {
                 return Err(EngineError::Conflict(format!(
-                    "invalid pool request: Pool overlaps with other one on this address space ({})",
-                    n.name
+                    "invalid pool request: Pool overlaps with other one on this address space ({name})"
                 )));
             }
             s
         }
         None => {
-            // The next free /24 of the pool (`BERTH_NETWORK_POOL`, default 10.90.0.0/15).
-            let pool = Subnet::parse(&setting(engine, "network_pool", "BERTH_NETWORK_POOL", "10.90.0.0/15")?)
-                .map_err(net_err)?;
+            // The next free /24 of the pool (`BERTH_NETWORK_POOL`, default 10.90.0.0/15;
+            // overlays: `BERTH_OVERLAY_POOL`, default 10.200.0.0/16).
+            let pool = if overlay.is_some() {
+                setting(engine, "overlay_pool", "BERTH_OVERLAY_POOL", "10.200.0.0/16")?
+            } else {
+                setting(engine, "network_pool", "BERTH_NETWORK_POOL", "10.90.0.0/15")?
+            };
+            let pool = Subnet::parse(&pool).map_err(net_err)?;
             let count = if pool.prefix >= 24 {
                 1
             } else {
@@ -281,6 +355,17 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<Network> {
         }
         None => subnet.first_host(),
     };
+    if let Some(store) = &overlay {
+        let n = overlay::create(engine, o, store, subnet, gateway)?;
+        crate::events::record(
+            engine,
+            "network",
+            "create",
+            &n.id,
+            serde_json::json!({"name": n.name, "type": overlay::DRIVER}),
+        );
+        return Ok(n);
+    }
     let id = crate::store::new_id()?;
     let prefix = setting(engine, "bridge_prefix", "BERTH_BRIDGE_PREFIX", "br-")?;
     check_ifname(&prefix, 10)?;
@@ -294,6 +379,8 @@ pub fn create(engine: &Engine, o: &CreateOptions) -> Result<Network> {
         internal: o.internal,
         labels: o.labels.clone(),
         created: berth_oci::time::now(),
+        vni: 0,
+        encrypted: false,
     };
     insert(engine, &n)?;
     crate::events::record(
@@ -348,6 +435,9 @@ pub fn remove(engine: &Engine, name: &str) -> Result<Network> {
             using.join(", ")
         )));
     }
+    if n.driver == overlay::DRIVER {
+        overlay::remove(&n)?;
+    }
     engine
         .conn()
         .execute("DELETE FROM networks WHERE id = ?1", params![n.id])?;
@@ -359,7 +449,7 @@ pub fn remove(engine: &Engine, name: &str) -> Result<Network> {
         "network",
         "destroy",
         &n.id,
-        serde_json::json!({"name": n.name, "type": "bridge"}),
+        serde_json::json!({"name": n.name, "type": n.driver}),
     );
     Ok(n)
 }
@@ -418,6 +508,10 @@ fn bring_up(engine: &Engine, n: &Network) -> Result<()> {
 /// Takes the network's bridge and elements down (its last user left), and the table with
 /// the last network in use.
 fn tear_down(engine: &Engine, n: &Network) {
+    if n.driver == overlay::DRIVER {
+        overlay::tear_down(engine, n);
+        return;
+    }
     // Already down (another monitor got here first): nothing to do.
     if !matches!(berth_net::link::index_of(&n.bridge), Ok(Some(_))) {
         return;
@@ -491,6 +585,7 @@ pub fn filtered(engine: &Engine, filters: &std::collections::HashMap<String, Vec
             return Err(EngineError::Invalid(format!("invalid filter '{k}'")));
         }
     }
+    overlay::refresh(engine);
     let builtin = |n: &Network| ["bridge", "host", "none"].contains(&n.name.as_str());
     let mut out = Vec::new();
     for n in list(engine)? {
@@ -498,7 +593,7 @@ pub fn filtered(engine: &Engine, filters: &std::collections::HashMap<String, Vec
         let keep = any("name", &|v| n.name.contains(v))
             && any("id", &|v| n.id.starts_with(v))
             && any("driver", &|v| n.driver == v)
-            && any("scope", &|v| v == "local")
+            && any("scope", &|v| v == n.scope())
             && any("type", &|v| {
                 if v == "builtin" {
                     builtin(&n)

@@ -137,6 +137,11 @@ fn start_monitor(
     if st.running() {
         return Ok(None);
     }
+    // A container on an overlay network: this host's agent keeps the network in step with
+    // the cluster (its absence only delays learning of later endpoints elsewhere).
+    if crate::networks::agent::needed(engine, &r) {
+        let _ = crate::networks::agent::ensure(engine, exe);
+    }
     let dir = engine.dir(&r.id);
     let _ = std::fs::remove_file(dir.join("stopped"));
     let _ = std::fs::remove_file(dir.join(crate::attach::SOCKET));

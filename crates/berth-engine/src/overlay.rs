@@ -25,6 +25,90 @@ pub struct Endpoint {
     pub names: Vec<String>,
 }
 
+/// An overlay network as the cluster keeps it: every host that uses it makes its local
+/// row from this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Definition {
+    /// 64 hex digits (the same on every host).
+    pub id: String,
+    /// Its name, unique in the cluster.
+    pub name: String,
+    /// `10.0.9.0/24`.
+    pub subnet: String,
+    /// The gateway address (never handed out).
+    pub gateway: String,
+    /// The VxLAN network identifier, unique in the cluster.
+    pub vni: u32,
+    /// `--opt encrypted`.
+    #[serde(default)]
+    pub encrypted: bool,
+    /// Labels.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// RFC 3339.
+    pub created: String,
+}
+
+fn def_key(network: &str) -> String {
+    format!("{PREFIX}networks/{network}/config")
+}
+
+/// Defines a network for the whole cluster, only if no network of that name exists
+/// (atomically); whether it was defined.
+pub fn define(store: &dyn Store, d: &Definition) -> Result<bool> {
+    let v = serde_json::to_vec(d).map_err(|e| EngineError::Invalid(format!("a network: {e}")))?;
+    store.create(&def_key(&d.name), &v, 0)
+}
+
+/// The network called `name`, if the cluster has one.
+pub fn definition(store: &dyn Store, name: &str) -> Result<Option<Definition>> {
+    let key = def_key(name);
+    Ok(store
+        .list(&key)?
+        .into_iter()
+        .find(|e| e.key == key)
+        .and_then(|e| serde_json::from_slice(&e.value).ok()))
+}
+
+/// Every overlay network of the cluster.
+pub fn definitions(store: &dyn Store) -> Result<Vec<Definition>> {
+    Ok(store
+        .list(&format!("{PREFIX}networks/"))?
+        .into_iter()
+        .filter(|e| e.key.ends_with("/config"))
+        .filter_map(|e| serde_json::from_slice(&e.value).ok())
+        .collect())
+}
+
+/// Removes a network and everything of it (addresses, endpoints) from the cluster, and
+/// frees its VNI.
+pub fn undefine(store: &dyn Store, d: &Definition) -> Result<()> {
+    store.delete(&def_key(&d.name))?;
+    for e in store.list(&format!("{PREFIX}networks/{}/", d.name))? {
+        store.delete(&e.key)?;
+    }
+    store.delete(&format!("{PREFIX}vnis/{}", d.vni))
+}
+
+/// The first VNI (from 4096, as Docker's overlay driver starts) no network holds,
+/// claimed for `network` by creating its key only if absent.
+pub fn allocate_vni(store: &dyn Store, network: &str) -> Result<u32> {
+    let prefix = format!("{PREFIX}vnis/");
+    let taken: std::collections::BTreeSet<u32> = store
+        .list(&prefix)?
+        .iter()
+        .filter_map(|e| e.key[prefix.len()..].parse().ok())
+        .collect();
+    let mut vni = 4096;
+    while vni < (1 << 24) {
+        if !taken.contains(&vni) && store.create(&format!("{prefix}{vni}"), network.as_bytes(), 0)? {
+            return Ok(vni);
+        }
+        vni += 1;
+    }
+    Err(EngineError::Invalid("no VxLAN network identifier is left".into()))
+}
+
 fn key(network: &str, container: &str) -> String {
     format!("{PREFIX}networks/{network}/endpoints/{container}")
 }
@@ -97,6 +181,20 @@ pub fn follow(
     dev: &str,
     stop: &std::sync::atomic::AtomicBool,
 ) {
+    follow_with(store, network, local, netns, dev, stop, &mut |_| {});
+}
+
+/// [`follow`], handing every endpoint list it synced to `synced` (the agent keeps a copy
+/// for name resolution while the store is away).
+pub fn follow_with(
+    store: &crate::cluster::Etcd,
+    network: &str,
+    local: Ipv4Addr,
+    netns: &Path,
+    dev: &str,
+    stop: &std::sync::atomic::AtomicBool,
+    synced: &mut dyn FnMut(&[Endpoint]),
+) {
     use std::sync::atomic::Ordering;
     let prefix = format!("{PREFIX}networks/{network}/endpoints/");
     let mut programmed = Vec::new();
@@ -115,12 +213,16 @@ pub fn follow(
             pause();
             continue;
         }
+        synced(&eps);
         // Each change is synced; a failed sync or a broken stream starts over.
         let mut failed = None;
         let watched = store.watch(&prefix, rev + 1, &mut |change| {
             if change.is_some() {
-                if let Err(e) = sync(store, network, local, netns, dev, &mut programmed) {
-                    failed = Some(e);
+                match endpoints(store, network)
+                    .and_then(|eps| apply(&eps, local, netns, dev, &mut programmed).map(|()| eps))
+                {
+                    Ok(eps) => synced(&eps),
+                    Err(e) => failed = Some(e),
                 }
             }
             !stop.load(Ordering::SeqCst) && failed.is_none()

@@ -201,6 +201,8 @@ pub struct Endpoint {
     pub gateway: Option<Ipv4Addr>,
     /// Its MAC address.
     pub mac: [u8; 6],
+    /// The pair's MTU (`None`: the kernel's 1500); an overlay's is VxLAN's 1450.
+    pub mtu: Option<u32>,
 }
 
 /// Makes a veth pair in one request: `host` on `bridge` and up, its peer made directly
@@ -213,16 +215,18 @@ pub fn add_veth(host: &str, bridge: &str, netns: &Path, ep: &Endpoint) -> Result
     let br = nl
         .index(bridge)?
         .ok_or_else(|| NetError::Invalid(format!("bridge {bridge} does not exist")))?;
-    let peer = LinkUnspec::new_with_name(&ep.ifname)
+    let mut peer = LinkUnspec::new_with_name(&ep.ifname)
         .address(ep.mac.to_vec())
-        .setns_by_fd(ns.as_raw_fd())
-        .build();
-    let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .setns_by_fd(ns.as_raw_fd());
+    let mut msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
         .name(host.to_string())
         .controller(br)
-        .up()
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-        .build();
+        .up();
+    if let Some(mtu) = ep.mtu {
+        peer = peer.mtu(mtu);
+        msg = msg.mtu(mtu);
+    }
+    let msg = msg.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build()))).build();
     nl.call(
         &format!("creating veth {host}"),
         RouteNetlinkMessage::NewLink(msg),
@@ -295,6 +299,7 @@ mod tests {
                 prefix: 24,
                 gateway: Some(gw),
                 mac: [0x02, 0x42, 10, 77, 0, 2],
+                mtu: None,
             };
             add_veth("btnl-v", "btnl0", &ns_b, &ep)?;
             assert!(index_of("btnl-v")?.is_some());

@@ -50,12 +50,19 @@ fn healthy(endpoint: &str) -> bool {
 }
 
 impl Etcd {
-    /// Starts etcd and waits until it answers (panics after 20 s, with its log).
+    /// Starts etcd on loopback and waits until it answers (panics after 20 s, with its
+    /// log).
     pub fn start(test: &str) -> Etcd {
+        Etcd::start_on(test, "127.0.0.1")
+    }
+
+    /// [`Etcd::start`] listening on `ip` (an address of a test's own bridge, for hosts in
+    /// namespaces of their own).
+    pub fn start_on(test: &str, ip: &str) -> Etcd {
         let dir = TempDir::new(&format!("{test}-etcd"));
         let (client, peer) = free_ports();
-        let c = format!("http://127.0.0.1:{client}");
-        let p = format!("http://127.0.0.1:{peer}");
+        let c = format!("http://{ip}:{client}");
+        let p = format!("http://{ip}:{peer}");
         let log = std::fs::File::create(dir.path().join("etcd.log")).expect("the etcd log");
         let child = Command::new("etcd")
             .args(["--name", "t", "--data-dir"])
@@ -68,7 +75,7 @@ impl Etcd {
             .stderr(log)
             .spawn()
             .expect("starting etcd");
-        let endpoint = format!("127.0.0.1:{client}");
+        let endpoint = format!("{ip}:{client}");
         let e = Etcd {
             child,
             url: format!("etcd://{endpoint}"),

@@ -19,6 +19,7 @@ mod kube;
 mod kube_peer;
 mod kube_probes;
 mod network;
+mod overlay;
 mod peers;
 mod pods;
 mod rootless;

@@ -190,7 +190,18 @@ fn save_connection(engine: &Engine, container: &str, network_id: &str, att: Opti
 
 /// Attaches the running container `r` (its namespace exists) to one more network, as
 /// interface `ifname`, with no default route (that stays with its first network).
-fn attach_extra(engine: &Engine, r: &Record, n: &Network, ifname: &str, want_ip: &str) -> Result<Attachment> {
+fn attach_extra(
+    engine: &Engine,
+    r: &Record,
+    n: &Network,
+    ifname: &str,
+    want_ip: &str,
+    aliases: &[String],
+) -> Result<Attachment> {
+    if n.driver == super::overlay::DRIVER {
+        let _guard = lock(engine)?;
+        return super::overlay::join(engine, r, n, ifname, want_ip, aliases);
+    }
     let subnet = n.subnet()?;
     let gateway = n.gateway()?;
     let ns = netns_path(engine, &r.id);
@@ -209,6 +220,7 @@ fn attach_extra(engine: &Engine, r: &Record, n: &Network, ifname: &str, want_ip:
             prefix: subnet.prefix,
             gateway: None,
             mac,
+            mtu: None,
         };
         berth_net::link::add_veth(&veth, &n.bridge, &ns, &ep).map_err(net_err)?;
         Ok(Attachment::new(n, ip, subnet.prefix, gateway, &mac, &veth))
@@ -273,7 +285,7 @@ fn use_embedded_dns(engine: &Engine, id: &str) -> Result<Vec<String>> {
 pub fn attach_connections(engine: &Engine, r: &Record) -> Result<()> {
     for (i, c) in connections(engine, &r.id).into_iter().enumerate() {
         let n = get(engine, &c.network_id)?;
-        let att = attach_extra(engine, r, &n, &format!("eth{}", i + 1), &c.ip)?;
+        let att = attach_extra(engine, r, &n, &format!("eth{}", i + 1), &c.ip, &c.aliases)?;
         save_connection(engine, &r.id, &n.id, Some(&att))?;
     }
     Ok(())
@@ -320,7 +332,7 @@ pub fn connect(engine: &Engine, network: &str, container: &str, aliases: &[Strin
     let st = engine.state(&r.id);
     if st.running() && netns_path(engine, &r.id).exists() {
         let ifname = format!("eth{}", connections(engine, &r.id).len());
-        match attach_extra(engine, &r, &n, &ifname, ip.unwrap_or("")) {
+        match attach_extra(engine, &r, &n, &ifname, ip.unwrap_or(""), aliases) {
             Ok(att) => {
                 save_connection(engine, &r.id, &n.id, Some(&att))?;
                 // Names on a user network resolve through the embedded resolver, which the
@@ -386,6 +398,10 @@ pub fn disconnect(engine: &Engine, network: &str, container: &str) -> Result<()>
     };
     if let Some(a) = &c.attachment {
         let _guard = lock(engine)?;
+        if n.driver == super::overlay::DRIVER {
+            super::overlay::delete_veth(engine, &n, &a.veth);
+            super::overlay::leave(engine, &r.id, &[(n.id.clone(), a.ip.clone())]);
+        }
         let _ = berth_net::link::delete(&a.veth);
         let _ = engine.conn().execute(
             "DELETE FROM leases WHERE container = ?1 AND network = ?2",
@@ -414,6 +430,9 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<(Attachment, Option<
         return Ok(None);
     }
     let n = get(engine, &r.network_mode)?;
+    if n.driver == super::overlay::DRIVER {
+        return attach_overlay(engine, r, &n).map(Some);
+    }
     let subnet = n.subnet()?;
     let gateway = n.gateway()?;
     let ns = netns_path(engine, &r.id);
@@ -443,46 +462,11 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<(Attachment, Option<
             prefix: subnet.prefix,
             gateway: (!n.internal).then_some(gateway),
             mac,
+            mtu: None,
         };
         berth_net::link::add_veth(&veth, &n.bridge, &ns, &ep).map_err(net_err)?;
         let mut att = Attachment::new(&n, ip, subnet.prefix, gateway, &mac, &veth);
-        let t = table(engine)?;
-        let mut batch = t.batch();
-        let floor = super::usermode::unprivileged_port_start();
-        for (host_ip, host_port, port, proto) in wanted_ports(r)? {
-            let host_port = match host_port {
-                Some(h) => h,
-                None => free_port(proto)?,
-            };
-            super::usermode::check_host_port(host_port, floor)?;
-            batch.add_port(&PortMap {
-                host_ip,
-                host_port,
-                proto,
-                ip,
-                port,
-            });
-            att.ports.push(Published {
-                host_ip: host_ip.map_or("0.0.0.0".to_string(), |i| i.to_string()),
-                host_port,
-                proto: proto.as_str().into(),
-                port,
-            });
-        }
-        batch.apply().map_err(|e| match e {
-            berth_net::NetError::Nft(m) if m.contains("exists") => {
-                let list: Vec<String> = att
-                    .ports
-                    .iter()
-                    .map(|p| format!("{}:{}", p.host_ip, p.host_port))
-                    .collect();
-                EngineError::Conflict(format!(
-                    "Bind for {} failed: port is already allocated",
-                    list.join(", ")
-                ))
-            }
-            e => net_err(e),
-        })?;
+        att.ports = publish_ports(engine, r, ip)?;
         // Rootless, the bridge is out of the host's reach: a forwarder carries the ports.
         if crate::rootless::is_rootless() {
             let home = crate::rootless::network_home_path(&engine.run);
@@ -491,14 +475,7 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<(Attachment, Option<
         write_hosts(engine, r, ip, gateway)?;
         // Every bridged container gets the resolver socket: one on the default bridge uses
         // it once it is connected to a user network (its resolv.conf is rewritten then).
-        let sock = berth_net::netns::run_in(&ns, || {
-            std::net::UdpSocket::bind(crate::dns::ADDRESS).map_err(|e| berth_net::NetError::Io {
-                op: format!("binding {}", crate::dns::ADDRESS),
-                source: e,
-            })
-        })
-        .map_err(net_err)?;
-        let dns = Some(sock);
+        let dns = Some(resolver_socket(&ns)?);
         att.dns_upstream = if n.name != DEFAULT || connections(engine, &r.id).iter().any(|c| c.network_id != n.id) {
             use_embedded_dns(engine, &r.id)?
         } else {
@@ -514,6 +491,107 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<(Attachment, Option<
             Err(e)
         }
     }
+}
+
+/// Publishes `r`'s ports (`-p`, `-P`) to its address `ip`: the nftables elements, and what
+/// was published.
+fn publish_ports(engine: &Engine, r: &Record, ip: Ipv4Addr) -> Result<Vec<Published>> {
+    let t = table(engine)?;
+    let mut batch = t.batch();
+    let floor = super::usermode::unprivileged_port_start();
+    let mut ports = Vec::new();
+    for (host_ip, host_port, port, proto) in wanted_ports(r)? {
+        let host_port = match host_port {
+            Some(h) => h,
+            None => free_port(proto)?,
+        };
+        super::usermode::check_host_port(host_port, floor)?;
+        batch.add_port(&PortMap {
+            host_ip,
+            host_port,
+            proto,
+            ip,
+            port,
+        });
+        ports.push(Published {
+            host_ip: host_ip.map_or("0.0.0.0".to_string(), |i| i.to_string()),
+            host_port,
+            proto: proto.as_str().into(),
+            port,
+        });
+    }
+    batch.apply().map_err(|e| match e {
+        berth_net::NetError::Nft(m) if m.contains("exists") => {
+            let list: Vec<String> = ports.iter().map(|p| format!("{}:{}", p.host_ip, p.host_port)).collect();
+            EngineError::Conflict(format!(
+                "Bind for {} failed: port is already allocated",
+                list.join(", ")
+            ))
+        }
+        e => net_err(e),
+    })?;
+    Ok(ports)
+}
+
+/// The embedded resolver's socket, bound to 127.0.0.11:53 inside the namespace at `ns`.
+fn resolver_socket(ns: &std::path::Path) -> Result<std::net::UdpSocket> {
+    berth_net::netns::run_in(ns, || {
+        std::net::UdpSocket::bind(crate::dns::ADDRESS).map_err(|e| berth_net::NetError::Io {
+            op: format!("binding {}", crate::dns::ADDRESS),
+            source: e,
+        })
+    })
+    .map_err(net_err)
+}
+
+/// [`attach`] to an overlay network: the container's first leg on the overlay (`eth0`),
+/// its second on the default bridge (`eth1`, the default route, its published ports), as
+/// Docker's overlay driver gives it `docker_gwbridge`; names resolve across the cluster.
+fn attach_overlay(engine: &Engine, r: &Record, n: &Network) -> Result<(Attachment, Option<std::net::UdpSocket>)> {
+    if crate::rootless::is_rootless() {
+        return Err(EngineError::Invalid(
+            "overlay networks need root (their VxLAN devices are the host's)".into(),
+        ));
+    }
+    let ns = netns_path(engine, &r.id);
+    let leased: i64 = engine.conn().query_row(
+        "SELECT COUNT(*) FROM leases WHERE container = ?1",
+        params![r.id],
+        |row| row.get(0),
+    )?;
+    if leased > 0 || ns.exists() {
+        detach(engine, r, None);
+    }
+    let guard = lock(engine)?;
+    let made = (|| -> Result<(Attachment, Option<std::net::UdpSocket>)> {
+        berth_net::netns::create(&ns).map_err(net_err)?;
+        let mut att = super::overlay::join(engine, r, n, "eth0", &r.ip, &r.aliases)?;
+        let out = get(engine, DEFAULT)?;
+        let veth = format!("vb{}", &r.id[..11]);
+        let _ = berth_net::link::delete(&veth);
+        let eip = lease(engine, &out, "", &r.id)?;
+        bring_up(engine, &out)?;
+        let ep = berth_net::link::Endpoint {
+            ifname: "eth1".into(),
+            ip: eip,
+            prefix: out.subnet()?.prefix,
+            gateway: Some(out.gateway()?),
+            mac: berth_net::ipam::mac_for(eip),
+            mtu: None,
+        };
+        berth_net::link::add_veth(&veth, &out.bridge, &ns, &ep).map_err(net_err)?;
+        att.egress = Some(eip.to_string());
+        att.ports = publish_ports(engine, r, eip)?;
+        write_hosts(engine, r, att.ip.parse().unwrap_or(eip), n.gateway()?)?;
+        let sock = resolver_socket(&ns)?;
+        att.dns_upstream = use_embedded_dns(engine, &r.id)?;
+        Ok((att, Some(sock)))
+    })();
+    if made.is_err() {
+        drop(guard);
+        detach(engine, r, None);
+    }
+    made
 }
 
 /// `/etc/hosts` for a container: localhost, its name at its address (127.0.1.1 without
@@ -573,7 +651,12 @@ pub fn release(engine: &Engine, r: &Record, att: Option<&Attachment>, unmount: b
                 host_ip: p.host_ip.parse().ok().filter(|i: &Ipv4Addr| !i.is_unspecified()),
                 host_port: p.host_port,
                 proto: if p.proto == "udp" { Proto::Udp } else { Proto::Tcp },
-                ip: a.ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                ip: a
+                    .egress
+                    .as_deref()
+                    .unwrap_or(&a.ip)
+                    .parse()
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED),
                 port: p.port,
             });
         }
@@ -588,15 +671,22 @@ pub fn release(engine: &Engine, r: &Record, att: Option<&Attachment>, unmount: b
         // No namespace (a half-made attachment): the host end may still be there.
         let _ = berth_net::link::delete(&format!("vb{}", &r.id[..11]));
     }
-    let networks: Vec<String> = {
-        let Ok(mut st) = engine.conn().prepare("SELECT network FROM leases WHERE container = ?1") else {
+    let leases: Vec<(String, String)> = {
+        let Ok(mut st) = engine
+            .conn()
+            .prepare("SELECT network, ip FROM leases WHERE container = ?1")
+        else {
             return Vec::new();
         };
-        let Ok(rows) = st.query_map(params![r.id], |row| row.get::<_, String>(0)) else {
+        let Ok(rows) = st.query_map(params![r.id], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        }) else {
             return Vec::new();
         };
         rows.filter_map(std::result::Result::ok).collect()
     };
+    super::overlay::leave(engine, &r.id, &leases);
+    let networks: Vec<String> = leases.into_iter().map(|(n, _)| n).collect();
     let _ = engine
         .conn()
         .execute("DELETE FROM leases WHERE container = ?1", params![r.id]);

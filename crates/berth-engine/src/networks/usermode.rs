@@ -155,6 +155,7 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Attachment> {
             veth: String::new(),
             ports,
             dns_upstream: Vec::new(),
+            egress: None,
         })
     })();
     if made.is_err() {

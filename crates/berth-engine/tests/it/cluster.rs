@@ -1,7 +1,6 @@
 //! The cluster store against a real etcd (started here on loopback, stopped by pid):
 //! addresses claimed by racing hosts are never handed out twice, a host's registration
 //! lasts while its lease is renewed and goes after, a key is created only once.
-#![allow(clippy::unwrap_used, clippy::tests_outside_test_module)]
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

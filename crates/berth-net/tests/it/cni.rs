@@ -1,6 +1,5 @@
 //! CNI against Debian's real plugins (bridge, host-local): two namespaces attached to one
 //! bridge reach each other by address, CHECK passes, DEL releases everything.
-#![allow(clippy::unwrap_used, clippy::tests_outside_test_module)]
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,6 @@
 //! Endpoints published in a real etcd and two namespace "hosts" kept in step with them:
 //! each programs the other's container on its VxLAN device, TCP crosses, and a withdrawn
 //! endpoint is unprogrammed on the other host.
-#![allow(clippy::unwrap_used, clippy::tests_outside_test_module)]
 
 use std::time::Duration;
 

@@ -2,7 +2,6 @@
 //! underlay): each has a bridge and a VxLAN device made by berth-net, and a "container"
 //! namespace on the bridge. With the remote endpoint programmed (FDB and neighbour
 //! entries), TCP crosses the tunnel; with it removed, nothing does.
-#![allow(clippy::unwrap_used, clippy::tests_outside_test_module)]
 
 use std::process::Command;
 use std::time::Duration;
