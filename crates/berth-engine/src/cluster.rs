@@ -155,16 +155,25 @@ impl Etcd {
                 break;
             }
         }
-        let text = String::from_utf8_lossy(&raw);
-        let (head, body) = text
-            .split_once("\r\n\r\n")
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
             .ok_or_else(|| "a malformed answer".to_string())?;
-        let status = head.split_whitespace().nth(1).unwrap_or("");
-        // A chunked body: the JSON is the first line that parses.
-        let json = body
-            .lines()
-            .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-            .ok_or_else(|| format!("HTTP {status}: no JSON in the answer"))?;
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let status = head.split_whitespace().nth(1).unwrap_or("").to_string();
+        let mut body = raw[split + 4..].to_vec();
+        if is_chunked(&head) {
+            let mut data = Vec::new();
+            Dechunk::default().feed(&body, &mut data)?;
+            body = data;
+        }
+        // The first JSON object of the body (a stream's first message).
+        let json = serde_json::Deserializer::from_slice(&body)
+            .into_iter::<Value>()
+            .next()
+            .and_then(std::result::Result::ok)
+            .filter(Value::is_object)
+            .ok_or_else(|| format!("HTTP {status}: no JSON object in the answer"))?;
         if status != "200" {
             return Err(format!(
                 "HTTP {status}: {}",
@@ -282,6 +291,10 @@ impl Etcd {
         );
         s.write_all(req.as_bytes()).map_err(bad)?;
         s.set_read_timeout(Some(Duration::from_millis(500))).map_err(bad)?;
+        // The answer's head, then its body (chunked: decoded as it comes) in `pending`.
+        let mut head: Option<bool> = None;
+        let mut raw = Vec::new();
+        let mut dechunk = Dechunk::default();
         let mut pending = Vec::new();
         let mut buf = [0u8; 16384];
         loop {
@@ -300,8 +313,36 @@ impl Etcd {
                     "watching {prefix} on {ep}: the stream ended"
                 )));
             }
-            pending.extend_from_slice(&buf[..n]);
-            // Each message is a JSON object on a line of its own (between chunk sizes).
+            match head {
+                Some(true) => dechunk
+                    .feed(&buf[..n], &mut pending)
+                    .map_err(|e| EngineError::Invalid(format!("watching {prefix} on {ep}: {e}")))?,
+                Some(false) => pending.extend_from_slice(&buf[..n]),
+                None => {
+                    raw.extend_from_slice(&buf[..n]);
+                    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let text = String::from_utf8_lossy(&raw[..split]).into_owned();
+                    if text.split_whitespace().nth(1) != Some("200") {
+                        return Err(EngineError::Invalid(format!(
+                            "watching {prefix} on {ep}: {}",
+                            text.lines().next().unwrap_or("")
+                        )));
+                    }
+                    let chunked = is_chunked(&text);
+                    head = Some(chunked);
+                    let rest = raw.split_off(split + 4);
+                    if chunked {
+                        dechunk
+                            .feed(&rest, &mut pending)
+                            .map_err(|e| EngineError::Invalid(format!("watching {prefix} on {ep}: {e}")))?;
+                    } else {
+                        pending.extend_from_slice(&rest);
+                    }
+                }
+            }
+            // Each message is a JSON object on a line of its own.
             while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
                 let Ok(v) = serde_json::from_slice::<Value>(line.trim_ascii()) else {
@@ -324,6 +365,52 @@ impl Etcd {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Whether an HTTP answer's head says its body is chunked.
+fn is_chunked(head: &str) -> bool {
+    head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    })
+}
+
+/// HTTP/1.1's chunked transfer coding, decoded as the bytes arrive (a body may be split
+/// into chunks anywhere, a JSON message too).
+#[derive(Debug, Default)]
+struct Dechunk {
+    raw: Vec<u8>,
+    /// The last chunk came: what follows (trailers, the final CRLF) is not body.
+    done: bool,
+}
+
+impl Dechunk {
+    /// Takes `bytes`; appends what they complete of the body to `out`.
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String> {
+        if self.done {
+            return Ok(());
+        }
+        self.raw.extend_from_slice(bytes);
+        loop {
+            let Some(eol) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                return Ok(());
+            };
+            let line = String::from_utf8_lossy(&self.raw[..eol]).into_owned();
+            let hex = line.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(hex, 16).map_err(|_| format!("a bad chunk size {hex:?}"))?;
+            if size == 0 {
+                self.raw.clear();
+                self.done = true;
+                return Ok(());
+            }
+            let need = eol + 2 + size + 2;
+            if self.raw.len() < need {
+                return Ok(());
+            }
+            out.extend_from_slice(&self.raw[eol + 2..eol + 2 + size]);
+            self.raw.drain(..need);
         }
     }
 }
@@ -560,6 +647,28 @@ mod tests {
         Etcd::parse("etcd://nohost").unwrap_err();
         assert_eq!(range_end("/berth/"), b"/berth0".to_vec());
         assert_eq!(int(&json!("42")), 42);
+    }
+
+    #[test]
+    fn chunked_bodies_are_decoded_wherever_they_are_split() {
+        // A JSON message split across chunks, one chunk size all digits (which once read
+        // as a JSON number, and so as an empty list).
+        let parts = ["{\"result\":{\"kvs\"", ":[1,2,3]}}\n       "];
+        assert_eq!((parts[0].len(), parts[1].len()), (0x10, 0x12));
+        let body: Vec<u8> = parts
+            .iter()
+            .map(|p| format!("{:x}\r\n{p}\r\n", p.len()))
+            .chain(["0\r\n\r\n".to_string()])
+            .collect::<String>()
+            .into_bytes();
+        for cut in 0..body.len() {
+            let (mut d, mut out) = (Dechunk::default(), Vec::new());
+            d.feed(&body[..cut], &mut out).unwrap();
+            d.feed(&body[cut..], &mut out).unwrap();
+            assert_eq!(out, parts.concat().as_bytes());
+        }
+        Dechunk::default().feed(b"zz\r\n", &mut Vec::new()).unwrap_err();
+        assert!(is_chunked("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked"));
     }
 
     #[test]

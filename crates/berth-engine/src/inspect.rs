@@ -625,11 +625,7 @@ pub fn network_json(e: &Engine, n: &crate::networks::Network) -> Value {
                 "com.docker.network.driver.mtu": "1500",
             })
         } else if n.driver == crate::networks::overlay::DRIVER {
-            let mut o = json!({"com.docker.network.driver.overlay.vxlanid_list": n.vni.to_string()});
-            if n.encrypted {
-                o["encrypted"] = json!("");
-            }
-            o
+            crate::networks::overlay::options_json(n)
         } else {
             json!({})
         },

@@ -437,16 +437,7 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<(Attachment, Option<
     let gateway = n.gateway()?;
     let ns = netns_path(engine, &r.id);
     let veth = format!("vb{}", &r.id[..11]);
-    // Leftovers of a previous run (a monitor killed mid-way): start clean. Only then, so a
-    // normal start takes no lock and changes nothing in the database for nothing.
-    let leased: i64 = engine.conn().query_row(
-        "SELECT COUNT(*) FROM leases WHERE container = ?1",
-        params![r.id],
-        |row| row.get(0),
-    )?;
-    if leased > 0 || ns.exists() {
-        detach(engine, r, None);
-    }
+    start_clean(engine, r, &ns)?;
     // The previous run's pair may still be there (the kernel destroys a namespace, and the
     // veths in it, in the background).
     let _guard = lock(engine)?;
@@ -491,6 +482,21 @@ pub fn attach(engine: &Engine, r: &Record) -> Result<Option<(Attachment, Option<
             Err(e)
         }
     }
+}
+
+/// Leftovers of a previous run (a monitor killed mid-way): undone first. Only when there
+/// are some, so a normal start takes no lock and changes nothing in the database for
+/// nothing.
+fn start_clean(engine: &Engine, r: &Record, ns: &std::path::Path) -> Result<()> {
+    let leased: i64 = engine.conn().query_row(
+        "SELECT COUNT(*) FROM leases WHERE container = ?1",
+        params![r.id],
+        |row| row.get(0),
+    )?;
+    if leased > 0 || ns.exists() {
+        detach(engine, r, None);
+    }
+    Ok(())
 }
 
 /// Publishes `r`'s ports (`-p`, `-P`) to its address `ip`: the nftables elements, and what
@@ -554,14 +560,7 @@ fn attach_overlay(engine: &Engine, r: &Record, n: &Network) -> Result<(Attachmen
         ));
     }
     let ns = netns_path(engine, &r.id);
-    let leased: i64 = engine.conn().query_row(
-        "SELECT COUNT(*) FROM leases WHERE container = ?1",
-        params![r.id],
-        |row| row.get(0),
-    )?;
-    if leased > 0 || ns.exists() {
-        detach(engine, r, None);
-    }
+    start_clean(engine, r, &ns)?;
     let guard = lock(engine)?;
     let made = (|| -> Result<(Attachment, Option<std::net::UdpSocket>)> {
         berth_net::netns::create(&ns).map_err(net_err)?;

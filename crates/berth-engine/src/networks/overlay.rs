@@ -80,6 +80,16 @@ fn row(d: &Definition) -> Network {
     }
 }
 
+/// An overlay network's `Options` in `network inspect`, as Docker's overlay driver shows
+/// them.
+pub fn options_json(n: &Network) -> serde_json::Value {
+    let mut o = serde_json::json!({"com.docker.network.driver.overlay.vxlanid_list": n.vni.to_string()});
+    if n.encrypted {
+        o["encrypted"] = serde_json::json!("");
+    }
+    o
+}
+
 /// The subnets of the cluster's overlay networks, named.
 pub(super) fn cluster_subnets(store: &Etcd) -> Result<Vec<(String, Subnet)>> {
     Ok(store_overlay::definitions(store)?

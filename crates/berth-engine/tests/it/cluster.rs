@@ -71,6 +71,19 @@ fn racing_hosts_never_get_the_same_address_and_leases_end_registrations() {
 }
 
 #[test]
+fn a_list_larger_than_one_chunk_comes_whole() {
+    require_tool!("etcd");
+    let server = berth_testutil::etcd::Etcd::start("biglist");
+    let store = Etcd::parse(&server.url).unwrap();
+    for i in 0..60 {
+        store.put(&format!("/berth/many/{i:02}"), &[b'v'; 300], 0).unwrap();
+    }
+    let got = store.list("/berth/many/").unwrap();
+    assert_eq!(got.len(), 60);
+    assert!(got.iter().all(|e| e.value == [b'v'; 300]));
+}
+
+#[test]
 fn a_watch_streams_puts_and_deletes_as_they_happen() {
     require_tool!("etcd");
     let server = berth_testutil::etcd::Etcd::start("watch");
@@ -103,7 +116,9 @@ fn a_watch_streams_puts_and_deletes_as_they_happen() {
     store.put("/berth/other", b"x", 0).unwrap();
     let put_at = Instant::now();
     store.put("/berth/w/a", b"1", 0).unwrap();
-    store.put("/berth/w/b", b"2", 0).unwrap();
+    // A change larger than a chunk of the stream comes whole.
+    let big = vec![b'x'; 50_000];
+    store.put("/berth/w/b", &big, 0).unwrap();
     store.delete("/berth/w/a").unwrap();
     let mut got: Vec<(cluster::Change, Instant)> = Vec::new();
     while got.len() < 3 {
@@ -123,7 +138,7 @@ fn a_watch_streams_puts_and_deletes_as_they_happen() {
             }),
             cluster::Change::Put(cluster::Entry {
                 key: "/berth/w/b".into(),
-                value: b"2".to_vec()
+                value: big.clone()
             }),
             cluster::Change::Delete("/berth/w/a".into()),
         ]
