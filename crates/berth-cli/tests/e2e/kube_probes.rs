@@ -205,8 +205,11 @@ spec:
     readinessProbe:
       httpGet: {path: /healthz, port: http, httpHeaders: [{name: X-Probe, value: "1"}]}
       periodSeconds: 1
+    # The first probe would otherwise race httpd's listen (probes start with the
+    # container, and one failure restarts it).
     livenessProbe:
       tcpSocket: {port: 8080}
+      initialDelaySeconds: 1
       periodSeconds: 1
       failureThreshold: 1
   - name: side
