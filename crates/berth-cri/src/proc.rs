@@ -33,9 +33,11 @@ pub(crate) fn tree(pid: u32) -> Vec<u32> {
 }
 
 /// SIGKILLs `pid` and its descendants, children first, so that none is reparented away
-/// before its turn.
+/// before its turn; returns once each has died (or after 2 s), so a caller that reports
+/// the kill reports a command that is no longer running.
 pub(crate) fn kill_tree(pid: u32) {
-    for p in tree(pid).into_iter().rev() {
+    let all = tree(pid);
+    for &p in all.iter().rev() {
         let Ok(p) = i32::try_from(p) else { continue };
         if p > 1 {
             // SAFETY: a signal to one process by a positive pid, one this server started or
@@ -43,6 +45,21 @@ pub(crate) fn kill_tree(pid: u32) {
             unsafe { libc::kill(p, libc::SIGKILL) };
         }
     }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while all.iter().any(|p| running(*p)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Whether `pid` is alive (neither gone nor a zombie waiting to be reaped).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+        })
+        .unwrap_or(false)
 }
 
 #[cfg(test)]

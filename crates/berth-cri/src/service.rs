@@ -69,7 +69,7 @@ async fn exec_sync(cri: &Arc<Cri>, req: cri::ExecSyncRequest) -> Result<cri::Exe
             Err(_) => {
                 // The command in the container goes too, not only `berth exec`.
                 if let Some(pid) = pid {
-                    crate::proc::kill_tree(pid);
+                    let _ = tokio::task::spawn_blocking(move || crate::proc::kill_tree(pid)).await;
                 }
                 return Err(Status::deadline_exceeded(format!(
                     "command {:?} in {id} timed out after {}s",

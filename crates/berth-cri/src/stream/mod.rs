@@ -390,7 +390,7 @@ impl StreamServer {
                     None => {
                         // The client is gone: so is the command.
                         if let Some(p) = pid {
-                            crate::proc::kill_tree(p);
+                            let _ = tokio::task::spawn_blocking(move || crate::proc::kill_tree(p)).await;
                         }
                         let _ = child.wait().await;
                         return Err("the client went away".into());
