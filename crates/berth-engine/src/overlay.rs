@@ -145,6 +145,7 @@ fn remote(ep: &Endpoint) -> Remote {
 /// Brings the VxLAN device `dev` in `netns` in step with the store: the endpoints on other
 /// hosts than `local` programmed, those in `programmed` that are gone removed.
 /// `programmed` is what this host has programmed (kept by the caller between calls).
+/// Returns the endpoints it read.
 pub fn sync(
     store: &dyn Store,
     network: &str,
@@ -152,8 +153,10 @@ pub fn sync(
     netns: &Path,
     dev: &str,
     programmed: &mut Vec<Remote>,
-) -> Result<()> {
-    apply(&endpoints(store, network)?, local, netns, dev, programmed)
+) -> Result<Vec<Endpoint>> {
+    let eps = endpoints(store, network)?;
+    apply(&eps, local, netns, dev, programmed)?;
+    Ok(eps)
 }
 
 /// `sync` of endpoints already read.
@@ -218,9 +221,7 @@ pub fn follow_with(
         let mut failed = None;
         let watched = store.watch(&prefix, rev + 1, &mut |change| {
             if change.is_some() {
-                match endpoints(store, network)
-                    .and_then(|eps| apply(&eps, local, netns, dev, &mut programmed).map(|()| eps))
-                {
+                match sync(store, network, local, netns, dev, &mut programmed) {
                     Ok(eps) => synced(&eps),
                     Err(e) => failed = Some(e),
                 }

@@ -332,8 +332,7 @@ pub(super) fn join(
         store_overlay::publish(&store, &n.name, &endpoint)?;
         // What is known now is programmed now: the container reaches the network's other
         // endpoints from its first packet; the agent keeps it so from here on.
-        let eps = store_overlay::endpoints(&store, &n.name)?;
-        store_overlay::sync(&store, &n.name, cfg.advertise, &ovns, VXLAN, &mut Vec::new())?;
+        let eps = store_overlay::sync(&store, &n.name, cfg.advertise, &ovns, VXLAN, &mut Vec::new())?;
         write_mirror(&mirror_path(engine, n), &eps);
         Ok(Attachment::new(n, ip, subnet.prefix, n.gateway()?, &mac, &veth))
     })();
