@@ -32,18 +32,35 @@ pub(crate) fn tree(pid: u32) -> Vec<u32> {
     all
 }
 
-/// SIGKILLs `pid` and its descendants, children first, so that none is reparented away
-/// before its turn; returns once each has died (or after 2 s), so a caller that reports
-/// the kill reports a command that is no longer running.
+/// Sends `sig` to `p` (not to init or a bad pid).
+fn signal(p: u32, sig: i32) {
+    let Ok(p) = i32::try_from(p) else { return };
+    if p > 1 {
+        // SAFETY: a signal to one process by a positive pid, one this server started or one
+        // of its descendants.
+        unsafe { libc::kill(p, sig) };
+    }
+}
+
+/// SIGKILLs `pid` and its descendants; returns once each has died (or after 2 s), so a
+/// caller that reports the kill reports a command that is no longer running. The tree is
+/// stopped first, walked again until no new process appears (one forked while the tree
+/// was read is caught: its stopped parent cannot die and orphan it), then killed children
+/// first.
 pub(crate) fn kill_tree(pid: u32) {
-    let all = tree(pid);
-    for &p in all.iter().rev() {
-        let Ok(p) = i32::try_from(p) else { continue };
-        if p > 1 {
-            // SAFETY: a signal to one process by a positive pid, one this server started or
-            // one of its descendants.
-            unsafe { libc::kill(p, libc::SIGKILL) };
+    let mut all: Vec<u32> = Vec::new();
+    for _ in 0..50 {
+        let new: Vec<u32> = tree(pid).into_iter().filter(|p| !all.contains(p)).collect();
+        if new.is_empty() {
+            break;
         }
+        for &p in &new {
+            signal(p, libc::SIGSTOP);
+        }
+        all.extend(new);
+    }
+    for &p in all.iter().rev() {
+        signal(p, libc::SIGKILL);
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while all.iter().any(|p| running(*p)) && std::time::Instant::now() < deadline {
